@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"mailroom/account"
+	"mailroom/config"
+	"mailroom/internal/ctl"
+	"mailroom/mailbox/maildir"
+	"mailroom/mda"
+)
+
+// app is everything that holds mailroom.db open: `serve` builds one for
+// its lifetime, the other commands build one for a single operation when no
+// server is running.
+type app struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	db       *bolt.DB
+	accounts *account.Store
+	store    *maildir.Store
+	mda      *mda.Deliverer
+}
+
+// errDBLocked means another process holds mailroom.db.
+var errDBLocked = errors.New("mailroom.db is locked by another process")
+
+func openApp(cfg *config.Config, log *slog.Logger, lockWait time.Duration) (*app, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, withExit(exitTempFail, fmt.Errorf("create data_dir: %w", err))
+	}
+	db, err := bolt.Open(cfg.DBPath(), 0o600, &bolt.Options{Timeout: lockWait})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, withExit(exitTempFail, fmt.Errorf("%s: %w (is another mailroom serve running without its control socket?)", cfg.DBPath(), errDBLocked))
+	}
+	if err != nil {
+		return nil, withExit(exitTempFail, fmt.Errorf("open %s: %w", cfg.DBPath(), err))
+	}
+	a := &app{cfg: cfg, log: log, db: db}
+	if err := a.init(); err != nil {
+		db.Close()
+		return nil, withExit(exitTempFail, err)
+	}
+	return a, nil
+}
+
+func (a *app) init() error {
+	var err error
+	a.accounts, err = account.Open(a.db, account.Options{Domains: a.cfg.Domains})
+	if err != nil {
+		return err
+	}
+	a.store, err = maildir.Open(maildir.Options{Root: a.cfg.MailRoot(), Hostname: a.cfg.Hostname})
+	if err != nil {
+		return err
+	}
+	spool := filepath.Join(a.cfg.DataDir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("create spool directory: %w", err)
+	}
+	a.mda, err = mda.New(mda.Options{
+		Hostname:        a.cfg.Hostname,
+		Domains:         a.cfg.Domains,
+		Delimiter:       a.cfg.RecipientDelimiter(),
+		Accounts:        a.accounts,
+		Store:           a.store,
+		SpoolDir:        spool,
+		MaxMessageBytes: a.cfg.Limits.MaxMessageBytes,
+		Logger:          a.log,
+	})
+	return err
+}
+
+func (a *app) Close() error {
+	if a.store != nil {
+		a.store.Close()
+	}
+	return a.db.Close()
+}
+
+// op is one operation of the control protocol. The same function serves a
+// request from the control socket (inside `serve`) and a command run with
+// no server, so both paths behave alike.
+type op func(ctx context.Context, a *app, args json.RawMessage, body io.Reader) (any, error)
+
+var ops = map[string]op{
+	"user.add":    opUserAdd,
+	"user.passwd": opUserPasswd,
+	"user.del":    opUserDel,
+	"user.list":   opUserList,
+	"deliver":     opDeliver,
+}
+
+// call runs op on the running server if there is one, else locally. args
+// is JSON-encoded either way, so that both paths decode the same bytes.
+func call(ctx context.Context, cfg *config.Config, name string, args any, body io.Reader, result any) error {
+	err := ctl.Call(ctx, cfg.ControlSocket(), name, args, body, result)
+	if !errors.Is(err, ctl.ErrNoServer) {
+		return err
+	}
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return err
+	}
+	if body == nil {
+		body = eofReader{}
+	}
+	res, err := ops[name](ctx, a, raw, body)
+	if err != nil || result == nil || res == nil {
+		return err
+	}
+	// Round-trip through JSON so the local path returns exactly what the
+	// socket path would.
+	out, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(out, result)
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

@@ -1,0 +1,162 @@
+// Command mailroom is the whole mail server: `serve` runs the listeners,
+// and the other subcommands (deliver, user, check) work whether or not
+// `serve` is running, talking to it over the control socket when it is.
+// This package only wires: config -> Options -> servers.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"mailroom/config"
+	"mailroom/internal/ctl"
+)
+
+// Exit statuses from sysexits.h, which MTAs interpret for a delivery agent.
+const (
+	exitOK       = 0
+	exitFail     = 1
+	exitUsage    = 64 // EX_USAGE
+	exitDataErr  = 65 // EX_DATAERR
+	exitNoUser   = 67 // EX_NOUSER
+	exitTempFail = 75 // EX_TEMPFAIL
+	exitConfig   = 78 // EX_CONFIG
+)
+
+const usage = `usage:
+  mailroom serve   [-config FILE] [-dev]
+  mailroom deliver [-config FILE] [-f SENDER] RCPT...
+  mailroom user    add|passwd|del|list [-config FILE] [ADDRESS]
+  mailroom check   [-config FILE]
+
+-config defaults to $MAILROOM_CONFIG, then ` + config.DefaultPath + `.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it directly.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, args := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = cmdServe(args, stdout, stderr)
+	case "deliver":
+		err = cmdDeliver(args, stdin, stderr)
+	case "user":
+		err = cmdUser(args, stdin, stdout, stderr)
+	case "check":
+		err = cmdCheck(args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "mailroom: unknown command %q\n%s", cmd, usage)
+		return exitUsage
+	}
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "mailroom %s: %v\n", cmd, err)
+	return exitCode(err)
+}
+
+// exitError carries an exit status up to run.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withExit(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	var ce *ctl.Error
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ce) && ce.Exit != 0:
+		return ce.Exit
+	case errors.Is(err, flag.ErrHelp):
+		return exitUsage
+	}
+	return exitFail
+}
+
+// commonFlags are accepted by every subcommand.
+type commonFlags struct {
+	config string
+}
+
+func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *commonFlags) {
+	fs := flag.NewFlagSet("mailroom "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := &commonFlags{}
+	fs.StringVar(&cf.config, "config", "", "configuration file (default $MAILROOM_CONFIG, then "+config.DefaultPath+")")
+	return fs, cf
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments ("user add ADDR -config F" as well as
+// "user add -config F ADDR").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, withExit(exitUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (cf *commonFlags) path() string {
+	if cf.config != "" {
+		return cf.config
+	}
+	if p := os.Getenv("MAILROOM_CONFIG"); p != "" {
+		return p
+	}
+	return config.DefaultPath
+}
+
+func (cf *commonFlags) load() (*config.Config, error) {
+	cfg, err := config.Load(cf.path())
+	return cfg, withExit(exitConfig, err)
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs, cf := newFlagSet("check", stderr)
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if _, err := cf.load(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", cf.path())
+	return nil
+}

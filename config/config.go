@@ -1,0 +1,327 @@
+// Package config reads mailroom's TOML configuration file: defaults, strict
+// decoding (an unknown key is an error, never silently ignored) and
+// validation whose every message names the file, the key or line, and what
+// to change. Only cmd/mailroom imports it; other packages take their own
+// Options so that they can be tested without a file.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"mailroom/internal/address"
+)
+
+// DefaultPath is used when neither -config nor $MAILROOM_CONFIG is given.
+const DefaultPath = "/etc/mailroom/mailroom.toml"
+
+// Config is the whole file. Each field documents its key, default and an
+// example; DESIGN.md lists the same keys.
+type Config struct {
+	// Hostname names this server in greetings, Received: headers and
+	// Maildir file names. Default: the machine's host name.
+	Hostname string `toml:"hostname"`
+	// DataDir holds mailroom.db, the control socket and, under mail/, the
+	// mail homes. Default: /var/lib/mailroom. Relative paths are taken
+	// from the configuration file's directory.
+	DataDir string `toml:"data_dir"`
+	// Domains receive mail locally. Example: ["example.org"].
+	Domains []string `toml:"domains"`
+
+	TLS        TLS      `toml:"tls"`
+	SMTP       Listener `toml:"smtp"`
+	Submission Listener `toml:"submission"`
+	LMTP       LMTP     `toml:"lmtp"`
+	IMAP       Listener `toml:"imap"`
+	Limits     Limits   `toml:"limits"`
+	Delivery   Delivery `toml:"delivery"`
+	Relay      Relay    `toml:"relay"`
+
+	// Path is the file this was loaded from ("" for Default()).
+	Path string `toml:"-"`
+}
+
+// TLS names the certificate used for STARTTLS and implicit TLS.
+type TLS struct {
+	Cert string `toml:"cert"` // PEM certificate chain
+	Key  string `toml:"key"`  // PEM private key
+}
+
+// Listener is a protocol's listening addresses.
+type Listener struct {
+	// Listen are "host:port" addresses ("[::1]:143" for IPv6).
+	Listen []string `toml:"listen"`
+	// ListenTLS are implicit-TLS addresses (465, 993).
+	ListenTLS []string `toml:"listen_tls"`
+	// AllowInsecureAuth permits plaintext passwords without TLS on
+	// non-loopback connections. Default false.
+	AllowInsecureAuth bool `toml:"allow_insecure_auth"`
+}
+
+// LMTP is the [lmtp] table.
+type LMTP struct {
+	// Listen entries are "unix:/path" or "host:port".
+	Listen []string `toml:"listen"`
+	// SocketMode is the octal mode of unix sockets. Default "0660".
+	SocketMode string `toml:"socket_mode"`
+	// SocketGroup owns unix sockets, so that e.g. Postfix's lmtp client
+	// (group postfix) can connect. Default: the server's group.
+	SocketGroup string `toml:"socket_group"`
+}
+
+// Limits are the [limits] table.
+type Limits struct {
+	// MaxMessageBytes refuses larger messages (552 5.3.4). Default 25 MiB.
+	MaxMessageBytes int64 `toml:"max_message_bytes"`
+	// MaxRecipients per message (452 4.5.3 beyond). Default 100.
+	MaxRecipients int `toml:"max_recipients"`
+}
+
+// Delivery is the [delivery] table.
+type Delivery struct {
+	// Format is "maildir" (default) or "mbox".
+	Format string `toml:"format"`
+	// Aliases is the aliases(5) file. Optional.
+	Aliases string `toml:"aliases"`
+	// ForwardFiles honours .forward in each mail home. Default true.
+	ForwardFiles *bool `toml:"forward_files"`
+	// RecipientDelimiter separates extensions: alice+lists@ goes to
+	// alice. Default "+"; "" disables.
+	RecipientDelimiter *string `toml:"recipient_delimiter"`
+}
+
+// Relay is the [relay] table: how mail leaves.
+type Relay struct {
+	// Smarthost "host:port" receives all outgoing mail; "" means MX lookup.
+	Smarthost string `toml:"smarthost"`
+}
+
+// Default returns the configuration used for keys the file leaves out.
+func Default() *Config {
+	host, _ := os.Hostname()
+	t, delim := true, "+"
+	return &Config{
+		Hostname: host,
+		DataDir:  "/var/lib/mailroom",
+		LMTP:     LMTP{SocketMode: "0660"},
+		Limits:   Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100},
+		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim},
+	}
+}
+
+// Load reads, decodes and validates the file at path. Errors name the file
+// and, where there is one, the line.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w (pass -config FILE or set $MAILROOM_CONFIG)", err)
+	}
+	cfg, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Parse decodes data (read from path, which is used in messages and to
+// resolve relative paths) over the defaults, without validating.
+func Parse(path string, data []byte) (*Config, error) {
+	cfg := Default()
+	cfg.Path = path
+	md, err := toml.Decode(string(data), cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, strings.TrimPrefix(pe.Message, "toml: "))
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var errs []error
+	for _, key := range md.Undecoded() {
+		errs = append(errs, fmt.Errorf("%s:%d: unknown key %q: remove it or check its spelling against DESIGN.md",
+			path, keyLine(data, key), key.String()))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	base := filepath.Dir(path)
+	for _, p := range []*string{&cfg.DataDir, &cfg.TLS.Cert, &cfg.TLS.Key, &cfg.Delivery.Aliases} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	for i, l := range cfg.LMTP.Listen {
+		if sock, ok := strings.CutPrefix(l, "unix:"); ok && sock != "" && !filepath.IsAbs(sock) {
+			cfg.LMTP.Listen[i] = "unix:" + filepath.Join(base, sock)
+		}
+	}
+	return cfg, nil
+}
+
+// keyLine finds the line where key is set, for messages about keys the
+// decoder has no position for. It returns 0 if it cannot tell.
+func keyLine(data []byte, key toml.Key) int {
+	table, last := strings.Join(key[:len(key)-1], "."), key[len(key)-1]
+	cur := ""
+	sc := bufio.NewScanner(strings.NewReader(string(data)))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "[") {
+			name := strings.Trim(line, "[] ")
+			if i := strings.IndexByte(name, ']'); i >= 0 {
+				name = name[:i]
+			}
+			cur = strings.TrimSpace(name)
+			if cur == key.String() {
+				return n
+			}
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		if ok && cur == table && strings.Trim(strings.TrimSpace(k), `"'`) == last {
+			return n
+		}
+	}
+	return 0
+}
+
+// Validate checks values the decoder cannot: every problem is reported,
+// each naming the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %s", c.Path, key, fmt.Sprintf(format, args...)))
+	}
+	if c.Hostname == "" {
+		bad("hostname", "empty: set it to this server's fully qualified name, e.g. \"mx.example.org\"")
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "empty: set it to a directory for mailroom's data, e.g. \"/var/lib/mailroom\"")
+	}
+	if len(c.Domains) == 0 {
+		bad("domains", "empty: list the domains mailroom receives mail for, e.g. [\"example.org\"]")
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Domains {
+		nd, err := address.NormalizeDomain(d)
+		if err != nil {
+			bad(fmt.Sprintf("domains[%d]", i), "%q is not a valid domain: %v", d, err)
+			continue
+		}
+		if seen[nd] {
+			bad(fmt.Sprintf("domains[%d]", i), "%q is listed twice: remove one", d)
+		}
+		seen[nd] = true
+		c.Domains[i] = nd
+	}
+	checkAddrs := func(key string, addrs []string) {
+		for i, a := range addrs {
+			if err := checkHostPort(a); err != nil {
+				bad(fmt.Sprintf("%s[%d]", key, i), "%q: %v: write \"host:port\", e.g. \"127.0.0.1:25\" or \"[::1]:25\"", a, err)
+			}
+		}
+	}
+	checkAddrs("smtp.listen", c.SMTP.Listen)
+	checkAddrs("smtp.listen_tls", c.SMTP.ListenTLS)
+	checkAddrs("submission.listen", c.Submission.Listen)
+	checkAddrs("submission.listen_tls", c.Submission.ListenTLS)
+	checkAddrs("imap.listen", c.IMAP.Listen)
+	checkAddrs("imap.listen_tls", c.IMAP.ListenTLS)
+	for i, l := range c.LMTP.Listen {
+		if sock, ok := strings.CutPrefix(l, "unix:"); ok {
+			if sock == "" {
+				bad(fmt.Sprintf("lmtp.listen[%d]", i), "%q has no path: write \"unix:/run/mailroom/lmtp.sock\"", l)
+			}
+			continue
+		}
+		checkAddrs(fmt.Sprintf("lmtp.listen[%d]", i), []string{l})
+	}
+	if _, err := c.SocketMode(); err != nil {
+		bad("lmtp.socket_mode", "%q: %v: write an octal mode such as \"0660\"", c.LMTP.SocketMode, err)
+	}
+	if c.Limits.MaxMessageBytes <= 0 {
+		bad("limits.max_message_bytes", "must be positive (default 26214400)")
+	}
+	if c.Limits.MaxRecipients <= 0 {
+		bad("limits.max_recipients", "must be positive (default 100)")
+	}
+	switch c.Delivery.Format {
+	case "maildir":
+	case "mbox":
+		bad("delivery.format", "\"mbox\" is not supported yet: use \"maildir\"")
+	default:
+		bad("delivery.format", "%q: use \"maildir\" or \"mbox\"", c.Delivery.Format)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "set both cert and key, or neither")
+	}
+	for key, p := range map[string]string{"tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "delivery.aliases": c.Delivery.Aliases} {
+		if p == "" {
+			continue
+		}
+		if f, err := os.Open(p); err != nil {
+			bad(key, "cannot read %s: %v", p, err)
+		} else {
+			f.Close()
+		}
+	}
+	if c.Relay.Smarthost != "" {
+		if err := checkHostPort(c.Relay.Smarthost); err != nil {
+			bad("relay.smarthost", "%q: %v: write \"host:port\"", c.Relay.Smarthost, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkHostPort(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// SocketMode is lmtp.socket_mode as a file mode.
+func (c *Config) SocketMode() (os.FileMode, error) {
+	if c.LMTP.SocketMode == "" {
+		return 0o660, nil
+	}
+	m, err := strconv.ParseUint(c.LMTP.SocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, errors.New("not an octal mode from 0000 to 0777")
+	}
+	return os.FileMode(m), nil
+}
+
+// ForwardFiles is delivery.forward_files with its default applied.
+func (c *Config) ForwardFiles() bool {
+	return c.Delivery.ForwardFiles == nil || *c.Delivery.ForwardFiles
+}
+
+// RecipientDelimiter is delivery.recipient_delimiter with its default.
+func (c *Config) RecipientDelimiter() string {
+	if c.Delivery.RecipientDelimiter == nil {
+		return "+"
+	}
+	return *c.Delivery.RecipientDelimiter
+}
+
+// MailRoot is where mail homes live.
+func (c *Config) MailRoot() string { return filepath.Join(c.DataDir, "mail") }
+
+// DBPath is the bbolt database.
+func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "mailroom.db") }
+
+// ControlSocket is the socket through which CLI commands reach `serve`.
+func (c *Config) ControlSocket() string { return filepath.Join(c.DataDir, "control.sock") }

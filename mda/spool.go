@@ -1,0 +1,120 @@
+package mda
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+)
+
+// memSpoolLimit is how much of a message is kept in memory before the spool
+// moves to a temporary file. Most mail is far smaller; a 25 MiB attachment
+// should not sit in RAM once per concurrent session.
+const memSpoolLimit = 1 << 20
+
+// spool holds one received message, converted to LF line endings, so that it
+// can be read once per recipient. Small messages stay in memory; larger ones
+// go to an unlinked-on-close temporary file in dir.
+type spool struct {
+	dir  string
+	max  int64 // refuse with ErrTooBig beyond this many bytes received (0: no limit)
+	buf  bytes.Buffer
+	file *os.File
+	size int64 // bytes stored (after CRLF conversion)
+	in   int64 // bytes received
+	cr   bool  // the last byte received was a CR not yet written
+}
+
+// fill reads r to the end. The size limit counts bytes as received, which
+// is what the client's SIZE and our max_message_bytes refer to.
+func (s *spool) fill(r io.Reader) error {
+	buf := make([]byte, 32*1024)
+	out := make([]byte, 0, len(buf)+1)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			s.in += int64(n)
+			if s.max > 0 && s.in > s.max {
+				return ErrTooBig
+			}
+			out = s.convert(out[:0], buf[:n])
+			if werr := s.write(out); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read message: %w", err)
+		}
+	}
+	if s.cr {
+		s.cr = false
+		return s.write([]byte{'\r'})
+	}
+	return nil
+}
+
+// convert appends p to out with every CRLF turned into LF. A bare CR is
+// kept, byte for byte; a CR at the end of p waits for the next call.
+func (s *spool) convert(out, p []byte) []byte {
+	for _, c := range p {
+		if s.cr {
+			s.cr = false
+			if c != '\n' {
+				out = append(out, '\r')
+			}
+		}
+		if c == '\r' {
+			s.cr = true
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *spool) write(p []byte) error {
+	if s.file == nil && s.buf.Len()+len(p) > memSpoolLimit {
+		f, err := os.CreateTemp(s.dir, "spool-*")
+		if err != nil {
+			return fmt.Errorf("create spool file: %w", err)
+		}
+		// The name is never needed again; unlinking now means a crash
+		// cannot leave spool files behind.
+		os.Remove(f.Name())
+		if _, err := f.Write(s.buf.Bytes()); err != nil {
+			f.Close()
+			return fmt.Errorf("write spool file: %w", err)
+		}
+		s.file = f
+		s.buf = bytes.Buffer{}
+	}
+	s.size += int64(len(p))
+	if s.file != nil {
+		if _, err := s.file.Write(p); err != nil {
+			return fmt.Errorf("write spool file: %w", err)
+		}
+		return nil
+	}
+	s.buf.Write(p)
+	return nil
+}
+
+// reader returns a fresh reader over the whole message; several may be in
+// use at once (one per recipient).
+func (s *spool) reader() io.Reader {
+	if s.file != nil {
+		return io.NewSectionReader(s.file, 0, s.size)
+	}
+	return bytes.NewReader(s.buf.Bytes())
+}
+
+// close releases the temporary file, if any.
+func (s *spool) close() {
+	if s.file != nil {
+		s.file.Close()
+		s.file = nil
+	}
+}
