@@ -1,0 +1,238 @@
+// Package mailtest holds the test helpers shared by every package: tools
+// that must exist under CI, the mailroom binary built once per test
+// process, and a running `mailroom serve` whose listening addresses are read
+// from its log rather than guessed.
+package mailtest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run under CI, where a missing tool is a
+// failure rather than a skip.
+func InCI() bool { return os.Getenv("CI") != "" }
+
+// NeedTool returns the path of a third-party program the test talks to. It
+// fails the test under CI if the program is missing (.ci/run installs it)
+// and skips it, loudly, elsewhere.
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/lib/postfix/sbin", "/usr/lib/dovecot"} {
+		if c := filepath.Join(dir, name); isExec(c) {
+			return c
+		}
+	}
+	if InCI() {
+		t.Fatalf("%s is required but not installed (.ci/run installs it)", name)
+	}
+	t.Skipf("SKIP: %s is not installed; install it or run .ci/run (under CI=true this fails)", name)
+	return ""
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// ModuleRoot is the repository root (where go.mod is).
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds cmd/mailroom once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mailroom-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "mailroom")
+		cmd := exec.Command("go", "build", "-race", "-o", buildPath, "./cmd/mailroom")
+		if !raceEnabled {
+			cmd = exec.Command("go", "build", "-o", buildPath, "./cmd/mailroom")
+		}
+		cmd.Dir = ModuleRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// Server is a `mailroom serve` process started for a test.
+type Server struct {
+	Config string // path of its configuration file
+	Dir    string // its data_dir
+	cmd    *exec.Cmd
+	bin    string
+
+	mu    sync.Mutex
+	log   strings.Builder
+	addrs map[string][]string // proto -> addresses, from "listening" records
+	ready chan struct{}
+	exit  chan struct{}
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening proto=(\S+) addr=(\S+)`)
+
+// StartServer writes configTOML (with %DATA% replaced by a fresh data_dir)
+// to a file, starts `mailroom serve` on it and waits until it has logged
+// that it started. The server is stopped with SIGTERM at cleanup.
+func StartServer(t testing.TB, configTOML string) *Server {
+	t.Helper()
+	dir := ShortTempDir(t)
+	cfgPath := filepath.Join(dir, "mailroom.toml")
+	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(configTOML, "%DATA%", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Config: cfgPath, Dir: dir, bin: Binary(t), addrs: map[string][]string{},
+		ready: make(chan struct{}), exit: make(chan struct{})}
+	s.cmd = exec.Command(s.bin, "serve", "-config", cfgPath)
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go s.readLog(stderr)
+	t.Cleanup(func() {
+		s.Stop(t)
+		if t.Failed() {
+			t.Logf("mailroom serve log:\n%s", s.Log())
+		}
+	})
+	select {
+	case <-s.ready:
+	case <-s.exit:
+		t.Fatalf("mailroom serve exited early: %v\n%s", s.cmd.ProcessState, s.Log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("mailroom serve did not start in 30s:\n%s", s.Log())
+	}
+	return s
+}
+
+func (s *Server) readLog(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	readyClosed := false
+	for sc.Scan() {
+		line := sc.Text()
+		s.mu.Lock()
+		s.log.WriteString(line + "\n")
+		if m := listeningRE.FindStringSubmatch(line); m != nil {
+			s.addrs[m[1]] = append(s.addrs[m[1]], m[2])
+		}
+		s.mu.Unlock()
+		if !readyClosed && strings.Contains(line, `msg="mailroom started"`) {
+			close(s.ready)
+			readyClosed = true
+		}
+	}
+	s.cmd.Wait()
+	close(s.exit)
+}
+
+// Log returns what the server has logged so far.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// Addr returns the first address the server listens on for proto
+// ("lmtp", "ctl", ...) whose form matches: prefix "unix:" for a socket,
+// "" for TCP.
+func (s *Server) Addr(t testing.TB, proto string, unix bool) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.addrs[proto] {
+		if strings.HasPrefix(a, "unix:") == unix {
+			return strings.TrimPrefix(a, "unix:")
+		}
+	}
+	t.Fatalf("server does not listen for %s (unix=%v); log:\n%s", proto, unix, s.log.String())
+	return ""
+}
+
+// Stop sends SIGTERM and waits for the process to exit.
+func (s *Server) Stop(t testing.TB) {
+	select {
+	case <-s.exit:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exit:
+	case <-time.After(40 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exit
+		t.Errorf("mailroom serve did not stop within 40s of SIGTERM")
+	}
+}
+
+// Run runs a mailroom subcommand against this server's configuration and
+// returns its combined output and exit status.
+func (s *Server) Run(t testing.TB, stdin string, args ...string) (string, int) {
+	t.Helper()
+	return RunBinary(t, s.Config, stdin, args...)
+}
+
+// RunBinary runs the mailroom binary with -config cfg appended.
+func RunBinary(t testing.TB, cfg, stdin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(Binary(t), append(args, "-config", cfg)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		}
+		t.Fatalf("run mailroom %v: %v", args, err)
+	}
+	return string(out), 0
+}
+
+// ShortTempDir is t.TempDir under /tmp with a short name: unix socket
+// paths are limited to 108 bytes, and t.TempDir's names can be long.
+func ShortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}

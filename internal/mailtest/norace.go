@@ -1,0 +1,5 @@
+//go:build !race
+
+package mailtest
+
+const raceEnabled = false
