@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -142,10 +144,20 @@ func Parse(path string, data []byte) (*Config, error) {
 		if errors.As(err, &pe) {
 			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, strings.TrimPrefix(pe.Message, "toml: "))
 		}
+		// Type mismatches come as "toml: line N (last key "k"): ...".
+		if m := decodeErrRE.FindStringSubmatch(err.Error()); m != nil {
+			return nil, fmt.Errorf("%s:%s: %s: %s", path, m[1], m[2], m[3])
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var errs []error
+	var reported []string
 	for _, key := range md.Undecoded() {
+		// An unknown table makes all its keys unknown; name the table only.
+		if slices.ContainsFunc(reported, func(p string) bool { return strings.HasPrefix(key.String(), p+".") }) {
+			continue
+		}
+		reported = append(reported, key.String())
 		errs = append(errs, fmt.Errorf("%s:%d: unknown key %q: remove it or check its spelling against DESIGN.md",
 			path, keyLine(data, key), key.String()))
 	}
@@ -165,6 +177,8 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	return cfg, nil
 }
+
+var decodeErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 // keyLine finds the line where key is set, for messages about keys the
 // decoder has no position for. It returns 0 if it cannot tell.
@@ -222,11 +236,14 @@ func (c *Config) Validate() error {
 		seen[nd] = true
 		c.Domains[i] = nd
 	}
+	checkAddr := func(key, a string) {
+		if err := checkHostPort(a); err != nil {
+			bad(key, "%q: %v: write \"host:port\", e.g. \"127.0.0.1:25\" or \"[::1]:25\"", a, err)
+		}
+	}
 	checkAddrs := func(key string, addrs []string) {
 		for i, a := range addrs {
-			if err := checkHostPort(a); err != nil {
-				bad(fmt.Sprintf("%s[%d]", key, i), "%q: %v: write \"host:port\", e.g. \"127.0.0.1:25\" or \"[::1]:25\"", a, err)
-			}
+			checkAddr(fmt.Sprintf("%s[%d]", key, i), a)
 		}
 	}
 	checkAddrs("smtp.listen", c.SMTP.Listen)
@@ -242,7 +259,7 @@ func (c *Config) Validate() error {
 			}
 			continue
 		}
-		checkAddrs(fmt.Sprintf("lmtp.listen[%d]", i), []string{l})
+		checkAddr(fmt.Sprintf("lmtp.listen[%d]", i), l)
 	}
 	if _, err := c.SocketMode(); err != nil {
 		bad("lmtp.socket_mode", "%q: %v: write an octal mode such as \"0660\"", c.LMTP.SocketMode, err)
@@ -263,7 +280,10 @@ func (c *Config) Validate() error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls", "set both cert and key, or neither")
 	}
-	for key, p := range map[string]string{"tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "delivery.aliases": c.Delivery.Aliases} {
+	for _, f := range []struct{ key, path string }{
+		{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}, {"delivery.aliases", c.Delivery.Aliases},
+	} {
+		key, p := f.key, f.path
 		if p == "" {
 			continue
 		}
@@ -274,9 +294,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Relay.Smarthost != "" {
-		if err := checkHostPort(c.Relay.Smarthost); err != nil {
-			bad("relay.smarthost", "%q: %v: write \"host:port\"", c.Relay.Smarthost, err)
-		}
+		checkAddr("relay.smarthost", c.Relay.Smarthost)
 	}
 	return errors.Join(errs...)
 }

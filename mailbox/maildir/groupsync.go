@@ -14,8 +14,9 @@ type groupSync struct {
 }
 
 type syncRound struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	members int // callers waiting on this round (for tests and debugging)
 }
 
 // sync returns once an fsync that started after the call has finished.
@@ -26,6 +27,7 @@ func (g *groupSync) sync(fsync func() error) error {
 		g.next = &syncRound{done: make(chan struct{})}
 	}
 	r := g.next
+	r.members++
 	if !g.running {
 		g.running = true
 		g.next = nil

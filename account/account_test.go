@@ -1,0 +1,127 @@
+package account
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/bcrypt"
+
+	"mailroom/internal/address"
+)
+
+func newStore(t *testing.T) (*Store, *bolt.DB) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := Open(db, Options{Domains: []string{"Example.org"}, BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, db
+}
+
+func TestAddLookupAuthenticate(t *testing.T) {
+	s, _ := newStore(t)
+	if _, err := s.Add("Alice@EXAMPLE.org", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	for _, spelling := range []string{"alice@example.org", "ALICE@Example.Org"} {
+		a, _ := address.Parse(spelling)
+		acct, err := s.Lookup(a)
+		if err != nil {
+			t.Fatalf("Lookup(%s): %v", spelling, err)
+		}
+		if acct.Address.String() != "Alice@example.org" || acct.Home() != "example.org/alice" {
+			t.Fatalf("Lookup(%s) = %+v home %s", spelling, acct, acct.Home())
+		}
+	}
+	if _, err := s.Authenticate("alice@example.org", "correct horse"); err != nil {
+		t.Fatalf("good password refused: %v", err)
+	}
+	for _, c := range []struct{ user, pw string }{
+		{"alice@example.org", "wrong"},
+		{"alice@example.org", ""},
+		{"bob@example.org", "correct horse"},
+		{"not an address", "x"},
+	} {
+		if _, err := s.Authenticate(c.user, c.pw); !errors.Is(err, ErrAuthFailed) {
+			t.Errorf("Authenticate(%q, %q) = %v, want ErrAuthFailed", c.user, c.pw, err)
+		}
+	}
+}
+
+func TestAddErrors(t *testing.T) {
+	s, _ := newStore(t)
+	if _, err := s.Add("alice@example.org", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		addr, pw string
+		want     error
+	}{
+		{"ALICE@example.org", "pw", ErrExists},
+		{"bob@elsewhere.net", "pw", ErrForeignDomain},
+		{"../bob@example.org", "pw", address.ErrInvalid},
+		{"bob@example.org", "", ErrBadPassword},
+		{"bob@example.org", "a\nb", ErrBadPassword},
+		{"bob@example.org", string(bytes.Repeat([]byte("x"), 73)), ErrBadPassword},
+	}
+	for _, c := range cases {
+		if _, err := s.Add(c.addr, c.pw); !errors.Is(err, c.want) {
+			t.Errorf("Add(%q) = %v, want %v", c.addr, err, c.want)
+		}
+	}
+}
+
+func TestPasswdDeleteList(t *testing.T) {
+	s, _ := newStore(t)
+	s.Add("bob@example.org", "one")
+	s.Add("alice@example.org", "one")
+	if err := s.SetPassword("Bob@example.org", "two"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("bob@example.org", "one"); err == nil {
+		t.Fatal("old password still works")
+	}
+	if _, err := s.Authenticate("bob@example.org", "two"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPassword("carol@example.org", "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SetPassword unknown: %v", err)
+	}
+	list, err := s.List()
+	if err != nil || len(list) != 2 || list[0].Address.Local != "alice" || list[1].Address.Local != "bob" {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	if err := s.Delete("bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("bob@example.org"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Delete: %v", err)
+	}
+	a, _ := address.Parse("bob@example.org")
+	if _, err := s.Lookup(a); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Lookup after Delete: %v", err)
+	}
+}
+
+// TestNoClearPassword checks that the stored record holds a hash, never
+// the password itself.
+func TestNoClearPassword(t *testing.T) {
+	s, db := newStore(t)
+	s.Add("alice@example.org", "hunter2-unique-marker")
+	db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if bytes.Contains(v, []byte("hunter2-unique-marker")) {
+				t.Fatalf("clear-text password stored: %s", v)
+			}
+			return nil
+		})
+	})
+}

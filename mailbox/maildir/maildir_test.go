@@ -1,0 +1,244 @@
+package maildir
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+)
+
+func newStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "mail")
+	s, err := Open(Options{Root: root, Hostname: "mx/odd:host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, root
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestStageCommit(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	m, err := s.Stage(ctx, "example.org/alice", strings.NewReader("Subject: x\n\nbody\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := filepath.Join(root, "example.org/alice/Maildir")
+	if got := listDir(t, filepath.Join(md, "new")); len(got) != 0 {
+		t.Fatalf("visible before Commit: %v", got)
+	}
+	if got := listDir(t, filepath.Join(md, "tmp")); len(got) != 1 {
+		t.Fatalf("tmp/ = %v", got)
+	}
+	if err := m.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	names := listDir(t, filepath.Join(md, "new"))
+	if len(names) != 1 || len(listDir(t, filepath.Join(md, "tmp"))) != 0 {
+		t.Fatalf("after Commit new/=%v tmp/=%v", names, listDir(t, filepath.Join(md, "tmp")))
+	}
+	name := names[0]
+	if !strings.HasSuffix(name, `.mx\057odd\072host,S=17`) || strings.Contains(name, ":") {
+		t.Errorf("file name %q: host not escaped or size missing", name)
+	}
+	b, _ := os.ReadFile(filepath.Join(md, "new", name))
+	if string(b) != "Subject: x\n\nbody\n" {
+		t.Errorf("content %q", b)
+	}
+	for _, d := range []string{"example.org", "example.org/alice", "example.org/alice/Maildir", "example.org/alice/Maildir/cur"} {
+		fi, err := os.Stat(filepath.Join(root, d))
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v mode %v, want 0700", d, err, fi.Mode().Perm())
+		}
+	}
+	fi, _ := os.Stat(filepath.Join(md, "new", name))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v", fi.Mode().Perm())
+	}
+}
+
+func TestAbort(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	md := filepath.Join(root, "d/u/Maildir")
+	staged, _ := s.Stage(ctx, "d/u", strings.NewReader("a"))
+	if err := staged.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	committed, _ := s.Stage(ctx, "d/u", strings.NewReader("b"))
+	committed.Commit(ctx)
+	if err := committed.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := listDir(t, filepath.Join(md, "tmp")), listDir(t, filepath.Join(md, "new")); len(n)+len(m) != 0 {
+		t.Fatalf("left behind: tmp=%v new=%v", n, m)
+	}
+}
+
+// TestFailedWriteLeavesNothing covers both failure points of Stage: the
+// message stream breaking, and fsync failing.
+func TestFailedWriteLeavesNothing(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	md := filepath.Join(root, "d/u/Maildir")
+
+	boom := errors.New("connection lost")
+	_, err := s.Stage(ctx, "d/u", io.MultiReader(strings.NewReader("half a mess"), iotest.ErrReader(boom)))
+	if !errors.Is(err, boom) {
+		t.Fatalf("Stage with broken reader: %v", err)
+	}
+
+	var synced atomic.Int32
+	s.syncFile = func(*os.File) error { synced.Add(1); return errors.New("EIO") }
+	if _, err := s.Stage(ctx, "d/u", strings.NewReader("msg")); err == nil || !strings.Contains(err.Error(), "EIO") {
+		t.Fatalf("Stage with failing fsync: %v", err)
+	}
+	if synced.Load() != 1 {
+		t.Fatalf("fsync called %d times", synced.Load())
+	}
+	if n, m := listDir(t, filepath.Join(md, "tmp")), listDir(t, filepath.Join(md, "new")); len(n)+len(m) != 0 {
+		t.Fatalf("left behind: tmp=%v new=%v", n, m)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Stage(ctx, "d/u", strings.NewReader("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stage = %v", err)
+	}
+}
+
+func TestHostileHomes(t *testing.T) {
+	s, root := newStore(t)
+	outside := filepath.Dir(root)
+	// A symlink planted inside the mail root that points out of it.
+	os.MkdirAll(filepath.Join(root, "d"), 0o700)
+	os.Symlink(outside, filepath.Join(root, "d", "evil"))
+	for _, home := range []string{"", "/etc", "../x", "d/../../x", "d/./u", "d/.hidden", "d/u\x00", `d\u`, "d/evil"} {
+		t.Run(home, func(t *testing.T) {
+			m, err := s.Stage(context.Background(), home, strings.NewReader("x"))
+			if err == nil {
+				m.Abort()
+				t.Fatalf("Stage(%q) succeeded", home)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(outside, "Maildir")); err == nil {
+		t.Fatal("a Maildir was created outside the mail root")
+	}
+}
+
+func TestReadOnlyHome(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root ignores permission bits; the e2e test covers a full disk.
+		t.Skip("permission bits do not stop root")
+	}
+	s, root := newStore(t)
+	ctx := context.Background()
+	m, _ := s.Stage(ctx, "d/u", strings.NewReader("x"))
+	m.Commit(ctx)
+	os.Chmod(filepath.Join(root, "d/u/Maildir/tmp"), 0o500)
+	t.Cleanup(func() { os.Chmod(filepath.Join(root, "d/u/Maildir/tmp"), 0o700) })
+	if _, err := s.Stage(ctx, "d/u", strings.NewReader("x")); !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("Stage into read-only tmp/: %v", err)
+	}
+}
+
+// TestConcurrentDeliveries checks that group commit loses nothing: many
+// goroutines deliver into one Maildir at once and every message lands,
+// with unique names.
+func TestConcurrentDeliveries(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	const n = 64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			m, err := s.Stage(ctx, "d/u", strings.NewReader(strings.Repeat("x", i)))
+			if err == nil {
+				err = m.Commit(ctx)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(listDir(t, filepath.Join(root, "d/u/Maildir/new"))); got != n {
+		t.Fatalf("%d messages in new/, want %d", got, n)
+	}
+}
+
+// TestGroupSync checks the group commit's promise directly: a caller's
+// sync returns only after an fsync that started after the call, and
+// concurrent callers share fsyncs.
+func TestGroupSync(t *testing.T) {
+	var g groupSync
+	var started, finished atomic.Int64 // fsync counters
+	release := make(chan struct{})
+	fsync := func() error {
+		started.Add(1)
+		<-release
+		finished.Add(1)
+		return nil
+	}
+	// The first caller starts an fsync that blocks.
+	first := make(chan struct{})
+	go func() { g.sync(fsync); close(first) }()
+	for started.Load() == 0 {
+		// wait until the first fsync is running
+		waitABit()
+	}
+	// Callers arriving now must not be satisfied by the running fsync.
+	const waiters = 10
+	var wg sync.WaitGroup
+	for i := range waiters {
+		wg.Go(func() {
+			before := started.Load()
+			g.sync(fsync)
+			if finished.Load() <= before {
+				t.Errorf("waiter %d returned without an fsync that started after it", i)
+			}
+		})
+	}
+	// Once all have joined the next round, let the blocked fsync and then
+	// every later one finish.
+	for {
+		g.mu.Lock()
+		joined := g.next != nil && g.next.members == waiters
+		g.mu.Unlock()
+		if joined {
+			break
+		}
+		waitABit()
+	}
+	close(release)
+	<-first
+	wg.Wait()
+	if n := started.Load(); n != 2 {
+		t.Errorf("%d fsyncs for %d concurrent callers: want 2 (one running, one shared by the rest)", n, waiters+1)
+	}
+}

@@ -1,0 +1,5 @@
+package maildir
+
+import "runtime"
+
+func waitABit() { runtime.Gosched() }
