@@ -243,28 +243,28 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 			tg.err = fmt.Errorf("deliver to %s: %w", tg.rcpt.Address, tg.err)
 		}
 	})
-	if atomic {
-		if err := firstErr(targets); err != nil {
-			t.abort(targets)
-			t.logResults(targets, sp.size)
-			return nil, err
-		}
+	if err := firstErr(targets); atomic && err != nil {
+		t.abort(targets, err)
+		t.logResults(targets, sp.size)
+		return nil, err
 	}
 	// Commit is not cancelled by ctx: the bytes are on disk already.
 	cctx := context.WithoutCancel(ctx)
 	t.parallel(targets, func(tg *target) {
-		if tg.err == nil {
-			if tg.err = tg.staged.Commit(cctx); tg.err != nil {
-				tg.err = fmt.Errorf("deliver to %s: %w", tg.rcpt.Address, tg.err)
-			}
+		if tg.err != nil {
+			return
+		}
+		if tg.err = tg.staged.Commit(cctx); tg.err != nil {
+			tg.err = fmt.Errorf("deliver to %s: %w", tg.rcpt.Address, tg.err)
+			// The sender will retry this recipient; whatever of the
+			// message reached the mailbox must go.
+			t.remove(tg)
 		}
 	})
-	if atomic {
-		if err := firstErr(targets); err != nil {
-			t.abort(targets)
-			t.logResults(targets, sp.size)
-			return nil, err
-		}
+	if err := firstErr(targets); atomic && err != nil {
+		t.abort(targets, err)
+		t.logResults(targets, sp.size)
+		return nil, err
 	}
 	t.logResults(targets, sp.size)
 	results := make([]error, len(t.rcpts))
@@ -296,18 +296,24 @@ func (t *Txn) parallel(targets []*target, fn func(*target)) {
 
 // abort removes every staged or committed copy and marks the targets
 // failed, so that the log tells the truth.
-func (t *Txn) abort(targets []*target) {
-	first := firstErr(targets)
+func (t *Txn) abort(targets []*target, cause error) {
 	for _, tg := range targets {
-		if tg.staged != nil {
-			if err := tg.staged.Abort(); err != nil {
-				t.log.Error("could not remove partial delivery", "rcpt", tg.rcpt.Address.String(), "err", err)
-			}
-		}
+		t.remove(tg)
 		if tg.err == nil {
-			tg.err = fmt.Errorf("not delivered to %s because another recipient failed: %w", tg.rcpt.Address, first)
+			tg.err = fmt.Errorf("not delivered to %s because another recipient failed: %w", tg.rcpt.Address, cause)
 		}
 	}
+}
+
+// remove takes a target's copy out of its mailbox, if it has one.
+func (t *Txn) remove(tg *target) {
+	if tg.staged == nil {
+		return
+	}
+	if err := tg.staged.Abort(); err != nil {
+		t.log.Error("could not remove partial delivery", "rcpt", tg.rcpt.Address.String(), "err", err)
+	}
+	tg.staged = nil
 }
 
 func firstErr(targets []*target) error {
