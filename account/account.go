@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -69,7 +70,9 @@ type Store struct {
 	cost    int
 	// dummyHash is compared against when the user does not exist, so that a
 	// failed login takes as long for an unknown user as for a wrong password.
-	dummyHash []byte
+	// It is made on first use: commands that never authenticate should not
+	// pay for a bcrypt.
+	dummyHash func() []byte
 }
 
 // Open prepares the accounts bucket in db.
@@ -84,10 +87,6 @@ func Open(db *bolt.DB, opts Options) (*Store, error) {
 	if cost == 0 {
 		cost = bcrypt.DefaultCost
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("mailroom dummy password"), cost)
-	if err != nil {
-		return nil, fmt.Errorf("prepare dummy hash: %w", err)
-	}
 	domains := make([]string, 0, len(opts.Domains))
 	for _, d := range opts.Domains {
 		nd, err := address.NormalizeDomain(d)
@@ -96,6 +95,10 @@ func Open(db *bolt.DB, opts Options) (*Store, error) {
 		}
 		domains = append(domains, nd)
 	}
+	dummy := sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("mailroom dummy password"), cost)
+		return h
+	})
 	return &Store{db: db, domains: domains, cost: cost, dummyHash: dummy}, nil
 }
 
@@ -237,7 +240,7 @@ func (s *Store) Lookup(addr address.Address) (Account, error) {
 func (s *Store) Authenticate(addr, password string) (Account, error) {
 	var (
 		acct Account
-		hash = s.dummyHash
+		hash []byte
 		ok   = 0
 	)
 	if a, err := address.Parse(addr); err == nil {
@@ -254,6 +257,9 @@ func (s *Store) Authenticate(addr, password string) (Account, error) {
 		} else if !errors.Is(err, ErrNotFound) {
 			return Account{}, err
 		}
+	}
+	if hash == nil {
+		hash = s.dummyHash()
 	}
 	match := 0
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil {
