@@ -217,6 +217,10 @@ func Reply(err error) *gosmtp.SMTPError {
 		return &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
 	case errors.Is(err, mda.ErrTooBig):
 		return &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
+	case errors.Is(err, gosmtp.ErrTooLongLine):
+		// RFC 5321 §4.5.3.1.6 allows 1000 octets a line; we take 2000.
+		// Retrying the same message cannot help, so this is permanent.
+		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
 	case errors.Is(err, mda.ErrNoRcpt):
 		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	case isNoSpace(err):

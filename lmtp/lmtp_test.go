@@ -246,6 +246,7 @@ func TestReply(t *testing.T) {
 		{context.Canceled, 421, gosmtp.EnhancedCode{4, 3, 2}},
 		{errors.New("secret internal detail"), 451, gosmtp.EnhancedCode{4, 3, 0}},
 		{&os.PathError{Op: "open", Path: "/x", Err: syscall.EROFS}, 451, gosmtp.EnhancedCode{4, 3, 0}},
+		{fmt.Errorf("read message: %w", gosmtp.ErrTooLongLine), 554, gosmtp.EnhancedCode{5, 6, 0}},
 	}
 	for _, c := range cases {
 		r := lmtp.Reply(c.err)
@@ -255,5 +256,23 @@ func TestReply(t *testing.T) {
 		if strings.Contains(r.Message, "secret") || strings.Contains(r.Message, "/x") {
 			t.Errorf("Reply(%v) leaks internal text: %q", c.err, r.Message)
 		}
+	}
+}
+
+// TestLongLineInData: a body line over the limit is refused permanently
+// (a retry would fail the same way) and nothing is stored.
+func TestLongLineInData(t *testing.T) {
+	env, addr, _ := start(t, lmtp.Options{})
+	d := mailtest.Dial(t, "tcp", addr)
+	d.Send("LHLO c")
+	d.Expect("250 ")
+	d.Send("MAIL FROM:<s@remote.example>", "RCPT TO:<alice@example.org>", "DATA")
+	d.Expect("250")
+	d.Expect("250")
+	d.Expect("354")
+	d.Send("Subject: x", "", strings.Repeat("z", 5000), ".")
+	d.Expect("554 5.6.0 <alice@example.org>")
+	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/alice")) + mailtest.TmpFiles(t, env.MailRoot, "example.org/alice"); n != 0 {
+		t.Fatalf("%d files stored", n)
 	}
 }

@@ -1,0 +1,58 @@
+package lmtp_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"mailroom/internal/mailtest"
+	"mailroom/lmtp"
+)
+
+// TestDiskFull puts one mail home on a 64 KiB tmpfs and fills it: that
+// recipient gets 452 4.3.1 (try later), nothing half written stays behind,
+// the other recipient gets the message, and the session goes on.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: mounting a tmpfs needs root (CI runs as root)")
+	}
+	env, addr, _ := start(t, lmtp.Options{}, "alice@example.org", "bob@example.org")
+	home := filepath.Join(env.MailRoot, "example.org", "bob")
+	os.MkdirAll(home, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", home).CombinedOutput(); err != nil {
+		if mailtest.InCI() {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("SKIP: cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", home).Run() })
+	// Fill the file system, leaving room for the Maildir's directories.
+	os.MkdirAll(filepath.Join(home, "Maildir", "tmp"), 0o700)
+	os.MkdirAll(filepath.Join(home, "Maildir", "new"), 0o700)
+	os.MkdirAll(filepath.Join(home, "Maildir", "cur"), 0o700)
+	f, _ := os.Create(filepath.Join(home, "filler"))
+	f.Write(make([]byte, 1<<20))
+	f.Close()
+
+	d := mailtest.Dial(t, "tcp", addr)
+	d.Send("LHLO c")
+	d.Expect("250 ")
+	d.Send("MAIL FROM:<s@remote.example>", "RCPT TO:<alice@example.org>", "RCPT TO:<bob@example.org>", "DATA")
+	d.Expect("250")
+	d.Expect("250")
+	d.Expect("250")
+	d.Expect("354")
+	d.Send("Subject: big", "", strings.Repeat(strings.Repeat("0123456789", 7)+"\r\n", 300), ".")
+	d.Expect("250 2.0.0 <alice@example.org>")
+	d.Expect("452 4.3.1 <bob@example.org>")
+	d.Send("NOOP")
+	d.Expect("250")
+	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/bob")) + mailtest.TmpFiles(t, env.MailRoot, "example.org/bob"); n != 0 {
+		t.Fatalf("%d files left in bob's full Maildir", n)
+	}
+	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/alice")); n != 1 {
+		t.Fatalf("alice has %d messages", n)
+	}
+}
