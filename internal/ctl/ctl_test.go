@@ -1,0 +1,70 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCallRoundTrip(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "ctl")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "c.sock")
+
+	if err := Call(context.Background(), path, "x", nil, nil, nil); !errors.Is(err, ErrNoServer) {
+		t.Fatalf("Call with no server: %v", err)
+	}
+
+	s := NewServer(slog.New(slog.DiscardHandler))
+	s.Handle("echo", func(ctx context.Context, args json.RawMessage, body io.Reader) (any, error) {
+		var in struct{ Name string }
+		json.Unmarshal(args, &in)
+		b, err := io.ReadAll(body)
+		return map[string]string{"name": in.Name, "body": string(b)}, err
+	})
+	s.Handle("fail", func(context.Context, json.RawMessage, io.Reader) (any, error) {
+		return nil, &Error{Exit: 67, Msg: "no such user"}
+	})
+	s.Handle("boom", func(context.Context, json.RawMessage, io.Reader) (any, error) {
+		panic("handler bug")
+	})
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("control socket mode %v, want 0600", fi.Mode().Perm())
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+
+	ctx := context.Background()
+	var out map[string]string
+	if err := Call(ctx, path, "echo", map[string]string{"Name": "n"}, strings.NewReader("the body"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out["name"] != "n" || out["body"] != "the body" {
+		t.Fatalf("echo = %v", out)
+	}
+	var ce *Error
+	if err := Call(ctx, path, "fail", nil, nil, nil); !errors.As(err, &ce) || ce.Exit != 67 || ce.Msg != "no such user" {
+		t.Fatalf("fail = %v", err)
+	}
+	if err := Call(ctx, path, "nope", nil, nil, nil); err == nil || !strings.Contains(err.Error(), "unknown operation") {
+		t.Fatalf("unknown op = %v", err)
+	}
+	// A panicking handler costs its caller an answer, not the server.
+	if err := Call(ctx, path, "boom", nil, nil, nil); err == nil {
+		t.Fatal("panic produced a success")
+	}
+	if err := Call(ctx, path, "echo", nil, nil, &out); err != nil {
+		t.Fatalf("server dead after a handler panic: %v", err)
+	}
+}
