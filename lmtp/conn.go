@@ -2,6 +2,7 @@ package lmtp
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,9 @@ var sequenceReplies = [][]byte{
 // at once and let the busy ones finish their delivery first; go-smtp's own
 // Shutdown would wait for idle clients to hang up by themselves.
 type connSet struct {
+	// sizeLimit is announced in the LHLO reply's SIZE line (see Write).
+	sizeLimit int64
+
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
 	closing atomic.Bool
@@ -71,15 +75,35 @@ type conn struct {
 // Write sees one whole reply line per call: go-smtp writes through
 // textproto, which flushes after every line.
 func (c *conn) Write(p []byte) (int, error) {
+	q := c.fixReply(p)
+	if q == nil {
+		return c.Conn.Write(p)
+	}
+	if _, err := c.Conn.Write(q); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// fixReply returns the corrected form of a reply line, or nil if it is
+// right as it is.
+func (c *conn) fixReply(p []byte) []byte {
 	for _, r := range sequenceReplies {
 		if bytes.HasPrefix(p, r) {
 			q := bytes.Clone(p)
 			copy(q, "503")
-			n, err := c.Conn.Write(q)
-			return min(n, len(p)), err
+			return q
 		}
 	}
-	return c.Conn.Write(p)
+	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
+	// reader gives up at the limit before seeing the final dot), although
+	// RFC 1870 says the announced size is accepted. So the library runs
+	// without a limit, mda enforces it, and the bare "SIZE" the library
+	// then announces gets our number.
+	if c.set.sizeLimit > 0 && len(p) > 4 && bytes.Equal(p[4:], []byte("SIZE\r\n")) {
+		return fmt.Appendf(nil, "%sSIZE %d\r\n", p[:4], c.set.sizeLimit)
+	}
+	return nil
 }
 
 func (c *conn) Close() error {

@@ -24,7 +24,8 @@ type Options struct {
 	// Hostname is announced in the greeting and in Received: headers.
 	Hostname  string
 	Deliverer *mda.Deliverer
-	// MaxMessageBytes is announced with SIZE and enforced during DATA.
+	// MaxMessageBytes is announced with SIZE and checked against MAIL's
+	// SIZE parameter; the Deliverer enforces it on the data itself.
 	MaxMessageBytes int64
 	// MaxRecipients per transaction; more get 452 4.5.3.
 	MaxRecipients int
@@ -58,10 +59,12 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger.With("proto", "lmtp")}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.conns.sizeLimit = opts.MaxMessageBytes
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
 	gs.LMTP = true
 	gs.Domain = opts.Hostname
-	gs.MaxMessageBytes = opts.MaxMessageBytes
+	// No library limit: see conn.Write. mda enforces the size.
+	gs.MaxMessageBytes = 0
 	gs.MaxRecipients = opts.MaxRecipients
 	gs.ReadTimeout = opts.ReadTimeout
 	gs.WriteTimeout = opts.WriteTimeout
@@ -143,6 +146,10 @@ func (s *session) Logout() error {
 }
 
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	// RFC 1870 §6.2: a declared size over the limit is refused at MAIL.
+	if max := s.srv.opts.MaxMessageBytes; max > 0 && opts.Size > max {
+		return s.reply(mda.ErrTooBig)
+	}
 	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info)
 	if err != nil {
 		return s.reply(err)

@@ -167,8 +167,20 @@ func TestTooBigAndLongLine(t *testing.T) {
 	if m := mailtest.Messages(t, env.MailRoot, "example.org/alice"); len(m) != 0 {
 		t.Fatalf("stored %d messages", len(m))
 	}
-	d.Send("NOOP")
+	d.Send("RSET")
 	d.Expect("250")
+	// Exactly the announced size is accepted (RFC 1870).
+	d.Send("MAIL FROM:<s@remote.example> SIZE=1000", "RCPT TO:<alice@example.org>", "DATA")
+	d.Expect("250")
+	d.Expect("250")
+	d.Expect("354")
+	d.Send(strings.Repeat("e", 998), ".")
+	d.Expect("250 2.0.0")
+	if m := mailtest.Messages(t, env.MailRoot, "example.org/alice"); len(m) != 1 || !strings.HasSuffix(m[0], "\n"+strings.Repeat("e", 998)+"\n") {
+		t.Fatalf("a message of exactly the limit was not stored whole")
+	}
+	d.Send("MAIL FROM:<s@remote.example> SIZE=1001")
+	d.Expect("552 5.3.4")
 	d.Send(strings.Repeat("A", 3000))
 	d.Expect("500 5.4.0")
 	if !d.Closed() {

@@ -2,9 +2,9 @@
 // `route` and `queue` reach a running `mailroom serve`, which holds the
 // exclusive lock on mailroom.db.
 //
-// The protocol is one JSON request line, optionally followed by a raw body
-// (a message for `deliver`) that ends when the client shuts down its write
-// side, then one JSON response line. The socket is mode 0600 in data_dir:
+// The protocol is one JSON request line, optionally followed by a body (a
+// message for `deliver`) in chunks with an end marker (chunked.go), then one
+// JSON response line. The socket is mode 0600 in data_dir:
 // whoever can connect can manage accounts, as whoever can open mailroom.db.
 package ctl
 
@@ -126,17 +126,18 @@ func (s *Server) serveConn(c net.Conn) {
 		return
 	}
 	var req request
+	var body io.Reader = eofReader{}
 	resp := response{}
 	if err := json.Unmarshal(line, &req); err != nil {
 		resp = response{Exit: 1, Error: "bad request: " + err.Error()}
 	} else if h := s.handler(req.Op); h == nil {
 		resp = response{Exit: 1, Error: fmt.Sprintf("unknown operation %q (is serve older than this command?)", req.Op)}
 	} else {
-		var body io.Reader = eofReader{}
+		body = eofReader{}
 		if req.Body {
 			// A message may take a while to arrive over a pipe.
 			c.SetReadDeadline(time.Now().Add(10 * time.Minute))
-			body = br
+			body = &chunkedReader{r: br}
 		}
 		result, err := h(s.ctx, req.Args, body)
 		if err != nil {
@@ -152,6 +153,10 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 		}
 	}
+	// Read what the handler left of the body (it may have refused the
+	// request early), so that the client can finish sending and read the
+	// answer rather than fail on a broken pipe.
+	io.Copy(io.Discard, body)
 	out, _ := json.Marshal(resp)
 	c.SetWriteDeadline(time.Now().Add(time.Minute))
 	c.Write(append(out, '\n'))
@@ -194,16 +199,24 @@ func Call(ctx context.Context, path, op string, args any, body io.Reader, result
 	if _, err := c.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("control socket: send request: %w", err)
 	}
+	var sendErr error
 	if body != nil {
-		if _, err := io.Copy(c, body); err != nil {
+		if err := writeChunked(c, body); err != nil {
+			// The end marker was not sent, so the server cannot take a
+			// truncated body for a whole one.
 			return fmt.Errorf("control socket: send body: %w", err)
 		}
 	}
-	if err := c.(*net.UnixConn).CloseWrite(); err != nil {
-		return fmt.Errorf("control socket: %w", err)
+	if err := c.(*net.UnixConn).CloseWrite(); err != nil && sendErr == nil {
+		sendErr = fmt.Errorf("control socket: %w", err)
 	}
+	// Even if sending failed, the server may have answered already (it
+	// refused the request before reading it all): its answer says more.
 	respLine, err := bufio.NewReader(c).ReadBytes('\n')
 	if err != nil {
+		if sendErr != nil {
+			return sendErr
+		}
 		return fmt.Errorf("control socket: read response: %w", err)
 	}
 	var resp response

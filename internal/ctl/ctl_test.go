@@ -1,6 +1,8 @@
 package ctl
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,4 +69,47 @@ func TestCallRoundTrip(t *testing.T) {
 	if err := Call(ctx, path, "echo", nil, nil, &out); err != nil {
 		t.Fatalf("server dead after a handler panic: %v", err)
 	}
+}
+
+// TestTruncatedBody: a client whose input breaks halfway must not make the
+// server see a complete, shorter body.
+func TestTruncatedBody(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "ctl")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "c.sock")
+	got := make(chan error, 1)
+	s := NewServer(slog.New(slog.DiscardHandler))
+	s.Handle("take", func(_ context.Context, _ json.RawMessage, body io.Reader) (any, error) {
+		_, err := io.ReadAll(body)
+		got <- err
+		return nil, err
+	})
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+
+	broken := io.MultiReader(strings.NewReader(strings.Repeat("x", 100000)), iotestErrReader{})
+	if err := Call(context.Background(), path, "take", nil, broken, nil); err == nil {
+		t.Fatal("Call with a broken body succeeded")
+	}
+	if err := <-got; err == nil {
+		t.Fatal("the server read a truncated body as complete")
+	}
+}
+
+type iotestErrReader struct{}
+
+func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("stdin broke") }
+
+func FuzzChunkedReader(f *testing.F) {
+	f.Add([]byte("3\nabc0\n"))
+	f.Add([]byte("ffffffffff\nx"))
+	f.Add([]byte("2\nab"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &chunkedReader{r: bufio.NewReader(bytes.NewReader(data))}
+		io.Copy(io.Discard, r)
+	})
 }

@@ -80,7 +80,8 @@ func NewEnv(t testing.TB, opts EnvOptions) *Env {
 }
 
 // Messages returns the contents of the files in a mail home's Maildir
-// new/ ("example.org/alice"), sorted by file name, which is delivery order.
+// new/ ("example.org/alice"), sorted by file name, which is delivery order
+// for files mailroom wrote (the seconds and zero-padded microseconds lead).
 func Messages(t testing.TB, mailRoot, home string) []string {
 	t.Helper()
 	dir := filepath.Join(mailRoot, home, "Maildir", "new")

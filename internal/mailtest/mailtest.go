@@ -64,29 +64,44 @@ var (
 )
 
 // Binary builds cmd/mailroom once per test process and returns its path.
+// The binary lives in a fixed place under the temporary directory (one for
+// race builds, one for plain), replaced atomically, so that test processes
+// running at once share it and no run leaves a new directory behind.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mailroom-bin-")
-		if err != nil {
-			buildErr = err
+		name := "mailroom-test-bin"
+		args := []string{"build"}
+		if raceEnabled {
+			name += "-race"
+			args = append(args, "-race")
+		}
+		buildPath = filepath.Join(os.TempDir(), name)
+		tmp := fmt.Sprintf("%s.%d", buildPath, os.Getpid())
+		cmd := exec.Command("go", append(args, "-o", tmp, "./cmd/mailroom")...)
+		cmd.Dir = ModuleRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
 		}
-		buildPath = filepath.Join(dir, "mailroom")
-		cmd := exec.Command("go", "build", "-race", "-o", buildPath, "./cmd/mailroom")
-		if !raceEnabled {
-			cmd = exec.Command("go", "build", "-o", buildPath, "./cmd/mailroom")
-		}
-		cmd.Dir = ModuleRoot(t)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = os.Rename(tmp, buildPath)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+// WriteConfig writes configTOML, with %DATA% replaced by a fresh short
+// temporary directory, to <dir>/mailroom.toml and returns the file and dir.
+func WriteConfig(t testing.TB, configTOML string) (path, dir string) {
+	t.Helper()
+	dir = ShortTempDir(t)
+	path = filepath.Join(dir, "mailroom.toml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(configTOML, "%DATA%", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, dir
 }
 
 // Server is a `mailroom serve` process started for a test.
@@ -110,11 +125,7 @@ var listeningRE = regexp.MustCompile(`msg=listening proto=(\S+) addr=(\S+)`)
 // that it started. The server is stopped with SIGTERM at cleanup.
 func StartServer(t testing.TB, configTOML string) *Server {
 	t.Helper()
-	dir := ShortTempDir(t)
-	cfgPath := filepath.Join(dir, "mailroom.toml")
-	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(configTOML, "%DATA%", dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath, dir := WriteConfig(t, configTOML)
 	s := &Server{Config: cfgPath, Dir: dir, bin: Binary(t), addrs: map[string][]string{},
 		ready: make(chan struct{}), exit: make(chan struct{})}
 	s.cmd = exec.Command(s.bin, "serve", "-config", cfgPath)
@@ -185,6 +196,15 @@ func (s *Server) Addr(t testing.TB, proto string, unix bool) string {
 	t.Fatalf("server does not listen for %s (unix=%v); log:\n%s", proto, unix, s.log.String())
 	return ""
 }
+
+// Kill ends the server with SIGKILL, as a crash would, and waits for it.
+func (s *Server) Kill(t testing.TB) {
+	s.cmd.Process.Kill()
+	<-s.exit
+}
+
+// PID is the server's process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // Stop sends SIGTERM and waits for the process to exit.
 func (s *Server) Stop(t testing.TB) {

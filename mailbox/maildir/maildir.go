@@ -135,7 +135,8 @@ func (s *Store) Stage(ctx context.Context, home string, r io.Reader) (mailbox.St
 	}
 	md := Maildir(home)
 	now := time.Now()
-	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, s.pid, s.counter.Add(1), s.host)
+	// Microseconds are zero-padded so that names sort in delivery order.
+	name := fmt.Sprintf("%d.M%06dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, s.pid, s.counter.Add(1), s.host)
 	tmp := path.Join(md, "tmp", name)
 
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

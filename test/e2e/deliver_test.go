@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -139,17 +136,6 @@ var bigLimitConfig = strings.Replace(serverConfig, "max_message_bytes = 100000",
 // client while it is still writing.
 var bigBody = "Subject: big\n\n" + strings.Repeat(strings.Repeat("x", 99)+"\n", 10000)
 
-// ctlSendBug reports whether `mailroom deliver` failed with the known
-// control-socket bug: the server answers a refused delivery (unknown user,
-// too big) and closes the connection without reading the rest of the
-// message, and the client, still writing it, gets EPIPE, never reads the
-// answer and exits 75. It happens every time for a message larger than
-// the socket buffer, and at random for small ones.
-func ctlSendBug(out string, code int) bool {
-	return code == exTempFail && strings.Contains(out, "control socket: send body") &&
-		(strings.Contains(out, "broken pipe") || strings.Contains(out, "connection reset"))
-}
-
 // TestDeliverUnknownUser checks that `mailroom deliver` exits 67
 // (EX_NOUSER, which makes the MTA bounce) for an unknown recipient, alone
 // or among known ones, for a small and a large message, and then delivers
@@ -161,7 +147,6 @@ func TestDeliverUnknownUser(t *testing.T) {
 		t.Run(setup.name, func(t *testing.T) {
 			t.Parallel()
 			run, root := setup.setup(t, bigLimitConfig, "alice@example.org", "bob@example.org")
-			var bug []string
 			for _, c := range []struct {
 				body  string
 				rcpts []string
@@ -174,10 +159,6 @@ func TestDeliverUnknownUser(t *testing.T) {
 				{bigBody, []string{"alice@example.org", "nobody@example.org"}},
 			} {
 				out, code := run(t, c.body, append([]string{"deliver", "-f", "carol@example.net"}, c.rcpts...)...)
-				if ctlSendBug(out, code) {
-					bug = append(bug, fmt.Sprintf("%d-byte message to %v: exit %d: %s", len(c.body), c.rcpts, code, strings.TrimSpace(out)))
-					continue
-				}
 				if code != exNoUser {
 					t.Errorf("deliver of %d bytes to %v: exit %d, want %d (EX_NOUSER)\n%s", len(c.body), c.rcpts, code, exNoUser, out)
 				}
@@ -189,10 +170,6 @@ func TestDeliverUnknownUser(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(root, "example.org", "nobody")); !os.IsNotExist(err) {
 				t.Errorf("a mail home was made for the unknown recipient (stat: %v)", err)
-			}
-			if len(bug) > 0 {
-				// Remove this skip once the control socket is fixed.
-				t.Skipf("KNOWN BUG: deliver through the control socket exits 75 instead of 67:\n%s", strings.Join(bug, "\n"))
 			}
 		})
 	}
@@ -207,26 +184,17 @@ func TestDeliverTooBig(t *testing.T) {
 		t.Run(setup.name, func(t *testing.T) {
 			t.Parallel()
 			run, root := setup.setup(t, serverConfig, "alice@example.org")
-			var bug []string
 			for _, body := range []string{
 				"Subject: big\n\n" + strings.Repeat(strings.Repeat("x", 99)+"\n", maxMessageBytes/100+10),
 				bigBody,
 			} {
 				out, code := run(t, body, "deliver", "alice@example.org")
-				if ctlSendBug(out, code) {
-					bug = append(bug, fmt.Sprintf("%d-byte message: exit %d: %s", len(body), code, strings.TrimSpace(out)))
-					continue
-				}
 				if code == 0 || code == exTempFail {
 					t.Errorf("deliver of a %d-byte message (limit %d): exit %d, want a permanent failure\n%s", len(body), maxMessageBytes, code, out)
 				}
 			}
 			if msgs := maildirNew(t, root, "example.org/alice"); len(msgs) != 0 {
 				t.Errorf("alice got %d messages of an over-size message", len(msgs))
-			}
-			if len(bug) > 0 {
-				// Remove this skip once the control socket is fixed.
-				t.Skipf("KNOWN BUG: deliver through the control socket exits 75 for a message that is too big:\n%s", strings.Join(bug, "\n"))
 			}
 		})
 	}
@@ -239,15 +207,7 @@ func TestDeliverTooBig(t *testing.T) {
 func TestDeliverAfterServerCrash(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, serverConfig, "alice@example.org")
-	m := regexp.MustCompile(`msg="mailroom started" .* pid=(\d+)`).FindStringSubmatch(s.Log())
-	if m == nil {
-		t.Fatalf("no pid in the server's log:\n%s", s.Log())
-	}
-	pid, _ := strconv.Atoi(m[1])
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	s.Stop(t) // waits for the process to be gone
+	s.Kill(t)
 	if _, err := os.Stat(filepath.Join(s.Dir, "control.sock")); err != nil {
 		t.Fatalf("test precondition: the killed server's control socket should remain: %v", err)
 	}
