@@ -100,12 +100,6 @@ type Delivery struct {
 	RecipientDelimiter *string `toml:"recipient_delimiter"`
 }
 
-// Relay is the [relay] table: how mail leaves.
-type Relay struct {
-	// Smarthost "host:port" receives all outgoing mail; "" means MX lookup.
-	Smarthost string `toml:"smarthost"`
-}
-
 // Default returns the configuration used for keys the file leaves out.
 func Default() *Config {
 	host, _ := os.Hostname()
@@ -296,6 +290,7 @@ func (c *Config) Validate() error {
 	if c.Relay.Smarthost != "" {
 		checkAddr("relay.smarthost", c.Relay.Smarthost)
 	}
+	errs = append(errs, c.validateOutbound()...)
 	return errors.Join(errs...)
 }
 
