@@ -1,0 +1,145 @@
+package queue
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Info describes a queued message for `mailroom queue list`.
+type Info struct {
+	ID      string     `json:"id"`
+	From    string     `json:"from"`
+	Created time.Time  `json:"created"`
+	Size    int64      `json:"size"`
+	Rcpts   []RcptInfo `json:"rcpts"`
+	// Held is set for a message set aside (corrupt record or body); Reason
+	// says why. Such a message is not retried; `queue drop` removes it.
+	Held   bool   `json:"held,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// RcptInfo is one recipient's state.
+type RcptInfo struct {
+	Addr      string    `json:"addr"`
+	State     string    `json:"state"` // pending, sent, failed, notified
+	Attempts  int       `json:"attempts"`
+	Next      time.Time `json:"next"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// List returns every message in the queue, oldest first, held ones last.
+func (q *Queue) List() ([]Info, error) {
+	var out []Info
+	err := q.db.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketMsgs).ForEach(func(k, v []byte) error {
+			rec, err := decodeRecord(v)
+			if err != nil {
+				out = append(out, Info{ID: string(k), Held: true, Reason: err.Error()})
+				return nil
+			}
+			out = append(out, infoOf(rec))
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketHeld).ForEach(func(k, v []byte) error {
+			var h heldRecord
+			json.Unmarshal(v, &h)
+			inf := Info{ID: string(k), Created: h.Time}
+			if rec, err := decodeRecord(h.Raw); err == nil {
+				inf = infoOf(rec)
+			}
+			inf.Held, inf.Reason = true, h.Reason
+			out = append(out, inf)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Held != out[j].Held {
+			return !out[i].Held
+		}
+		return out[i].Created.Before(out[j].Created)
+	})
+	return out, err
+}
+
+func infoOf(rec *record) Info {
+	inf := Info{ID: rec.ID, From: rec.From, Created: rec.Created, Size: rec.Size}
+	for _, rc := range rec.Rcpts {
+		inf.Rcpts = append(inf.Rcpts, RcptInfo{Addr: rc.Addr, State: rc.State, Attempts: rc.Attempts,
+			Next: rc.Next, LastError: rc.LastError})
+	}
+	return inf
+}
+
+// Flush makes every pending recipient due now and returns how many
+// messages that concerns. The attempts happen in Run.
+func (q *Queue) Flush() (int, error) {
+	now := time.Now()
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMsgs)
+		type kv struct{ k, v []byte }
+		var changed []kv
+		if err := b.ForEach(func(k, v []byte) error {
+			rec, err := decodeRecord(v)
+			if err != nil {
+				return nil
+			}
+			dirty := false
+			for i := range rec.Rcpts {
+				if rc := &rec.Rcpts[i]; rc.State == statePending && rc.Next.After(now) {
+					rc.Next, dirty = now, true
+				}
+			}
+			if dirty {
+				changed = append(changed, kv{append([]byte(nil), k...), rec.encode()})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, c := range changed {
+			if err := b.Put(c.k, c.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("flush: %w", err)
+	}
+	n := q.sched.flush(now)
+	q.log.Info("queue flushed", "messages", n)
+	return n, nil
+}
+
+// Drop removes a message, queued or held, without notifying anybody.
+func (q *Queue) Drop(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("%q: %w", id, ErrNotFound)
+	}
+	found := false
+	q.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketMsgs).Get([]byte(id)) != nil || tx.Bucket(bucketHeld).Get([]byte(id)) != nil
+		return nil
+	})
+	if !found {
+		return fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	if err := q.remove(id); err != nil {
+		return fmt.Errorf("drop %s: %w", id, err)
+	}
+	q.log.Info("message dropped", "event", "dropped", "queue_id", id)
+	return nil
+}
+
+// bodyExists is for tests: whether id's body file is on disk.
+func (q *Queue) bodyExists(id string) bool {
+	_, err := os.Stat(q.bodyPath(id))
+	return err == nil
+}
