@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# LMTP delivery benchmark: mailroom against Dovecot's LMTP and against the
+# disk's own ceiling, on the same machine and the same filesystem.
+#
+# Run by hand (CI does not run it), from anywhere:
+#
+#   bench/lmtp.sh                      # N=2000 messages per run, R=3 runs
+#   N=5000 R=5 bench/lmtp.sh
+#   SESSIONS="16" VARIANTS=one bench/lmtp.sh
+#
+# For every variant and session count it runs, R times and interleaved:
+#   disk      lmtpbench disk: create O_EXCL in tmp/, write 4 KiB, fsync,
+#             rename into new/, fsync new/, per message, with as many
+#             goroutines as sessions (no server at all: the ceiling).
+#   mailroom  `mailroom serve` on 127.0.0.1, fresh mail root each run.
+#   dovecot   a private Dovecot (own base_dir, own config, LMTP only on
+#             127.0.0.1), fresh mail root each run.
+# Both servers get the same client (bench/lmtpbench, go-smtp's LMTP client):
+# every session connects and says LHLO before the clock starts, then delivers
+# its share of N 4 KiB messages one at a time, one recipient each.
+# Variants: "spread": session i delivers to user<i mod USERS>;
+#           "one":    every session delivers to user0 (one Maildir).
+# After each run the files in new/ are counted: N or the script fails.
+# The table shows medians over the R runs and the ratios of the medians.
+#
+# Environment: N (2000), R (3), SESSIONS ("1 4 16"), USERS (16),
+# VARIANTS ("spread one"), BENCH_DIR (/var/tmp: where the work directory
+# goes; must be a real disk, not tmpfs), KEEP=1 (keep the work directory),
+# DOVECOT (/usr/sbin/dovecot), DOVECOT_LMTP (/usr/lib/dovecot/lmtp),
+# DOVECOT_MAIL_USER (when run as root: nobody; Dovecot refuses uid 0 for mail).
+set -euo pipefail
+
+N=${N:-2000}
+R=${R:-3}
+SESSIONS=${SESSIONS:-"1 4 16"}
+USERS=${USERS:-16}
+VARIANTS=${VARIANTS:-"spread one"}
+BENCH_DIR=${BENCH_DIR:-/var/tmp}
+SIZE=4096
+DOVECOT=${DOVECOT:-/usr/sbin/dovecot}
+DOVECOT_LMTP=${DOVECOT_LMTP:-/usr/lib/dovecot/lmtp}
+DOMAIN=example.org
+
+die() { echo "lmtp.sh: $*" >&2; exit 1; }
+
+# --- preflight --------------------------------------------------------------
+command -v go >/dev/null || die "go is not on PATH"
+if [[ ! -x $DOVECOT || ! -x $DOVECOT_LMTP ]]; then
+	die "Dovecot is missing ($DOVECOT, $DOVECOT_LMTP): it is the benchmark's peer.
+Install it with: apt-get install dovecot-core dovecot-lmtpd   (as .ci/run does),
+or point DOVECOT and DOVECOT_LMTP at its binaries."
+fi
+for v in N R USERS; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
+done
+for v in $VARIANTS; do
+	[[ $v == spread || $v == one ]] || die "VARIANTS may hold 'spread' and 'one', not '$v'"
+done
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mkdir -p "$BENCH_DIR"
+WORK=$(mktemp -d "$BENCH_DIR/lmtpbench.XXXXXX")
+chmod 711 "$WORK"   # Dovecot's mail user must reach its mail root inside
+BIN=$WORK/bin
+MR_PID=
+DV_CONF=
+
+stop_mailroom() {
+	if [[ -n $MR_PID ]]; then
+		kill -TERM "$MR_PID" 2>/dev/null || true
+		wait "$MR_PID" 2>/dev/null || true
+		MR_PID=
+	fi
+}
+
+stop_dovecot() {
+	if [[ -n $DV_CONF ]]; then
+		local pidfile=$WORK/dovecot/run/master.pid pid=
+		[[ -f $pidfile ]] && pid=$(<"$pidfile")
+		"$DOVECOT" -c "$DV_CONF" stop 2>/dev/null || true
+		# `dovecot stop` only signals the master; wait until it is gone.
+		if [[ -n $pid ]]; then
+			for _ in $(seq 100); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -0 "$pid" 2>/dev/null && die "Dovecot master $pid did not stop"
+		fi
+		DV_CONF=
+	fi
+}
+
+cleanup() {
+	local rc=$?
+	stop_mailroom
+	stop_dovecot
+	if [[ ${KEEP:-} == 1 || $rc -ne 0 ]]; then
+		echo "work directory kept: $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fstype=$(df --output=fstype "$WORK" | tail -1)
+if [[ $fstype == tmpfs || $fstype == ramfs ]]; then
+	echo "WARNING: $WORK is on $fstype: fsync costs nothing there; set BENCH_DIR to a directory on a disk" >&2
+fi
+
+echo "building mailroom and lmtpbench..." >&2
+(cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom && go build -o "$BIN/lmtpbench" ./bench/lmtpbench)
+LB=$BIN/lmtpbench
+
+# --- mailroom ---------------------------------------------------------------
+# Every run gets a fresh data_dir (so a fresh mail root) holding a copy of
+# one database with the accounts. Nothing is deleted until the end: on ext4
+# without a journal, creating files right after deleting thousands costs
+# noticeable CPU (the inode allocator skips recently deleted inodes), which
+# would tax whichever system runs next.
+MR=$WORK/mailroom
+mkdir -p "$MR/template"
+# mr_config DATA_DIR: writes DATA_DIR/mailroom.toml
+mr_config() {
+	cat >"$1/mailroom.toml" <<EOF
+hostname = "bench.test"
+data_dir = "$1"
+domains = ["$DOMAIN"]
+[lmtp]
+listen = ["127.0.0.1:0"]
+EOF
+}
+mr_config "$MR/template"
+echo "creating $USERS mailroom accounts..." >&2
+for ((u = 0; u < USERS; u++)); do
+	echo "benchpassword-$u" | "$BIN/mailroom" user add "user$u@$DOMAIN" -config "$MR/template/mailroom.toml" >/dev/null
+done
+[[ -f $MR/template/mailroom.db ]] || die "mailroom user add left no $MR/template/mailroom.db"
+
+# start_mailroom DATA_DIR sets MR_ADDR to the LMTP address read from the log.
+start_mailroom() {
+	local data=$1 log=$1/serve.log
+	mkdir -p "$data"
+	cp "$MR/template/mailroom.db" "$data/"
+	mr_config "$data"
+	: >"$log"
+	"$BIN/mailroom" serve -config "$data/mailroom.toml" 2>>"$log" &
+	MR_PID=$!
+	for _ in $(seq 200); do
+		grep -q 'msg="mailroom started"' "$log" && break
+		kill -0 "$MR_PID" 2>/dev/null || die "mailroom serve exited: $(tail -5 "$log")"
+		sleep 0.05
+	done
+	grep -q 'msg="mailroom started"' "$log" || die "mailroom did not start: $(tail -5 "$log")"
+	MR_ADDR=$(grep -o 'proto=lmtp addr=127\.0\.0\.1:[0-9]*' "$log" | head -1 | sed 's/.*addr=//')
+	[[ -n $MR_ADDR ]] || die "no LMTP address in mailroom's log: $(tail -5 "$log")"
+}
+
+# --- dovecot ----------------------------------------------------------------
+DV=$WORK/dovecot
+mkdir -p "$DV"
+chmod 711 "$DV"
+if [[ $(id -u) == 0 ]]; then
+	# Dovecot refuses to deliver as uid 0 ("userdb returned 0 as uid"), so
+	# its mail belongs to an unprivileged user; its own processes keep the
+	# Debian defaults (dovecot, dovenull).
+	DV_USER=${DOVECOT_MAIL_USER:-nobody}
+	DV_UID=$(id -u "$DV_USER") && DV_GID=$(id -g "$DV_USER") || die "no user $DV_USER for Dovecot's mail"
+	DV_SERVICE_USERS=""
+else
+	DV_USER=$(id -un) DV_UID=$(id -u) DV_GID=$(id -g)
+	DV_SERVICE_USERS="default_internal_user = $DV_USER
+default_internal_group = $(id -gn)
+default_login_user = $DV_USER"
+fi
+DV_VERSION=$("$DOVECOT" --version)
+
+# start_dovecot MAIL_ROOT writes a config with a fresh port and mail root
+# and sets DV_ADDR.
+start_dovecot() {
+	local mail=$1
+	mkdir -p "$mail" "$DV/run" "$DV/state"
+	[[ $(id -u) == 0 ]] && chown "$DV_UID:$DV_GID" "$mail"
+	local port
+	port=$("$LB" port)
+	DV_CONF=$DV/dovecot.conf
+	cat >"$DV_CONF" <<EOF
+# Private Dovecot for bench/lmtp.sh: LMTP only, loopback only.
+instance_name = lmtpbench-$$
+base_dir = $DV/run
+state_dir = $DV/state
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+log_path = $DV/dovecot.log
+# optimized (the default): the message file is fsynced, renamed into new/,
+# and new/ is fdatasynced before LMTP answers 250; the same promise as
+# mailroom's. Index files are not fsynced.
+mail_fsync = optimized
+mail_location = maildir:$mail/%d/%n/Maildir
+first_valid_uid = $DV_UID
+first_valid_gid = $DV_GID
+$DV_SERVICE_USERS
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=$DV_UID gid=$DV_GID home=$mail/%d/%n allow_all_users=yes
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $port
+  }
+  unix_listener lmtp {
+    mode = 0600
+  }
+}
+EOF
+	"$DOVECOT" -c "$DV_CONF" 2>>"$DV/start.log" || die "Dovecot did not start: $(tail -5 "$DV/start.log" "$DV/dovecot.log" 2>/dev/null)"
+	DV_ADDR=127.0.0.1:$port
+	"$LB" wait -addr "$DV_ADDR" || die "Dovecot is not answering on $DV_ADDR: $(tail -5 "$DV/dovecot.log")"
+}
+
+# --- runs -------------------------------------------------------------------
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# check ROOT WHO: exactly N messages in new/, nothing left in tmp/.
+check() {
+	local out new tmp
+	out=$("$LB" count -dir "$1" -domain "$DOMAIN")
+	new=$(field new "$out") tmp=$(field tmp "$out")
+	if [[ $new != "$N" || $tmp != 0 ]]; then
+		die "$2 acknowledged $N messages but stored $new in new/ (and $tmp in tmp/): $out"
+	fi
+}
+
+# run_lmtp WHO ADDR MAILROOT VARIANT SESSIONS REP
+run_lmtp() {
+	local who=$1 addr=$2 root=$3 variant=$4 s=$5 rep=$6 users out
+	users=$USERS
+	[[ $variant == one ]] && users=1
+	out=$("$LB" lmtp -addr "$addr" -n "$N" -sessions "$s" -users "$users" -domain "$DOMAIN" -size "$SIZE") ||
+		die "$who: delivery failed ($variant, $s sessions)"
+	check "$root" "$who"
+	echo "$variant $s $who $rep $(field rate "$out") $(field p50_ms "$out") $(field p99_ms "$out")" >>"$RESULTS"
+	printf '  %-8s %-6s %2s sessions  run %s: %8s msg/s  (p50 %s ms, p99 %s ms)\n' \
+		"$who" "$variant" "$s" "$rep" "$(field rate "$out")" "$(field p50_ms "$out")" "$(field p99_ms "$out")" >&2
+}
+
+run_disk() {
+	local variant=$1 s=$2 rep=$3 maildirs out dir=$WORK/disk/$1-$2-$3
+	maildirs=$((s < USERS ? s : USERS))
+	[[ $variant == one ]] && maildirs=1
+	mkdir -p "$WORK/disk"
+	out=$("$LB" disk -dir "$dir" -n "$N" -workers "$s" -maildirs "$maildirs" -size "$SIZE")
+	echo "$variant $s disk $rep $(field rate "$out") $(field p50_ms "$out") $(field p99_ms "$out")" >>"$RESULTS"
+	printf '  %-8s %-6s %2s workers   run %s: %8s msg/s  (p50 %s ms, p99 %s ms)\n' \
+		disk "$variant" "$s" "$rep" "$(field rate "$out")" "$(field p50_ms "$out")" "$(field p99_ms "$out")" >&2
+}
+
+start=$(date +%s)
+for ((rep = 1; rep <= R; rep++)); do
+	echo "run $rep of $R" >&2
+	for variant in $VARIANTS; do
+		for s in $SESSIONS; do
+			run_disk "$variant" "$s" "$rep"
+			start_mailroom "$MR/$variant-$s-$rep"
+			run_lmtp mailroom "$MR_ADDR" "$MR/$variant-$s-$rep/mail" "$variant" "$s" "$rep"
+			stop_mailroom
+			start_dovecot "$DV/$variant-$s-$rep"
+			run_lmtp dovecot "$DV_ADDR" "$DV/$variant-$s-$rep" "$variant" "$s" "$rep"
+			stop_dovecot
+		done
+	done
+done
+elapsed=$(($(date +%s) - start))
+
+# --- report -----------------------------------------------------------------
+# median VARIANT SESSIONS WHO [COLUMN]
+median() {
+	awk -v v="$1" -v s="$2" -v w="$3" -v c="${4:-5}" '$1 == v && $2 == s && $3 == w { print $c }' "$RESULTS" |
+		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# spread VARIANT SESSIONS WHO: (max-min)/median in percent
+spread() {
+	awk -v v="$1" -v s="$2" -v w="$3" '$1 == v && $2 == s && $3 == w { print $5 }' "$RESULTS" |
+		sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.0f%%", m ? 100 * (a[NR] - a[1]) / m : 0 }'
+}
+# paired VARIANT SESSIONS: median over runs of mailroom/dovecot within the
+# same run, which cancels slow drifts of the machine.
+paired() {
+	awk -v v="$1" -v s="$2" '$1 == v && $2 == s && $3 == "mailroom" { m[$4] = $5 } $1 == v && $2 == s && $3 == "dovecot" { d[$4] = $5 }
+		END { for (r in m) if (d[r] > 0) print m[r] / d[r] }' "$RESULTS" |
+		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+echo
+echo "LMTP delivery benchmark: $N messages of $SIZE bytes per run, $R runs per figure, medians"
+echo "(spread = (max-min)/median over the runs; paired = median of the per-run ratios, runs interleaved)"
+echo "host: $(nproc) CPUs, $(uname -sr); filesystem: $fstype on $(df --output=source "$WORK" | tail -1) ($WORK)"
+echo "mailroom: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), $(go version | awk '{print $3}'); fsync file, rename, fsync new/ (group commit) before 250"
+echo "dovecot:  $DV_VERSION, mail_fsync = optimized: fsync file, rename, fdatasync new/ before 250 (+ uidlist, index); mail uid $DV_USER"
+echo "disk:     lmtpbench disk: O_EXCL create in tmp/, write, fsync, rename into new/, fsync new/, one goroutine per session"
+for variant in $VARIANTS; do
+	echo
+	if [[ $variant == spread ]]; then
+		echo "variant spread: session i delivers to user<i mod $USERS> (disk: min(sessions,$USERS) Maildirs)"
+	else
+		echo "variant one: every session delivers to user0 (one Maildir; disk: one Maildir)"
+	fi
+	printf '%8s | %18s | %23s | %22s | %16s | %14s | %13s\n' sessions "disk ceiling msg/s" "mailroom msg/s (spread)" "dovecot msg/s (spread)" "mailroom/dovecot" "(paired runs)" "mailroom/disk"
+	for s in $SESSIONS; do
+		d=$(median "$variant" "$s" disk)
+		m=$(median "$variant" "$s" mailroom)
+		v=$(median "$variant" "$s" dovecot)
+		printf '%8s | %18.0f | %15.0f %7s | %14.0f %7s | %15sx | %13sx | %12sx\n' "$s" "$d" \
+			"$m" "($(spread "$variant" "$s" mailroom))" "$v" "($(spread "$variant" "$s" dovecot))" \
+			"$(ratio "$m" "$v")" "$(paired "$variant" "$s")" "$(ratio "$m" "$d")"
+	done
+	last=${SESSIONS##* }
+	r=$(ratio "$(median "$variant" "$last" mailroom)" "$(median "$variant" "$last" dovecot)")
+	if awk -v r="$r" 'BEGIN { exit !(r >= 3) }'; then verdict=met; else verdict="NOT met"; fi
+	echo "goal (mailroom >= 3x dovecot at $last sessions, same durability): $verdict (${r}x)"
+	printf 'latency p50/p99 ms at %s sessions (median of runs): mailroom %.2f/%.2f, dovecot %.2f/%.2f\n' "$last" \
+		"$(median "$variant" "$last" mailroom 6)" "$(median "$variant" "$last" mailroom 7)" \
+		"$(median "$variant" "$last" dovecot 6)" "$(median "$variant" "$last" dovecot 7)"
+done
+echo
+echo "(whole run: ${elapsed}s; raw figures: variant sessions system run msg/s p50_ms p99_ms)"
+sort -k1,1 -k2,2n -k3,3 -k4,4n "$RESULTS" | sed 's/^/  /'

@@ -1,0 +1,399 @@
+// Command lmtpbench is the load generator behind bench/lmtp.sh. It is a
+// benchmark tool, run by hand; no test runs it.
+//
+//	lmtpbench lmtp -addr 127.0.0.1:PORT -n 2000 -sessions 16 -users 16
+//	lmtpbench disk -dir DIR -n 2000 -workers 16 -maildirs 16
+//	lmtpbench count -dir MAILROOT -domain example.org
+//	lmtpbench port
+//	lmtpbench wait -addr 127.0.0.1:PORT
+//
+// "lmtp" opens -sessions LMTP connections at once; each delivers its share
+// of -n messages of -size bytes sequentially (MAIL, one RCPT, DATA, the
+// per-recipient reply) to user<i mod users>@domain, so that every server
+// under test gets the very same client. "disk" measures what the disk
+// allows for the same durability, with no server in the way: per message,
+// create a file O_EXCL in tmp/, write -size bytes, fsync it, rename it into
+// new/, fsync new/. "count" counts the files in new/ and tmp/ of every
+// Maildir below MAILROOT/<domain>/*/Maildir, for the script to check that
+// the server really stored what it acknowledged. "port" prints a free
+// loopback port (bound to 127.0.0.1:0, then released) for a server that
+// must be told its port; "wait" waits until a server answers a connection
+// with a 220 greeting.
+//
+// Each mode prints one line "RESULT key=value ...", which the script parses.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "lmtp":
+		err = runLMTP(os.Args[2:])
+	case "disk":
+		err = runDisk(os.Args[2:])
+	case "count":
+		err = runCount(os.Args[2:])
+	case "port":
+		err = runPort()
+	case "wait":
+		err = runWait(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lmtpbench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: lmtpbench lmtp|disk|count|port|wait [flags]  (-h for flags)")
+	os.Exit(2)
+}
+
+// message returns an RFC 5322 message of exactly size bytes with CRLF line
+// endings: a few headers and a body of 76-character lines.
+func message(size int, from, to string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: lmtpbench\r\n"+
+		"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <lmtpbench@bench.test>\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", from, to)
+	line := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_=+/.,;:!?"), 2)[:76]
+	// Lines of up to 76 characters plus CRLF; never leave a remainder too
+	// short for a line of its own.
+	for room := size - b.Len(); room >= 3; room = size - b.Len() {
+		n := room - 2
+		if n > len(line) {
+			n = len(line)
+			if room-(n+2) < 3 {
+				n -= 6
+			}
+		}
+		b.Write(line[:n])
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}
+
+// split returns how many of n items worker i of w gets.
+func split(n, w, i int) int {
+	q, r := n/w, n%w
+	if i < r {
+		return q + 1
+	}
+	return q
+}
+
+// stats summarises per-message latencies.
+func stats(lat []time.Duration) string {
+	if len(lat) == 0 {
+		return "p50_ms=0 p99_ms=0"
+	}
+	slices.Sort(lat)
+	p := func(q float64) float64 {
+		i := int(q * float64(len(lat)-1))
+		return float64(lat[i]) / float64(time.Millisecond)
+	}
+	return fmt.Sprintf("p50_ms=%.2f p99_ms=%.2f", p(0.50), p(0.99))
+}
+
+func runLMTP(args []string) error {
+	fs := flag.NewFlagSet("lmtp", flag.ExitOnError)
+	addr := fs.String("addr", "", "LMTP server, host:port")
+	n := fs.Int("n", 2000, "messages in all")
+	sessions := fs.Int("sessions", 1, "concurrent LMTP sessions")
+	users := fs.Int("users", 16, "recipients user0..user<users-1>; session i delivers to user<i mod users>")
+	domain := fs.String("domain", "example.org", "recipient domain")
+	size := fs.Int("size", 4096, "message size in bytes, as sent")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
+	fs.Parse(args)
+	if *addr == "" || *n < 1 || *sessions < 1 || *users < 1 {
+		return errors.New("lmtp: need -addr, -n >= 1, -sessions >= 1, -users >= 1")
+	}
+	from := "bench@sender.test"
+
+	// Every session connects and says LHLO before the clock starts, so
+	// that connection set-up (and Dovecot's process start) is not timed.
+	clients := make([]*smtp.Client, *sessions)
+	for i := range clients {
+		conn, err := net.DialTimeout("tcp", *addr, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("session %d: %w", i, err)
+		}
+		c := smtp.NewClientLMTP(conn)
+		c.CommandTimeout = *timeout
+		c.SubmissionTimeout = *timeout
+		if err := c.Hello("lmtpbench.test"); err != nil {
+			return fmt.Errorf("session %d: LHLO: %w", i, err)
+		}
+		clients[i] = c
+	}
+
+	var (
+		wg       sync.WaitGroup
+		ok       atomic.Int64
+		mu       sync.Mutex
+		firstErr error
+		lats     = make([][]time.Duration, *sessions)
+	)
+	start := time.Now()
+	deadline := start.Add(*timeout)
+	for i, c := range clients {
+		to := fmt.Sprintf("user%d@%s", i%*users, *domain)
+		msg := message(*size, from, to)
+		count := split(*n, *sessions, i)
+		lats[i] = make([]time.Duration, 0, count)
+		wg.Go(func() {
+			for range count {
+				if time.Now().After(deadline) {
+					err := errors.New("timeout")
+					mu.Lock()
+					firstErr = cmp(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				t0 := time.Now()
+				if err := deliver(c, from, to, msg); err != nil {
+					mu.Lock()
+					firstErr = cmp(firstErr, fmt.Errorf("session %d to %s: %w", i, to, err))
+					mu.Unlock()
+					return
+				}
+				lats[i] = append(lats[i], time.Since(t0))
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	for _, c := range clients {
+		c.Quit()
+		c.Close()
+	}
+	if firstErr != nil {
+		return fmt.Errorf("%d of %d delivered: %w", ok.Load(), *n, firstErr)
+	}
+	fmt.Printf("RESULT mode=lmtp sessions=%d users=%d n=%d secs=%.3f rate=%.1f %s\n",
+		*sessions, *users, ok.Load(), secs, float64(ok.Load())/secs, stats(slices.Concat(lats...)))
+	return nil
+}
+
+func cmp(old, new error) error {
+	if old != nil {
+		return old
+	}
+	return new
+}
+
+// deliver sends one message to one recipient and waits for its reply.
+func deliver(c *smtp.Client, from, to string, msg []byte) error {
+	if err := c.Mail(from, nil); err != nil {
+		return fmt.Errorf("MAIL: %w", err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return fmt.Errorf("RCPT: %w", err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("DATA: %w", err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		return fmt.Errorf("DATA write: %w", err)
+	}
+	resp, err := w.CloseWithLMTPResponse()
+	if err != nil {
+		return fmt.Errorf("DATA reply: %w", err)
+	}
+	if _, ok := resp[to]; !ok {
+		return fmt.Errorf("no reply for %s", to)
+	}
+	return nil
+}
+
+func runDisk(args []string) error {
+	fs := flag.NewFlagSet("disk", flag.ExitOnError)
+	dir := fs.String("dir", "", "directory to create Maildirs in (must not exist yet)")
+	n := fs.Int("n", 2000, "files in all")
+	workers := fs.Int("workers", 1, "concurrent goroutines")
+	maildirs := fs.Int("maildirs", 0, "Maildirs to spread over; worker i uses maildir i mod maildirs (0: one per worker)")
+	size := fs.Int("size", 4096, "bytes per file")
+	fs.Parse(args)
+	if *dir == "" || *n < 1 || *workers < 1 {
+		return errors.New("disk: need -dir, -n >= 1, -workers >= 1")
+	}
+	if *maildirs <= 0 {
+		*maildirs = *workers
+	}
+	if err := os.Mkdir(*dir, 0o700); err != nil {
+		return err
+	}
+	for m := range *maildirs {
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			if err := os.MkdirAll(filepath.Join(*dir, strconv.Itoa(m), sub), 0o700); err != nil {
+				return err
+			}
+		}
+	}
+	syncDir(*dir)
+
+	data := message(*size, "bench@sender.test", "user@example.org")
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		lats     = make([][]time.Duration, *workers)
+	)
+	host, _ := os.Hostname()
+	start := time.Now()
+	for w := range *workers {
+		md := filepath.Join(*dir, strconv.Itoa(w%*maildirs))
+		count := split(*n, *workers, w)
+		wg.Go(func() {
+			for j := range count {
+				t0 := time.Now()
+				name := fmt.Sprintf("%d.W%dQ%d.%s", t0.Unix(), w, j, host)
+				if err := store(md, name, data); err != nil {
+					mu.Lock()
+					firstErr = cmp(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	if firstErr != nil {
+		return firstErr
+	}
+	fmt.Printf("RESULT mode=disk workers=%d maildirs=%d n=%d secs=%.3f rate=%.1f %s\n",
+		*workers, *maildirs, *n, secs, float64(*n)/secs, stats(slices.Concat(lats...)))
+	return nil
+}
+
+// store is one durable Maildir delivery with nothing else around it.
+func store(md, name string, data []byte) error {
+	tmp, final := filepath.Join(md, "tmp", name), filepath.Join(md, "new", name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	return syncDir(filepath.Join(md, "new"))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func runCount(args []string) error {
+	fs := flag.NewFlagSet("count", flag.ExitOnError)
+	dir := fs.String("dir", "", "mail root: Maildirs are <dir>/<domain>/*/Maildir")
+	domain := fs.String("domain", "example.org", "domain")
+	fs.Parse(args)
+	if *dir == "" {
+		return errors.New("count: need -dir")
+	}
+	mds, err := filepath.Glob(filepath.Join(*dir, *domain, "*", "Maildir"))
+	if err != nil {
+		return err
+	}
+	var nNew, nTmp, nCur int
+	for _, md := range mds {
+		for sub, p := range map[string]*int{"new": &nNew, "tmp": &nTmp, "cur": &nCur} {
+			ents, err := os.ReadDir(filepath.Join(md, sub))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			for _, e := range ents {
+				if e.Type().IsRegular() {
+					*p++
+				}
+			}
+		}
+	}
+	fmt.Printf("RESULT mode=count maildirs=%d new=%d cur=%d tmp=%d\n", len(mds), nNew, nCur, nTmp)
+	return nil
+}
+
+func runPort() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	return nil
+}
+
+func runWait(args []string) error {
+	fs := flag.NewFlagSet("wait", flag.ExitOnError)
+	addr := fs.String("addr", "", "server, host:port")
+	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long")
+	fs.Parse(args)
+	deadline := time.Now().Add(*timeout)
+	for {
+		err := greet(*addr)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not answering after %v: %w", *addr, *timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// greet connects, reads the greeting and says goodbye.
+func greet(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	c := smtp.NewClientLMTP(conn)
+	defer c.Close()
+	if err := c.Hello("lmtpbench.test"); err != nil {
+		return err
+	}
+	return c.Quit()
+}
