@@ -320,4 +320,3 @@ func (q *Queue) remove(id string) error {
 	}
 	return nil
 }
-
