@@ -46,12 +46,14 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 		Logger:      a.log.With("proto", "smtp-out"),
 	})
 	return queue.Open(queue.Options{
-		DB:           a.db,
-		Dir:          filepath.Join(a.cfg.DataDir, "queue"),
-		Hostname:     a.cfg.Hostname,
-		Transport:    tr,
-		Local:        func(ctx context.Context, rcpt string) bool { return isLocal(a, rcpt) },
-		DeliverLocal: func(ctx context.Context, from, rcpt string, r io.Reader) error { return deliverLocal(ctx, a, from, rcpt, r) },
+		DB:        a.db,
+		Dir:       filepath.Join(a.cfg.DataDir, "queue"),
+		Hostname:  a.cfg.Hostname,
+		Transport: tr,
+		Local:     func(ctx context.Context, rcpt string) bool { return isLocal(a, rcpt) },
+		DeliverLocal: func(ctx context.Context, from, rcpt string, r io.Reader) error {
+			return deliverLocal(ctx, a, from, rcpt, r)
+		},
 		Retry:        qs.Retry,
 		MaxLifetime:  qs.MaxLifetime,
 		DelayWarning: delayWarning,
