@@ -16,6 +16,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 )
 
@@ -43,7 +44,7 @@ type Server struct {
 	ctx    context.Context // parent of every session's context
 	cancel context.CancelFunc
 	connID atomic.Uint64
-	conns  connSet
+	conns  *smtpconn.Set
 }
 
 // New returns a Server; call Serve for each listener.
@@ -59,14 +60,15 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger.With("proto", "lmtp")}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.conns.sizeLimit = opts.MaxMessageBytes
+	s.conns = smtpconn.NewSet(smtpconn.Options{Hostname: opts.Hostname, IdleTimeout: opts.ReadTimeout, SizeLimit: opts.MaxMessageBytes})
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
 	gs.LMTP = true
 	gs.Domain = opts.Hostname
-	// No library limit: see conn.Write. mda enforces the size.
+	// No library limit: see smtpconn's fixReply. mda enforces the size.
 	gs.MaxMessageBytes = 0
 	gs.MaxRecipients = opts.MaxRecipients
-	gs.ReadTimeout = opts.ReadTimeout
+	// The idle timeout is set per read by smtpconn, so that a long DATA
+	// is bounded per read rather than as a whole.
 	gs.WriteTimeout = opts.WriteTimeout
 	gs.EnableSMTPUTF8 = true
 	gs.ErrorLog = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)
@@ -78,7 +80,7 @@ func New(opts Options) *Server {
 // returns a non-nil error; after Shutdown or Close it is
 // gosmtp.ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
-	return s.smtp.Serve(listener{Listener: l, set: &s.conns})
+	return s.smtp.Serve(s.conns.Listen(l))
 }
 
 // Shutdown stops accepting connections, closes idle ones, and waits until
@@ -87,7 +89,7 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- s.smtp.Shutdown(ctx) }()
-	s.conns.shutdown()
+	s.conns.Shutdown()
 	err := <-done
 	s.cancel()
 	return err
@@ -107,7 +109,7 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	return &session{
 		srv:    s,
-		conn:   c.Conn().(*conn),
+		conn:   smtpconn.From(c.Conn()),
 		ctx:    ctx,
 		cancel: cancel,
 		info:   mda.Info{Proto: "LMTP", Helo: c.Hostname(), RemoteAddr: remote},
@@ -118,7 +120,7 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 // session is one LMTP connection.
 type session struct {
 	srv    *Server
-	conn   *conn
+	conn   *smtpconn.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 	info   mda.Info
@@ -136,7 +138,7 @@ func (s *session) Reset() {
 		s.txn.Abort()
 	}
 	s.txn, s.rcpts = nil, nil
-	s.conn.end()
+	s.conn.End()
 }
 
 func (s *session) Logout() error {
@@ -169,14 +171,14 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // Data is used only if the library does not use LMTPData; it delivers to
 // all or none.
 func (s *session) Data(r io.Reader) error {
-	s.conn.begin()
+	s.conn.Begin()
 	return s.reply(s.txn.DeliverAll(s.ctx, r))
 }
 
 // LMTPData delivers and reports one status per RCPT, in order (RFC 2033
 // §4.2), including a recipient given twice.
 func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
-	s.conn.begin()
+	s.conn.Begin()
 	results, err := s.txn.Deliver(s.ctx, r)
 	if err != nil {
 		return s.reply(err)

@@ -1,43 +1,76 @@
-package lmtp
+// Package smtpconn is the connection layer under mailroom's SMTP and LMTP
+// servers, for what go-smtp does not do itself: know which connections are
+// idle so a shutdown can close them at once and let busy ones finish,
+// limit connections overall and per client address, put an idle timeout
+// on every read (go-smtp only sets one per command line, so a whole DATA
+// would otherwise have to arrive within it), and correct a few replies of
+// go-smtp v0.25 on their way out.
+package smtpconn
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// go-smtp v0.25 answers a command given out of sequence (DATA or BDAT with
-// no accepted recipient, RCPT before MAIL, MAIL before LHLO) with 502
-// "command not implemented". RFC 5321 §4.2.4 and RFC 2033 §4.2 want 503
-// "bad sequence of commands". The library offers no hook for those replies,
-// so the connection rewrites exactly these lines on their way out; every
-// other byte passes through untouched. Drop this when the library is fixed.
-var sequenceReplies = [][]byte{
-	[]byte("502 5.5.1 Missing RCPT TO command."),
-	[]byte("502 5.5.1 Missing MAIL FROM command."),
-	[]byte("502 5.5.1 Please introduce yourself first."),
+// Options configure a Listener.
+type Options struct {
+	// Hostname goes in the 421 sent to a connection over a limit.
+	Hostname string
+	// MaxConns and MaxConnsPerIP refuse connections beyond them with 421
+	// (0: no limit).
+	MaxConns, MaxConnsPerIP int
+	// IdleTimeout bounds each read (0: none).
+	IdleTimeout time.Duration
+	// SizeLimit, if set, replaces the bare "SIZE" keyword go-smtp announces
+	// when it runs without a limit (see fixReply).
+	SizeLimit int64
 }
 
-// connSet tracks open connections so that Shutdown can close the idle ones
-// at once and let the busy ones finish their delivery first; go-smtp's own
-// Shutdown would wait for idle clients to hang up by themselves.
-type connSet struct {
-	// sizeLimit is announced in the LHLO reply's SIZE line (see Write).
-	sizeLimit int64
-
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	closing atomic.Bool
+// Set tracks the connections of one server.
+type Set struct {
+	opts      Options
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*Conn]struct{}
+	perIP     map[string]int
+	closing   atomic.Bool
 }
 
-// shutdown closes every connection that is not delivering a message now.
-func (cs *connSet) shutdown() {
-	cs.closing.Store(true)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	for c := range cs.conns {
+// NewSet returns an empty Set.
+func NewSet(opts Options) *Set {
+	return &Set{opts: opts, conns: map[*Conn]struct{}{}, perIP: map[string]int{}}
+}
+
+// Listen wraps l so that its connections are tracked by s. A listener
+// added after Shutdown is closed at once: go-smtp's Server.Serve registers
+// its listener only when its goroutine runs, so a shutdown that comes
+// first would otherwise leave that Serve accepting for ever.
+func (s *Set) Listen(l net.Listener) net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		l.Close()
+	}
+	s.listeners = append(s.listeners, l)
+	return &listener{Listener: l, set: s}
+}
+
+// Shutdown closes the listeners and every connection that is not
+// delivering a message now; busy ones close as soon as their delivery is
+// answered (End).
+func (s *Set) Shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing.Store(true)
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
 		if !c.busy.Load() {
 			c.Conn.Close()
 		}
@@ -46,36 +79,78 @@ func (cs *connSet) shutdown() {
 
 type listener struct {
 	net.Listener
-	set *connSet
+	set *Set
 }
 
-func (l listener) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if c := l.set.admit(nc); c != nil {
+			return c, nil
+		}
 	}
-	c := &conn{Conn: nc, set: l.set}
-	l.set.mu.Lock()
-	if l.set.conns == nil {
-		l.set.conns = map[*conn]struct{}{}
-	}
-	l.set.conns[c] = struct{}{}
-	l.set.mu.Unlock()
-	return c, nil
 }
 
-// conn is a server connection: it fixes the sequence replies and knows
-// whether a delivery is in progress.
-type conn struct {
+// admit registers nc, or answers 421 and closes it if a limit is reached.
+func (s *Set) admit(nc net.Conn) *Conn {
+	ip := ""
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		ip = a.IP.String()
+	}
+	s.mu.Lock()
+	over := s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns ||
+		ip != "" && s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP
+	if over {
+		s.mu.Unlock()
+		// RFC 5321 §3.1: a server may answer 421 instead of 220.
+		nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(nc, "421 4.7.0 %s Too many connections, try again later\r\n", s.opts.Hostname)
+		nc.Close()
+		return nil
+	}
+	c := &Conn{Conn: nc, set: s, ip: ip}
+	s.conns[c] = struct{}{}
+	if ip != "" {
+		s.perIP[ip]++
+	}
+	s.mu.Unlock()
+	return c
+}
+
+// Conn is a server connection.
+type Conn struct {
 	net.Conn
-	set  *connSet
-	busy atomic.Bool
+	set    *Set
+	ip     string
+	busy   atomic.Bool
+	closed atomic.Bool
 }
 
-// Write sees one whole reply line per call: go-smtp writes through
-// textproto, which flushes after every line.
-func (c *conn) Write(p []byte) (int, error) {
-	q := c.fixReply(p)
+// From finds the Conn under a connection go-smtp hands a session, which
+// may be a *tls.Conn after STARTTLS or on an implicit-TLS port.
+func From(nc net.Conn) *Conn {
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
+	}
+	c, _ := nc.(*Conn)
+	return c
+}
+
+func (c *Conn) Read(p []byte) (int, error) {
+	if d := c.set.opts.IdleTimeout; d > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(d))
+	}
+	return c.Conn.Read(p)
+}
+
+// Write sees one whole reply line per call (go-smtp writes through
+// textproto, which flushes after every line), except under TLS, where it
+// sees records and leaves them alone.
+func (c *Conn) Write(p []byte) (int, error) {
+	q := c.set.fixReply(p)
 	if q == nil {
 		return c.Conn.Write(p)
 	}
@@ -85,9 +160,20 @@ func (c *conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// go-smtp v0.25 answers a command given out of sequence (DATA or BDAT with
+// no accepted recipient, RCPT before MAIL, MAIL before HELO/LHLO) with 502
+// "command not implemented". RFC 5321 §4.2.4 and RFC 2033 §4.2 want 503
+// "bad sequence of commands". The library offers no hook for those replies,
+// so they are corrected here. Drop this when the library is fixed.
+var sequenceReplies = [][]byte{
+	[]byte("502 5.5.1 Missing RCPT TO command."),
+	[]byte("502 5.5.1 Missing MAIL FROM command."),
+	[]byte("502 5.5.1 Please introduce yourself first."),
+}
+
 // fixReply returns the corrected form of a reply line, or nil if it is
 // right as it is.
-func (c *conn) fixReply(p []byte) []byte {
+func (s *Set) fixReply(p []byte) []byte {
 	for _, r := range sequenceReplies {
 		if bytes.HasPrefix(p, r) {
 			q := bytes.Clone(p)
@@ -97,30 +183,41 @@ func (c *conn) fixReply(p []byte) []byte {
 	}
 	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
 	// reader gives up at the limit before seeing the final dot), although
-	// RFC 1870 says the announced size is accepted. So the library runs
-	// without a limit, mda enforces it, and the bare "SIZE" the library
-	// then announces gets our number.
-	if c.set.sizeLimit > 0 && len(p) > 4 && bytes.Equal(p[4:], []byte("SIZE\r\n")) {
-		return fmt.Appendf(nil, "%sSIZE %d\r\n", p[:4], c.set.sizeLimit)
+	// RFC 1870 says the announced size is accepted. A server that can
+	// rewrite its replies (no TLS: LMTP) runs the library without a limit,
+	// enforces the limit itself, and gets its number announced here.
+	if s.opts.SizeLimit > 0 && len(p) > 4 && bytes.Equal(p[4:], []byte("SIZE\r\n")) {
+		return fmt.Appendf(nil, "%sSIZE %d\r\n", p[:4], s.opts.SizeLimit)
 	}
 	return nil
 }
 
-func (c *conn) Close() error {
-	c.set.mu.Lock()
-	delete(c.set.conns, c)
-	c.set.mu.Unlock()
+// Close unregisters the connection and closes it.
+func (c *Conn) Close() error {
+	if !c.closed.Swap(true) {
+		c.set.mu.Lock()
+		delete(c.set.conns, c)
+		if c.ip != "" {
+			if c.set.perIP[c.ip]--; c.set.perIP[c.ip] <= 0 {
+				delete(c.set.perIP, c.ip)
+			}
+		}
+		c.set.mu.Unlock()
+	}
 	return c.Conn.Close()
 }
 
-// begin marks a delivery in progress.
-func (c *conn) begin() { c.busy.Store(true) }
+// Begin marks a delivery in progress: Shutdown leaves the connection open.
+func (c *Conn) Begin() { c.busy.Store(true) }
 
-// end marks the delivery answered; if the server is shutting down, the
+// End marks the delivery answered; if the server is shutting down, the
 // connection is closed now that its client has its replies.
-func (c *conn) end() {
+func (c *Conn) End() {
 	c.busy.Store(false)
 	if c.set.closing.Load() {
 		c.Conn.Close()
 	}
 }
+
+// IP is the client's address ("" for a unix socket).
+func (c *Conn) IP() string { return c.ip }
