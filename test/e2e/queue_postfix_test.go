@@ -145,4 +145,3 @@ func TestQueueToPostfixAsMX(t *testing.T) {
 		t.Errorf("Postfix did not get both recipients in one transaction:\n%s", p.Log())
 	}
 }
-
