@@ -92,6 +92,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.conns.Shutdown()
 	err := <-done
 	s.cancel()
+	if errors.Is(err, net.ErrClosed) {
+		// smtpconn closed the listeners first.
+		err = nil
+	}
 	return err
 }
 
