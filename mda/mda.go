@@ -237,8 +237,7 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 
 	now := t.d.opts.Now()
 	t.parallel(targets, func(tg *target) {
-		tg.staged, tg.err = t.d.opts.Store.Stage(ctx, tg.home, io.MultiReader(
-			strings.NewReader(t.traceHeaders(tg.rcpt, now)), sp.reader()))
+		tg.staged, tg.err = t.d.opts.Store.Stage(ctx, tg.home, sp.withHeader(t.traceHeaders(tg.rcpt, now)))
 		if tg.err != nil {
 			tg.err = fmt.Errorf("deliver to %s: %w", tg.rcpt.Address, tg.err)
 		}

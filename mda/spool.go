@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // memSpoolLimit is how much of a message is kept in memory before the spool
@@ -102,13 +103,16 @@ func (s *spool) write(p []byte) error {
 	return nil
 }
 
-// reader returns a fresh reader over the whole message; several may be in
-// use at once (one per recipient).
-func (s *spool) reader() io.Reader {
+// withHeader returns a fresh reader over header followed by the whole
+// message; several may be in use at once (one per recipient). A message in
+// memory comes as one buffer, so that the store writes it with one system
+// call.
+func (s *spool) withHeader(header string) io.Reader {
 	if s.file != nil {
-		return io.NewSectionReader(s.file, 0, s.size)
+		return io.MultiReader(strings.NewReader(header), io.NewSectionReader(s.file, 0, s.size))
 	}
-	return bytes.NewReader(s.buf.Bytes())
+	b := make([]byte, 0, len(header)+s.buf.Len())
+	return bytes.NewReader(append(append(b, header...), s.buf.Bytes()...))
 }
 
 // close releases the temporary file, if any.

@@ -16,15 +16,17 @@ type groupSync struct {
 type syncRound struct {
 	done    chan struct{}
 	err     error
-	members int // callers waiting on this round (for tests and debugging)
+	members int          // callers waiting on this round (for tests and debugging)
+	fsync   func() error // the first member's: it stays valid while the member waits
 }
 
 // sync returns once an fsync that started after the call has finished.
-// Every caller of one groupSync must pass an fsync of the same directory.
+// Every caller of one groupSync must pass an fsync of the same directory,
+// valid until sync returns.
 func (g *groupSync) sync(fsync func() error) error {
 	g.mu.Lock()
 	if g.next == nil {
-		g.next = &syncRound{done: make(chan struct{})}
+		g.next = &syncRound{done: make(chan struct{}), fsync: fsync}
 	}
 	r := g.next
 	r.members++
@@ -32,7 +34,7 @@ func (g *groupSync) sync(fsync func() error) error {
 		g.running = true
 		g.next = nil
 		g.mu.Unlock()
-		g.run(r, fsync)
+		g.run(r)
 	} else {
 		g.mu.Unlock()
 	}
@@ -42,8 +44,8 @@ func (g *groupSync) sync(fsync func() error) error {
 
 // run syncs round r, then starts the round that filled up meanwhile in a
 // new goroutine, so that no caller waits for rounds after its own.
-func (g *groupSync) run(r *syncRound, fsync func() error) {
-	r.err = fsync()
+func (g *groupSync) run(r *syncRound) {
+	r.err = r.fsync()
 	close(r.done)
 	g.mu.Lock()
 	next := g.next
@@ -53,6 +55,6 @@ func (g *groupSync) run(r *syncRound, fsync func() error) {
 	}
 	g.mu.Unlock()
 	if next != nil {
-		go g.run(next, fsync)
+		go g.run(next)
 	}
 }

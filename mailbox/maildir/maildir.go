@@ -31,6 +31,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"mailroom/mailbox"
 )
 
@@ -46,7 +48,8 @@ type Options struct {
 // Store delivers into the Maildirs below one mail root. It is safe for
 // concurrent use.
 type Store struct {
-	root    *os.Root
+	root    *os.Root // for creating Maildirs, and opening where openat2 is missing
+	rootDir *os.File // the same directory, for openat2
 	host    string
 	pid     int
 	counter atomic.Uint64
@@ -66,6 +69,11 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open mail root: %w", err)
 	}
+	rootDir, err := os.Open(opts.Root)
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("open mail root: %w", err)
+	}
 	host := opts.Hostname
 	if host == "" {
 		host, _ = os.Hostname()
@@ -74,6 +82,7 @@ func Open(opts Options) (*Store, error) {
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
 	return &Store{
 		root:     root,
+		rootDir:  rootDir,
 		host:     host,
 		pid:      os.Getpid(),
 		syncFile: (*os.File).Sync,
@@ -81,13 +90,17 @@ func Open(opts Options) (*Store, error) {
 }
 
 // Close releases the mail root.
-func (s *Store) Close() error { return s.root.Close() }
+func (s *Store) Close() error {
+	s.rootDir.Close()
+	return s.root.Close()
+}
 
 // Maildir returns the Maildir path of home relative to the mail root.
 func Maildir(home string) string { return path.Join(home, "Maildir") }
 
-// checkHome refuses home names that are not plain relative paths. os.Root
-// would stop an escape anyway; this gives a clear error first.
+// checkHome refuses home names that are not plain relative paths. Opening
+// beneath the root would stop an escape anyway; this gives a clear error
+// first.
 func checkHome(home string) error {
 	if home == "" || path.IsAbs(home) || path.Clean(home) != home || strings.HasPrefix(home, "..") ||
 		strings.ContainsAny(home, "\x00\\") {
@@ -102,14 +115,18 @@ func checkHome(home string) error {
 }
 
 // Staged is a message written durably into tmp/ but not yet visible; it
-// implements mailbox.Staged.
+// implements mailbox.Staged. It holds tmp/ open until Commit or Abort, so
+// that the rename and the cleanup act on the directory the file was
+// written in, by plain names, with no path to resolve again.
 type Staged struct {
 	s       *Store
-	md      string // Maildir path relative to the root
-	name    string // base name in tmp/
-	final   string // base name in new/
+	md      string   // Maildir path relative to the root
+	tmp     *os.File // md/tmp
+	name    string   // base name in tmp/
+	final   string   // base name in new/
 	size    int64
-	visible bool
+	visible bool // renamed into new/
+	done    bool // committed or aborted: the directory is closed
 }
 
 // Size is the number of bytes written.
@@ -134,21 +151,42 @@ func (s *Store) Stage(ctx context.Context, home string, r io.Reader) (mailbox.St
 		return nil, err
 	}
 	md := Maildir(home)
-	now := time.Now()
-	// Microseconds are zero-padded so that names sort in delivery order.
-	name := fmt.Sprintf("%d.M%06dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, s.pid, s.counter.Add(1), s.host)
-	tmp := path.Join(md, "tmp", name)
-
-	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := s.openDir(path.Join(md, "tmp"))
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = s.create(md); err != nil {
 			return nil, err
 		}
-		f, err = s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		tmp, err = s.openDir(path.Join(md, "tmp"))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("maildir: create %s: %w", tmp, err)
+		return nil, fmt.Errorf("maildir: open %s/tmp: %w", md, err)
 	}
+	now := time.Now()
+	// Microseconds are zero-padded so that names sort in delivery order.
+	name := fmt.Sprintf("%d.M%06dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, s.pid, s.counter.Add(1), s.host)
+	n, err := s.writeFile(tmp, name, r)
+	if err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("maildir: write %s/tmp/%s: %w", md, name, err)
+	}
+	return &Staged{
+		s:     s,
+		md:    md,
+		tmp:   tmp,
+		name:  name,
+		final: name + ",S=" + strconv.FormatInt(n, 10),
+		size:  n,
+	}, nil
+}
+
+// writeFile creates name in dir (O_EXCL, never following a symlink),
+// copies r into it and fsyncs it; on error it removes the file.
+func (s *Store) writeFile(dir *os.File, name string, r io.Reader) (int64, error) {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	f := os.NewFile(uintptr(fd), name)
 	n, err := io.Copy(f, r)
 	if err == nil {
 		err = s.syncFile(f)
@@ -157,33 +195,33 @@ func (s *Store) Stage(ctx context.Context, home string, r io.Reader) (mailbox.St
 		err = cerr
 	}
 	if err != nil {
-		s.root.Remove(tmp)
-		return nil, fmt.Errorf("maildir: write %s: %w", tmp, err)
+		unix.Unlinkat(int(dir.Fd()), name, 0)
+		return 0, err
 	}
-	return &Staged{
-		s:     s,
-		md:    md,
-		name:  name,
-		final: name + ",S=" + strconv.FormatInt(n, 10),
-		size:  n,
-	}, nil
+	return n, nil
 }
 
 // Commit moves the message into new/ and returns once that rename is on
 // disk. It is not cancelled by ctx: once the bytes are written, finishing is
 // cheaper and safer than leaving the outcome unknown.
 func (m *Staged) Commit(context.Context) error {
-	if m.visible {
+	if m.visible || m.done {
 		return nil
 	}
-	from, to := path.Join(m.md, "tmp", m.name), path.Join(m.md, "new", m.final)
-	if err := m.s.root.Rename(from, to); err != nil {
-		return fmt.Errorf("maildir: move %s to new/: %w", from, err)
+	newDir, err := m.s.openDir(path.Join(m.md, "new"))
+	if err != nil {
+		return fmt.Errorf("maildir: open %s/new: %w", m.md, err)
+	}
+	defer newDir.Close()
+	if err := unix.Renameat(int(m.tmp.Fd()), m.name, int(newDir.Fd()), m.final); err != nil {
+		return fmt.Errorf("maildir: move %s/tmp/%s to new/: %w", m.md, m.name, err)
 	}
 	m.visible = true
-	if err := m.s.syncDir(path.Join(m.md, "new")); err != nil {
+	if err := m.s.syncDir(path.Join(m.md, "new"), newDir); err != nil {
 		return fmt.Errorf("maildir: sync %s/new: %w", m.md, err)
 	}
+	m.done = true
+	m.tmp.Close()
 	return nil
 }
 
@@ -191,20 +229,38 @@ func (m *Staged) Commit(context.Context) error {
 // message may already have been seen by a reader; callers abort a committed
 // message only before acknowledging it, when a duplicate is the worst case.
 func (m *Staged) Abort() error {
-	if err := m.s.root.Remove(m.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if m.done && !m.visible {
+		return nil
+	}
+	var err error
+	if m.visible {
+		var newDir *os.File
+		if newDir, err = m.s.openDir(path.Join(m.md, "new")); err == nil {
+			err = unix.Unlinkat(int(newDir.Fd()), m.final, 0)
+			newDir.Close()
+		}
+	} else {
+		err = unix.Unlinkat(int(m.tmp.Fd()), m.name, 0)
+	}
+	if !m.done {
+		m.tmp.Close()
+	}
+	m.done, m.visible = true, false
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("maildir: remove %s: %w", m.Path(), err)
 	}
 	return nil
 }
 
-// syncDir fsyncs dir, sharing the fsync with concurrent callers.
-func (s *Store) syncDir(dir string) error {
+// syncDir fsyncs dir (open as d), sharing the fsync with concurrent
+// callers for the same directory.
+func (s *Store) syncDir(dir string, d *os.File) error {
 	g, _ := s.syncers.LoadOrStore(dir, new(groupSync))
-	return g.(*groupSync).sync(func() error { return s.fsyncDir(dir) })
+	return g.(*groupSync).sync(d.Sync)
 }
 
 func (s *Store) fsyncDir(dir string) error {
-	d, err := s.root.Open(dir)
+	d, err := s.openDir(dir)
 	if err != nil {
 		return err
 	}

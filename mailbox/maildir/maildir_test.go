@@ -242,3 +242,17 @@ func TestGroupSync(t *testing.T) {
 		t.Errorf("%d fsyncs for %d concurrent callers: want 2 (one running, one shared by the rest)", n, waiters+1)
 	}
 }
+
+// TestWithoutOpenat2 runs the delivery and confinement tests again on the
+// fallback path used where openat2 is unavailable.
+func TestWithoutOpenat2(t *testing.T) {
+	if noOpenat2.Load() {
+		t.Skip("openat2 is unavailable here: the other tests already use the fallback")
+	}
+	noOpenat2.Store(true)
+	t.Cleanup(func() { noOpenat2.Store(false) })
+	t.Run("StageCommit", TestStageCommit)
+	t.Run("Abort", TestAbort)
+	t.Run("HostileHomes", TestHostileHomes)
+	t.Run("FailedWrite", TestFailedWriteLeavesNothing)
+}
