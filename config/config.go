@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -85,6 +86,26 @@ type Limits struct {
 	MaxMessageBytes int64 `toml:"max_message_bytes"`
 	// MaxRecipients per message (452 4.5.3 beyond). Default 100.
 	MaxRecipients int `toml:"max_recipients"`
+	// MaxConnections per SMTP listener role; more get 421. Default 200.
+	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerIP from one client address per role. Default 20.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// IdleTimeout bounds every read from a client, commands and message
+	// data alike (RFC 5321 §4.5.3.2 suggests 5 minutes). Default "5m".
+	IdleTimeout Duration `toml:"idle_timeout"`
+}
+
+// Duration is a time.Duration written as a string: "5m", "90s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"5m\" or \"90s\"", b)
+	}
+	d.Duration = v
+	return nil
 }
 
 // Delivery is the [delivery] table.
@@ -108,7 +129,8 @@ func Default() *Config {
 		Hostname: host,
 		DataDir:  "/var/lib/mailroom",
 		LMTP:     LMTP{SocketMode: "0660"},
-		Limits:   Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100},
+		Limits: Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100,
+			MaxConnections: 200, MaxConnectionsPerIP: 20, IdleTimeout: Duration{5 * time.Minute}},
 		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim},
 	}
 }
@@ -263,6 +285,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxRecipients <= 0 {
 		bad("limits.max_recipients", "must be positive (default 100)")
+	}
+	if c.Limits.MaxConnections <= 0 {
+		bad("limits.max_connections", "must be positive (default 200)")
+	}
+	if c.Limits.MaxConnectionsPerIP <= 0 {
+		bad("limits.max_connections_per_ip", "must be positive (default 20)")
+	}
+	if c.Limits.IdleTimeout.Duration < time.Second {
+		bad("limits.idle_timeout", "must be at least \"1s\" (default \"5m\")")
+	}
+	if (len(c.SMTP.ListenTLS) > 0 || len(c.Submission.ListenTLS) > 0 || len(c.IMAP.ListenTLS) > 0) && c.TLS.Cert == "" {
+		bad("tls", "listen_tls addresses need a certificate: set [tls] cert and key")
+	}
+	if len(c.SMTP.ListenTLS) > 0 {
+		bad("smtp.listen_tls", "implicit TLS is for submission: move these addresses to [submission] listen_tls")
 	}
 	switch c.Delivery.Format {
 	case "maildir":

@@ -98,9 +98,10 @@ func New(opts Options) (*Deliverer, error) {
 // Info describes where a message came from, for the Received: header and
 // the log.
 type Info struct {
-	Proto      string // "LMTP", "ESMTP", "local", ...
+	Proto      string // "LMTP", "ESMTP", "ESMTPS", "ESMTPSA" (RFC 3848), "local"
 	Helo       string // HELO/LHLO argument, if any
-	RemoteAddr string // "192.0.2.1", "unix socket", or "" for local
+	RemoteAddr string // "[192.0.2.1]", "unix socket", or "" for local
+	TLS        string // e.g. "TLS1.3 with cipher TLS_AES_128_GCM_SHA256", if any
 }
 
 // Recipient is a resolved recipient.
@@ -349,19 +350,33 @@ func (t *Txn) traceHeaders(r Recipient, now time.Time) string {
 	// Delivered-To, as Postfix's local(8) writes it: the address the
 	// message was delivered for, used later for loop detection.
 	fmt.Fprintf(&b, "Delivered-To: %s\n", r.Address)
-	// RFC 5321 §4.4 time stamp line.
+	b.WriteString(ReceivedHeader(t.info, t.d.opts.Hostname, t.id, r.Address.String(), now))
+	return b.String()
+}
+
+// ReceivedHeader is the RFC 5321 §4.4 time stamp line for a message
+// received as info describes, ending in LF. rcpt may be "" (the "for"
+// clause names one recipient only, and none for several).
+func ReceivedHeader(info Info, hostname, id, rcpt string, now time.Time) string {
+	var b strings.Builder
 	b.WriteString("Received: ")
-	if t.info.Helo != "" || t.info.RemoteAddr != "" {
+	if info.Helo != "" || info.RemoteAddr != "" {
 		b.WriteString("from ")
-		b.WriteString(headerSafe(orDefault(t.info.Helo, "unknown")))
-		if t.info.RemoteAddr != "" {
-			fmt.Fprintf(&b, " (%s)", headerSafe(t.info.RemoteAddr))
+		b.WriteString(headerSafe(orDefault(info.Helo, "unknown")))
+		if info.RemoteAddr != "" {
+			fmt.Fprintf(&b, " (%s)", headerSafe(info.RemoteAddr))
 		}
 		b.WriteString("\n\t")
 	}
-	fmt.Fprintf(&b, "by %s (mailroom) with %s id %s\n\tfor <%s>; %s\n",
-		t.d.opts.Hostname, orDefault(t.info.Proto, "local"), t.id, r.Address,
-		now.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "by %s (mailroom) with %s", hostname, orDefault(info.Proto, "local"))
+	if info.TLS != "" {
+		fmt.Fprintf(&b, " (%s)", headerSafe(info.TLS))
+	}
+	fmt.Fprintf(&b, " id %s", id)
+	if rcpt != "" {
+		fmt.Fprintf(&b, "\n\tfor <%s>", rcpt)
+	}
+	fmt.Fprintf(&b, "; %s\n", now.Format(time.RFC1123Z))
 	return b.String()
 }
 

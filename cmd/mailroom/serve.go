@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,9 +18,11 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/config"
+	"mailroom/internal/certs"
 	"mailroom/internal/ctl"
 	"mailroom/internal/listen"
 	"mailroom/lmtp"
+	"mailroom/smtp"
 )
 
 // shutdownGrace bounds how long in-flight deliveries may take to finish
@@ -68,6 +71,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, a)
 }
 
+// mailServer is what serve needs of the LMTP and SMTP servers.
+type mailServer interface {
+	Shutdown(context.Context) error
+	Close() error
+}
+
 // serve runs every configured listener until ctx ends, then shuts down in
 // two phases: stop accepting and let deliveries finish, then close the rest.
 func serve(ctx context.Context, a *app) error {
@@ -78,33 +87,82 @@ func serve(ctx context.Context, a *app) error {
 			return fn(ctx, a, args, body)
 		})
 	}
-	mode, _ := cfg.SocketMode()
-	lmtpSrv := lmtp.New(lmtp.Options{
-		Hostname:        cfg.Hostname,
-		Deliverer:       a.mda,
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		MaxRecipients:   cfg.Limits.MaxRecipients,
-		Logger:          log,
-	})
+
+	var tlsConfig *tls.Config
+	var certStore *certs.Store
+	if cfg.TLS.Cert != "" {
+		var err error
+		if certStore, err = certs.Load(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return withExit(exitConfig, err)
+		}
+		tlsConfig = certStore.Config()
+	}
 
 	var listeners []namedListener
+	var servers []mailServer
 	closeAll := func() {
 		for _, l := range listeners {
 			l.Close()
 		}
 	}
-	cl, err := ctl.Listen(cfg.ControlSocket())
-	if err != nil {
-		return withExit(exitTempFail, err)
-	}
-	listeners = append(listeners, namedListener{cl, "ctl", func(l net.Listener) error { return ctlSrv.Serve(l) }})
-	for _, addr := range cfg.LMTP.Listen {
-		l, err := listen.Listen(addr, listen.UnixOptions{Mode: mode, Group: cfg.LMTP.SocketGroup})
+	add := func(addr, proto string, uo listen.UnixOptions, serve func(net.Listener) error) error {
+		l, err := listen.Listen(addr, uo)
 		if err != nil {
-			closeAll()
-			return withExit(exitTempFail, err)
+			return err
 		}
-		listeners = append(listeners, namedListener{l, "lmtp", lmtpSrv.Serve})
+		listeners = append(listeners, namedListener{l, proto, serve})
+		return nil
+	}
+	err := func() error {
+		cl, err := ctl.Listen(cfg.ControlSocket())
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, namedListener{cl, "ctl", func(l net.Listener) error { return ctlSrv.Serve(l) }})
+
+		if len(cfg.LMTP.Listen) > 0 {
+			mode, _ := cfg.SocketMode()
+			srv := lmtp.New(lmtp.Options{
+				Hostname:        cfg.Hostname,
+				Deliverer:       a.mda,
+				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+				MaxRecipients:   cfg.Limits.MaxRecipients,
+				ReadTimeout:     cfg.Limits.IdleTimeout.Duration,
+				Logger:          log,
+			})
+			servers = append(servers, srv)
+			for _, addr := range cfg.LMTP.Listen {
+				if err := add(addr, "lmtp", listen.UnixOptions{Mode: mode, Group: cfg.LMTP.SocketGroup}, srv.Serve); err != nil {
+					return err
+				}
+			}
+		}
+		for _, role := range []struct {
+			role smtp.Role
+			conf config.Listener
+		}{{smtp.MX, cfg.SMTP}, {smtp.Submission, cfg.Submission}} {
+			if len(role.conf.Listen)+len(role.conf.ListenTLS) == 0 {
+				continue
+			}
+			srv := smtp.New(a.smtpOptions(role.role, role.conf, tlsConfig))
+			servers = append(servers, srv)
+			name := role.role.String()
+			for _, addr := range role.conf.Listen {
+				if err := add(addr, name, listen.UnixOptions{}, srv.Serve); err != nil {
+					return err
+				}
+			}
+			for _, addr := range role.conf.ListenTLS {
+				if err := add(addr, name+"s", listen.UnixOptions{}, srv.ServeTLS); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		closeAll()
+		return withExit(exitTempFail, err)
 	}
 
 	errc := make(chan error, len(listeners))
@@ -130,10 +188,16 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			// Accounts are read from the database on every lookup, so a
-			// reload has nothing to re-read yet; aliases and TLS
-			// certificates will hang off this signal.
-			log.Info("reload requested: accounts are always current")
+			// Accounts are read from the database on every lookup; the
+			// certificate is read again here.
+			if certStore != nil {
+				if err := certStore.Reload(); err != nil {
+					log.Error("TLS certificate not reloaded; the old one stays in use", "err", err)
+					continue
+				}
+				log.Info("TLS certificate reloaded")
+			}
+			log.Info("reloaded")
 		case runErr = <-errc:
 			log.Error("listener failed", "err", runErr)
 			break loop
@@ -143,14 +207,40 @@ loop:
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := lmtpSrv.Shutdown(sctx); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
-		log.Warn("deliveries did not finish in time; closing", "err", err)
-		lmtpSrv.Close()
+	var swg sync.WaitGroup
+	for _, srv := range servers {
+		swg.Go(func() {
+			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
+				log.Warn("deliveries did not finish in time; closing", "err", err)
+				srv.Close()
+			}
+		})
 	}
+	swg.Wait()
 	ctlSrv.Close()
 	wg.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// smtpOptions configures an SMTP server for role.
+func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Config) smtp.Options {
+	cfg := a.cfg
+	return smtp.Options{
+		Role:              role,
+		Hostname:          cfg.Hostname,
+		Deliverer:         a.mda,
+		Accounts:          a.accounts,
+		Delimiter:         cfg.RecipientDelimiter(),
+		TLS:               tlsConfig,
+		AllowInsecureAuth: l.AllowInsecureAuth,
+		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
+		MaxRecipients:     cfg.Limits.MaxRecipients,
+		MaxConns:          cfg.Limits.MaxConnections,
+		MaxConnsPerIP:     cfg.Limits.MaxConnectionsPerIP,
+		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
+		Logger:            a.log,
+	}
 }
 
 type namedListener struct {

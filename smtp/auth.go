@@ -1,0 +1,158 @@
+package smtp
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// AuthMechanisms offers PLAIN and LOGIN (RFC 4954) on submission, and only
+// where a password cannot be read on the wire: over TLS, on loopback, or
+// where the administrator allowed it. Offering nothing keeps AUTH out of
+// the EHLO reply.
+func (s *session) AuthMechanisms() []string {
+	if s.srv.opts.Role != Submission || s.srv.opts.Accounts == nil {
+		return nil
+	}
+	if s.tls == nil && !s.loopback && !s.srv.opts.AllowInsecureAuth {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+var errMechanism = &gosmtp.SMTPError{Code: 504, EnhancedCode: gosmtp.EnhancedCode{5, 5, 4}, Message: "Unrecognized authentication type"}
+
+// errEncryptionRequired is RFC 4954 §6's answer to AUTH without TLS.
+var errEncryptionRequired = &gosmtp.SMTPError{Code: 538, EnhancedCode: gosmtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.srv.opts.Role != Submission {
+		return nil, gosmtp.ErrAuthUnsupported
+	}
+	if len(s.AuthMechanisms()) == 0 {
+		return nil, errEncryptionRequired
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			// RFC 4616: an authorization identity other than the
+			// user's own would mean acting for someone else.
+			if identity != "" && !strings.EqualFold(identity, username) {
+				return s.authFailed(username, errors.New("authorization identity differs"))
+			}
+			return s.authenticate(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: s.authenticate}, nil
+	}
+	return nil, errMechanism
+}
+
+// authenticate checks a password. Failures are logged with the client's
+// address and the user name, never the password, and answered more and
+// more slowly from the same address.
+func (s *session) authenticate(username, password string) error {
+	acct, err := s.srv.opts.Accounts.Authenticate(username, password)
+	if err != nil {
+		return s.authFailed(username, err)
+	}
+	s.user = &acct
+	s.log = s.log.With("user", acct.Address.String())
+	s.log.Info("authenticated", "event", "auth")
+	return nil
+}
+
+func (s *session) authFailed(username string, err error) error {
+	d := s.srv.fails.add(s.addr)
+	s.log.Warn("authentication failed", "event", "auth_failed", "user", username, "delay", d, "err", err)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.ctx.Done():
+	}
+	return gosmtp.ErrAuthFailed
+}
+
+// failures counts failed logins per client address, to slow down password
+// guessing: the n-th failure within the memory window waits base·2^(n-1),
+// at most maxAuthDelay.
+type failures struct {
+	mu   sync.Mutex
+	base time.Duration
+	now  func() time.Time
+	m    map[string]*failRecord
+}
+
+type failRecord struct {
+	n    int
+	last time.Time
+}
+
+const (
+	maxAuthDelay = time.Minute
+	failMemory   = 15 * time.Minute
+)
+
+func newFailures(base time.Duration, now func() time.Time) *failures {
+	return &failures{base: base, now: now, m: map[string]*failRecord{}}
+}
+
+// add records a failure from addr and returns how long to wait before
+// answering it.
+func (f *failures) add(addr string) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	for k, r := range f.m { // forget old entries; the map stays small
+		if now.Sub(r.last) > failMemory {
+			delete(f.m, k)
+		}
+	}
+	r := f.m[addr]
+	if r == nil {
+		r = &failRecord{}
+		f.m[addr] = r
+	}
+	r.n++
+	r.last = now
+	d := f.base
+	for i := 1; i < r.n && d < maxAuthDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxAuthDelay)
+}
+
+// loginServer is the server side of the LOGIN mechanism (draft-murchison-
+// sasl-login), which go-sasl provides only as a client: Thunderbird and
+// Outlook still use it.
+type loginServer struct {
+	check    func(username, password string) error
+	username string
+	step     int
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		l.step++
+		if len(response) > 0 { // initial response: the user name
+			l.username = string(response)
+			l.step++
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		l.username = string(response)
+		l.step++
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step++
+		return nil, true, l.check(l.username, string(response))
+	}
+	return nil, false, errors.New("unexpected response")
+}

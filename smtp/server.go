@@ -1,0 +1,183 @@
+// Package smtp is mailroom's SMTP server, in two roles: the domain's MX
+// (port 25: mail for the local domains only, from anyone) and submission
+// (587 with STARTTLS, 465 with implicit TLS: authenticated users may send
+// anywhere). It adapts github.com/emersion/go-smtp to mda (local
+// recipients) and to an outbound queue (remote recipients), and holds the
+// policy: no open relay, AUTH only over TLS or loopback, sender ownership,
+// limits. It knows nothing of files.
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailroom/account"
+	"mailroom/internal/smtpconn"
+	"mailroom/mda"
+)
+
+// Role is what a listener is for.
+type Role int
+
+const (
+	// MX receives mail for the local domains from anyone, without AUTH.
+	MX Role = iota
+	// Submission receives mail from authenticated users for anywhere.
+	Submission
+)
+
+func (r Role) String() string {
+	if r == Submission {
+		return "submission"
+	}
+	return "smtp"
+}
+
+// Accounts is what the server needs of the account store.
+type Accounts interface {
+	Authenticate(addr, password string) (account.Account, error)
+}
+
+// Queue takes mail for remote recipients. Enqueue returns once the message
+// is durable: only then does the client get its 250.
+type Queue interface {
+	Enqueue(ctx context.Context, from string, to []string, r io.Reader) (id string, err error)
+}
+
+// Options configure a Server.
+type Options struct {
+	Role      Role
+	Hostname  string
+	Deliverer *mda.Deliverer
+	Accounts  Accounts // Submission only
+	// Queue takes remote recipients of submitted mail. Without one,
+	// submission to remote recipients is refused with 451 (try later).
+	Queue Queue
+	// Delimiter is recipient_delimiter, for the sender ownership check.
+	Delimiter string
+	// TLS enables STARTTLS; nil disables it (and with it AUTH, except on
+	// loopback or with AllowInsecureAuth).
+	TLS *tls.Config
+	// AllowInsecureAuth permits AUTH without TLS from anywhere.
+	AllowInsecureAuth bool
+
+	MaxMessageBytes int64
+	MaxRecipients   int
+	// MaxConns and MaxConnsPerIP bound concurrent connections (421 beyond).
+	MaxConns, MaxConnsPerIP int
+	// IdleTimeout bounds each read, commands and DATA alike; RFC 5321
+	// §4.5.3.2 suggests 5 minutes.
+	IdleTimeout time.Duration
+	// AuthFailureDelay is the pause after the first failed AUTH from an
+	// address; it doubles with each further failure, up to a minute.
+	// Zero means one second.
+	AuthFailureDelay time.Duration
+	Logger           *slog.Logger
+	// Now is time.Now unless a test fixes the clock.
+	Now func() time.Time
+}
+
+// Server serves one role on any number of listeners.
+type Server struct {
+	opts   Options
+	smtp   *gosmtp.Server
+	log    *slog.Logger
+	conns  *smtpconn.Set
+	fails  *failures
+	ctx    context.Context
+	cancel context.CancelFunc
+	connID atomic.Uint64
+}
+
+// New returns a Server; call Serve (or ServeTLS) for each listener.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 5 * time.Minute
+	}
+	if opts.AuthFailureDelay == 0 {
+		opts.AuthFailureDelay = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		opts:  opts,
+		log:   opts.Logger.With("proto", opts.Role.String()),
+		fails: newFailures(opts.AuthFailureDelay, opts.Now),
+		conns: smtpconn.NewSet(smtpconn.Options{
+			Hostname:      opts.Hostname,
+			MaxConns:      opts.MaxConns,
+			MaxConnsPerIP: opts.MaxConnsPerIP,
+			IdleTimeout:   opts.IdleTimeout,
+		}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
+	gs.Domain = opts.Hostname
+	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
+	// reader stops at the limit before it sees the final dot). Giving it
+	// one byte more makes it accept exactly our limit; mda refuses
+	// anything larger, and Mail refuses a larger declared SIZE. The
+	// announced SIZE is then one more than what is accepted: a one-byte
+	// overstatement that TLS stops us from rewriting (see smtpconn).
+	if opts.MaxMessageBytes > 0 {
+		gs.MaxMessageBytes = opts.MaxMessageBytes + 1
+	}
+	gs.MaxRecipients = opts.MaxRecipients
+	gs.WriteTimeout = opts.IdleTimeout
+	gs.TLSConfig = opts.TLS
+	gs.EnableSMTPUTF8 = true
+	// Whether plaintext AUTH is allowed depends on the connection
+	// (loopback is fine), so the library allows it and the session
+	// decides which mechanisms to offer (auth.go).
+	gs.AllowInsecureAuth = true
+	gs.ErrorLog = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)
+	s.smtp = gs
+	return s
+}
+
+// Serve accepts plain connections on l (STARTTLS available if configured)
+// until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	return s.smtp.Serve(s.conns.Listen(l))
+}
+
+// ServeTLS accepts implicit-TLS connections on l (port 465).
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opts.TLS == nil {
+		return errors.New("smtp: implicit TLS listener without a certificate")
+	}
+	return s.smtp.Serve(tls.NewListener(s.conns.Listen(l), s.opts.TLS))
+}
+
+// Shutdown stops accepting connections, closes idle ones, and waits until
+// ctx ends for the others to finish the delivery in progress and answer.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.smtp.Shutdown(ctx) }()
+	s.conns.Shutdown()
+	err := <-done
+	s.cancel()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close closes every listener and connection at once.
+func (s *Server) Close() error {
+	s.cancel()
+	s.conns.Shutdown()
+	return s.smtp.Close()
+}

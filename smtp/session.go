@@ -1,0 +1,219 @@
+package smtp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailroom/account"
+	"mailroom/internal/address"
+	"mailroom/internal/smtpconn"
+	"mailroom/mda"
+)
+
+// session is one SMTP connection.
+type session struct {
+	srv      *Server
+	conn     *smtpconn.Conn
+	ctx      context.Context
+	cancel   context.CancelFunc
+	helo     string
+	addr     string // "[192.0.2.1]"
+	loopback bool
+	tls      *tls.ConnectionState
+	log      *slog.Logger
+
+	user *account.Account // after AUTH
+
+	txn    *mda.Txn
+	from   string
+	local  []string // recipients mda accepted
+	remote []string // recipients for the queue (submission only)
+}
+
+var (
+	_ gosmtp.Session     = (*session)(nil)
+	_ gosmtp.AuthSession = (*session)(nil)
+)
+
+// newSession is called by go-smtp at HELO/EHLO, and again after STARTTLS.
+func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	sess := &session{srv: s, conn: smtpconn.From(c.Conn()), helo: c.Hostname()}
+	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		sess.addr = "[" + addr.IP.String() + "]"
+		sess.loopback = addr.IP.IsLoopback()
+	}
+	if st, ok := c.TLSConnectionState(); ok {
+		sess.tls = &st
+	}
+	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
+	sess.log = s.log.With("conn", s.connID.Add(1), "remote", sess.addr, "helo", sess.helo, "tls", sess.tls != nil)
+	return sess, nil
+}
+
+// info describes the session for Received: (RFC 3848 protocol names).
+func (s *session) info() mda.Info {
+	proto := "ESMTP"
+	if s.tls != nil {
+		proto += "S"
+	}
+	if s.user != nil {
+		proto += "A"
+	}
+	info := mda.Info{Proto: proto, Helo: s.helo, RemoteAddr: s.addr}
+	if s.tls != nil {
+		info.TLS = fmt.Sprintf("using %s with cipher %s", tls.VersionName(s.tls.Version), tls.CipherSuiteName(s.tls.CipherSuite))
+	}
+	return info
+}
+
+// Reset is called by the library on RSET, after every DATA (once the reply
+// is written) and at the end.
+func (s *session) Reset() {
+	if s.txn != nil {
+		s.txn.Abort()
+	}
+	s.txn, s.from, s.local, s.remote = nil, "", nil, nil
+	if s.conn != nil {
+		s.conn.End()
+	}
+}
+
+func (s *session) Logout() error {
+	s.Reset()
+	s.cancel()
+	return nil
+}
+
+var (
+	errAuthRequired = &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	errNotOwner     = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated user"}
+	errRelayDenied  = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
+	errBadSender    = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
+)
+
+func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if s.srv.opts.Role == Submission && s.user == nil {
+		return errAuthRequired
+	}
+	// RFC 1870 §6.2: a declared size over the limit is refused at MAIL.
+	if max := s.srv.opts.MaxMessageBytes; max > 0 && opts.Size > max {
+		return s.reply(mda.ErrTooBig)
+	}
+	if s.srv.opts.Role == Submission && !s.owns(from) {
+		s.log.Info("sender refused", "event", "rejected", "user", s.user.Address.String(), "from", from)
+		return errNotOwner
+	}
+	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info())
+	if err != nil {
+		return errBadSender
+	}
+	s.txn, s.from, s.local, s.remote = txn, from, nil, nil
+	return nil
+}
+
+// owns reports whether the authenticated user may use from as envelope
+// sender: its own address, or that address with a recipient_delimiter
+// extension. (Aliases that point to the user will count too once the
+// aliases file exists.)
+func (s *session) owns(from string) bool {
+	a, err := address.Parse(from)
+	if err != nil || s.user == nil {
+		return false
+	}
+	own := s.user.Address
+	if a.Domain != own.Domain {
+		return false
+	}
+	base, _ := address.StripExtension(a.Local, s.srv.opts.Delimiter)
+	return strings.EqualFold(a.Local, own.Local) || strings.EqualFold(base, own.Local)
+}
+
+func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	err := s.txn.AddRcpt(s.ctx, to)
+	switch {
+	case err == nil:
+		s.local = append(s.local, to)
+		return nil
+	case errors.Is(err, mda.ErrNotLocal) && s.srv.opts.Role == Submission:
+		// An authenticated user may send anywhere: the queue takes it.
+		s.remote = append(s.remote, to)
+		return nil
+	case errors.Is(err, mda.ErrNotLocal):
+		// Never an open relay, whatever HELO or MAIL FROM said.
+		s.log.Info("relay denied", "event", "rejected", "from", s.from, "rcpt", to)
+		return errRelayDenied
+	}
+	return s.reply(err)
+}
+
+// Data delivers to every recipient or to none: SMTP has one reply for the
+// whole transaction, so a partial success would make the sender's retry
+// duplicate what already landed.
+func (s *session) Data(r io.Reader) error {
+	s.conn.Begin()
+	if s.srv.opts.Role == MX {
+		return s.reply(s.txn.DeliverAll(s.ctx, r))
+	}
+	return s.submit(r)
+}
+
+// submit completes a submitted message (Message-ID, Date) and hands it to
+// mda when every recipient is local, or to the queue, which also delivers
+// the local ones, so that one durable write covers the whole reply.
+func (s *session) submit(r io.Reader) error {
+	br := bufio.NewReaderSize(r, maxHeaderBytes)
+	added, err := missingHeaders(br, s.srv.opts.Hostname, s.srv.opts.Now())
+	if err != nil {
+		return s.reply(err)
+	}
+	if len(s.remote) == 0 {
+		return s.reply(s.txn.DeliverAll(s.ctx, io.MultiReader(strings.NewReader(added), br)))
+	}
+	if s.srv.opts.Queue == nil {
+		return s.reply(errNoQueue)
+	}
+	rcpts := append(append([]string(nil), s.local...), s.remote...)
+	rcvd := mda.ReceivedHeader(s.info(), s.srv.opts.Hostname, s.txn.ID(), oneOf(rcpts), s.srv.opts.Now())
+	msg := io.MultiReader(strings.NewReader(crlf(rcvd)+added), br)
+	id, err := s.srv.opts.Queue.Enqueue(s.ctx, s.from, rcpts, msg)
+	if err != nil {
+		return s.reply(err)
+	}
+	s.log.Info("queued", "event", "queued", "queue_id", id, "from", s.from, "rcpts", rcpts, "user", s.user.Address.String())
+	return nil
+}
+
+var errNoQueue = errors.New("no outbound queue configured")
+
+func oneOf(rcpts []string) string {
+	if len(rcpts) == 1 {
+		return rcpts[0]
+	}
+	return ""
+}
+
+func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
+
+// reply maps an error to the SMTP reply, and logs internal errors with an
+// id that the reply repeats. Internal error text never reaches the client.
+func (s *session) reply(err error) error {
+	if err == nil {
+		return nil
+	}
+	r := Reply(err)
+	if r.Code/100 == 4 && r.EnhancedCode != (gosmtp.EnhancedCode{4, 5, 3}) {
+		id := newErrID()
+		s.log.Warn("temporary failure", "err", err, "err_id", id)
+		r = &gosmtp.SMTPError{Code: r.Code, EnhancedCode: r.EnhancedCode, Message: fmt.Sprintf("%s (ref %s)", r.Message, id)}
+	}
+	return r
+}
