@@ -122,6 +122,10 @@ func (q *Queue) attempt(ctx context.Context, id string) time.Time {
 			return time.Time{}
 		}
 	}
+	if rec.done() {
+		q.removeBody(id)
+		return time.Time{}
+	}
 	if ctx.Err() != nil {
 		return q.when(rec, time.Now())
 	}
@@ -315,7 +319,13 @@ func (q *Queue) remove(id string) error {
 		return err
 	}
 	q.sched.remove(id)
+	return q.removeBody(id)
+}
+
+// removeBody deletes the body file of a message whose record is gone.
+func (q *Queue) removeBody(id string) error {
 	if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		q.log.Error("remove queue file", "queue_id", id, "err", err)
 		return err
 	}
 	return nil

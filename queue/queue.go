@@ -165,7 +165,7 @@ type Queue struct {
 	opts    Options
 	db      *bolt.DB
 	dir     string
-	dirSync *durable.DirSyncer
+	shards  map[string]*durable.DirSyncer // shard directory -> its fsyncs
 	log     *slog.Logger
 	sched   *schedule
 }
@@ -195,8 +195,18 @@ func Open(opts Options) (*Queue, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
-	q := &Queue{opts: opts, db: opts.DB, dir: opts.Dir, dirSync: durable.NewDirSyncer(opts.Dir),
+	q := &Queue{opts: opts, db: opts.DB, dir: opts.Dir, shards: map[string]*durable.DirSyncer{},
 		log: opts.Logger, sched: newSchedule()}
+	for _, c := range idAlphabet {
+		d := filepath.Join(opts.Dir, string(c))
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create queue directory: %w", err)
+		}
+		q.shards[d] = durable.NewDirSyncer(d)
+	}
+	if err := durable.SyncDir(opts.Dir); err != nil {
+		return nil, err
+	}
 	if err := q.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMsgs, bucketHeld} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -244,20 +254,34 @@ func (q *Queue) load() error {
 	for _, id := range bad {
 		q.setAside(id, errCorrupt)
 	}
-	entries, err := os.ReadDir(q.dir)
+	root, err := os.ReadDir(q.dir)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, durable.TempPrefix) || !known[n] {
-			q.log.Warn("removing a queue file that no record names (left by a crash before the message was accepted)", "file", n)
-			os.Remove(filepath.Join(q.dir, n))
+	for _, e := range root {
+		if !e.IsDir() {
+			q.log.Warn("removing a stray file from the queue directory", "file", filepath.Join(q.dir, e.Name()))
+			os.Remove(filepath.Join(q.dir, e.Name()))
+		}
+	}
+	for d := range q.shards {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		for _, e := range entries {
+			if n := e.Name(); strings.HasPrefix(n, durable.TempPrefix) || !known[n] || q.bodyPath(n) != filepath.Join(d, n) {
+				q.log.Warn("removing a queue file that no record names (left by a crash before the message was accepted)", "file", filepath.Join(d, n))
+				os.Remove(filepath.Join(d, n))
+			}
 		}
 	}
 	return nil
 }
 
-var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKLMNPQRSTVWXY").WithPadding(base32.NoPadding)
+const idAlphabet = "0123456789ABCDEFGHJKLMNPQRSTVWXY"
+
+var idEncoding = base32.NewEncoding(idAlphabet).WithPadding(base32.NoPadding)
 
 func newID() string {
 	var b [10]byte
@@ -265,7 +289,14 @@ func newID() string {
 	return idEncoding.EncodeToString(b[:])
 }
 
-func (q *Queue) bodyPath(id string) string { return filepath.Join(q.dir, id) }
+// shardDir is the directory of id's body file. Bodies are spread over
+// one directory per last id character: with many concurrent enqueues and
+// sends, creating, renaming and removing files in a single directory
+// contend for its lock (the kernel spends more time there than on the
+// fsyncs).
+func (q *Queue) shardDir(id string) string { return filepath.Join(q.dir, id[len(id)-1:]) }
+
+func (q *Queue) bodyPath(id string) string { return filepath.Join(q.shardDir(id), id) }
 
 // Enqueue stores a message for from ("" for the null sender) to the
 // recipients in to and returns its queue id. It returns only once the body
@@ -314,7 +345,8 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, r io.Read
 func (q *Queue) store(from string, rcpts []string, fill func(io.Writer) (*bodyWriter, error), also func(tx *bolt.Tx) error) (string, error) {
 	id := newID()
 	var bw *bodyWriter
-	err := durable.WriteFile(q.dir, id, 0o600, q.dirSync, func(w io.Writer) error {
+	dir := q.shardDir(id)
+	err := durable.WriteFile(dir, id, 0o600, q.shards[dir], func(w io.Writer) error {
 		var err error
 		bw, err = fill(w)
 		return err
@@ -359,7 +391,9 @@ func (q *Queue) get(id string) (*record, error) {
 	return rec, err
 }
 
-// update applies fn to a stored record and commits it.
+// update applies fn to a stored record and commits it; a record with
+// nothing left to do is deleted in the same transaction (its body file is
+// the caller's to remove), which spares the common case a second commit.
 func (q *Queue) update(id string, fn func(rec *record) error) (*record, error) {
 	var out *record
 	err := q.db.Batch(func(tx *bolt.Tx) error {
@@ -376,6 +410,9 @@ func (q *Queue) update(id string, fn func(rec *record) error) (*record, error) {
 			return err
 		}
 		out = rec
+		if rec.done() {
+			return b.Delete([]byte(id))
+		}
 		return b.Put([]byte(id), rec.encode())
 	})
 	return out, err

@@ -269,9 +269,8 @@ func TestEnqueueRefusesBadInput(t *testing.T) {
 				t.Errorf("Enqueue(%q, %q) succeeded", c.from, c.to)
 			}
 		}
-		entries, _ := os.ReadDir(h.opts.Dir)
-		if len(entries) != 0 || len(h.records(t)) != 0 {
-			t.Errorf("refused messages left %d files and %d records", len(entries), len(h.records(t)))
+		if files := queueFiles(t, h.opts.Dir); len(files) != 0 || len(h.records(t)) != 0 {
+			t.Errorf("refused messages left files %v and %d records", files, len(h.records(t)))
 		}
 	})
 }
@@ -635,7 +634,7 @@ func TestCorruptRecordAndBodyAreSetAside(t *testing.T) {
 		badRec := h.enqueue(t, "alice@example.org", []string{"badrec@example.net"}, testMsg)
 		h.close()
 		// Damage one body (same size, one byte changed) and one record.
-		p := filepath.Join(h.opts.Dir, badBody)
+		p := h.q.bodyPath(badBody)
 		b, _ := os.ReadFile(p)
 		b[len(b)-3] ^= 0x20
 		os.WriteFile(p, b, 0o600)
@@ -682,7 +681,7 @@ func TestMissingBodyIsSetAside(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, &fakeTransport{}, nil)
 		id := h.enqueue(t, "alice@example.org", []string{"bob@example.net"}, testMsg)
-		os.Remove(filepath.Join(h.opts.Dir, id))
+		os.Remove(h.q.bodyPath(id))
 		h.run()
 		settle(time.Second)
 		list, _ := h.q.List()
@@ -697,15 +696,31 @@ func TestOrphanFilesRemovedAtOpen(t *testing.T) {
 		h := newHarness(t, &fakeTransport{}, nil)
 		id := h.enqueue(t, "alice@example.org", []string{"bob@example.net"}, testMsg)
 		h.close()
-		for _, n := range []string{"ORPHAN0000000000", ".tmp-1234"} {
+		wrong := "0"
+		if strings.HasSuffix(id, wrong) {
+			wrong = "1"
+		}
+		for _, n := range []string{"ORPHAN0000000000", "0/ORPHAN0000000000", "Y/.tmp-1234", wrong + "/" + id, "stray"} {
 			os.WriteFile(filepath.Join(h.opts.Dir, n), []byte("x"), 0o600)
 		}
 		h.open(t)
-		entries, _ := os.ReadDir(h.opts.Dir)
-		if len(entries) != 1 || entries[0].Name() != id {
-			t.Errorf("files after open: %v", entries)
+		if files := queueFiles(t, h.opts.Dir); len(files) != 1 || files[0] != h.q.bodyPath(id) {
+			t.Errorf("files after open: %v", files)
 		}
 	})
+}
+
+// queueFiles lists the regular files under dir.
+func queueFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
 }
 
 func TestListFlushDrop(t *testing.T) {
