@@ -162,12 +162,12 @@ var ErrNotFound = errors.New("no such queued message")
 
 // Queue is the outbound queue. Its methods are safe for concurrent use.
 type Queue struct {
-	opts    Options
-	db      *bolt.DB
-	dir     string
-	shards  map[string]*durable.DirSyncer // shard directory -> its fsyncs
-	log     *slog.Logger
-	sched   *schedule
+	opts   Options
+	db     *bolt.DB
+	dir    string
+	shards map[string]*durable.DirSyncer // shard directory -> its fsyncs
+	log    *slog.Logger
+	sched  *schedule
 }
 
 // Open prepares the queue: buckets, the body directory (with files left by
