@@ -3,6 +3,7 @@ package mailtest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/textproto"
@@ -14,6 +15,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/lmtp"
+	"mailroom/smtp"
 )
 
 // StartLMTP serves LMTP for env in-process on 127.0.0.1:0 and on a unix
@@ -123,4 +125,82 @@ func (d *Dialog) Expect(prefix string) []string {
 func (d *Dialog) Closed() bool {
 	_, err := d.r.ReadLine()
 	return err != nil
+}
+
+// StartSMTP serves SMTP for env in-process on 127.0.0.1:0 (and, when
+// opts.TLS is set, implicit TLS on a second port) and returns the plain
+// and TLS addresses. It is shut down at cleanup.
+func StartSMTP(t testing.TB, env *Env, opts smtp.Options) (plain, implicitTLS string) {
+	t.Helper()
+	if opts.Hostname == "" {
+		opts.Hostname = "mx.test"
+	}
+	if opts.Deliverer == nil {
+		opts.Deliverer = env.MDA
+	}
+	if opts.Accounts == nil {
+		opts.Accounts = env.Accounts
+	}
+	srv := smtp.New(opts)
+	serve := func(l net.Listener, fn func(net.Listener) error, done chan struct{}) {
+		go func() {
+			if err := fn(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+			close(done)
+		}()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done1, done2 := make(chan struct{}), make(chan struct{})
+	serve(l, srv.Serve, done1)
+	plain = l.Addr().String()
+	if opts.TLS != nil {
+		lt, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		serve(lt, srv.ServeTLS, done2)
+		implicitTLS = lt.Addr().String()
+	} else {
+		close(done2)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done1
+		<-done2
+	})
+	return plain, implicitTLS
+}
+
+// StartTLS sends STARTTLS on the dialog and continues over TLS, trusting
+// any certificate (the tests' own).
+func (d *Dialog) StartTLS() {
+	d.t.Helper()
+	d.Send("STARTTLS")
+	d.Expect("220")
+	tc := tls.Client(d.conn, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
+	if err := tc.Handshake(); err != nil {
+		d.t.Fatalf("TLS handshake: %v", err)
+	}
+	d.conn = tc
+	d.r = textproto.NewReader(bufio.NewReader(tc))
+}
+
+// DialTLS connects with implicit TLS and reads the greeting.
+func DialTLS(t testing.TB, addr string) *Dialog {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	d := &Dialog{t: t, conn: c, r: textproto.NewReader(bufio.NewReader(c))}
+	d.Expect("220 ")
+	return d
 }

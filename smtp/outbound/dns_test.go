@@ -68,7 +68,7 @@ func TestRealResolverAgainstTestDNS(t *testing.T) {
 		"nomx.example. 60 IN A 127.0.0.20",
 		"nullmx.example. 60 IN MX 0 .",
 	)
-	tr := newTransport(NewResolver(server), m.Port, nil)
+	tr := newTransport(t, NewResolver(server), m.Port, nil)
 	for _, to := range []string{"b@example.net", "c@nomx.example"} {
 		if err := tr.Send(t.Context(), msg("a@example.org", []string{to}, body)); err != nil {
 			t.Fatalf("Send to %s: %v", to, err)

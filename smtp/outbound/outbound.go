@@ -47,6 +47,11 @@ type Options struct {
 	// (RFC 7435), as Postfix's "may" level: encryption against passive
 	// eavesdroppers, never a reason not to deliver.
 	TLSConfig *tls.Config
+	// MaxIdle is how many finished sessions per host address are kept for
+	// the next message (default 16; negative: none), each for at most
+	// IdleTimeout (default 5s).
+	MaxIdle     int
+	IdleTimeout time.Duration
 	// Timeouts, RFC 5321 §4.5.3.2: DialTimeout for the connection,
 	// CommandTimeout for the greeting and each reply (5 min), WriteTimeout
 	// for each write of the message (3 min), DataTimeout for the reply to
@@ -60,6 +65,7 @@ type Transport struct {
 	opts Options
 	res  Resolver
 	log  *slog.Logger
+	pool *pool
 }
 
 var _ queue.Transport = (*Transport)(nil)
@@ -87,7 +93,13 @@ func New(opts Options) *Transport {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{opts: opts, res: opts.Resolver, log: opts.Logger}
+	if opts.MaxIdle == 0 {
+		opts.MaxIdle = 16
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 5 * time.Second
+	}
+	return &Transport{opts: opts, res: opts.Resolver, log: opts.Logger, pool: newPool(opts.MaxIdle, opts.IdleTimeout)}
 }
 
 // Send makes one delivery attempt of msg to its recipients (all of one
@@ -155,12 +167,26 @@ func (t *Transport) smarthost(ctx context.Context) ([]host, error) {
 	return []host{{name: name, port: port, addrs: addrs}}, nil
 }
 
-// try runs one SMTP session with ip. A nil error means the session got as
-// far as the recipients, and res (nil or queue.RcptErrors) is the answer;
-// an error means this host did not take the message and the next one may.
+// try runs one SMTP session with ip, on a cached session if there is
+// one. A nil error means the session got as far as the recipients, and res
+// (nil or queue.RcptErrors) is the answer; an error means this host did
+// not take the message (nothing was delivered) and the next one may.
 func (t *Transport) try(ctx context.Context, h host, ip string, msg *queue.Message) (res error, err error) {
 	addr := net.JoinHostPort(ip, strconv.Itoa(h.port))
+	key := h.name + " " + addr
 	log := t.log.With("queue_id", msg.ID, "host", h.name, "addr", addr)
+	if c := t.pool.take(key); c != nil {
+		c.bind(ctx)
+		res, err, reuse := t.transact(c, h, msg)
+		if err == nil {
+			t.release(key, c, reuse)
+			return res, nil
+		}
+		// The peer may have closed the idle session; nothing was
+		// delivered, so a fresh one can do the same transaction.
+		c.Close()
+		log.Debug("cached session failed; connecting again", "err", err)
+	}
 	c, tlsOn, err := t.connect(ctx, h, addr, true)
 	if err != nil && errors.Is(err, errTLSFailed) && t.opts.Username == "" && !t.opts.ImplicitTLS {
 		// RFC 7435: a failed handshake is no reason to keep the mail;
@@ -171,9 +197,30 @@ func (t *Transport) try(ctx context.Context, h host, ip string, msg *queue.Messa
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
 	log.Debug("connected", "tls", tlsOn)
-	return t.transact(c, h, msg)
+	res, err, reuse := t.transact(c, h, msg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	t.release(key, c, reuse)
+	return res, nil
+}
+
+// release caches a session that can take another transaction, or ends it.
+func (t *Transport) release(key string, c *client, reuse bool) {
+	if !c.unbind() || !reuse {
+		c.Client.Close()
+		return
+	}
+	t.pool.put(key, c)
+}
+
+// Close ends the cached sessions. The queue calls it when it stops; the
+// Transport stays usable.
+func (t *Transport) Close() error {
+	t.pool.closeAll()
+	return nil
 }
 
 var errTLSFailed = errors.New("TLS handshake failed")

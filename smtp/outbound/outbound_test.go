@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,13 +17,15 @@ import (
 	"mailroom/queue"
 )
 
-func newTransport(dns Resolver, port int, adjust func(*Options)) *Transport {
+func newTransport(t *testing.T, dns Resolver, port int, adjust func(*Options)) *Transport {
 	o := Options{Hostname: "mailroom.test", Resolver: dns, Port: port,
 		DialTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, DataTimeout: 2 * time.Second}
 	if adjust != nil {
 		adjust(&o)
 	}
-	return New(o)
+	tr := New(o)
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }
 
 func TestMXPreferenceAndFallback(t *testing.T) {
@@ -40,7 +43,7 @@ func TestMXPreferenceAndFallback(t *testing.T) {
 			"mx3.example.net": {"127.0.0.4"},
 		},
 	}
-	tr := newTransport(dns, port, nil)
+	tr := newTransport(t, dns, port, nil)
 	if err := tr.Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body)); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -62,7 +65,7 @@ func TestEqualPreferenceIsShuffled(t *testing.T) {
 		mx:  map[string][]*net.MX{"example.net": {{Host: "a.example.net", Pref: 5}, {Host: "b.example.net", Pref: 5}}},
 		ips: map[string][]string{"a.example.net": {"127.0.0.5"}, "b.example.net": {"127.0.0.6"}},
 	}
-	tr := newTransport(dns, a.Port, nil)
+	tr := newTransport(t, dns, a.Port, nil)
 	for range 40 {
 		if err := tr.Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body)); err != nil {
 			t.Fatal(err)
@@ -84,7 +87,7 @@ func TestImplicitMXAndDNSFailures(t *testing.T) {
 			"slow.example": &net.DNSError{Err: "i/o timeout", Name: "slow.example", IsTimeout: true, IsTemporary: true},
 		},
 	}
-	tr := newTransport(dns, m.Port, nil)
+	tr := newTransport(t, dns, m.Port, nil)
 	if err := tr.Send(t.Context(), msg("", []string{"x@nomx.example"}, body)); err != nil {
 		t.Fatalf("no MX, an A record: %v", err)
 	}
@@ -111,7 +114,7 @@ func TestImplicitMXAndDNSFailures(t *testing.T) {
 func TestAllHostsRefuseIsTemporary(t *testing.T) {
 	dns := &fakeDNS{mx: map[string][]*net.MX{"example.net": {{Host: "mx.example.net", Pref: 1}}},
 		ips: map[string][]string{"mx.example.net": {"127.0.0.2"}}}
-	tr := newTransport(dns, 1, nil) // nothing listens on port 1
+	tr := newTransport(t, dns, 1, nil) // nothing listens on port 1
 	qe := asQueueError(t, tr.Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body)))
 	if qe.Perm || qe.Status != "4.4.1" || qe.RemoteMTA != "mx.example.net" {
 		t.Errorf("refused connection: %+v", qe)
@@ -131,7 +134,7 @@ func TestPerRecipientReplies(t *testing.T) {
 		}
 	})
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.8"}}}
-	tr := newTransport(dns, m.Port, nil)
+	tr := newTransport(t, dns, m.Port, nil)
 	to := []string{"ok@example.net", "gone@example.net", "full@example.net"}
 	err := tr.Send(t.Context(), msg("a@example.org", to, body))
 	var res queue.RcptErrors
@@ -160,7 +163,7 @@ func TestOpportunisticTLS(t *testing.T) {
 	})
 	without := startMTA(t, "127.0.0.10", withTLS.Port, nil)
 	dns := &fakeDNS{ips: map[string][]string{"tls.example": {"127.0.0.9"}, "clear.example": {"127.0.0.10"}}}
-	tr := newTransport(dns, withTLS.Port, nil)
+	tr := newTransport(t, dns, withTLS.Port, nil)
 	for _, d := range []string{"tls.example", "clear.example"} {
 		if err := tr.Send(t.Context(), msg("a@example.org", []string{"b@" + d}, body)); err != nil {
 			t.Fatalf("%s: %v", d, err)
@@ -179,7 +182,7 @@ func TestBrokenTLSFallsBackToClear(t *testing.T) {
 	// has no certificate).
 	m := startMTA(t, "127.0.0.11", 0, func(m *fakeMTA) { m.srv.TLSConfig = &tls.Config{} })
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.11"}}}
-	if err := newTransport(dns, m.Port, nil).Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body)); err != nil {
+	if err := newTransport(t, dns, m.Port, nil).Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body)); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	if got := m.got(); len(got) != 1 || got[0].TLS {
@@ -190,7 +193,7 @@ func TestBrokenTLSFallsBackToClear(t *testing.T) {
 func TestExtensions(t *testing.T) {
 	m := startMTA(t, "127.0.0.12", 0, func(m *fakeMTA) { m.srv.MaxMessageBytes = 200 })
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.12"}, "bäcker.example": {"127.0.0.12"}}}
-	tr := newTransport(dns, m.Port, nil)
+	tr := newTransport(t, dns, m.Port, nil)
 	big := msg("a@example.org", []string{"b@example.net"}, body+strings.Repeat("x", 300)+"\n")
 	qe := asQueueError(t, tr.Send(t.Context(), big))
 	if !qe.Perm || qe.Status != "5.3.4" || !strings.Contains(qe.Diag, "limit of 200") {
@@ -256,7 +259,7 @@ func TestPeerLacksNeededExtension(t *testing.T) {
 	var p int
 	fmt.Sscan(port, &p)
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.13"}}}
-	tr := newTransport(dns, p, nil)
+	tr := newTransport(t, dns, p, nil)
 	for _, c := range []struct {
 		m      *queue.Message
 		status string
@@ -311,7 +314,7 @@ func TestBadPeers(t *testing.T) {
 			var p int
 			fmt.Sscan(port, &p)
 			dns := &fakeDNS{ips: map[string][]string{"example.net": {ip}}}
-			tr := newTransport(dns, p, func(o *Options) { o.CommandTimeout = 500 * time.Millisecond })
+			tr := newTransport(t, dns, p, func(o *Options) { o.CommandTimeout = 500 * time.Millisecond })
 			start := time.Now()
 			err := tr.Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body))
 			qe := asQueueError(t, err)
@@ -333,7 +336,7 @@ func TestDropDuringDataIsTemporaryForAll(t *testing.T) {
 	var p int
 	fmt.Sscan(port, &p)
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.14"}}}
-	err := newTransport(dns, p, nil).Send(t.Context(), msg("a@example.org", []string{"b@example.net", "c@example.net"}, body))
+	err := newTransport(t, dns, p, nil).Send(t.Context(), msg("a@example.org", []string{"b@example.net", "c@example.net"}, body))
 	var res queue.RcptErrors
 	if !errors.As(err, &res) || len(res) != 2 {
 		t.Fatalf("Send: %v", err)
@@ -351,7 +354,7 @@ func TestSmarthostAuthOverTLS(t *testing.T) {
 		m.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 		m.users = map[string]string{"mailroom": "s3cret"}
 	})
-	tr := newTransport(&fakeDNS{}, 0, func(o *Options) {
+	tr := newTransport(t, &fakeDNS{}, 0, func(o *Options) {
 		o.Smarthost = m.Addr
 		o.Username, o.Password = "mailroom", "s3cret"
 		o.TLSConfig = &tls.Config{RootCAs: pool}
@@ -367,7 +370,7 @@ func TestSmarthostAuthOverTLS(t *testing.T) {
 		t.Fatalf("smarthost got %+v, want two messages over TLS from user mailroom", got)
 	}
 
-	bad := newTransport(&fakeDNS{}, 0, func(o *Options) {
+	bad := newTransport(t, &fakeDNS{}, 0, func(o *Options) {
 		o.Smarthost = m.Addr
 		o.Username, o.Password = "mailroom", "wrong"
 		o.TLSConfig = &tls.Config{RootCAs: pool}
@@ -390,7 +393,7 @@ func TestSmarthostImplicitTLS(t *testing.T) {
 	}))
 	go m.srv.Serve(l)
 	t.Cleanup(func() { m.srv.Close() })
-	tr := newTransport(&fakeDNS{}, 0, func(o *Options) {
+	tr := newTransport(t, &fakeDNS{}, 0, func(o *Options) {
 		o.Smarthost = l.Addr().String()
 		o.ImplicitTLS = true
 		o.TLSConfig = &tls.Config{RootCAs: pool}
@@ -400,5 +403,54 @@ func TestSmarthostImplicitTLS(t *testing.T) {
 	}
 	if got := m.got(); len(got) != 1 || !got[0].TLS {
 		t.Errorf("got %+v", got)
+	}
+}
+
+func TestSessionsAreReused(t *testing.T) {
+	var sessions atomic.Int32
+	m := startMTA(t, "127.0.0.15", 0, nil)
+	inner := m.srv.Backend
+	m.srv.Backend = gosmtp.BackendFunc(func(c *gosmtp.Conn) (gosmtp.Session, error) {
+		sessions.Add(1)
+		return inner.NewSession(c)
+	})
+	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.15"}}}
+	tr := newTransport(t, dns, m.Port, nil)
+	for i := range 5 {
+		if err := tr.Send(t.Context(), msg("a@example.org", []string{fmt.Sprintf("r%d@example.net", i)}, body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(m.got()) != 5 || sessions.Load() != 1 {
+		t.Errorf("%d messages over %d sessions, want 5 over 1", len(m.got()), sessions.Load())
+	}
+}
+
+func TestStaleCachedSessionIsReplaced(t *testing.T) {
+	// The peer takes one message per session and then hangs up without
+	// a word, as a server whose idle timeout struck would.
+	var delivered atomic.Int32
+	addr := rawServer(t, "127.0.0.16", 0, scripted([]string{"8BITMIME"}, func(c net.Conn, r *bufio.Reader) {
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil || l == ".\r\n" {
+				break
+			}
+		}
+		delivered.Add(1)
+		fmt.Fprintf(c, "250 2.0.0 ok\r\n")
+	}))
+	_, port, _ := net.SplitHostPort(addr)
+	var p int
+	fmt.Sscan(port, &p)
+	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.16"}}}
+	tr := newTransport(t, dns, p, nil)
+	for range 3 {
+		if err := tr.Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body)); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if delivered.Load() != 3 {
+		t.Errorf("delivered %d, want 3", delivered.Load())
 	}
 }

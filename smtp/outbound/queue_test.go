@@ -162,7 +162,7 @@ func TestQueueRestartMidwayDeliversEachOnce(t *testing.T) {
 	})
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.30"}}}
 	blocking.Store(true)
-	s := newStack(t, newTransport(dns, m.Port, nil))
+	s := newStack(t, newTransport(t, dns, m.Port, nil))
 	const n = 30
 	for i := range n {
 		s.enqueue("alice@example.org", []string{"bob@example.net"}, fmt.Sprintf("Subject: m%d\n\nbody %d\n", i, i))
@@ -195,7 +195,7 @@ func TestQueueTemporaryThenSuccess(t *testing.T) {
 		}
 	})
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.31"}}}
-	s := newStack(t, newTransport(dns, m.Port, nil))
+	s := newStack(t, newTransport(t, dns, m.Port, nil))
 	s.enqueue("alice@example.org", []string{"bob@example.net"}, "Subject: retried\n\nx\n")
 	waitUntil(t, "delivery", s.empty)
 	if got := m.got(); len(got) != 1 {
@@ -216,7 +216,7 @@ func TestQueueOneOfThreeRefused(t *testing.T) {
 		}
 	})
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.32"}}}
-	s := newStack(t, newTransport(dns, m.Port, nil))
+	s := newStack(t, newTransport(t, dns, m.Port, nil))
 	s.enqueue("alice@example.org", []string{"a@example.net", "gone@example.net", "c@example.net"}, "Subject: three\n\nx\n")
 	waitUntil(t, "delivery and bounce", func() bool { return s.empty() && s.bounceCount() == 1 })
 	got := m.got()
@@ -257,7 +257,7 @@ func TestQueueDropDuringDataRetriesWithoutBounce(t *testing.T) {
 	var p int
 	fmt.Sscan(port, &p)
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.33"}}}
-	s := newStack(t, newTransport(dns, p, nil))
+	s := newStack(t, newTransport(t, dns, p, nil))
 	s.enqueue("alice@example.org", []string{"a@example.net", "b@example.net"}, "Subject: dropped\n\nx\n")
 	waitUntil(t, "delivery", s.empty)
 	if delivered.Load() != 1 || s.bounceCount() != 0 {

@@ -15,9 +15,11 @@ import (
 )
 
 // transact runs MAIL, RCPT and DATA on a connected client. Its error
-// return means the host did not take the message (try the next); res is
-// the outcome once the peer has answered the recipients.
-func (t *Transport) transact(c *client, h host, msg *queue.Message) (res error, err error) {
+// return means the host did not take the message (try the next), and
+// nothing was delivered; res is the outcome once the peer has answered
+// the recipients. reuse says the session ended cleanly, ready for the
+// next MAIL (RFC 5321 §3.3).
+func (t *Transport) transact(c *client, h host, msg *queue.Message) (res error, err error, reuse bool) {
 	// What the message needs of the peer, checked before MAIL so that the
 	// failure names the cause (RFC 6152, RFC 6531, RFC 1870).
 	needUTF8 := !isASCII(msg.From)
@@ -30,22 +32,22 @@ func (t *Transport) transact(c *client, h host, msg *queue.Message) (res error, 
 	case needUTF8 && !hasUTF8:
 		return nil, &queue.Error{Perm: true, Status: "5.6.7", RemoteMTA: h.name,
 			Diag: "X-Mailroom; the address needs SMTPUTF8 (RFC 6531), which " + h.name + " does not offer",
-			Err:  fmt.Errorf("%s does not offer SMTPUTF8, which the non-ASCII address needs", h.name)}
+			Err:  fmt.Errorf("%s does not offer SMTPUTF8, which the non-ASCII address needs", h.name)}, false
 	case msg.EightBit && !has8bit:
 		return nil, &queue.Error{Perm: true, Status: "5.6.3", RemoteMTA: h.name,
 			Diag: "X-Mailroom; the message has 8-bit data and " + h.name + " does not offer 8BITMIME (RFC 6152)",
-			Err:  fmt.Errorf("%s does not offer 8BITMIME, which the 8-bit message needs", h.name)}
+			Err:  fmt.Errorf("%s does not offer 8BITMIME, which the 8-bit message needs", h.name)}, false
 	}
 	if max, ok := c.MaxMessageSize(); ok && max > 0 && msg.Size > int64(max) {
 		return nil, &queue.Error{Perm: true, Status: "5.3.4", RemoteMTA: h.name,
 			Diag: fmt.Sprintf("X-Mailroom; message of %d octets exceeds the limit of %d that %s announces", msg.Size, max, h.name),
-			Err:  fmt.Errorf("message of %d bytes is larger than %s accepts (SIZE %d)", msg.Size, h.name, max)}
+			Err:  fmt.Errorf("message of %d bytes is larger than %s accepts (SIZE %d)", msg.Size, h.name, max)}, false
 	}
 	opts := &gosmtp.MailOptions{Size: msg.Size, UTF8: hasUTF8 && (needUTF8 || msg.UTF8Header)}
 	if err := c.Mail(msg.From, opts); err != nil {
 		// 5xx: the sender is refused, permanent for every recipient; 4xx:
 		// the next host may do better.
-		return nil, replyError(h.name, "MAIL FROM", err)
+		return nil, replyError(h.name, "MAIL FROM", err), false
 	}
 	results := make(queue.RcptErrors, len(msg.To))
 	accepted := 0
@@ -58,37 +60,35 @@ func (t *Transport) transact(c *client, h host, msg *queue.Message) (res error, 
 		var se *gosmtp.SMTPError
 		if !errors.As(err, &se) {
 			// The connection broke: nothing is delivered here.
-			return nil, t.connErr(h, "RCPT TO", err)
+			return nil, t.connErr(h, "RCPT TO", err), false
 		}
 		results[i] = replyError(h.name, "RCPT TO:<"+to+">", err)
 	}
 	if accepted == 0 {
-		c.Reset()
-		c.Quit()
-		return results, nil
+		return results, nil, c.Reset() == nil
 	}
 	w, err := c.Data()
 	if err != nil {
 		fillAccepted(results, replyError(h.name, "DATA", err))
-		return results, nil
+		return results, nil, false
 	}
 	if _, err := io.Copy(w, io.NewSectionReader(msg.Body, 0, msg.Size)); err != nil {
 		// Without the final dot the peer discards the message (RFC 5321
 		// §4.1.1.4), so every accepted recipient is simply retried.
 		fillAccepted(results, t.connErr(h, "DATA (sending the message)", err))
-		return results, nil
+		return results, nil, false
 	}
 	if _, err := w.CloseWithResponse(); err != nil {
+		var se *gosmtp.SMTPError
 		fillAccepted(results, replyError(h.name, "end of DATA", err))
-		return results, nil
+		return results, nil, errors.As(err, &se)
 	}
-	c.Quit()
 	for _, r := range results {
 		if r != nil {
-			return results, nil
+			return results, nil, true
 		}
 	}
-	return nil, nil
+	return nil, nil, true
 }
 
 // fillAccepted gives err to every recipient that had been accepted.

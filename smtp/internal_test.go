@@ -1,0 +1,131 @@
+package smtp
+
+import (
+	"bufio"
+	"mailroom/account"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAuthOnlyOverTLSOrLoopback covers the non-loopback cases that tests,
+// which run on loopback only, cannot reach over the network.
+func TestAuthOnlyOverTLSOrLoopback(t *testing.T) {
+	srv := New(Options{Role: Submission, Accounts: nopAccounts{}})
+	cases := []struct {
+		name     string
+		sess     session
+		insecure bool
+		offered  bool
+	}{
+		{"remote, no TLS", session{}, false, false},
+		{"remote, no TLS, allow_insecure_auth", session{}, true, true},
+		{"loopback, no TLS", session{loopback: true}, false, true},
+	}
+	for _, c := range cases {
+		srv.opts.AllowInsecureAuth = c.insecure
+		c.sess.srv = srv
+		if got := len(c.sess.AuthMechanisms()) > 0; got != c.offered {
+			t.Errorf("%s: AUTH offered = %v", c.name, got)
+		}
+		_, err := c.sess.Auth("PLAIN")
+		if (err == nil) != c.offered {
+			t.Errorf("%s: Auth = %v", c.name, err)
+		}
+	}
+	mx := New(Options{Role: MX, Accounts: nopAccounts{}})
+	if m := (&session{srv: mx, loopback: true}).AuthMechanisms(); m != nil {
+		t.Errorf("MX offers %v", m)
+	}
+}
+
+func TestFailureBackoff(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	f := newFailures(time.Second, func() time.Time { return now })
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60}
+	for i, w := range want {
+		if d := f.add("[192.0.2.1]"); d != w*time.Second {
+			t.Fatalf("failure %d: delay %v, want %v", i+1, d, w*time.Second)
+		}
+	}
+	if d := f.add("[192.0.2.2]"); d != time.Second {
+		t.Fatalf("another address: %v", d)
+	}
+	now = now.Add(failMemory + time.Second)
+	if d := f.add("[192.0.2.1]"); d != time.Second {
+		t.Fatalf("after the memory window: %v", d)
+	}
+}
+
+func TestMissingHeaders(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cases := []struct {
+		msg              string
+		wantID, wantDate bool
+	}{
+		{"Subject: x\r\n\r\nbody", true, true},
+		{"Message-ID: <a@b>\r\nDate: x\r\n\r\n", false, false},
+		{"message-id : <a@b>\r\n\r\nDate: in body\r\n", false, true},
+		{"Subject: x\r\n folded\r\n Date: not a field\r\n\r\n", true, true},
+		{"\r\nMessage-ID: <in body>", true, true},
+		{"Date: x\n\nbare LF", true, false},
+		{"", true, true},
+		{"Subject: " + strings.Repeat("x", 100000) + "\r\nMessage-ID: <late@x>\r\n\r\n", true, true},
+	}
+	for _, c := range cases {
+		br := bufio.NewReaderSize(strings.NewReader(c.msg), maxHeaderBytes)
+		got, err := missingHeaders(br, "mx.test", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(got, "Message-ID: <") != c.wantID || strings.Contains(got, "Date: Fri, 02 Jan 2026") != c.wantDate {
+			t.Errorf("%.40q: added %q", c.msg, got)
+		}
+		rest, _ := bufio.NewReader(br).ReadString(0)
+		if rest != c.msg {
+			t.Errorf("%.40q: message consumed or changed", c.msg)
+		}
+	}
+}
+
+func FuzzMissingHeaders(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\nbody"))
+	f.Add([]byte("\n\n\r\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		br := bufio.NewReaderSize(strings.NewReader(string(msg)), maxHeaderBytes)
+		added, err := missingHeaders(br, "mx.test", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if added != "" && !strings.HasSuffix(added, "\r\n") {
+			t.Fatalf("added %q", added)
+		}
+		rest, _ := bufio.NewReader(br).ReadString(0)
+		if rest != string(msg) {
+			t.Fatal("message changed")
+		}
+	})
+}
+
+func TestLoginServer(t *testing.T) {
+	var got [2]string
+	l := &loginServer{check: func(u, p string) error { got = [2]string{u, p}; return nil }}
+	if c, done, _ := l.Next(nil); string(c) != "Username:" || done {
+		t.Fatalf("step 1: %q %v", c, done)
+	}
+	if c, done, _ := l.Next([]byte("alice")); string(c) != "Password:" || done {
+		t.Fatalf("step 2: %q %v", c, done)
+	}
+	if _, done, err := l.Next([]byte("pw")); !done || err != nil || got != [2]string{"alice", "pw"} {
+		t.Fatalf("step 3: %v %v %v", done, err, got)
+	}
+	if _, _, err := l.Next([]byte("more")); err == nil {
+		t.Fatal("a fourth step was accepted")
+	}
+}
+
+type nopAccounts struct{}
+
+func (nopAccounts) Authenticate(addr, password string) (account.Account, error) {
+	return account.Account{}, account.ErrAuthFailed
+}
