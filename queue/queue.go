@@ -461,6 +461,10 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer func() {
 		close(work)
 		wg.Wait()
+		// A Transport may keep sessions open between messages.
+		if c, ok := q.opts.Transport.(io.Closer); ok {
+			c.Close()
+		}
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
