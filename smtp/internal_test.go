@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"io"
 	"mailroom/account"
 	"strings"
 	"testing"
@@ -81,7 +82,8 @@ func TestMissingHeaders(t *testing.T) {
 		if strings.Contains(got, "Message-ID: <") != c.wantID || strings.Contains(got, "Date: Fri, 02 Jan 2026") != c.wantDate {
 			t.Errorf("%.40q: added %q", c.msg, got)
 		}
-		rest, _ := bufio.NewReader(br).ReadString(0)
+		restB, _ := io.ReadAll(br)
+		rest := string(restB)
 		if rest != c.msg {
 			t.Errorf("%.40q: message consumed or changed", c.msg)
 		}
@@ -100,7 +102,8 @@ func FuzzMissingHeaders(f *testing.F) {
 		if added != "" && !strings.HasSuffix(added, "\r\n") {
 			t.Fatalf("added %q", added)
 		}
-		rest, _ := bufio.NewReader(br).ReadString(0)
+		restB, _ := io.ReadAll(br)
+		rest := string(restB)
 		if rest != string(msg) {
 			t.Fatal("message changed")
 		}
