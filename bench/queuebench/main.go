@@ -35,6 +35,7 @@ func main() {
 	dir := flag.String("dir", "/var/tmp", "where the work directory goes (a real disk, not tmpfs)")
 	sink := flag.String("sink", "smtp-sink", "Postfix's smtp-sink")
 	prof := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	separate := flag.Bool("separate", false, "enqueue everything first, then start sending (times the two phases apart)")
 	flag.Parse()
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -45,7 +46,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*n, *conc, *enq, *size, *dir, *sink); err != nil {
+	if err := run(*n, *conc, *enq, *size, *dir, *sink, *separate); err != nil {
 		fmt.Fprintln(os.Stderr, "queuebench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -84,7 +85,7 @@ func (c *counter) Handle(_ context.Context, r slog.Record) error {
 func (c *counter) WithAttrs([]slog.Attr) slog.Handler { return c }
 func (c *counter) WithGroup(string) slog.Handler      { return c }
 
-func run(n, conc, enq, size int, base, sinkBin string) error {
+func run(n, conc, enq, size int, base, sinkBin string, separate bool) error {
 	work, err := os.MkdirTemp(base, "queuebench")
 	if err != nil {
 		return err
@@ -147,10 +148,15 @@ func run(n, conc, enq, size int, base, sinkBin string) error {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan struct{})
-	go func() {
-		q.Run(ctx)
-		close(runDone)
-	}()
+	startRun := func() {
+		go func() {
+			q.Run(ctx)
+			close(runDone)
+		}()
+	}
+	if !separate {
+		startRun()
+	}
 	// Enqueue from as many goroutines as there are connections, as
 	// concurrent SMTP sessions would.
 	var wg sync.WaitGroup
@@ -172,6 +178,11 @@ func run(n, conc, enq, size int, base, sinkBin string) error {
 		cancel()
 		return fmt.Errorf("enqueue: %w", err)
 	}
+	var mid syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &mid)
+	if separate {
+		startRun()
+	}
 	select {
 	case <-cnt.done:
 	case <-time.After(10 * time.Minute):
@@ -186,6 +197,12 @@ func run(n, conc, enq, size int, base, sinkBin string) error {
 	cpu := tv(after.Utime) - tv(before.Utime) + tv(after.Stime) - tv(before.Stime)
 	fmt.Printf("messages            %d x %d bytes, %d outbound connections, smarthost smtp-sink\n", n, len(msg), conc)
 	fmt.Printf("enqueue (durable)   %.2fs  %.0f msg/s\n", enqueued.Seconds(), float64(n)/enqueued.Seconds())
+	if separate {
+		sendTime := total - enqueued
+		sendCPU := tv(after.Utime) - tv(mid.Utime) + tv(after.Stime) - tv(mid.Stime)
+		fmt.Printf("send (queued)       %.2fs  %.0f msg/s, CPU %.0f µs/msg\n", sendTime.Seconds(), float64(n)/sendTime.Seconds(),
+			float64(sendCPU.Microseconds())/float64(n))
+	}
 	fmt.Printf("enqueue + send      %.2fs  %.0f msg/s\n", total.Seconds(), float64(n)/total.Seconds())
 	fmt.Printf("CPU (mailroom)      %.2fs  %.0f µs/msg (user %.2fs, sys %.2fs)\n", cpu.Seconds(),
 		float64(cpu.Microseconds())/float64(n), (tv(after.Utime) - tv(before.Utime)).Seconds(), (tv(after.Stime) - tv(before.Stime)).Seconds())
