@@ -6,8 +6,6 @@ package lmtp
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -87,15 +85,8 @@ func (s *Server) Serve(l net.Listener) error {
 // ctx ends for the others to finish the delivery in progress and send its
 // replies. A delivery cut short by ctx is never acknowledged.
 func (s *Server) Shutdown(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- s.smtp.Shutdown(ctx) }()
-	s.conns.Shutdown()
-	err := <-done
+	err := s.conns.ShutdownServer(ctx, s.smtp)
 	s.cancel()
-	if errors.Is(err, net.ErrClosed) {
-		// smtpconn closed the listeners first.
-		err = nil
-	}
 	return err
 }
 
@@ -193,54 +184,8 @@ func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	return nil
 }
 
-// reply maps an mda error to the LMTP reply, and logs internal errors with
-// an id that the reply repeats. Internal error text never reaches the
-// client.
-func (s *session) reply(err error) error {
-	if err == nil {
-		return nil
-	}
-	r := Reply(err)
-	if r.Code/100 == 4 && r.EnhancedCode != (gosmtp.EnhancedCode{4, 5, 3}) {
-		id := newErrID()
-		s.log.Warn("temporary failure", "err", err, "err_id", id)
-		r = &gosmtp.SMTPError{Code: r.Code, EnhancedCode: r.EnhancedCode, Message: fmt.Sprintf("%s (ref %s)", r.Message, id)}
-	}
-	return r
-}
+// reply maps an mda error to the LMTP reply (smtpconn.Answer).
+func (s *session) reply(err error) error { return smtpconn.Answer(s.log, err) }
 
-var errSeq atomic.Uint64
-
-func newErrID() string { return fmt.Sprintf("E%d-%d", time.Now().Unix(), errSeq.Add(1)) }
-
-// Reply maps a delivery error to its SMTP/LMTP reply. Permanent failures
-// are the sender's fault (unknown user, bad address, too big); anything else
-// is temporary, because a 5xx for our own trouble would make the sender
-// give up on mail we could have taken later.
-func Reply(err error) *gosmtp.SMTPError {
-	var se *gosmtp.SMTPError
-	switch {
-	case errors.As(err, &se):
-		return se
-	case errors.Is(err, mda.ErrNoSuchUser):
-		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
-	case errors.Is(err, mda.ErrNotLocal):
-		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 2}, Message: "Domain not handled here"}
-	case errors.Is(err, mda.ErrBadAddress):
-		return &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
-	case errors.Is(err, mda.ErrTooBig):
-		return &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
-	case errors.Is(err, gosmtp.ErrTooLongLine):
-		// RFC 5321 §4.5.3.1.6 allows 1000 octets a line; we take 2000.
-		// Retrying the same message cannot help, so this is permanent.
-		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
-	case errors.Is(err, mda.ErrNoRcpt):
-		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
-	case isNoSpace(err):
-		return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
-	case errors.Is(err, context.Canceled):
-		return &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
-	default:
-		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
-	}
-}
+// Reply maps a delivery error to its LMTP reply; see smtpconn.Reply.
+func Reply(err error) *gosmtp.SMTPError { return smtpconn.Reply(err) }

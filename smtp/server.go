@@ -164,14 +164,8 @@ func (s *Server) ServeTLS(l net.Listener) error {
 // Shutdown stops accepting connections, closes idle ones, and waits until
 // ctx ends for the others to finish the delivery in progress and answer.
 func (s *Server) Shutdown(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- s.smtp.Shutdown(ctx) }()
-	s.conns.Shutdown()
-	err := <-done
+	err := s.conns.ShutdownServer(ctx, s.smtp)
 	s.cancel()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
 	return err
 }
 

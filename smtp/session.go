@@ -203,17 +203,5 @@ func oneOf(rcpts []string) string {
 
 func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
 
-// reply maps an error to the SMTP reply, and logs internal errors with an
-// id that the reply repeats. Internal error text never reaches the client.
-func (s *session) reply(err error) error {
-	if err == nil {
-		return nil
-	}
-	r := Reply(err)
-	if r.Code/100 == 4 && r.EnhancedCode != (gosmtp.EnhancedCode{4, 5, 3}) {
-		id := newErrID()
-		s.log.Warn("temporary failure", "err", err, "err_id", id)
-		r = &gosmtp.SMTPError{Code: r.Code, EnhancedCode: r.EnhancedCode, Message: fmt.Sprintf("%s (ref %s)", r.Message, id)}
-	}
-	return r
-}
+// reply maps an error to the SMTP reply (smtpconn.Answer).
+func (s *session) reply(err error) error { return smtpconn.Answer(s.log, err) }

@@ -204,12 +204,12 @@ func TestMXTooBig(t *testing.T) {
 	}
 }
 
-func TestConnectionLimitAndIdleTimeout(t *testing.T) {
+func TestConnectionLimit(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxConnsPerIP: 2, IdleTimeout: 300 * time.Millisecond})
-	a := mailtest.Dial(t, "tcp", addr)
+	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxConnsPerIP: 2})
 	mailtest.Dial(t, "tcp", addr)
-	// The third from the same address is turned away...
+	mailtest.Dial(t, "tcp", addr)
+	// The third from the same address is turned away.
 	over, err := dialRaw(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +217,13 @@ func TestConnectionLimitAndIdleTimeout(t *testing.T) {
 	if !strings.HasPrefix(over, "421 4.7.0") {
 		t.Fatalf("third connection: %q", over)
 	}
-	// ...and a silent client is disconnected by the idle timeout.
+}
+
+func TestIdleTimeout(t *testing.T) {
+	env := newEnv(t)
+	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, IdleTimeout: 300 * time.Millisecond})
+	a := mailtest.Dial(t, "tcp", addr)
+	// A silent client is told why and disconnected.
 	a.Expect("421 4.4.2")
 	if !a.Closed() {
 		t.Fatal("idle connection still open")
@@ -240,9 +246,14 @@ func dialRaw(addr string) (string, error) {
 func TestManyConnections(t *testing.T) {
 	env := newEnv(t)
 	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxConns: 50})
+	// Every client keeps its connection open until all have read their
+	// greeting, so that the server really sees 1,000 at once.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	greetings := map[string]int{}
+	release := make(chan struct{})
+	var read sync.WaitGroup
+	read.Add(1000)
 	for range 1000 {
 		wg.Go(func() {
 			c, err := (&tlsFreeDialer{}).dial(addr)
@@ -250,17 +261,22 @@ func TestManyConnections(t *testing.T) {
 				mu.Lock()
 				greetings["dial error"]++
 				mu.Unlock()
+				read.Done()
 				return
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c.SetDeadline(time.Now().Add(30 * time.Second))
 			buf := make([]byte, 3)
 			io.ReadFull(c, buf)
 			mu.Lock()
 			greetings[string(buf)]++
 			mu.Unlock()
+			read.Done()
+			<-release
 		})
 	}
+	read.Wait()
+	close(release)
 	wg.Wait()
 	if greetings["220"] == 0 || greetings["421"] == 0 {
 		t.Errorf("greetings: %v; want both 220 and 421", greetings)

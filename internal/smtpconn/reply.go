@@ -1,0 +1,85 @@
+package smtpconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailroom/mda"
+)
+
+// Reply maps a delivery error to its SMTP/LMTP reply: the one table for
+// both protocols. Permanent failures are the sender's fault (unknown user,
+// bad address, too big); anything else is temporary, because a 5xx for our
+// own trouble would make the sender give up on mail we could have taken
+// later.
+func Reply(err error) *gosmtp.SMTPError {
+	var se *gosmtp.SMTPError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, mda.ErrNoSuchUser):
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	case errors.Is(err, mda.ErrNotLocal):
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 2}, Message: "Domain not handled here"}
+	case errors.Is(err, mda.ErrBadAddress):
+		return &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
+	case errors.Is(err, mda.ErrTooBig):
+		return &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
+	case errors.Is(err, gosmtp.ErrTooLongLine):
+		// RFC 5321 §4.5.3.1.6 allows 1000 octets a line; we take 2000.
+		// Retrying the same message cannot help, so this is permanent.
+		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
+	case errors.Is(err, mda.ErrNoRcpt):
+		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
+	case errors.Is(err, context.Canceled):
+		return &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
+	default:
+		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	}
+}
+
+// Answer is Reply for a session: a temporary failure of ours is logged
+// with a reference that the reply repeats, so that the administrator can
+// find it; the error's own text never reaches the client (it may name
+// files). It returns nil for nil.
+func Answer(log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	r := Reply(err)
+	if r.Code/100 == 4 && r.EnhancedCode != (gosmtp.EnhancedCode{4, 5, 3}) {
+		id := newErrID()
+		log.Warn("temporary failure", "err", err, "err_id", id)
+		r = &gosmtp.SMTPError{Code: r.Code, EnhancedCode: r.EnhancedCode, Message: fmt.Sprintf("%s (ref %s)", r.Message, id)}
+	}
+	return r
+}
+
+var errSeq atomic.Uint64
+
+func newErrID() string { return fmt.Sprintf("E%d-%d", time.Now().Unix(), errSeq.Add(1)) }
+
+// ShutdownServer is the common two-phase stop of a go-smtp server whose
+// connections s tracks: stop accepting, close idle connections, and wait
+// until ctx ends for busy ones to answer their delivery.
+func (s *Set) ShutdownServer(ctx context.Context, srv *gosmtp.Server) error {
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	s.Shutdown()
+	err := <-done
+	if errors.Is(err, net.ErrClosed) {
+		// Shutdown closed the listeners first.
+		err = nil
+	}
+	return err
+}
