@@ -28,6 +28,12 @@ domains  = ["example.test"]
 
 [lmtp]
 listen = ["127.0.0.1:2424", "unix:lmtp.sock"]
+
+[smtp]                 # MX role: mail for example.test from anyone
+listen = ["127.0.0.1:2525"]
+
+[submission]           # authenticated users; AUTH works without TLS on loopback only
+listen = ["127.0.0.1:2587"]
 `
 
 // devConfig writes the development configuration if it is missing (or uses
@@ -77,6 +83,7 @@ func devAccount(a *app, stdout io.Writer) error {
   config:   %s   (export MAILROOM_CONFIG=%[1]s)
   account:  %s   password: %s  (kept in %s)
   LMTP:     127.0.0.1:2424 and unix:%s
+  SMTP:     127.0.0.1:2525 (MX), 127.0.0.1:2587 (submission, AUTH as the account above)
   mail:     %s
 `, a.cfg.Path, devAddress, string(pw[:len(pw)-1]), pwFile,
 		filepath.Join(a.cfg.DataDir, "lmtp.sock"), filepath.Join(a.cfg.MailRoot(), "example.test", "dev", "Maildir"))
