@@ -80,9 +80,11 @@ func TestImplicitMXAndDNSFailures(t *testing.T) {
 	m := startMTA(t, "127.0.0.7", 0, nil)
 	dns := &fakeDNS{
 		mx: map[string][]*net.MX{
-			"nullmx.example": {{Host: ".", Pref: 0}},
+			"nullmx.example":        {{Host: ".", Pref: 0}},
+			"loop.example":          {{Host: "mailroom.test.", Pref: 5}, {Host: "backup.example.", Pref: 10}},
+			"xn--bcker-gra.example": {{Host: "mx.nomx.example", Pref: 5}},
 		},
-		ips: map[string][]string{"nomx.example": {"127.0.0.7"}},
+		ips: map[string][]string{"nomx.example": {"127.0.0.7"}, "mx.nomx.example": {"127.0.0.7"}, "backup.example": {"127.0.0.7"}},
 		fails: map[string]error{
 			"slow.example": &net.DNSError{Err: "i/o timeout", Name: "slow.example", IsTimeout: true, IsTemporary: true},
 		},
@@ -94,6 +96,10 @@ func TestImplicitMXAndDNSFailures(t *testing.T) {
 	if got := m.got(); len(got) != 1 || got[0].From != "" {
 		t.Errorf("implicit MX got %+v", got)
 	}
+	// A U-label domain is looked up by its A-label.
+	if err := tr.Send(t.Context(), msg("a@example.org", []string{"x@bäcker.example"}, body)); err != nil {
+		t.Fatalf("IDN domain: %v", err)
+	}
 	for _, c := range []struct {
 		domain string
 		perm   bool
@@ -102,6 +108,7 @@ func TestImplicitMXAndDNSFailures(t *testing.T) {
 		{"nullmx.example", true, "5.1.10"},
 		{"nxdomain.example", true, "5.1.2"},
 		{"slow.example", false, "4.4.3"},
+		{"loop.example", true, "5.4.6"}, // we are its best MX: the backup must not be used
 	} {
 		err := tr.Send(t.Context(), msg("a@example.org", []string{"x@" + c.domain}, body))
 		qe := asQueueError(t, err)

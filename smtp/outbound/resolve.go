@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/idna"
+
 	"mailroom/queue"
 )
 
@@ -48,6 +50,17 @@ type host struct {
 // when it has no MX. A null MX (RFC 7505) and a domain that does not exist
 // are permanent failures; any other DNS trouble is temporary.
 func (t *Transport) route(ctx context.Context, domain string) ([]host, error) {
+	if !isASCII(domain) {
+		// An internationalized domain is looked up by its A-label
+		// (RFC 5890); the U-label stays in the envelope (SMTPUTF8).
+		a, err := idna.Lookup.ToASCII(domain)
+		if err != nil {
+			return nil, &queue.Error{Perm: true, Status: "5.1.2",
+				Diag: "X-Mailroom; " + domain + " is not a valid domain name: " + err.Error(),
+				Err:  fmt.Errorf("domain %s: %w", domain, err)}
+		}
+		domain = a
+	}
 	fqdn := strings.TrimSuffix(domain, ".") + "."
 	mxs, err := t.res.LookupMX(ctx, fqdn)
 	var names []string
@@ -61,9 +74,20 @@ func (t *Transport) route(ctx context.Context, domain string) ([]host, error) {
 		rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 		slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
 		for _, mx := range mxs {
-			if mx.Host != "." && mx.Host != "" {
-				names = append(names, strings.TrimSuffix(mx.Host, "."))
+			name := strings.TrimSuffix(mx.Host, ".")
+			if t.opts.Hostname != "" && strings.EqualFold(name, t.opts.Hostname) {
+				// RFC 5321 §5.1: this host is an MX of the domain; only
+				// more preferred hosts may take the message, or it loops.
+				break
 			}
+			if name != "" {
+				names = append(names, name)
+			}
+		}
+		if len(names) == 0 {
+			return nil, &queue.Error{Perm: true, Status: "5.4.6",
+				Diag: "X-Mailroom; mail for " + domain + " loops back to this host (" + t.opts.Hostname + " is its best MX)",
+				Err:  fmt.Errorf("mail for %s loops back to myself: %s is its best MX", domain, t.opts.Hostname)}
 		}
 	case err == nil || isNotFound(err):
 		// No MX: the domain itself is the host (implicit MX), if it has
