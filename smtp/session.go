@@ -82,9 +82,7 @@ func (s *session) Reset() {
 		s.txn.Abort()
 	}
 	s.txn, s.from, s.local, s.remote = nil, "", nil, nil
-	if s.conn != nil {
-		s.conn.End()
-	}
+	s.conn.End()
 }
 
 func (s *session) Logout() error {

@@ -208,11 +208,20 @@ func (c *Conn) Close() error {
 }
 
 // Begin marks a delivery in progress: Shutdown leaves the connection open.
-func (c *Conn) Begin() { c.busy.Store(true) }
+// Like End, it does nothing on a nil Conn (a connection smtpconn did not
+// accept, as in some tests).
+func (c *Conn) Begin() {
+	if c != nil {
+		c.busy.Store(true)
+	}
+}
 
 // End marks the delivery answered; if the server is shutting down, the
 // connection is closed now that its client has its replies.
 func (c *Conn) End() {
+	if c == nil {
+		return
+	}
 	c.busy.Store(false)
 	if c.set.closing.Load() {
 		c.Conn.Close()
