@@ -149,7 +149,10 @@ type Options struct {
 	DelayWarning time.Duration
 	// Concurrency is how many messages are delivered at once. Default 16.
 	Concurrency int
-	Logger      *slog.Logger
+	// ShutdownGrace is how long attempts under way may go on once Run's
+	// context ends. Default 10s; negative: cancel them at once.
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger
 }
 
 var (
@@ -188,6 +191,9 @@ func Open(opts Options) (*Queue, error) {
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 16
+	}
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 10 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -446,21 +452,39 @@ func (q *Queue) setAside(id string, reason error) {
 }
 
 // Run delivers queued messages until ctx ends, with at most
-// Options.Concurrency deliveries at once. An attempt cut short by ctx is
-// not counted; its recipients stay pending for the next start.
+// Options.Concurrency deliveries at once. When ctx ends it starts no new
+// attempt and gives those under way Options.ShutdownGrace to finish (so a
+// transaction past its DATA is not cut between the final dot and the
+// reply, which would send it twice); then it cancels them. An attempt cut
+// short is not counted, and its recipients stay pending for the next
+// start. Run must not be called twice at once.
 func (q *Queue) Run(ctx context.Context) error {
 	work := make(chan string)
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
 	var wg sync.WaitGroup
 	for range q.opts.Concurrency {
 		wg.Go(func() {
 			for id := range work {
-				q.process(ctx, id)
+				q.process(workCtx, id)
 			}
 		})
 	}
 	defer func() {
 		close(work)
-		wg.Wait()
+		finished := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(finished)
+		}()
+		grace := time.NewTimer(q.opts.ShutdownGrace)
+		select {
+		case <-finished:
+		case <-grace.C:
+			cancelWork()
+			<-finished
+		}
+		grace.Stop()
 		// A Transport may keep sessions open between messages.
 		if c, ok := q.opts.Transport.(io.Closer); ok {
 			c.Close()

@@ -602,28 +602,63 @@ func TestRestartDeliversExactlyOnce(t *testing.T) {
 	})
 }
 
-func TestShutdownMidAttemptKeepsRecipientsPending(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		block := make(chan struct{})
-		tr := &fakeTransport{reply: func(n int, msg *Message) error {
-			if n == 0 {
-				<-block
-				return context.Canceled
-			}
-			return nil
-		}}
-		h := newHarness(t, tr, nil)
-		h.enqueue(t, "alice@example.org", []string{"bob@example.net"}, testMsg)
-		h.run()
-		settle(time.Second)
-		go func() { close(block) }()
-		h.stop()
-		recs := h.records(t)
-		if len(recs) != 1 || recs[0].Rcpts[0].State != statePending || recs[0].Rcpts[0].Attempts != 0 {
-			t.Fatalf("after an interrupted attempt: %+v", recs)
-		}
-	})
+func TestShutdownGrace(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		takes     time.Duration // how long the peer takes to answer
+		wantState string
+		attempts  int
+	}{
+		{"finishes within the grace", 5 * time.Second, stateSent, 1},
+		{"cut off after the grace", time.Minute, statePending, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// The peer answers after c.takes; the attempt gives up
+				// when its context ends.
+				tr := &fakeTransport{}
+				var sendCtx context.Context
+				h := newHarness(t, tr, func(o *Options) {
+					o.ShutdownGrace = 10 * time.Second
+					o.Transport = transportFunc(func(ctx context.Context, msg *Message) error {
+						sendCtx = ctx
+						select {
+						case <-time.After(c.takes):
+							return tr.Send(ctx, msg)
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					})
+				})
+				h.enqueue(t, "alice@example.org", []string{"bob@example.net"}, testMsg)
+				h.run()
+				settle(time.Second)
+				h.stop()
+				if sendCtx == nil {
+					t.Fatal("no attempt was made")
+				}
+				h.db.Close()
+				h.db = nil
+				h.open(t)
+				recs := h.records(t)
+				switch c.wantState {
+				case stateSent:
+					if len(recs) != 0 || len(tr.sent()) != 1 {
+						t.Errorf("records %+v, sends %d: want the message sent once and gone", recs, len(tr.sent()))
+					}
+				default:
+					if len(recs) != 1 || recs[0].Rcpts[0].State != c.wantState || recs[0].Rcpts[0].Attempts != c.attempts {
+						t.Errorf("after an interrupted attempt: %+v", recs)
+					}
+				}
+			})
+		})
+	}
 }
+
+type transportFunc func(ctx context.Context, msg *Message) error
+
+func (f transportFunc) Send(ctx context.Context, msg *Message) error { return f(ctx, msg) }
 
 func TestCorruptRecordAndBodyAreSetAside(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -73,7 +73,8 @@ func (s *stack) start() {
 			return nil
 		},
 		Retry: []time.Duration{50 * time.Millisecond}, MaxLifetime: time.Hour, DelayWarning: -1, Concurrency: 8,
-		Logger: slog.New(slog.NewTextHandler(s, nil)),
+		ShutdownGrace: 100 * time.Millisecond,
+		Logger:        slog.New(slog.NewTextHandler(s, nil)),
 	})
 	if err != nil {
 		s.t.Fatal(err)
