@@ -100,6 +100,16 @@ func (q *Queue) writeDSN(w io.Writer, rec *record, idx []int, delayed bool, head
 			"The mail system will keep trying until %s; you do not need to send it again.\r\n",
 			rec.Created.Add(q.opts.MaxLifetime).UTC().Format(time.RFC1123Z))
 	}
+	// RFC 6533: with a UTF-8 address or header the report and the
+	// returned header are of the "global" types.
+	reportType, statusType, headersType := "delivery-status", "message/delivery-status", "text/rfc822-headers"
+	global := !isASCIIString(header)
+	for _, i := range idx {
+		global = global || !isASCIIString(rec.Rcpts[i].Addr)
+	}
+	if global {
+		reportType, statusType, headersType = "global-delivery-status", "message/global-delivery-status", "message/global-headers"
+	}
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host)
 	fmt.Fprintf(b, "To: <%s>\r\n", rec.From)
@@ -109,7 +119,7 @@ func (q *Queue) writeDSN(w io.Writer, rec *record, idx []int, delayed bool, head
 	// RFC 3834 §5: an automatic message, not to be answered automatically.
 	b.WriteString("Auto-Submitted: auto-replied\r\n")
 	b.WriteString("MIME-Version: 1.0\r\n")
-	fmt.Fprintf(b, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n", boundary)
+	fmt.Fprintf(b, "Content-Type: multipart/report; report-type=%s;\r\n\tboundary=\"%s\"\r\n", reportType, boundary)
 	b.WriteString("\r\nThis is a MIME-encapsulated message.\r\n\r\n")
 
 	fmt.Fprintf(b, "--%s\r\n", boundary)
@@ -122,7 +132,7 @@ func (q *Queue) writeDSN(w io.Writer, rec *record, idx []int, delayed bool, head
 	}
 
 	fmt.Fprintf(b, "\r\n--%s\r\n", boundary)
-	b.WriteString("Content-Type: message/delivery-status\r\nContent-Description: Delivery report\r\n\r\n")
+	fmt.Fprintf(b, "Content-Type: %s\r\nContent-Description: Delivery report\r\n\r\n", statusType)
 	// RFC 3464 §2.2: per-message fields.
 	fmt.Fprintf(b, "Reporting-MTA: dns; %s\r\n", host)
 	fmt.Fprintf(b, "X-Mailroom-Queue-ID: %s\r\n", rec.ID)
@@ -153,20 +163,27 @@ func (q *Queue) writeDSN(w io.Writer, rec *record, idx []int, delayed bool, head
 	}
 
 	fmt.Fprintf(b, "\r\n--%s\r\n", boundary)
-	b.WriteString("Content-Type: text/rfc822-headers\r\nContent-Description: Undelivered message headers\r\n\r\n")
+	fmt.Fprintf(b, "Content-Type: %s\r\nContent-Description: Undelivered message headers\r\n\r\n", headersType)
 	b.WriteString(header)
 	fmt.Fprintf(b, "\r\n--%s--\r\n", boundary)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
+func isASCIIString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // addrType is the RFC 3464 address type: utf-8 (RFC 6533) for an address
 // with non-ASCII characters.
 func addrType(addr string) string {
-	for i := 0; i < len(addr); i++ {
-		if addr[i] >= 0x80 {
-			return "utf-8"
-		}
+	if !isASCIIString(addr) {
+		return "utf-8"
 	}
 	return "rfc822"
 }

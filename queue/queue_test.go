@@ -419,7 +419,8 @@ func parseDSN(t *testing.T, raw string) dsn {
 	var d dsn
 	d.hdr = m.Header
 	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+	global := params["report-type"] == "global-delivery-status" // RFC 6533
+	if err != nil || mt != "multipart/report" || !(params["report-type"] == "delivery-status" || global) {
 		t.Fatalf("DSN Content-Type %q (%v)", m.Header.Get("Content-Type"), err)
 	}
 	mr := multipart.NewReader(m.Body, params["boundary"])
@@ -438,7 +439,7 @@ func parseDSN(t *testing.T, raw string) dsn {
 		switch {
 		case strings.HasPrefix(ct, "text/plain"):
 			d.text = string(b)
-		case ct == "message/delivery-status":
+		case ct == "message/delivery-status" || ct == "message/global-delivery-status":
 			tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(b)))
 			d.perMsg, err = tp.ReadMIMEHeader()
 			if err != nil {
@@ -453,11 +454,15 @@ func parseDSN(t *testing.T, raw string) dsn {
 					break
 				}
 			}
-		case ct == "text/rfc822-headers":
+		case ct == "text/rfc822-headers" || ct == "message/global-headers":
 			d.original = string(b)
 		}
 	}
-	if !slices.Equal(types, []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}) {
+	want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}
+	if global {
+		want = []string{"text/plain", "message/global-delivery-status", "message/global-headers"}
+	}
+	if !slices.Equal(types, want) {
 		t.Errorf("DSN parts %v", types)
 	}
 	return d
