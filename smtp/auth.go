@@ -38,18 +38,34 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
+		return saslErrors{sasl.NewPlainServer(func(identity, username, password string) error {
 			// RFC 4616: an authorization identity other than the
 			// user's own would mean acting for someone else.
 			if identity != "" && !strings.EqualFold(identity, username) {
 				return s.authFailed(username, errors.New("authorization identity differs"))
 			}
 			return s.authenticate(username, password)
-		}), nil
+		})}, nil
 	case sasl.Login:
-		return &loginServer{check: s.authenticate}, nil
+		return saslErrors{&loginServer{check: s.authenticate}}, nil
 	}
 	return nil, errMechanism
+}
+
+var errBadSASL = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2}, Message: "Invalid AUTH response"}
+
+// saslErrors keeps a mechanism's own error text (go-sasl's "sasl: invalid
+// response") from reaching the client as a 454 (try later): a malformed
+// response is the client's error, 501 5.5.2 (RFC 4954 §4).
+type saslErrors struct{ sasl.Server }
+
+func (s saslErrors) Next(response []byte) ([]byte, bool, error) {
+	c, done, err := s.Server.Next(response)
+	var se *gosmtp.SMTPError
+	if err != nil && !errors.As(err, &se) {
+		err = errBadSASL
+	}
+	return c, done, err
 }
 
 // authenticate checks a password. Failures are logged with the client's

@@ -44,8 +44,13 @@ var (
 	_ gosmtp.AuthSession = (*session)(nil)
 )
 
+var errBadHelo = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2}, Message: "Invalid HELO/EHLO argument"}
+
 // newSession is called by go-smtp at HELO/EHLO, and again after STARTTLS.
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	if strings.ContainsFunc(c.Hostname(), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, errBadHelo
+	}
 	sess := &session{srv: s, conn: smtpconn.From(c.Conn()), helo: c.Hostname()}
 	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		sess.addr = "[" + addr.IP.String() + "]"
@@ -202,4 +207,4 @@ func oneOf(rcpts []string) string {
 func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
 
 // reply maps an error to the SMTP reply (smtpconn.Answer).
-func (s *session) reply(err error) error { return smtpconn.Answer(s.log, err) }
+func (s *session) reply(err error) error { return smtpconn.Answer(s.log, s.conn, err) }

@@ -81,6 +81,7 @@ func TestMXDialogs(t *testing.T) {
 		{"path escape in local part", []step{{"EHLO c", "250"}, {"MAIL FROM:<s@remote.example>", "250"}, {"RCPT TO:<../alice@example.org>", "501 5.1.3"}}},
 		{"AUTH is not offered on the MX", []step{{"EHLO c", "250"}, {"AUTH PLAIN " + plainAuth("alice@example.org", "secret"), "5"}}},
 		{"NUL in a command", []step{{"EHLO c", "250"}, {"MAIL FROM:<s\x00@remote.example>", "5"}, {"NOOP", "250"}}},
+		{"control characters in EHLO", []step{{"EHLO a\x00b", "501 5.5.2"}, {"EHLO a\x1bb", "501 5.5.2"}, {"EHLO ok.test", "250"}}},
 	}
 	env := newEnv(t)
 	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxMessageBytes: 10000, MaxRecipients: 2})
@@ -223,10 +224,26 @@ func TestIdleTimeout(t *testing.T) {
 	env := newEnv(t)
 	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, IdleTimeout: 300 * time.Millisecond})
 	a := mailtest.Dial(t, "tcp", addr)
-	// A silent client is told why and disconnected.
+	// A silent client is told why and disconnected...
 	a.Expect("421 4.4.2")
 	if !a.Closed() {
 		t.Fatal("idle connection still open")
+	}
+	// ...also in the middle of a message, with no other reply first, and
+	// nothing is stored.
+	b := mailtest.Dial(t, "tcp", addr)
+	b.Send("EHLO c", "MAIL FROM:<s@remote.example>", "RCPT TO:<alice@example.org>", "DATA")
+	b.Expect("250 ")
+	b.Expect("250")
+	b.Expect("250")
+	b.Expect("354")
+	b.Send("Subject: half")
+	b.Expect("421 4.4.2")
+	if !b.Closed() {
+		t.Fatal("connection still open after a timeout in DATA")
+	}
+	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/alice")) + mailtest.TmpFiles(t, env.MailRoot, "example.org/alice"); n != 0 {
+		t.Fatalf("%d files stored from a cut-off message", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -41,6 +42,9 @@ func Reply(err error) *gosmtp.SMTPError {
 		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The client went silent in the middle of a message.
+		return &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2}, Message: "Idle timeout, closing connection"}
 	case errors.Is(err, context.Canceled):
 		return &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	default:
@@ -48,13 +52,19 @@ func Reply(err error) *gosmtp.SMTPError {
 	}
 }
 
-// Answer is Reply for a session: a temporary failure of ours is logged
-// with a reference that the reply repeats, so that the administrator can
-// find it; the error's own text never reaches the client (it may name
-// files). It returns nil for nil.
-func Answer(log *slog.Logger, err error) error {
+// Answer is Reply for a session on c: a temporary failure of ours is
+// logged with a reference that the reply repeats, so that the
+// administrator can find it; the error's own text never reaches the client
+// (it may name files). A client that timed out is told so and the
+// connection is closed after the reply. It returns nil for nil.
+func Answer(log *slog.Logger, c *Conn, err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		log.Info("client timed out during the message", "event", "timeout")
+		c.CloseAfterReply()
+		return Reply(err)
 	}
 	r := Reply(err)
 	if r.Code/100 == 4 && r.EnhancedCode != (gosmtp.EnhancedCode{4, 5, 3}) {

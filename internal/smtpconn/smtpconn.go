@@ -123,10 +123,11 @@ func (s *Set) admit(nc net.Conn) *Conn {
 // Conn is a server connection.
 type Conn struct {
 	net.Conn
-	set    *Set
-	ip     string
-	busy   atomic.Bool
-	closed atomic.Bool
+	set         *Set
+	ip          string
+	busy        atomic.Bool
+	closed      atomic.Bool
+	closeOnSend atomic.Bool
 }
 
 // From finds the Conn under a connection go-smtp hands a session, which
@@ -150,6 +151,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 // textproto, which flushes after every line), except under TLS, where it
 // sees records and leaves them alone.
 func (c *Conn) Write(p []byte) (int, error) {
+	if c.closeOnSend.Load() {
+		defer c.Conn.Close()
+	}
 	q := c.set.fixReply(p)
 	if q == nil {
 		return c.Conn.Write(p)
@@ -158,6 +162,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// CloseAfterReply closes the connection once the next reply is written:
+// for a client that timed out in the middle of a message, which is told
+// why and then let go rather than waited for again.
+func (c *Conn) CloseAfterReply() {
+	if c != nil {
+		c.closeOnSend.Store(true)
+	}
 }
 
 // go-smtp v0.25 answers a command given out of sequence (DATA or BDAT with
@@ -171,6 +184,14 @@ var sequenceReplies = [][]byte{
 	[]byte("502 5.5.1 Please introduce yourself first."),
 }
 
+// go-smtp answers undecodable base64 in AUTH with 454 4.7.0 (try later);
+// RFC 4954 §4 wants 501 5.5.2. Like the others, this can be corrected only
+// outside TLS.
+var (
+	base64Reply      = []byte("454 4.7.0 Invalid base64 data")
+	base64ReplyFixed = []byte("501 5.5.2 Invalid base64 data")
+)
+
 // fixReply returns the corrected form of a reply line, or nil if it is
 // right as it is.
 func (s *Set) fixReply(p []byte) []byte {
@@ -180,6 +201,11 @@ func (s *Set) fixReply(p []byte) []byte {
 			copy(q, "503")
 			return q
 		}
+	}
+	if bytes.HasPrefix(p, base64Reply) {
+		q := bytes.Clone(p)
+		copy(q, base64ReplyFixed)
+		return q
 	}
 	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
 	// reader gives up at the limit before seeing the final dot), although

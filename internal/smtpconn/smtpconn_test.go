@@ -73,7 +73,8 @@ func TestFixReply(t *testing.T) {
 		"250-SIZE\r\n": "250-SIZE 1000\r\n",
 		"250 SIZE\r\n": "250 SIZE 1000\r\n",
 		"502 5.5.1 HELP command not implemented\r\n": "",
-		"250-SIZE 5\r\n": "",
+		"454 4.7.0 Invalid base64 data\r\n":          "501 5.5.2 Invalid base64 data\r\n",
+		"250-SIZE 5\r\n":                             "",
 	}
 	for in, want := range cases {
 		if got := string(s.fixReply([]byte(in))); got != want {
