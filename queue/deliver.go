@@ -310,7 +310,7 @@ func checkBody(f *os.File, rec *record) error {
 // crash in between leaves an orphan file that Open removes, never a
 // record without its body.
 func (q *Queue) remove(id string) error {
-	if err := q.db.Batch(func(tx *boltTx) error {
+	if err := q.commit.do(func(tx *boltTx) error {
 		if err := tx.Bucket(bucketMsgs).Delete([]byte(id)); err != nil {
 			return err
 		}

@@ -48,7 +48,7 @@ func (q *Queue) notify(rec *record, body io.ReaderAt, idx []int, delayed bool) e
 		if !delayed {
 			q.log.Debug("no DSN: the sender is the null sender", "queue_id", rec.ID)
 		}
-		return q.db.Batch(mark)
+		return q.commit.do(mark)
 	}
 	now := time.Now()
 	var hdr strings.Builder

@@ -171,6 +171,7 @@ type Queue struct {
 	shards map[string]*durable.DirSyncer // shard directory -> its fsyncs
 	log    *slog.Logger
 	sched  *schedule
+	commit *committer
 }
 
 // Open prepares the queue: buckets, the body directory (with files left by
@@ -202,7 +203,7 @@ func Open(opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
 	q := &Queue{opts: opts, db: opts.DB, dir: opts.Dir, shards: map[string]*durable.DirSyncer{},
-		log: opts.Logger, sched: newSchedule()}
+		log: opts.Logger, sched: newSchedule(), commit: &committer{db: opts.DB}}
 	for _, c := range idAlphabet {
 		d := filepath.Join(opts.Dir, string(c))
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -366,7 +367,7 @@ func (q *Queue) store(from string, rcpts []string, fill func(io.Writer) (*bodyWr
 	for _, rc := range rcpts {
 		rec.Rcpts = append(rec.Rcpts, rcptState{Addr: rc, State: statePending, Next: now})
 	}
-	err = q.db.Batch(func(tx *bolt.Tx) error {
+	err = q.commit.do(func(tx *bolt.Tx) error {
 		if also != nil {
 			if err := also(tx); err != nil {
 				return err
@@ -402,7 +403,7 @@ func (q *Queue) get(id string) (*record, error) {
 // the caller's to remove), which spares the common case a second commit.
 func (q *Queue) update(id string, fn func(rec *record) error) (*record, error) {
 	var out *record
-	err := q.db.Batch(func(tx *bolt.Tx) error {
+	err := q.commit.do(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMsgs)
 		v := b.Get([]byte(id))
 		if v == nil {
