@@ -47,6 +47,7 @@ type Config struct {
 	Limits     Limits   `toml:"limits"`
 	Delivery   Delivery `toml:"delivery"`
 	Relay      Relay    `toml:"relay"`
+	Queue      Queue    `toml:"queue"`
 
 	// Path is the file this was loaded from ("" for Default()).
 	Path string `toml:"-"`

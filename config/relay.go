@@ -203,7 +203,7 @@ func (c *Config) validateOutbound() []error {
 	if r.MXPort < 0 || r.MXPort > 65535 {
 		bad("relay.mx_port", "%d: write a port from 1 to 65535 (default 25)", r.MXPort)
 	}
-	return errs
+	return append(errs, c.Queue.Validate(c.Path)...)
 }
 
 // Validate checks the [queue] table; path names the file in errors.

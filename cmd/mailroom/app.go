@@ -18,6 +18,7 @@ import (
 	"mailroom/internal/ctl"
 	"mailroom/mailbox/maildir"
 	"mailroom/mda"
+	"mailroom/queue"
 )
 
 // app is everything that holds mailroom.db open: `serve` builds one for
@@ -30,6 +31,7 @@ type app struct {
 	accounts *account.Store
 	store    *maildir.Store
 	mda      *mda.Deliverer
+	queue    *queue.Queue
 }
 
 // errDBLocked means another process holds mailroom.db.
@@ -78,6 +80,10 @@ func (a *app) init() error {
 		MaxMessageBytes: a.cfg.Limits.MaxMessageBytes,
 		Logger:          a.log,
 	})
+	if err != nil {
+		return err
+	}
+	a.queue, err = openQueue(a, a.cfg.Queue)
 	return err
 }
 
@@ -99,6 +105,9 @@ var ops = map[string]op{
 	"user.del":    opUserDel,
 	"user.list":   opUserList,
 	"deliver":     opDeliver,
+	"queue.list":  opQueueList,
+	"queue.flush": opQueueFlush,
+	"queue.drop":  opQueueDrop,
 }
 
 // call runs op on the running server if there is one, else locally. args

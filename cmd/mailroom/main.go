@@ -30,6 +30,7 @@ const usage = `usage:
   mailroom serve   [-config FILE] [-dev]
   mailroom deliver [-config FILE] [-f SENDER] RCPT...
   mailroom user    add|passwd|del|list [-config FILE] [ADDRESS]
+  mailroom queue   list|flush|drop ID [-config FILE]
   mailroom check   [-config FILE]
 
 -config defaults to $MAILROOM_CONFIG, then ` + config.DefaultPath + `.
@@ -54,6 +55,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdDeliver(args, stdin, stderr)
 	case "user":
 		err = cmdUser(args, stdin, stdout, stderr)
+	case "queue":
+		err = cmdQueue(args, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":

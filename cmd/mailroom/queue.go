@@ -108,28 +108,6 @@ func runQueue(ctx context.Context, a *app, q *queue.Queue) (stop func()) {
 	}
 }
 
-// queueOf returns the queue that `serve` runs, when the operation comes
-// through its control socket, or else one opened for this call (no server
-// runs, so nothing else uses the database). The app exposes its running
-// queue through a runningQueue method; see the wiring note.
-func queueOf(a *app) (*queue.Queue, error) {
-	if h, ok := any(a).(interface{ runningQueue() *queue.Queue }); ok {
-		if q := h.runningQueue(); q != nil {
-			return q, nil
-		}
-	}
-	// Without a server only list, flush and drop run, none of which uses
-	// the retry policy: the defaults do.
-	return openQueue(a, config.Queue{})
-}
-
-// queueOps are the control operations of `mailroom queue`.
-var queueOps = map[string]op{
-	"queue.list":  opQueueList,
-	"queue.flush": opQueueFlush,
-	"queue.drop":  opQueueDrop,
-}
-
 type queueDropArgs struct {
 	ID string `json:"id"`
 }
@@ -139,18 +117,12 @@ type queueFlushResult struct {
 }
 
 func opQueueList(ctx context.Context, a *app, _ json.RawMessage, _ io.Reader) (any, error) {
-	q, err := queueOf(a)
-	if err != nil {
-		return nil, err
-	}
+	q := a.queue
 	return q.List()
 }
 
 func opQueueFlush(ctx context.Context, a *app, _ json.RawMessage, _ io.Reader) (any, error) {
-	q, err := queueOf(a)
-	if err != nil {
-		return nil, err
-	}
+	q := a.queue
 	n, err := q.Flush()
 	return queueFlushResult{Messages: n}, err
 }
@@ -160,10 +132,7 @@ func opQueueDrop(ctx context.Context, a *app, raw json.RawMessage, _ io.Reader) 
 	if err != nil {
 		return nil, err
 	}
-	q, err := queueOf(a)
-	if err != nil {
-		return nil, err
-	}
+	q := a.queue
 	if err := q.Drop(args.ID); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
 			return nil, &ctl.Error{Exit: exitDataErr, Msg: err.Error() + " (see mailroom queue list)"}

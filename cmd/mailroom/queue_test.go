@@ -20,16 +20,6 @@ import (
 	"mailroom/internal/mailtest"
 )
 
-func init() {
-	// Until app.go's ops map lists them (see cmd/mailroom/queue.go), the
-	// in-process CLI finds the queue operations here.
-	for name, fn := range queueOps {
-		if ops[name] == nil {
-			ops[name] = fn
-		}
-	}
-}
-
 // sinkMTA is a go-smtp server that accepts everything except recipients
 // starting with "gone@".
 type sinkMTA struct {

@@ -179,6 +179,7 @@ func serve(ctx context.Context, a *app) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	stopQueue := runQueue(context.WithoutCancel(ctx), a, a.queue)
 	log.Info("mailroom started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "domains", cfg.Domains, "pid", os.Getpid())
 
 	var runErr error
@@ -219,6 +220,7 @@ loop:
 	swg.Wait()
 	ctlSrv.Close()
 	wg.Wait()
+	stopQueue()
 	log.Info("stopped")
 	return runErr
 }
@@ -231,6 +233,7 @@ func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Conf
 		Hostname:          cfg.Hostname,
 		Deliverer:         a.mda,
 		Accounts:          a.accounts,
+		Queue:             a.queue,
 		Delimiter:         cfg.RecipientDelimiter(),
 		TLS:               tlsConfig,
 		AllowInsecureAuth: l.AllowInsecureAuth,

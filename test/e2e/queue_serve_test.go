@@ -23,23 +23,12 @@ type noTransport struct{}
 
 func (noTransport) Send(context.Context, *queue.Message) error { return fmt.Errorf("not sending") }
 
-// needQueueCommand skips until cmd/mailroom wires the queue into the
-// binary (main.go's "queue" case, serve's runQueue).
-func needQueueCommand(t *testing.T) {
-	t.Helper()
-	out, _ := exec.Command(mailtest.Binary(t), "help").CombinedOutput()
-	if !strings.Contains(string(out), "mailroom queue") {
-		t.Skip("SKIP: the mailroom binary does not run the queue yet (wiring in cmd/mailroom pending)")
-	}
-}
-
 // TestServeSendsQueuedMailThroughPostfix puts a message into the queue of
 // a stopped server (as a crash would leave it), starts `mailroom serve`
 // with a private Postfix as its smarthost, and checks that the message
 // arrives intact, once, and that `mailroom queue list` then shows an
 // empty queue through the control socket.
 func TestServeSendsQueuedMailThroughPostfix(t *testing.T) {
-	needQueueCommand(t)
 	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"bob@example.org"}})
 	_, lmtpAddr, _ := mailtest.StartLMTP(t, env, lmtp.Options{})
 	p := startPostfix(t, "lmtp:inet:"+lmtpAddr)
@@ -94,7 +83,6 @@ retry = ["1s"]
 // queue is being worked off, starts it again on the same data, and checks
 // that every message reached Postfix exactly once.
 func TestServeRestartMidQueue(t *testing.T) {
-	needQueueCommand(t)
 	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"bob@example.org"}})
 	_, lmtpAddr, _ := mailtest.StartLMTP(t, env, lmtp.Options{})
 	p := startPostfix(t, "lmtp:inet:"+lmtpAddr)

@@ -383,15 +383,20 @@ func TestSMTPSwaksSubmission(t *testing.T) {
 	})
 
 	t.Run("remote recipient is queued", func(t *testing.T) {
-		// TODO(queue): enable once serve wires the outbound queue into
-		// submission; until then a remote recipient gets 451 4.3.0.
-		t.Skip("TODO: outbound queue not yet wired into serve (submission to a remote domain answers 451 until it is)")
+		before := maildirNew(t, mailRoot(s.Server), bob)
 		out, tr := smtpSwaks(t, crlf(bare), append([]string{"--server", s.Sub, "-tls", "--helo", "client.test",
 			"--from", "alice@example.org", "--to", "carol@remote.example,bob@example.org"}, auth("PLAIN")...)...)
 		wantReply(t, tr, out, "RCPT TO:<carol@remote.example>", "250 ")
 		wantDataReply(t, tr, out, "250 ")
 		if !strings.Contains(s.Log(), "event=queued") {
 			t.Errorf("no queued record in the log")
+		}
+		// The queue delivers the local recipient's copy too, once.
+		waitFor(t, 20*time.Second, "bob's copy from the queue", func() bool {
+			return len(maildirNew(t, mailRoot(s.Server), bob)) > len(before)
+		})
+		if n := len(maildirNew(t, mailRoot(s.Server), bob)) - len(before); n != 1 {
+			t.Errorf("bob got %d copies", n)
 		}
 	})
 }
