@@ -152,6 +152,11 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		return s.reply(err)
 	}
 	s.txn, s.rcpts = txn, nil
+	// From MAIL on, a shutdown lets the transaction finish (within its
+	// grace period): go-smtp sends 354 before it calls Data, so marking
+	// only Data would leave a window where the client is sending a
+	// message on a connection we think idle.
+	s.conn.Begin()
 	return nil
 }
 
@@ -166,14 +171,12 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // Data is used only if the library does not use LMTPData; it delivers to
 // all or none.
 func (s *session) Data(r io.Reader) error {
-	s.conn.Begin()
 	return s.reply(s.txn.DeliverAll(s.ctx, r))
 }
 
 // LMTPData delivers and reports one status per RCPT, in order (RFC 2033
 // §4.2), including a recipient given twice.
 func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
-	s.conn.Begin()
 	results, err := s.txn.Deliver(s.ctx, r)
 	if err != nil {
 		return s.reply(err)

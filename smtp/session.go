@@ -120,6 +120,8 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		return errBadSender
 	}
 	s.txn, s.from, s.local, s.remote = txn, from, nil, nil
+	// From MAIL on, a shutdown lets the transaction finish (see lmtp).
+	s.conn.Begin()
 	return nil
 }
 
@@ -162,7 +164,6 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // whole transaction, so a partial success would make the sender's retry
 // duplicate what already landed.
 func (s *session) Data(r io.Reader) error {
-	s.conn.Begin()
 	if s.srv.opts.Role == MX {
 		return s.reply(s.txn.DeliverAll(s.ctx, r))
 	}

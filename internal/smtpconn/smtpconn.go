@@ -233,7 +233,8 @@ func (c *Conn) Close() error {
 	return c.Conn.Close()
 }
 
-// Begin marks a delivery in progress: Shutdown leaves the connection open.
+// Begin marks a transaction in progress: Shutdown leaves the connection
+// open until End.
 // Like End, it does nothing on a nil Conn (a connection smtpconn did not
 // accept, as in some tests).
 func (c *Conn) Begin() {
