@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# SMTP (MX) benchmark: Postfix's smtp-source against mailroom's MX listener,
+# and the same load through Postfix as the MX handing mail to Dovecot over
+# LMTP, on the same machine and the same filesystem.
+#
+# Run by hand, as root (CI does not run it), from anywhere:
+#
+#   bench/smtp.sh                      # N=2000 messages per run, R=3 runs
+#   N=5000 R=5 bench/smtp.sh
+#   SESSIONS=16 RCPTS=5 bench/smtp.sh
+#
+# For every session count and recipient count it runs, R times and
+# interleaved (mailroom, then Postfix + Dovecot, then the next setting):
+#   mailroom  `mailroom serve` with an [smtp] (MX) listener on 127.0.0.1,
+#             fresh data_dir each run. It answers 250 only once every
+#             recipient's copy is fsynced in its Maildir.
+#   postfix   a private Postfix (own config, queue and data directories,
+#             smtpd on 127.0.0.1 only) as the MX for example.org, whose
+#             virtual_transport is LMTP to a private Dovecot (configured as
+#             bench/lmtp.sh does: LMTP only, mail_fsync = optimized), fresh
+#             queue processes and mail root each run. Postfix answers 250
+#             once its queue file is fsynced; Dovecot answers Postfix once
+#             the Maildir copy is.
+# The load is smtp-source -d -s SESSIONS -m N -l 4096 -r RCPTS: SESSIONS
+# connections at once, each sending messages one after another over its own
+# connection (-d), N messages in all, each with a 4096-byte body (plus the
+# ~150 bytes of headers smtp-source writes) and RCPTS recipients: with -t
+# user@example.org, smtp-source sends to user@ for one recipient and to
+# RCPTS..2user@ and user@ for more, one Maildir each.
+# Before the clock starts, each server gets a warm-up of 2*SESSIONS messages
+# with the same number of sessions (so that processes are forked and caches
+# warm, as on a running MX), delivered and counted before the timed run.
+# Two figures per run, both in messages (not recipients) per second:
+#   end-to-end  from the start of smtp-source until all N*RCPTS copies are
+#               in new/ of the Maildirs (counted by bench/smtpbench, every
+#               20 ms once smtp-source has exited). For mailroom this is
+#               smtp-source's own time; the count only checks it.
+#   accept      smtp-source's own time: when the MX has answered 250 to
+#               every message. For Postfix this is its queue's intake rate,
+#               not delivery.
+# After each run the Maildirs must hold exactly what was sent (and Postfix's
+# queue must empty, with nothing deferred or bounced) or the script fails.
+# The table shows medians over the R runs and the ratios of the medians.
+#
+# Postfix tuning (main.cf, besides the private-instance settings; see
+# PF_TUNING below): in_flow_delay = 0 (no throttling of smtpd when the queue
+# grows), lmtp_destination_concurrency_limit = 16 and
+# lmtp_initial_destination_concurrency = 16 (up to 16 parallel LMTP
+# deliveries to Dovecot from the start, instead of a slow start at 5), and
+# default_destination_concurrency_limit = 16. Everything else is Postfix's
+# default: one LMTP transaction per message for up to 50 recipients
+# (lmtp_destination_recipient_limit), LMTP connection caching on demand.
+#
+# Environment: N (2000), R (3), SESSIONS ("1 16"), RCPTS ("1 5"),
+# BENCH_DIR (/var/tmp: where the work directory goes; must be a real disk,
+# not tmpfs), KEEP=1 (keep the work directory), SMTP_SOURCE, POSTFIX,
+# POSTCONF (found on PATH or in /usr/sbin), DOVECOT (/usr/sbin/dovecot),
+# DOVECOT_LMTP (/usr/lib/dovecot/lmtp), DOVECOT_MAIL_USER (nobody).
+set -euo pipefail
+
+N=${N:-2000}
+R=${R:-3}
+SESSIONS=${SESSIONS:-"1 16"}
+RCPTS=${RCPTS:-"1 5"}
+BENCH_DIR=${BENCH_DIR:-/var/tmp}
+SIZE=4096
+DOMAIN=example.org
+
+die() { echo "smtp.sh: $*" >&2; exit 1; }
+findbin() { command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || echo "/usr/sbin/$1"; }
+SMTP_SOURCE=${SMTP_SOURCE:-$(findbin smtp-source)}
+POSTFIX=${POSTFIX:-$(findbin postfix)}
+POSTCONF=${POSTCONF:-$(findbin postconf)}
+DOVECOT=${DOVECOT:-/usr/sbin/dovecot}
+DOVECOT_LMTP=${DOVECOT_LMTP:-/usr/lib/dovecot/lmtp}
+
+# --- preflight --------------------------------------------------------------
+command -v go >/dev/null || die "go is not on PATH"
+if [[ ! -x $SMTP_SOURCE || ! -x $POSTFIX || ! -x $POSTCONF ]]; then
+	die "Postfix is missing ($SMTP_SOURCE, $POSTFIX, $POSTCONF): smtp-source is the load and Postfix the peer.
+Install it with: apt-get install postfix   (as .ci/run does),
+or point SMTP_SOURCE, POSTFIX and POSTCONF at its binaries."
+fi
+if [[ ! -x $DOVECOT || ! -x $DOVECOT_LMTP ]]; then
+	die "Dovecot is missing ($DOVECOT, $DOVECOT_LMTP): it is the peer's delivery agent.
+Install it with: apt-get install dovecot-core dovecot-lmtpd   (as .ci/run does),
+or point DOVECOT and DOVECOT_LMTP at its binaries."
+fi
+[[ $(id -u) == 0 ]] || die "run it as root: a private Postfix starts as root and runs its daemons as user postfix"
+for v in N R; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
+done
+for v in $SESSIONS $RCPTS; do
+	[[ $v =~ ^[1-9][0-9]*$ ]] || die "SESSIONS and RCPTS hold positive integers, not '$v'"
+done
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+mkdir -p "$BENCH_DIR"
+WORK=$(mktemp -d "$BENCH_DIR/smtpbench.XXXXXX")
+chmod 711 "$WORK" # Dovecot's mail user and Postfix's daemons must reach inside
+BIN=$WORK/bin
+MR=$WORK/mailroom
+DV=$WORK/dovecot
+PF=$WORK/postfix
+
+cleanup() {
+	local rc=$?
+	stop_mailroom
+	stop_postfix
+	stop_dovecot
+	if [[ ${KEEP:-} == 1 || $rc -ne 0 ]]; then
+		echo "work directory kept: $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fstype=$(df --output=fstype "$WORK" | tail -1)
+if [[ $fstype == tmpfs || $fstype == ramfs ]]; then
+	echo "WARNING: $WORK is on $fstype: fsync costs nothing there; set BENCH_DIR to a directory on a disk" >&2
+fi
+
+echo "building mailroom and smtpbench..." >&2
+(cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom && go build -o "$BIN/smtpbench" ./bench/smtpbench)
+SB=$BIN/smtpbench
+
+# --- setup ------------------------------------------------------------------
+# smtp-source -t user@ -r K sends to user@, 2user@ .. Kuser@ (and some
+# versions to 1user@): every one of them is an account.
+maxr=0
+for r in $RCPTS; do ((r > maxr)) && maxr=$r; done
+users=(user)
+for ((i = 1; i <= maxr; i++)); do users+=("${i}user"); done
+MR_SECTION='[smtp]
+listen = ["127.0.0.1:0"]
+[limits]
+max_connections_per_ip = 100'
+echo "creating ${#users[@]} mailroom accounts..." >&2
+mr_accounts "$MR_SECTION" "${users[@]}"
+
+dovecot_init
+PF_TRANSPORT=lmtp:inet:127.0.0.1:24 # replaced before each start
+PF_TUNING="# Tuning for throughput of local delivery (bench/smtp.sh)
+in_flow_delay = 0
+default_destination_concurrency_limit = 16
+lmtp_destination_concurrency_limit = 16
+lmtp_initial_destination_concurrency = 16"
+postfix_init
+PF_VERSION=$("$POSTCONF" -c "$PF/etc" -h mail_version)
+
+# --- runs -------------------------------------------------------------------
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# source_cmd ADDR SESSIONS MESSAGES RCPTS: the load generator's command line.
+source_cmd() {
+	echo "$SMTP_SOURCE" -d -s "$2" -m "$3" -l "$SIZE" -r "$4" -f "bench@sender.example" -t "user@$DOMAIN" -M client.bench.test "$1"
+}
+
+# load WHO ADDR MAILROOT SESSIONS RCPTS REP: warm-up, then the timed run.
+load() {
+	local who=$1 addr=$2 root=$3 s=$4 r=$5 rep=$6 warm out l
+	warm=$((2 * s))
+	# shellcheck disable=SC2046
+	"$SB" run -dir "$root" -domain "$DOMAIN" -expect "$warm" -- $(source_cmd "$addr" "$s" "$warm" 1) >/dev/null ||
+		die "$who: warm-up failed ($s sessions)"
+	[[ $who == postfix ]] && postfix_drained
+	l=$(load1)
+	# shellcheck disable=SC2046
+	out=$("$SB" run -dir "$root" -domain "$DOMAIN" -expect $((warm + N * r)) -messages "$N" -- $(source_cmd "$addr" "$s" "$N" "$r")) ||
+		die "$who: run failed ($s sessions, $r recipients)"
+	check "$root" "$who" $((warm + N * r))
+	echo "$s $r $who $rep $(field rate "$out") $(field accept_rate "$out") $(field e2e_secs "$out") $(field accept_secs "$out") $l" >>"$RESULTS"
+	printf '  %-8s %2s sessions %s rcpts  run %s: %7s msg/s end-to-end, %7s msg/s accepted  (%ss, %ss; load %s)\n' \
+		"$who" "$s" "$r" "$rep" "$(field rate "$out")" "$(field accept_rate "$out")" \
+		"$(field e2e_secs "$out")" "$(field accept_secs "$out")" "$l" >&2
+}
+
+# check ROOT WHO FILES: exactly FILES messages in new/, none in tmp/.
+check() {
+	local c new tmp
+	c=$("$SB" count -dir "$1" -domain "$DOMAIN")
+	new=$(field new "$c") tmp=$(field tmp "$c")
+	if [[ $new != "$3" || $tmp != 0 ]]; then
+		die "$2: expected $3 messages in new/, found $new (and $tmp in tmp/): $c"
+	fi
+}
+
+# postfix_drained waits until Postfix's queue is empty (the queue file goes
+# once Dovecot's reply is in, a moment after the copy is in new/).
+postfix_drained() {
+	for _ in $(seq 200); do
+		[[ $(postfix_queue_files) == 0 ]] && return 0
+		sleep 0.05
+	done
+	die "Postfix's queue did not empty: $(postfix_queue_files) messages left; $(grep -E 'status=(deferred|bounced)' "$PF/maillog" | tail -3)"
+}
+
+run_mailroom() {
+	local s=$1 r=$2 rep=$3 data=$MR/$1-$2-$3
+	start_mailroom "$data" "$MR_SECTION" smtp
+	load mailroom "$MR_ADDR" "$data/mail" "$s" "$r" "$rep"
+	stop_mailroom
+}
+
+run_postfix() {
+	local s=$1 r=$2 rep=$3 mail=$DV/$1-$2-$3 port
+	port=$("$SB" port)
+	start_dovecot "$mail" "$port"
+	"$SB" wait -addr "$DV_ADDR" || die "Dovecot is not answering on $DV_ADDR: $(tail -5 "$DV/dovecot.log")"
+	"$POSTCONF" -c "$PF/etc" -e "virtual_transport = lmtp:inet:$DV_ADDR"
+	start_postfix
+	"$SB" wait -addr "$PF_ADDR" || die "Postfix's smtpd is not answering on $PF_ADDR: $(tail -5 "$PF/maillog")"
+	load postfix "$PF_ADDR" "$mail" "$s" "$r" "$rep"
+	postfix_drained
+	stop_postfix
+	stop_dovecot
+}
+
+start=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((rep = 1; rep <= R; rep++)); do
+	echo "run $rep of $R" >&2
+	for s in $SESSIONS; do
+		for r in $RCPTS; do
+			run_mailroom "$s" "$r" "$rep"
+			run_postfix "$s" "$r" "$rep"
+		done
+	done
+done
+elapsed=$(($(date +%s) - start))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+if grep -qE 'status=(deferred|bounced)' "$PF/maillog"; then
+	die "Postfix deferred or bounced mail: $(grep -E 'status=(deferred|bounced)' "$PF/maillog" | tail -3)"
+fi
+
+# --- report -----------------------------------------------------------------
+# median SESSIONS RCPTS WHO [COLUMN]
+median() {
+	awk -v s="$1" -v r="$2" -v w="$3" -v c="${4:-5}" '$1 == s && $2 == r && $3 == w { print $c }' "$RESULTS" |
+		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# spread SESSIONS RCPTS WHO [COLUMN]: (max-min)/median in percent
+spread() {
+	awk -v s="$1" -v r="$2" -v w="$3" -v c="${4:-5}" '$1 == s && $2 == r && $3 == w { print $c }' "$RESULTS" |
+		sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.0f%%", m ? 100 * (a[NR] - a[1]) / m : 0 }'
+}
+# paired SESSIONS RCPTS: median over runs of mailroom/postfix end-to-end
+# within the same run, which cancels slow drifts of the machine.
+paired() {
+	awk -v s="$1" -v r="$2" '$1 == s && $2 == r && $3 == "mailroom" { m[$4] = $5 } $1 == s && $2 == r && $3 == "postfix" { p[$4] = $5 }
+		END { for (k in m) if (p[k] > 0) print m[k] / p[k] }' "$RESULTS" |
+		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+echo
+echo "SMTP (MX) benchmark: smtp-source -d, $N messages per run with a $SIZE-byte body, $R runs per figure, medians"
+echo "(msg/s counts messages, not recipients; spread = (max-min)/median over the runs; paired = median of the per-run ratios)"
+echo "host: $(nproc) CPUs, $(uname -sr); filesystem: $fstype on $(df --output=source "$WORK" | tail -1) ($WORK)"
+echo "load average: $load_start at the start, $load_end at the end"
+echo "mailroom: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), $(go version | awk '{print $3}'); MX listener; 250 after every recipient's copy is fsynced (file, rename, new/)"
+echo "postfix:  $PF_VERSION as MX, virtual_transport = lmtp:inet to Dovecot; 250 after its queue file is fsynced;"
+echo "          $(echo "$PF_TUNING" | grep -v '^#' | paste -sd';' | sed 's/;/; /g')"
+echo "dovecot:  $DV_VERSION, LMTP, mail_fsync = optimized: fsync file, rename, fdatasync new/ before 250; mail uid $DV_USER"
+echo
+printf '%8s | %5s | %15s %6s | %25s %6s | %15s | %13s | %22s %6s\n' sessions rcpts "mailroom msg/s" "" "postfix+dovecot msg/s e2e" "" "mailroom/pf+dv" "(paired runs)" "postfix accept msg/s" ""
+verdict=met
+for s in $SESSIONS; do
+	for r in $RCPTS; do
+		m=$(median "$s" "$r" mailroom)
+		p=$(median "$s" "$r" postfix)
+		a=$(median "$s" "$r" postfix 6)
+		printf '%8s | %5s | %15.0f %6s | %25.0f %6s | %14sx | %12sx | %22.0f %6s\n' "$s" "$r" \
+			"$m" "($(spread "$s" "$r" mailroom))" "$p" "($(spread "$s" "$r" postfix))" \
+			"$(ratio "$m" "$p")" "$(paired "$s" "$r")" "$a" "($(spread "$s" "$r" postfix 6))"
+		awk -v a="$m" -v b="$p" 'BEGIN { exit !(a >= b) }' || verdict="NOT met"
+	done
+done
+echo "goal (mailroom >= Postfix + Dovecot end-to-end, every row): $verdict"
+echo
+echo "(whole run: ${elapsed}s; raw figures: sessions rcpts system run e2e_msg/s accept_msg/s e2e_s accept_s load1_at_start)"
+sort -k1,1n -k2,2n -k3,3 -k4,4n "$RESULTS" | sed 's/^/  /'
