@@ -34,6 +34,7 @@ var (
 	ErrNoSuchUser = errors.New("no such user")
 	ErrNotLocal   = errors.New("domain is not local")
 	ErrBadAddress = errors.New("bad address")
+	ErrBadSender  = errors.New("bad sender address")
 	ErrTooBig     = errors.New("message exceeds the size limit")
 	ErrNoRcpt     = errors.New("no valid recipients")
 )
@@ -155,8 +156,8 @@ type Txn struct {
 // sender <>).
 func (d *Deliverer) Begin(ctx context.Context, from string, info Info) (*Txn, error) {
 	if from != "" {
-		if _, err := address.Parse(from); err != nil {
-			return nil, fmt.Errorf("sender: %w: %w", ErrBadAddress, err)
+		if err := address.CheckSender(from); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadSender, err)
 		}
 	}
 	id := newID()

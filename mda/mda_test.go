@@ -106,7 +106,7 @@ func TestNullSender(t *testing.T) {
 	if !strings.HasPrefix(m, "Return-Path: <>\n") || !strings.Contains(m, "Received: by mx.test (mailroom) with local id") {
 		t.Fatalf("headers: %q", m)
 	}
-	if _, err := env.MDA.Begin(ctx, "bad sender", mda.Info{}); !errors.Is(err, mda.ErrBadAddress) {
+	if _, err := env.MDA.Begin(ctx, "bad sender", mda.Info{}); !errors.Is(err, mda.ErrBadSender) {
 		t.Fatalf("bad sender: %v", err)
 	}
 }
@@ -268,4 +268,24 @@ func newDeliverer(t *testing.T, env *mailtest.Env, store mda.Store) *mda.Deliver
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestUnusualSenders: legal senders that are not safe as file names are
+// still accepted (they never become one).
+func TestUnusualSenders(t *testing.T) {
+	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}})
+	ctx := context.Background()
+	for _, from := range []string{"bounce@mail_host.example.com", `"john doe"@example.com`, "u@[192.0.2.1]", strings.Repeat("v", 70) + "@example.org"} {
+		txn, err := env.MDA.Begin(ctx, from, mda.Info{})
+		if err != nil {
+			t.Fatalf("Begin(%q): %v", from, err)
+		}
+		txn.AddRcpt(ctx, "alice@example.org")
+		if err := txn.DeliverAll(ctx, strings.NewReader("x\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := mailtest.Messages(t, env.MailRoot, "example.org/alice"); len(m) != 4 || !strings.HasPrefix(m[1], `Return-Path: <"john doe"@example.com>`) {
+		t.Fatalf("messages: %q", m)
+	}
 }

@@ -310,11 +310,9 @@ func (q *Queue) bodyPath(id string) string { return filepath.Join(q.shardDir(id)
 // and the record are on disk, so the caller may acknowledge the message.
 func (q *Queue) Enqueue(ctx context.Context, from string, to []string, r io.Reader) (string, error) {
 	if from != "" {
-		a, err := address.Parse(from)
-		if err != nil {
-			return "", fmt.Errorf("enqueue: sender: %w", err)
+		if err := address.CheckSender(from); err != nil {
+			return "", fmt.Errorf("enqueue: %w", err)
 		}
-		from = a.String()
 	}
 	var rcpts []string
 	seen := map[string]bool{}

@@ -100,7 +100,6 @@ var (
 	errAuthRequired = &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	errNotOwner     = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated user"}
 	errRelayDenied  = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
-	errBadSender    = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
 )
 
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
@@ -117,7 +116,7 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	}
 	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info())
 	if err != nil {
-		return errBadSender
+		return s.reply(err)
 	}
 	s.txn, s.from, s.local, s.remote = txn, from, nil, nil
 	// From MAIL on, a shutdown lets the transaction finish (see lmtp).

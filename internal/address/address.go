@@ -126,3 +126,34 @@ func StripExtension(local, delim string) (base, ext string) {
 	}
 	return local[:i], local[i+1:]
 }
+
+// MaxPathLen is the RFC 5321 §4.5.3.1.3 limit on a reverse-path.
+const MaxPathLen = 256
+
+// CheckSender checks an envelope sender leniently. Unlike a recipient, a
+// sender never becomes a file name, and refusing a legal but unusual one
+// (a quoted local part, an underscore in a host name, an address literal,
+// a long VERP local part) would bounce real mail. It only refuses what
+// cannot be written safely into a Return-Path: header: control characters,
+// white space outside quotes, angle brackets, no "@", or over 256 octets.
+func CheckSender(s string) error {
+	at := strings.LastIndexByte(s, '@')
+	switch {
+	case len(s) > MaxPathLen:
+		return fmt.Errorf("%w: sender longer than %d octets", ErrInvalid, MaxPathLen)
+	case at <= 0 || at == len(s)-1:
+		return fmt.Errorf("%w: sender %q is not local@domain", ErrInvalid, s)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: sender is not valid UTF-8", ErrInvalid)
+	}
+	quoted := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted = !quoted
+		case unicode.IsControl(r), r == '<', r == '>', !quoted && unicode.IsSpace(r):
+			return fmt.Errorf("%w: sender contains %q", ErrInvalid, r)
+		}
+	}
+	return nil
+}

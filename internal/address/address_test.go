@@ -100,3 +100,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckSender(t *testing.T) {
+	good := []string{"alice@example.org", "bounce@mail_host.example.com", `"john doe"@example.com`,
+		"u@[192.0.2.1]", strings.Repeat("v", 70) + "@example.org", "jösé@bücher.example"}
+	bad := []string{"", "alice", "@example.org", "alice@", "a\r\nb@example.org", "a b@example.org",
+		"<a@b>", "a\x00@b", strings.Repeat("x", 250) + "@example.org"}
+	for _, s := range good {
+		if err := CheckSender(s); err != nil {
+			t.Errorf("CheckSender(%q) = %v", s, err)
+		}
+	}
+	for _, s := range bad {
+		if err := CheckSender(s); err == nil {
+			t.Errorf("CheckSender(%q) accepted", s)
+		}
+	}
+}

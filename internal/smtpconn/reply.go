@@ -30,6 +30,8 @@ func Reply(err error) *gosmtp.SMTPError {
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
 	case errors.Is(err, mda.ErrNotLocal):
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 2}, Message: "Domain not handled here"}
+	case errors.Is(err, mda.ErrBadSender):
+		return &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
 	case errors.Is(err, mda.ErrBadAddress):
 		return &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
 	case errors.Is(err, mda.ErrTooBig):
