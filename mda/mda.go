@@ -103,6 +103,10 @@ type Info struct {
 	Helo       string // HELO/LHLO argument, if any
 	RemoteAddr string // "[192.0.2.1]", "unix socket", or "" for local
 	TLS        string // e.g. "TLS1.3 with cipher TLS_AES_128_GCM_SHA256", if any
+	// Internal marks a message mailroom has already accepted (the queue
+	// delivering a local copy): the size limit was applied then, and the
+	// headers added since must not push it over and bounce it.
+	Internal bool
 }
 
 // Recipient is a resolved recipient.
@@ -218,9 +222,16 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 		return nil, ErrNoRcpt
 	}
 	sp := &spool{dir: t.d.opts.SpoolDir, max: t.d.opts.MaxMessageBytes}
+	if t.info.Internal {
+		sp.max = 0
+	}
 	defer sp.close()
 	if err := sp.fill(r); err != nil {
-		t.log.Info("message refused", "event", "rejected", "from", t.from, "err", err)
+		event := "deferred"
+		if errors.Is(err, ErrTooBig) {
+			event = "rejected"
+		}
+		t.log.Info("message not accepted", "event", event, "from", t.from, "err", err)
 		return nil, err
 	}
 

@@ -148,6 +148,13 @@ func TestTooBig(t *testing.T) {
 	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/alice")); n != 0 {
 		t.Fatalf("%d messages stored", n)
 	}
+	// A copy the queue delivers was accepted already: headers added since
+	// must not make it bounce.
+	txn, _ = env.MDA.Begin(ctx, "", mda.Info{Internal: true})
+	txn.AddRcpt(ctx, "alice@example.org")
+	if err := txn.DeliverAll(ctx, strings.NewReader(strings.Repeat("x", 1001))); err != nil {
+		t.Fatalf("internal delivery: %v", err)
+	}
 }
 
 func TestNoRecipients(t *testing.T) {

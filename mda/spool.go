@@ -15,7 +15,7 @@ const memSpoolLimit = 1 << 20
 
 // spool holds one received message, converted to LF line endings, so that it
 // can be read once per recipient. Small messages stay in memory; larger ones
-// go to an unlinked-on-close temporary file in dir.
+// go to a temporary file in dir, unlinked as soon as it is created.
 type spool struct {
 	dir  string
 	max  int64 // refuse with ErrTooBig beyond this many bytes received (0: no limit)
@@ -104,15 +104,14 @@ func (s *spool) write(p []byte) error {
 }
 
 // withHeader returns a fresh reader over header followed by the whole
-// message; several may be in use at once (one per recipient). A message in
-// memory comes as one buffer, so that the store writes it with one system
-// call.
+// message; several may be in use at once (one per recipient), all sharing
+// the one spooled copy.
 func (s *spool) withHeader(header string) io.Reader {
+	var body io.Reader = bytes.NewReader(s.buf.Bytes())
 	if s.file != nil {
-		return io.MultiReader(strings.NewReader(header), io.NewSectionReader(s.file, 0, s.size))
+		body = io.NewSectionReader(s.file, 0, s.size)
 	}
-	b := make([]byte, 0, len(header)+s.buf.Len())
-	return bytes.NewReader(append(append(b, header...), s.buf.Bytes()...))
+	return io.MultiReader(strings.NewReader(header), body)
 }
 
 // close releases the temporary file, if any.

@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"mailroom/internal/ctl"
+	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 )
 
@@ -64,14 +65,18 @@ func opDeliver(ctx context.Context, a *app, raw json.RawMessage, body io.Reader)
 	}
 	for _, r := range args.Rcpts {
 		if err := txn.AddRcpt(ctx, r); err != nil {
-			return nil, deliverError(err)
+			return nil, deliverError(a.log, err)
 		}
 	}
-	return nil, deliverError(txn.DeliverAll(ctx, body))
+	return nil, deliverError(a.log, txn.DeliverAll(ctx, body))
 }
 
 // deliverError maps a delivery error to the sysexits status an MTA acts on.
-func deliverError(err error) error {
+// The message of a temporary failure says only what kind it is: an MTA
+// copies a delivery command's output into its bounces and delay notices,
+// and internal detail (file names) must not reach the sender. The detail
+// goes to the log (the server's, when it did the delivery).
+func deliverError(log *slog.Logger, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -80,5 +85,6 @@ func deliverError(err error) error {
 	case errors.Is(err, mda.ErrTooBig):
 		return &ctl.Error{Exit: exitDataErr, Msg: err.Error()}
 	}
-	return &ctl.Error{Exit: exitTempFail, Msg: fmt.Sprintf("temporary failure, nothing delivered: %v", err)}
+	log.Warn("delivery failed; nothing delivered", "event", "deferred", "err", err)
+	return &ctl.Error{Exit: exitTempFail, Msg: "temporary failure, nothing delivered: " + smtpconn.Reply(err).Message}
 }

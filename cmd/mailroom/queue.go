@@ -72,7 +72,7 @@ func isLocal(a *app, rcpt string) bool {
 // deliverLocal hands a queued message (a DSN, usually) to mda, marking the
 // failures that retrying cannot cure as permanent.
 func deliverLocal(ctx context.Context, a *app, from, rcpt string, r io.Reader) error {
-	txn, err := a.mda.Begin(ctx, from, mda.Info{Proto: "local"})
+	txn, err := a.mda.Begin(ctx, from, mda.Info{Proto: "local", Internal: true})
 	if err != nil {
 		return queue.Permanent("5.1.7", err)
 	}
