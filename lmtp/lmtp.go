@@ -93,6 +93,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes every listener and connection at once.
 func (s *Server) Close() error {
 	s.cancel()
+	s.conns.Shutdown()
 	return s.smtp.Close()
 }
 

@@ -211,8 +211,11 @@ func Open(opts Options) (*Queue, error) {
 		}
 		q.shards[d] = durable.NewDirSyncer(d)
 	}
-	if err := durable.SyncDir(opts.Dir); err != nil {
-		return nil, err
+	// The shards' entries in Dir, and Dir's own entry in its parent.
+	for _, d := range []string{opts.Dir, filepath.Dir(opts.Dir)} {
+		if err := durable.SyncDir(d); err != nil {
+			return nil, err
+		}
 	}
 	if err := q.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMsgs, bucketHeld} {

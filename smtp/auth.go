@@ -83,7 +83,7 @@ func (s *session) authenticate(username, password string) error {
 }
 
 func (s *session) authFailed(username string, err error) error {
-	d := s.srv.fails.add(s.addr)
+	d := s.srv.fails.add(s.client)
 	s.log.Warn("authentication failed", "event", "auth_failed", "user", username, "delay", d, "err", err)
 	t := time.NewTimer(d)
 	defer t.Stop()

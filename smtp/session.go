@@ -27,6 +27,7 @@ type session struct {
 	cancel   context.CancelFunc
 	helo     string
 	addr     string // "[192.0.2.1]"
+	client   string // smtpconn.ClientKey: what AUTH failures are counted by
 	loopback bool
 	tls      *tls.ConnectionState
 	log      *slog.Logger
@@ -54,6 +55,7 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	sess := &session{srv: s, conn: smtpconn.From(c.Conn()), helo: c.Hostname()}
 	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		sess.addr = "[" + addr.IP.String() + "]"
+		sess.client = smtpconn.ClientKey(addr.IP)
 		sess.loopback = addr.IP.IsLoopback()
 	}
 	if st, ok := c.TLSConnectionState(); ok {

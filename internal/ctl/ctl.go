@@ -81,27 +81,43 @@ func Listen(path string) (net.Listener, error) {
 	return listen.Unix(path, listen.UnixOptions{Mode: 0o600})
 }
 
-// Serve answers connections on l until Close.
+// Serve answers connections on l until Close. A listener handed over
+// after Close is closed at once, so that a shutdown arriving during startup
+// cannot leave Serve accepting for ever. Accept errors that may pass
+// (descriptors running out) are retried with a growing pause.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		l.Close()
+		return net.ErrClosed
+	}
 	s.l = l
 	s.mu.Unlock()
+	var pause time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return net.ErrClosed
 			}
-			return fmt.Errorf("control socket: %w", err)
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			s.log.Warn("control socket accept failed; retrying", "err", err, "pause", pause)
+			select {
+			case <-time.After(pause):
+			case <-s.ctx.Done():
+			}
+			continue
 		}
+		pause = 0
 		s.wg.Go(func() { s.serveConn(c) })
 	}
 }
 
 // Close stops accepting, cancels running handlers and waits for them.
 func (s *Server) Close() error {
-	s.cancel()
 	s.mu.Lock()
+	s.cancel()
 	l := s.l
 	s.mu.Unlock()
 	var err error

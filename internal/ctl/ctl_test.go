@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCallRoundTrip(t *testing.T) {
@@ -112,4 +113,24 @@ func FuzzChunkedReader(f *testing.F) {
 		r := &chunkedReader{r: bufio.NewReader(bytes.NewReader(data))}
 		io.Copy(io.Discard, r)
 	})
+}
+
+// TestCloseBeforeServe: a Close that comes before Serve (a signal during
+// startup) must not leave Serve accepting for ever.
+func TestCloseBeforeServe(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "ctl")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := NewServer(slog.New(slog.DiscardHandler))
+	s.Close()
+	l, err := Listen(filepath.Join(dir, "c.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running 10s after Close")
+	}
 }

@@ -98,9 +98,15 @@ func (l *listener) Accept() (net.Conn, error) {
 func (s *Set) admit(nc net.Conn) *Conn {
 	ip := ""
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		ip = a.IP.String()
+		ip = ClientKey(a.IP)
 	}
 	s.mu.Lock()
+	if s.closing.Load() {
+		// Accepted just as Shutdown ran: it would never be closed as idle.
+		s.mu.Unlock()
+		nc.Close()
+		return nil
+	}
 	over := s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns ||
 		ip != "" && s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP
 	if over {
@@ -255,5 +261,15 @@ func (c *Conn) End() {
 	}
 }
 
-// IP is the client's address ("" for a unix socket).
+// IP is the client's key for limits ("" for a unix socket); see ClientKey.
 func (c *Conn) IP() string { return c.ip }
+
+// ClientKey is what per-client limits count by: the IPv4 address, or the
+// /64 of an IPv6 address, since one IPv6 client usually has a whole /64 to
+// rotate through.
+func ClientKey(ip net.IP) string {
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}

@@ -82,3 +82,17 @@ func TestFixReply(t *testing.T) {
 		}
 	}
 }
+
+func TestClientKey(t *testing.T) {
+	cases := map[string]string{
+		"192.0.2.1":            "192.0.2.1",
+		"::ffff:192.0.2.1":     "192.0.2.1",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ff::1":   "2001:db8:1:2::/64",
+	}
+	for in, want := range cases {
+		if got := ClientKey(net.ParseIP(in)); got != want {
+			t.Errorf("ClientKey(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"mailroom/internal/durable"
 	"mailroom/mailbox"
 )
 
@@ -64,6 +66,10 @@ type Store struct {
 func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("create mail root: %w", err)
+	}
+	// The mail root's own entry must survive a crash too.
+	if err := durable.SyncDir(filepath.Dir(opts.Root)); err != nil {
+		return nil, fmt.Errorf("sync the mail root's parent: %w", err)
 	}
 	root, err := os.OpenRoot(opts.Root)
 	if err != nil {
@@ -284,11 +290,10 @@ func (s *Store) create(md string) error {
 		dirs = append(dirs, path.Join(md, sub))
 	}
 	for _, dir := range dirs {
-		err := s.root.Mkdir(dir, 0o700)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
+		// The parent is fsynced even if the directory exists already: a
+		// concurrent first delivery may have made it and not yet synced
+		// it, and this delivery must not answer before it is durable.
+		if err := s.root.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("maildir: create %s: %w", dir, err)
 		}
 		if err := s.fsyncDir(path.Dir(dir)); err != nil {
