@@ -188,9 +188,12 @@ func (t *Transport) try(ctx context.Context, h host, ip string, msg *queue.Messa
 		log.Debug("cached session failed; connecting again", "err", err)
 	}
 	c, tlsOn, err := t.connect(ctx, h, addr, true)
-	if err != nil && errors.Is(err, errTLSFailed) && t.opts.Username == "" && !t.opts.ImplicitTLS {
-		// RFC 7435: a failed handshake is no reason to keep the mail;
-		// deliver in clear as if TLS had not been offered.
+	if err != nil && errors.Is(err, errTLSFailed) && t.opts.Smarthost == "" {
+		// RFC 7435: to an MX, TLS is opportunistic and unauthenticated,
+		// so a failed handshake is no reason to keep the mail; deliver in
+		// clear as if TLS had not been offered. A smarthost is a relay
+		// we chose and whose certificate we verify: falling back to
+		// clear text there would let anyone in the path read the mail.
 		log.Debug("STARTTLS failed; retrying without TLS", "err", err)
 		c, tlsOn, err = t.connect(ctx, h, addr, false)
 	}

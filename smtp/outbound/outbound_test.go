@@ -82,6 +82,7 @@ func TestImplicitMXAndDNSFailures(t *testing.T) {
 		mx: map[string][]*net.MX{
 			"nullmx.example":        {{Host: ".", Pref: 0}},
 			"loop.example":          {{Host: "mailroom.test.", Pref: 5}, {Host: "backup.example.", Pref: 10}},
+			"peer.example":          {{Host: "backup.example.", Pref: 5}, {Host: "mailroom.test.", Pref: 5}},
 			"xn--bcker-gra.example": {{Host: "mx.nomx.example", Pref: 5}},
 		},
 		ips: map[string][]string{"nomx.example": {"127.0.0.7"}, "mx.nomx.example": {"127.0.0.7"}, "backup.example": {"127.0.0.7"}},
@@ -109,6 +110,7 @@ func TestImplicitMXAndDNSFailures(t *testing.T) {
 		{"nxdomain.example", true, "5.1.2"},
 		{"slow.example", false, "4.4.3"},
 		{"loop.example", true, "5.4.6"}, // we are its best MX: the backup must not be used
+		{"peer.example", true, "5.4.6"}, // an equal-preference peer would hand it back
 	} {
 		err := tr.Send(t.Context(), msg("a@example.org", []string{"x@" + c.domain}, body))
 		qe := asQueueError(t, err)
@@ -194,6 +196,26 @@ func TestBrokenTLSFallsBackToClear(t *testing.T) {
 	}
 	if got := m.got(); len(got) != 1 || got[0].TLS {
 		t.Errorf("got %+v, want one message in clear", got)
+	}
+}
+
+// TestSmarthostTLSNeverDowngraded: a smarthost whose certificate does not
+// verify gets nothing, rather than the message in clear text.
+func TestSmarthostTLSNeverDowngraded(t *testing.T) {
+	cert, _ := testCert(t)
+	m := startMTA(t, "127.0.0.1", 0, func(m *fakeMTA) {
+		m.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	})
+	tr := newTransport(t, &fakeDNS{}, 0, func(o *Options) {
+		o.Smarthost = m.Addr
+		o.TLSConfig = &tls.Config{} // system roots: the test certificate fails
+	})
+	err := tr.Send(t.Context(), msg("a@example.org", []string{"b@example.net"}, body))
+	if err == nil {
+		t.Fatal("sent through a smarthost whose certificate does not verify")
+	}
+	if got := m.got(); len(got) != 0 {
+		t.Fatalf("the smarthost got %d messages in clear text", len(got))
 	}
 }
 

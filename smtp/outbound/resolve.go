@@ -73,11 +73,19 @@ func (t *Transport) route(ctx context.Context, domain string) ([]host, error) {
 		}
 		rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 		slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
+		// RFC 5321 §5.1: if this host is an MX of the domain, only hosts
+		// strictly more preferred may take the message, or it loops
+		// (equal-preference peers would hand it back and forth).
+		ownPref := -1
+		for _, mx := range mxs {
+			if t.opts.Hostname != "" && strings.EqualFold(strings.TrimSuffix(mx.Host, "."), t.opts.Hostname) {
+				ownPref = int(mx.Pref)
+				break
+			}
+		}
 		for _, mx := range mxs {
 			name := strings.TrimSuffix(mx.Host, ".")
-			if t.opts.Hostname != "" && strings.EqualFold(name, t.opts.Hostname) {
-				// RFC 5321 §5.1: this host is an MX of the domain; only
-				// more preferred hosts may take the message, or it loops.
+			if ownPref >= 0 && int(mx.Pref) >= ownPref {
 				break
 			}
 			if name != "" {
