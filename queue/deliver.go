@@ -123,7 +123,9 @@ func (q *Queue) attempt(ctx context.Context, id string) time.Time {
 		}
 	}
 	if rec.done() {
-		q.removeBody(id)
+		if err := q.remove(id); err != nil {
+			q.log.Error("remove a finished message", "queue_id", id, "err", err)
+		}
 		return time.Time{}
 	}
 	if ctx.Err() != nil {

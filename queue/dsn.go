@@ -42,6 +42,12 @@ func (q *Queue) notify(rec *record, body io.ReaderAt, idx []int, delayed bool) e
 				}
 			}
 		}
+		if cur.done() {
+			// Nothing is left to do for it: a record kept now would
+			// never be scheduled again. The body goes after the commit
+			// (or, after a crash, as an orphan when the queue opens).
+			return b.Delete([]byte(rec.ID))
+		}
 		return b.Put([]byte(rec.ID), cur.encode())
 	}
 	if rec.From == "" {

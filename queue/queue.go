@@ -238,7 +238,7 @@ func Open(opts Options) (*Queue, error) {
 // writing the file and committing the record; nothing was acknowledged).
 func (q *Queue) load() error {
 	known := map[string]bool{}
-	var bad []string
+	var bad, finished []string
 	now := time.Now()
 	err := q.db.View(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketHeld).ForEach(func(k, _ []byte) error {
@@ -254,6 +254,11 @@ func (q *Queue) load() error {
 				bad = append(bad, string(k))
 				return nil
 			}
+			if rec.done() {
+				// A crash came between its last result and its removal.
+				finished = append(finished, rec.ID)
+				return nil
+			}
 			q.sched.set(rec.ID, q.when(rec, now))
 			return nil
 		})
@@ -263,6 +268,11 @@ func (q *Queue) load() error {
 	}
 	for _, id := range bad {
 		q.setAside(id, errCorrupt)
+	}
+	for _, id := range finished {
+		if err := q.remove(id); err != nil {
+			q.log.Error("remove a finished message", "queue_id", id, "err", err)
+		}
 	}
 	root, err := os.ReadDir(q.dir)
 	if err != nil {

@@ -820,3 +820,30 @@ func TestLocalRecipientFailurePermanent(t *testing.T) {
 		}
 	})
 }
+
+// TestFinishedRecordRemovedOnOpen: a record whose recipients are all done
+// (a crash came between the last result and the removal) is removed with
+// its body when the queue opens, not kept for ever unscheduled.
+func TestFinishedRecordRemovedOnOpen(t *testing.T) {
+	h := newHarness(t, &fakeTransport{}, nil)
+	id := h.enqueue(t, "a@example.org", []string{"b@example.net"}, "Subject: x\r\n\r\nx\r\n")
+	if err := h.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMsgs)
+		rec, err := decodeRecord(b.Get([]byte(id)))
+		if err != nil {
+			return err
+		}
+		rec.Rcpts[0].State = stateNotified
+		return b.Put([]byte(id), rec.encode())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.close()
+	h.open(t)
+	if recs := h.records(t); len(recs) != 0 {
+		t.Fatalf("%d records left", len(recs))
+	}
+	if _, err := os.Stat(h.q.bodyPath(id)); !os.IsNotExist(err) {
+		t.Fatalf("body left behind: %v", err)
+	}
+}
