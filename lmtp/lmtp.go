@@ -190,6 +190,3 @@ func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 
 // reply maps an mda error to the LMTP reply (smtpconn.Answer).
 func (s *session) reply(err error) error { return smtpconn.Answer(s.log, s.conn, err) }
-
-// Reply maps a delivery error to its LMTP reply; see smtpconn.Reply.
-func Reply(err error) *gosmtp.SMTPError { return smtpconn.Reply(err) }

@@ -2,13 +2,11 @@ package lmtp_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,7 +14,6 @@ import (
 
 	"mailroom/internal/mailtest"
 	"mailroom/lmtp"
-	"mailroom/mda"
 )
 
 func start(t *testing.T, opts lmtp.Options, users ...string) (*mailtest.Env, string, string) {
@@ -239,35 +236,6 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 	}
 	if !d.Closed() {
 		t.Fatal("idle connection left open")
-	}
-}
-
-func TestReply(t *testing.T) {
-	cases := []struct {
-		err  error
-		code int
-		enh  gosmtp.EnhancedCode
-	}{
-		{fmt.Errorf("x: %w", mda.ErrNoSuchUser), 550, gosmtp.EnhancedCode{5, 1, 1}},
-		{mda.ErrNotLocal, 550, gosmtp.EnhancedCode{5, 1, 2}},
-		{mda.ErrBadAddress, 501, gosmtp.EnhancedCode{5, 1, 3}},
-		{mda.ErrTooBig, 552, gosmtp.EnhancedCode{5, 3, 4}},
-		{gosmtp.ErrDataTooLarge, 552, gosmtp.EnhancedCode{5, 3, 4}},
-		{fmt.Errorf("read message: %w", gosmtp.ErrDataTooLarge), 552, gosmtp.EnhancedCode{5, 3, 4}},
-		{&os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}, 452, gosmtp.EnhancedCode{4, 3, 1}},
-		{context.Canceled, 421, gosmtp.EnhancedCode{4, 3, 2}},
-		{errors.New("secret internal detail"), 451, gosmtp.EnhancedCode{4, 3, 0}},
-		{&os.PathError{Op: "open", Path: "/x", Err: syscall.EROFS}, 451, gosmtp.EnhancedCode{4, 3, 0}},
-		{fmt.Errorf("read message: %w", gosmtp.ErrTooLongLine), 554, gosmtp.EnhancedCode{5, 6, 0}},
-	}
-	for _, c := range cases {
-		r := lmtp.Reply(c.err)
-		if r.Code != c.code || r.EnhancedCode != c.enh {
-			t.Errorf("Reply(%v) = %d %v, want %d %v", c.err, r.Code, r.EnhancedCode, c.code, c.enh)
-		}
-		if strings.Contains(r.Message, "secret") || strings.Contains(r.Message, "/x") {
-			t.Errorf("Reply(%v) leaks internal text: %q", c.err, r.Message)
-		}
 	}
 }
 

@@ -128,16 +128,6 @@ func validID(s string) bool {
 	return true
 }
 
-// pending reports whether any recipient is still to be tried.
-func (r *record) pending() bool {
-	for _, rc := range r.Rcpts {
-		if rc.State == statePending {
-			return true
-		}
-	}
-	return false
-}
-
 // done reports whether nothing is left to do for the record.
 func (r *record) done() bool {
 	for _, rc := range r.Rcpts {

@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"mailroom/account"
 	"mailroom/config"
@@ -42,7 +44,7 @@ func openApp(cfg *config.Config, log *slog.Logger, lockWait time.Duration) (*app
 		return nil, withExit(exitTempFail, fmt.Errorf("create data_dir: %w", err))
 	}
 	db, err := bolt.Open(cfg.DBPath(), 0o600, &bolt.Options{Timeout: lockWait})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, withExit(exitTempFail, fmt.Errorf("%s: %w (is another mailroom serve running without its control socket?)", cfg.DBPath(), errDBLocked))
 	}
 	if err != nil {
@@ -127,7 +129,7 @@ func call(ctx context.Context, cfg *config.Config, name string, args any, body i
 		return err
 	}
 	if body == nil {
-		body = eofReader{}
+		body = strings.NewReader("")
 	}
 	res, err := ops[name](ctx, a, raw, body)
 	if err != nil || result == nil || res == nil {
@@ -141,7 +143,3 @@ func call(ctx context.Context, cfg *config.Config, name string, args any, body i
 	}
 	return json.Unmarshal(out, result)
 }
-
-type eofReader struct{}
-
-func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

@@ -56,6 +56,9 @@ type Store struct {
 	pid     int
 	counter atomic.Uint64
 	syncers sync.Map // Maildir path -> *groupSync
+	// ready holds the Maildirs known to exist durably (made or checked
+	// by create in this process), each with its one creation.
+	ready sync.Map // Maildir path -> *onceErr
 
 	// syncFile is f.Sync in production; tests replace it to exercise the
 	// failure path.
@@ -157,12 +160,16 @@ func (s *Store) Stage(ctx context.Context, home string, r io.Reader) (mailbox.St
 		return nil, err
 	}
 	md := Maildir(home)
+	if err := s.ensure(md); err != nil {
+		return nil, err
+	}
 	tmp, err := s.openDir(path.Join(md, "tmp"))
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = s.create(md); err != nil {
-			return nil, err
+		// Removed behind our back since: make it again.
+		s.ready.Delete(md)
+		if err = s.ensure(md); err == nil {
+			tmp, err = s.openDir(path.Join(md, "tmp"))
 		}
-		tmp, err = s.openDir(path.Join(md, "tmp"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("maildir: open %s/tmp: %w", md, err)
@@ -277,9 +284,27 @@ func (s *Store) fsyncDir(dir string) error {
 	return err
 }
 
-// create makes md and its tmp/new/cur with mode 0700, fsyncing the parent
-// of each directory it makes so that the new directories survive a crash.
-// It runs once per mail home, on its first delivery.
+// ensure makes sure md exists durably before the first delivery into it
+// in this process; concurrent first deliveries wait for one creation, so
+// none of them can answer before the directories are on disk.
+func (s *Store) ensure(md string) error {
+	v, _ := s.ready.LoadOrStore(md, new(onceErr))
+	o := v.(*onceErr)
+	o.once.Do(func() { o.err = s.create(md) })
+	if o.err != nil {
+		s.ready.CompareAndDelete(md, o) // let the next delivery try again
+	}
+	return o.err
+}
+
+type onceErr struct {
+	once sync.Once
+	err  error
+}
+
+// create makes md and its tmp/new/cur with mode 0700 where missing, and
+// fsyncs the parent of each, so that they survive a crash. It runs once
+// per mail home and process, on its first delivery.
 func (s *Store) create(md string) error {
 	var dirs []string
 	parts := strings.Split(md, "/")
