@@ -42,6 +42,18 @@
 # queue must empty, with nothing deferred or bounced) or the script fails.
 # The table shows medians over the R runs and the ratios of the medians.
 #
+# Reading the figures: smtp-source addresses every message to the same
+# RCPTS mailboxes, so all sessions deliver into one Maildir (or five): good
+# for mailroom's group commit of new/, hard on Dovecot, whose LMTP processes
+# take turns at each Maildir's dovecot-uidlist lock. For several recipients
+# Dovecot stores one file and hardlinks it into the other Maildirs, while
+# mailroom writes and fsyncs one file per recipient (each has its own
+# Delivered-To: and Received: ... for <rcpt>). On ext4 without a journal,
+# creating files soon after many were deleted (by Postfix's queue, or by
+# anything else on the machine) costs CPU in the inode allocator
+# (recently_deleted), so other work on the machine shows in the figures;
+# the last column of the raw figures is the load average at each run's start.
+#
 # Postfix tuning (main.cf, besides the private-instance settings; see
 # PF_TUNING below): in_flow_delay = 0 (no throttling of smtpd when the queue
 # grows), lmtp_destination_concurrency_limit = 16 and
