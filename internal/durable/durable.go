@@ -69,20 +69,12 @@ func SyncDir(dir string) error {
 	return nil
 }
 
-// DirSyncer coalesces fsyncs of one directory: callers that ask while a
-// sync runs join the next round, and one fsync then covers all of them
-// (group commit). A round starts only after each member's rename, so its
-// fsync covers them; the promise is the same as SyncDir's.
+// DirSyncer coalesces fsyncs of one directory (see Group). A round starts
+// only after each member's rename, so its fsync covers them; the promise is
+// the same as SyncDir's.
 type DirSyncer struct {
-	dir     string
-	mu      sync.Mutex
-	running bool
-	next    *round
-}
-
-type round struct {
-	done chan struct{}
-	err  error
+	dir string
+	g   Group
 }
 
 // NewDirSyncer returns a DirSyncer for dir.
@@ -90,15 +82,41 @@ func NewDirSyncer(dir string) *DirSyncer { return &DirSyncer{dir: dir} }
 
 // Sync returns once an fsync of the directory that started after the call
 // has finished.
-func (g *DirSyncer) Sync() error {
-	if g == nil {
+func (d *DirSyncer) Sync() error {
+	if d == nil {
 		return errors.New("durable: nil DirSyncer")
 	}
+	return d.g.Do(func() error { return SyncDir(d.dir) })
+}
+
+// Group coalesces fsyncs: callers that ask while one runs join the next
+// round, and one fsync then covers all of them. This is the group commit
+// that lets many concurrent writers into one directory pay for one fsync
+// instead of one each, without weakening the promise: a caller returns only
+// after an fsync that started after its call. The zero value is ready.
+type Group struct {
+	mu      sync.Mutex
+	running bool
+	next    *round // the round new callers join; nil if none is waiting
+}
+
+type round struct {
+	done    chan struct{}
+	err     error
+	members int          // callers waiting on this round (for tests)
+	fsync   func() error // the first member's: valid while it waits
+}
+
+// Do returns once an fsync that started after the call has finished.
+// Every caller of one Group must pass an fsync of the same thing, valid
+// until Do returns.
+func (g *Group) Do(fsync func() error) error {
 	g.mu.Lock()
 	if g.next == nil {
-		g.next = &round{done: make(chan struct{})}
+		g.next = &round{done: make(chan struct{}), fsync: fsync}
 	}
 	r := g.next
+	r.members++
 	if !g.running {
 		g.running = true
 		g.next = nil
@@ -111,8 +129,10 @@ func (g *DirSyncer) Sync() error {
 	return r.err
 }
 
-func (g *DirSyncer) run(r *round) {
-	r.err = SyncDir(g.dir)
+// run syncs round r, then starts the round that filled up meanwhile in a
+// new goroutine, so that no caller waits for rounds after its own.
+func (g *Group) run(r *round) {
+	r.err = r.fsync()
 	close(r.done)
 	g.mu.Lock()
 	next := g.next

@@ -5,7 +5,7 @@
 // O_EXCL, every write checked, the file fsynced; Commit renames it into new/
 // and fsyncs new/ before returning. Only then may the caller acknowledge.
 // Directory fsyncs are shared between concurrent deliveries to the same
-// Maildir (group commit, see groupSync). github.com/emersion/go-maildir does
+// Maildir (group commit, see durable.Group). github.com/emersion/go-maildir does
 // none of this, so delivery is written here; reading and flag handling for
 // IMAP may use go-maildir, since Maildir stays the source of truth on disk.
 //
@@ -55,7 +55,7 @@ type Store struct {
 	host    string
 	pid     int
 	counter atomic.Uint64
-	syncers sync.Map // Maildir path -> *groupSync
+	syncers sync.Map // Maildir path -> *durable.Group
 	// ready holds the Maildirs known to exist durably (made or checked
 	// by create in this process), each with its one creation.
 	ready sync.Map // Maildir path -> *onceErr
@@ -268,8 +268,8 @@ func (m *Staged) Abort() error {
 // syncDir fsyncs dir (open as d), sharing the fsync with concurrent
 // callers for the same directory.
 func (s *Store) syncDir(dir string, d *os.File) error {
-	g, _ := s.syncers.LoadOrStore(dir, new(groupSync))
-	return g.(*groupSync).sync(d.Sync)
+	g, _ := s.syncers.LoadOrStore(dir, new(durable.Group))
+	return g.(*durable.Group).Do(d.Sync)
 }
 
 func (s *Store) fsyncDir(dir string) error {

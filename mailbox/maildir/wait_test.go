@@ -1,5 +1,0 @@
-package maildir
-
-import "runtime"
-
-func waitABit() { runtime.Gosched() }
