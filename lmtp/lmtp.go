@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -121,8 +122,18 @@ type session struct {
 	cancel context.CancelFunc
 	info   mda.Info
 	log    *slog.Logger
-	txn    *mda.Txn
-	rcpts  []string // as the client wrote them: StatusCollector's keys
+	// mu guards txn and rcpts: with BDAT, go-smtp runs LMTPData in a
+	// goroutine of its own while RSET may call Reset.
+	mu    sync.Mutex
+	txn   *mda.Txn
+	rcpts []string // as the client wrote them: StatusCollector's keys
+}
+
+// current returns the transaction and its recipients.
+func (s *session) current() (*mda.Txn, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.txn, s.rcpts
 }
 
 var _ gosmtp.LMTPSession = (*session)(nil)
@@ -130,10 +141,12 @@ var _ gosmtp.LMTPSession = (*session)(nil)
 // Reset is called by the library after every DATA, once the replies are
 // written, as well as on RSET.
 func (s *session) Reset() {
+	s.mu.Lock()
 	if s.txn != nil {
 		s.txn.Abort()
 	}
 	s.txn, s.rcpts = nil, nil
+	s.mu.Unlock()
 	s.conn.End()
 }
 
@@ -152,7 +165,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if err != nil {
 		return s.reply(err)
 	}
+	s.mu.Lock()
 	s.txn, s.rcpts = txn, nil
+	s.mu.Unlock()
 	// From MAIL on, a shutdown lets the transaction finish (within its
 	// grace period): go-smtp sends 354 before it calls Data, so marking
 	// only Data would leave a window where the client is sending a
@@ -165,24 +180,28 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	if err := s.txn.AddRcpt(s.ctx, to); err != nil {
 		return s.reply(err)
 	}
+	s.mu.Lock()
 	s.rcpts = append(s.rcpts, to)
+	s.mu.Unlock()
 	return nil
 }
 
 // Data is used only if the library does not use LMTPData; it delivers to
 // all or none.
 func (s *session) Data(r io.Reader) error {
-	return s.reply(s.txn.DeliverAll(s.ctx, r))
+	txn, _ := s.current()
+	return s.reply(txn.DeliverAll(s.ctx, r))
 }
 
 // LMTPData delivers and reports one status per RCPT, in order (RFC 2033
 // §4.2), including a recipient given twice.
 func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
-	results, err := s.txn.Deliver(s.ctx, r)
+	txn, rcpts := s.current()
+	results, err := txn.Deliver(s.ctx, r)
 	if err != nil {
 		return s.reply(err)
 	}
-	for i, rcpt := range s.rcpts {
+	for i, rcpt := range rcpts {
 		status.SetStatus(rcpt, s.reply(results[i]))
 	}
 	return nil

@@ -184,7 +184,12 @@ func (t *Txn) AddRcpt(ctx context.Context, to string) error {
 }
 
 // Abort ends the transaction without delivering.
-func (t *Txn) Abort() { t.rcpts = nil }
+//
+// A Txn holds no resources until Deliver, which releases its own, so
+// there is nothing to undo; Abort exists so that callers say what they
+// mean, and must not touch state that a Deliver running in another
+// goroutine (go-smtp runs BDAT's in one) may be reading.
+func (t *Txn) Abort() {}
 
 // Deliver reads the message from r and delivers it to every recipient
 // independently. It returns one error (nil for success) per AddRcpt call, in

@@ -15,13 +15,13 @@ func TestAuthOnlyOverTLSOrLoopback(t *testing.T) {
 	srv := New(Options{Role: Submission, Accounts: nopAccounts{}})
 	cases := []struct {
 		name     string
-		sess     session
+		sess     *session
 		insecure bool
 		offered  bool
 	}{
-		{"remote, no TLS", session{}, false, false},
-		{"remote, no TLS, allow_insecure_auth", session{}, true, true},
-		{"loopback, no TLS", session{loopback: true}, false, true},
+		{"remote, no TLS", &session{}, false, false},
+		{"remote, no TLS, allow_insecure_auth", &session{}, true, true},
+		{"loopback, no TLS", &session{loopback: true}, false, true},
 	}
 	for _, c := range cases {
 		srv.opts.AllowInsecureAuth = c.insecure

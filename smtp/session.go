@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -34,10 +35,24 @@ type session struct {
 
 	user *account.Account // after AUTH
 
+	// mu guards env: with BDAT, go-smtp runs Data in a goroutine of its
+	// own while RSET may call Reset.
+	mu  sync.Mutex
+	env *envelope // the transaction since MAIL; nil outside one
+}
+
+// envelope is one transaction.
+type envelope struct {
 	txn    *mda.Txn
 	from   string
 	local  []string // recipients mda accepted
 	remote []string // recipients for the queue (submission only)
+}
+
+func (s *session) current() *envelope {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.env
 }
 
 var (
@@ -85,10 +100,12 @@ func (s *session) info() mda.Info {
 // Reset is called by the library on RSET, after every DATA (once the reply
 // is written) and at the end.
 func (s *session) Reset() {
-	if s.txn != nil {
-		s.txn.Abort()
+	s.mu.Lock()
+	if s.env != nil {
+		s.env.txn.Abort()
 	}
-	s.txn, s.from, s.local, s.remote = nil, "", nil, nil
+	s.env = nil
+	s.mu.Unlock()
 	s.conn.End()
 }
 
@@ -120,7 +137,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if err != nil {
 		return s.reply(err)
 	}
-	s.txn, s.from, s.local, s.remote = txn, from, nil, nil
+	s.mu.Lock()
+	s.env = &envelope{txn: txn, from: from}
+	s.mu.Unlock()
 	// From MAIL on, a shutdown lets the transaction finish (see lmtp).
 	s.conn.Begin()
 	return nil
@@ -144,18 +163,19 @@ func (s *session) owns(from string) bool {
 }
 
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
-	err := s.txn.AddRcpt(s.ctx, to)
+	env := s.current()
+	err := env.txn.AddRcpt(s.ctx, to)
 	switch {
 	case err == nil:
-		s.local = append(s.local, to)
+		env.local = append(env.local, to)
 		return nil
 	case errors.Is(err, mda.ErrNotLocal) && s.srv.opts.Role == Submission:
 		// An authenticated user may send anywhere: the queue takes it.
-		s.remote = append(s.remote, to)
+		env.remote = append(env.remote, to)
 		return nil
 	case errors.Is(err, mda.ErrNotLocal):
 		// Never an open relay, whatever HELO or MAIL FROM said.
-		s.log.Info("relay denied", "event", "rejected", "from", s.from, "rcpt", to)
+		s.log.Info("relay denied", "event", "rejected", "from", env.from, "rcpt", to)
 		return errRelayDenied
 	}
 	return s.reply(err)
@@ -165,35 +185,36 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // whole transaction, so a partial success would make the sender's retry
 // duplicate what already landed.
 func (s *session) Data(r io.Reader) error {
+	env := s.current()
 	if s.srv.opts.Role == MX {
-		return s.reply(s.txn.DeliverAll(s.ctx, r))
+		return s.reply(env.txn.DeliverAll(s.ctx, r))
 	}
-	return s.submit(r)
+	return s.submit(env, r)
 }
 
 // submit completes a submitted message (Message-ID, Date) and hands it to
 // mda when every recipient is local, or to the queue, which also delivers
 // the local ones, so that one durable write covers the whole reply.
-func (s *session) submit(r io.Reader) error {
+func (s *session) submit(env *envelope, r io.Reader) error {
 	br := bufio.NewReaderSize(r, maxHeaderBytes)
 	added, err := missingHeaders(br, s.srv.opts.Hostname, s.srv.opts.Now())
 	if err != nil {
 		return s.reply(err)
 	}
-	if len(s.remote) == 0 {
-		return s.reply(s.txn.DeliverAll(s.ctx, io.MultiReader(strings.NewReader(added), br)))
+	if len(env.remote) == 0 {
+		return s.reply(env.txn.DeliverAll(s.ctx, io.MultiReader(strings.NewReader(added), br)))
 	}
 	if s.srv.opts.Queue == nil {
 		return s.reply(errNoQueue)
 	}
-	rcpts := append(append([]string(nil), s.local...), s.remote...)
-	rcvd := mda.ReceivedHeader(s.info(), s.srv.opts.Hostname, s.txn.ID(), oneOf(rcpts), s.srv.opts.Now())
+	rcpts := append(append([]string(nil), env.local...), env.remote...)
+	rcvd := mda.ReceivedHeader(s.info(), s.srv.opts.Hostname, env.txn.ID(), oneOf(rcpts), s.srv.opts.Now())
 	msg := io.MultiReader(strings.NewReader(crlf(rcvd)+added), br)
-	id, err := s.srv.opts.Queue.Enqueue(s.ctx, s.from, rcpts, msg)
+	id, err := s.srv.opts.Queue.Enqueue(s.ctx, env.from, rcpts, msg)
 	if err != nil {
 		return s.reply(err)
 	}
-	s.log.Info("queued", "event", "queued", "queue_id", id, "from", s.from, "rcpts", rcpts, "user", s.user.Address.String())
+	s.log.Info("queued", "event", "queued", "queue_id", id, "from", env.from, "rcpts", rcpts, "user", s.user.Address.String())
 	return nil
 }
 
