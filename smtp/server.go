@@ -173,5 +173,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.cancel()
 	s.conns.Shutdown()
-	return s.smtp.Close()
+	err := s.smtp.Close()
+	// Deliveries cut off here may still be in their fsyncs (which are
+	// not cancelled); let them end before the caller closes the stores.
+	if !s.conns.WaitIdle(closeWait) {
+		s.log.Warn("deliveries still running after Close")
+	}
+	return err
 }
+
+// closeWait bounds how long Close waits for deliveries in progress.
+const closeWait = 10 * time.Second

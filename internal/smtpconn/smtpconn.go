@@ -39,6 +39,21 @@ type Set struct {
 	conns     map[*Conn]struct{}
 	perIP     map[string]int
 	closing   atomic.Bool
+	busy      sync.WaitGroup // connections between Begin and End
+}
+
+// WaitIdle waits until no connection is in a transaction, or d has passed:
+// after a forced Close, so that the stores are not closed under a delivery
+// still finishing its fsyncs. It reports whether all finished.
+func (s *Set) WaitIdle(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { s.busy.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // NewSet returns an empty Set.
@@ -244,8 +259,8 @@ func (c *Conn) Close() error {
 // Like End, it does nothing on a nil Conn (a connection smtpconn did not
 // accept, as in some tests).
 func (c *Conn) Begin() {
-	if c != nil {
-		c.busy.Store(true)
+	if c != nil && !c.busy.Swap(true) {
+		c.set.busy.Add(1)
 	}
 }
 
@@ -255,7 +270,9 @@ func (c *Conn) End() {
 	if c == nil {
 		return
 	}
-	c.busy.Store(false)
+	if c.busy.Swap(false) {
+		c.set.busy.Done()
+	}
 	if c.set.closing.Load() {
 		c.Conn.Close()
 	}

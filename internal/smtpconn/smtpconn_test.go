@@ -96,3 +96,21 @@ func TestClientKey(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitIdle(t *testing.T) {
+	s := NewSet(Options{})
+	a, b := net.Pipe()
+	defer b.Close()
+	c := s.admit(a)
+	c.End() // End without Begin is harmless
+	c.Begin()
+	c.Begin() // and Begin twice counts once
+	if s.WaitIdle(10 * time.Millisecond) {
+		t.Fatal("WaitIdle returned true during a transaction")
+	}
+	c.End()
+	if !s.WaitIdle(10 * time.Second) {
+		t.Fatal("WaitIdle false after End")
+	}
+	c.Close()
+}
