@@ -91,21 +91,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Close closes every listener and connection at once.
+// Close closes every listener and connection at once, then waits a
+// little for deliveries still in their fsyncs (smtpconn.CloseServer).
 func (s *Server) Close() error {
 	s.cancel()
-	s.conns.Shutdown()
-	err := s.smtp.Close()
-	// Deliveries cut off here may still be in their fsyncs (which are
-	// not cancelled); let them end before the caller closes the stores.
-	if !s.conns.WaitIdle(closeWait) {
-		s.log.Warn("deliveries still running after Close")
-	}
-	return err
+	return s.conns.CloseServer(s.smtp, s.log)
 }
-
-// closeWait bounds how long Close waits for deliveries in progress.
-const closeWait = 10 * time.Second
 
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	remote := "unix socket"

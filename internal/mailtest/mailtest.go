@@ -126,31 +126,7 @@ var listeningRE = regexp.MustCompile(`msg=listening proto=(\S+) addr=(\S+)`)
 func StartServer(t testing.TB, configTOML string) *Server {
 	t.Helper()
 	cfgPath, dir := WriteConfig(t, configTOML)
-	s := &Server{Config: cfgPath, Dir: dir, bin: Binary(t), addrs: map[string][]string{},
-		ready: make(chan struct{}), exit: make(chan struct{})}
-	s.cmd = exec.Command(s.bin, "serve", "-config", cfgPath)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go s.readLog(stderr)
-	t.Cleanup(func() {
-		s.Stop(t)
-		if t.Failed() {
-			t.Logf("mailroom serve log:\n%s", s.Log())
-		}
-	})
-	select {
-	case <-s.ready:
-	case <-s.exit:
-		t.Fatalf("mailroom serve exited early: %v\n%s", s.cmd.ProcessState, s.Log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("mailroom serve did not start in 30s:\n%s", s.Log())
-	}
-	return s
+	return StartServerConfig(t, cfgPath, dir)
 }
 
 func (s *Server) readLog(r io.Reader) {

@@ -7,9 +7,10 @@ import (
 )
 
 // StartServerConfig starts `mailroom serve` on an existing configuration
-// file and data_dir, as StartServer does for a fresh one: for tests that
-// prepare the data directory first (a queue left by a crash) or start a
-// server again on the data of a stopped one.
+// file and data_dir and waits until it has logged that it started: for
+// tests that prepare the data directory first (a queue left by a crash) or
+// start a server again on the data of a stopped one. StartServer uses it
+// for a fresh one.
 func StartServerConfig(t testing.TB, cfgPath, dir string) *Server {
 	t.Helper()
 	s := &Server{Config: cfgPath, Dir: dir, bin: Binary(t), addrs: map[string][]string{},

@@ -95,3 +95,18 @@ func (s *Set) ShutdownServer(ctx context.Context, srv *gosmtp.Server) error {
 	}
 	return err
 }
+
+// CloseServer closes srv's listeners and connections at once, then waits
+// (up to closeWait) for deliveries cut off in their fsyncs, which are not
+// cancelled, so that the caller can close the stores safely.
+func (s *Set) CloseServer(srv *gosmtp.Server, log *slog.Logger) error {
+	s.Shutdown()
+	err := srv.Close()
+	if !s.WaitIdle(closeWait) {
+		log.Warn("deliveries still running after Close")
+	}
+	return err
+}
+
+// closeWait bounds how long CloseServer waits for deliveries in progress.
+const closeWait = 10 * time.Second
