@@ -94,6 +94,11 @@ type Limits struct {
 	// IdleTimeout bounds every read from a client, commands and message
 	// data alike (RFC 5321 §4.5.3.2 suggests 5 minutes). Default "5m".
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxLineLength bounds a command or message line, in octets with its
+	// CRLF (RFC 5321 §4.5.3.1.4/6 allow 512 and 1000; the default 2000
+	// doubles the latter for lenient senders). A longer line ends the
+	// session (the library cannot resynchronise).
+	MaxLineLength int `toml:"max_line_length"`
 }
 
 // Duration is a time.Duration written as a string: "5m", "90s".
@@ -131,7 +136,8 @@ func Default() *Config {
 		DataDir:  "/var/lib/mailroom",
 		LMTP:     LMTP{SocketMode: "0660"},
 		Limits: Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100,
-			MaxConnections: 200, MaxConnectionsPerIP: 20, IdleTimeout: Duration{5 * time.Minute}},
+			MaxConnections: 200, MaxConnectionsPerIP: 20, IdleTimeout: Duration{5 * time.Minute},
+			MaxLineLength: 2000},
 		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim},
 	}
 }
@@ -292,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxConnectionsPerIP <= 0 {
 		bad("limits.max_connections_per_ip", "must be positive (default 20)")
+	}
+	if c.Limits.MaxLineLength < 1000 {
+		bad("limits.max_line_length", "%d is below the 1000 octets RFC 5321 lets every line have (default 2000)", c.Limits.MaxLineLength)
 	}
 	if c.Limits.IdleTimeout.Duration < time.Second {
 		bad("limits.idle_timeout", "must be at least \"1s\" (default \"5m\")")

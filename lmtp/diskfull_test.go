@@ -56,3 +56,39 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("alice has %d messages", n)
 	}
 }
+
+// TestReadOnlyMailHome mounts a read-only file system over one mail home:
+// that recipient gets 451 (try later), the other gets the message, and the
+// session goes on. (Permission bits do not stop root, a read-only mount
+// does.)
+func TestReadOnlyMailHome(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: mounting a tmpfs needs root (CI runs as root)")
+	}
+	env, addr, _ := start(t, lmtp.Options{}, "alice@example.org", "bob@example.org")
+	home := filepath.Join(env.MailRoot, "example.org", "bob")
+	os.MkdirAll(home, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", home).CombinedOutput(); err != nil {
+		if mailtest.InCI() {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("SKIP: cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", home).Run() })
+
+	d := mailtest.Dial(t, "tcp", addr)
+	d.Send("LHLO c")
+	d.Expect("250 ")
+	d.Send("MAIL FROM:<s@remote.example>", "RCPT TO:<alice@example.org>", "RCPT TO:<bob@example.org>", "DATA")
+	for _, want := range []string{"250", "250", "250", "354"} {
+		d.Expect(want)
+	}
+	d.Send("Subject: x", "", "y", ".")
+	d.Expect("250 2.0.0 <alice@example.org>")
+	d.Expect("451 4.3.0 <bob@example.org>")
+	d.Send("NOOP")
+	d.Expect("250")
+	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/alice")); n != 1 {
+		t.Fatalf("alice has %d messages", n)
+	}
+}

@@ -29,6 +29,9 @@ type Options struct {
 	MaxMessageBytes int64
 	// MaxRecipients per transaction; more get 452 4.5.3.
 	MaxRecipients int
+	// MaxLineLength bounds a line with its CRLF; zero means go-smtp's
+	// 2000.
+	MaxLineLength int
 	// ReadTimeout and WriteTimeout bound each command and reply; zero
 	// means the RFC 5321 §4.5.3.2 defaults (5 and 10 minutes).
 	ReadTimeout, WriteTimeout time.Duration
@@ -66,6 +69,9 @@ func New(opts Options) *Server {
 	// No library limit: see smtpconn's fixReply. mda enforces the size.
 	gs.MaxMessageBytes = 0
 	gs.MaxRecipients = opts.MaxRecipients
+	if opts.MaxLineLength > 0 {
+		gs.MaxLineLength = opts.MaxLineLength
+	}
 	// The idle timeout is set per read by smtpconn, so that a long DATA
 	// is bounded per read rather than as a whole.
 	gs.WriteTimeout = opts.WriteTimeout

@@ -71,6 +71,9 @@ type Options struct {
 
 	MaxMessageBytes int64
 	MaxRecipients   int
+	// MaxLineLength bounds a line with its CRLF; zero means go-smtp's
+	// 2000.
+	MaxLineLength int
 	// MaxConns and MaxConnsPerIP bound concurrent connections (421 beyond).
 	MaxConns, MaxConnsPerIP int
 	// IdleTimeout bounds each read, commands and DATA alike; RFC 5321
@@ -135,6 +138,9 @@ func New(opts Options) *Server {
 		gs.MaxMessageBytes = opts.MaxMessageBytes + 1
 	}
 	gs.MaxRecipients = opts.MaxRecipients
+	if opts.MaxLineLength > 0 {
+		gs.MaxLineLength = opts.MaxLineLength
+	}
 	gs.WriteTimeout = opts.IdleTimeout
 	gs.TLSConfig = opts.TLS
 	gs.EnableSMTPUTF8 = true

@@ -338,3 +338,15 @@ func TestShutdownLetsDeliveryFinish(t *testing.T) {
 		t.Fatalf("%d messages", n)
 	}
 }
+
+func TestMaxLineLength(t *testing.T) {
+	env := newEnv(t)
+	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxLineLength: 1100})
+	d := mailtest.Dial(t, "tcp", addr)
+	d.Send("EHLO c")
+	d.Expect("250 ")
+	send(d, "s@remote.example", []string{"alice@example.org"}, strings.Repeat("k", 1000))
+	d.Expect("250 ")
+	send(d, "s@remote.example", []string{"alice@example.org"}, strings.Repeat("k", 1200))
+	d.Expect("554 5.6.0")
+}

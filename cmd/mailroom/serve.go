@@ -127,6 +127,7 @@ func serve(ctx context.Context, a *app) error {
 				Deliverer:       a.mda,
 				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 				MaxRecipients:   cfg.Limits.MaxRecipients,
+				MaxLineLength:   cfg.Limits.MaxLineLength,
 				ReadTimeout:     cfg.Limits.IdleTimeout.Duration,
 				Logger:          log,
 			})
@@ -239,6 +240,7 @@ func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Conf
 		AllowInsecureAuth: l.AllowInsecureAuth,
 		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
 		MaxRecipients:     cfg.Limits.MaxRecipients,
+		MaxLineLength:     cfg.Limits.MaxLineLength,
 		MaxConns:          cfg.Limits.MaxConnections,
 		MaxConnsPerIP:     cfg.Limits.MaxConnectionsPerIP,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
