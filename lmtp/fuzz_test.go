@@ -1,0 +1,53 @@
+package lmtp_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"mailroom/internal/mailtest"
+	"mailroom/lmtp"
+)
+
+// FuzzSession feeds whole client sessions to the LMTP server: whatever
+// arrives, no handler may panic (go-smtp would recover and log it) and
+// every session is greeted and answered.
+func FuzzSession(f *testing.F) {
+	for _, s := range []string{
+		"LHLO c\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n",
+		"LHLO c\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@example.org>\r\nBDAT 3\r\nabcBDAT 2 LAST\r\nde",
+		"LHLO c\r\nMAIL FROM:<s@r>\r\nRCPT TO:<alice@example.org>\r\nBDAT 5\r\nabcdeRSET\r\nBDAT 1 LAST\r\nx",
+		"MAIL FROM:<a@b>\r\nLHLO \x00\r\nRCPT TO:<../x@example.org>\r\nDATA\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	env := mailtest.NewEnv(f, mailtest.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 4096})
+	var log mailtest.LockedBuffer
+	srv := lmtp.New(lmtp.Options{Hostname: "mx.test", Deliverer: env.MDA, MaxMessageBytes: 4096,
+		ReadTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	l := mailtest.NewPipeListener()
+	go srv.Serve(l)
+	f.Cleanup(func() { srv.Close() })
+	f.Fuzz(func(t *testing.T, session []byte) {
+		c, err := l.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		out := make(chan []byte, 1)
+		go func() { b, _ := io.ReadAll(c); out <- b }()
+		c.Write(session)
+		c.Write([]byte("\r\nQUIT\r\n"))
+		reply := <-out
+		if !bytes.HasPrefix(reply, []byte("220 ")) {
+			t.Fatalf("no greeting: %q", reply)
+		}
+		if strings.Contains(log.String(), "panic") {
+			t.Fatalf("a handler panicked:\n%s", log.String())
+		}
+	})
+}

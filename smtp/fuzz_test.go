@@ -1,0 +1,63 @@
+package smtp_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"mailroom/internal/mailtest"
+	"mailroom/smtp"
+)
+
+// FuzzSession feeds whole client sessions to the MX and submission
+// servers: whatever arrives, no handler may panic (go-smtp would recover
+// and log it) and the server must go on answering.
+func FuzzSession(f *testing.F) {
+	for _, s := range []string{
+		"EHLO c\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+		"EHLO c\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==\r\nMAIL FROM:<alice@example.org> SIZE=10\r\nRCPT TO:<x@elsewhere.example>\r\nBDAT 5 LAST\r\nhello",
+		"HELO \x00\r\nMAIL FROM:<>\r\nRCPT TO:<\"a b\"@example.org>\r\nRSET\r\nVRFY x\r\nAUTH LOGIN\r\n*\r\n",
+		"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n\n.\n\r\n.\r\n",
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	env := mailtest.NewEnv(f, mailtest.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 4096})
+	var log mailtest.LockedBuffer
+	servers := map[bool]*mailtest.PipeListener{}
+	for _, submission := range []bool{false, true} {
+		role := smtp.MX
+		if submission {
+			role = smtp.Submission
+		}
+		srv := smtp.New(smtp.Options{Role: role, Hostname: "mx.test", Deliverer: env.MDA, Accounts: env.Accounts,
+			Queue: &fakeQueue{}, MaxMessageBytes: 4096, IdleTimeout: 2 * time.Second, AuthFailureDelay: time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		l := mailtest.NewPipeListener()
+		go srv.Serve(l)
+		f.Cleanup(func() { srv.Close() })
+		servers[submission] = l
+	}
+	f.Fuzz(func(t *testing.T, session []byte, submission bool) {
+		c, err := servers[submission].Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		out := make(chan []byte, 1)
+		go func() { b, _ := io.ReadAll(c); out <- b }()
+		c.Write(session)
+		c.Write([]byte("\r\nQUIT\r\n"))
+		reply := <-out
+		if !bytes.HasPrefix(reply, []byte("220 ")) {
+			t.Fatalf("no greeting: %q", reply)
+		}
+		if strings.Contains(log.String(), "panic") {
+			t.Fatalf("a handler panicked:\n%s", log.String())
+		}
+	})
+}
