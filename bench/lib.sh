@@ -2,8 +2,7 @@
 # of mailroom, Dovecot (LMTP only) and Postfix, each on loopback, at ports
 # picked by binding 127.0.0.1:0, with every file under a work directory.
 # Source it after setting the variables each section names. The Dovecot
-# configuration is the one bench/lmtp.sh writes (lmtp.sh keeps its own copy
-# for now; it could source this file instead).
+# configuration is the one bench/lmtp.sh has always used.
 #
 # Common inputs: WORK (work directory), BIN (built binaries), DOMAIN, and a
 # die function.

@@ -62,33 +62,9 @@ mkdir -p "$BENCH_DIR"
 WORK=$(mktemp -d "$BENCH_DIR/lmtpbench.XXXXXX")
 chmod 711 "$WORK"   # Dovecot's mail user must reach its mail root inside
 BIN=$WORK/bin
-MR_PID=
-DV_CONF=
-
-stop_mailroom() {
-	if [[ -n $MR_PID ]]; then
-		kill -TERM "$MR_PID" 2>/dev/null || true
-		wait "$MR_PID" 2>/dev/null || true
-		MR_PID=
-	fi
-}
-
-stop_dovecot() {
-	if [[ -n $DV_CONF ]]; then
-		local pidfile=$WORK/dovecot/run/master.pid pid=
-		[[ -f $pidfile ]] && pid=$(<"$pidfile")
-		"$DOVECOT" -c "$DV_CONF" stop 2>/dev/null || true
-		# `dovecot stop` only signals the master; wait until it is gone.
-		if [[ -n $pid ]]; then
-			for _ in $(seq 100); do
-				kill -0 "$pid" 2>/dev/null || break
-				sleep 0.1
-			done
-			kill -0 "$pid" 2>/dev/null && die "Dovecot master $pid did not stop"
-		fi
-		DV_CONF=
-	fi
-}
+# Private mailroom and Dovecot instances: bench/lib.sh.
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 cleanup() {
 	local rc=$?
@@ -119,108 +95,19 @@ LB=$BIN/lmtpbench
 # noticeable CPU (the inode allocator skips recently deleted inodes), which
 # would tax whichever system runs next.
 MR=$WORK/mailroom
-mkdir -p "$MR/template"
-# mr_config DATA_DIR: writes DATA_DIR/mailroom.toml
-mr_config() {
-	cat >"$1/mailroom.toml" <<EOF
-hostname = "bench.test"
-data_dir = "$1"
-domains = ["$DOMAIN"]
-[lmtp]
-listen = ["127.0.0.1:0"]
-EOF
-}
-mr_config "$MR/template"
+LMTP_SECTION='[lmtp]
+listen = ["127.0.0.1:0"]'
 echo "creating $USERS mailroom accounts..." >&2
-for ((u = 0; u < USERS; u++)); do
-	echo "benchpassword-$u" | "$BIN/mailroom" user add "user$u@$DOMAIN" -config "$MR/template/mailroom.toml" >/dev/null
-done
-[[ -f $MR/template/mailroom.db ]] || die "mailroom user add left no $MR/template/mailroom.db"
-
-# start_mailroom DATA_DIR sets MR_ADDR to the LMTP address read from the log.
-start_mailroom() {
-	local data=$1 log=$1/serve.log
-	mkdir -p "$data"
-	cp "$MR/template/mailroom.db" "$data/"
-	mr_config "$data"
-	: >"$log"
-	"$BIN/mailroom" serve -config "$data/mailroom.toml" 2>>"$log" &
-	MR_PID=$!
-	for _ in $(seq 200); do
-		grep -q 'msg="mailroom started"' "$log" && break
-		kill -0 "$MR_PID" 2>/dev/null || die "mailroom serve exited: $(tail -5 "$log")"
-		sleep 0.05
-	done
-	grep -q 'msg="mailroom started"' "$log" || die "mailroom did not start: $(tail -5 "$log")"
-	MR_ADDR=$(grep -o 'proto=lmtp addr=127\.0\.0\.1:[0-9]*' "$log" | head -1 | sed 's/.*addr=//')
-	[[ -n $MR_ADDR ]] || die "no LMTP address in mailroom's log: $(tail -5 "$log")"
-}
+mr_accounts "$LMTP_SECTION" $(for ((u = 0; u < USERS; u++)); do echo "user$u"; done)
 
 # --- dovecot ----------------------------------------------------------------
 DV=$WORK/dovecot
-mkdir -p "$DV"
-chmod 711 "$DV"
-if [[ $(id -u) == 0 ]]; then
-	# Dovecot refuses to deliver as uid 0 ("userdb returned 0 as uid"), so
-	# its mail belongs to an unprivileged user; its own processes keep the
-	# Debian defaults (dovecot, dovenull).
-	DV_USER=${DOVECOT_MAIL_USER:-nobody}
-	DV_UID=$(id -u "$DV_USER") && DV_GID=$(id -g "$DV_USER") || die "no user $DV_USER for Dovecot's mail"
-	DV_SERVICE_USERS=""
-else
-	DV_USER=$(id -un) DV_UID=$(id -u) DV_GID=$(id -g)
-	DV_SERVICE_USERS="default_internal_user = $DV_USER
-default_internal_group = $(id -gn)
-default_login_user = $DV_USER"
-fi
-DV_VERSION=$("$DOVECOT" --version)
+dovecot_init
 
-# start_dovecot MAIL_ROOT writes a config with a fresh port and mail root
-# and sets DV_ADDR.
-start_dovecot() {
-	local mail=$1
-	mkdir -p "$mail" "$DV/run" "$DV/state"
-	[[ $(id -u) == 0 ]] && chown "$DV_UID:$DV_GID" "$mail"
-	local port
-	port=$("$LB" port)
-	DV_CONF=$DV/dovecot.conf
-	cat >"$DV_CONF" <<EOF
-# Private Dovecot for bench/lmtp.sh: LMTP only, loopback only.
-instance_name = lmtpbench-$$
-base_dir = $DV/run
-state_dir = $DV/state
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-log_path = $DV/dovecot.log
-# optimized (the default): the message file is fsynced, renamed into new/,
-# and new/ is fdatasynced before LMTP answers 250; the same promise as
-# mailroom's. Index files are not fsynced.
-mail_fsync = optimized
-mail_location = maildir:$mail/%d/%n/Maildir
-first_valid_uid = $DV_UID
-first_valid_gid = $DV_GID
-$DV_SERVICE_USERS
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=$DV_UID gid=$DV_GID home=$mail/%d/%n allow_all_users=yes
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = $port
-  }
-  unix_listener lmtp {
-    mode = 0600
-  }
-}
-EOF
-	"$DOVECOT" -c "$DV_CONF" 2>>"$DV/start.log" || die "Dovecot did not start: $(tail -5 "$DV/start.log" "$DV/dovecot.log" 2>/dev/null)"
-	DV_ADDR=127.0.0.1:$port
+# start_dovecot_lmtp MAIL_ROOT: a fresh port and mail root; sets DV_ADDR
+# once Dovecot answers.
+start_dovecot_lmtp() {
+	start_dovecot "$1" "$("$LB" port)"
 	"$LB" wait -addr "$DV_ADDR" || die "Dovecot is not answering on $DV_ADDR: $(tail -5 "$DV/dovecot.log")"
 }
 
@@ -270,10 +157,10 @@ for ((rep = 1; rep <= R; rep++)); do
 	for variant in $VARIANTS; do
 		for s in $SESSIONS; do
 			run_disk "$variant" "$s" "$rep"
-			start_mailroom "$MR/$variant-$s-$rep"
+			start_mailroom "$MR/$variant-$s-$rep" "$LMTP_SECTION" lmtp
 			run_lmtp mailroom "$MR_ADDR" "$MR/$variant-$s-$rep/mail" "$variant" "$s" "$rep"
 			stop_mailroom
-			start_dovecot "$DV/$variant-$s-$rep"
+			start_dovecot_lmtp "$DV/$variant-$s-$rep"
 			run_lmtp dovecot "$DV_ADDR" "$DV/$variant-$s-$rep" "$variant" "$s" "$rep"
 			stop_dovecot
 		done
