@@ -15,19 +15,8 @@ import (
 // recipient gets 452 4.3.1 (try later), nothing half written stays behind,
 // the other recipient gets the message, and the session goes on.
 func TestDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: mounting a tmpfs needs root (CI runs as root)")
-	}
 	env, addr, _ := start(t, lmtp.Options{}, "alice@example.org", "bob@example.org")
-	home := filepath.Join(env.MailRoot, "example.org", "bob")
-	os.MkdirAll(home, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", home).CombinedOutput(); err != nil {
-		if mailtest.InCI() {
-			t.Fatalf("mount tmpfs: %v %s", err, out)
-		}
-		t.Skipf("SKIP: cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", home).Run() })
+	home := mountTmpfs(t, filepath.Join(env.MailRoot, "example.org", "bob"), "size=64k")
 	// Fill the file system, leaving room for the Maildir's directories.
 	os.MkdirAll(filepath.Join(home, "Maildir", "tmp"), 0o700)
 	os.MkdirAll(filepath.Join(home, "Maildir", "new"), 0o700)
@@ -62,19 +51,8 @@ func TestDiskFull(t *testing.T) {
 // session goes on. (Permission bits do not stop root, a read-only mount
 // does.)
 func TestReadOnlyMailHome(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: mounting a tmpfs needs root (CI runs as root)")
-	}
 	env, addr, _ := start(t, lmtp.Options{}, "alice@example.org", "bob@example.org")
-	home := filepath.Join(env.MailRoot, "example.org", "bob")
-	os.MkdirAll(home, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", home).CombinedOutput(); err != nil {
-		if mailtest.InCI() {
-			t.Fatalf("mount tmpfs: %v %s", err, out)
-		}
-		t.Skipf("SKIP: cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", home).Run() })
+	mountTmpfs(t, filepath.Join(env.MailRoot, "example.org", "bob"), "ro,size=64k")
 
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("LHLO c")
@@ -91,4 +69,23 @@ func TestReadOnlyMailHome(t *testing.T) {
 	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/alice")); n != 1 {
 		t.Fatalf("alice has %d messages", n)
 	}
+}
+
+// mountTmpfs mounts a small tmpfs with opts over dir (created) until the
+// test ends: a mail home that fills up or refuses writes. It needs root,
+// which CI has; elsewhere the test is skipped, loudly.
+func mountTmpfs(t *testing.T, dir, opts string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: mounting a tmpfs needs root (CI runs as root)")
+	}
+	os.MkdirAll(dir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		if mailtest.InCI() {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("SKIP: cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
 }

@@ -1,10 +1,7 @@
 package lmtp_test
 
 import (
-	"bytes"
-	"io"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,22 +29,6 @@ func FuzzSession(f *testing.F) {
 	go srv.Serve(l)
 	f.Cleanup(func() { srv.Close() })
 	f.Fuzz(func(t *testing.T, session []byte) {
-		c, err := l.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		out := make(chan []byte, 1)
-		go func() { b, _ := io.ReadAll(c); out <- b }()
-		c.Write(session)
-		c.Write([]byte("\r\nQUIT\r\n"))
-		reply := <-out
-		if !bytes.HasPrefix(reply, []byte("220 ")) {
-			t.Fatalf("no greeting: %q", reply)
-		}
-		if strings.Contains(log.String(), "panic") {
-			t.Fatalf("a handler panicked:\n%s", log.String())
-		}
+		mailtest.RunSession(t, l, &log, session)
 	})
 }

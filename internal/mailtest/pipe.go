@@ -1,8 +1,13 @@
 package mailtest
 
 import (
+	"bytes"
+	"io"
 	"net"
+	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // PipeListener is a net.Listener whose connections are net.Pipe ends
@@ -74,4 +79,28 @@ func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.b)
+}
+
+// RunSession plays session (then QUIT) against the server behind l and
+// fails the test unless it was greeted and log shows no recovered panic:
+// the body of the whole-session fuzz targets.
+func RunSession(t testing.TB, l *PipeListener, log *LockedBuffer, session []byte) {
+	t.Helper()
+	c, err := l.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	out := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(c); out <- b }()
+	c.Write(session)
+	c.Write([]byte("\r\nQUIT\r\n"))
+	reply := <-out
+	if !bytes.HasPrefix(reply, []byte("220 ")) {
+		t.Fatalf("no greeting: %q", reply)
+	}
+	if strings.Contains(log.String(), "panic") {
+		t.Fatalf("a handler panicked:\n%s", log.String())
+	}
 }
