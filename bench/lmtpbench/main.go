@@ -24,6 +24,8 @@
 package main
 
 import (
+	"mailroom/bench/internal/benchnet"
+
 	"bytes"
 	"errors"
 	"flag"
@@ -357,12 +359,11 @@ func runCount(args []string) error {
 }
 
 func runPort() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := benchnet.FreePort()
 	if err != nil {
 		return err
 	}
-	defer l.Close()
-	fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	fmt.Println(port)
 	return nil
 }
 
@@ -371,17 +372,7 @@ func runWait(args []string) error {
 	addr := fs.String("addr", "", "server, host:port")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long")
 	fs.Parse(args)
-	deadline := time.Now().Add(*timeout)
-	for {
-		err := greet(*addr)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not answering after %v: %w", *addr, *timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return benchnet.Wait(*addr, *timeout, greet)
 }
 
 // greet connects, reads the greeting and says goodbye.

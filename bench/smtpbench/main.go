@@ -27,6 +27,8 @@
 package main
 
 import (
+	"mailroom/bench/internal/benchnet"
+
 	"bufio"
 	"errors"
 	"flag"
@@ -189,12 +191,11 @@ func runCount(args []string) error {
 }
 
 func runPort() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := benchnet.FreePort()
 	if err != nil {
 		return err
 	}
-	defer l.Close()
-	fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	fmt.Println(port)
 	return nil
 }
 
@@ -203,17 +204,7 @@ func runWait(args []string) error {
 	addr := fs.String("addr", "", "server, host:port")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long")
 	fs.Parse(args)
-	deadline := time.Now().Add(*timeout)
-	for {
-		err := greet(*addr)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not answering after %v: %w", *addr, *timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return benchnet.Wait(*addr, *timeout, greet)
 }
 
 // greet connects, reads a 220 greeting (possibly multi-line) and says QUIT.
