@@ -223,6 +223,11 @@ func (m *Staged) Commit(context.Context) error {
 	}
 	newDir, err := m.s.openDir(path.Join(m.md, "new"))
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// Removed behind our back: this delivery fails (4xx), the
+			// next one makes the Maildir again.
+			m.s.ready.Delete(m.md)
+		}
 		return fmt.Errorf("maildir: open %s/new: %w", m.md, err)
 	}
 	defer newDir.Close()

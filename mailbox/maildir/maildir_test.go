@@ -205,3 +205,34 @@ func TestWithoutOpenat2(t *testing.T) {
 	t.Run("HostileHomes", TestHostileHomes)
 	t.Run("FailedWrite", TestFailedWriteLeavesNothing)
 }
+
+// TestMaildirRemovedByHand: a Maildir (or its new/) removed while the
+// server runs is made again by the next delivery.
+func TestMaildirRemovedByHand(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	deliver := func() error {
+		m, err := s.Stage(ctx, "d/u", strings.NewReader("x"))
+		if err == nil {
+			err = m.Commit(ctx)
+		}
+		return err
+	}
+	if err := deliver(); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(root, "d/u/Maildir"))
+	if err := deliver(); err != nil {
+		t.Fatalf("after removing the Maildir: %v", err)
+	}
+	os.RemoveAll(filepath.Join(root, "d/u/Maildir/new"))
+	if err := deliver(); err == nil {
+		t.Fatal("a delivery succeeded without new/")
+	}
+	if err := deliver(); err != nil {
+		t.Fatalf("the delivery after that did not make new/ again: %v", err)
+	}
+	if n := len(listDir(t, filepath.Join(root, "d/u/Maildir/new"))); n != 1 {
+		t.Fatalf("%d messages in the new new/", n)
+	}
+}
