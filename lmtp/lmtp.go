@@ -196,13 +196,28 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // all or none.
 func (s *session) Data(r io.Reader) error {
 	txn, _ := s.current()
+	if txn == nil {
+		return errNoTransaction
+	}
+	s.srv.conns.StartDelivery()
+	defer s.srv.conns.EndDelivery()
 	return s.reply(txn.DeliverAll(s.ctx, r))
 }
+
+// errNoTransaction answers a message whose transaction a RSET ended
+// first: go-smtp runs a BDAT transfer in a goroutine of its own, so a
+// pipelined "BDAT 0" then RSET can reach Data after Reset.
+var errNoTransaction = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No transaction in progress"}
 
 // LMTPData delivers and reports one status per RCPT, in order (RFC 2033
 // §4.2), including a recipient given twice.
 func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	txn, rcpts := s.current()
+	if txn == nil {
+		return errNoTransaction
+	}
+	s.srv.conns.StartDelivery()
+	defer s.srv.conns.EndDelivery()
 	results, err := txn.Deliver(s.ctx, r)
 	if err != nil {
 		return s.reply(err)

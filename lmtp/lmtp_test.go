@@ -3,6 +3,7 @@ package lmtp_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 
 	"mailroom/internal/mailtest"
 	"mailroom/lmtp"
+	"mailroom/mailbox"
+	"mailroom/mda"
 )
 
 func start(t *testing.T, opts lmtp.Options, users ...string) (*mailtest.Env, string, string) {
@@ -254,5 +257,62 @@ func TestLongLineInData(t *testing.T) {
 	d.Expect("554 5.6.0 <alice@example.org>")
 	if n := len(mailtest.Messages(t, env.MailRoot, "example.org/alice")) + mailtest.TmpFiles(t, env.MailRoot, "example.org/alice"); n != 0 {
 		t.Fatalf("%d files stored", n)
+	}
+}
+
+// blockingStore holds every Commit until release is closed.
+type blockingStore struct {
+	mda.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingStore) Stage(ctx context.Context, home string, r io.Reader) (mailbox.Staged, error) {
+	st, err := b.Store.Stage(ctx, home, r)
+	if err != nil {
+		return nil, err
+	}
+	return blockingStaged{st, b}, nil
+}
+
+type blockingStaged struct {
+	mailbox.Staged
+	b *blockingStore
+}
+
+func (s blockingStaged) Commit(ctx context.Context) error {
+	close(s.b.entered)
+	<-s.b.release
+	return s.Staged.Commit(ctx)
+}
+
+// TestCloseWaitsForDeliveries: a forced Close (after the shutdown grace)
+// returns only once a delivery still in its fsyncs has finished, so that
+// the caller does not close the stores under it.
+func TestCloseWaitsForDeliveries(t *testing.T) {
+	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}})
+	bs := &blockingStore{Store: env.Store, entered: make(chan struct{}), release: make(chan struct{})}
+	d, err := mda.New(mda.Options{Hostname: "mx.test", Domains: []string{"example.org"}, Accounts: env.Accounts, Store: bs, SpoolDir: env.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := lmtp.New(lmtp.Options{Hostname: "mx.test", Deliverer: d})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	c := mailtest.Dial(t, "tcp", l.Addr().String())
+	c.Send("LHLO c", "MAIL FROM:<s@remote.example>", "RCPT TO:<alice@example.org>", "DATA", "Subject: x", "", "y", ".")
+	<-bs.entered
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a delivery was still committing")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(bs.release)
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close did not return after the delivery finished")
 	}
 }

@@ -43,20 +43,23 @@ func (c *committer) do(fn func(*bolt.Tx) error) error {
 	return cl.err
 }
 
-// run commits rounds until nobody is waiting.
+// run commits the round waiting now, then hands the next round, if one
+// filled up meanwhile, to a new goroutine: the caller that led returns as
+// soon as its own write is committed, never held for others' rounds.
 func (c *committer) run() {
-	for {
-		c.mu.Lock()
-		round := c.pending
-		c.pending = nil
-		if len(round) == 0 {
-			c.running = false
-			c.mu.Unlock()
-			return
-		}
+	c.mu.Lock()
+	round := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	c.commit(round)
+	c.mu.Lock()
+	if len(c.pending) == 0 {
+		c.running = false
 		c.mu.Unlock()
-		c.commit(round)
+		return
 	}
+	c.mu.Unlock()
+	go c.run()
 }
 
 // errFnFailed marks a rollback caused by one call's fn.

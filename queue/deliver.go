@@ -276,6 +276,11 @@ func (q *Queue) settle(id string, body *os.File) time.Time {
 		}
 	}
 	if rec, err = q.get(id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			// notify removed the finished record; its body goes now.
+			q.sched.remove(id)
+			q.removeBody(id)
+		}
 		return time.Time{}
 	}
 	if rec.done() {

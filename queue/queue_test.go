@@ -527,6 +527,9 @@ func TestNullSenderIsNeverBounced(t *testing.T) {
 		if !strings.Contains(h.log.String(), "event=bounced") {
 			t.Errorf("the failure is not logged")
 		}
+		if files := queueFiles(t, h.opts.Dir); len(files) != 0 {
+			t.Errorf("body files left after the bounce: %v", files)
+		}
 	})
 }
 
@@ -547,6 +550,9 @@ func TestRemoteSenderBounceGoesOutWithNullSender(t *testing.T) {
 			t.Fatalf("calls %+v: want the message, then its bounce from <> to the sender", calls)
 		}
 		parseDSN(t, calls[1].Body)
+		if files := queueFiles(t, h.opts.Dir); len(files) != 0 {
+			t.Errorf("body files left after the bounce was sent: %v", files)
+		}
 	})
 }
 

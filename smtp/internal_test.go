@@ -132,3 +132,14 @@ type nopAccounts struct{}
 func (nopAccounts) Authenticate(addr, password string) (account.Account, error) {
 	return account.Account{}, account.ErrAuthFailed
 }
+
+// TestDataAfterReset: go-smtp runs a BDAT transfer in a goroutine of its
+// own, so a pipelined "BDAT 0" then RSET can call Data after Reset ended
+// the transaction; Data must answer, not dereference nil.
+func TestDataAfterReset(t *testing.T) {
+	srv := New(Options{Role: MX})
+	s := &session{srv: srv}
+	if err := s.Data(strings.NewReader("x")); err != errNoTransaction {
+		t.Fatalf("Data with no transaction = %v", err)
+	}
+}

@@ -116,9 +116,10 @@ func (s *session) Logout() error {
 }
 
 var (
-	errAuthRequired = &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
-	errNotOwner     = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated user"}
-	errRelayDenied  = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
+	errAuthRequired  = &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	errNotOwner      = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated user"}
+	errNoTransaction = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No transaction in progress"}
+	errRelayDenied   = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied"}
 )
 
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
@@ -186,6 +187,14 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // duplicate what already landed.
 func (s *session) Data(r io.Reader) error {
 	env := s.current()
+	if env == nil {
+		// A RSET ended the transaction first: go-smtp runs a BDAT
+		// transfer in a goroutine of its own, so a pipelined "BDAT 0"
+		// then RSET can reach Data after Reset.
+		return errNoTransaction
+	}
+	s.srv.conns.StartDelivery()
+	defer s.srv.conns.EndDelivery()
 	if s.srv.opts.Role == MX {
 		return s.reply(env.txn.DeliverAll(s.ctx, r))
 	}

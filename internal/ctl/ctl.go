@@ -110,7 +110,19 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		pause = 0
-		s.wg.Go(func() { s.serveConn(c) })
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			// Close has begun (and may be waiting): no new handler.
+			s.mu.Unlock()
+			c.Close()
+			return net.ErrClosed
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(c)
+		}()
 	}
 }
 

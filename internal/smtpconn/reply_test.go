@@ -23,6 +23,7 @@ func TestReply(t *testing.T) {
 		{fmt.Errorf("x: %w", mda.ErrNoSuchUser), 550, gosmtp.EnhancedCode{5, 1, 1}},
 		{mda.ErrNotLocal, 550, gosmtp.EnhancedCode{5, 1, 2}},
 		{mda.ErrBadAddress, 501, gosmtp.EnhancedCode{5, 1, 3}},
+		{fmt.Errorf("x: %w", mda.ErrBadSender), 501, gosmtp.EnhancedCode{5, 1, 7}},
 		{mda.ErrTooBig, 552, gosmtp.EnhancedCode{5, 3, 4}},
 		{gosmtp.ErrDataTooLarge, 552, gosmtp.EnhancedCode{5, 3, 4}},
 		{fmt.Errorf("read message: %w", gosmtp.ErrDataTooLarge), 552, gosmtp.EnhancedCode{5, 3, 4}},

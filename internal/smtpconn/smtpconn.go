@@ -39,15 +39,43 @@ type Set struct {
 	conns     map[*Conn]struct{}
 	perIP     map[string]int
 	closing   atomic.Bool
-	busy      sync.WaitGroup // connections between Begin and End
+	// inflight counts deliveries running now (StartDelivery..EndDelivery),
+	// guarded by mu; idle is signalled when it drops to zero.
+	inflight int
+	idle     *sync.Cond
 }
 
-// WaitIdle waits until no connection is in a transaction, or d has passed:
-// after a forced Close, so that the stores are not closed under a delivery
-// still finishing its fsyncs. It reports whether all finished.
+// StartDelivery is called by a session before it hands a message to mda or
+// the queue, EndDelivery when that returns. A forced Close closes the
+// connections (and go-smtp then resets the sessions) while deliveries may
+// still be in their fsyncs; WaitIdle waits for those.
+func (s *Set) StartDelivery() {
+	s.mu.Lock()
+	s.inflight++
+	s.mu.Unlock()
+}
+
+// EndDelivery ends what StartDelivery began.
+func (s *Set) EndDelivery() {
+	s.mu.Lock()
+	if s.inflight--; s.inflight == 0 {
+		s.idle.Broadcast()
+	}
+	s.mu.Unlock()
+}
+
+// WaitIdle waits until no delivery is running, or d has passed, so that
+// the stores are not closed under one. It reports whether all finished.
 func (s *Set) WaitIdle(d time.Duration) bool {
 	done := make(chan struct{})
-	go func() { s.busy.Wait(); close(done) }()
+	go func() {
+		s.mu.Lock()
+		for s.inflight > 0 {
+			s.idle.Wait()
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
 	select {
 	case <-done:
 		return true
@@ -58,7 +86,9 @@ func (s *Set) WaitIdle(d time.Duration) bool {
 
 // NewSet returns an empty Set.
 func NewSet(opts Options) *Set {
-	return &Set{opts: opts, conns: map[*Conn]struct{}{}, perIP: map[string]int{}}
+	s := &Set{opts: opts, conns: map[*Conn]struct{}{}, perIP: map[string]int{}}
+	s.idle = sync.NewCond(&s.mu)
+	return s
 }
 
 // Listen wraps l so that its connections are tracked by s. A listener
@@ -259,8 +289,8 @@ func (c *Conn) Close() error {
 // Like End, it does nothing on a nil Conn (a connection smtpconn did not
 // accept, as in some tests).
 func (c *Conn) Begin() {
-	if c != nil && !c.busy.Swap(true) {
-		c.set.busy.Add(1)
+	if c != nil {
+		c.busy.Store(true)
 	}
 }
 
@@ -270,9 +300,7 @@ func (c *Conn) End() {
 	if c == nil {
 		return
 	}
-	if c.busy.Swap(false) {
-		c.set.busy.Done()
-	}
+	c.busy.Store(false)
 	if c.set.closing.Load() {
 		c.Conn.Close()
 	}

@@ -99,18 +99,17 @@ func TestClientKey(t *testing.T) {
 
 func TestWaitIdle(t *testing.T) {
 	s := NewSet(Options{})
-	a, b := net.Pipe()
-	defer b.Close()
-	c := s.admit(a)
-	c.End() // End without Begin is harmless
-	c.Begin()
-	c.Begin() // and Begin twice counts once
+	s.StartDelivery()
+	s.StartDelivery()
 	if s.WaitIdle(10 * time.Millisecond) {
-		t.Fatal("WaitIdle returned true during a transaction")
+		t.Fatal("WaitIdle returned true during deliveries")
 	}
-	c.End()
+	s.EndDelivery()
+	if s.WaitIdle(10 * time.Millisecond) {
+		t.Fatal("WaitIdle returned true with one delivery left")
+	}
+	s.EndDelivery()
 	if !s.WaitIdle(10 * time.Second) {
-		t.Fatal("WaitIdle false after End")
+		t.Fatal("WaitIdle false after the last delivery ended")
 	}
-	c.Close()
 }
