@@ -157,8 +157,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
-	if _, err := cf.load(); err != nil {
+	cfg, err := cf.load()
+	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", cf.path())
 	return nil

@@ -34,8 +34,13 @@ listen = ["127.0.0.1:0"]
 
 func TestCheck(t *testing.T) {
 	cfg := writeConfig(t)
-	if out, code := cli(t, "", "check", "-config", cfg); code != 0 || !strings.Contains(out, "ok") {
+	if out, code := cli(t, "", "check", "-config", cfg); code != 0 || !strings.Contains(out, "ok") || strings.Contains(out, "warning") {
 		t.Fatalf("check good config: %d %s", code, out)
+	}
+	open := filepath.Join(filepath.Dir(cfg), "open.toml")
+	os.WriteFile(open, []byte("hostname = \"mx\"\ndata_dir = \"d\"\ndomains = [\"example.org\"]\n[submission]\nlisten = [\"0.0.0.0:587\"]\n"), 0o600)
+	if out, code := cli(t, "", "check", "-config", open); code != 0 || !strings.Contains(out, "warning: ") || !strings.Contains(out, "cannot authenticate") {
+		t.Fatalf("check with a warning: %d %s", code, out)
 	}
 	bad := filepath.Join(filepath.Dir(cfg), "bad.toml")
 	os.WriteFile(bad, []byte("hostname = \"x\"\ndomains = [\"example.org\"]\nbogus = 1\n"), 0o600)

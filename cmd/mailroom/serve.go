@@ -180,6 +180,9 @@ func serve(ctx context.Context, a *app) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	stopQueue := runQueue(context.WithoutCancel(ctx), a, a.queue)
 	log.Info("mailroom started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "domains", cfg.Domains, "pid", os.Getpid())
 
