@@ -151,22 +151,6 @@ func TestHostileHomes(t *testing.T) {
 	}
 }
 
-func TestReadOnlyHome(t *testing.T) {
-	if os.Geteuid() == 0 {
-		// root ignores permission bits; the e2e test covers a full disk.
-		t.Skip("permission bits do not stop root")
-	}
-	s, root := newStore(t)
-	ctx := context.Background()
-	m, _ := s.Stage(ctx, "d/u", strings.NewReader("x"))
-	m.Commit(ctx)
-	os.Chmod(filepath.Join(root, "d/u/Maildir/tmp"), 0o500)
-	t.Cleanup(func() { os.Chmod(filepath.Join(root, "d/u/Maildir/tmp"), 0o700) })
-	if _, err := s.Stage(ctx, "d/u", strings.NewReader("x")); !errors.Is(err, os.ErrPermission) {
-		t.Fatalf("Stage into read-only tmp/: %v", err)
-	}
-}
-
 // TestConcurrentDeliveries checks that group commit loses nothing: many
 // goroutines deliver into one Maildir at once and every message lands,
 // with unique names.
