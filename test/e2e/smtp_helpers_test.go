@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/base64"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -106,26 +105,12 @@ func checkNoPasswordLogged(t *testing.T, log string, users []string) {
 	}
 }
 
-// smtpSwaks runs swaks like swaks() but accepts a greeting over TLS
-// (--tls-on-connect) too, and returns the transcript parsed, with
-// what went through TLS (" ~> ", "<~  ", "<~* ") included.
+// smtpSwaks runs swaks() (which accepts a greeting over TLS too) and
+// returns the transcript parsed, with what went through TLS (" ~> ",
+// "<~  ", "<~* ") included.
 func smtpSwaks(t *testing.T, message string, args ...string) (string, transcript) {
 	t.Helper()
-	bin := mailtest.NeedTool(t, "swaks")
-	if !strings.HasSuffix(message, "\r\n") {
-		t.Fatalf("swaks: the message must end with CRLF")
-	}
-	args = append([]string{"--timeout", "20", "--data", "-"}, args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdin = strings.NewReader(strings.TrimSuffix(message, "\r\n"))
-	out, err := cmd.CombinedOutput()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatalf("swaks: %v", err)
-	}
-	tr := strings.ReplaceAll(string(out), "\r\n", "\n")
-	if !strings.Contains(tr, "<-  220 ") && !strings.Contains(tr, "<~  220 ") {
-		t.Fatalf("swaks did not get a greeting (%v):\n%s", err, tr)
-	}
+	tr := swaks(t, message, args...)
 	return tr, parseSMTPTranscript(tr)
 }
 
