@@ -283,3 +283,53 @@ postfix_queue_files() {
 	done
 	echo "$n"
 }
+
+# --- results ----------------------------------------------------------------
+# RESULTS holds one line per run: KEY1 KEY2 WHO RUN MSG/S [more columns].
+
+# median KEY1 KEY2 WHO [COLUMN]: the median of COLUMN (default 5) over runs.
+median() {
+	awk -v a="$1" -v b="$2" -v w="$3" -v c="${4:-5}" '$1 == a && $2 == b && $3 == w { print $c }' "$RESULTS" |
+		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# spread KEY1 KEY2 WHO [COLUMN]: (max-min)/median in percent.
+spread() {
+	awk -v a="$1" -v b="$2" -v w="$3" -v c="${4:-5}" '$1 == a && $2 == b && $3 == w { print $c }' "$RESULTS" |
+		sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f%%", m ? 100 * (v[NR] - v[1]) / m : 0 }'
+}
+
+# paired KEY1 KEY2 PEER: median over runs of mailroom/PEER within the same
+# run, which cancels slow drifts of the machine.
+paired() {
+	awk -v a="$1" -v b="$2" -v p="$3" '$1 == a && $2 == b && $3 == "mailroom" { m[$4] = $5 } $1 == a && $2 == b && $3 == p { q[$4] = $5 }
+		END { for (r in m) if (q[r] > 0) print m[r] / q[r] }' "$RESULTS" |
+		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# --- work directory ---------------------------------------------------------
+
+# bench_cleanup stops every instance and removes WORK, unless KEEP=1 or the
+# script failed. Install it with: trap bench_cleanup EXIT
+bench_cleanup() {
+	local rc=$?
+	stop_mailroom
+	stop_postfix
+	stop_dovecot
+	if [[ ${KEEP:-} == 1 || $rc -ne 0 ]]; then
+		echo "work directory kept: $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+}
+
+# warn_tmpfs warns when WORK is on a file system where fsync is free, and
+# sets fstype.
+warn_tmpfs() {
+	fstype=$(df --output=fstype "$WORK" | tail -1)
+	if [[ $fstype == tmpfs || $fstype == ramfs ]]; then
+		echo "WARNING: $WORK is on $fstype: fsync costs nothing there; set BENCH_DIR to a directory on a disk" >&2
+	fi
+}

@@ -66,23 +66,10 @@ BIN=$WORK/bin
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
 
-cleanup() {
-	local rc=$?
-	stop_mailroom
-	stop_dovecot
-	if [[ ${KEEP:-} == 1 || $rc -ne 0 ]]; then
-		echo "work directory kept: $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-fstype=$(df --output=fstype "$WORK" | tail -1)
-if [[ $fstype == tmpfs || $fstype == ramfs ]]; then
-	echo "WARNING: $WORK is on $fstype: fsync costs nothing there; set BENCH_DIR to a directory on a disk" >&2
-fi
+warn_tmpfs
 
 echo "building mailroom and lmtpbench..." >&2
 (cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom && go build -o "$BIN/lmtpbench" ./bench/lmtpbench)
@@ -168,26 +155,6 @@ for ((rep = 1; rep <= R; rep++)); do
 done
 elapsed=$(($(date +%s) - start))
 
-# --- report -----------------------------------------------------------------
-# median VARIANT SESSIONS WHO [COLUMN]
-median() {
-	awk -v v="$1" -v s="$2" -v w="$3" -v c="${4:-5}" '$1 == v && $2 == s && $3 == w { print $c }' "$RESULTS" |
-		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-# spread VARIANT SESSIONS WHO: (max-min)/median in percent
-spread() {
-	awk -v v="$1" -v s="$2" -v w="$3" '$1 == v && $2 == s && $3 == w { print $5 }' "$RESULTS" |
-		sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.0f%%", m ? 100 * (a[NR] - a[1]) / m : 0 }'
-}
-# paired VARIANT SESSIONS: median over runs of mailroom/dovecot within the
-# same run, which cancels slow drifts of the machine.
-paired() {
-	awk -v v="$1" -v s="$2" '$1 == v && $2 == s && $3 == "mailroom" { m[$4] = $5 } $1 == v && $2 == s && $3 == "dovecot" { d[$4] = $5 }
-		END { for (r in m) if (d[r] > 0) print m[r] / d[r] }' "$RESULTS" |
-		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-
 echo
 echo "LMTP delivery benchmark: $N messages of $SIZE bytes per run, $R runs per figure, medians"
 echo "(spread = (max-min)/median over the runs; paired = median of the per-run ratios, runs interleaved)"
@@ -209,7 +176,7 @@ for variant in $VARIANTS; do
 		v=$(median "$variant" "$s" dovecot)
 		printf '%8s | %18.0f | %15.0f %7s | %14.0f %7s | %15sx | %13sx | %12sx\n' "$s" "$d" \
 			"$m" "($(spread "$variant" "$s" mailroom))" "$v" "($(spread "$variant" "$s" dovecot))" \
-			"$(ratio "$m" "$v")" "$(paired "$variant" "$s")" "$(ratio "$m" "$d")"
+			"$(ratio "$m" "$v")" "$(paired "$variant" "$s" dovecot)" "$(ratio "$m" "$d")"
 	done
 	last=${SESSIONS##* }
 	r=$(ratio "$(median "$variant" "$last" mailroom)" "$(median "$variant" "$last" dovecot)")

@@ -117,24 +117,10 @@ MR=$WORK/mailroom
 DV=$WORK/dovecot
 PF=$WORK/postfix
 
-cleanup() {
-	local rc=$?
-	stop_mailroom
-	stop_postfix
-	stop_dovecot
-	if [[ ${KEEP:-} == 1 || $rc -ne 0 ]]; then
-		echo "work directory kept: $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-fstype=$(df --output=fstype "$WORK" | tail -1)
-if [[ $fstype == tmpfs || $fstype == ramfs ]]; then
-	echo "WARNING: $WORK is on $fstype: fsync costs nothing there; set BENCH_DIR to a directory on a disk" >&2
-fi
+warn_tmpfs
 
 echo "building mailroom and smtpbench..." >&2
 (cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom && go build -o "$BIN/smtpbench" ./bench/smtpbench)
@@ -253,26 +239,6 @@ if grep -qE 'status=(deferred|bounced)' "$PF/maillog"; then
 	die "Postfix deferred or bounced mail: $(grep -E 'status=(deferred|bounced)' "$PF/maillog" | tail -3)"
 fi
 
-# --- report -----------------------------------------------------------------
-# median SESSIONS RCPTS WHO [COLUMN]
-median() {
-	awk -v s="$1" -v r="$2" -v w="$3" -v c="${4:-5}" '$1 == s && $2 == r && $3 == w { print $c }' "$RESULTS" |
-		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-# spread SESSIONS RCPTS WHO [COLUMN]: (max-min)/median in percent
-spread() {
-	awk -v s="$1" -v r="$2" -v w="$3" -v c="${4:-5}" '$1 == s && $2 == r && $3 == w { print $c }' "$RESULTS" |
-		sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.0f%%", m ? 100 * (a[NR] - a[1]) / m : 0 }'
-}
-# paired SESSIONS RCPTS: median over runs of mailroom/postfix end-to-end
-# within the same run, which cancels slow drifts of the machine.
-paired() {
-	awk -v s="$1" -v r="$2" '$1 == s && $2 == r && $3 == "mailroom" { m[$4] = $5 } $1 == s && $2 == r && $3 == "postfix" { p[$4] = $5 }
-		END { for (k in m) if (p[k] > 0) print m[k] / p[k] }' "$RESULTS" |
-		sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-
 echo
 echo "SMTP (MX) benchmark: smtp-source -d, $N messages per run with a $SIZE-byte body, $R runs per figure, medians"
 echo "(msg/s counts messages, not recipients; spread = (max-min)/median over the runs; paired = median of the per-run ratios)"
@@ -292,7 +258,7 @@ for s in $SESSIONS; do
 		a=$(median "$s" "$r" postfix 6)
 		printf '%8s | %5s | %15.0f %6s | %25.0f %6s | %14sx | %12sx | %22.0f %6s\n' "$s" "$r" \
 			"$m" "($(spread "$s" "$r" mailroom))" "$p" "($(spread "$s" "$r" postfix))" \
-			"$(ratio "$m" "$p")" "$(paired "$s" "$r")" "$a" "($(spread "$s" "$r" postfix 6))"
+			"$(ratio "$m" "$p")" "$(paired "$s" "$r" postfix)" "$a" "($(spread "$s" "$r" postfix 6))"
 		awk -v a="$m" -v b="$p" 'BEGIN { exit !(a >= b) }' || verdict="NOT met"
 	done
 done
