@@ -125,6 +125,16 @@ type Delivery struct {
 	// RecipientDelimiter separates extensions: alice+lists@ goes to
 	// alice. Default "+"; "" disables.
 	RecipientDelimiter *string `toml:"recipient_delimiter"`
+	// AllowCommands lets a .forward or an :include: file pipe mail to a
+	// command. Off by default: a mail home may be writable by its user,
+	// and an include file may belong to someone else. Pipes in the
+	// aliases file itself are the administrator's and always allowed.
+	AllowCommands bool `toml:"allow_commands"`
+	// AllowFiles is AllowCommands for /file targets.
+	AllowFiles bool `toml:"allow_files"`
+	// CommandTimeout bounds a |command delivery; it is killed after it
+	// and the delivery retried. Default 10m.
+	CommandTimeout Duration `toml:"command_timeout"`
 }
 
 // Default returns the configuration used for keys the file leaves out.
@@ -138,7 +148,8 @@ func Default() *Config {
 		Limits: Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100,
 			MaxConnections: 200, MaxConnectionsPerIP: 20, IdleTimeout: Duration{5 * time.Minute},
 			MaxLineLength: 2000},
-		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim},
+		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim,
+			CommandTimeout: Duration{10 * time.Minute}},
 	}
 }
 
@@ -301,6 +312,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxLineLength < 1000 {
 		bad("limits.max_line_length", "%d is below the 1000 octets RFC 5321 lets every line have (default 2000)", c.Limits.MaxLineLength)
+	}
+	if c.Delivery.CommandTimeout.Duration < time.Second {
+		bad("delivery.command_timeout", "must be at least \"1s\" (default \"10m\")")
 	}
 	if c.Limits.IdleTimeout.Duration < time.Second {
 		bad("limits.idle_timeout", "must be at least \"1s\" (default \"5m\")")

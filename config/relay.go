@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,17 @@ type Relay struct {
 	DNS string `toml:"dns"`
 	// MXPort is the port used for MX hosts. Default 25; tests change it.
 	MXPort int `toml:"mx_port"`
+	// SRSSecretFile turns on the Sender Rewriting Scheme for mail forwarded
+	// to remote addresses (aliases, .forward): the envelope sender becomes
+	// SRS0=...@SRSDomain so the destination's SPF check passes, and bounces
+	// to such addresses are reversed. The file's first line is the current
+	// secret; further lines are older secrets still accepted.
+	SRSSecretFile string `toml:"srs_secret_file"`
+	// SRSSecret is the secret itself, for when a file is impractical.
+	SRSSecret string `toml:"srs_secret"`
+	// SRSDomain is the domain of rewritten senders; it must be one of
+	// domains (so bounces come back here). Default: the first domain.
+	SRSDomain string `toml:"srs_domain"`
 }
 
 // Queue is the [queue] table: retries and lifetime of outgoing mail.
@@ -141,6 +153,9 @@ type RelaySettings struct {
 	Password    string
 	DNS         string
 	MXPort      int
+	// SRSSecrets is empty when SRS is off; the first is current.
+	SRSSecrets []string
+	SRSDomain  string
 }
 
 // Settings reads the password file, if any.
@@ -158,6 +173,24 @@ func (r Relay) Settings() (RelaySettings, error) {
 		s.Password, _, _ = strings.Cut(string(b), "\n")
 		s.Password = strings.TrimRight(s.Password, "\r")
 	}
+	if r.SRSSecret != "" {
+		s.SRSSecrets = []string{r.SRSSecret}
+	}
+	if r.SRSSecretFile != "" {
+		b, err := os.ReadFile(r.SRSSecretFile)
+		if err != nil {
+			return s, fmt.Errorf("relay.srs_secret_file: %w", err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				s.SRSSecrets = append(s.SRSSecrets, line)
+			}
+		}
+		if len(s.SRSSecrets) == 0 {
+			return s, fmt.Errorf("relay.srs_secret_file: %s holds no secret", r.SRSSecretFile)
+		}
+	}
+	s.SRSDomain = r.SRSDomain
 	return s, nil
 }
 
@@ -194,6 +227,23 @@ func (c *Config) validateOutbound() []error {
 		if _, err := os.ReadFile(c.Relay.PasswordFile); err != nil {
 			bad("relay.password_file", "cannot read %s: %v", c.Relay.PasswordFile, err)
 		}
+	}
+	if r.SRSSecret != "" && r.SRSSecretFile != "" {
+		bad("relay.srs_secret", "set srs_secret or srs_secret_file, not both")
+	}
+	if r.SRSSecretFile != "" {
+		if !filepath.IsAbs(r.SRSSecretFile) && c.Path != "" {
+			c.Relay.SRSSecretFile = filepath.Join(filepath.Dir(c.Path), r.SRSSecretFile)
+		}
+		if _, err := os.ReadFile(c.Relay.SRSSecretFile); err != nil {
+			bad("relay.srs_secret_file", "cannot read %s: %v", c.Relay.SRSSecretFile, err)
+		}
+	}
+	if r.SRSDomain != "" && r.SRSSecret == "" && r.SRSSecretFile == "" {
+		bad("relay.srs_domain", "SRS is off without a secret: set relay.srs_secret_file")
+	}
+	if r.SRSDomain != "" && !slices.Contains(c.Domains, strings.ToLower(r.SRSDomain)) {
+		bad("relay.srs_domain", "%q is not in domains: bounces to rewritten senders must come back here", r.SRSDomain)
 	}
 	if r.DNS != "" {
 		if _, port, err := net.SplitHostPort(r.DNS); err != nil || port == "" {
