@@ -37,7 +37,32 @@ var (
 	ErrBadSender  = errors.New("bad sender address")
 	ErrTooBig     = errors.New("message exceeds the size limit")
 	ErrNoRcpt     = errors.New("no valid recipients")
+	// ErrLoop is a forwarding loop (RFC 3463 5.4.6): the message already
+	// carries Delivered-To: for an address being expanded, has been
+	// through more than 100 hosts, or an alias chain is too deep.
+	ErrLoop = errors.New("mail forwarding loop")
 )
+
+// PermanentError is a delivery piece that failed for good (a command that
+// exited 1, a refused file target): the sender is told, with Text, which
+// is safe to show them.
+type PermanentError struct {
+	Status string // RFC 3463 code, "5.3.0"
+	Text   string // one line for the reply or the bounce
+	Err    error
+}
+
+func (e *PermanentError) Error() string {
+	if e.Err != nil {
+		return e.Text + ": " + e.Err.Error()
+	}
+	return e.Text
+}
+
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Temporary reports false: retrying cannot help.
+func (e *PermanentError) Temporary() bool { return false }
 
 // Accounts is what mda needs of the account store.
 type Accounts interface {

@@ -23,9 +23,14 @@ import (
 // later.
 func Reply(err error) *gosmtp.SMTPError {
 	var se *gosmtp.SMTPError
+	var pe *mda.PermanentError
 	switch {
 	case errors.As(err, &se):
 		return se
+	case errors.Is(err, mda.ErrLoop):
+		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6}, Message: "Mail forwarding loop detected"}
+	case errors.As(err, &pe):
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: enhanced(pe.Status), Message: printable(pe.Text)}
 	case errors.Is(err, mda.ErrNoSuchUser):
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
 	case errors.Is(err, mda.ErrNotLocal):
@@ -110,3 +115,32 @@ func (s *Set) CloseServer(srv *gosmtp.Server, log *slog.Logger) error {
 
 // closeWait bounds how long CloseServer waits for deliveries in progress.
 const closeWait = 10 * time.Second
+
+// enhanced parses an RFC 3463 code such as "5.3.0"; anything else is 5.0.0.
+func enhanced(status string) gosmtp.EnhancedCode {
+	var c gosmtp.EnhancedCode
+	if n, err := fmt.Sscanf(status, "%d.%d.%d", &c[0], &c[1], &c[2]); err != nil || n != 3 || c[0] != 5 {
+		return gosmtp.EnhancedCode{5, 0, 0}
+	}
+	return c
+}
+
+// printable makes text safe for one reply line: printable ASCII only, at
+// most 200 characters.
+func printable(s string) string {
+	b := []byte(s)
+	out := b[:0]
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		out = append(out, c)
+		if len(out) == 200 {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return "Delivery failed"
+	}
+	return string(out)
+}

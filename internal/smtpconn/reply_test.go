@@ -32,6 +32,9 @@ func TestReply(t *testing.T) {
 		{errors.New("secret internal detail"), 451, gosmtp.EnhancedCode{4, 3, 0}},
 		{&os.PathError{Op: "open", Path: "/x", Err: syscall.EROFS}, 451, gosmtp.EnhancedCode{4, 3, 0}},
 		{fmt.Errorf("read message: %w", gosmtp.ErrTooLongLine), 554, gosmtp.EnhancedCode{5, 6, 0}},
+		{fmt.Errorf("deliver: %w", mda.ErrLoop), 554, gosmtp.EnhancedCode{5, 4, 6}},
+		{&mda.PermanentError{Status: "5.3.0", Text: "command failed: no such list", Err: errors.New("secret")}, 550, gosmtp.EnhancedCode{5, 3, 0}},
+		{&mda.PermanentError{Status: "2.0.0", Text: "bad status"}, 550, gosmtp.EnhancedCode{5, 0, 0}},
 	}
 	for _, c := range cases {
 		r := Reply(c.err)
@@ -41,5 +44,9 @@ func TestReply(t *testing.T) {
 		if strings.Contains(r.Message, "secret") || strings.Contains(r.Message, "/x") {
 			t.Errorf("Reply(%v) leaks internal text: %q", c.err, r.Message)
 		}
+	}
+	r := Reply(&mda.PermanentError{Status: "5.3.0", Text: "exit 1: \x00bad\r\nline \xff"})
+	if r.Message != "exit 1: ?bad??line ?" {
+		t.Errorf("command text not made printable: %q", r.Message)
 	}
 }
