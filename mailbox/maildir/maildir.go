@@ -63,6 +63,10 @@ type Store struct {
 	// syncFile is f.Sync in production; tests replace it to exercise the
 	// failure path.
 	syncFile func(*os.File) error
+	// committed, when set (by NewIndex), is told the mail home of every
+	// delivery made visible. It must return at once: delivery never
+	// waits on readers.
+	committed atomic.Pointer[func(home string)]
 }
 
 // Open opens (creating if needed) the mail root.
@@ -129,6 +133,7 @@ func checkHome(home string) error {
 // written in, by plain names, with no path to resolve again.
 type Staged struct {
 	s       *Store
+	home    string
 	md      string   // Maildir path relative to the root
 	tmp     *os.File // md/tmp
 	name    string   // base name in tmp/
@@ -174,33 +179,62 @@ func (s *Store) Stage(ctx context.Context, home string, r io.Reader) (mailbox.St
 	if err != nil {
 		return nil, fmt.Errorf("maildir: open %s/tmp: %w", md, err)
 	}
-	now := time.Now()
-	// Microseconds are zero-padded so that names sort in delivery order.
-	name := fmt.Sprintf("%d.M%06dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, s.pid, s.counter.Add(1), s.host)
-	n, err := s.writeFile(tmp, name, r)
+	name := s.uniqueName()
+	lw, err := s.writeFile(tmp, name, r, false)
 	if err != nil {
 		tmp.Close()
 		return nil, fmt.Errorf("maildir: write %s/tmp/%s: %w", md, name, err)
 	}
 	return &Staged{
 		s:     s,
+		home:  home,
 		md:    md,
 		tmp:   tmp,
 		name:  name,
-		final: name + ",S=" + strconv.FormatInt(n, 10),
-		size:  n,
+		final: sizedName(name, lw.n, lw.served()),
+		size:  lw.n,
 	}, nil
 }
 
+// uniqueName returns a new Maildir unique name (without sizes or flags).
+func (s *Store) uniqueName() string {
+	now := time.Now()
+	// Microseconds are zero-padded so that names sort in delivery order.
+	return fmt.Sprintf("%d.M%06dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, s.pid, s.counter.Add(1), s.host)
+}
+
+// sizedName adds Dovecot's size fields to a unique name: S= the bytes on
+// disk, W= the bytes with CRLF line endings (what IMAP serves), so that
+// an index can be built without reading the file.
+func sizedName(unique string, disk, served int64) string {
+	return unique + ",S=" + strconv.FormatInt(disk, 10) + ",W=" + strconv.FormatInt(served, 10)
+}
+
 // writeFile creates name in dir (O_EXCL, never following a symlink),
-// copies r into it and fsyncs it; on error it removes the file.
-func (s *Store) writeFile(dir *os.File, name string, r io.Reader) (int64, error) {
+// copies r into it (turning CRLF into LF if toLF) and fsyncs it; on error
+// it removes the file. The returned writer has counted the bytes written
+// and the size as served.
+func (s *Store) writeFile(dir *os.File, name string, r io.Reader, toLF bool) (*lfWriter, error) {
+	return s.writeFileTimed(dir, name, r, toLF, time.Time{})
+}
+
+// writeFileTimed is writeFile that also sets the file's modification time
+// (a message's internal date, as Dovecot keeps it) unless mtime is zero.
+func (s *Store) writeFileTimed(dir *os.File, name string, r io.Reader, toLF bool, mtime time.Time) (*lfWriter, error) {
 	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), name)
-	n, err := io.Copy(f, r)
+	lw := &lfWriter{w: f, toLF: toLF}
+	_, err = io.CopyBuffer(lw, r, make([]byte, 32<<10))
+	if err == nil {
+		err = lw.flush()
+	}
+	if err == nil && !mtime.IsZero() {
+		tv := unix.NsecToTimeval(mtime.UnixNano())
+		err = unix.Futimes(fd, []unix.Timeval{tv, tv})
+	}
 	if err == nil {
 		err = s.syncFile(f)
 	}
@@ -209,9 +243,9 @@ func (s *Store) writeFile(dir *os.File, name string, r io.Reader) (int64, error)
 	}
 	if err != nil {
 		unix.Unlinkat(int(dir.Fd()), name, 0)
-		return 0, err
+		return nil, err
 	}
-	return n, nil
+	return lw, nil
 }
 
 // Commit moves the message into new/ and returns once that rename is on
@@ -240,7 +274,15 @@ func (m *Staged) Commit(context.Context) error {
 	}
 	m.done = true
 	m.tmp.Close()
+	m.s.notifyCommitted(m.home)
 	return nil
+}
+
+// notifyCommitted tells the index (if any) that home's INBOX changed.
+func (s *Store) notifyCommitted(home string) {
+	if f := s.committed.Load(); f != nil {
+		(*f)(home)
+	}
 }
 
 // Abort removes the message, whether staged or committed. A committed
@@ -263,7 +305,11 @@ func (m *Staged) Abort() error {
 	if !m.done {
 		m.tmp.Close()
 	}
+	wasVisible := m.visible
 	m.done, m.visible = true, false
+	if wasVisible {
+		m.s.notifyCommitted(m.home)
+	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("maildir: remove %s: %w", m.Path(), err)
 	}

@@ -59,7 +59,7 @@ func TestStageCommit(t *testing.T) {
 		t.Fatalf("after Commit new/=%v tmp/=%v", names, listDir(t, filepath.Join(md, "tmp")))
 	}
 	name := names[0]
-	if !strings.HasSuffix(name, `.mx\057odd\072host,S=17`) || strings.Contains(name, ":") {
+	if !strings.HasSuffix(name, `.mx\057odd\072host,S=17,W=20`) || strings.Contains(name, ":") {
 		t.Errorf("file name %q: host not escaped or size missing", name)
 	}
 	b, _ := os.ReadFile(filepath.Join(md, "new", name))

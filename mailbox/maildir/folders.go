@@ -1,0 +1,436 @@
+package maildir
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+
+	"mailroom/mailbox"
+)
+
+// session is one IMAP session's handle on an account; it implements
+// mailbox.Folders. All state is in the shared account, so a session costs
+// a few words of memory.
+type session struct {
+	a      *account
+	closed atomic.Bool
+}
+
+var _ mailbox.Folders = (*session)(nil)
+
+var errClosed = errors.New("maildir: folders closed")
+
+func (s *session) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return ctx.Err()
+}
+
+// Close ends the session's use of the account. Shared state stays cached
+// for the next session.
+func (s *session) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+// withFolder runs fn on the named folder, synced with the disk, holding
+// the account shared and the folder exclusively.
+func (s *session) withFolder(ctx context.Context, name string, fn func(f *folder) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	s.a.mu.RLock()
+	defer s.a.mu.RUnlock()
+	f, err := s.a.folder(name)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.sync(ctx); err != nil {
+		return err
+	}
+	return fn(f)
+}
+
+// Sync brings the folder's index up to date with the disk and returns its
+// current snapshot, shared with every other session of the folder.
+func (s *session) Sync(ctx context.Context, name string) (*mailbox.Snapshot, error) {
+	var snap *mailbox.Snapshot
+	err := s.withFolder(ctx, name, func(f *folder) error {
+		snap = f.snap
+		return nil
+	})
+	return snap, err
+}
+
+// Watch returns a channel closed at the folder's next change made in this
+// process (a delivery, a change by any session, the folder's deletion).
+// An invalid name gets a channel that is never closed.
+func (s *session) Watch(name string) <-chan struct{} {
+	f, err := s.a.folder(name)
+	if err != nil {
+		return nil
+	}
+	return f.watch()
+}
+
+// List returns INBOX and every folder in the Maildir, sorted, with their
+// subscription and special use.
+func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	s.a.mu.RLock()
+	names, err := s.a.listDirs()
+	s.a.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	names = append([]string{inbox}, names...)
+	out := make([]mailbox.Folder, len(names))
+	err = s.a.ix.db.View(func(tx *bolt.Tx) error {
+		hb := homeBucket(tx, s.a.home)
+		for i, n := range names {
+			out[i].Name = n
+			if hb != nil {
+				out[i].Subscribed = hb.Bucket(bucketSubs).Get([]byte(n)) != nil
+				out[i].SpecialUse = string(hb.Bucket(bucketSpecial).Get([]byte(n)))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Create makes a folder, and its missing parents, durably.
+func (s *session) Create(ctx context.Context, name string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	canon, _, err := folderDir(name)
+	if err != nil {
+		return err
+	}
+	if canon == inbox {
+		return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, canon)
+	}
+	s.a.mu.Lock()
+	defer s.a.mu.Unlock()
+	_, dir, _ := folderDir(canon)
+	if s.a.dirExists(dir) {
+		return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, canon)
+	}
+	if err := s.a.makeFolder(canon); err != nil {
+		return err
+	}
+	// A stale index under this name (the folder was removed by hand)
+	// must not give its UIDs to the new folder.
+	return s.a.dropIndex(canon)
+}
+
+// makeFolder makes canon's directory and those of its missing parents.
+// The caller holds a.mu exclusively.
+func (a *account) makeFolder(canon string) error {
+	levels := strings.Split(canon, "/")
+	for i := range levels {
+		n := strings.Join(levels[:i+1], "/")
+		if n == inbox {
+			continue
+		}
+		_, dir, err := folderDir(n)
+		if err != nil {
+			return err
+		}
+		if p := path.Join(a.md, dir); !a.exists(p) {
+			if err := a.ix.store.create(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// dirExists reports whether the Maildir has the folder directory dir.
+func (a *account) dirExists(dir string) bool {
+	fi, err := a.ix.store.root.Lstat(path.Join(a.md, dir))
+	return err == nil && fi.IsDir()
+}
+
+// dropIndex deletes a folder's index (not its subscription).
+func (a *account) dropIndex(canon string) error {
+	err := a.ix.db.Update(func(tx *bolt.Tx) error {
+		hb, err := makeHomeBucket(tx, a.home)
+		if err != nil {
+			return err
+		}
+		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: drop index of %s: %w", canon, err)
+	}
+	return nil
+}
+
+// Delete removes a folder with its messages and index; its children and
+// its subscription stay (RFC 3501 §6.3.4).
+func (s *session) Delete(ctx context.Context, name string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	canon, dir, err := folderDir(name)
+	if err != nil {
+		return err
+	}
+	if canon == inbox {
+		return fmt.Errorf("%w: cannot delete INBOX", mailbox.ErrNotAllowed)
+	}
+	s.a.mu.Lock()
+	defer s.a.mu.Unlock()
+	if !s.a.dirExists(dir) {
+		return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, canon)
+	}
+	if err := s.a.ix.store.root.RemoveAll(path.Join(s.a.md, dir)); err != nil {
+		return fmt.Errorf("maildir: delete %s: %w", canon, err)
+	}
+	if err := s.a.syncMaildir(); err != nil {
+		return err
+	}
+	s.a.forget(canon)
+	err = s.a.ix.db.Update(func(tx *bolt.Tx) error {
+		hb, err := makeHomeBucket(tx, s.a.home)
+		if err != nil {
+			return err
+		}
+		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		return hb.Bucket(bucketSpecial).Delete([]byte(canon))
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: delete index of %s: %w", canon, err)
+	}
+	return nil
+}
+
+// syncMaildir fsyncs the Maildir directory, where folder directories are
+// made, removed and renamed.
+func (a *account) syncMaildir() error {
+	if err := a.ix.store.fsyncDir(a.md); err != nil {
+		return fmt.Errorf("maildir: sync %s: %w", a.md, err)
+	}
+	return nil
+}
+
+// Rename renames a folder and its children, with their indexes (UIDs and
+// UIDVALIDITY kept), subscriptions and special use. Renaming INBOX moves
+// its messages into a new folder and leaves INBOX empty.
+func (s *session) Rename(ctx context.Context, oldName, newName string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	oldCanon, oldDir, err := folderDir(oldName)
+	if err != nil {
+		return err
+	}
+	newCanon, newDir, err := folderDir(newName)
+	if err != nil {
+		return err
+	}
+	switch {
+	case newCanon == inbox:
+		return fmt.Errorf("%w: INBOX", mailbox.ErrFolderExists)
+	case newCanon == oldCanon:
+		return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, newCanon)
+	case strings.HasPrefix(newCanon, oldCanon+"/"):
+		return fmt.Errorf("%w: rename %s into itself", mailbox.ErrNotAllowed, oldCanon)
+	}
+	if oldCanon == inbox {
+		return s.renameInbox(ctx, newCanon)
+	}
+	s.a.mu.Lock()
+	defer s.a.mu.Unlock()
+	if !s.a.dirExists(oldDir) {
+		return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, oldCanon)
+	}
+	if s.a.dirExists(newDir) {
+		return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, newCanon)
+	}
+	all, err := s.a.listDirs()
+	if err != nil {
+		return err
+	}
+	// The folder first, then its children (RFC 3501 §6.3.5).
+	renames := [][2]string{{oldCanon, newCanon}}
+	for _, n := range all {
+		if rest, ok := strings.CutPrefix(n, oldCanon+"/"); ok {
+			to := newCanon + "/" + rest
+			if _, _, err := folderDir(to); err != nil {
+				return err
+			}
+			if _, d, _ := folderDir(to); s.a.dirExists(d) {
+				return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, to)
+			}
+			renames = append(renames, [2]string{n, to})
+		}
+	}
+	if i := strings.LastIndexByte(newCanon, '/'); i > 0 {
+		if err := s.a.makeFolder(newCanon[:i]); err != nil {
+			return err
+		}
+	}
+	for _, r := range renames {
+		_, from, _ := folderDir(r[0])
+		_, to, _ := folderDir(r[1])
+		if err := s.a.ix.store.root.Rename(path.Join(s.a.md, from), path.Join(s.a.md, to)); err != nil {
+			return fmt.Errorf("maildir: rename %s to %s: %w", r[0], r[1], err)
+		}
+		s.a.forget(r[0])
+		s.a.forget(r[1])
+	}
+	if err := s.a.syncMaildir(); err != nil {
+		return err
+	}
+	err = s.a.ix.db.Update(func(tx *bolt.Tx) error {
+		hb, err := makeHomeBucket(tx, s.a.home)
+		if err != nil {
+			return err
+		}
+		for _, r := range renames {
+			from, to := []byte(r[0]), []byte(r[1])
+			fb := hb.Bucket(bucketFolders)
+			if err := fb.DeleteBucket(to); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return err
+			}
+			if src := fb.Bucket(from); src != nil {
+				dst, err := fb.CreateBucket(to)
+				if err != nil {
+					return err
+				}
+				if err := copyBucket(dst, src); err != nil {
+					return err
+				}
+				if err := fb.DeleteBucket(from); err != nil {
+					return err
+				}
+			}
+			for _, bn := range [][]byte{bucketSubs, bucketSpecial} {
+				b := hb.Bucket(bn)
+				if v := b.Get(from); v != nil {
+					if err := b.Put(to, v); err != nil {
+						return err
+					}
+					if err := b.Delete(from); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: rename index of %s: %w", oldCanon, err)
+	}
+	return nil
+}
+
+// copyBucket copies src's keys and sub-buckets into dst. Keys and values
+// are copied out of src, which the caller deletes in the same transaction.
+func copyBucket(dst, src *bolt.Bucket) error {
+	return src.ForEach(func(k, v []byte) error {
+		if v != nil {
+			return dst.Put(bytes.Clone(k), bytes.Clone(v))
+		}
+		d, err := dst.CreateBucket(bytes.Clone(k))
+		if err != nil {
+			return err
+		}
+		return copyBucket(d, src.Bucket(k))
+	})
+}
+
+// renameInbox moves INBOX's messages into a new folder newCanon.
+func (s *session) renameInbox(ctx context.Context, newCanon string) error {
+	if err := func() error {
+		s.a.mu.Lock()
+		defer s.a.mu.Unlock()
+		_, dir, _ := folderDir(newCanon)
+		if s.a.dirExists(dir) {
+			return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, newCanon)
+		}
+		if err := s.a.makeFolder(newCanon); err != nil {
+			return err
+		}
+		return s.a.dropIndex(newCanon)
+	}(); err != nil {
+		return err
+	}
+	snap, err := s.Sync(ctx, inbox)
+	if err != nil {
+		return err
+	}
+	uids := make([]uint32, len(snap.Messages))
+	for i, m := range snap.Messages {
+		uids[i] = m.UID
+	}
+	_, _, _, err = s.Move(ctx, inbox, uids, newCanon)
+	return err
+}
+
+// SetSubscribed subscribes or unsubscribes a folder name; the folder need
+// not exist (RFC 3501 §6.3.6).
+func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	canon, _, err := folderDir(name)
+	if err != nil {
+		return err
+	}
+	err = s.a.ix.db.Update(func(tx *bolt.Tx) error {
+		hb, err := makeHomeBucket(tx, s.a.home)
+		if err != nil {
+			return err
+		}
+		if on {
+			return hb.Bucket(bucketSubs).Put([]byte(canon), nil)
+		}
+		return hb.Bucket(bucketSubs).Delete([]byte(canon))
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: subscribe %s: %w", canon, err)
+	}
+	return nil
+}
+
+// sortNames sorts IMAP names with INBOX and its children first.
+func sortNames(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		ii, ij := isInboxName(names[i]), isInboxName(names[j])
+		if ii != ij {
+			return ii
+		}
+		return names[i] < names[j]
+	})
+}
+
+func isInboxName(n string) bool { return n == inbox || strings.HasPrefix(n, inbox+"/") }
+
+func sortByName(p []pendingFile) {
+	sort.Slice(p, func(i, j int) bool { return p[i].name < p[j].name })
+}
+
+// errNotExist reports whether err means a file is gone.
+func errNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -1,0 +1,548 @@
+package maildir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"mailroom/mailbox"
+)
+
+// Open returns a message's content with CRLF line endings, and its size
+// as served. A file renamed or removed behind the index's back is found
+// again by a sync; one that is gone is mailbox.ErrNoMessage.
+func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSeekCloser, int64, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, 0, err
+	}
+	s.a.mu.RLock()
+	defer s.a.mu.RUnlock()
+	f, err := s.a.folder(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		f.mu.Lock()
+		if attempt > 0 || !f.loaded {
+			if err := f.sync(ctx); err != nil {
+				f.mu.Unlock()
+				return nil, 0, err
+			}
+		}
+		e := f.find(uid)
+		var sub, file string
+		var size int64
+		if e != nil {
+			sub, file, size = e.subdir(), e.name, e.size
+		}
+		f.mu.Unlock()
+		if e == nil {
+			break
+		}
+		fh, err := s.a.ix.store.openIn(path.Join(f.dir, sub), file)
+		if err == nil {
+			return newCRLFReader(fh, size), size, nil
+		}
+		if !errNotExist(err) {
+			return nil, 0, fmt.Errorf("maildir: open message %d in %s: %w", uid, f.name, err)
+		}
+		// Renamed by another program, or removed: a rescan tells.
+		f.mu.Lock()
+		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
+		f.mu.Unlock()
+	}
+	return nil, 0, fmt.Errorf("%w: uid %d in %s", mailbox.ErrNoMessage, uid, name)
+}
+
+// openIn opens file (a plain name) in dir (relative to the mail root) for
+// reading, refusing symlinks.
+func (s *Store) openIn(dir, file string) (*os.File, error) {
+	d, err := s.openDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	fd, err := unix.Openat(int(d.Fd()), file, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path.Join(dir, file), Err: err}
+	}
+	return os.NewFile(uintptr(fd), file), nil
+}
+
+// Append stores a message in the folder: written to tmp/ (CRLF turned
+// into LF) and fsynced, its mtime set to the internal date, renamed into
+// cur/ with its flags in the name, cur/ fsynced; only then does it return
+// the UID.
+func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (uidValidity, uid uint32, err error) {
+	if err := s.check(ctx); err != nil {
+		return 0, 0, err
+	}
+	s.a.mu.RLock()
+	defer s.a.mu.RUnlock()
+	f, err := s.a.folder(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	f.mu.Lock()
+	err = f.sync(ctx)
+	f.mu.Unlock()
+	if err != nil {
+		return 0, 0, err
+	}
+	st := s.a.ix.store
+	tmp, err := st.openDir(path.Join(f.dir, "tmp"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("maildir: open %s/tmp: %w", f.dir, err)
+	}
+	defer tmp.Close()
+	cur, err := st.openDir(path.Join(f.dir, "cur"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("maildir: open %s/cur: %w", f.dir, err)
+	}
+	defer cur.Close()
+	if date.IsZero() {
+		date = time.Now()
+	}
+	unique := st.uniqueName()
+	lw, err := st.writeFileTimed(tmp, unique, r, true, date)
+	if err != nil {
+		return 0, 0, fmt.Errorf("maildir: append to %s: %w", f.name, err)
+	}
+	sys, kws := imapFlags(flags)
+	final := sizedName(unique, lw.n, lw.served()) + infoSuffix(sys, "")
+	e := &entry{flags: sys, kws: kws, date: date.Unix(), size: lw.served(), disk: lw.n, name: final}
+
+	f.mu.Lock()
+	err = f.sync(ctx)
+	if err == nil {
+		if err = unix.Renameat(int(tmp.Fd()), unique, int(cur.Fd()), final); err == nil {
+			if err = f.commit(nil, []*entry{e}, nil); err != nil {
+				unix.Unlinkat(int(cur.Fd()), final, 0)
+			}
+		}
+	}
+	uidValidity = f.uidValidity
+	f.mu.Unlock()
+	if err != nil {
+		unix.Unlinkat(int(tmp.Fd()), unique, 0)
+		return 0, 0, fmt.Errorf("maildir: append to %s: %w", f.name, err)
+	}
+	if err := st.syncDir(path.Join(f.dir, "cur"), cur); err != nil {
+		return 0, 0, fmt.Errorf("maildir: sync %s/cur: %w", f.dir, err)
+	}
+	return uidValidity, e.uid, nil
+}
+
+// dirs holds a folder's new/ and cur/ open for a batch of renames.
+type dirs struct {
+	st       *Store
+	dir      string
+	new, cur *os.File
+	dirtyNew bool
+	dirtyCur bool
+}
+
+func (d *dirs) get(inNew bool) (*os.File, error) {
+	p := &d.cur
+	sub := "cur"
+	if inNew {
+		p, sub = &d.new, "new"
+	}
+	if *p == nil {
+		f, err := d.st.openDir(path.Join(d.dir, sub))
+		if err != nil {
+			return nil, fmt.Errorf("maildir: open %s/%s: %w", d.dir, sub, err)
+		}
+		*p = f
+	}
+	return *p, nil
+}
+
+func (d *dirs) fd(inNew bool) (int, error) {
+	f, err := d.get(inNew)
+	if err != nil {
+		return -1, err
+	}
+	if inNew {
+		d.dirtyNew = true
+	} else {
+		d.dirtyCur = true
+	}
+	return int(f.Fd()), nil
+}
+
+// sync fsyncs the directories changed.
+func (d *dirs) sync() error {
+	if d.dirtyNew {
+		if err := d.st.syncDir(path.Join(d.dir, "new"), d.new); err != nil {
+			return fmt.Errorf("maildir: sync %s/new: %w", d.dir, err)
+		}
+	}
+	if d.dirtyCur {
+		if err := d.st.syncDir(path.Join(d.dir, "cur"), d.cur); err != nil {
+			return fmt.Errorf("maildir: sync %s/cur: %w", d.dir, err)
+		}
+	}
+	return nil
+}
+
+func (d *dirs) close() {
+	if d.new != nil {
+		d.new.Close()
+	}
+	if d.cur != nil {
+		d.cur.Close()
+	}
+}
+
+// dedupe returns uids without repeats, in their first order.
+func dedupe(uids []uint32) []uint32 {
+	seen := make(map[uint32]bool, len(uids))
+	out := make([]uint32, 0, len(uids))
+	for _, u := range uids {
+		if !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// SetFlags changes flags: Maildir flags by renaming each file (into cur/),
+// keywords in the index only. Every changed message gets the folder's next
+// modseq.
+func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op mailbox.FlagOp, flags []string) (*mailbox.Snapshot, error) {
+	var snap *mailbox.Snapshot
+	err := s.withFolder(ctx, name, func(f *folder) error {
+		addSys, addKw := imapFlags(flags)
+		d := &dirs{st: s.a.ix.store, dir: f.dir}
+		defer d.close()
+		var updates []entryUpdate
+		var err error
+		for _, uid := range dedupe(uids) {
+			e := f.find(uid)
+			if e == nil {
+				continue
+			}
+			nsys, nkw := applyFlags(e.flags, e.kws, op, addSys, addKw)
+			if nsys == e.flags && sameKeywords(nkw, e.kws) {
+				continue
+			}
+			u := *e
+			u.flags, u.kws = nsys, nkw
+			if nsys != e.flags {
+				fn := parseFileName(e.name)
+				u.name, u.inNew = fn.key+infoSuffix(nsys, fn.other), false
+				var from, to int
+				if from, err = d.fd(e.inNew); err != nil {
+					break
+				}
+				if to, err = d.fd(false); err != nil {
+					break
+				}
+				if err = unix.Renameat(from, e.name, to, u.name); err != nil {
+					if errors.Is(err, unix.ENOENT) {
+						// Renamed or removed behind our back; the
+						// next sync tells which.
+						f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
+						err = nil
+						continue
+					}
+					err = fmt.Errorf("maildir: rename %s/%s/%s: %w", f.dir, e.subdir(), e.name, err)
+					break
+				}
+			}
+			updates = append(updates, entryUpdate{e, u})
+		}
+		// What was renamed is recorded even if a later rename failed.
+		if len(updates) > 0 {
+			if cerr := f.commit(updates, nil, nil); err == nil {
+				err = cerr
+			}
+		}
+		if serr := d.sync(); err == nil {
+			err = serr
+		}
+		snap = f.snap
+		return err
+	})
+	return snap, err
+}
+
+// Expunge unlinks the messages' files, fsyncs their directories and drops
+// them from the index.
+func (s *session) Expunge(ctx context.Context, name string, uids []uint32) (*mailbox.Snapshot, error) {
+	var snap *mailbox.Snapshot
+	err := s.withFolder(ctx, name, func(f *folder) error {
+		d := &dirs{st: s.a.ix.store, dir: f.dir}
+		defer d.close()
+		removed, err := f.unlink(d, uids)
+		if len(removed) > 0 {
+			if cerr := f.commit(nil, nil, removed); err == nil {
+				err = cerr
+			}
+		}
+		if serr := d.sync(); err == nil {
+			err = serr
+		}
+		snap = f.snap
+		return err
+	})
+	return snap, err
+}
+
+// unlink removes the files of uids (a file already gone counts as
+// removed) and returns their entries.
+func (f *folder) unlink(d *dirs, uids []uint32) ([]*entry, error) {
+	var removed []*entry
+	for _, uid := range dedupe(uids) {
+		e := f.find(uid)
+		if e == nil {
+			continue
+		}
+		fd, err := d.fd(e.inNew)
+		if err != nil {
+			return removed, err
+		}
+		if err := unix.Unlinkat(fd, e.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return removed, fmt.Errorf("maildir: remove %s/%s/%s: %w", f.dir, e.subdir(), e.name, err)
+		}
+		removed = append(removed, e)
+	}
+	return removed, nil
+}
+
+// twoFolders runs fn with the source and destination folders synced and
+// locked (in name order, so that two sessions copying in opposite
+// directions cannot deadlock).
+func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, df *folder) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	s.a.mu.RLock()
+	defer s.a.mu.RUnlock()
+	sf, err := s.a.folder(src)
+	if err != nil {
+		return err
+	}
+	df, err := s.a.folder(dst)
+	if err != nil {
+		return err
+	}
+	first, second := sf, df
+	if second.name < first.name {
+		first, second = second, first
+	}
+	first.mu.Lock()
+	defer first.mu.Unlock()
+	if second != first {
+		second.mu.Lock()
+		defer second.mu.Unlock()
+	}
+	if err := sf.sync(ctx); err != nil {
+		return err
+	}
+	if df != sf {
+		if err := df.sync(ctx); err != nil {
+			return err
+		}
+	}
+	return fn(sf, df)
+}
+
+// Copy copies messages to dest, keeping flags, keywords and internal
+// dates. A copy is a hard link under a new unique name (the content never
+// changes, only names do), or a copied file where linking fails.
+func (s *session) Copy(ctx context.Context, name string, uids []uint32, dest string) (uidValidity uint32, src, dst []uint32, err error) {
+	err = s.twoFolders(ctx, name, dest, func(sf, df *folder) error {
+		uidValidity = df.uidValidity
+		var err error
+		src, dst, err = s.copyLocked(sf, df, uids)
+		return err
+	})
+	return uidValidity, src, dst, err
+}
+
+func (s *session) copyLocked(sf, df *folder, uids []uint32) (src, dst []uint32, err error) {
+	st := s.a.ix.store
+	sd := &dirs{st: st, dir: sf.dir}
+	defer sd.close()
+	dd := &dirs{st: st, dir: df.dir}
+	defer dd.close()
+	var added []*entry
+	for _, uid := range dedupe(uids) {
+		e := sf.find(uid)
+		if e == nil {
+			continue
+		}
+		var from, to int
+		if from, err = sd.fd(e.inNew); err != nil {
+			break
+		}
+		sd.dirtyNew, sd.dirtyCur = false, false // only read
+		if to, err = dd.fd(false); err != nil {
+			break
+		}
+		unique := st.uniqueName()
+		ne := &entry{flags: e.flags, kws: e.kws, date: e.date, size: e.size, disk: e.disk}
+		ne.name = sizedName(unique, e.disk, e.size) + infoSuffix(e.flags, "")
+		lerr := unix.Linkat(from, e.name, to, ne.name, 0)
+		if errors.Is(lerr, unix.ENOENT) {
+			sf.seenNew, sf.seenCur = dirSeen{}, dirSeen{}
+			continue
+		}
+		if lerr != nil {
+			if err = s.copyFile(sf, df, e, ne, unique); err != nil {
+				if errNotExist(err) {
+					err = nil
+					continue
+				}
+				break
+			}
+		}
+		added = append(added, ne)
+		src = append(src, uid)
+	}
+	if len(added) > 0 {
+		if cerr := df.commit(nil, added, nil); cerr != nil {
+			for _, e := range added {
+				unix.Unlinkat(int(dd.cur.Fd()), e.name, 0)
+			}
+			return nil, nil, cerr
+		}
+	}
+	if serr := dd.sync(); err == nil {
+		err = serr
+	}
+	for _, e := range added {
+		dst = append(dst, e.uid)
+	}
+	return src, dst, err
+}
+
+// copyFile copies e's file from sf into df's cur/ as ne (through tmp/,
+// fsynced), for when a hard link is not possible.
+func (s *session) copyFile(sf, df *folder, e, ne *entry, unique string) error {
+	st := s.a.ix.store
+	in, err := st.openIn(path.Join(sf.dir, e.subdir()), e.name)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := st.openDir(path.Join(df.dir, "tmp"))
+	if err != nil {
+		return err
+	}
+	defer tmp.Close()
+	cur, err := st.openDir(path.Join(df.dir, "cur"))
+	if err != nil {
+		return err
+	}
+	defer cur.Close()
+	lw, err := st.writeFileTimed(tmp, unique, in, false, time.Unix(e.date, 0))
+	if err != nil {
+		return fmt.Errorf("maildir: copy %s: %w", e.name, err)
+	}
+	ne.disk, ne.size = lw.n, lw.served()
+	ne.name = sizedName(unique, lw.n, lw.served()) + infoSuffix(e.flags, "")
+	if err := unix.Renameat(int(tmp.Fd()), unique, int(cur.Fd()), ne.name); err != nil {
+		unix.Unlinkat(int(tmp.Fd()), unique, 0)
+		return fmt.Errorf("maildir: copy %s: %w", e.name, err)
+	}
+	return nil
+}
+
+// Move moves messages to dest by renaming their files (keeping their
+// unique names unless dest has one already), then drops them from the
+// source. Within one folder it is a copy and an expunge.
+func (s *session) Move(ctx context.Context, name string, uids []uint32, dest string) (uidValidity uint32, src, dst []uint32, err error) {
+	err = s.twoFolders(ctx, name, dest, func(sf, df *folder) error {
+		uidValidity = df.uidValidity
+		var err error
+		if sf == df {
+			if src, dst, err = s.copyLocked(sf, df, uids); err != nil {
+				return err
+			}
+			d := &dirs{st: s.a.ix.store, dir: sf.dir}
+			defer d.close()
+			removed, err := sf.unlink(d, src)
+			if len(removed) > 0 {
+				if cerr := sf.commit(nil, nil, removed); err == nil {
+					err = cerr
+				}
+			}
+			if serr := d.sync(); err == nil {
+				err = serr
+			}
+			return err
+		}
+		src, dst, err = s.moveLocked(sf, df, uids)
+		return err
+	})
+	return uidValidity, src, dst, err
+}
+
+func (s *session) moveLocked(sf, df *folder, uids []uint32) (src, dst []uint32, err error) {
+	st := s.a.ix.store
+	sd := &dirs{st: st, dir: sf.dir}
+	defer sd.close()
+	dd := &dirs{st: st, dir: df.dir}
+	defer dd.close()
+	var added, removed []*entry
+	for _, uid := range dedupe(uids) {
+		e := sf.find(uid)
+		if e == nil {
+			continue
+		}
+		var from, to int
+		if from, err = sd.fd(e.inNew); err != nil {
+			break
+		}
+		if to, err = dd.fd(false); err != nil {
+			break
+		}
+		fn := parseFileName(e.name)
+		key := fn.key
+		if df.byKey[key] != nil {
+			key = sizedName(st.uniqueName(), e.disk, e.size)
+		}
+		ne := &entry{flags: e.flags, kws: e.kws, date: e.date, size: e.size, disk: e.disk, name: key + infoSuffix(e.flags, "")}
+		if rerr := unix.Renameat(from, e.name, to, ne.name); rerr != nil {
+			if errors.Is(rerr, unix.ENOENT) {
+				sf.seenNew, sf.seenCur = dirSeen{}, dirSeen{}
+				continue
+			}
+			err = fmt.Errorf("maildir: move %s/%s/%s to %s: %w", sf.dir, e.subdir(), e.name, df.name, rerr)
+			break
+		}
+		added = append(added, ne)
+		removed = append(removed, e)
+		src = append(src, uid)
+	}
+	// The destination first: a crash in between leaves the message in
+	// both indexes, and the source's next sync drops it there.
+	if len(added) > 0 {
+		if cerr := df.commit(nil, added, nil); cerr != nil {
+			return nil, nil, cerr
+		}
+		if cerr := sf.commit(nil, nil, removed); cerr != nil {
+			return nil, nil, cerr
+		}
+	}
+	if serr := dd.sync(); err == nil {
+		err = serr
+	}
+	if serr := sd.sync(); err == nil {
+		err = serr
+	}
+	for _, e := range added {
+		dst = append(dst, e.uid)
+	}
+	return src, dst, err
+}
