@@ -1,0 +1,254 @@
+package imap
+
+import (
+	"errors"
+	"io"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"mailroom/mailbox"
+)
+
+// Fetch answers FETCH and UID FETCH. FLAGS, UID, INTERNALDATE and
+// RFC822.SIZE come from the view; the message is opened only for the
+// other items, and parsed only as far as they need. A body section
+// without .PEEK sets \Seen (not in EXAMINE) and reports the new flags in
+// the same response (RFC 9051 §6.4.5).
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) error {
+	defer s.enter()()
+	idx, err := s.resolve(numSet)
+	if err != nil {
+		return err
+	}
+	seen, err := s.markSeen(idx, options)
+	if err != nil {
+		return err
+	}
+	expunged := false
+	for _, i := range idx {
+		m := s.view.Messages[i]
+		flagsChanged := false
+		if nm, ok := seen[m.UID]; ok {
+			m.Flags, flagsChanged = nm.Flags, true
+		}
+		err := s.fetchOne(w, uint32(i+1), m, flagsChanged, options)
+		if errors.Is(err, errGone) {
+			expunged = true
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if expunged {
+		return errExpunged
+	}
+	return nil
+}
+
+var errGone = errors.New("message gone")
+
+// markSeen sets \Seen on the messages a non-peek FETCH reads and returns
+// their new state.
+func (s *session) markSeen(idx []int, options *goimap.FetchOptions) (map[uint32]mailbox.Message, error) {
+	if s.readOnly {
+		return nil, nil
+	}
+	peek := true
+	for _, b := range options.BodySection {
+		peek = peek && b.Peek
+	}
+	for _, b := range options.BinarySection {
+		peek = peek && b.Peek
+	}
+	if peek {
+		return nil, nil
+	}
+	var uids []uint32
+	for _, i := range idx {
+		if m := s.view.Messages[i]; !hasFlag(m.Flags, mailbox.FlagSeen) {
+			uids = append(uids, m.UID)
+		}
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	snap, err := s.folders.SetFlags(s.ctx, s.name, uids, mailbox.FlagsAdd, []string{mailbox.FlagSeen})
+	if err != nil {
+		return nil, s.fail("set \\Seen", err)
+	}
+	out := make(map[uint32]mailbox.Message, len(uids))
+	for _, uid := range uids {
+		if i, ok := indexOf(snap.Messages, uid); ok {
+			out[uid] = snap.Messages[i]
+			s.noteReported(uid, snap.Messages[i].ModSeq)
+		}
+	}
+	return out, nil
+}
+
+func (s *session) noteReported(uid uint32, modSeq uint64) {
+	if s.reported == nil {
+		s.reported = map[uint32]uint64{}
+	}
+	s.reported[uid] = modSeq
+}
+
+// fetchItems is what one message's FETCH response carries beyond the
+// view's data, computed before the response starts so that a message that
+// cannot be read or parsed never leaves a half-written response.
+type fetchItems struct {
+	env      *goimap.Envelope
+	bs       goimap.BodyStructure
+	sections [][]byte // parallel to options.BodySection; nil entries use spans
+	spans    []span
+	binary   [][]byte
+}
+
+func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Message, flagsChanged bool, options *goimap.FetchOptions) error {
+	var (
+		items fetchItems
+		c     *content
+	)
+	if needsContent(options) {
+		r, size, err := s.folders.Open(s.ctx, s.name, m.UID)
+		if errors.Is(err, mailbox.ErrNoMessage) {
+			return errGone
+		}
+		if err != nil {
+			return s.fail("open message", err)
+		}
+		defer r.Close()
+		c, err = newContent(r, size)
+		if err == nil {
+			err = c.items(options, &items)
+		}
+		if err != nil {
+			s.log.Error("read message", "folder", s.name, "uid", m.UID, "err", err)
+			return errTemporary
+		}
+	}
+	rw := w.CreateMessage(seq)
+	if options.UID {
+		rw.WriteUID(goimap.UID(m.UID))
+	}
+	if options.Flags || flagsChanged {
+		rw.WriteFlags(imapFlags(m.Flags))
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(m.InternalDate)
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(m.Size)
+	}
+	if options.Envelope {
+		rw.WriteEnvelope(items.env)
+	}
+	if options.BodyStructure != nil {
+		rw.WriteBodyStructure(items.bs)
+	}
+	for i, sec := range options.BodySection {
+		if b := items.sections[i]; b != nil {
+			if err := writeBytes(rw.WriteBodySection(sec, int64(len(b))), b); err != nil {
+				return err
+			}
+			continue
+		}
+		sp := items.spans[i]
+		if err := s.writeSpan(rw.WriteBodySection(sec, sp.n), c, sp); err != nil {
+			return err
+		}
+	}
+	for i, sec := range options.BinarySection {
+		b := items.binary[i]
+		if err := writeBytes(rw.WriteBinarySection(sec, int64(len(b))), b); err != nil {
+			return err
+		}
+	}
+	for _, sec := range options.BinarySectionSize {
+		n := uint32(0)
+		if b, err := c.binary(&goimap.FetchItemBinarySection{Part: sec.Part}); err == nil {
+			n = uint32(len(b))
+		}
+		rw.WriteBinarySectionSize(sec, n)
+	}
+	return rw.Close()
+}
+
+func needsContent(o *goimap.FetchOptions) bool {
+	return o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+}
+
+// items computes everything that needs the message's content.
+func (c *content) items(o *goimap.FetchOptions, it *fetchItems) error {
+	if o.Envelope {
+		it.env = c.envelope()
+	}
+	if o.BodyStructure != nil {
+		bs, err := c.bodyStructure()
+		if err != nil {
+			return err
+		}
+		it.bs = bs
+	}
+	it.sections = make([][]byte, len(o.BodySection))
+	it.spans = make([]span, len(o.BodySection))
+	for i, sec := range o.BodySection {
+		if sp, ok := c.rawSection(sec); ok {
+			it.spans[i] = sp
+			continue
+		}
+		b, err := c.section(sec)
+		if err != nil || b == nil {
+			b = []byte{} // a part that is not there, or does not parse: empty
+		}
+		it.sections[i] = b
+	}
+	it.binary = make([][]byte, len(o.BinarySection))
+	for i, sec := range o.BinarySection {
+		b, err := c.binary(sec)
+		if err != nil || b == nil {
+			b = []byte{}
+		}
+		it.binary[i] = b
+	}
+	return nil
+}
+
+func writeBytes(wc io.WriteCloser, b []byte) error {
+	_, err := wc.Write(b)
+	if cerr := wc.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeSpan copies a byte range of the stored message into a literal whose
+// size is already on the wire. Should the file end early (changed under
+// us), the literal is padded with spaces so that the session stays in
+// step; the error is logged.
+func (s *session) writeSpan(wc io.WriteCloser, c *content, sp span) error {
+	var n int64
+	var rerr error
+	if _, err := c.r.Seek(sp.off, io.SeekStart); err != nil {
+		rerr = err
+	} else {
+		n, rerr = io.Copy(wc, io.LimitReader(c.r, sp.n))
+	}
+	if n < sp.n {
+		s.log.Error("message shorter than its size; padded", "folder", s.name, "err", rerr)
+		pad := make([]byte, 4096)
+		for i := range pad {
+			pad[i] = ' '
+		}
+		for n < sp.n {
+			k := min(int64(len(pad)), sp.n-n)
+			if _, err := wc.Write(pad[:k]); err != nil {
+				return err
+			}
+			n += k
+		}
+	}
+	return wc.Close()
+}

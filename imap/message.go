@@ -1,0 +1,362 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Reading stored messages for FETCH and SEARCH. The library's extractors
+// give up on a header that go-message cannot parse (a line without a
+// colon, a key with 8-bit bytes, a leading space): BODY[] would come back
+// empty. So the header is split off and parsed here, leniently, and the
+// library sees a cleaned copy; the raw bytes are served for BODY[],
+// BODY[HEADER] and BODY[TEXT], and a message whose structure cannot be
+// parsed is one text/plain part.
+
+// field is one header field: its name and its raw bytes, continuation
+// lines and line ending included.
+type field struct {
+	key string
+	raw []byte
+}
+
+// splitHeader reads the header block of a message: every line up to and
+// including the first empty one (or everything, if there is none).
+func splitHeader(br *bufio.Reader) ([]byte, error) {
+	var raw []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		raw = append(raw, line...)
+		if err == bufio.ErrBufferFull {
+			continue // a long line: keep reading it
+		}
+		if err == io.EOF {
+			return raw, nil
+		}
+		if err != nil {
+			return raw, err
+		}
+		if isBlank(line) && (len(raw) == len(line) || raw[len(raw)-len(line)-1] == '\n') {
+			return raw, nil
+		}
+	}
+}
+
+func isBlank(line []byte) bool {
+	return string(line) == "\r\n" || string(line) == "\n"
+}
+
+// parseFields splits a header block into fields. Lines that are neither
+// "name: value" with a printable-ASCII name nor a continuation of such a
+// field are skipped, as is a continuation with no field before it.
+func parseFields(raw []byte) []field {
+	var fields []field
+	cur := -1
+	for len(raw) > 0 {
+		n := bytes.IndexByte(raw, '\n') + 1
+		if n == 0 {
+			n = len(raw)
+		}
+		line := raw[:n]
+		raw = raw[n:]
+		if isBlank(line) {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if cur >= 0 {
+				fields[cur].raw = append(fields[cur].raw, line...)
+			}
+			continue
+		}
+		cur = -1
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue
+		}
+		key := strings.TrimRight(string(line[:colon]), " \t")
+		if !validKey(key) {
+			continue
+		}
+		fields = append(fields, field{key: key, raw: append([]byte(nil), line...)})
+		cur = len(fields) - 1
+	}
+	for i := range fields { // a last line without its line ending
+		if r := fields[i].raw; r[len(r)-1] != '\n' {
+			fields[i].raw = append(r, '\r', '\n')
+		}
+	}
+	return fields
+}
+
+func validKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] <= ' ' || k[i] >= 0x7f || k[i] == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// content is one opened message, read lazily.
+type content struct {
+	r      io.ReadSeeker
+	size   int64 // of the whole message, as stored
+	raw    []byte
+	fields []field
+	hdr    *textproto.Header
+}
+
+func newContent(r io.ReadSeeker, size int64) (*content, error) {
+	br := bufio.NewReader(io.LimitReader(r, size))
+	raw, err := splitHeader(br)
+	if err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	return &content{r: r, size: size, raw: raw, fields: parseFields(raw)}, nil
+}
+
+// bodyLen is the size of everything after the header block.
+func (c *content) bodyLen() int64 { return c.size - int64(len(c.raw)) }
+
+// clean is the header block rebuilt from the fields that parse.
+func (c *content) clean() []byte {
+	var b bytes.Buffer
+	for _, f := range c.fields {
+		b.Write(f.raw)
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// header is the parsed header for the library's extractors.
+func (c *content) header() textproto.Header {
+	if c.hdr == nil {
+		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(c.clean())))
+		c.hdr = &h
+	}
+	return *c.hdr
+}
+
+// body returns a reader of the body, from its start.
+func (c *content) body() (io.Reader, error) {
+	if _, err := c.r.Seek(int64(len(c.raw)), io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.LimitReader(c.r, c.bodyLen()), nil
+}
+
+// message returns the message with the cleaned header, for the library.
+func (c *content) message() (io.Reader, error) {
+	b, err := c.body()
+	if err != nil {
+		return nil, err
+	}
+	return io.MultiReader(bytes.NewReader(c.clean()), b), nil
+}
+
+// span is a byte range of the stored message served as it is.
+type span struct{ off, n int64 }
+
+// partial narrows a span to a client's <offset.size> (RFC 9051 §6.4.5).
+func partial(s span, p *goimap.SectionPartial) span {
+	if p == nil {
+		return s
+	}
+	if p.Offset >= s.n {
+		return span{s.off + s.n, 0}
+	}
+	return span{s.off + p.Offset, min(p.Size, s.n-p.Offset)}
+}
+
+// rawSection says where a body section lies in the stored message when it
+// can be served from the file without parsing MIME: BODY[], BODY[TEXT]
+// and BODY[HEADER] of the message itself.
+func (c *content) rawSection(item *goimap.FetchItemBodySection) (span, bool) {
+	if len(item.Part) > 0 || len(item.HeaderFields) > 0 || len(item.HeaderFieldsNot) > 0 {
+		return span{}, false
+	}
+	switch item.Specifier {
+	case goimap.PartSpecifierNone:
+		return partial(span{0, c.size}, item.Partial), true
+	case goimap.PartSpecifierText:
+		return partial(span{int64(len(c.raw)), c.bodyLen()}, item.Partial), true
+	case goimap.PartSpecifierHeader, goimap.PartSpecifierMIME:
+		return partial(span{0, int64(len(c.raw))}, item.Partial), true
+	}
+	return span{}, false
+}
+
+// headerFields serves BODY[HEADER.FIELDS (...)] and HEADER.FIELDS.NOT of
+// the message itself from the raw fields.
+func (c *content) headerFields(item *goimap.FetchItemBodySection) []byte {
+	var b bytes.Buffer
+	for _, f := range c.fields {
+		in := false
+		for _, k := range item.HeaderFields {
+			in = in || strings.EqualFold(k, f.key)
+		}
+		out := false
+		for _, k := range item.HeaderFieldsNot {
+			out = out || strings.EqualFold(k, f.key)
+		}
+		if (len(item.HeaderFields) > 0 && !in) || out {
+			continue
+		}
+		b.Write(f.raw)
+	}
+	b.WriteString("\r\n")
+	return partialBytes(b.Bytes(), item.Partial)
+}
+
+func partialBytes(b []byte, p *goimap.SectionPartial) []byte {
+	s := partial(span{0, int64(len(b))}, p)
+	return b[s.off : s.off+s.n]
+}
+
+// section returns any body section that is not a raw span.
+func (c *content) section(item *goimap.FetchItemBodySection) (b []byte, err error) {
+	if len(item.Part) == 0 {
+		return c.headerFields(item), nil
+	}
+	defer catch(&err)
+	m, err := c.message()
+	if err != nil {
+		return nil, err
+	}
+	return imapserver.ExtractBodySection(m, item), nil
+}
+
+func (c *content) binary(item *goimap.FetchItemBinarySection) (b []byte, err error) {
+	defer catch(&err)
+	m, err := c.message()
+	if err != nil {
+		return nil, err
+	}
+	return imapserver.ExtractBinarySection(m, item), nil
+}
+
+func (c *content) envelope() (env *goimap.Envelope) {
+	defer func() {
+		if recover() != nil {
+			env = &goimap.Envelope{}
+		}
+	}()
+	return imapserver.ExtractEnvelope(c.header())
+}
+
+// bodyStructure is the library's, made safe to write: a part with no
+// type is application/octet-stream, an empty multipart an empty text
+// part, and a message it cannot parse at all a single text/plain part.
+func (c *content) bodyStructure() (goimap.BodyStructure, error) {
+	var bs goimap.BodyStructure
+	err := func() (err error) {
+		defer catch(&err)
+		m, err := c.message()
+		if err != nil {
+			return err
+		}
+		bs = imapserver.ExtractBodyStructure(m)
+		return nil
+	}()
+	if err == nil {
+		if mp, ok := bs.(*goimap.BodyStructureMultiPart); !ok || len(mp.Children) > 0 {
+			return sanitize(bs), nil
+		}
+	}
+	return c.textPart()
+}
+
+// textPart describes the whole body as one text/plain part.
+func (c *content) textPart() (goimap.BodyStructure, error) {
+	b, err := c.body()
+	if err != nil {
+		return nil, err
+	}
+	lines, err := countLines(b)
+	if err != nil {
+		return nil, err
+	}
+	return &goimap.BodyStructureSinglePart{
+		Type: "text", Subtype: "plain",
+		Params:   map[string]string{"charset": "us-ascii"},
+		Encoding: "7bit",
+		Size:     uint32(c.bodyLen()),
+		Text:     &goimap.BodyStructureText{NumLines: lines},
+		Extended: &goimap.BodyStructureSinglePartExt{},
+	}, nil
+}
+
+func countLines(r io.Reader) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func sanitize(bs goimap.BodyStructure) goimap.BodyStructure {
+	switch p := bs.(type) {
+	case *goimap.BodyStructureMultiPart:
+		if len(p.Children) == 0 {
+			return &goimap.BodyStructureSinglePart{
+				Type: "text", Subtype: "plain", Encoding: "7bit",
+				Text:     &goimap.BodyStructureText{},
+				Extended: &goimap.BodyStructureSinglePartExt{},
+			}
+		}
+		for i, ch := range p.Children {
+			p.Children[i] = sanitize(ch)
+		}
+		if p.Subtype == "" {
+			p.Subtype = "mixed"
+		}
+		if p.Extended == nil {
+			p.Extended = &goimap.BodyStructureMultiPartExt{}
+		}
+	case *goimap.BodyStructureSinglePart:
+		if p.Type == "" || p.Subtype == "" {
+			p.Type, p.Subtype = "application", "octet-stream"
+			p.Text = nil
+		}
+		if p.Type == "text" && p.Text == nil {
+			p.Text = &goimap.BodyStructureText{}
+		}
+		if m := p.MessageRFC822; m != nil {
+			if m.BodyStructure == nil {
+				p.MessageRFC822 = nil
+				p.Type, p.Subtype = "application", "octet-stream"
+			} else {
+				m.BodyStructure = sanitize(m.BodyStructure)
+			}
+		}
+		if p.Extended == nil {
+			p.Extended = &goimap.BodyStructureSinglePartExt{}
+		}
+	}
+	return bs
+}
+
+// catch turns a panic in go-message's parsing of one message into an
+// error, so that one bad message cannot end the session.
+func catch(err *error) {
+	if v := recover(); v != nil {
+		*err = fmt.Errorf("parsing panicked: %v", v)
+	}
+}

@@ -1,0 +1,374 @@
+package imap
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"mime"
+	"strings"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/mail"
+	"golang.org/x/text/cases"
+
+	"mailroom/mailbox"
+)
+
+// Search answers SEARCH and UID SEARCH with every RFC 3501/9051 key. Text
+// keys match case-insensitively after Unicode case folding, in header
+// values with MIME encoded-words decoded, and in body parts decoded from
+// their transfer encoding and charset. The library turns SearchData into
+// SEARCH or ESEARCH (MIN/MAX/COUNT/ALL); SAVE is kept here for "$".
+func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
+	defer s.enter()()
+	msgs := s.view.Messages
+	var (
+		data goimap.SearchData
+		seqs goimap.SeqSet
+		uids goimap.UIDSet
+		hits []uint32 // UIDs, for SAVE
+	)
+	for i := range msgs {
+		ok, err := s.match(i, criteria, &lazy{})
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		uid := msgs[i].UID
+		hits = append(hits, uid)
+		num := uid
+		if kind == imapserver.NumKindSeq {
+			num = uint32(i + 1)
+			seqs.AddNum(num)
+		} else {
+			uids.AddNum(goimap.UID(uid))
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		data.Max = max(data.Max, num)
+		data.Count++
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqs
+	} else {
+		data.All = uids
+	}
+	if options.ReturnSave {
+		// RFC 5182 §2.4: with only MIN and/or MAX, only those are saved.
+		if !options.ReturnAll && !options.ReturnCount && len(hits) > 0 {
+			var saved []uint32
+			if options.ReturnMin {
+				saved = append(saved, hits[0])
+			}
+			if options.ReturnMax && len(hits) > 1 {
+				saved = append(saved, hits[len(hits)-1])
+			}
+			hits = saved
+		}
+		s.searchRes = hits
+	}
+	return &data, nil
+}
+
+// lazy holds what one message's match has read so far.
+type lazy struct {
+	c       *content
+	loaded  bool
+	gone    bool
+	headers []field // decoded values in raw
+	body    string  // folded text of the body parts
+	hasBody bool
+}
+
+var folder = cases.Fold()
+
+func fold(s string) string { return folder.String(s) }
+
+func (s *session) load(m mailbox.Message, l *lazy) error {
+	if l.loaded {
+		return nil
+	}
+	l.loaded = true
+	r, size, err := s.folders.Open(s.ctx, s.name, m.UID)
+	if errors.Is(err, mailbox.ErrNoMessage) {
+		l.gone = true
+		return nil
+	}
+	if err != nil {
+		return s.fail("open message", err)
+	}
+	// The content is read while matching, then closed: keep it all.
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
+		return s.fail("read message", err)
+	}
+	l.c, err = newContent(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return s.fail("read message", err)
+	}
+	return nil
+}
+
+var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
+
+func decodeHeader(v string) string {
+	if d, err := wordDecoder.DecodeHeader(v); err == nil {
+		return d
+	}
+	return v
+}
+
+// fieldValue is a field's value, unfolded and decoded.
+func fieldValue(f field) string {
+	v := string(f.raw[len(f.key):])
+	v = strings.TrimLeft(v, " \t")
+	v = strings.TrimPrefix(v, ":")
+	v = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
+	return decodeHeader(strings.TrimSpace(v))
+}
+
+func (l *lazy) bodyText() string {
+	if l.hasBody {
+		return l.body
+	}
+	l.hasBody = true
+	var b strings.Builder
+	func() {
+		defer func() {
+			if recover() != nil {
+				b.Reset()
+				l.rawBody(&b)
+			}
+		}()
+		m, err := l.c.message()
+		if err != nil {
+			return
+		}
+		e, err := gomessage.Read(m)
+		if e == nil || (err != nil && !gomessage.IsUnknownCharset(err) && !gomessage.IsUnknownEncoding(err)) {
+			l.rawBody(&b)
+			return
+		}
+		walkText(e, &b, 0)
+	}()
+	l.body = fold(b.String())
+	return l.body
+}
+
+func (l *lazy) rawBody(b *strings.Builder) {
+	if r, err := l.c.body(); err == nil {
+		io.Copy(b, r)
+	}
+}
+
+// walkText appends the decoded text of e's text and message parts.
+func walkText(e *gomessage.Entity, b *strings.Builder, depth int) {
+	if depth > 20 {
+		return
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				if p == nil {
+					return
+				}
+			}
+			walkText(p, b, depth+1)
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return
+	}
+	io.Copy(b, io.LimitReader(e.Body, 64<<20))
+	b.WriteByte('\n')
+}
+
+// match evaluates criteria for the message at index i: the cheap keys
+// from the view first, the message's content only if they all pass.
+func (s *session) match(i int, c *goimap.SearchCriteria, l *lazy) (bool, error) {
+	m := s.view.Messages[i]
+	for _, set := range c.SeqNum {
+		if !s.inSeqSet(set, uint32(i+1)) {
+			return false, nil
+		}
+	}
+	for _, set := range c.UID {
+		if !s.inUIDSet(set, m.UID) {
+			return false, nil
+		}
+	}
+	for _, f := range c.Flag {
+		if f == flagRecent || !hasFlag(m.Flags, string(f)) {
+			return false, nil
+		}
+	}
+	for _, f := range c.NotFlag {
+		if f != flagRecent && hasFlag(m.Flags, string(f)) {
+			return false, nil
+		}
+	}
+	if c.Larger > 0 && m.Size <= c.Larger {
+		return false, nil
+	}
+	if c.Smaller > 0 && m.Size >= c.Smaller {
+		return false, nil
+	}
+	if !inDates(m.InternalDate, c.Since, c.Before) {
+		return false, nil
+	}
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Header) > 0 || len(c.Body) > 0 || len(c.Text) > 0 {
+		if err := s.load(m, l); err != nil {
+			return false, err
+		}
+		if l.gone {
+			return false, nil
+		}
+		if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+			h := mail.Header{Header: gomessage.Header{Header: l.c.header()}}
+			d, err := h.Date()
+			if err != nil || d.IsZero() || !inDates(d, c.SentSince, c.SentBefore) {
+				return false, nil
+			}
+		}
+		for _, h := range c.Header {
+			if !l.headerHas(h.Key, h.Value) {
+				return false, nil
+			}
+		}
+		for _, t := range c.Body {
+			if !strings.Contains(l.bodyText(), fold(t)) {
+				return false, nil
+			}
+		}
+		for _, t := range c.Text {
+			if !l.headerHas("", t) && !strings.Contains(l.bodyText(), fold(t)) {
+				return false, nil
+			}
+		}
+	}
+	for k := range c.Not {
+		ok, err := s.match(i, &c.Not[k], l)
+		if err != nil || ok {
+			return false, err
+		}
+	}
+	for _, or := range c.Or {
+		a, err := s.match(i, &or[0], l)
+		if err != nil {
+			return false, err
+		}
+		if !a {
+			b, err := s.match(i, &or[1], l)
+			if err != nil || !b {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// headerHas reports whether a field named key (any field, for key "")
+// contains value; an empty value matches any field of that name.
+func (l *lazy) headerHas(key, value string) bool {
+	want := fold(value)
+	for _, f := range l.c.fields {
+		if key != "" && !strings.EqualFold(f.key, key) {
+			continue
+		}
+		if want == "" {
+			return true
+		}
+		v := fieldValue(f)
+		if key == "" {
+			v = f.key + ": " + v
+		}
+		if strings.Contains(fold(v), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// inDates compares the date of t, in its own time zone, with the dates
+// of since and before (RFC 9051 §6.4.4: time and time zone disregarded).
+func inDates(t, since, before time.Time) bool {
+	if since.IsZero() && before.IsZero() {
+		return true
+	}
+	y, mo, d := t.Date()
+	day := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() {
+		y, mo, d := since.Date()
+		if day.Before(time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)) {
+			return false
+		}
+	}
+	if !before.IsZero() {
+		y, mo, d := before.Date()
+		if !day.Before(time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *session) inSeqSet(set goimap.SeqSet, seq uint32) bool {
+	n := uint32(len(s.view.Messages))
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		if start == 0 {
+			start = n
+		}
+		if stop == 0 {
+			stop = n
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if seq >= start && seq <= stop {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) inUIDSet(set goimap.UIDSet, uid uint32) bool {
+	if goimap.IsSearchRes(set) {
+		for _, u := range s.searchRes {
+			if u == uid {
+				return true
+			}
+		}
+		return false
+	}
+	var maxUID goimap.UID
+	if n := len(s.view.Messages); n > 0 {
+		maxUID = goimap.UID(s.view.Messages[n-1].UID)
+	}
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		if start == 0 {
+			start = maxUID
+		}
+		if stop == 0 {
+			stop = maxUID
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if goimap.UID(uid) >= start && goimap.UID(uid) <= stop {
+			return true
+		}
+	}
+	return false
+}

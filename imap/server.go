@@ -1,0 +1,387 @@
+// Package imap is mailroom's IMAP4rev1/IMAP4rev2 server: a backend for
+// go-imap/v2's imapserver over a Store of folders. It speaks the protocol
+// and keeps each session's view of its selected folder; it knows nothing
+// of files, Maildir or the bbolt index (maildir.Index implements Store),
+// and nothing of password hashes (an Authenticator answers for accounts).
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	_ "github.com/emersion/go-message/charset" // charsets for SEARCH and ENVELOPE decoding
+
+	"mailroom/internal/authdelay"
+)
+
+// Authenticator checks a user's password and names the mail home to open
+// in the Store. A wrong user or password must be reported as
+// account.ErrAuthFailed (answered NO [AUTHENTICATIONFAILED]); any other
+// error is a temporary failure (NO [UNAVAILABLE]).
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string) (home string, err error)
+}
+
+// AuthenticatorFunc lets a function be an Authenticator; cmd/mailroom
+// adapts (*account.Store).Authenticate with it.
+type AuthenticatorFunc func(ctx context.Context, username, password string) (home string, err error)
+
+// Authenticate calls f.
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, username, password string) (string, error) {
+	return f(ctx, username, password)
+}
+
+// Options configure a Server. Store and Auth are required.
+type Options struct {
+	Store Store
+	Auth  Authenticator
+	// TLSConfig enables STARTTLS on plain listeners. Implicit TLS (993)
+	// is the caller's: wrap the listener with tls.NewListener.
+	TLSConfig *tls.Config
+	// AllowInsecureAuth permits LOGIN and AUTHENTICATE PLAIN without TLS
+	// from any address; without it only loopback clients may (DESIGN.md).
+	AllowInsecureAuth bool
+	// AppendLimit is the largest message APPEND accepts (APPENDLIMIT,
+	// RFC 7889); zero means 100 MiB.
+	AppendLimit uint32
+	// MaxConns and MaxConnsPerIP bound concurrent connections (0: no
+	// limit); loopback clients are not counted per IP. Beyond them a
+	// client gets "* BYE" and is disconnected.
+	MaxConns, MaxConnsPerIP int
+	// IdleTimeout logs out an authenticated client that sends no command
+	// for this long (IDLE included); zero means 30 minutes (RFC 9051
+	// §5.4). Before login the library allows 30 s per command.
+	IdleTimeout time.Duration
+	// AuthFailureDelay is the pause after the first failed login from an
+	// address; it doubles with each further failure, up to a minute.
+	// Zero means one second.
+	AuthFailureDelay time.Duration
+	// PollInterval is how often a client in IDLE looks for changes that
+	// other programs made on disk; zero means one second.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// Server serves IMAP on any number of listeners.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	fails *authdelay.Failures
+	ctx   context.Context // cancelled by Close: ends logins' delays and IDLE
+	stop  context.CancelFunc
+
+	// Two library servers that differ only in InsecureAuth: the library
+	// decides per server, we decide per connection (loopback or not).
+	secure, insecure *imapserver.Server
+	secureL          *chanListener
+	insecureL        *chanListener
+	startOnce        sync.Once
+	served           sync.WaitGroup
+
+	connID atomic.Uint64
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[string]int
+	conns     int
+	gone      *sync.Cond // signalled when a session ends
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("imap: server closed")
+
+const defaultAppendLimit = 100 << 20
+
+// New returns a Server; call Serve for each listener.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.AppendLimit == 0 {
+		opts.AppendLimit = defaultAppendLimit
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 30 * time.Minute
+	}
+	if opts.AuthFailureDelay == 0 {
+		opts.AuthFailureDelay = time.Second
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = time.Second
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger.With("proto", "imap"),
+		fails:     authdelay.New(opts.AuthFailureDelay, nil),
+		secureL:   newChanListener(),
+		insecureL: newChanListener(),
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+		perIP:     map[string]int{},
+	}
+	s.gone = sync.NewCond(&s.mu)
+	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.secure = imapserver.New(s.libOptions(false))
+	s.insecure = imapserver.New(s.libOptions(true))
+	return s
+}
+
+// caps is every capability the library can serve with our backend.
+var caps = goimap.CapSet{
+	goimap.CapIMAP4rev1:    {},
+	goimap.CapIMAP4rev2:    {},
+	goimap.CapNamespace:    {},
+	goimap.CapUIDPlus:      {},
+	goimap.CapESearch:      {},
+	goimap.CapSearchRes:    {},
+	goimap.CapListExtended: {},
+	goimap.CapListStatus:   {},
+	goimap.CapMove:         {},
+	goimap.CapStatusSize:   {},
+	goimap.CapBinary:       {},
+	goimap.CapChildren:     {},
+	goimap.CapSpecialUse:   {},
+	goimap.CapLiteralPlus:  {},
+	goimap.CapAppendLimit:  {},
+	// IDLE, UNSELECT, ENABLE, UTF8=ACCEPT, SASL-IR and LITERAL- come with
+	// IMAP4rev1 in the library.
+}
+
+func (s *Server) libOptions(insecureAuth bool) *imapserver.Options {
+	return &imapserver.Options{
+		NewSession:   s.newSession,
+		Caps:         caps,
+		Logger:       libLogger{s.log},
+		TLSConfig:    s.opts.TLSConfig,
+		InsecureAuth: insecureAuth,
+	}
+}
+
+// libLogger passes the library's messages to slog. A recovered panic is
+// an error; the rest (a client that went away mid-command) is debug.
+type libLogger struct{ log *slog.Logger }
+
+func (l libLogger) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if strings.HasPrefix(msg, "panic") {
+		l.log.Error("imap library", "err", msg)
+		return
+	}
+	l.log.Debug("imap library", "err", msg)
+}
+
+func (s *Server) start() {
+	s.startOnce.Do(func() {
+		for _, p := range []struct {
+			srv *imapserver.Server
+			l   *chanListener
+		}{{s.secure, s.secureL}, {s.insecure, s.insecureL}} {
+			s.served.Go(func() { p.srv.Serve(p.l) })
+		}
+	})
+}
+
+// Serve accepts connections on l until Shutdown or Close, and returns
+// ErrServerClosed then.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	s.start()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("imap: accept: %w", err)
+		}
+		delay = 0
+		s.dispatch(c)
+	}
+}
+
+// dispatch admits a connection and hands it to the library server whose
+// InsecureAuth suits it.
+func (s *Server) dispatch(c net.Conn) {
+	loopback := isLoopback(c.RemoteAddr())
+	key := clientKey(c.RemoteAddr())
+	s.mu.Lock()
+	over := (s.opts.MaxConns > 0 && s.conns >= s.opts.MaxConns) ||
+		(s.opts.MaxConnsPerIP > 0 && !loopback && s.perIP[key] >= s.opts.MaxConnsPerIP)
+	if !over {
+		s.conns++
+		s.perIP[key]++
+	}
+	s.mu.Unlock()
+	if over {
+		s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String())
+		go func() {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try later\r\n"))
+			c.Close()
+		}()
+		return
+	}
+	target := s.secureL
+	if s.opts.AllowInsecureAuth || loopback {
+		target = s.insecureL
+	}
+	// The connection is handed over as it is: the library recognises TLS
+	// by the *tls.Conn type. Its slot is given back by session.Close.
+	select {
+	case target.conns <- c:
+	case <-target.done:
+		c.Close()
+		s.release(key)
+	}
+}
+
+// release gives back a connection's slot (once).
+func (s *Server) release(key string) {
+	s.mu.Lock()
+	s.conns--
+	if s.perIP[key]--; s.perIP[key] <= 0 {
+		delete(s.perIP, key)
+	}
+	s.mu.Unlock()
+}
+
+func isLoopback(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+func clientKey(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		// An IPv6 client usually has a whole /64 (as smtpconn counts).
+		if ip4 := t.IP.To4(); ip4 != nil {
+			return ip4.String()
+		}
+		return t.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return a.String()
+}
+
+// Shutdown stops accepting, lets every command running now finish, says
+// BYE to each client and waits for the connections to end or ctx to
+// expire, in which case it closes them as Close does. IMAP clients stay
+// connected for hours, so Shutdown does not wait for them to leave.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		go ss.shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		for len(s.sessions) > 0 && ctx.Err() == nil {
+			s.gone.Wait()
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.Close()
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		s.mu.Lock()
+		s.gone.Broadcast()
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes every listener and connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	s.stop()
+	s.start() // so that served.Wait below cannot wait on nothing started
+	s.secure.Close()
+	s.insecure.Close()
+	s.secureL.Close()
+	s.insecureL.Close()
+	s.served.Wait()
+	return nil
+}
+
+// chanListener is a net.Listener fed by Server.dispatch.
+type chanListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

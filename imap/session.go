@@ -1,0 +1,193 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"mailroom/account"
+	"mailroom/mailbox"
+)
+
+// session is one connection. The library calls its methods from the
+// connection's goroutine, one at a time (Idle from a helper goroutine while
+// the connection waits for DONE); mu guards only what Shutdown and the
+// idle timer read from other goroutines.
+type session struct {
+	srv      *Server
+	conn     *imapserver.Conn
+	log      *slog.Logger
+	key      string // client address for the login delay and limits
+	ctx      context.Context
+	cancel   context.CancelFunc
+	released bool
+
+	folders Folders // nil until login
+
+	// The selected folder: its name, and view, the snapshot last reported
+	// to the client, which gives sequence numbers their meaning. Views are
+	// shared between sessions and never modified.
+	name     string
+	readOnly bool
+	view     *mailbox.Snapshot
+	// reported holds the ModSeq of flag changes this session has already
+	// told the client (STORE, FETCH setting \Seen), so the next poll does
+	// not repeat them. Reset whenever the view is replaced.
+	reported map[uint32]uint64
+	// keywords announced in the last FLAGS response.
+	keywords []string
+	// searchRes is the saved SEARCH result (RFC 5182 "$"), as UIDs.
+	searchRes []uint32
+
+	mu       sync.Mutex
+	busy     bool
+	closing  bool
+	idle     *time.Timer
+	shutOnce sync.Once
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
+	_ imapserver.SessionAppendLimit = (*session)(nil)
+)
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	nc := c.NetConn()
+	ss := &session{
+		srv:  s,
+		conn: c,
+		key:  clientKey(nc.RemoteAddr()),
+		log:  s.log.With("conn", s.connID.Add(1), "remote", nc.RemoteAddr().String()),
+	}
+	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
+	s.mu.Lock()
+	closing := s.closing
+	s.sessions[ss] = struct{}{}
+	s.mu.Unlock()
+	if closing {
+		ss.Close()
+		return nil, nil, &goimap.Error{Type: goimap.StatusResponseTypeBye, Text: "Server shutting down"}
+	}
+	ss.log.Debug("connected")
+	return ss, nil, nil
+}
+
+// enter marks the session busy for the duration of a command and restarts
+// the idle timer: defer s.enter()().
+func (s *session) enter() func() {
+	s.mu.Lock()
+	s.busy = true
+	if s.idle != nil {
+		s.idle.Reset(s.srv.opts.IdleTimeout)
+	}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.busy = false
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			// Let the library write this command's tagged reply first.
+			time.AfterFunc(50*time.Millisecond, func() { s.bye("Server shutting down") })
+		}
+	}
+}
+
+// shutdown says BYE at once if no command is running, or after the one
+// that is (see enter).
+func (s *session) shutdown() {
+	s.mu.Lock()
+	s.closing = true
+	busy := s.busy
+	s.mu.Unlock()
+	if !busy {
+		s.bye("Server shutting down")
+	}
+}
+
+func (s *session) bye(text string) {
+	s.shutOnce.Do(func() {
+		if err := s.conn.Bye(text); err != nil {
+			s.log.Debug("bye", "err", err)
+		}
+	})
+}
+
+func (s *session) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	if s.idle != nil {
+		s.idle.Stop()
+	}
+	s.mu.Unlock()
+	var err error
+	if s.folders != nil {
+		err = s.folders.Close()
+	}
+	srv := s.srv
+	srv.mu.Lock()
+	delete(srv.sessions, s)
+	srv.gone.Broadcast()
+	srv.mu.Unlock()
+	if !s.released {
+		s.released = true
+		srv.release(s.key)
+	}
+	s.log.Debug("disconnected")
+	return err
+}
+
+// Login checks the password with the Authenticator and opens the mail
+// home. The library has already refused it where plaintext passwords are
+// not allowed (LOGINDISABLED). Failures wait longer each time for the same
+// client address; the password is never logged.
+func (s *session) Login(username, password string) error {
+	defer s.enter()()
+	home, err := s.srv.opts.Auth.Authenticate(s.ctx, username, password)
+	if errors.Is(err, account.ErrAuthFailed) {
+		d := s.srv.fails.Add(s.key)
+		s.log.Warn("authentication failed", "event", "auth_failed", "user", truncate(username, 200), "delay", d)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+		}
+		return imapserver.ErrAuthFailed
+	}
+	if err != nil {
+		return s.fail("authenticate", err)
+	}
+	f, err := s.srv.opts.Store.Open(s.ctx, home)
+	if err != nil {
+		return s.fail("open mail home", err)
+	}
+	s.folders = f
+	s.log = s.log.With("user", username)
+	s.log.Info("authenticated", "event", "auth")
+	s.mu.Lock()
+	s.idle = time.AfterFunc(s.srv.opts.IdleTimeout, func() {
+		s.log.Info("idle for too long; logging out")
+		s.bye("Autologout; idle for too long")
+	})
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *session) AppendLimit() uint32 { return s.srv.opts.AppendLimit }
+
+func (s *session) Namespace() (*goimap.NamespaceData, error) {
+	return &goimap.NamespaceData{Personal: []goimap.NamespaceDescriptor{{Prefix: "", Delim: delim}}}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
