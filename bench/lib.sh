@@ -153,6 +153,98 @@ stop_dovecot() {
 	fi
 }
 
+# --- mailroom and dovecot as IMAP servers (bench/imap.sh) -------------------
+# mr_serve DATA_DIR SECTION PROTO: starts mailroom on DATA_DIR as it is,
+# keeping its database (so its index); otherwise as start_mailroom.
+mr_serve() {
+	local data=$1 section=$2 proto=$3 log=$1/serve.log
+	mr_config "$data" "$section"
+	: >"$log"
+	"$BIN/mailroom" serve -config "$data/mailroom.toml" 2>>"$log" &
+	MR_PID=$!
+	for _ in $(seq 600); do
+		grep -q 'msg="mailroom started"' "$log" && break
+		kill -0 "$MR_PID" 2>/dev/null || die "mailroom serve exited: $(tail -5 "$log")"
+		sleep 0.05
+	done
+	grep -q 'msg="mailroom started"' "$log" || die "mailroom did not start: $(tail -5 "$log")"
+	MR_ADDR=$(grep -o "proto=$proto addr=127\.0\.0\.1:[0-9]*" "$log" | head -1 | sed 's/.*addr=//')
+	[[ -n $MR_ADDR ]] || die "no $proto address in mailroom's log: $(tail -5 "$log")"
+}
+
+# start_dovecot_imap MAIL_ROOT PORT PASSWORD: a private Dovecot, IMAP only
+# on 127.0.0.1:PORT, run in the foreground (-F) as a child of the script
+# (DV_PID), with one password for every user of MAIL_ROOT/<domain>/<user>/
+# Maildir (owned by DV_UID); sets DV_ADDR. Limits are raised for 1,000
+# and more connections from one user and address; the rest is Debian's
+# default (one imap-login process per connection before login, one imap
+# process per connection after it). The caller then waits for it to answer.
+DV_PID=
+
+start_dovecot_imap() {
+	local mail=$1 port=$2 pass=$3
+	mkdir -p "$DV/run" "$DV/state"
+	DV_CONF=$DV/dovecot-imap.conf
+	cat >"$DV_CONF" <<EOF
+# Private Dovecot for bench/imap.sh: IMAP only, loopback only.
+instance_name = benchimap-$$
+base_dir = $DV/run
+state_dir = $DV/state
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+log_path = $DV/dovecot.log
+mail_location = maildir:$mail/%d/%n/Maildir
+first_valid_uid = $DV_UID
+first_valid_gid = $DV_GID
+$DV_SERVICE_USERS
+# Room for the idle-connection test (defaults: 100 processes per service,
+# 1000 clients per service, 10 connections per user and address).
+default_process_limit = 2100
+default_client_limit = 10000
+protocol imap {
+  mail_max_userip_connections = 5000
+}
+passdb {
+  driver = static
+  args = password=$pass
+}
+userdb {
+  driver = static
+  args = uid=$DV_UID gid=$DV_GID home=$mail/%d/%n allow_all_users=yes
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+EOF
+	"$DOVECOT" -F -c "$DV_CONF" 2>>"$DV/start.log" &
+	DV_PID=$!
+	DV_ADDR=127.0.0.1:$port
+}
+
+# stop_dovecot_imap stops the Dovecot of start_dovecot_imap and waits for
+# its master (which ends its services first).
+stop_dovecot_imap() {
+	if [[ -n $DV_PID ]]; then
+		kill -TERM "$DV_PID" 2>/dev/null || true
+		wait "$DV_PID" 2>/dev/null || true
+		DV_PID= DV_CONF=
+	fi
+}
+
+# drop_page_cache writes back and drops the page cache, dentries and
+# inodes (root only, and not in every container): fails if it cannot.
+drop_page_cache() {
+	sync && echo 3 2>/dev/null >/proc/sys/vm/drop_caches
+}
+
 # --- postfix ----------------------------------------------------------------
 # A private Postfix as test/e2e/postfix_test.go sets it up: its own
 # config_directory, queue_directory and data_directory under PF, its log in

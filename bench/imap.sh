@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# IMAP benchmark: mailroom's IMAP server against Dovecot's (Debian's
+# dovecot-imapd), on copies of the same generated Maildir, on the same
+# machine and filesystem, with the same client.
+#
+# Run by hand, as root (CI does not run it), from anywhere:
+#
+#   bench/imap.sh                       # 10,000 and 100,000 messages, R=3
+#   SIZES=10000 R=5 bench/imap.sh
+#   SIZES=100000 IDLE=0 bench/imap.sh   # no idle-connection test
+#
+# For every mailbox size N, bench/imapbench gen writes one Maildir of N
+# messages (1-50 KiB, log-uniform; 30 % multipart, some with a base64
+# attachment; varied From, Subject (some encoded words), Date; flags in the
+# names, ":2,S" on most), all in cur/, named "<time>.M..Q<i>.bench.test,
+# S=<size>,W=<size with CRLF>:2,<flags>" as both servers name their files,
+# with the Date as mtime. Each server gets its own copy (Dovecot's owned by
+# its mail user), as alice@example.org's INBOX. Then, R times, each server
+# in turn (mailroom first in odd runs, Dovecot first in even ones):
+#   cold          stop the server, remove its index (mailroom: a fresh
+#                 mailroom.db holding only the account; Dovecot: every
+#                 dovecot* file of the Maildir: dovecot.index*,
+#                 dovecot-uidlist, dovecot.list.index*, ...), start it,
+#                 time TCP connect + LOGIN + SELECT INBOX.
+#   cold-nocache  the same again, but the page cache is dropped (sync;
+#                 echo 3 > /proc/sys/vm/drop_caches) just before the
+#                 start, for both servers alike; skipped where the kernel
+#                 refuses it (the header of the output says which).
+#   (then every message file of that server's copy is read once, so that
+#   the page cache holds the mailbox for what follows)
+#   warm          connect + LOGIN + SELECT again, index in place.
+#   flags         UID FETCH 1:* (FLAGS)
+#   envelope1     FETCH 1:* (ENVELOPE), the first since the index was made
+#                 (Dovecot parses every header and fills its cache file).
+#   envelope2     the same again (Dovecot answers from its cache).
+#   search-subj   SEARCH HEADER Subject "quarterly" (in ~1 % of subjects).
+#   search-body   SEARCH BODY "zanzibar" (in ~0.5 % of text bodies).
+#   mbsync        mbsync (isync) pulls INBOX into an empty local Maildir:
+#                 wall time of the whole mbsync run.
+# Each of these is one fresh connection of bench/imapbench op (go-imap v2's
+# client): only the operation itself is timed, except for the SELECTs
+# (connect, greeting, LOGIN, SELECT). Every answer is checked: SELECT must
+# report N messages, each FETCH return N, mbsync leave N files, and each
+# SEARCH find what the generator put in; a mismatch is printed with the
+# results (and makes that figure meaningless).
+# Then, for memory, with the index in place and the page cache warm, each
+# server is restarted, answers one LOGIN+SELECT, and IDLE connections are
+# opened (16 at a time) and held: "selected" (logged in, INBOX selected:
+# an idle IMAP client), then (after another restart) "greeted" (connected,
+# not logged in). Memory is read before and after from /proc: for mailroom
+# its process; for Dovecot its master and every process under it. The
+# figure is (after - before) / IDLE, in KiB, as RSS and as PSS (RSS counts
+# the pages Dovecot's processes share once per process; PSS divides them
+# among the sharers, so PSS is the fair figure for Dovecot; for one process
+# the two are close).
+#
+# Dovecot's configuration is bench/lib.sh's start_dovecot_imap: Debian's
+# defaults (one imap-login process per connection before login, one imap
+# process per connection after, index files inside the Maildir, no FTS
+# plugin) with process and connection limits raised for the idle test.
+# mailroom: `mailroom serve` with [imap] listen on 127.0.0.1 and
+# allow_insecure_auth (LOGIN in clear on loopback).
+#
+# Environment: SIZES ("10000 100000"), R (3), IDLE (1000; 0 skips the
+# memory test), DROP_CACHES (auto: the cold-nocache row where the kernel
+# allows; 0: never), BENCH_DIR (/var/tmp: where the work directory goes; a
+# real disk, not tmpfs), KEEP=1 (keep the work directory), SEED (1),
+# SYSTEMS ("mailroom dovecot": one alone for a quick look),
+# DOVECOT (/usr/sbin/dovecot), DOVECOT_IMAP (/usr/lib/dovecot/imap),
+# MBSYNC (mbsync on PATH), DOVECOT_MAIL_USER (nobody).
+set -euo pipefail
+
+SIZES=${SIZES:-"10000 100000"}
+R=${R:-3}
+IDLE=${IDLE:-1000}
+DROP_CACHES=${DROP_CACHES:-auto}
+BENCH_DIR=${BENCH_DIR:-/var/tmp}
+SEED=${SEED:-1}
+SYSTEMS=${SYSTEMS:-"mailroom dovecot"}
+DOVECOT=${DOVECOT:-/usr/sbin/dovecot}
+DOVECOT_IMAP=${DOVECOT_IMAP:-/usr/lib/dovecot/imap}
+MBSYNC=${MBSYNC:-$(command -v mbsync || echo /usr/bin/mbsync)}
+DOMAIN=example.org
+LOCAL=alice
+ADDRESS=$LOCAL@$DOMAIN
+PASSWORD=benchpassword # as bench/lib.sh's mr_accounts
+
+die() { echo "imap.sh: $*" >&2; exit 1; }
+
+# --- preflight --------------------------------------------------------------
+command -v go >/dev/null || die "go is not on PATH"
+if [[ ! -x $DOVECOT || ! -x $DOVECOT_IMAP ]]; then
+	die "Dovecot's IMAP server is missing ($DOVECOT, $DOVECOT_IMAP): it is the benchmark's peer.
+Install it with: apt-get install dovecot-imapd   (keep a policy-rc.d that exits 101
+in place, as .ci/run does, so that no system-wide Dovecot starts),
+or point DOVECOT and DOVECOT_IMAP at its binaries."
+fi
+[[ -x $MBSYNC ]] || die "mbsync is missing ($MBSYNC): install it with apt-get install isync, or set MBSYNC"
+[[ $(id -u) == 0 ]] || die "run it as root: Dovecot's mail belongs to an unprivileged user, and the page cache can only be dropped by root"
+for v in R SEED; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
+done
+[[ $IDLE =~ ^[0-9]+$ ]] || die "IDLE must be a number, not '$IDLE'"
+for n in $SIZES; do
+	[[ $n =~ ^[1-9][0-9]*$ ]] || die "SIZES holds positive integers, not '$n'"
+done
+for who in $SYSTEMS; do
+	[[ $who == mailroom || $who == dovecot ]] || die "SYSTEMS may hold 'mailroom' and 'dovecot', not '$who'"
+done
+[[ $DROP_CACHES == auto || $DROP_CACHES == 0 ]] || die "DROP_CACHES is auto or 0, not '$DROP_CACHES'"
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+mkdir -p "$BENCH_DIR"
+WORK=$(mktemp -d "$BENCH_DIR/imapbench.XXXXXX")
+chmod 711 "$WORK" # Dovecot's mail user must reach its mail root inside
+BIN=$WORK/bin
+MR=$WORK/mailroom
+DV=$WORK/dovecot
+IDLE_PID=
+
+imap_cleanup() {
+	local rc=$?
+	if [[ -n $IDLE_PID ]]; then kill -TERM "$IDLE_PID" 2>/dev/null || true; fi
+	stop_dovecot_imap
+	(exit "$rc")
+	bench_cleanup
+}
+trap imap_cleanup EXIT
+trap 'exit 130' INT TERM
+
+warn_tmpfs
+# A thousand connections need a thousand descriptors in Dovecot's master.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+nocache=0 nocache_now=0
+if for who in $SYSTEMS; do
+	[[ $who == mailroom || $who == dovecot ]] || die "SYSTEMS may hold 'mailroom' and 'dovecot', not '$who'"
+done
+[[ $DROP_CACHES == auto ]] && drop_page_cache; then
+	nocache=1
+fi
+
+echo "building imapbench and mailroom..." >&2
+(cd "$REPO" && go build -o "$BIN/imapbench" ./bench/imapbench)
+if [[ " $SYSTEMS " == *" mailroom "* ]]; then
+	(cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom) || die "cannot build mailroom"
+fi
+IB=$BIN/imapbench
+
+# --- setup ------------------------------------------------------------------
+IMAP_SECTION='[imap]
+listen = ["127.0.0.1:0"]
+allow_insecure_auth = true'
+if [[ " $SYSTEMS " == *" mailroom "* ]]; then
+	echo "creating the mailroom account $ADDRESS..." >&2
+	mr_accounts "$IMAP_SECTION" "$LOCAL"
+fi
+dovecot_init
+
+RESULTS=$WORK/results.txt
+PROBLEMS=$WORK/problems.txt
+: >"$RESULTS"
+: >"$PROBLEMS"
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+problem() { echo "$*" | tee -a "$PROBLEMS" >&2; }
+
+# mr_maildir N / dv_maildir N: each server's copy of the mailbox.
+mr_data() { echo "$MR/n$1"; }
+mr_maildir() { echo "$MR/n$1/mail/$DOMAIN/$LOCAL/Maildir"; }
+dv_root() { echo "$DV/n$1"; }
+dv_maildir() { echo "$DV/n$1/$DOMAIN/$LOCAL/Maildir"; }
+
+# server_start WHO N [keep]: starts WHO on its copy of the N-message
+# mailbox; without "keep", its index is removed first. Sets ADDR and PID.
+server_start() {
+	local who=$1 n=$2 keep=${3:-}
+	if [[ $who == mailroom ]]; then
+		# The index lives in mailroom.db (and nowhere in the Maildir):
+		# the template holds the account only.
+		[[ -n $keep ]] || cp "$MR/template/mailroom.db" "$(mr_data "$n")/mailroom.db"
+		[[ $nocache_now == 1 ]] && { drop_page_cache || die "could not drop the page cache"; }
+		mr_serve "$(mr_data "$n")" "$IMAP_SECTION" imap
+		ADDR=$MR_ADDR PID=$MR_PID
+	else
+		[[ -n $keep ]] || rm -f "$(dv_maildir "$n")"/dovecot*
+		[[ $nocache_now == 1 ]] && { drop_page_cache || die "could not drop the page cache"; }
+		start_dovecot_imap "$(dv_root "$n")" "$("$IB" port)" "$PASSWORD"
+		ADDR=$DV_ADDR PID=$DV_PID
+	fi
+	"$IB" wait -addr "$ADDR" || die "$who is not answering on $ADDR: $(tail -5 "$DV/dovecot.log" "$(mr_data "$n")/serve.log" 2>/dev/null)"
+}
+
+server_stop() {
+	if [[ $1 == mailroom ]]; then stop_mailroom; else stop_dovecot_imap; fi
+}
+
+# record OP N WHO REP VALUE [VALUE2]
+record() {
+	echo "$1 $2 $3 $4 $5 ${6:-}" >>"$RESULTS"
+}
+
+# op OP N WHO REP WANT: one timed operation; WANT is the count it must
+# report.
+op() {
+	local o=$1 n=$2 who=$3 rep=$4 want=$5 out
+	out=$("$IB" op -addr "$ADDR" -user "$ADDRESS" -pass "$PASSWORD" -op "${o%%[0-9]*}" 2>&1) || {
+		problem "$who, N=$n, run $rep: $o failed: $out"
+		return 0
+	}
+	if [[ $(field n "$out") != "$want" ]]; then
+		problem "$who, N=$n, run $rep: $o returned $(field n "$out"), not $want"
+	fi
+	record "$o" "$n" "$who" "$rep" "$(field ms "$out")"
+	printf '  %-8s N=%-6s run %s: %-13s %10s ms\n' "$who" "$n" "$rep" "$o" "$(field ms "$out")" >&2
+}
+
+# select_op NAME N WHO REP: op select, named NAME (cold, warm, ...).
+select_op() {
+	local name=$1 n=$2 who=$3 rep=$4 out
+	out=$("$IB" op -addr "$ADDR" -user "$ADDRESS" -pass "$PASSWORD" -op select 2>&1) || die "$who: LOGIN+SELECT failed: $out"
+	[[ $(field n "$out") == "$n" ]] || problem "$who, N=$n, run $rep: SELECT ($name) reported $(field n "$out") messages, not $n"
+	record "$name" "$n" "$who" "$rep" "$(field ms "$out")"
+	printf '  %-8s N=%-6s run %s: %-13s %10s ms\n' "$who" "$n" "$rep" "$name" "$(field ms "$out")" >&2
+}
+
+# mbsync_run N WHO REP: pulls INBOX into an empty local Maildir.
+mbsync_run() {
+	local n=$1 who=$2 rep=$3 dir=$WORK/mbsync/$2-$1-$3 port=${ADDR##*:} t0 t1 got
+	mkdir -p "$dir/mail"
+	cat >"$dir/mbsyncrc" <<EOF
+IMAPAccount bench
+Host 127.0.0.1
+Port $port
+User $ADDRESS
+Pass $PASSWORD
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore far
+Account bench
+
+MaildirStore near
+Path $dir/mail/
+Inbox $dir/mail/INBOX
+SubFolders Verbatim
+
+Channel bench
+Far :far:
+Near :near:
+Patterns INBOX
+Create Near
+Sync Pull
+Expunge None
+SyncState *
+EOF
+	t0=$EPOCHREALTIME
+	if ! "$MBSYNC" -q -c "$dir/mbsyncrc" bench >"$dir/out" 2>&1; then
+		problem "$who, N=$n, run $rep: mbsync failed: $(tail -3 "$dir/out")"
+		return 0
+	fi
+	t1=$EPOCHREALTIME
+	got=$(find "$dir/mail/INBOX/cur" "$dir/mail/INBOX/new" -type f | wc -l)
+	[[ $got == "$n" ]] || problem "$who, N=$n, run $rep: mbsync stored $got messages, not $n"
+	local ms
+	ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+	record mbsync "$n" "$who" "$rep" "$ms"
+	printf '  %-8s N=%-6s run %s: %-13s %10s ms\n' "$who" "$n" "$rep" mbsync "$ms" >&2
+}
+
+# idle_run N WHO REP STATE: memory per idle connection.
+idle_run() {
+	local n=$1 who=$2 rep=$3 state=$4 tree= before after out f=$WORK/idle.out
+	[[ $who == dovecot ]] && tree=-tree
+	server_start "$who" "$n" keep
+	"$IB" op -addr "$ADDR" -user "$ADDRESS" -pass "$PASSWORD" -op select >/dev/null || die "$who: LOGIN+SELECT failed"
+	sleep 1
+	before=$("$IB" mem -pid "$PID" $tree)
+	: >"$f"
+	"$IB" idle -addr "$ADDR" -user "$ADDRESS" -pass "$PASSWORD" -n "$IDLE" -state "$state" >"$f" 2>&1 &
+	IDLE_PID=$!
+	while ! grep -q RESULT "$f"; do
+		kill -0 "$IDLE_PID" 2>/dev/null || break
+		sleep 0.2
+	done
+	if ! grep -q RESULT "$f"; then
+		wait "$IDLE_PID" || true
+		IDLE_PID=
+		problem "$who, N=$n, run $rep: $IDLE $state connections failed: $(tail -3 "$f")"
+		server_stop "$who"
+		return 0
+	fi
+	sleep 2 # let the server settle (Dovecot's processes finish starting)
+	after=$("$IB" mem -pid "$PID" $tree)
+	kill -TERM "$IDLE_PID"
+	if ! wait "$IDLE_PID"; then
+		problem "$who, N=$n, run $rep: $state: $(tail -3 "$f")"
+	fi
+	IDLE_PID=
+	server_stop "$who"
+	local rss pss
+	rss=$(awk -v a="$(field rss_kb "$before")" -v b="$(field rss_kb "$after")" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }')
+	pss=$(awk -v a="$(field pss_kb "$before")" -v b="$(field pss_kb "$after")" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }')
+	record "idle-$state" "$n" "$who" "$rep" "$rss" "$pss"
+	printf '  %-8s N=%-6s run %s: idle %-8s %7s KiB RSS, %7s KiB PSS per connection (%s -> %s)\n' "$who" "$n" "$rep" "$state" "$rss" "$pss" "$before" "$after" >&2
+}
+
+# server_run N WHO REP: every timed operation on WHO, then memory.
+server_run() {
+	local n=$1 who=$2 rep=$3
+	nocache_now=0
+	server_start "$who" "$n"
+	select_op cold "$n" "$who" "$rep"
+	server_stop "$who"
+	if [[ $nocache == 1 ]]; then
+		nocache_now=1
+		server_start "$who" "$n"
+		nocache_now=0
+		select_op cold-nocache "$n" "$who" "$rep"
+		server_stop "$who"
+	fi
+	server_start "$who" "$n" keep
+	if [[ $who == mailroom ]]; then md=$(mr_maildir "$n"); else md=$(dv_maildir "$n"); fi
+	find "$md/cur" -type f -exec cat {} + >/dev/null
+	select_op warm "$n" "$who" "$rep"
+	op flags "$n" "$who" "$rep" "$n"
+	op envelope1 "$n" "$who" "$rep" "$n"
+	op envelope2 "$n" "$who" "$rep" "$n"
+	op search-subject "$n" "$who" "$rep" "${SUBJ_HITS[$n]}"
+	op search-body "$n" "$who" "$rep" "${BODY_HITS[$n]}"
+	mbsync_run "$n" "$who" "$rep"
+	server_stop "$who"
+	if ((IDLE > 0)); then
+		idle_run "$n" "$who" "$rep" selected
+		idle_run "$n" "$who" "$rep" greeted
+	fi
+}
+
+# --- mailboxes --------------------------------------------------------------
+declare -A SUBJ_HITS BODY_HITS GEN_BYTES
+for n in $SIZES; do
+	echo "generating $n messages..." >&2
+	out=$("$IB" gen -dir "$WORK/gen/n$n/Maildir" -n "$n" -seed "$SEED")
+	SUBJ_HITS[$n]=$(field subject_hits "$out")
+	BODY_HITS[$n]=$(field body_hits "$out")
+	GEN_BYTES[$n]=$(field bytes "$out")
+	mkdir -p "$(mr_data "$n")/mail/$DOMAIN/$LOCAL" "$(dv_root "$n")/$DOMAIN/$LOCAL"
+	[[ -f $MR/template/mailroom.db ]] && cp "$MR/template/mailroom.db" "$(mr_data "$n")/"
+	cp -a "$WORK/gen/n$n/Maildir" "$(mr_maildir "$n")"
+	cp -a "$WORK/gen/n$n/Maildir" "$(dv_maildir "$n")"
+	chown -R "$DV_UID:$DV_GID" "$(dv_root "$n")"
+done
+
+# --- runs -------------------------------------------------------------------
+start=$(date +%s)
+for n in $SIZES; do
+	for ((rep = 1; rep <= R; rep++)); do
+		echo "N=$n: run $rep of $R" >&2
+		order=$SYSTEMS
+		((rep % 2)) || order=$(tr ' ' '\n' <<<"$SYSTEMS" | tac | tr '\n' ' ')
+		for who in $order; do
+			server_run "$n" "$who" "$rep"
+		done
+	done
+done
+elapsed=$(($(date +%s) - start))
+
+# --- report -----------------------------------------------------------------
+label() {
+	case $1 in
+	cold) echo "LOGIN+SELECT, cold (no index)" ;;
+	cold-nocache) echo "  the same, page cache dropped" ;;
+	warm) echo "LOGIN+SELECT, warm" ;;
+	flags) echo "UID FETCH 1:* (FLAGS)" ;;
+	envelope1) echo "FETCH 1:* (ENVELOPE), first" ;;
+	envelope2) echo "FETCH 1:* (ENVELOPE), again" ;;
+	search-subject) echo "SEARCH HEADER Subject" ;;
+	search-body) echo "SEARCH BODY" ;;
+	mbsync) echo "mbsync, full, to empty Maildir" ;;
+	esac
+}
+
+echo
+echo "IMAP benchmark: $R runs per figure, medians (spread = (max-min)/median over the runs;"
+echo "paired = median of the per-run ratios mailroom/dovecot); times in ms, lower is better"
+echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr); filesystem: $fstype on $(df --output=source "$WORK" | tail -1) ($WORK)"
+echo "mailroom: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), $(go version | awk '{print $3}')"
+echo "dovecot:  $DV_VERSION, Debian defaults (maildir, index in the Maildir, no FTS), mail uid $DV_USER"
+echo "mbsync:   $("$MBSYNC" --version 2>/dev/null | head -1)"
+if [[ $nocache == 1 ]]; then
+	echo "page cache: dropped (echo 3 > /proc/sys/vm/drop_caches) before each server's cold-nocache start; warm otherwise"
+else
+	echo "page cache: never dropped (DROP_CACHES=0 or refused by the kernel); cold = index missing only"
+fi
+verdict=met
+for n in $SIZES; do
+	echo
+	printf 'N=%s messages (%s MiB; SUBJECT hits %s, BODY hits %s)\n' "$n" "$(awk -v b="${GEN_BYTES[$n]}" 'BEGIN { printf "%.0f", b / 1048576 }')" "${SUBJ_HITS[$n]}" "${BODY_HITS[$n]}"
+	printf '%-32s | %18s | %18s | %16s | %8s\n' operation "mailroom (spread)" "dovecot (spread)" mailroom/dovecot "(paired)"
+	for o in cold cold-nocache warm flags envelope1 envelope2 search-subject search-body mbsync; do
+		[[ $o == cold-nocache && $nocache != 1 ]] && continue
+		m=$(median "$o" "$n" mailroom)
+		v=$(median "$o" "$n" dovecot)
+		r=$(ratio "$m" "$v")
+		printf '%-32s | %10.1f %7s | %10.1f %7s | %15sx | %7sx\n' "$(label "$o")" "$m" "($(spread "$o" "$n" mailroom))" \
+			"$v" "($(spread "$o" "$n" dovecot))" "$r" "$(paired "$o" "$n" dovecot)"
+		awk -v r="$r" 'BEGIN { exit !(r == "-" || r > 1) }' && verdict="NOT met"
+	done
+	if ((IDLE > 0)); then
+		printf '%-32s | %18s | %18s |\n' "KiB per idle connection ($IDLE)" "mailroom RSS/PSS" "dovecot RSS/PSS"
+		for st in selected greeted; do
+			printf '%-32s | %8.1f / %7.1f | %8.1f / %7.1f |\n' "  $st" \
+				"$(median "idle-$st" "$n" mailroom)" "$(median "idle-$st" "$n" mailroom 6)" \
+				"$(median "idle-$st" "$n" dovecot)" "$(median "idle-$st" "$n" dovecot 6)"
+			awk -v k="$(median "idle-$st" "$n" mailroom)" 'BEGIN { exit !(k == "nan" || k >= 50) }' && verdict="NOT met"
+		done
+	fi
+done
+echo
+echo "goal (no operation slower than Dovecot's, under 50 KiB RSS per idle connection): $verdict"
+if [[ -s $PROBLEMS ]]; then
+	echo
+	echo "PROBLEMS (the figures they touch are meaningless):"
+	sed 's/^/  /' "$PROBLEMS"
+fi
+echo
+echo "(whole run: ${elapsed}s; raw figures: operation N system run ms-or-KiB [PSS KiB])"
+sort -k1,1 -k2,2n -k3,3 -k4,4n "$RESULTS" | sed 's/^/  /'
