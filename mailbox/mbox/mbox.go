@@ -1,0 +1,368 @@
+// Package mbox appends messages to mbox files the way Postfix local(8)
+// and procmail do, so that mutt, Dovecot, mail(1) and formail read them
+// while mailroom writes.
+//
+// Format: mboxrd. Each message starts with "From sender asctime-date",
+// any body line matching ^>*From  gets one more '>' (so the quoting can be
+// undone exactly, unlike mboxo), line ends are LF, and every message ends
+// with an empty line.
+//
+// Locking: both a dotlock (<mbox>.lock, created with O_EXCL) and an fcntl
+// write lock on the file. Readers differ in which one they honour: mutt,
+// procmail and mail(1) rely on dotlocks, Dovecot and Postfix take fcntl
+// locks (Dovecot's default mbox_write_locks is "dotlock fcntl"), so a
+// writer must hold both to be safe against every reader. The dotlock is
+// taken first, as Postfix and procmail do; one LockTimeout bounds the
+// wait for both.
+//
+// Durability and atomicity: the appended data is fsynced before Append
+// returns nil; on any failure the file is truncated back to the size it
+// had when the locks were taken, and fsynced, so no half message remains
+// for a reader to see after the locks are dropped.
+//
+// The package knows nothing of recipients, aliases or configuration: the
+// caller decides which path to write, and whether the path is allowed.
+package mbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for Options.
+const (
+	DefaultLockTimeout = 30 * time.Second
+	DefaultStaleLock   = 5 * time.Minute
+)
+
+// Options configure Append.
+type Options struct {
+	// LockTimeout bounds the wait for the dotlock and the fcntl lock
+	// together (default 30s). Running out is a temporary error, so the
+	// message is retried later rather than bounced.
+	LockTimeout time.Duration
+	// StaleLock is the age beyond which a dotlock is taken to be left by
+	// a crashed writer and removed (default 5 minutes, the value of
+	// procmail and liblockfile).
+	StaleLock time.Duration
+	// Logger receives Debug records about lock waits and a Warn record
+	// when a stale dotlock is broken; nil discards them.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.StaleLock <= 0 {
+		o.StaleLock = DefaultStaleLock
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Errors that Append wraps; test for them with errors.Is.
+var (
+	// ErrLockTimeout: another process held the mbox for LockTimeout.
+	ErrLockTimeout = errors.New("mailbox is locked by another process")
+	// ErrRelative: the path is not absolute; file targets are always
+	// given in full, so a relative one is a configuration mistake.
+	ErrRelative = errors.New("path is not absolute")
+	// ErrSymlink: the mbox is a symbolic link. It is refused (O_NOFOLLOW)
+	// so that a link planted by a user cannot redirect mail into another
+	// file; Postfix's safe_open refuses it too.
+	ErrSymlink = errors.New("is a symbolic link")
+	// ErrNotRegular: the path is a directory, device, FIFO or socket.
+	ErrNotRegular = errors.New("is not a regular file")
+	// ErrUnsafe: a regular file that must not be appended to: executable
+	// (Postfix refuses those, "file is executable") or with more than one
+	// hard link (a link to another user's file).
+	ErrUnsafe = errors.New("is not safe to append to")
+)
+
+// Error is a failed Append. Temporary tells the caller whether to retry
+// (defer) or bounce.
+type Error struct {
+	Path string
+	Op   string // the step that failed: "lock", "open", "write", ...
+	Err  error
+	temp bool
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("append to mbox %s: %s: %v", e.Path, e.Op, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether a later attempt may succeed. It is false for
+// the file's own faults that do not go away by waiting: a relative path,
+// a symlink, something other than a regular file, an executable or
+// hard-linked file, and a missing directory (ENOENT, ENOTDIR: a mistyped
+// path, bounced as Postfix does). Everything else is temporary: a lock
+// held too long, a full disk (ENOSPC, EDQUOT), an I/O error, a read-only
+// file system, permission problems an administrator can fix, a message
+// source that failed to read, a cancelled context.
+func (e *Error) Temporary() bool { return e.temp }
+
+func newError(path, op string, err error) *Error {
+	return &Error{Path: path, Op: op, Err: err, temp: temporary(err)}
+}
+
+func temporary(err error) bool {
+	for _, perm := range []error{ErrRelative, ErrSymlink, ErrNotRegular, ErrUnsafe, unix.ENOENT, unix.ENOTDIR, unix.ELOOP, unix.EISDIR} {
+		if errors.Is(err, perm) {
+			return false
+		}
+	}
+	return true
+}
+
+// Append adds one message to the mbox at path, creating the file with
+// mode 0600 if it is missing. from is the envelope sender ("" for the null
+// sender, written as MAILER-DAEMON), date the delivery time (zero: now).
+// r is the message with LF or CRLF line ends; it is stored with LF. The
+// returned error is an *Error (see Temporary) or nil once the message is
+// on disk, fsynced.
+//
+// "/dev/null" is accepted and discards the message without reading it,
+// as sendmail and Postfix do for the common "nobody: /dev/null" alias.
+//
+// O_NOFOLLOW covers the last path component only; directories on the way
+// are followed, so the caller confines paths it does not trust.
+func Append(ctx context.Context, path, from string, date time.Time, r io.Reader, opts Options) error {
+	opts = opts.withDefaults()
+	if !filepath.IsAbs(path) || strings.IndexByte(path, 0) >= 0 {
+		return newError(path, "check path", ErrRelative)
+	}
+	if path == os.DevNull {
+		return nil
+	}
+	if date.IsZero() {
+		date = time.Now()
+	}
+
+	lockCtx, cancel := context.WithTimeout(ctx, opts.LockTimeout)
+	defer cancel()
+	lockErr := func(err error) error {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("%w (waited %v)", ErrLockTimeout, opts.LockTimeout)
+		}
+		return err
+	}
+
+	dl, err := takeDotlock(lockCtx, path+".lock", opts)
+	if err != nil {
+		return newError(path, "dotlock", lockErr(err))
+	}
+	defer dl.release(opts.Logger)
+
+	f, err := openLocked(lockCtx, path, opts.Logger)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.Err = lockErr(e.Err)
+			e.temp = temporary(e.Err)
+			return e
+		}
+		return err
+	}
+	// Closing the descriptor drops the fcntl lock, before the dotlock goes.
+	defer f.Close()
+
+	fi, err := f.Stat()
+	if err != nil {
+		return newError(path, "stat", err)
+	}
+	size := fi.Size()
+	n, err := write(ctx, f, size, from, date, r)
+	if err != nil {
+		// Leave no half message: back to the size the locks found.
+		if terr := f.Truncate(size); terr != nil {
+			err = errors.Join(err, fmt.Errorf("truncate back to %d bytes: %w", size, terr))
+		} else if serr := f.Sync(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("sync after truncate: %w", serr))
+		}
+		return newError(path, "write", err)
+	}
+	opts.Logger.Debug("mbox append", "mbox", path, "bytes", n)
+	return nil
+}
+
+// openLocked opens (creating) the mbox and takes the fcntl lock. If the
+// name was replaced while we waited for the lock (a reader that rewrites
+// the mbox through a new file and a rename), it starts over on the new
+// file, since appending to the old one would lose the message.
+func openLocked(ctx context.Context, path string, logger *slog.Logger) (*os.File, error) {
+	for attempt := 0; ; attempt++ {
+		f, err := openFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := lockFile(ctx, f, logger); err != nil {
+			f.Close()
+			return nil, newError(path, "lock", err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, newError(path, "stat", err)
+		}
+		cur, err := os.Lstat(path)
+		if err == nil && os.SameFile(fi, cur) {
+			return f, nil
+		}
+		f.Close()
+		if attempt == 3 {
+			return nil, newError(path, "lock", errors.New("the file keeps being replaced"))
+		}
+	}
+}
+
+// openFile opens path for appending without following a symlink or
+// blocking on a FIFO, and checks it is a plain file with one link.
+func openFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, newError(path, "open", ErrSymlink)
+		}
+		return nil, newError(path, "open", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, newError(path, "stat", err)
+	}
+	var bad error
+	switch {
+	case !fi.Mode().IsRegular():
+		bad = fmt.Errorf("%w (%v)", ErrNotRegular, fi.Mode().Type())
+	case fi.Mode().Perm()&0o111 != 0:
+		bad = fmt.Errorf("%w: it is executable", ErrUnsafe)
+	default:
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && uint64(st.Nlink) > 1 {
+			bad = fmt.Errorf("%w: it has %d hard links", ErrUnsafe, st.Nlink)
+		}
+	}
+	if bad != nil {
+		f.Close()
+		return nil, newError(path, "open", bad)
+	}
+	return f, nil
+}
+
+// write appends the separator the file still needs, the From line and the
+// quoted message at the end of f (whose size is size), then fsyncs. It
+// returns the number of bytes appended.
+func write(ctx context.Context, f *os.File, size int64, from string, date time.Time, r io.Reader) (int64, error) {
+	pad, err := padding(f, size)
+	if err != nil {
+		return 0, err
+	}
+	cw := &countWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	bw.WriteString(pad)
+	if err := writeMessage(bw, from, date, &ctxReader{ctx: ctx, r: r}); err != nil {
+		return cw.n, err
+	}
+	if err := f.Sync(); err != nil {
+		return cw.n, fmt.Errorf("fsync: %w", err)
+	}
+	return cw.n, nil
+}
+
+// writeMessage writes one message in mboxrd form to bw and flushes it:
+// the From line, the quoted message, the empty line that ends it.
+func writeMessage(bw *bufio.Writer, from string, date time.Time, r io.Reader) error {
+	bw.WriteString("From " + envelopeSender(from) + " " + date.Format(time.ANSIC) + "\n")
+	q := newQuoter(bw)
+	if _, err := io.Copy(q, r); err != nil {
+		return err
+	}
+	if err := q.Close(); err != nil {
+		return err
+	}
+	bw.WriteString("\n")
+	return bw.Flush()
+}
+
+// padding returns what must come before a new "From " line so that it
+// follows an empty line: nothing for an empty file or one ending in an
+// empty line, "\n" after a final line, "\n\n" after a last line that
+// lacks its newline (a file written by a careless tool).
+func padding(f *os.File, size int64) (string, error) {
+	if size == 0 {
+		return "", nil
+	}
+	var tail [2]byte
+	n := min(size, 2)
+	if _, err := f.ReadAt(tail[2-n:], size-n); err != nil {
+		return "", fmt.Errorf("read the end of the file: %w", err)
+	}
+	switch {
+	case tail[1] != '\n':
+		return "\n\n", nil
+	case n == 2 && tail[0] != '\n':
+		return "\n", nil
+	}
+	return "", nil
+}
+
+// envelopeSender is the sender as written in the From line: one word,
+// since readers (Dovecot, formail) end the sender at the first space.
+// Whitespace and control characters, which could break the line or the
+// file, become '_'.
+func envelopeSender(from string) string {
+	if from == "" {
+		return "MAILER-DAEMON"
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, from)
+}
+
+// countWriter counts the bytes written.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ctxReader stops a long copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("read the message: %w", err)
+	}
+	return n, err
+}
