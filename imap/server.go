@@ -350,12 +350,17 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.stop()
-	s.start() // so that served.Wait below cannot wait on nothing started
-	s.secure.Close()
-	s.insecure.Close()
+	// The library's own Close races its Serve (WaitGroup.Add against
+	// Wait); closing its listeners and our sessions' connections does the
+	// same without it.
 	s.secureL.Close()
 	s.insecureL.Close()
 	s.served.Wait()
+	s.mu.Lock()
+	for ss := range s.sessions {
+		ss.conn.NetConn().Close()
+	}
+	s.mu.Unlock()
 	return nil
 }
 

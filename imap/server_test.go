@@ -1,0 +1,251 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+)
+
+func TestLogin(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{})
+	for _, tc := range []struct {
+		name, user, pass string
+		want             string // prefix of the tagged status
+	}{
+		{"good", "alice", "secret", "OK"},
+		{"bad password", "alice", "wrong", "NO [AUTHENTICATIONFAILED]"},
+		{"unknown user", "nobody", "secret", "NO [AUTHENTICATIONFAILED]"},
+		{"store failure is temporary, no detail", "broken", "x", "NO [UNAVAILABLE] Temporary failure"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dialRaw(t, ts.addr)
+			_, st := r.cmd("LOGIN %s %s", tc.user, tc.pass)
+			if !strings.HasPrefix(st, tc.want) {
+				t.Errorf("LOGIN: %q, want %q", st, tc.want)
+			}
+			if strings.Contains(st, "fire") || strings.Contains(st, "/var") {
+				t.Errorf("internal error text reached the client: %q", st)
+			}
+		})
+	}
+	if log := ts.log.String(); strings.Contains(log, "secret") || strings.Contains(log, "wrong") {
+		t.Errorf("a password was logged:\n%s", log)
+	}
+	if !strings.Contains(ts.log.String(), "database on fire") {
+		t.Errorf("the real error is not in the log")
+	}
+}
+
+func TestAuthenticatePlain(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{})
+	c := ts.dial(t, nil)
+	if err := c.Authenticate(sasl.NewPlainClient("", "alice", "secret")); err != nil {
+		t.Fatalf("AUTHENTICATE PLAIN: %v", err)
+	}
+	r := dialRaw(t, ts.addr)
+	ir := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00nope"))
+	if _, st := r.cmd("AUTHENTICATE PLAIN %s", ir); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
+		t.Errorf("bad AUTHENTICATE PLAIN: %q", st)
+	}
+}
+
+// The pause after failed logins grows per client address.
+func TestLoginDelayGrows(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{AuthFailureDelay: 40 * time.Millisecond})
+	r := dialRaw(t, ts.addr)
+	var last time.Duration
+	for i := range 3 {
+		t0 := time.Now()
+		r.cmd("LOGIN alice wrong")
+		d := time.Since(t0)
+		want := 40 * time.Millisecond << i
+		if d < want {
+			t.Errorf("failure %d answered after %v, want at least %v", i+1, d, want)
+		}
+		last = d
+	}
+	_ = last
+}
+
+func capsOf(t *testing.T, r *raw) string {
+	t.Helper()
+	u := r.ok("CAPABILITY")
+	for _, l := range u {
+		if strings.HasPrefix(l, "* CAPABILITY ") {
+			return l + " "
+		}
+	}
+	t.Fatalf("no CAPABILITY in %q", u)
+	return ""
+}
+
+func TestPlaintextAuthOnlyOnLoopbackOrTLS(t *testing.T) {
+	t.Parallel()
+	tlsConf := testTLS(t)
+	for _, tc := range []struct {
+		name       string
+		remote     bool
+		allow      bool
+		wantLogin  bool
+		wantsTLS   bool
+		startTLSOK bool
+	}{
+		{name: "loopback", wantLogin: true},
+		{name: "remote", remote: true},
+		{name: "remote allowed", remote: true, allow: true, wantLogin: true},
+		{name: "remote after STARTTLS", remote: true, startTLSOK: true, wantLogin: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.remote {
+				l = fakeRemote{l}
+			}
+			ts := start(t, Options{TLSConfig: tlsConf, AllowInsecureAuth: tc.allow}, l)
+			r := dialRaw(t, ts.addr)
+			if tc.startTLSOK {
+				r.ok("STARTTLS")
+				tc := tls.Client(r.conn, &tls.Config{InsecureSkipVerify: true})
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				r.conn = tc
+				r.r.Reset(tc)
+			}
+			caps := capsOf(t, r)
+			if got := !strings.Contains(caps, " LOGINDISABLED "); got != tc.wantLogin {
+				t.Errorf("LOGINDISABLED absent = %v, want %v: %s", got, tc.wantLogin, caps)
+			}
+			if got := strings.Contains(caps, " AUTH=PLAIN "); got != tc.wantLogin {
+				t.Errorf("AUTH=PLAIN = %v, want %v: %s", got, tc.wantLogin, caps)
+			}
+			_, st := r.cmd("LOGIN alice secret")
+			if got := strings.HasPrefix(st, "OK"); got != tc.wantLogin {
+				t.Errorf("LOGIN: %q", st)
+			}
+			if !tc.wantLogin && !strings.Contains(st, "PRIVACYREQUIRED") {
+				t.Errorf("refused LOGIN without [PRIVACYREQUIRED]: %q", st)
+			}
+		})
+	}
+}
+
+func TestImplicitTLS(t *testing.T) {
+	t.Parallel()
+	conf := testTLS(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := start(t, Options{TLSConfig: conf}, tls.NewListener(fakeRemote{l}, conf))
+	c, err := imapclient.DialTLS(ts.addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatalf("login over implicit TLS from a remote address: %v", err)
+	}
+}
+
+func TestCapabilities(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{AppendLimit: 12345})
+	r := dialRaw(t, ts.addr)
+	r.login()
+	caps := capsOf(t, r)
+	for _, c := range []string{"IMAP4rev1", "IMAP4rev2", "IDLE", "MOVE", "UIDPLUS", "NAMESPACE", "ESEARCH",
+		"SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CHILDREN", "STATUS=SIZE", "UNSELECT",
+		"ENABLE", "SASL-IR", "LITERAL+", "APPENDLIMIT=12345", "UTF8=ACCEPT", "BINARY"} {
+		if !strings.Contains(caps, " "+c+" ") {
+			t.Errorf("capability %s missing: %s", c, caps)
+		}
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := start(t, Options{MaxConnsPerIP: 2}, fakeRemote{l})
+	dialRaw(t, ts.addr)
+	r2 := dialRaw(t, ts.addr)
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 200)
+	n, _ := c.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "* BYE") {
+		t.Errorf("third connection got %q, want BYE", buf[:n])
+	}
+	r2.ok("LOGOUT")
+	// The slot is given back.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := c.Read(buf)
+		c.Close()
+		if strings.HasPrefix(string(buf[:n]), "* OK") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not released: %q", buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestShutdownSaysBye(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{})
+	r := dialRaw(t, ts.addr)
+	r.login()
+	r.ok("SELECT INBOX")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- ts.srv.Shutdown(ctx) }()
+	if l := r.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("got %q, want BYE", l)
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if _, err := net.Dial("tcp", ts.addr); err == nil {
+		t.Errorf("still accepting after Shutdown")
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{IdleTimeout: 100 * time.Millisecond})
+	r := dialRaw(t, ts.addr)
+	r.login()
+	if l := r.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("got %q, want BYE after idling", l)
+	}
+}
+
+var _ = goimap.CapIMAP4rev2
