@@ -135,6 +135,7 @@ func (s *session) Create(ctx context.Context, name string) error {
 	}
 	// A stale index under this name (the folder was removed by hand)
 	// must not give its UIDs to the new folder.
+	s.a.forget(canon)
 	return s.a.dropIndex(canon)
 }
 

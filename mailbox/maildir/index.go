@@ -728,6 +728,7 @@ func (f *folder) scan() error {
 		readNew, readCur   bool
 		stNew, stCur       unix.Stat_t
 		now                time.Time
+		unstable           bool
 	)
 	for attempt := 0; ; attempt++ {
 		now = time.Now()
@@ -750,24 +751,24 @@ func (f *folder) scan() error {
 				return fmt.Errorf("maildir: read %s/new: %w", f.dir, err)
 			}
 		}
-		if readNew && !readCur {
-			// Anything gone from new/ may have moved to cur/.
-			for _, e := range f.ents {
-				if e.inNew {
-					readCur = true
-					break
-				}
-			}
-		}
 		if readCur {
 			if curNames, err = readNames(curD); err != nil {
 				return fmt.Errorf("maildir: read %s/cur: %w", f.dir, err)
 			}
 		}
+		// A file moving from new/ to cur/ after the fstats above changes
+		// cur/'s mtime (or cur/ was not sure and is read anyway), so a
+		// directory that changed while it was read is read again.
 		var after1, after2 unix.Stat_t
 		unix.Fstat(int(newD.Fd()), &after1)
 		unix.Fstat(int(curD.Fd()), &after2)
-		if (after1.Mtim == stNew.Mtim && after2.Mtim == stCur.Mtim) || attempt >= 2 {
+		if after1.Mtim == stNew.Mtim && after2.Mtim == stCur.Mtim {
+			break
+		}
+		if attempt >= 2 {
+			// Still changing: take in what was added, but remove
+			// nothing on a listing that may have missed a rename.
+			unstable = true
 			break
 		}
 		// Changed while we read: read both again.
@@ -816,7 +817,7 @@ func (f *folder) scan() error {
 	take(curNames, false)
 	var removed []*entry
 	for _, e := range f.ents {
-		if e.mark != gen && (e.inNew && readNew || !e.inNew && readCur) {
+		if e.mark != gen && (e.inNew && readNew || !e.inNew && readCur) && !unstable {
 			removed = append(removed, e)
 		}
 	}
@@ -824,11 +825,16 @@ func (f *folder) scan() error {
 	if len(adds) > 0 {
 		added = f.statNew(adds, newD, curD)
 	}
-	if readNew {
-		f.seenNew = seen(stNew.Mtim, now)
-	}
-	if readCur {
-		f.seenCur = seen(stCur.Mtim, now)
+	switch {
+	case unstable:
+		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
+	default:
+		if readNew {
+			f.seenNew = seen(stNew.Mtim, now)
+		}
+		if readCur {
+			f.seenCur = seen(stCur.Mtim, now)
+		}
 	}
 	if len(updates) == 0 && len(removed) == 0 && len(added) == 0 {
 		return nil
