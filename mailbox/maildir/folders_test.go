@@ -249,12 +249,12 @@ func TestBadNames(t *testing.T) {
 	outside := t.TempDir()
 	os.Symlink(outside, filepath.Join(e.md(testHome), ".Trap"))
 	ops := map[string]func(name string) error{
-		"Create": func(n string) error { return f.Create(ctx, n) },
-		"Delete": func(n string) error { return f.Delete(ctx, n) },
-		"Rename": func(n string) error { return f.Rename(ctx, "Sent", n) },
+		"Create":     func(n string) error { return f.Create(ctx, n) },
+		"Delete":     func(n string) error { return f.Delete(ctx, n) },
+		"Rename":     func(n string) error { return f.Rename(ctx, "Sent", n) },
 		"RenameFrom": func(n string) error { return f.Rename(ctx, n, "Elsewhere") },
-		"Subscribe": func(n string) error { return f.SetSubscribed(ctx, n, true) },
-		"Sync": func(n string) error { _, err := f.Sync(ctx, n); return err },
+		"Subscribe":  func(n string) error { return f.SetSubscribed(ctx, n, true) },
+		"Sync":       func(n string) error { _, err := f.Sync(ctx, n); return err },
 		"Append": func(n string) error {
 			_, _, err := f.Append(ctx, n, strings.NewReader("x\n"), nil, time.Time{})
 			return err
