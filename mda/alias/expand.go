@@ -426,14 +426,16 @@ func (e *expander) target(t Target, f *frame) *Node {
 		return e.address(a, f, t.Source)
 	case File, Pipe:
 		n := &Node{Kind: t.Kind, Value: t.Value, Source: t.Source}
-		if why := e.refuse(t.Kind, f); why != "" {
-			return fail(n, f.addr, fmt.Errorf("%s: %w: %s", t, ErrNotAllowed, why))
-		}
 		l := &Leaf{Kind: t.Kind, Rcpt: f.addr, Home: f.home, User: f.owner, Source: t.Source}
 		if t.Kind == File {
 			l.Path = t.Value
 		} else {
 			l.Command = t.Value
+		}
+		if why := e.refuse(t.Kind, f); why != "" {
+			// The refused leaf keeps its path or command for the log.
+			l.Err = fmt.Errorf("%s: %w: %s", t, ErrNotAllowed, why)
+			n.Err = l.Err
 		}
 		n.Leaf = l
 		return n

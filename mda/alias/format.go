@@ -44,11 +44,11 @@ func (n *Node) describe() string {
 		if n.Leaf != nil && n.Leaf.Home != "" {
 			b.WriteString(" " + n.Leaf.Home)
 		}
-		notes = append(notes, n.Via)
+		notes = append(notes, viaNote(n.Via))
 	case Remote:
 		b.WriteString(n.Address + ": remote")
 		if n.Via != "remote" {
-			notes = append(notes, n.Via)
+			notes = append(notes, viaNote(n.Via))
 		}
 	case File:
 		b.WriteString("file " + Target{Kind: File, Value: n.Value}.String())
@@ -104,3 +104,10 @@ func slicesCompact(s []string) []string {
 
 // oneLine keeps a multi-line error (joined parse errors) on one line.
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
+func viaNote(via string) string {
+	if via == `\` {
+		return "no expansion"
+	}
+	return via
+}

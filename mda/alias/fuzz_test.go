@@ -1,8 +1,13 @@
 package alias
 
 import (
+	"errors"
+	"io"
+	"io/fs"
 	"strings"
 	"testing"
+
+	"mailroom/internal/address"
 )
 
 var fuzzSeeds = []string{
@@ -81,5 +86,45 @@ func FuzzParseForward(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		ts, _ := ParseForward(strings.NewReader(s), "fuzz")
 		checkTargets(t, ts)
+	})
+}
+
+// FuzzExpand expands an address through a fuzzed aliases file that is
+// also every .forward and include file: expansion must end, never panic,
+// and deliver only to what the policy allows.
+func FuzzExpand(f *testing.F) {
+	f.Add("a: b, a, :include:/inc, \\alice\nb: a, x@example.net\n@example.org: a\n", "a+x")
+	f.Add("alice: |/bin/x, /tmp/y\n", "alice")
+	f.Add("bob: bob\n", "zed")
+	f.Fuzz(func(t *testing.T, text, local string) {
+		tab, err := Parse(strings.NewReader(text), "fuzz")
+		if err != nil {
+			return
+		}
+		a, err := address.Parse(local + "@example.org")
+		if err != nil {
+			return
+		}
+		r := newResolver(nil)
+		r.forwards = map[string]string{"example.org/alice": text, "example.org/bob": text}
+		opts := Options{Delimiter: "+-", ReadInclude: fakeFiles(map[string]string{"/inc": text})}
+		n, err := Expand(tab, a, r, opts)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("temporary error from fakes that only miss files: %v", err)
+		}
+		for _, l := range n.Leaves() {
+			if l.Err != nil {
+				continue
+			}
+			if (l.Kind == Pipe || l.Kind == File) && l.Home != "" {
+				t.Fatalf("a .forward pipe or file got through: %+v", l)
+			}
+			if l.Kind == File && checkPath(l.Path, "file") != "" {
+				t.Fatalf("unsafe path %q", l.Path)
+			}
+		}
+		if err := n.Format(io.Discard); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
