@@ -261,21 +261,15 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	res.Stderr = firstLine(stderr)
 
 	e := &Error{Command: opts.Command, ExitCode: -1, Stderr: res.Stderr}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		switch {
-		case ws.Exited():
-			res.ExitCode = ws.ExitStatus()
-		case ws.Signaled():
-			e.Signal = ws.Signal()
-		}
-	} else if werr != nil {
-		var xe *exec.ExitError
-		if !errors.As(werr, &xe) {
-			e.Err = werr
-			e.temp = true
-			return res, e
-		}
-		res.ExitCode = xe.ExitCode()
+	if cmd.ProcessState == nil {
+		// Wait itself failed (ECHILD: someone else reaped it).
+		e.Err, e.temp = fmt.Errorf("wait: %w", werr), true
+		return res, e
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		e.Signal = ws.Signal()
+	} else {
+		res.ExitCode = cmd.ProcessState.ExitCode()
 	}
 	e.ExitCode = res.ExitCode
 	switch {
