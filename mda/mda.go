@@ -11,6 +11,7 @@
 package mda
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -20,12 +21,14 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
+
 	"time"
 
 	"mailroom/account"
 	"mailroom/internal/address"
+	"mailroom/internal/srs"
 	"mailroom/mailbox"
+	"mailroom/mda/alias"
 )
 
 // Errors that are the sender's fault and permanent; every other delivery
@@ -39,8 +42,9 @@ var (
 	ErrNoRcpt     = errors.New("no valid recipients")
 	// ErrLoop is a forwarding loop (RFC 3463 5.4.6): the message already
 	// carries Delivered-To: for an address being expanded, has been
-	// through more than 100 hosts, or an alias chain is too deep.
-	ErrLoop = errors.New("mail forwarding loop")
+	// through more than 100 hosts, or an alias chain is too deep or
+	// circular. It is alias.ErrLoop, so errors.Is works on either.
+	ErrLoop = alias.ErrLoop
 )
 
 // PermanentError is a delivery piece that failed for good (a command that
@@ -75,6 +79,23 @@ type Store interface {
 	Stage(ctx context.Context, home string, r io.Reader) (mailbox.Staged, error)
 }
 
+// Forwarder takes what local delivery cannot finish here: copies for
+// remote addresses (aliases and .forward naming them), and bounces for
+// pieces that failed for good. Both must be durable when they return.
+// queue.Queue implements it (through a small adapter for Bounce).
+type Forwarder interface {
+	Enqueue(ctx context.Context, from string, to []string, r io.Reader) (string, error)
+	Bounce(ctx context.Context, from string, failures []Failure, r io.Reader) error
+}
+
+// Failure is one piece of a delivery that failed for good after the
+// message was accepted for other pieces; the sender gets a DSN about it.
+type Failure struct {
+	Rcpt   string // the address whose piece failed
+	Status string // RFC 3463, "5.3.0"
+	Err    error
+}
+
 // Options configure a Deliverer.
 type Options struct {
 	Hostname  string   // names this host in Received:
@@ -82,6 +103,25 @@ type Options struct {
 	Delimiter string   // recipient_delimiter; "" disables extensions
 	Accounts  Accounts
 	Store     Store
+	// MailRoot is the directory mail homes are relative to; .forward
+	// files are read from <MailRoot>/<home>/.forward.
+	MailRoot string
+	// Aliases is the aliases file; nil means none. Deliverer.SetAliases
+	// replaces it (SIGHUP); Deliverer also reloads it when it changes.
+	Aliases *alias.Table
+	// ForwardFiles honours .forward files.
+	ForwardFiles bool
+	// AllowCommands and AllowFiles allow |command and /file targets in
+	// .forward and :include: files (the aliases file's are always allowed).
+	AllowCommands, AllowFiles bool
+	// CommandTimeout bounds a |command delivery (default 10 minutes).
+	CommandTimeout time.Duration
+	// Forwarder receives remote targets and bounces; nil makes both a
+	// temporary failure.
+	Forwarder Forwarder
+	// SRS, if set, rewrites the sender of forwarded mail and reverses
+	// SRS addresses that bounces arrive at.
+	SRS *srs.SRS
 	// SpoolDir holds messages too large to keep in memory while they are
 	// delivered. It must be on a local disk; files there are unlinked at
 	// once and never outlive a transaction.
@@ -100,6 +140,7 @@ type Deliverer struct {
 	opts    Options
 	domains []string
 	log     *slog.Logger
+	aliases *aliasFile
 }
 
 // New returns a Deliverer.
@@ -118,8 +159,16 @@ func New(opts Options) (*Deliverer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Deliverer{opts: opts, domains: domains, log: opts.Logger}, nil
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 10 * time.Minute
+	}
+	d := &Deliverer{opts: opts, domains: domains, log: opts.Logger}
+	d.aliases = newAliasFile(opts.Aliases, d.log)
+	return d, nil
 }
+
+// SetAliases puts a newly loaded aliases table in force (SIGHUP).
+func (d *Deliverer) SetAliases(t *alias.Table) { d.aliases.set(t) }
 
 // Info describes where a message came from, for the Received: header and
 // the log.
@@ -134,18 +183,56 @@ type Info struct {
 	Internal bool
 }
 
-// Recipient is a resolved recipient.
+// Recipient is a resolved recipient: the address as given and the tree
+// of targets it expands to.
 type Recipient struct {
-	// Address is the address as given in RCPT TO, used in Delivered-To.
+	// Address is the address as given in RCPT TO (X-Original-To).
 	Address address.Address
-	// Account is the account it resolved to.
-	Account account.Account
+	// Route is its expansion through aliases and .forward files, as
+	// `mailroom route` prints it.
+	Route  *alias.Node
+	leaves []alias.Leaf
 }
 
-// Resolve maps an address to a local account: it checks the domain, strips
-// a recipient_delimiter extension, and looks the account up. It is the one
-// code path for RCPT, `mailroom deliver` and `mailroom route`.
+// Resolve maps an address to where it is delivered: it checks the domain,
+// reverses an SRS address, and expands aliases, .forward files and
+// recipient_delimiter extensions down to mailboxes, files, commands and
+// remote addresses. It is the one code path for RCPT, `mailroom deliver`
+// and `mailroom route`. It refuses an address none of whose targets can
+// be delivered (ErrNoSuchUser, ErrLoop, a PermanentError).
 func (d *Deliverer) Resolve(addr string) (Recipient, error) {
+	rc, err := d.Route(addr)
+	if err != nil {
+		return rc, err
+	}
+	var first error
+	for _, l := range rc.leaves {
+		if l.Err == nil {
+			return rc, nil
+		}
+		if first == nil {
+			first = l.Err
+		}
+	}
+	if first == nil {
+		first = rc.Route.Err
+	}
+	return rc, pieceError(fmt.Errorf("%s: %w", rc.Address, first))
+}
+
+// Route is Resolve without the final verdict: it returns the expansion
+// even when nothing in it can be delivered, for `mailroom route`. The
+// error is for addresses that have no expansion at all (bad syntax, not
+// local, a forged SRS address) and for temporary trouble.
+func (d *Deliverer) Route(addr string) (Recipient, error) {
+	if d.opts.SRS != nil && srs.IsSRS(addr) {
+		// Before address.Parse: SRS local parts are often longer than
+		// the 64 octets RFC 5321 allows, and must still come back.
+		rc, err := d.reverseSRS(addr)
+		if !errors.Is(err, srs.ErrNotSRS) {
+			return rc, err
+		}
+	}
 	a, err := address.Parse(addr)
 	if err != nil {
 		return Recipient{}, fmt.Errorf("%w: %w", ErrBadAddress, err)
@@ -153,21 +240,101 @@ func (d *Deliverer) Resolve(addr string) (Recipient, error) {
 	if !slices.Contains(d.domains, a.Domain) {
 		return Recipient{}, fmt.Errorf("%s: %w", a, ErrNotLocal)
 	}
-	lookup := a
-	acct, err := d.opts.Accounts.Lookup(lookup)
-	if errors.Is(err, account.ErrNotFound) {
-		if base, ext := address.StripExtension(a.Local, d.opts.Delimiter); ext != "" || base != a.Local {
-			lookup.Local = base
-			acct, err = d.opts.Accounts.Lookup(lookup)
-		}
+	tree, err := alias.Expand(d.aliases.current(), a, resolver{d}, alias.Options{
+		Delimiter:            d.opts.Delimiter,
+		AllowForwardCommands: d.opts.AllowCommands,
+		AllowForwardFiles:    d.opts.AllowFiles,
+		AllowIncludeCommands: d.opts.AllowCommands,
+		AllowIncludeFiles:    d.opts.AllowFiles,
+	})
+	if err != nil {
+		return Recipient{}, fmt.Errorf("expand %s: %w", a, err)
 	}
+	return Recipient{Address: a, Route: tree, leaves: tree.Leaves()}, nil
+}
+
+// reverseSRS routes a bounce that arrives at an SRS address back to the
+// original sender.
+func (d *Deliverer) reverseSRS(addr string) (Recipient, error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return Recipient{}, srs.ErrNotSRS
+	}
+	domain, err := address.NormalizeDomain(addr[at+1:])
+	if err != nil || !slices.Contains(d.domains, domain) {
+		return Recipient{}, srs.ErrNotSRS // not ours: the normal checks say why
+	}
+	a := address.Address{Local: addr[:at], Domain: domain}
+	orig, err := d.opts.SRS.Reverse(addr)
+	if errors.Is(err, srs.ErrNotSRS) {
+		return Recipient{}, err
+	}
+	if err != nil {
+		return Recipient{}, fmt.Errorf("%s: %w: %w", a, ErrNoSuchUser, err)
+	}
+	oa, err := address.Parse(orig)
+	if err != nil {
+		return Recipient{}, fmt.Errorf("%s: reversed to %q: %w: %w", a, orig, ErrNoSuchUser, err)
+	}
+	leaf := &alias.Leaf{Kind: alias.Remote, Rcpt: a, Remote: oa}
+	tree := &alias.Node{Address: a.String(), Kind: alias.Address, Via: "srs", Children: []*alias.Node{
+		{Address: oa.String(), Kind: alias.Remote, Via: "remote", Leaf: leaf},
+	}}
+	return Recipient{Address: a, Route: tree, leaves: []alias.Leaf{*leaf}}, nil
+}
+
+// pieceError gives a failed piece of an expansion the error that maps to
+// its reply: 5.1.1, 5.4.6, or a PermanentError.
+func pieceError(err error) error {
+	switch {
+	case errors.Is(err, alias.ErrNoSuchUser):
+		return fmt.Errorf("%w: %w", ErrNoSuchUser, err)
+	case errors.Is(err, alias.ErrLoop):
+		return err
+	case errors.Is(err, alias.ErrNotAllowed):
+		return &PermanentError{Status: "5.7.1", Text: "Delivery to this target is not allowed here", Err: err}
+	default:
+		return &PermanentError{Status: "5.3.0", Text: "Delivery failed", Err: err}
+	}
+}
+
+// resolver is the alias.Resolver over the Deliverer's domains, accounts
+// and mail homes.
+type resolver struct{ d *Deliverer }
+
+func (r resolver) IsLocalDomain(domain string) bool { return slices.Contains(r.d.domains, domain) }
+
+func (r resolver) Account(a address.Address) (string, bool, error) {
+	acct, err := r.d.opts.Accounts.Lookup(a)
 	switch {
 	case errors.Is(err, account.ErrNotFound):
-		return Recipient{}, fmt.Errorf("%s: %w", a, ErrNoSuchUser)
+		return "", false, nil
 	case err != nil:
-		return Recipient{}, fmt.Errorf("look up %s: %w", a, err)
+		return "", false, fmt.Errorf("look up %s: %w", a, err)
 	}
-	return Recipient{Address: a, Account: acct}, nil
+	return acct.Home(), true, nil
+}
+
+func (r resolver) Forward(home string) ([]alias.Target, error) {
+	if !r.d.opts.ForwardFiles || r.d.opts.MailRoot == "" {
+		return nil, nil
+	}
+	b, path, err := readForward(r.d.opts.MailRoot, home)
+	if errors.Is(err, errIgnoredForward) {
+		r.d.log.Warn("ignoring .forward", "file", path, "err", err)
+		return nil, nil
+	}
+	if err != nil || b == nil {
+		return nil, err
+	}
+	targets, err := alias.ParseForward(bytes.NewReader(b), path)
+	if err != nil {
+		// A broken .forward must not lose mail: the user gets normal
+		// delivery, and the administrator the line to fix.
+		r.d.log.Warn("ignoring .forward with errors", "file", path, "err", err)
+		return nil, nil
+	}
+	return targets, nil
 }
 
 // Txn is one message transaction. It is not safe for concurrent use; a
@@ -195,206 +362,6 @@ func (d *Deliverer) Begin(ctx context.Context, from string, info Info) (*Txn, er
 
 // ID is the transaction's queue id, as shown in Received: and the log.
 func (t *Txn) ID() string { return t.id }
-
-// AddRcpt resolves a recipient and adds it to the transaction. The caller
-// refuses the RCPT if it returns an error.
-func (t *Txn) AddRcpt(ctx context.Context, to string) error {
-	r, err := t.d.Resolve(to)
-	if err != nil {
-		t.log.Debug("recipient refused", "rcpt", to, "err", err)
-		return err
-	}
-	t.rcpts = append(t.rcpts, r)
-	return nil
-}
-
-// Abort ends the transaction without delivering.
-//
-// A Txn holds no resources until Deliver, which releases its own, so
-// there is nothing to undo; Abort exists so that callers say what they
-// mean, and must not touch state that a Deliver running in another
-// goroutine (go-smtp runs BDAT's in one) may be reading.
-func (t *Txn) Abort() {}
-
-// Deliver reads the message from r and delivers it to every recipient
-// independently. It returns one error (nil for success) per AddRcpt call, in
-// order; a recipient given twice (or two addresses of one mailbox) gets one
-// copy and the same result. The error return is for failures that concern
-// the whole message (too big, unreadable); then no one got it.
-func (t *Txn) Deliver(ctx context.Context, r io.Reader) ([]error, error) {
-	return t.deliver(ctx, r, false)
-}
-
-// DeliverAll is Deliver for callers with a single reply for all recipients
-// (SMTP, `mailroom deliver`): either every mailbox gets the message or, as
-// far as a crash allows, none does, so that the sender's retry does not
-// duplicate what already landed.
-func (t *Txn) DeliverAll(ctx context.Context, r io.Reader) error {
-	_, err := t.deliver(ctx, r, true)
-	return err
-}
-
-// target is one mail home the message goes to, with the recipients that
-// resolved to it.
-type target struct {
-	home   string
-	rcpt   Recipient // the first recipient, named in the headers
-	idx    []int     // positions in Txn.rcpts
-	staged mailbox.Staged
-	err    error
-}
-
-// maxParallel bounds how many mail homes one message is written to at once.
-const maxParallel = 8
-
-func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, error) {
-	if len(t.rcpts) == 0 {
-		return nil, ErrNoRcpt
-	}
-	sp := &spool{dir: t.d.opts.SpoolDir, max: t.d.opts.MaxMessageBytes}
-	if t.info.Internal {
-		sp.max = 0
-	}
-	defer sp.close()
-	if err := sp.fill(r); err != nil {
-		event := "deferred"
-		if errors.Is(err, ErrTooBig) {
-			event = "rejected"
-		}
-		t.log.Info("message not accepted", "event", event, "from", t.from, "err", err)
-		return nil, err
-	}
-
-	var targets []*target
-	byHome := map[string]*target{}
-	for i, rc := range t.rcpts {
-		home := rc.Account.Home()
-		tg := byHome[home]
-		if tg == nil {
-			tg = &target{home: home, rcpt: rc}
-			byHome[home] = tg
-			targets = append(targets, tg)
-		}
-		tg.idx = append(tg.idx, i)
-	}
-
-	now := t.d.opts.Now()
-	t.parallel(targets, func(tg *target) {
-		tg.staged, tg.err = t.d.opts.Store.Stage(ctx, tg.home, sp.withHeader(t.traceHeaders(tg.rcpt, now)))
-		if tg.err != nil {
-			tg.err = fmt.Errorf("deliver to %s: %w", tg.rcpt.Address, tg.err)
-		}
-	})
-	if err := firstErr(targets); atomic && err != nil {
-		t.abort(targets, err)
-		t.logResults(targets, sp.size)
-		return nil, err
-	}
-	// Commit is not cancelled by ctx: the bytes are on disk already.
-	cctx := context.WithoutCancel(ctx)
-	t.parallel(targets, func(tg *target) {
-		if tg.err != nil {
-			return
-		}
-		if tg.err = tg.staged.Commit(cctx); tg.err != nil {
-			tg.err = fmt.Errorf("deliver to %s: %w", tg.rcpt.Address, tg.err)
-			// The sender will retry this recipient; whatever of the
-			// message reached the mailbox must go.
-			t.remove(tg)
-		}
-	})
-	if err := firstErr(targets); atomic && err != nil {
-		t.abort(targets, err)
-		t.logResults(targets, sp.size)
-		return nil, err
-	}
-	t.logResults(targets, sp.size)
-	results := make([]error, len(t.rcpts))
-	for _, tg := range targets {
-		for _, i := range tg.idx {
-			results[i] = tg.err
-		}
-	}
-	return results, nil
-}
-
-// parallel runs fn for every target, at most maxParallel at once.
-func (t *Txn) parallel(targets []*target, fn func(*target)) {
-	if len(targets) == 1 {
-		fn(targets[0])
-		return
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallel)
-	for _, tg := range targets {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			fn(tg)
-		})
-	}
-	wg.Wait()
-}
-
-// abort removes every staged or committed copy and marks the targets
-// failed, so that the log tells the truth.
-func (t *Txn) abort(targets []*target, cause error) {
-	for _, tg := range targets {
-		t.remove(tg)
-		if tg.err == nil {
-			tg.err = fmt.Errorf("not delivered to %s because another recipient failed: %w", tg.rcpt.Address, cause)
-		}
-	}
-}
-
-// remove takes a target's copy out of its mailbox, if it has one.
-func (t *Txn) remove(tg *target) {
-	if tg.staged == nil {
-		return
-	}
-	if err := tg.staged.Abort(); err != nil {
-		t.log.Error("could not remove partial delivery", "rcpt", tg.rcpt.Address.String(), "err", err)
-	}
-	tg.staged = nil
-}
-
-func firstErr(targets []*target) error {
-	for _, tg := range targets {
-		if tg.err != nil {
-			return tg.err
-		}
-	}
-	return nil
-}
-
-func (t *Txn) logResults(targets []*target, size int64) {
-	for _, tg := range targets {
-		for _, i := range tg.idx {
-			rcpt := t.rcpts[i].Address.String()
-			if tg.err != nil {
-				t.log.Info("delivery failed", "event", "deferred", "from", t.from, "rcpt", rcpt,
-					"proto", t.info.Proto, "size", size, "err", tg.err)
-				continue
-			}
-			t.log.Info("delivered", "event", "delivered", "from", t.from, "rcpt", rcpt,
-				"mailbox", tg.home, "proto", t.info.Proto, "size", size)
-		}
-	}
-}
-
-// traceHeaders returns the lines mailroom adds at the top of the stored
-// message, with LF endings like the stored body.
-func (t *Txn) traceHeaders(r Recipient, now time.Time) string {
-	var b strings.Builder
-	// RFC 5322 §3.6.7 / RFC 5321 §4.4: Return-Path records the envelope
-	// sender at final delivery; <> for the null sender.
-	fmt.Fprintf(&b, "Return-Path: <%s>\n", t.from)
-	// Delivered-To, as Postfix's local(8) writes it: the address the
-	// message was delivered for, used later for loop detection.
-	fmt.Fprintf(&b, "Delivered-To: %s\n", r.Address)
-	b.WriteString(ReceivedHeader(t.info, t.d.opts.Hostname, t.id, r.Address.String(), now))
-	return b.String()
-}
 
 // ReceivedHeader is the RFC 5321 §4.4 time stamp line for a message
 // received as info describes, ending in LF. rcpt may be "" (the "for"
@@ -447,4 +414,16 @@ func newID() string {
 	var b [10]byte
 	rand.Read(b[:])
 	return idEncoding.EncodeToString(b[:])
+}
+
+// Homes lists the mail homes the recipient's mail goes to, for tests and
+// callers that only care about mailboxes.
+func (r Recipient) Homes() []string {
+	var out []string
+	for _, l := range r.leaves {
+		if l.Kind == alias.Mailbox && l.Err == nil {
+			out = append(out, l.Home)
+		}
+	}
+	return out
 }

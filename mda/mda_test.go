@@ -40,8 +40,8 @@ func TestResolve(t *testing.T) {
 			if !errors.Is(err, c.err) {
 				t.Fatalf("Resolve(%q) error = %v, want %v", c.addr, err, c.err)
 			}
-			if err == nil && r.Account.Home() != c.home {
-				t.Fatalf("Resolve(%q) home = %q, want %q", c.addr, r.Account.Home(), c.home)
+			if err == nil && (len(r.Homes()) != 1 || r.Homes()[0] != c.home) {
+				t.Fatalf("Resolve(%q) homes = %q, want %q", c.addr, r.Homes(), c.home)
 			}
 		})
 	}
@@ -71,14 +71,18 @@ func TestDeliverHeadersAndBody(t *testing.T) {
 		t.Errorf("body = %q, want %q (CRLF to LF, all else byte for byte)", rest, want)
 	}
 	lines := strings.Split(strings.TrimSuffix(head, "\n"), "\n")
-	if len(lines) != 5 {
+	if len(lines) != 6 {
 		t.Fatalf("trace headers: %q", head)
 	}
 	if lines[0] != "Return-Path: <sender@remote.example>" {
 		t.Errorf("line 1 %q", lines[0])
 	}
-	if lines[1] != "Delivered-To: Alice+Tag@example.org" {
+	if lines[1] != "X-Original-To: Alice+Tag@example.org" {
 		t.Errorf("line 2 %q", lines[1])
+	}
+	lines = lines[1:]
+	if lines[1] != "Delivered-To: Alice+Tag@example.org" {
+		t.Errorf("line 3 %q", lines[1])
 	}
 	if lines[2] != "Received: from mx??X-Evil: 1 ([127.0.0.1])" {
 		t.Errorf("line 3 %q: client text must not break the header", lines[2])

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,8 +19,10 @@ import (
 	"mailroom/account"
 	"mailroom/config"
 	"mailroom/internal/ctl"
+	"mailroom/internal/srs"
 	"mailroom/mailbox/maildir"
 	"mailroom/mda"
+	"mailroom/mda/alias"
 	"mailroom/queue"
 )
 
@@ -72,12 +75,36 @@ func (a *app) init() error {
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return fmt.Errorf("create spool directory: %w", err)
 	}
+	aliases, err := alias.Load(a.cfg.Delivery.Aliases)
+	if err != nil {
+		return fmt.Errorf("delivery.aliases: %w", err)
+	}
+	rs, err := a.cfg.Relay.Settings()
+	if err != nil {
+		return err
+	}
+	var rewriter *srs.SRS
+	if len(rs.SRSSecrets) > 0 {
+		rewriter, err = srs.New(srs.Options{Secret: rs.SRSSecrets[0], OldSecrets: rs.SRSSecrets[1:],
+			Domain: cmp.Or(rs.SRSDomain, a.cfg.Domains[0])})
+		if err != nil {
+			return fmt.Errorf("relay.srs_secret: %w", err)
+		}
+	}
 	a.mda, err = mda.New(mda.Options{
 		Hostname:        a.cfg.Hostname,
 		Domains:         a.cfg.Domains,
 		Delimiter:       a.cfg.RecipientDelimiter(),
 		Accounts:        a.accounts,
 		Store:           a.store,
+		MailRoot:        a.cfg.MailRoot(),
+		Aliases:         aliases,
+		ForwardFiles:    a.cfg.ForwardFiles(),
+		AllowCommands:   a.cfg.Delivery.AllowCommands,
+		AllowFiles:      a.cfg.Delivery.AllowFiles,
+		CommandTimeout:  a.cfg.Delivery.CommandTimeout.Duration,
+		Forwarder:       forwarder{a},
+		SRS:             rewriter,
 		SpoolDir:        spool,
 		MaxMessageBytes: a.cfg.Limits.MaxMessageBytes,
 		Logger:          a.log,
@@ -87,6 +114,28 @@ func (a *app) init() error {
 	}
 	a.queue, err = openQueue(a, a.cfg.Queue)
 	return err
+}
+
+// forwarder hands mda's remote targets and bounces to the queue, which is
+// opened after mda (it delivers local mail through mda).
+type forwarder struct{ a *app }
+
+func (f forwarder) Enqueue(ctx context.Context, from string, to []string, r io.Reader) (string, error) {
+	if f.a.queue == nil {
+		return "", errors.New("the queue is not open")
+	}
+	return f.a.queue.Enqueue(ctx, from, to, r)
+}
+
+func (f forwarder) Bounce(ctx context.Context, from string, failures []mda.Failure, r io.Reader) error {
+	if f.a.queue == nil {
+		return errors.New("the queue is not open")
+	}
+	qf := make([]queue.Failure, len(failures))
+	for i, x := range failures {
+		qf[i] = queue.Failure{Rcpt: x.Rcpt, Status: x.Status, Err: x.Err}
+	}
+	return f.a.queue.Bounce(ctx, from, qf, r)
 }
 
 func (a *app) Close() error {
@@ -110,6 +159,7 @@ var ops = map[string]op{
 	"queue.list":  opQueueList,
 	"queue.flush": opQueueFlush,
 	"queue.drop":  opQueueDrop,
+	"route":       opRoute,
 }
 
 // call runs op on the running server if there is one, else locally. args

@@ -82,8 +82,12 @@ func deliverError(log *slog.Logger, err error) error {
 		return nil
 	case errors.Is(err, mda.ErrNoSuchUser), errors.Is(err, mda.ErrNotLocal), errors.Is(err, mda.ErrBadAddress):
 		return &ctl.Error{Exit: exitNoUser, Msg: err.Error()}
-	case errors.Is(err, mda.ErrTooBig):
+	case errors.Is(err, mda.ErrTooBig), errors.Is(err, mda.ErrLoop):
 		return &ctl.Error{Exit: exitDataErr, Msg: err.Error()}
+	}
+	var pe *mda.PermanentError
+	if errors.As(err, &pe) {
+		return &ctl.Error{Exit: exitDataErr, Msg: smtpconn.Reply(err).Message}
 	}
 	log.Warn("delivery failed; nothing delivered", "event", "deferred", "err", err)
 	return &ctl.Error{Exit: exitTempFail, Msg: "temporary failure, nothing delivered: " + smtpconn.Reply(err).Message}

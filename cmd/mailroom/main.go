@@ -5,14 +5,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"mailroom/config"
+	"mailroom/internal/address"
 	"mailroom/internal/ctl"
+	"mailroom/mda/alias"
 )
 
 // Exit statuses from sysexits.h, which MTAs interpret for a delivery agent.
@@ -31,6 +35,7 @@ const usage = `usage:
   mailroom deliver [-config FILE] [-f SENDER] RCPT...
   mailroom user    add|passwd|del|list [-config FILE] [ADDRESS]
   mailroom queue   list|flush|drop ID [-config FILE]
+  mailroom route   [-config FILE] ADDRESS
   mailroom check   [-config FILE]
 
 -config defaults to $MAILROOM_CONFIG, then ` + config.DefaultPath + `.
@@ -57,6 +62,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdUser(args, stdin, stdout, stderr)
 	case "queue":
 		err = cmdQueue(args, stdout, stderr)
+	case "route":
+		err = cmdRoute(args, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -161,9 +168,43 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range cfg.Warnings() {
+	aliases, err := alias.Load(cfg.Delivery.Aliases)
+	if err != nil {
+		return withExit(exitConfig, fmt.Errorf("delivery.aliases: %w", err))
+	}
+	warnings := append(cfg.Warnings(), postmasterWarnings(cfg, aliases)...)
+	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", cf.path())
 	return nil
+}
+
+// postmasterWarnings names the local domains where postmaster@ reaches
+// nobody: RFC 5321 §4.5.1 requires it to work.
+func postmasterWarnings(cfg *config.Config, aliases *alias.Table) []string {
+	var users []userInfo
+	// Accounts count too; if the database cannot be read, aliases alone
+	// decide (the warning then says so).
+	dbErr := call(context.Background(), cfg, "user.list", nil, nil, &users)
+	var out []string
+	for _, d := range cfg.Domains {
+		pm := address.Address{Local: "postmaster", Domain: d}
+		if aliases.Defines(pm) {
+			continue
+		}
+		found := false
+		for _, u := range users {
+			found = found || strings.EqualFold(u.Address, pm.String())
+		}
+		if found {
+			continue
+		}
+		w := fmt.Sprintf("%s has no postmaster: add \"postmaster: you@%s\" to the aliases file (delivery.aliases); RFC 5321 §4.5.1 requires it", d, d)
+		if dbErr != nil {
+			w += fmt.Sprintf(" (accounts not checked: %v)", dbErr)
+		}
+		out = append(out, w)
+	}
+	return out
 }

@@ -194,7 +194,10 @@ loop:
 			break loop
 		case <-hup:
 			// Accounts are read from the database on every lookup; the
-			// certificate is read again here.
+			// aliases file and the certificate are read again here.
+			if err := reloadAliases(a); err != nil {
+				log.Error("aliases file not reloaded; the old table stays in force", "err", err)
+			}
 			if certStore != nil {
 				if err := certStore.Reload(); err != nil {
 					log.Error("TLS certificate not reloaded; the old one stays in use", "err", err)

@@ -32,6 +32,9 @@ type EnvOptions struct {
 	Users           []string // accounts to create, password "secret"
 	Delimiter       string   // default "+"
 	MaxMessageBytes int64
+	// Adjust changes the mda options before the Deliverer is built
+	// (aliases, .forward, a Forwarder...).
+	Adjust func(*mda.Options)
 }
 
 // NewEnv builds an Env; everything is closed at cleanup.
@@ -64,15 +67,21 @@ func NewEnv(t testing.TB, opts EnvOptions) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	d, err := mda.New(mda.Options{
+	mo := mda.Options{
 		Hostname:        "mx.test",
 		Domains:         opts.Domains,
 		Delimiter:       opts.Delimiter,
 		Accounts:        accts,
 		Store:           store,
+		MailRoot:        root,
+		ForwardFiles:    true,
 		SpoolDir:        dir,
 		MaxMessageBytes: opts.MaxMessageBytes,
-	})
+	}
+	if opts.Adjust != nil {
+		opts.Adjust(&mo)
+	}
+	d, err := mda.New(mo)
 	if err != nil {
 		t.Fatal(err)
 	}

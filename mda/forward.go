@@ -1,0 +1,61 @@
+package mda
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// maxForwardBytes bounds a .forward file; a longer one is ignored.
+const maxForwardBytes = 64 << 10
+
+// errIgnoredForward marks a .forward that exists but is not honoured
+// (a symlink, another owner, writable by others, not a regular file, too
+// big): it is logged and the user gets normal delivery.
+var errIgnoredForward = errors.New(".forward ignored")
+
+// readForward returns the content of the .forward in the mail home home
+// and its path, nil when there is none. A file that could have been
+// planted by someone else is refused with errIgnoredForward: a symlink
+// (it might point at /etc/passwd or another user's file), a file not
+// owned by the user mailroom runs as (who owns every mail home), or one
+// that others may write. Other errors are temporary.
+func readForward(mailRoot, home string) ([]byte, string, error) {
+	path := filepath.Join(mailRoot, filepath.FromSlash(home), ".forward")
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return nil, path, nil
+	case errors.Is(err, syscall.ELOOP):
+		return nil, path, fmt.Errorf("%s: %w: it is a symbolic link", path, errIgnoredForward)
+	case err != nil:
+		return nil, path, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, path, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, path, fmt.Errorf("%s: %w: not a regular file", path, errIgnoredForward)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return nil, path, fmt.Errorf("%s: %w: owned by uid %d, not by mailroom's uid %d", path, errIgnoredForward, st.Uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return nil, path, fmt.Errorf("%s: %w: anybody may write it", path, errIgnoredForward)
+	}
+	var b bytes.Buffer
+	n, err := io.Copy(&b, io.LimitReader(f, maxForwardBytes+1))
+	if err != nil {
+		return nil, path, fmt.Errorf("read %s: %w", path, err)
+	}
+	if n > maxForwardBytes {
+		return nil, path, fmt.Errorf("%s: %w: larger than %d bytes", path, errIgnoredForward, maxForwardBytes)
+	}
+	return b.Bytes(), path, nil
+}
