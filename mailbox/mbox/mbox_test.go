@@ -26,9 +26,22 @@ import (
 // its stdin is closed.
 const lockHolderEnv = "MBOX_TEST_LOCK_HOLDER"
 
+// appenderEnv makes the test binary a helper process that appends "hello"
+// to the named mbox, logging to stderr, and exits 1 on failure: a writer
+// with another user's rights.
+const appenderEnv = "MBOX_TEST_APPEND"
+
 func TestMain(m *testing.M) {
 	if p := os.Getenv(lockHolderEnv); p != "" {
 		os.Exit(holdLock(p))
+	}
+	if p := os.Getenv(appenderEnv); p != "" {
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if err := Append(context.Background(), p, "", testDate, strings.NewReader("hello\n"), Options{Logger: logger}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -639,6 +652,77 @@ func TestRefused(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "nowhere")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dangling symlink followed: %v", err)
+	}
+}
+
+// TestDotlockNotPossible: a writer that may write the mbox but not create
+// files in its directory (/var/mail without group mail) appends under the
+// fcntl lock alone, as Postfix does, instead of failing.
+func TestDotlockNotPossible(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: running a writer as another user needs root (CI runs as root)")
+	}
+	const nobody = 65534
+	// The test binary, copied where user nobody can run it.
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} { // both made by t.TempDir
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "mbox.test")
+	exe, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(dir, "spool") // root's, mode 0755: no dotlock for nobody
+	if err := os.Mkdir(spool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(spool, "nobody")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	release := startLockHolder(t, path)
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = []string{appenderEnv + "=" + path}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The writer still waits for the fcntl lock of the other process.
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "mbox lock busy") {
+			if !strings.Contains(sc.Text(), "kind=fcntl") {
+				t.Errorf("waits for the wrong lock: %s", sc.Text())
+			}
+			break
+		}
+	}
+	release()
+	io.Copy(&log, stderr)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("writer as nobody: %v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "mbox dotlock not possible") {
+		t.Errorf("no record of the missing dotlock:\n%s", log.String())
+	}
+	if got, want := readFile(t, path), "From MAILER-DAEMON Wed Nov 25 09:05:03 2026\nhello\n\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
