@@ -54,7 +54,9 @@ type Options struct {
 	// than the administrator.
 	AllowIncludeCommands, AllowIncludeFiles bool
 	// ReadInclude opens an include file; nil means os.Open. mda and tests
-	// use it to confine include files.
+	// use it to confine include files. Any error it returns (a missing
+	// file too) is temporary: the message waits for the administrator
+	// to fix the file rather than bouncing a whole list.
 	ReadInclude func(path string) (io.ReadCloser, error)
 }
 

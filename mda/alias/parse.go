@@ -2,6 +2,7 @@ package alias
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,11 @@ func (lr *lineReader) next() (line string, ok bool, err error) {
 			}
 		}
 		lr.n++
+		if lr.n == 1 {
+			// A byte order mark would otherwise become part of the
+			// first alias name, silently.
+			buf = bytes.TrimPrefix(buf, []byte("\ufeff"))
+		}
 		if long {
 			lr.errs.add(lr.n, "line longer than %d bytes; split it with continuation lines (start them with white space)", MaxLineLen)
 			continue
@@ -410,7 +416,7 @@ func classify(v string, quoted bool) (Target, string) {
 			return Target{}, "empty name after '\\'; write it as \\alice"
 		}
 	}
-	if strings.Contains(v, "/") || v[0] == '~' || v[0] == '.' && !strings.Contains(v, "@") {
+	if strings.Contains(v, "/") || v[0] == '~' {
 		return Target{}, fmt.Sprintf("bad target %q: a file target must be an absolute path (start with /)", short(v))
 	}
 	if strings.ContainsRune(v, ':') {
