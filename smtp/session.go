@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -147,20 +148,21 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 // owns reports whether the authenticated user may use from as envelope
-// sender: its own address, or that address with a recipient_delimiter
-// extension. (Aliases that point to the user will count too once the
-// aliases file exists.)
+// sender: its own address, that address with a recipient_delimiter
+// extension, or an address of a local domain whose aliases deliver to the
+// user's mailbox (sales@ for a member of sales).
 func (s *session) owns(from string) bool {
 	a, err := address.Parse(from)
 	if err != nil || s.user == nil {
 		return false
 	}
 	own := s.user.Address
-	if a.Domain != own.Domain {
-		return false
-	}
 	base, _ := address.StripExtension(a.Local, s.srv.opts.Delimiter)
-	return strings.EqualFold(a.Local, own.Local) || strings.EqualFold(base, own.Local)
+	if a.Domain == own.Domain && (strings.EqualFold(a.Local, own.Local) || strings.EqualFold(base, own.Local)) {
+		return true
+	}
+	rc, err := s.srv.opts.Deliverer.Resolve(from)
+	return err == nil && slices.Contains(rc.Homes(), s.user.Home())
 }
 
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {

@@ -14,6 +14,8 @@ import (
 
 	"mailroom/internal/certs"
 	"mailroom/internal/mailtest"
+	"mailroom/mda"
+	"mailroom/mda/alias"
 	"mailroom/smtp"
 )
 
@@ -26,8 +28,16 @@ func tlsConfig(t *testing.T) *tls.Config {
 	return cs.Config()
 }
 
+// testAliases: sales reaches alice; support reaches only bob.
+const testAliases = "sales: alice, bob\nsupport: bob\n"
+
 func newEnv(t *testing.T) *mailtest.Env {
-	return mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}, MaxMessageBytes: 10000})
+	table, err := alias.Parse(strings.NewReader(testAliases), "aliases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}, MaxMessageBytes: 10000,
+		Adjust: func(o *mda.Options) { o.Aliases = table }})
 }
 
 func plainAuth(user, pw string) string {

@@ -96,6 +96,8 @@ func TestSubmissionSenderOwnership(t *testing.T) {
 		{"", "553 5.7.1"},
 		{"alice+news@example.org", "250"},
 		{"ALICE@Example.org", "250"},
+		{"sales@example.org", "250"},         // an alias that reaches alice
+		{"support@example.org", "553 5.7.1"}, // one that does not
 	} {
 		d.Send("MAIL FROM:<" + c.from + ">")
 		d.Expect(c.want)
