@@ -44,7 +44,7 @@ const ExitTempFail = 75
 // stderrGrace is how long Run waits, after the shell has exited, for
 // stderr to reach end of file. A background child of the command that
 // still holds it open must not hold up the delivery.
-var stderrGrace = time.Second
+const stderrGrace = time.Second
 
 // Options describe one command to run.
 type Options struct {
@@ -272,6 +272,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		res.ExitCode = cmd.ProcessState.ExitCode()
 	}
 	e.ExitCode = res.ExitCode
+	if e.Signal == 0 {
+		// The shell exited on its own, perhaps just before the kill: its
+		// exit status is the verdict, not the time limit.
+		killErr = nil
+	}
 	switch {
 	case killErr != nil && errors.Is(killErr, context.DeadlineExceeded) && ctx.Err() == nil:
 		res.TimedOut = true
