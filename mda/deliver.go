@@ -270,6 +270,21 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 			}
 		}
 	}
+	// A mailbox copy serving only recipients that will be retried is
+	// taken back, so that the retry does not duplicate it.
+	for _, u := range boxes {
+		if u.err != nil || u.staged == nil {
+			continue
+		}
+		retried := true
+		for _, i := range u.rcpts {
+			retried = retried && results[i] != nil && temporary(results[i])
+		}
+		if retried {
+			t.remove(u)
+			u.err = fmt.Errorf("not delivered to %s, to be retried with the rest: %w", u.leaf.Rcpt, results[u.rcpts[0]])
+		}
+	}
 	// Commit is not cancelled by ctx: the bytes are on disk already.
 	cctx := context.WithoutCancel(ctx)
 	t.parallel(boxes, func(u *unit) {

@@ -340,3 +340,46 @@ func TestAliasesReloadWhenTheFileChanges(t *testing.T) {
 		t.Fatalf("after a good edit: %v %v", r.Homes(), err)
 	}
 }
+
+func TestForwardFileOfAnotherOwnerIgnored(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if mailtest.InCI() {
+			t.Fatal("changing a file's owner needs root, which CI has")
+		}
+		t.Skip("SKIP: changing a file's owner needs root")
+	}
+	e := newRulesEnv(t, "", nil)
+	e.forward(t, "alice", "carol\n")
+	if err := os.Chown(filepath.Join(e.MailRoot, "example.org", "alice", ".forward"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.deliver(t, "sender@remote.example", plainMsg, "alice@example.org"); res[0] != nil {
+		t.Fatal(res[0])
+	}
+	if len(mailtest.Messages(t, e.MailRoot, "example.org/alice")) != 1 || len(mailtest.Messages(t, e.MailRoot, "example.org/carol")) != 0 {
+		t.Error("a .forward owned by another user was honoured")
+	}
+}
+
+func TestCommandThatNeverExitsIsRetried(t *testing.T) {
+	e := newRulesEnv(t, "slow: alice, \"|sleep 1000\"\n", func(o *mda.Options) { o.CommandTimeout = 200 * time.Millisecond })
+	start := time.Now()
+	res := e.deliver(t, "sender@remote.example", plainMsg, "slow@example.org")
+	var tmp interface{ Temporary() bool }
+	if !errors.As(res[0], &tmp) || !tmp.Temporary() {
+		t.Fatalf("result %v, want a temporary failure so that the client retries", res[0])
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("delivery took %v with a 200ms command timeout", d)
+	}
+	// In all-or-nothing mode (SMTP) alice's staged copy is taken back too.
+	txn, _ := e.MDA.Begin(context.Background(), "sender@remote.example", mda.Info{})
+	txn.AddRcpt(context.Background(), "slow@example.org")
+	if err := txn.DeliverAll(context.Background(), strings.NewReader(plainMsg)); err == nil {
+		t.Fatal("DeliverAll succeeded with a command that timed out")
+	}
+	// Either way alice's copy is taken back: the retry brings it.
+	if n := len(mailtest.Messages(t, e.MailRoot, "example.org/alice")); n != 0 {
+		t.Errorf("alice has %d messages, want 0 until the retry", n)
+	}
+}
