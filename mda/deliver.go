@@ -405,7 +405,7 @@ func (t *Txn) deliverOther(ctx context.Context, u *unit, sp *spool, now time.Tim
 		err := mbox.Append(ctx, l.Path, t.from, now, sp.withHeader(t.traceHeaders(u, now)), mbox.Options{Logger: t.log})
 		if err != nil {
 			if temporary(err) {
-				return fmt.Errorf("append to %s: %w", l.Path, err)
+				return err // it names the file
 			}
 			return &PermanentError{Status: "5.3.0", Text: "Cannot append to " + l.Path, Err: err}
 		}
@@ -468,8 +468,9 @@ func (t *Txn) runCommand(ctx context.Context, u *unit, sp *spool, now time.Time)
 		Command: l.Command,
 		Env:     env,
 		Dir:     dir,
-		Stdin:   sp.withHeader(t.traceHeaders(u, now)),
-		Timeout: t.d.opts.CommandTimeout,
+		Stdin:      sp.withHeader(t.traceHeaders(u, now)),
+		Timeout:    t.d.opts.CommandTimeout,
+		Credential: t.d.opts.CommandCredential,
 	})
 	if err == nil {
 		return nil

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"syscall"
 
 	"time"
 
@@ -57,7 +58,7 @@ type PermanentError struct {
 }
 
 func (e *PermanentError) Error() string {
-	if e.Err != nil {
+	if e.Err != nil && e.Err.Error() != e.Text {
 		return e.Text + ": " + e.Err.Error()
 	}
 	return e.Text
@@ -116,6 +117,10 @@ type Options struct {
 	AllowCommands, AllowFiles bool
 	// CommandTimeout bounds a |command delivery (default 10 minutes).
 	CommandTimeout time.Duration
+	// CommandCredential, if set, is the user commands run as: when
+	// mailroom runs as root, nobody, as Postfix's default_privs, so that
+	// neither a .forward nor an alias pipe gets root's rights.
+	CommandCredential *syscall.Credential
 	// Forwarder receives remote targets and bounces; nil makes both a
 	// temporary failure.
 	Forwarder Forwarder

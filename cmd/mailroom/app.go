@@ -9,8 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -92,28 +95,47 @@ func (a *app) init() error {
 		}
 	}
 	a.mda, err = mda.New(mda.Options{
-		Hostname:        a.cfg.Hostname,
-		Domains:         a.cfg.Domains,
-		Delimiter:       a.cfg.RecipientDelimiter(),
-		Accounts:        a.accounts,
-		Store:           a.store,
-		MailRoot:        a.cfg.MailRoot(),
-		Aliases:         aliases,
-		ForwardFiles:    a.cfg.ForwardFiles(),
-		AllowCommands:   a.cfg.Delivery.AllowCommands,
-		AllowFiles:      a.cfg.Delivery.AllowFiles,
-		CommandTimeout:  a.cfg.Delivery.CommandTimeout.Duration,
-		Forwarder:       forwarder{a},
-		SRS:             rewriter,
-		SpoolDir:        spool,
-		MaxMessageBytes: a.cfg.Limits.MaxMessageBytes,
-		Logger:          a.log,
+		Hostname:          a.cfg.Hostname,
+		Domains:           a.cfg.Domains,
+		Delimiter:         a.cfg.RecipientDelimiter(),
+		Accounts:          a.accounts,
+		Store:             a.store,
+		MailRoot:          a.cfg.MailRoot(),
+		Aliases:           aliases,
+		ForwardFiles:      a.cfg.ForwardFiles(),
+		AllowCommands:     a.cfg.Delivery.AllowCommands,
+		AllowFiles:        a.cfg.Delivery.AllowFiles,
+		CommandTimeout:    a.cfg.Delivery.CommandTimeout.Duration,
+		CommandCredential: commandCredential(),
+		Forwarder:         forwarder{a},
+		SRS:               rewriter,
+		SpoolDir:          spool,
+		MaxMessageBytes:   a.cfg.Limits.MaxMessageBytes,
+		Logger:            a.log,
 	})
 	if err != nil {
 		return err
 	}
 	a.queue, err = openQueue(a, a.cfg.Queue)
 	return err
+}
+
+// commandCredential is who |command targets run as: nobody when mailroom
+// runs as root (Postfix's default_privs), else mailroom's own user.
+func commandCredential() *syscall.Credential {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid := uint32(65534), uint32(65534)
+	if u, err := user.Lookup("nobody"); err == nil {
+		if n, err := strconv.ParseUint(u.Uid, 10, 32); err == nil {
+			uid = uint32(n)
+		}
+		if n, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
+			gid = uint32(n)
+		}
+	}
+	return &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 }
 
 // forwarder hands mda's remote targets and bounces to the queue, which is

@@ -3,7 +3,9 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +25,18 @@ func TestAliasFanOutOverLMTP(t *testing.T) {
 	smarthost, _ := mailtest.StartSMTP(t, remote, smtp.Options{Role: smtp.MX})
 
 	out := mailtest.ShortTempDir(t)
+	// Commands run as nobody when mailroom runs as root (CI): let the
+	// pipe write its output here.
+	if err := os.Chmod(out, 0o1777); err != nil {
+		t.Fatal(err)
+	}
 	aliases := filepath.Join(out, "aliases")
 	writeFile(t, aliases, fmt.Sprintf(`# the team
 postmaster: alice
 team: alice, bob,
   carol@example.org, "Alice"
   partner@remote.example
-  "|cat > %[1]s/piped"
+  "|(id -u; cat) > %[1]s/piped"
   %[1]s/archive.mbox
 `, out))
 	srv := startServer(t, fmt.Sprintf(`hostname = "mx.example.org"
@@ -61,8 +68,19 @@ retry = ["1s"]
 		}
 	}
 	piped, err := os.ReadFile(filepath.Join(out, "piped"))
-	if err != nil || !strings.Contains(string(piped), "Subject: fan out\n") || !strings.HasPrefix(string(piped), "Return-Path: <sender@elsewhere.example>\n") {
+	uid, piped, _ := strings.Cut(string(piped), "\n")
+	if err != nil || !strings.Contains(piped, "Subject: fan out\n") || !strings.HasPrefix(piped, "Return-Path: <sender@elsewhere.example>\n") {
 		t.Errorf("pipe got %q (%v)", piped, err)
+	}
+	wantUID := strconv.Itoa(os.Geteuid())
+	if os.Geteuid() == 0 {
+		wantUID = "65534"
+		if u, err := user.Lookup("nobody"); err == nil {
+			wantUID = u.Uid
+		}
+	}
+	if uid != wantUID {
+		t.Errorf("the command ran as uid %s, want %s (nobody when mailroom runs as root)", uid, wantUID)
 	}
 	f, err := os.Open(filepath.Join(out, "archive.mbox"))
 	if err != nil {
