@@ -67,8 +67,8 @@ retry = ["1s"]
 			t.Errorf("%s's copy lacks X-Original-To/Delivered-To:\n%s", u, got[0].Data)
 		}
 	}
-	piped, err := os.ReadFile(filepath.Join(out, "piped"))
-	uid, piped, _ := strings.Cut(string(piped), "\n")
+	raw, err := os.ReadFile(filepath.Join(out, "piped"))
+	uid, piped, _ := strings.Cut(string(raw), "\n")
 	if err != nil || !strings.Contains(piped, "Subject: fan out\n") || !strings.HasPrefix(piped, "Return-Path: <sender@elsewhere.example>\n") {
 		t.Errorf("pipe got %q (%v)", piped, err)
 	}
