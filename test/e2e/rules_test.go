@@ -107,7 +107,7 @@ retry = ["1s"]
 	if code != 0 {
 		t.Fatalf("route: exit %d\n%s", code, rout)
 	}
-	for _, want := range []string{aliases + ":3", "partner@remote.example", "cat > ", "archive.mbox", "example.org/carol"} {
+	for _, want := range []string{aliases + ":3", "partner@remote.example", "cat) > ", "archive.mbox", "example.org/carol"} {
 		if !strings.Contains(rout, want) {
 			t.Errorf("route output lacks %q:\n%s", want, rout)
 		}
