@@ -34,8 +34,28 @@ listen = ["127.0.0.1:0"]
 
 func TestCheck(t *testing.T) {
 	cfg := writeConfig(t)
+	if out, code := cli(t, "", "check", "-config", cfg); code != 0 || !strings.Contains(out, "warning: example.org has no postmaster") {
+		t.Fatalf("check without postmaster: %d %s", code, out)
+	}
+	// An account named postmaster is enough.
+	if out, code := cli(t, "pw\n", "user", "add", "-config", cfg, "postmaster@example.org"); code != 0 {
+		t.Fatalf("user add: %d %s", code, out)
+	}
 	if out, code := cli(t, "", "check", "-config", cfg); code != 0 || !strings.Contains(out, "ok") || strings.Contains(out, "warning") {
 		t.Fatalf("check good config: %d %s", code, out)
+	}
+	// So is an alias; and an aliases file with an error is reported
+	// with its file and line.
+	aliases := filepath.Join(filepath.Dir(cfg), "aliases")
+	os.WriteFile(aliases, []byte("postmaster: root@elsewhere.example\n"), 0o600)
+	withAliases := filepath.Join(filepath.Dir(cfg), "aliases.toml")
+	os.WriteFile(withAliases, []byte("hostname = \"mx\"\ndata_dir = \"d2\"\ndomains = [\"example.org\"]\n[lmtp]\nlisten = [\"127.0.0.1:0\"]\n[delivery]\naliases = \"aliases\"\n"), 0o600)
+	if out, code := cli(t, "", "check", "-config", withAliases); code != 0 || strings.Contains(out, "warning") {
+		t.Fatalf("check with postmaster aliased: %d %s", code, out)
+	}
+	os.WriteFile(aliases, []byte("postmaster: root@elsewhere.example\n\nsales alice\n"), 0o600)
+	if out, code := cli(t, "", "check", "-config", withAliases); code != exitConfig || !strings.Contains(out, aliases+":3: ") {
+		t.Fatalf("check with a broken aliases file: %d %s", code, out)
 	}
 	open := filepath.Join(filepath.Dir(cfg), "open.toml")
 	os.WriteFile(open, []byte("hostname = \"mx\"\ndata_dir = \"d\"\ndomains = [\"example.org\"]\n[submission]\nlisten = [\"0.0.0.0:587\"]\n"), 0o600)
