@@ -969,22 +969,69 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 		f.ents = append(f.ents, e)
 		f.byKey[e.key()] = e
 	}
-	f.publish()
+	f.publishDelta(updates, added, removed)
 	f.notify()
 	return nil
+}
+
+// publishDelta makes the new snapshot from the last one and the changes
+// just committed: a copy of the unchanged messages is much cheaper than
+// building each again, and a STORE or a delivery into a large folder is
+// the common case.
+func (f *folder) publishDelta(updates []entryUpdate, added, removed []*entry) {
+	old := f.snap
+	if old == nil || len(old.Messages)-len(removed)+len(added) != len(f.ents) {
+		f.publish()
+		return
+	}
+	msgs := make([]mailbox.Message, 0, len(f.ents))
+	if len(updates) == 0 && len(removed) == 0 {
+		msgs = append(msgs, old.Messages...)
+	} else {
+		changed := make(map[uint32]*entry, len(updates))
+		for _, u := range updates {
+			changed[u.e.uid] = u.e
+		}
+		gone := make(map[uint32]bool, len(removed))
+		for _, e := range removed {
+			gone[e.uid] = true
+		}
+		for _, m := range old.Messages {
+			if gone[m.UID] {
+				continue
+			}
+			if e := changed[m.UID]; e != nil {
+				m = f.message(e)
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	for _, e := range added {
+		msgs = append(msgs, f.message(e))
+	}
+	f.snap = &mailbox.Snapshot{
+		UIDValidity:   f.uidValidity,
+		UIDNext:       f.uidNext,
+		HighestModSeq: f.modSeq,
+		Messages:      msgs,
+	}
+}
+
+func (f *folder) message(e *entry) mailbox.Message {
+	return mailbox.Message{
+		UID:          e.uid,
+		Flags:        f.flags(e),
+		InternalDate: time.Unix(e.date, 0),
+		Size:         e.size,
+		ModSeq:       e.modSeq,
+	}
 }
 
 // publish makes a new immutable snapshot of the folder.
 func (f *folder) publish() {
 	msgs := make([]mailbox.Message, len(f.ents))
 	for i, e := range f.ents {
-		msgs[i] = mailbox.Message{
-			UID:          e.uid,
-			Flags:        f.flags(e),
-			InternalDate: time.Unix(e.date, 0),
-			Size:         e.size,
-			ModSeq:       e.modSeq,
-		}
+		msgs[i] = f.message(e)
 	}
 	f.snap = &mailbox.Snapshot{
 		UIDValidity:   f.uidValidity,

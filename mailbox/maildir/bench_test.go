@@ -1,0 +1,144 @@
+package maildir
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// BenchmarkSync times Sync of a folder of 100,000 messages (set
+// MAILROOM_BENCH_MESSAGES for another count), named as Stage names them
+// (with S= and W=):
+//
+//   - cold-rebuild: no index at all (a first SELECT after the index was
+//     lost): one readdir and a stat per file, then one bbolt transaction;
+//   - cold-restart: the index is in bbolt, nothing in memory (the first
+//     SELECT after a restart);
+//   - warm: nothing changed since the last Sync (every later SELECT,
+//     NOOP and IDLE poll);
+//   - warm-one-new: one delivery since the last Sync.
+//
+// Run: go test -run XXX -bench BenchmarkSync -benchtime 5x ./mailbox/maildir/
+func BenchmarkSync(b *testing.B) {
+	n := 100000
+	if v, err := strconv.Atoi(os.Getenv("MAILROOM_BENCH_MESSAGES")); err == nil && v > 0 {
+		n = v
+	}
+	dir := b.TempDir()
+	root := filepath.Join(dir, "mail")
+	store, err := Open(Options{Root: root, Hostname: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	home := "example.org/bench"
+	md := filepath.Join(root, home, "Maildir")
+	for _, d := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(md, d), 0o700)
+	}
+	body := []byte("From: a@example.org\nSubject: benchmark\n\nbody\n")
+	for i := range n {
+		name := fmt.Sprintf("%d.M%06dP1Q%d.bench,S=%d,W=%d:2,S", 1700000000+i/100, i%100, i, len(body), len(body)+4)
+		if err := os.WriteFile(filepath.Join(md, "cur", name), body, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	settle := func() {
+		for _, d := range []string{"cur", "new"} {
+			os.Chtimes(filepath.Join(md, d), old, old)
+		}
+	}
+	settle()
+	ctx := context.Background()
+	open := func(b *testing.B, dbPath string) (*bolt.DB, *Index) {
+		db, err := bolt.Open(dbPath, 0o600, &bolt.Options{NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ix, err := NewIndex(db, store, IndexOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return db, ix
+	}
+	sync := func(b *testing.B, ix *Index) int {
+		f, err := ix.Open(ctx, home)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := f.Sync(ctx, "INBOX")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return len(s.Messages)
+	}
+
+	b.Run("cold-rebuild", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			db, ix := open(b, filepath.Join(dir, fmt.Sprintf("rebuild%d.db", i)))
+			b.StartTimer()
+			if got := sync(b, ix); got != n {
+				b.Fatalf("%d messages", got)
+			}
+			b.StopTimer()
+			ix.Close()
+			db.Close()
+			b.StartTimer()
+		}
+	})
+	dbPath := filepath.Join(dir, "index.db")
+	db, ix := open(b, dbPath)
+	sync(b, ix)
+	ix.Close()
+	db.Close()
+	b.Run("cold-restart", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			db, ix := open(b, dbPath)
+			b.StartTimer()
+			if got := sync(b, ix); got != n {
+				b.Fatalf("%d messages", got)
+			}
+			b.StopTimer()
+			ix.Close()
+			db.Close()
+			b.StartTimer()
+		}
+	})
+	db, ix = open(b, dbPath)
+	defer db.Close()
+	sync(b, ix)
+	f, _ := ix.Open(ctx, home)
+	b.Run("warm", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := f.Sync(ctx, "INBOX"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("warm-one-new", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			m, err := store.Stage(ctx, home, bytes.NewReader(body))
+			if err == nil {
+				err = m.Commit(ctx)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if _, err := f.Sync(ctx, "INBOX"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
