@@ -172,17 +172,19 @@ mr_serve() {
 	[[ -n $MR_ADDR ]] || die "no $proto address in mailroom's log: $(tail -5 "$log")"
 }
 
-# start_dovecot_imap MAIL_ROOT PORT PASSWORD: a private Dovecot, IMAP only
-# on 127.0.0.1:PORT, run in the foreground (-F) as a child of the script
-# (DV_PID), with one password for every user of MAIL_ROOT/<domain>/<user>/
-# Maildir (owned by DV_UID); sets DV_ADDR. Limits are raised for 1,000
+# start_dovecot_imap MAIL_ROOT PORT PASSWD_FILE: a private Dovecot, IMAP
+# only on 127.0.0.1:PORT, run in the foreground (-F) as a child of the
+# script (DV_PID), for the users of PASSWD_FILE (Dovecot's passwd-file:
+# "user@domain:{SCHEME}hash::::::") whose mail is MAIL_ROOT/<domain>/<user>/
+# Maildir (owned by DV_UID); sets DV_ADDR. No authentication cache, as
+# Dovecot's default. Limits are raised for 1,000
 # and more connections from one user and address; the rest is Debian's
 # default (one imap-login process per connection before login, one imap
 # process per connection after it). The caller then waits for it to answer.
 DV_PID=
 
 start_dovecot_imap() {
-	local mail=$1 port=$2 pass=$3
+	local mail=$1 port=$2 passwd=$3
 	mkdir -p "$DV/run" "$DV/state"
 	DV_CONF=$DV/dovecot-imap.conf
 	cat >"$DV_CONF" <<EOF
@@ -207,12 +209,12 @@ protocol imap {
   mail_max_userip_connections = 5000
 }
 passdb {
-  driver = static
-  args = password=$pass
+  driver = passwd-file
+  args = $passwd
 }
 userdb {
   driver = static
-  args = uid=$DV_UID gid=$DV_GID home=$mail/%d/%n allow_all_users=yes
+  args = uid=$DV_UID gid=$DV_GID home=$mail/%d/%n
 }
 service imap-login {
   inet_listener imap {
