@@ -153,7 +153,7 @@ func (a *account) makeFolder(canon string) error {
 			return err
 		}
 		if p := path.Join(a.md, dir); !a.exists(p) {
-			if err := a.ix.store.create(p); err != nil {
+			if err := a.create(p); err != nil {
 				return err
 			}
 		}
@@ -163,7 +163,11 @@ func (a *account) makeFolder(canon string) error {
 
 // dirExists reports whether the Maildir has the folder directory dir.
 func (a *account) dirExists(dir string) bool {
-	fi, err := a.ix.store.root.Lstat(path.Join(a.md, dir))
+	root, err := a.root()
+	if err != nil {
+		return false
+	}
+	fi, err := root.Lstat(dir)
 	return err == nil && fi.IsDir()
 }
 
@@ -203,7 +207,11 @@ func (s *session) Delete(ctx context.Context, name string) error {
 	if !s.a.dirExists(dir) {
 		return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, canon)
 	}
-	if err := s.a.ix.store.root.RemoveAll(path.Join(s.a.md, dir)); err != nil {
+	root, err := s.a.root()
+	if err != nil {
+		return err
+	}
+	if err := root.RemoveAll(dir); err != nil {
 		return fmt.Errorf("maildir: delete %s: %w", canon, err)
 	}
 	if err := s.a.syncMaildir(); err != nil {
@@ -229,7 +237,12 @@ func (s *session) Delete(ctx context.Context, name string) error {
 // syncMaildir fsyncs the Maildir directory, where folder directories are
 // made, removed and renamed.
 func (a *account) syncMaildir() error {
-	if err := a.ix.store.fsyncDir(a.md); err != nil {
+	d, err := a.openDir(a.md)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
 		return fmt.Errorf("maildir: sync %s: %w", a.md, err)
 	}
 	return nil
@@ -292,10 +305,14 @@ func (s *session) Rename(ctx context.Context, oldName, newName string) error {
 			return err
 		}
 	}
+	root, err := s.a.root()
+	if err != nil {
+		return err
+	}
 	for _, r := range renames {
 		_, from, _ := folderDir(r[0])
 		_, to, _ := folderDir(r[1])
-		if err := s.a.ix.store.root.Rename(path.Join(s.a.md, from), path.Join(s.a.md, to)); err != nil {
+		if err := root.Rename(from, to); err != nil {
 			return fmt.Errorf("maildir: rename %s to %s: %w", r[0], r[1], err)
 		}
 		s.a.forget(r[0])

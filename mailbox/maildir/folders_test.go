@@ -292,9 +292,38 @@ func TestBadNames(t *testing.T) {
 	if len(ents) != 0 {
 		t.Errorf("files made outside the home: %v", ents)
 	}
+	// Another account's Maildir, inside the mail root, linked as a
+	// folder: still outside this home.
+	bob := e.folders("example.org/bob")
+	e.deliver("example.org/bob", "bob's mail\n")
+	os.Symlink("../../bob/Maildir", filepath.Join(e.md(testHome), ".Bob"))
+	os.Symlink("../../bob/Maildir/new", filepath.Join(e.md(testHome), ".Bob2"))
+	for _, n := range []string{"Bob", "Bob2"} {
+		if s, err := f.Sync(ctx, n); err == nil {
+			t.Errorf("Sync of a folder linked to another account: %+v", s)
+		}
+		if _, _, err := f.Append(ctx, n, strings.NewReader("x\n"), nil, time.Time{}); err == nil {
+			t.Errorf("Append to a folder linked to another account succeeded")
+		}
+		if _, _, err := f.Open(ctx, n, 1); err == nil {
+			t.Errorf("Open in a folder linked to another account succeeded")
+		}
+	}
+	if s := mustSync(t, bob, "INBOX"); len(s.Messages) != 1 {
+		t.Errorf("bob's INBOX: %+v", s)
+	}
+	// A message file that is a symlink (to bob's mail) is not served.
+	bobNew := filepath.Join(e.md("example.org/bob"), "new")
+	os.Symlink(filepath.Join(bobNew, files(t, bobNew)[0]), filepath.Join(e.md(testHome), "cur", "1.link:2,"))
+	for _, m := range mustSync(t, f, "INBOX").Messages {
+		if got := readMsg(t, f, "INBOX", m.UID); strings.Contains(got, "bob") {
+			t.Errorf("served another account's message through a symlink")
+		}
+	}
 	home := filepath.Join(e.root, testHome)
 	filepath.WalkDir(filepath.Dir(e.root), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasPrefix(p, home+"/") && !strings.HasSuffix(p, "mailroom.db") {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(p, home+"/") && !strings.HasSuffix(p, "mailroom.db") &&
+			!strings.Contains(p, "/bob/Maildir/new/") {
 			t.Errorf("file outside the home: %s", p)
 		}
 		return nil

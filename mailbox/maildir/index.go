@@ -167,6 +167,10 @@ type account struct {
 	initMu sync.Mutex
 	inited bool
 
+	dmu    sync.Mutex // guards the Maildir handles (confine.go)
+	mdRoot *os.Root
+	mdDir  *os.File
+
 	fmu     sync.Mutex
 	folders map[string]*folder // by canonical IMAP name; made on first use
 }
@@ -179,9 +183,8 @@ func (a *account) init() error {
 	if a.inited {
 		return nil
 	}
-	s := a.ix.store
 	if !a.exists(a.md) {
-		if err := s.create(a.md); err != nil {
+		if err := a.create(a.md); err != nil {
 			return err
 		}
 	}
@@ -196,7 +199,7 @@ func (a *account) init() error {
 		for _, d := range defaultFolders {
 			_, dir, _ := folderDir(d.name)
 			if p := path.Join(a.md, dir); !a.exists(p) {
-				if err := s.create(p); err != nil {
+				if err := a.create(p); err != nil {
 					return err
 				}
 			}
@@ -237,7 +240,7 @@ func (a *account) init() error {
 // with cur/, new/ and tmp/.
 func (a *account) exists(dir string) bool {
 	for _, sub := range []string{"cur", "new", "tmp"} {
-		d, err := a.ix.store.openDir(path.Join(dir, sub))
+		d, err := a.openDir(path.Join(dir, sub))
 		if err != nil {
 			return false
 		}
@@ -249,7 +252,7 @@ func (a *account) exists(dir string) bool {
 // listDirs returns the IMAP names of the folders in the Maildir (not
 // INBOX), sorted.
 func (a *account) listDirs() ([]string, error) {
-	d, err := a.ix.store.openDir(a.md)
+	d, err := a.openDir(a.md)
 	if err != nil {
 		return nil, fmt.Errorf("maildir: open %s: %w", a.md, err)
 	}
@@ -642,7 +645,7 @@ func (f *folder) sync(ctx context.Context) error {
 				return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, f.name)
 			}
 			// INBOX removed by hand: make it again, as delivery would.
-			if err := f.a.ix.store.create(f.dir); err != nil {
+			if err := f.a.create(f.dir); err != nil {
 				return err
 			}
 		}
@@ -676,7 +679,7 @@ func seen(mtime unix.Timespec, now time.Time) dirSeen {
 // openSub opens the folder's new/ and cur/, making them if the folder
 // exists without them. A folder that is gone is ErrNoFolder.
 func (f *folder) openSub() (newD, curD *os.File, err error) {
-	s := f.a.ix.store
+	s := f.a
 	for attempt := 0; ; attempt++ {
 		newD, err = s.openDir(path.Join(f.dir, "new"))
 		if err == nil {

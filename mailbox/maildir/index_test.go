@@ -332,3 +332,17 @@ func TestAppendOpenSetFlags(t *testing.T) {
 		t.Errorf("Append to a missing folder: %v", err)
 	}
 }
+
+// TestIndexWithoutOpenat2 runs the index's confinement and file tests
+// again on the os.Root fallback used where openat2 is unavailable.
+func TestIndexWithoutOpenat2(t *testing.T) {
+	if noOpenat2.Load() {
+		t.Skip("openat2 is unavailable here: the other tests already use the fallback")
+	}
+	noOpenat2.Store(true)
+	t.Cleanup(func() { noOpenat2.Store(false) })
+	t.Run("BadNames", TestBadNames)
+	t.Run("ChangesBehindOurBack", TestChangesBehindOurBack)
+	t.Run("AppendOpenSetFlags", TestAppendOpenSetFlags)
+	t.Run("Rename", TestRename)
+}

@@ -45,7 +45,7 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 		if e == nil {
 			break
 		}
-		fh, err := s.a.ix.store.openIn(path.Join(f.dir, sub), file)
+		fh, err := s.a.openIn(path.Join(f.dir, sub), file)
 		if err == nil {
 			return newCRLFReader(fh, size), size, nil
 		}
@@ -58,21 +58,6 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 		f.mu.Unlock()
 	}
 	return nil, 0, fmt.Errorf("%w: uid %d in %s", mailbox.ErrNoMessage, uid, name)
-}
-
-// openIn opens file (a plain name) in dir (relative to the mail root) for
-// reading, refusing symlinks.
-func (s *Store) openIn(dir, file string) (*os.File, error) {
-	d, err := s.openDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	fd, err := unix.Openat(int(d.Fd()), file, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path.Join(dir, file), Err: err}
-	}
-	return os.NewFile(uintptr(fd), file), nil
 }
 
 // Append stores a message in the folder: written to tmp/ (CRLF turned
@@ -96,12 +81,12 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 		return 0, 0, err
 	}
 	st := s.a.ix.store
-	tmp, err := st.openDir(path.Join(f.dir, "tmp"))
+	tmp, err := s.a.openDir(path.Join(f.dir, "tmp"))
 	if err != nil {
 		return 0, 0, fmt.Errorf("maildir: open %s/tmp: %w", f.dir, err)
 	}
 	defer tmp.Close()
-	cur, err := st.openDir(path.Join(f.dir, "cur"))
+	cur, err := s.a.openDir(path.Join(f.dir, "cur"))
 	if err != nil {
 		return 0, 0, fmt.Errorf("maildir: open %s/cur: %w", f.dir, err)
 	}
@@ -141,6 +126,7 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 
 // dirs holds a folder's new/ and cur/ open for a batch of renames.
 type dirs struct {
+	a        *account
 	st       *Store
 	dir      string
 	new, cur *os.File
@@ -155,7 +141,7 @@ func (d *dirs) get(inNew bool) (*os.File, error) {
 		p, sub = &d.new, "new"
 	}
 	if *p == nil {
-		f, err := d.st.openDir(path.Join(d.dir, sub))
+		f, err := d.a.openDir(path.Join(d.dir, sub))
 		if err != nil {
 			return nil, fmt.Errorf("maildir: open %s/%s: %w", d.dir, sub, err)
 		}
@@ -221,7 +207,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 	var snap *mailbox.Snapshot
 	err := s.withFolder(ctx, name, func(f *folder) error {
 		addSys, addKw := imapFlags(flags)
-		d := &dirs{st: s.a.ix.store, dir: f.dir}
+		d := &dirs{a: s.a, st: s.a.ix.store, dir: f.dir}
 		defer d.close()
 		var updates []entryUpdate
 		var err error
@@ -280,7 +266,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 func (s *session) Expunge(ctx context.Context, name string, uids []uint32) (*mailbox.Snapshot, error) {
 	var snap *mailbox.Snapshot
 	err := s.withFolder(ctx, name, func(f *folder) error {
-		d := &dirs{st: s.a.ix.store, dir: f.dir}
+		d := &dirs{a: s.a, st: s.a.ix.store, dir: f.dir}
 		defer d.close()
 		removed, err := f.unlink(d, uids)
 		if len(removed) > 0 {
@@ -371,9 +357,9 @@ func (s *session) Copy(ctx context.Context, name string, uids []uint32, dest str
 
 func (s *session) copyLocked(sf, df *folder, uids []uint32) (src, dst []uint32, err error) {
 	st := s.a.ix.store
-	sd := &dirs{st: st, dir: sf.dir}
+	sd := &dirs{a: s.a, st: st, dir: sf.dir}
 	defer sd.close()
-	dd := &dirs{st: st, dir: df.dir}
+	dd := &dirs{a: s.a, st: st, dir: df.dir}
 	defer dd.close()
 	var added []*entry
 	for _, uid := range dedupe(uids) {
@@ -430,17 +416,17 @@ func (s *session) copyLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 // fsynced), for when a hard link is not possible.
 func (s *session) copyFile(sf, df *folder, e, ne *entry, unique string) error {
 	st := s.a.ix.store
-	in, err := st.openIn(path.Join(sf.dir, e.subdir()), e.name)
+	in, err := s.a.openIn(path.Join(sf.dir, e.subdir()), e.name)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp, err := st.openDir(path.Join(df.dir, "tmp"))
+	tmp, err := s.a.openDir(path.Join(df.dir, "tmp"))
 	if err != nil {
 		return err
 	}
 	defer tmp.Close()
-	cur, err := st.openDir(path.Join(df.dir, "cur"))
+	cur, err := s.a.openDir(path.Join(df.dir, "cur"))
 	if err != nil {
 		return err
 	}
@@ -469,7 +455,7 @@ func (s *session) Move(ctx context.Context, name string, uids []uint32, dest str
 			if src, dst, err = s.copyLocked(sf, df, uids); err != nil {
 				return err
 			}
-			d := &dirs{st: s.a.ix.store, dir: sf.dir}
+			d := &dirs{a: s.a, st: s.a.ix.store, dir: sf.dir}
 			defer d.close()
 			removed, err := sf.unlink(d, src)
 			if len(removed) > 0 {
@@ -490,9 +476,9 @@ func (s *session) Move(ctx context.Context, name string, uids []uint32, dest str
 
 func (s *session) moveLocked(sf, df *folder, uids []uint32) (src, dst []uint32, err error) {
 	st := s.a.ix.store
-	sd := &dirs{st: st, dir: sf.dir}
+	sd := &dirs{a: s.a, st: st, dir: sf.dir}
 	defer sd.close()
-	dd := &dirs{st: st, dir: df.dir}
+	dd := &dirs{a: s.a, st: st, dir: df.dir}
 	defer dd.close()
 	var added, removed []*entry
 	for _, uid := range dedupe(uids) {

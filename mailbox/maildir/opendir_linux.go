@@ -33,3 +33,24 @@ func (s *Store) openDir(dir string) (*os.File, error) {
 	}
 	return s.root.Open(dir)
 }
+
+// errNoOpenat2 means openat2 is not available here; the caller falls back
+// to os.Root.
+var errNoOpenat2 = errors.New("openat2 unavailable")
+
+// openat2Dir opens the directory rel beneath the directory d, refusing
+// any path that would leave d.
+func openat2Dir(d *os.File, rel string) (*os.File, error) {
+	fd, err := unix.Openat2(int(d.Fd()), rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err == nil {
+		return os.NewFile(uintptr(fd), rel), nil
+	}
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		noOpenat2.Store(true)
+		return nil, errNoOpenat2
+	}
+	return nil, &os.PathError{Op: "openat2", Path: rel, Err: err}
+}
