@@ -63,63 +63,57 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 // Append stores a message in the folder: written to tmp/ (CRLF turned
 // into LF) and fsynced, its mtime set to the internal date, renamed into
 // cur/ with its flags in the name, cur/ fsynced; only then does it return
-// the UID.
+// the UID. No lock is held while the message is read from r, so a slow
+// upload does not hold up the account's other sessions.
 func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (uidValidity, uid uint32, err error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.withFolder(ctx, name, func(*folder) error { return nil }); err != nil {
 		return 0, 0, err
 	}
-	s.a.mu.RLock()
-	defer s.a.mu.RUnlock()
-	f, err := s.a.folder(name)
-	if err != nil {
-		return 0, 0, err
-	}
-	f.mu.Lock()
-	err = f.sync(ctx)
-	f.mu.Unlock()
-	if err != nil {
-		return 0, 0, err
-	}
+	_, dir, _ := folderDir(name)
+	fdir := path.Join(s.a.md, dir)
 	st := s.a.ix.store
-	tmp, err := s.a.openDir(path.Join(f.dir, "tmp"))
+	tmp, err := s.a.openDir(path.Join(fdir, "tmp"))
 	if err != nil {
-		return 0, 0, fmt.Errorf("maildir: open %s/tmp: %w", f.dir, err)
+		return 0, 0, fmt.Errorf("maildir: open %s/tmp: %w", fdir, err)
 	}
 	defer tmp.Close()
-	cur, err := s.a.openDir(path.Join(f.dir, "cur"))
-	if err != nil {
-		return 0, 0, fmt.Errorf("maildir: open %s/cur: %w", f.dir, err)
-	}
-	defer cur.Close()
 	if date.IsZero() {
 		date = time.Now()
 	}
 	unique := st.uniqueName()
 	lw, err := st.writeFileTimed(tmp, unique, r, true, date)
 	if err != nil {
-		return 0, 0, fmt.Errorf("maildir: append to %s: %w", f.name, err)
+		return 0, 0, fmt.Errorf("maildir: append to %s: %w", name, err)
 	}
 	sys, kws := imapFlags(flags)
 	final := sizedName(unique, lw.n, lw.served()) + infoSuffix(sys, "")
 	e := &entry{flags: sys, kws: kws, date: date.Unix(), size: lw.served(), disk: lw.n, name: final}
 
-	f.mu.Lock()
-	err = f.sync(ctx)
-	if err == nil {
-		if err = unix.Renameat(int(tmp.Fd()), unique, int(cur.Fd()), final); err == nil {
-			if err = f.commit(nil, []*entry{e}, nil); err != nil {
-				unix.Unlinkat(int(cur.Fd()), final, 0)
-			}
+	var cur *os.File
+	err = s.withFolder(ctx, name, func(f *folder) error {
+		var err error
+		if cur, err = s.a.openDir(path.Join(f.dir, "cur")); err != nil {
+			return err
 		}
+		if err := unix.Renameat(int(tmp.Fd()), unique, int(cur.Fd()), final); err != nil {
+			return err
+		}
+		if err := f.commit(nil, []*entry{e}, nil); err != nil {
+			unix.Unlinkat(int(cur.Fd()), final, 0)
+			return err
+		}
+		uidValidity = f.uidValidity
+		return nil
+	})
+	if cur != nil {
+		defer cur.Close()
 	}
-	uidValidity = f.uidValidity
-	f.mu.Unlock()
 	if err != nil {
 		unix.Unlinkat(int(tmp.Fd()), unique, 0)
-		return 0, 0, fmt.Errorf("maildir: append to %s: %w", f.name, err)
+		return 0, 0, fmt.Errorf("maildir: append to %s: %w", name, err)
 	}
-	if err := st.syncDir(path.Join(f.dir, "cur"), cur); err != nil {
-		return 0, 0, fmt.Errorf("maildir: sync %s/cur: %w", f.dir, err)
+	if err := st.syncDir(path.Join(fdir, "cur"), cur); err != nil {
+		return 0, 0, fmt.Errorf("maildir: sync %s/cur: %w", fdir, err)
 	}
 	return uidValidity, e.uid, nil
 }

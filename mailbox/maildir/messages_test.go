@@ -347,3 +347,79 @@ func TestConcurrentSessions(t *testing.T) {
 		t.Errorf("Other after restart differs")
 	}
 }
+
+// signalReader closes started at its first Read.
+type signalReader struct {
+	r       io.Reader
+	once    sync.Once
+	started chan struct{}
+}
+
+func (s *signalReader) Read(p []byte) (int, error) {
+	s.once.Do(func() { close(s.started) })
+	return s.r.Read(p)
+}
+
+// TestSlowAppendBlocksNobody: while one session's APPEND waits for its
+// client, other sessions can change folders and sync.
+func TestSlowAppendBlocksNobody(t *testing.T) {
+	e := newIndexEnv(t)
+	f, g := e.folders(testHome), e.folders(testHome)
+	ctx := context.Background()
+	pr, pw := io.Pipe()
+	sr := &signalReader{r: pr, started: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := f.Append(ctx, "INBOX", sr, nil, time.Time{})
+		done <- err
+	}()
+	<-sr.started
+	others := make(chan error, 1)
+	go func() {
+		err := g.Create(ctx, "While/Appending")
+		if err == nil {
+			_, err = g.Sync(ctx, "INBOX")
+		}
+		if err == nil {
+			err = g.Rename(ctx, "While", "After")
+		}
+		others <- err
+	}()
+	select {
+	case err := <-others:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("another session was blocked by a pending APPEND")
+	}
+	pw.Write([]byte("late\n"))
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := mustSync(t, g, "INBOX"); len(s.Messages) != 1 {
+		t.Fatalf("%+v", s)
+	}
+}
+
+// TestMaildirRemadeByDelivery: the whole Maildir removed by hand and made
+// again by the next delivery is followed by the index.
+func TestMaildirRemadeByDelivery(t *testing.T) {
+	e := newIndexEnv(t)
+	f := e.folders(testHome)
+	e.deliver(testHome, "one\n")
+	mustSync(t, f, "INBOX")
+	os.RemoveAll(e.md(testHome))
+	e.deliver(testHome, "two\n")
+	s := mustSync(t, f, "INBOX")
+	if !slices.Equal(uidsOf(s), []uint32{2}) {
+		t.Fatalf("after the Maildir was made again: %+v", s)
+	}
+	if got := readMsg(t, f, "INBOX", 2); got != "two\r\n" {
+		t.Fatalf("content %q", got)
+	}
+	if _, err := f.Sync(context.Background(), "Sent"); !errors.Is(err, mailbox.ErrNoFolder) {
+		t.Errorf("Sent after the Maildir was removed: %v", err)
+	}
+}
