@@ -29,11 +29,7 @@ import (
 // in-memory folder store, with accounts alice and bob (password
 // "secret"), whose mail homes are their names.
 
-type memStore struct{ *memfolders.Store }
-
-func (m memStore) Open(ctx context.Context, home string) (Folders, error) {
-	return m.Store.Open(ctx, home)
-}
+var _ Store = (*memfolders.Store)(nil)
 
 type testAuth struct{}
 
@@ -79,7 +75,7 @@ func start(t testing.TB, opts Options, l ...net.Listener) *testServer {
 	t.Helper()
 	ts := &testServer{store: memfolders.New(), log: &lockedBuffer{}}
 	if opts.Store == nil {
-		opts.Store = memStore{ts.store}
+		opts.Store = ts.store
 	}
 	if opts.Auth == nil {
 		opts.Auth = testAuth{}

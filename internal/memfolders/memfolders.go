@@ -1,5 +1,5 @@
-// Package memfolders is an in-memory folder store with the method set of
-// imap.Store and imap.Folders, for tests of the IMAP server (unit, fuzz and
+// Package memfolders is an in-memory folder store (an imap.Store whose
+// Open returns mailbox.Folders), for tests of the IMAP server (unit, fuzz and
 // end-to-end helpers) that should not depend on Maildir. It keeps the
 // contract of the real store: immutable snapshots, UIDs that only grow,
 // a modification sequence per change, and Watch channels closed on every
@@ -60,7 +60,7 @@ var specials = []struct{ name, use string }{
 
 // Open returns the folders of home, creating INBOX and the special-use
 // folders on first use.
-func (s *Store) Open(ctx context.Context, home string) (*Folders, error) {
+func (s *Store) Open(ctx context.Context, home string) (mailbox.Folders, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.accounts[home]
@@ -176,6 +176,8 @@ func normFlags(flags []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+var _ mailbox.Folders = (*Folders)(nil)
 
 // Folders is one session's handle on an account.
 type Folders struct {
