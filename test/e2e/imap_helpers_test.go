@@ -342,3 +342,45 @@ func abbrev(s string) string {
 	}
 	return s
 }
+
+// bind makes ic report failures to t (a subtest) until the returned
+// function restores the previous test.
+func (ic *imapRaw) bind(t *testing.T) (restore func()) {
+	old := ic.t
+	ic.t = t
+	return func() { ic.t = old }
+}
+
+// tryLiteral is withLiteral for input that may make the server hang up:
+// alive is false if the connection ended before the tagged reply, which
+// is then "".
+func (ic *imapRaw) tryLiteral(prefix string, data []byte, suffix string) (status string, alive bool) {
+	tag := ic.nextTag()
+	if _, err := fmt.Fprintf(ic.c, "%s %s{%d}\r\n", tag, prefix, len(data)); err != nil {
+		return "", false
+	}
+	for {
+		l, ok := ic.line()
+		if !ok {
+			return "", false
+		}
+		if strings.HasPrefix(l, "+") {
+			break
+		}
+		if rest, found := strings.CutPrefix(l, tag+" "); found {
+			return rest, true
+		}
+	}
+	if _, err := ic.c.Write([]byte(string(data) + suffix + "\r\n")); err != nil {
+		return "", false
+	}
+	for {
+		l, ok := ic.line()
+		if !ok {
+			return "", false
+		}
+		if rest, found := strings.CutPrefix(l, tag+" "); found {
+			return rest, true
+		}
+	}
+}

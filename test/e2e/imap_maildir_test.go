@@ -305,23 +305,19 @@ func TestIMAPMaildirChangedByHand(t *testing.T) {
 	sameState(t, "after SIGKILL and a start", selectState(t, c, "INBOX"), st2)
 	c.Logout().Wait()
 
-	// The index lost: it is the top-level bucket "imap" of mailroom.db
-	// (mailbox/maildir/index.go); the accounts are elsewhere.
-	s.Stop(t)
-	db, err := bolt.Open(filepath.Join(s.DataDir, "mailroom.db"), 0o600, &bolt.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("imap")) }); err != nil {
-		db.Close()
-		t.Fatalf("delete the imap bucket: %v", err)
-	}
-	db.Close()
-	s = s.restart(t, false)
+	s = s.loseIndex(t)
 	c = imapLogin(t, s.IMAP, user, nil)
 	st := selectState(t, c, "INBOX")
+	t.Logf("UIDVALIDITY %d before the index was lost, %d after", st2.UIDValidity, st.UIDValidity)
 	if st.UIDValidity == st2.UIDValidity {
-		t.Errorf("the index was rebuilt but UIDVALIDITY is still %d: clients would keep stale UIDs", st.UIDValidity)
+		// Harmless only if every message kept its UID (RFC 9051 §2.3.1.1):
+		// a client's cache under this UIDVALIDITY must still be right.
+		for subj, old := range st2.Msgs {
+			if nw, ok := st.Msgs[subj]; ok && nw.UID != old.UID {
+				t.Errorf("the index was rebuilt under the same UIDVALIDITY %d, but %q moved from UID %d to %d: "+
+					"a client's cached UIDs now name other messages", st.UIDValidity, subj, old.UID, nw.UID)
+			}
+		}
 	}
 	if !slices.Equal(st.subjects(), st2.subjects()) {
 		t.Errorf("after rebuilding the index INBOX holds %q, want %q", st.subjects(), st2.subjects())
@@ -335,4 +331,89 @@ func TestIMAPMaildirChangedByHand(t *testing.T) {
 	s = s.restart(t, false)
 	c = imapLogin(t, s.IMAP, user, nil)
 	sameState(t, "a restart after the rebuild", selectState(t, c, "INBOX"), st)
+}
+
+// loseIndex stops the server, deletes the IMAP index from mailroom.db and
+// starts the server again. The index is the top-level bucket "imap"
+// (mailbox/maildir/index.go); the accounts are elsewhere.
+func (s *imapServer) loseIndex(t *testing.T) *imapServer {
+	t.Helper()
+	s.Stop(t)
+	db, err := bolt.Open(filepath.Join(s.DataDir, "mailroom.db"), 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("imap")) }); err != nil {
+		db.Close()
+		t.Fatalf("delete the imap bucket: %v", err)
+	}
+	db.Close()
+	return s.restart(t, false)
+}
+
+// TestIMAPIndexRebuiltTwice loses the index, removes a message by hand,
+// and loses the index again, so that the second rebuild numbers the same
+// files differently. If it hands out the folder's previous UIDVALIDITY
+// again (a time-based one, with the record of the last one given out lost
+// with the index, within the same second), a client's cached UIDs name
+// other messages: each message under an unchanged UIDVALIDITY must keep
+// its UID. A round where UIDVALIDITY changed shows nothing either way, so
+// up to five rounds are tried.
+func TestIMAPIndexRebuiltTwice(t *testing.T) {
+	t.Parallel()
+	s := startIMAPServer(t, "", "alice@example.org")
+	const user = "alice@example.org"
+	md := s.maildir("example.org/alice")
+	n := 0
+	deliver := func() {
+		n++
+		deliverLMTP(t, s.LMTP, "carol@example.net", user, fmt.Sprintf(
+			"From: Carol <carol@example.net>\nSubject: rebuild %d\nMessage-ID: <rebuild-%d@example.net>\n\nmessage %d\n", n, n, n))
+	}
+	for range 8 { // one is removed in each round
+		deliver()
+	}
+	c := imapLogin(t, s.IMAP, user, nil)
+	selectState(t, c, "INBOX")
+	c.Logout().Wait()
+
+	same := 0
+	for round := 1; round <= 5 && same == 0; round++ {
+		s = s.loseIndex(t)
+		// The rebuilt index gets its UIDVALIDITY at the first SELECT.
+		// Start that just after a second begins, so that the second
+		// rebuild has the rest of the second to fall into: this aims at
+		// the collision, it does not wait for an event.
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 5*time.Millisecond)))
+		start := time.Now()
+		c := imapLogin(t, s.IMAP, user, nil)
+		before := selectState(t, c, "INBOX")
+		c.Logout().Wait()
+		// Remove the message with the lowest UID, and add one.
+		lowest := ""
+		for subj, m := range before.Msgs {
+			if lowest == "" || m.UID < before.Msgs[lowest].UID {
+				lowest = subj
+			}
+		}
+		if err := os.Remove(findFile(t, md, lowest)); err != nil {
+			t.Fatal(err)
+		}
+
+		s = s.loseIndex(t)
+		c = imapLogin(t, s.IMAP, user, nil)
+		after := selectState(t, c, "INBOX")
+		c.Logout().Wait()
+		t.Logf("round %d: UIDVALIDITY %d, then %d, %v later", round, before.UIDValidity, after.UIDValidity, time.Since(start))
+		if after.UIDValidity != before.UIDValidity {
+			continue
+		}
+		same++
+		for subj, old := range before.Msgs {
+			if nw, ok := after.Msgs[subj]; ok && nw.UID != old.UID {
+				t.Errorf("the index was rebuilt under the same UIDVALIDITY %d, but %q moved from UID %d to %d: "+
+					"a client's cached UIDs now name other messages", after.UIDValidity, subj, old.UID, nw.UID)
+			}
+		}
+	}
 }

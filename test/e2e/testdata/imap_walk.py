@@ -172,7 +172,16 @@ def parse_pieces(pieces):
 
 
 def norm_key(k):
-    return re.sub(rb"\s+", b" ", bytes(k).upper()).decode()
+    # Header field names in a section may come as atoms or quoted strings
+    # (header-fld-name is an astring): BODY[HEADER.FIELDS ("SUBJECT")].
+    return re.sub(rb"\s+", b" ", bytes(k).upper().replace(b'"', b"")).decode()
+
+
+class FetchItems(dict):
+    """The items of one FETCH response; a missing one fails clearly."""
+
+    def __missing__(self, key):
+        fail("no %s in the FETCH response; it has %s" % (key, sorted(self)))
 
 
 def fetch(imap, seq, items, uid=False):
@@ -188,10 +197,10 @@ def fetch(imap, seq, items, uid=False):
         num, lst = vals[i], vals[i + 1]
         i += 2
         check(isinstance(lst, list), "FETCH response is not a list: %r" % (lst,))
-        d = {}
+        d = FetchItems()
         for j in range(0, len(lst), 2):
             d[norm_key(lst[j])] = lst[j + 1]
-        out.setdefault(int(num), {}).update(d)
+        out.setdefault(int(num), FetchItems()).update(d)
     return out
 
 
