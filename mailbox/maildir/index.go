@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,6 +361,7 @@ type folder struct {
 	gen         uint32
 	snap        *mailbox.Snapshot
 	flagCache   map[string][]string
+	imp         *dovecotImport // for the first scan of a new index
 
 	newDirty atomic.Bool // a delivery went into new/ since the last scan
 
@@ -600,6 +602,18 @@ func (f *folder) load() error {
 		if bad != nil {
 			f.a.ix.log.Warn("index inconsistent: rebuilding it from the Maildir", "home", f.a.home, "folder", f.name, "err", bad)
 		}
+		// A Maildir from Dovecot: take over its UIDs (dovecot.go). The
+		// uidlist is retired before the index is written, so that a
+		// crash can lose the import but never repeat it.
+		imp := f.a.readDovecot(f.dir)
+		if imp.list != nil {
+			f.a.retireUIDList(f.dir)
+			f.a.ix.log.Info("taking over Dovecot's UIDs", "home", f.a.home, "folder", f.name,
+				"uidvalidity", imp.list.uidValidity, "messages", len(imp.list.uids))
+		}
+		if imp.list != nil || len(imp.keywords) > 0 {
+			f.imp = &imp
+		}
 		if err := f.a.ix.db.Update(func(tx *bolt.Tx) error {
 			hb, err := makeHomeBucket(tx, f.a.home)
 			if err != nil {
@@ -613,6 +627,9 @@ func (f *folder) load() error {
 				return err
 			}
 			meta = folderMeta{uidValidity: uv, uidNext: 1, modSeq: 1}
+			if imp.list != nil {
+				meta.uidValidity, meta.uidNext = imp.list.uidValidity, imp.list.uidNext
+			}
 			fb, err := f.bucket(tx)
 			if err != nil {
 				return err
@@ -828,6 +845,17 @@ func (f *folder) scan() error {
 	if len(adds) > 0 {
 		added = f.statNew(adds, newD, curD)
 	}
+	if f.imp != nil {
+		if f.imp.list != nil && len(f.ents) == 0 {
+			for _, e := range added {
+				e.uid = f.imp.list.uids[parseFileName(e.name).key]
+			}
+		}
+		for _, e := range added {
+			e.kws = f.imp.keywordsOf(parseFileName(e.name).other)
+		}
+		f.imp = nil
+	}
 	switch {
 	case unstable:
 		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
@@ -901,12 +929,17 @@ type entryUpdate struct {
 func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 	modSeq := f.modSeq + 1
 	uidNext := f.uidNext
+	// Entries come with a UID only from a Dovecot import, into an empty
+	// index and below its next UID; the others get the next ones.
 	for _, e := range added {
-		e.uid = uidNext
+		if e.uid == 0 {
+			e.uid = uidNext
+			uidNext++
+		}
 		e.modSeq = modSeq
 		e.mark = f.gen
-		uidNext++
 	}
+	sort.SliceStable(added, func(i, j int) bool { return added[i].uid < added[j].uid })
 	bumped := len(added) > 0 || len(removed) > 0
 	for i := range updates {
 		u := &updates[i]

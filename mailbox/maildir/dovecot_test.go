@@ -1,0 +1,109 @@
+package maildir
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestDovecotImport: a Maildir copied from Dovecot keeps its UIDVALIDITY,
+// UIDs and keywords, once.
+func TestDovecotImport(t *testing.T) {
+	e := newIndexEnv(t)
+	md := e.md(testHome)
+	for _, d := range []string{"cur", "new", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp"} {
+		os.MkdirAll(filepath.Join(md, d), 0o700)
+	}
+	write := func(p, s string) {
+		if err := os.WriteFile(filepath.Join(md, p), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cur/1600000000.M1P1.old,S=4,W=5:2,Sa", "one\n")
+	write("cur/1600000001.M2P1.old,S=4,W=5:2,RSb", "two\n")
+	write("new/1600000002.M3P1.old,S=6,W=7", "three\n")
+	write("new/1700000000.M9P9.later", "after dovecot\n") // not in the uidlist
+	write("dovecot-uidlist", "3 V1234567 N50 G0123456789abcdef\n"+
+		"7 W5 :1600000000.M1P1.old,S=4,W=5\n"+
+		"12 :1600000001.M2P1.old,S=4,W=5\n"+
+		"40 W7 S6 :1600000002.M3P1.old,S=6,W=7\n"+
+		"45 :1500000000.gone\n")
+	write("dovecot-keywords", "0 $Forwarded\n1 Work\nbad line\n")
+	write(".Sent/dovecot-uidlist", "1 999 3\n1 1600000005.sent\n")
+	write(".Sent/cur/1600000005.sent:2,S", "sent\n")
+
+	f := e.folders(testHome)
+	s := mustSync(t, f, "INBOX")
+	if s.UIDValidity != 1234567 || !slices.Equal(uidsOf(s), []uint32{7, 12, 40, 50}) || s.UIDNext != 51 {
+		t.Fatalf("imported INBOX: %+v", s)
+	}
+	if got := s.Messages[0].Flags; !slices.Equal(got, []string{"$Forwarded", `\Seen`}) {
+		t.Errorf("uid 7 flags %v", got)
+	}
+	if got := s.Messages[1].Flags; !slices.Equal(got, []string{"Work", `\Answered`, `\Seen`}) {
+		t.Errorf("uid 12 flags %v", got)
+	}
+	if sent := mustSync(t, f, "Sent"); sent.UIDValidity != 999 || !slices.Equal(uidsOf(sent), []uint32{1}) {
+		t.Errorf("imported Sent (version 1 uidlist): %+v", sent)
+	}
+	if _, err := os.Stat(filepath.Join(md, "dovecot-uidlist"+importedSuffix)); err != nil {
+		t.Errorf("uidlist not retired: %v", err)
+	}
+	// Index lost later: no second import, a new UIDVALIDITY.
+	e.close()
+	db, _ := bolt.Open(e.dbPath, 0o600, nil)
+	db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketIMAP) })
+	db.Close()
+	e.open()
+	if s2 := mustSync(t, e.folders(testHome), "INBOX"); s2.UIDValidity == s.UIDValidity || len(s2.Messages) != 4 {
+		t.Errorf("after losing the index: %+v", s2)
+	}
+}
+
+func TestParseUIDList(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		ok   bool
+		uids int
+	}{
+		{"3 V1 N5\n1 :a\n4 W3 :b:2,S\n", true, 2},
+		{"1 7 3\n1 a\n2 b\n", true, 2},
+		{"3 V1 N5\n2 :a\n1 :b\n", false, 0}, // not ascending
+		{"3 V1 N5\n5 :a\n", false, 0},       // not below next
+		{"3 V1 N5\n1 :a\n2 :a\n", false, 0}, // twice
+		{"3 N5\n1 :a\n", false, 0},          // no UIDVALIDITY
+		{"2 V1 N5\n", false, 0},             // unknown version
+		{"3 V1 N5\n1 a\n", false, 0},        // no ":"
+		{"3 V1 N5\n1 :a/b\n", false, 0},     // a path
+		{"", false, 0},
+	} {
+		l, err := parseUIDList(strings.NewReader(c.in))
+		if (err == nil) != c.ok || (err == nil && len(l.uids) != c.uids) {
+			t.Errorf("parseUIDList(%q) = %+v, %v", c.in, l, err)
+		}
+	}
+}
+
+func FuzzParseUIDList(f *testing.F) {
+	f.Add("3 V1234 N50 G00\n7 W5 :1600000000.M1P1.old,S=4,W=5\n12 :x:2,S\n")
+	f.Add("1 7 3\n1 a\n2 b\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		l, err := parseUIDList(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		if l.uidValidity == 0 || l.uidNext == 0 {
+			t.Fatalf("%+v", l)
+		}
+		for k, uid := range l.uids {
+			if uid == 0 || uid >= l.uidNext || strings.ContainsAny(k, "/\x00:") {
+				t.Fatalf("%q -> %d in %+v", k, uid, l)
+			}
+		}
+		parseKeywords(strings.NewReader(in))
+	})
+}
