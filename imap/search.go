@@ -171,7 +171,7 @@ func (l *lazy) rawBody(b *strings.Builder) {
 
 // walkText appends the decoded text of e's text and message parts.
 func walkText(e *gomessage.Entity, b *strings.Builder, depth int) {
-	if depth > 20 {
+	if depth > 100 {
 		return
 	}
 	if mr := e.MultipartReader(); mr != nil {
