@@ -6,11 +6,21 @@
 // and fsyncs new/ before returning. Only then may the caller acknowledge.
 // Directory fsyncs are shared between concurrent deliveries to the same
 // Maildir (group commit, see durable.Group). github.com/emersion/go-maildir does
-// none of this, so delivery is written here; reading and flag handling for
-// IMAP may use go-maildir, since Maildir stays the source of truth on disk.
+// none of this, so delivery and the IMAP side are written here.
 //
 // Files are stored with LF line endings, as mutt, Dovecot and Postfix's
-// local(8) expect; the caller converts from the wire's CRLF.
+// local(8) expect; the caller converts from the wire's CRLF. File names are
+// Dovecot's: "<time>.M<usec>P<pid>Q<n>.<host>,S=<bytes>,W=<bytes with CRLF>"
+// then ":2,<flags>" once the message is in cur/.
+//
+// Index (index.go) serves the Maildirs to the IMAP server: folders are
+// Maildir++ directories (".Archive.2024", names in modified UTF-7 as
+// Dovecot writes them), flags live in the file names, and a bbolt index in
+// mailroom.db keeps UIDVALIDITY, UIDs, keywords and modification
+// sequences. The Maildir stays the truth: the index follows what other
+// programs do to the files, and is rebuilt from them (under a new
+// UIDVALIDITY) if it is lost. Commit tells the Index of each delivery
+// without waiting on it.
 //
 // All paths go through an os.Root opened at the mail root, so that neither a
 // hostile home name nor a symlink planted in a mail home can make a delivery
