@@ -57,6 +57,15 @@ func (s *session) withFolder(ctx context.Context, name string, fn func(f *folder
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.sync(ctx); err != nil {
+		if errors.Is(err, mailbox.ErrNoFolder) {
+			// Keep no state for names that are not folders: a client
+			// trying many names must not grow the map.
+			s.a.fmu.Lock()
+			if s.a.folders[f.name] == f && !f.loaded {
+				delete(s.a.folders, f.name)
+			}
+			s.a.fmu.Unlock()
+		}
 		return err
 	}
 	return fn(f)

@@ -3,6 +3,7 @@ package maildir
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -328,4 +329,21 @@ func TestBadNames(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestMissingFoldersKeepNoState(t *testing.T) {
+	e := newIndexEnv(t)
+	f := e.folders(testHome)
+	for i := range 100 {
+		if _, err := f.Sync(context.Background(), fmt.Sprintf("nope%d", i)); !errors.Is(err, mailbox.ErrNoFolder) {
+			t.Fatal(err)
+		}
+	}
+	a := e.ix.accts[testHome]
+	a.fmu.Lock()
+	n := len(a.folders)
+	a.fmu.Unlock()
+	if n > 1 {
+		t.Errorf("%d folder states kept after syncing missing folders", n)
+	}
 }
