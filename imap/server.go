@@ -92,7 +92,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	closing   bool
-	listeners map[net.Listener]struct{}
+	listeners map[*net.Listener]struct{} // by pointer: a listener may be unhashable
 	sessions  map[*session]struct{}
 	perIP     map[string]int
 	conns     int
@@ -127,7 +127,7 @@ func New(opts Options) *Server {
 		fails:     authdelay.New(opts.AuthFailureDelay, nil),
 		secureL:   newChanListener(),
 		insecureL: newChanListener(),
-		listeners: map[net.Listener]struct{}{},
+		listeners: map[*net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
 		perIP:     map[string]int{},
 	}
@@ -202,12 +202,13 @@ func (s *Server) Serve(l net.Listener) error {
 		l.Close()
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
+	key := &l
+	s.listeners[key] = struct{}{}
 	s.mu.Unlock()
 	s.start()
 	defer func() {
 		s.mu.Lock()
-		delete(s.listeners, l)
+		delete(s.listeners, key)
 		s.mu.Unlock()
 	}()
 	var delay time.Duration
@@ -308,7 +309,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	for l := range s.listeners {
-		l.Close()
+		(*l).Close()
 	}
 	sessions := make([]*session, 0, len(s.sessions))
 	for ss := range s.sessions {
@@ -346,7 +347,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing = true
 	for l := range s.listeners {
-		l.Close()
+		(*l).Close()
 	}
 	s.mu.Unlock()
 	s.stop()

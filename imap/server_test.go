@@ -249,3 +249,20 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 var _ = goimap.CapIMAP4rev2
+
+// unhashable is a listener that cannot be a map key, as cmd/mailroom's
+// namedListener (it holds a func).
+type unhashable struct {
+	net.Listener
+	f func()
+}
+
+func TestUnhashableListener(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := start(t, Options{}, unhashable{Listener: l})
+	dialRaw(t, ts.addr).login()
+}
