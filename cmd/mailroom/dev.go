@@ -34,6 +34,9 @@ listen = ["127.0.0.1:2525"]
 
 [submission]           # authenticated users; AUTH works without TLS on loopback only
 listen = ["127.0.0.1:2587"]
+
+[imap]                 # LOGIN works without TLS on loopback only
+listen = ["127.0.0.1:2143"]
 `
 
 // devConfig writes the development configuration if it is missing (or uses
@@ -84,6 +87,7 @@ func devAccount(a *app, stdout io.Writer) error {
   account:  %s   password: %s  (kept in %s)
   LMTP:     127.0.0.1:2424 and unix:%s
   SMTP:     127.0.0.1:2525 (MX), 127.0.0.1:2587 (submission, AUTH as the account above)
+  IMAP:     127.0.0.1:2143 (LOGIN as the account above)
   mail:     %s
 `, a.cfg.Path, devAddress, string(pw[:len(pw)-1]), pwFile,
 		filepath.Join(a.cfg.DataDir, "lmtp.sock"), filepath.Join(a.cfg.MailRoot(), "example.test", "dev", "Maildir"))

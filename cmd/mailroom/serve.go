@@ -159,7 +159,11 @@ func serve(ctx context.Context, a *app) error {
 				}
 			}
 		}
-		return nil
+		imapSrv, err := a.addIMAP(tlsConfig, add)
+		if imapSrv != nil {
+			servers = append(servers, imapSrv)
+		}
+		return err
 	}()
 	if err != nil {
 		closeAll()
