@@ -3,12 +3,16 @@ package maildir
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"mailroom/internal/durable"
 )
 
 // Everything the index does in a mail home goes through handles on the
@@ -131,4 +135,54 @@ func (a *account) create(p string) error {
 		}
 	}
 	return nil
+}
+
+// hintFile, in each folder directory, holds the folder's current
+// UIDVALIDITY, so that an index rebuilt after its loss can pick a larger
+// one even within the same second (Dovecot keeps it in dovecot-uidlist).
+const hintFile = "mailroom-uidvalidity"
+
+// readHint returns the UIDVALIDITY recorded in the folder directory dir,
+// or 0.
+func (a *account) readHint(dir string) uint32 {
+	f, err := a.openIn(dir, hintFile)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	b := make([]byte, 16)
+	n, _ := io.ReadFull(f, b)
+	return parseUint32(strings.TrimSpace(string(b[:n])))
+}
+
+// writeHint records v in the folder directory dir, durably.
+func (a *account) writeHint(dir string, v uint32) error {
+	d, err := a.openDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	tmp := durable.TempPrefix + hintFile
+	fd, err := unix.Openat(int(d.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.WriteString(strconv.FormatUint(uint64(v), 10) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(int(d.Fd()), tmp, int(d.Fd()), hintFile)
+	}
+	if err == nil {
+		err = d.Sync()
+	}
+	if err != nil {
+		unix.Unlinkat(int(d.Fd()), tmp, 0)
+	}
+	return err
 }

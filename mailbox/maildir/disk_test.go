@@ -235,3 +235,30 @@ func TestInboxRemovedByHand(t *testing.T) {
 		t.Fatal("Sync of a folder removed by hand succeeded")
 	}
 }
+
+// TestIndexLostTwiceInOneSecond: with the whole index (and its record of
+// UIDVALIDITYs handed out) lost twice in quick succession, each rebuild
+// still gets a new UIDVALIDITY (from the hint file in the folder).
+func TestIndexLostTwiceInOneSecond(t *testing.T) {
+	e := newIndexEnv(t)
+	for _, m := range []string{"a\n", "b\n", "c\n"} {
+		e.deliver(testHome, m)
+	}
+	seen := map[uint32]bool{}
+	for round := range 4 {
+		f := e.folders(testHome)
+		s := mustSync(t, f, "INBOX")
+		if seen[s.UIDValidity] {
+			t.Fatalf("round %d: UIDVALIDITY %d handed out again", round, s.UIDValidity)
+		}
+		seen[s.UIDValidity] = true
+		// Change the numbering the next rebuild would give.
+		f.Expunge(context.Background(), "INBOX", []uint32{s.Messages[0].UID})
+		e.deliver(testHome, "more\n")
+		e.close()
+		db, _ := bolt.Open(e.dbPath, 0o600, nil)
+		db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketIMAP) })
+		db.Close()
+		e.open()
+	}
+}

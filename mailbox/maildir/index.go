@@ -325,21 +325,30 @@ func makeHomeBucket(tx *bolt.Tx, home string) (*bolt.Bucket, error) {
 	return hb, nil
 }
 
-// nextUIDValidity hands out a UIDVALIDITY: the time, as Dovecot does, but
-// always above the last one handed out, so that a folder deleted and made
-// again (or an index rebuilt) within the same second still gets a new one.
-func nextUIDValidity(tx *bolt.Tx) (uint32, error) {
-	mb := tx.Bucket(bucketIMAP).Bucket(bucketMeta)
+// newUIDValidity picks the UIDVALIDITY of a new index for a folder: the
+// time, as Dovecot does, but above the last one handed out in this
+// database and above the last one this folder had (its hint file), so
+// that a folder deleted and made again, or an index lost twice, within
+// the same second still gets a new one.
+func newUIDValidity(db *bolt.DB, hint uint32) (uint32, error) {
 	v := uint32(time.Now().Unix())
-	if last := mb.Get(keyUIDV); len(last) == 4 {
-		if l := binary.BigEndian.Uint32(last); v <= l {
-			v = l + 1
+	err := db.View(func(tx *bolt.Tx) error {
+		if last := tx.Bucket(bucketIMAP).Bucket(bucketMeta).Get(keyUIDV); len(last) == 4 {
+			v = max(v, binary.BigEndian.Uint32(last)+1)
 		}
+		return nil
+	})
+	v = max(v, hint+1, 1)
+	return v, err
+}
+
+// noteUIDValidity records v as handed out.
+func noteUIDValidity(tx *bolt.Tx, v uint32) error {
+	mb := tx.Bucket(bucketIMAP).Bucket(bucketMeta)
+	if last := mb.Get(keyUIDV); len(last) == 4 && binary.BigEndian.Uint32(last) >= v {
+		return nil
 	}
-	if v == 0 {
-		v = 1
-	}
-	return v, mb.Put(keyUIDV, binary.BigEndian.AppendUint32(nil, v))
+	return mb.Put(keyUIDV, binary.BigEndian.AppendUint32(nil, v))
 }
 
 // folder is the state of one folder shared by all sessions of the
@@ -614,6 +623,17 @@ func (f *folder) load() error {
 		if imp.list != nil || len(imp.keywords) > 0 {
 			f.imp = &imp
 		}
+		uv, err := newUIDValidity(f.a.ix.db, f.a.readHint(f.dir))
+		if err != nil {
+			return fmt.Errorf("maildir: create index of %s: %w", f.dir, err)
+		}
+		if imp.list != nil {
+			uv = imp.list.uidValidity
+		}
+		// The hint is on disk before any UID is handed out under uv.
+		if err := f.a.writeHint(f.dir, uv); err != nil {
+			f.a.ix.log.Warn("cannot record UIDVALIDITY in the Maildir", "home", f.a.home, "folder", f.name, "err", err)
+		}
 		if err := f.a.ix.db.Update(func(tx *bolt.Tx) error {
 			hb, err := makeHomeBucket(tx, f.a.home)
 			if err != nil {
@@ -622,13 +642,12 @@ func (f *folder) load() error {
 			if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(f.name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 				return err
 			}
-			uv, err := nextUIDValidity(tx)
-			if err != nil {
+			if err := noteUIDValidity(tx, uv); err != nil {
 				return err
 			}
 			meta = folderMeta{uidValidity: uv, uidNext: 1, modSeq: 1}
 			if imp.list != nil {
-				meta.uidValidity, meta.uidNext = imp.list.uidValidity, imp.list.uidNext
+				meta.uidNext = imp.list.uidNext
 			}
 			fb, err := f.bucket(tx)
 			if err != nil {
