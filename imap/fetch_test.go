@@ -141,6 +141,10 @@ func TestFetchRaw(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.cmd, u, tc.want)
 		}
 	}
+	// A set that names a message many times answers once for it.
+	if u := r.ok("UID FETCH %s1 UID", strings.Repeat("1:*,*:1,", 2000)); len(u) != 1 {
+		t.Errorf("repeated ranges: %d responses", len(u))
+	}
 	// EXAMINE is read-only: BODY[] does not set \Seen.
 	r.ok("FETCH 1 BODY[]")
 	if u := r.ok("FETCH 1 FLAGS"); !strings.Contains(u[0], "FLAGS ()") {
@@ -152,6 +156,7 @@ func TestFetchRaw(t *testing.T) {
 		{"FETCH 1 (NOSUCHITEM)", "BAD"},
 		{"FETCH 1 BODY[99.HEADER]", "OK"},
 		{"UID FETCH 5:7 FLAGS", "OK"},
+		{"FETCH " + strings.Repeat("1:*,", 5000) + "1 FLAGS", "OK"},
 	} {
 		if _, st := r.cmd("%s", tc.cmd); !strings.HasPrefix(st, tc.want) {
 			t.Errorf("%s: %q, want %s", tc.cmd, st, tc.want)

@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"mime"
@@ -33,7 +32,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		hits []uint32 // UIDs, for SAVE
 	)
 	for i := range msgs {
-		ok, err := s.match(i, criteria, &lazy{})
+		var l lazy
+		ok, err := s.match(i, criteria, &l)
+		l.close()
 		if err != nil {
 			return nil, err
 		}
@@ -79,6 +80,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 
 // lazy holds what one message's match has read so far.
 type lazy struct {
+	r       io.Closer
 	c       *content
 	loaded  bool
 	gone    bool
@@ -91,6 +93,8 @@ var folder = cases.Fold()
 
 func fold(s string) string { return folder.String(s) }
 
+// load opens the message and reads its header; the body is read only if
+// a BODY or TEXT key needs it. close releases the file.
 func (s *session) load(m mailbox.Message, l *lazy) error {
 	if l.loaded {
 		return nil
@@ -104,17 +108,18 @@ func (s *session) load(m mailbox.Message, l *lazy) error {
 	if err != nil {
 		return s.fail("open message", err)
 	}
-	// The content is read while matching, then closed: keep it all.
-	defer r.Close()
-	b, err := io.ReadAll(io.LimitReader(r, size))
-	if err != nil {
-		return s.fail("read message", err)
-	}
-	l.c, err = newContent(bytes.NewReader(b), int64(len(b)))
+	l.r = r
+	l.c, err = newContent(r, size)
 	if err != nil {
 		return s.fail("read message", err)
 	}
 	return nil
+}
+
+func (l *lazy) close() {
+	if l.r != nil {
+		l.r.Close()
+	}
 }
 
 var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}

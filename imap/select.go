@@ -253,11 +253,13 @@ func indexOf(msgs []mailbox.Message, uid uint32) (int, bool) {
 // the view, ascending and without duplicates. "*" is the last message;
 // "$" is the saved search result (RFC 5182). A sequence number beyond the
 // view is an error (RFC 9051 §6.4.4); UIDs that are gone are skipped.
+// Ranges are merged first, so that a set repeating "1:*" a thousand times
+// costs no more than one.
 func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 	msgs := s.view.Messages
 	n := uint32(len(msgs))
-	var out []int
 	if goimap.IsSearchRes(numSet) {
+		var out []int
 		for _, uid := range s.searchRes {
 			if i, ok := indexOf(msgs, uid); ok {
 				out = append(out, i)
@@ -266,6 +268,7 @@ func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 		slices.Sort(out)
 		return slices.Compact(out), nil
 	}
+	var spans [][2]int // index ranges, inclusive
 	switch set := numSet.(type) {
 	case goimap.SeqSet:
 		for _, r := range set {
@@ -287,9 +290,7 @@ func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 			if stop > n || start == 0 {
 				return nil, bad("Invalid message sequence number")
 			}
-			for k := start; k <= stop; k++ {
-				out = append(out, int(k-1))
-			}
+			spans = append(spans, [2]int{int(start - 1), int(stop - 1)})
 		}
 	case goimap.UIDSet:
 		if n == 0 {
@@ -308,11 +309,23 @@ func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 				start, stop = stop, start
 			}
 			i, _ := indexOf(msgs, uint32(start))
-			for ; i < len(msgs) && goimap.UID(msgs[i].UID) <= stop; i++ {
-				out = append(out, i)
+			j, found := indexOf(msgs, uint32(stop))
+			if !found {
+				j-- // the last message below stop
+			}
+			if i <= j {
+				spans = append(spans, [2]int{i, j})
 			}
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var out []int
+	next := 0 // first index not yet in out
+	for _, sp := range spans {
+		for k := max(sp[0], next); k <= sp[1]; k++ {
+			out = append(out, k)
+		}
+		next = max(next, sp[1]+1)
+	}
+	return out, nil
 }
