@@ -109,13 +109,15 @@ var sizeRE = regexp.MustCompile(`,S=(\d+)(?:[,:]|$)`)
 // prepends and the rest, which must be the message as received.
 type trace struct {
 	ReturnPath  string // value of Return-Path:
+	OriginalTo  string // value of X-Original-To: (the address as received)
 	DeliveredTo string // value of Delivered-To:
 	Received    string // the whole Received: field, with its folded lines and final LF
 	Rest        string
 }
 
-// splitTrace splits off the Return-Path, Delivered-To and Received fields
-// that must open every stored message, in that order.
+// splitTrace splits off the Return-Path, X-Original-To, Delivered-To and
+// Received fields that must open every stored message, in that order
+// (Postfix local(8)'s).
 func splitTrace(t *testing.T, msg string) trace {
 	t.Helper()
 	var tr trace
@@ -130,6 +132,7 @@ func splitTrace(t *testing.T, msg string) trace {
 		return strings.TrimPrefix(l, prefix)
 	}
 	tr.ReturnPath = line("Return-Path: ")
+	tr.OriginalTo = line("X-Original-To: ")
 	tr.DeliveredTo = line("Delivered-To: ")
 	first := line("Received: ")
 	tr.Received = "Received: " + first + "\n"
