@@ -383,3 +383,79 @@ func TestCommandThatNeverExitsIsRetried(t *testing.T) {
 		t.Errorf("alice has %d messages, want 0 until the retry", n)
 	}
 }
+
+// hopForwarder is a queue that hands forwarded mail straight to another
+// server's mda, as the remote MX would receive it, and records what that
+// server answered.
+type hopForwarder struct {
+	next    func() *mda.Deliverer
+	hops    *int
+	results *[]error
+}
+
+func (h hopForwarder) Enqueue(ctx context.Context, from string, to []string, r io.Reader) (string, error) {
+	*h.hops++
+	if *h.hops > 10 {
+		return "", errors.New("the loop was not stopped")
+	}
+	txn, err := h.next().Begin(ctx, from, mda.Info{Proto: "ESMTP"})
+	if err != nil {
+		return "", err
+	}
+	for _, rcpt := range to {
+		if err := txn.AddRcpt(ctx, rcpt); err != nil {
+			*h.results = append(*h.results, err)
+			return "Q", nil
+		}
+	}
+	*h.results = append(*h.results, txn.DeliverAll(ctx, r))
+	return "Q", nil
+}
+
+func (h hopForwarder) Bounce(ctx context.Context, from string, failures []mda.Failure, r io.Reader) error {
+	return nil
+}
+
+// TestTwoHopForwardingLoop: alice@example.org forwards to
+// bob@remote.example, on another server, who forwards back. Each server
+// alone sees no cycle; the Delivered-To: that the first server put on the
+// forwarded copy stops the message when it comes back.
+func TestTwoHopForwardingLoop(t *testing.T) {
+	var a, b *mailtest.Env
+	hops := 0
+	var results []error
+	a = mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}, Adjust: func(o *mda.Options) {
+		o.Forwarder = hopForwarder{next: func() *mda.Deliverer { return b.MDA }, hops: &hops, results: &results}
+	}})
+	b = mailtest.NewEnv(t, mailtest.EnvOptions{Domains: []string{"remote.example"}, Users: []string{"bob@remote.example"}, Adjust: func(o *mda.Options) {
+		o.Forwarder = hopForwarder{next: func() *mda.Deliverer { return a.MDA }, hops: &hops, results: &results}
+	}})
+	for _, f := range []struct{ root, home, text string }{
+		{a.MailRoot, "example.org/alice", "bob@remote.example\n"},
+		{b.MailRoot, "remote.example/bob", "alice@example.org\n"},
+	} {
+		dir := filepath.Join(f.root, f.home)
+		os.MkdirAll(dir, 0o700)
+		if err := os.WriteFile(filepath.Join(dir, ".forward"), []byte(f.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	txn, _ := a.MDA.Begin(ctx, "sender@origin.example", mda.Info{Proto: "ESMTP"})
+	if err := txn.AddRcpt(ctx, "alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.DeliverAll(ctx, strings.NewReader(plainMsg)); err != nil {
+		t.Fatalf("first delivery: %v", err)
+	}
+	if hops != 2 {
+		t.Errorf("%d hops, want 2 (to bob, back to alice)", hops)
+	}
+	// Innermost first: alice's server refused the returning copy.
+	if len(results) != 2 || !errors.Is(results[0], mda.ErrLoop) || results[1] != nil {
+		t.Fatalf("results %v, want [loop, accepted]", results)
+	}
+	if len(mailtest.Messages(t, a.MailRoot, "example.org/alice"))+len(mailtest.Messages(t, b.MailRoot, "remote.example/bob")) != 0 {
+		t.Error("a looping message reached a mailbox")
+	}
+}
