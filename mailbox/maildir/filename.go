@@ -144,6 +144,9 @@ outer:
 		kws = append(kws, fl)
 	}
 	sort.Strings(kws)
+	if len(kws) > maxKeywords {
+		kws = kws[:maxKeywords:maxKeywords]
+	}
 	return sys, kws
 }
 
@@ -161,8 +164,21 @@ func validKeyword(kw string) bool {
 	return true
 }
 
+// maxKeywords is the most keywords one message keeps; a STORE adding more
+// keeps the first ones (in sorted order), so that no client can grow an
+// index record without bound.
+const maxKeywords = 128
+
 // applyFlags computes a message's flags after a STORE.
 func applyFlags(sys sysFlags, kws []string, op mailbox.FlagOp, addSys sysFlags, addKw []string) (sysFlags, []string) {
+	s, k := applyFlagsUnbounded(sys, kws, op, addSys, addKw)
+	if len(k) > maxKeywords {
+		k = k[:maxKeywords:maxKeywords]
+	}
+	return s, k
+}
+
+func applyFlagsUnbounded(sys sysFlags, kws []string, op mailbox.FlagOp, addSys sysFlags, addKw []string) (sysFlags, []string) {
 	switch op {
 	case mailbox.FlagsSet:
 		// P has no IMAP name and so survives a replace.

@@ -466,13 +466,13 @@ func decodeEntry(uid uint32, b []byte) (*entry, error) {
 	e.date, b = d, b[n:]
 	e.size = int64(uv())
 	e.disk = int64(uv())
-	if len(b) < 2 {
+	if len(b) < 2 || e.size < 0 || e.disk < 0 || b[0] > 63 {
 		return nil, errBadRecord
 	}
 	e.flags, e.inNew = sysFlags(b[0]), b[1] == 1
 	b = b[2:]
 	nk := uv()
-	if nk > 1000 {
+	if nk > uint64(len(b)) {
 		return nil, errBadRecord
 	}
 	for range nk {

@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -191,4 +192,43 @@ func TestImapFlags(t *testing.T) {
 	if sys != flagS|flagF || strings.Join(kws, " ") != "$Junk Work" {
 		t.Fatalf("imapFlags = %v, %q", sys, kws)
 	}
+}
+
+func TestKeywordLimit(t *testing.T) {
+	var many []string
+	for i := range 3 * maxKeywords {
+		many = append(many, fmt.Sprintf("kw%04d", i))
+	}
+	_, kws := imapFlags(many)
+	if len(kws) != maxKeywords {
+		t.Fatalf("imapFlags kept %d keywords", len(kws))
+	}
+	_, kws = applyFlags(0, kws, mailbox.FlagsAdd, 0, []string{"another", "more"})
+	if len(kws) != maxKeywords {
+		t.Fatalf("applyFlags kept %d keywords", len(kws))
+	}
+	e := &entry{uid: 1, name: "x:2,", kws: kws, modSeq: 1}
+	if d, err := decodeEntry(1, e.encode()); err != nil || len(d.kws) != maxKeywords {
+		t.Fatalf("decode: %v", err)
+	}
+}
+
+// FuzzDecodeEntry: an index record, however damaged, decodes or fails
+// cleanly (a failure rebuilds the folder's index), and what decodes
+// encodes back to the same record.
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add((&entry{uid: 1, modSeq: 7, date: 1e9, size: 20, disk: 17, flags: flagS, name: "1.M1P1Q1.h,S=17,W=20:2,S", kws: []string{"$Junk", "a"}}).encode())
+	f.Add((&entry{uid: 2, inNew: true, date: -5, name: "x"}).encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeEntry(3, b)
+		if err != nil {
+			return
+		}
+		again, err := decodeEntry(3, e.encode())
+		if err != nil || again.name != e.name || again.modSeq != e.modSeq || again.date != e.date ||
+			again.size != e.size || again.disk != e.disk || again.flags != e.flags || again.inNew != e.inNew ||
+			strings.Join(again.kws, "\x00") != strings.Join(e.kws, "\x00") {
+			t.Fatalf("%+v re-encoded as %+v, %v", e, again, err)
+		}
+	})
 }
