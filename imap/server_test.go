@@ -266,3 +266,23 @@ func TestUnhashableListener(t *testing.T) {
 	ts := start(t, Options{}, unhashable{Listener: l})
 	dialRaw(t, ts.addr).login()
 }
+
+// Shutdown does not wait for a failed login's delay.
+func TestShutdownDuringLoginDelay(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{AuthFailureDelay: time.Minute})
+	r := dialRaw(t, ts.addr)
+	r.send("a LOGIN alice wrong")
+	for !strings.Contains(ts.log.String(), "auth_failed") { // logged before the delay starts
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+}

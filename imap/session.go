@@ -47,6 +47,7 @@ type session struct {
 	mu       sync.Mutex
 	busy     bool
 	closing  bool
+	loggedIn bool
 	idle     *time.Timer
 	shutOnce sync.Once
 }
@@ -103,10 +104,12 @@ func (s *session) enter() func() {
 func (s *session) shutdown() {
 	s.mu.Lock()
 	s.closing = true
-	busy := s.busy
+	busy, loggedIn := s.busy, s.loggedIn
 	s.mu.Unlock()
 	if !busy {
 		s.bye("Server shutting down")
+	} else if !loggedIn {
+		s.cancel() // a login waiting out its failure delay
 	}
 }
 
@@ -171,6 +174,7 @@ func (s *session) Login(username, password string) error {
 	s.log = s.log.With("user", username)
 	s.log.Info("authenticated", "event", "auth")
 	s.mu.Lock()
+	s.loggedIn = true
 	s.idle = time.AfterFunc(s.srv.opts.IdleTimeout, func() {
 		s.log.Info("idle for too long; logging out")
 		s.bye("Autologout; idle for too long")
