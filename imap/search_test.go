@@ -74,7 +74,7 @@ func TestSearchKeys(t *testing.T) {
 		{"CHARSET UTF-8 FROM " + lit("JÜRGEN"), "2"},
 		{"SUBJECT hello", "1 4"},
 		{"CHARSET UTF-8 SUBJECT " + lit("grüße"), "2"},
-		{"CHARSET UTF-8 SUBJECT " + lit("GRÜSSE"), "2"}, // full case folding: ß = ss
+		{"CHARSET UTF-8 SUBJECT " + lit("GRÜSSE"), "2"},  // full case folding: ß = ss
 		{"CHARSET UTF-8 SUBJECT " + lit("σίσυφος"), "3"}, // final sigma
 		{"HEADER X-Tag alpha", "1"}, {`HEADER X-Tag ""`, "1"}, {"HEADER X-Missing x", ""},
 		{"BODY fox", "1"}, {"BODY FOX", "1"},
