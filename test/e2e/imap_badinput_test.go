@@ -119,6 +119,12 @@ func TestIMAPBadMailboxNames(t *testing.T) {
 		}
 		for _, bad := range badMailboxNames {
 			for _, c := range commands {
+				if bad.lib && (utf8 || (c.prefix != "CREATE " && c.prefix != "RENAME legit " && c.prefix != "APPEND ")) {
+					// The library rejects these names the same way in
+					// every command and mode; each costs a new login. Try
+					// those that could make something.
+					continue
+				}
 				what := fmt.Sprintf("%s%q%s (UTF8=ACCEPT %v, %s)", c.prefix, bad.name, strings.SplitN(c.suffix, "\r", 2)[0], utf8, bad.why)
 				st, alive := ic.tryLiteral(c.prefix, []byte(bad.name), c.suffix)
 				switch {

@@ -353,67 +353,76 @@ func (s *imapServer) loseIndex(t *testing.T) *imapServer {
 
 // TestIMAPIndexRebuiltTwice loses the index, removes a message by hand,
 // and loses the index again, so that the second rebuild numbers the same
-// files differently. If it hands out the folder's previous UIDVALIDITY
-// again (a time-based one, with the record of the last one given out lost
-// with the index, within the same second), a client's cached UIDs name
-// other messages: each message under an unchanged UIDVALIDITY must keep
-// its UID. A round where UIDVALIDITY changed shows nothing either way, so
-// up to five rounds are tried.
+// files differently. UIDVALIDITY is handed out from the clock, kept above
+// the last one handed out; that record is lost with the index. The test
+// opens folders in an order that makes the second rebuild reach INBOX's
+// previous UIDVALIDITY again (the first rebuild opens 40 folders before
+// INBOX, the second just enough to land on the same value, whatever the
+// time a restart took). Under an unchanged UIDVALIDITY each message must
+// keep its UID, or a client's cached UIDs name other messages.
 func TestIMAPIndexRebuiltTwice(t *testing.T) {
 	t.Parallel()
 	s := startIMAPServer(t, "", "alice@example.org")
 	const user = "alice@example.org"
+	const folders = 40
 	md := s.maildir("example.org/alice")
-	n := 0
-	deliver := func() {
-		n++
+	for i := 1; i <= 4; i++ {
 		deliverLMTP(t, s.LMTP, "carol@example.net", user, fmt.Sprintf(
-			"From: Carol <carol@example.net>\nSubject: rebuild %d\nMessage-ID: <rebuild-%d@example.net>\n\nmessage %d\n", n, n, n))
-	}
-	for range 8 { // one is removed in each round
-		deliver()
+			"From: Carol <carol@example.net>\nSubject: rebuild %d\nMessage-ID: <rebuild-%d@example.net>\n\nmessage %d\n", i, i, i))
 	}
 	c := imapLogin(t, s.IMAP, user, nil)
-	selectState(t, c, "INBOX")
+	for i := 1; i <= folders; i++ {
+		if err := c.Create(fmt.Sprintf("f%02d", i), nil).Wait(); err != nil {
+			t.Fatalf("CREATE f%02d: %v", i, err)
+		}
+	}
+	c.Logout().Wait()
+	uidValidity := func(c *imapclient.Client, name string) uint32 {
+		t.Helper()
+		st, err := c.Status(name, &goimap.StatusOptions{UIDValidity: true}).Wait()
+		if err != nil {
+			t.Fatalf("STATUS %s: %v", name, err)
+		}
+		return st.UIDValidity
+	}
+
+	s = s.loseIndex(t)
+	c = imapLogin(t, s.IMAP, user, nil)
+	for i := 1; i <= folders; i++ {
+		uidValidity(c, fmt.Sprintf("f%02d", i))
+	}
+	before := selectState(t, c, "INBOX")
 	c.Logout().Wait()
 
-	same := 0
-	for round := 1; round <= 5 && same == 0; round++ {
-		s = s.loseIndex(t)
-		// The rebuilt index gets its UIDVALIDITY at the first SELECT.
-		// Start that just after a second begins, so that the second
-		// rebuild has the rest of the second to fall into: this aims at
-		// the collision, it does not wait for an event.
-		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 5*time.Millisecond)))
-		start := time.Now()
-		c := imapLogin(t, s.IMAP, user, nil)
-		before := selectState(t, c, "INBOX")
-		c.Logout().Wait()
-		// Remove the message with the lowest UID, and add one.
-		lowest := ""
-		for subj, m := range before.Msgs {
-			if lowest == "" || m.UID < before.Msgs[lowest].UID {
-				lowest = subj
-			}
+	lowest := ""
+	for subj, m := range before.Msgs {
+		if lowest == "" || m.UID < before.Msgs[lowest].UID {
+			lowest = subj
 		}
-		if err := os.Remove(findFile(t, md, lowest)); err != nil {
-			t.Fatal(err)
-		}
+	}
+	if err := os.Remove(findFile(t, md, lowest)); err != nil {
+		t.Fatal(err)
+	}
 
-		s = s.loseIndex(t)
-		c = imapLogin(t, s.IMAP, user, nil)
-		after := selectState(t, c, "INBOX")
-		c.Logout().Wait()
-		t.Logf("round %d: UIDVALIDITY %d, then %d, %v later", round, before.UIDValidity, after.UIDValidity, time.Since(start))
-		if after.UIDValidity != before.UIDValidity {
-			continue
+	s = s.loseIndex(t)
+	c = imapLogin(t, s.IMAP, user, nil)
+	// Open folders until the next one handed out would be INBOX's old
+	// UIDVALIDITY (or the supply of folders ends).
+	for i := 1; i <= folders; i++ {
+		if v := uidValidity(c, fmt.Sprintf("f%02d", i)); v+1 >= before.UIDValidity {
+			break
 		}
-		same++
-		for subj, old := range before.Msgs {
-			if nw, ok := after.Msgs[subj]; ok && nw.UID != old.UID {
-				t.Errorf("the index was rebuilt under the same UIDVALIDITY %d, but %q moved from UID %d to %d: "+
-					"a client's cached UIDs now name other messages", after.UIDValidity, subj, old.UID, nw.UID)
-			}
+	}
+	after := selectState(t, c, "INBOX")
+	c.Logout().Wait()
+	t.Logf("INBOX's UIDVALIDITY: %d after the first rebuild, %d after the second", before.UIDValidity, after.UIDValidity)
+	if after.UIDValidity != before.UIDValidity {
+		return
+	}
+	for subj, old := range before.Msgs {
+		if nw, ok := after.Msgs[subj]; ok && nw.UID != old.UID {
+			t.Errorf("the index was rebuilt under the same UIDVALIDITY %d, but %q moved from UID %d to %d: "+
+				"a client's cached UIDs now name other messages", after.UIDValidity, subj, old.UID, nw.UID)
 		}
 	}
 }
