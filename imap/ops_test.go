@@ -42,6 +42,10 @@ func TestStore(t *testing.T) {
 			t.Errorf("%s:\n got %q\nwant %q", tc.cmd, got, tc.want)
 		}
 	}
+	if u := r.ok(`STORE 3 +FLAGS ($New)`); strings.Join(u, "\n") != "* 3 FETCH (FLAGS ($New \\Answered))\n"+
+		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work $New)` {
+		t.Errorf("a new keyword is not announced with FLAGS: %q", u)
+	}
 	if u := r.ok("FETCH 2 FLAGS"); u[0] != `* 2 FETCH (FLAGS (\Deleted \Flagged))` {
 		t.Errorf("after silent STORE: %q", u)
 	}

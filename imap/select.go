@@ -138,7 +138,8 @@ func (s *session) diff(w *imapserver.UpdateWriter, snap *mailbox.Snapshot, allow
 	old, cur := s.view.Messages, snap.Messages
 	var (
 		expunged []uint32 // old sequence numbers, ascending
-		changed  []int    // indexes into cur
+		changed  []int    // indexes into cur: flags to report
+		modified []int    // indexes into cur: flags changed, reported or not
 		kept     = 0
 		anomaly  = false
 	)
@@ -149,8 +150,11 @@ func (s *session) diff(w *imapserver.UpdateWriter, snap *mailbox.Snapshot, allow
 			j++
 		}
 		if j < len(cur) && cur[j].UID == m.UID {
-			if cur[j].ModSeq != m.ModSeq && s.reported[m.UID] != cur[j].ModSeq {
-				changed = append(changed, j)
+			if cur[j].ModSeq != m.ModSeq {
+				modified = append(modified, j)
+				if s.reported[m.UID] != cur[j].ModSeq {
+					changed = append(changed, j)
+				}
 			}
 			kept++
 			j++
@@ -169,8 +173,8 @@ func (s *session) diff(w *imapserver.UpdateWriter, snap *mailbox.Snapshot, allow
 			return err
 		}
 	}
-	added := false
-	for _, k := range changed {
+	added := false // a keyword new to the client, even from its own STORE
+	for _, k := range modified {
 		var a bool
 		s.keywords, a = keywordsOf(s.keywords, cur[k].Flags)
 		added = added || a
