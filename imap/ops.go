@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -132,13 +133,17 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 // EXAMINE expunges nothing (RFC 9051 §6.4.2).
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) error {
 	defer s.enter()()
+	isClose := *w == (imapserver.ExpungeWriter{})
 	if s.readOnly {
-		if *w == (imapserver.ExpungeWriter{}) {
+		if isClose {
 			return nil
 		}
 		return errReadOnly
 	}
 	snap, err := s.folders.Sync(s.ctx, s.name)
+	if isClose && errors.Is(err, mailbox.ErrNoFolder) {
+		return nil // deleted meanwhile: CLOSE still leaves the selected state
+	}
 	if err != nil {
 		return s.fail("expunge", err)
 	}

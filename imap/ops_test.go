@@ -111,6 +111,16 @@ func TestCopyMoveExpungeUIDPlus(t *testing.T) {
 	if u := r.ok("STATUS INBOX (MESSAGES)"); !strings.Contains(u[0], "MESSAGES 0") {
 		t.Errorf("after CLOSE: %q", u)
 	}
+	// A folder deleted by another session while selected: it looks
+	// empty, and CLOSE still works.
+	r.ok("SELECT Archive")
+	o := dialRaw(t, ts.addr)
+	o.login()
+	o.ok("DELETE Archive")
+	if u := r.ok("NOOP"); strings.Join(u, "|") != "* 2 EXPUNGE|* 1 EXPUNGE" {
+		t.Errorf("selected folder deleted: %q", u)
+	}
+	r.ok("CLOSE")
 }
 
 func TestAppend(t *testing.T) {
