@@ -81,8 +81,10 @@ func parseFileName(name string) fileName {
 		}
 	}
 	// The size fields follow the first "," of the unique part.
-	fields := strings.Split(fn.key, ",")
-	for _, f := range fields[1:] {
+	_, rest, _ := strings.Cut(fn.key, ",")
+	for rest != "" {
+		var f string
+		f, rest, _ = strings.Cut(rest, ",")
 		if len(f) < 3 || f[1] != '=' {
 			continue
 		}

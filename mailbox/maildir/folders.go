@@ -455,8 +455,10 @@ func sortNames(names []string) {
 
 func isInboxName(n string) bool { return n == inbox || strings.HasPrefix(n, inbox+"/") }
 
-func sortByName(p []pendingFile) {
-	sort.Slice(p, func(i, j int) bool { return p[i].name < p[j].name })
+// sortByKey sorts by unique name, keeping the order found among equal
+// ones (new/ is read before cur/).
+func sortByKey(p []pendingFile) {
+	sort.SliceStable(p, func(i, j int) bool { return p[i].fn.key < p[j].fn.key })
 }
 
 // errNotExist reports whether err means a file is gone.

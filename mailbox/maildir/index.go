@@ -824,7 +824,6 @@ func (f *folder) scan() error {
 	var (
 		updates []entryUpdate
 		adds    []pendingFile
-		addKeys = map[string]bool{}
 	)
 	take := func(names []string, inNew bool) {
 		for _, n := range names {
@@ -834,10 +833,7 @@ func (f *folder) scan() error {
 			fn := parseFileName(n)
 			e := f.byKey[fn.key]
 			if e == nil {
-				if !addKeys[fn.key] {
-					addKeys[fn.key] = true
-					adds = append(adds, pendingFile{name: n, inNew: inNew, fn: fn})
-				}
+				adds = append(adds, pendingFile{name: n, inNew: inNew, fn: fn})
 				continue
 			}
 			if e.mark == gen {
@@ -904,9 +900,15 @@ func readNames(d *os.File) ([]string, error) {
 // internal date (mtime) from a stat, the size from W= in the name or, if
 // absent, from reading the file. Files gone or not regular are skipped.
 func (f *folder) statNew(adds []pendingFile, newD, curD *os.File) []*entry {
-	sortByName(adds)
+	// In unique-name order (the delivery order, for names that start
+	// with the time); a unique name found twice (in new/ and cur/, as a
+	// file moves) is taken once, the first seen.
+	sortByKey(adds)
 	out := make([]*entry, 0, len(adds))
-	for _, p := range adds {
+	for i, p := range adds {
+		if i > 0 && adds[i-1].fn.key == p.fn.key {
+			continue
+		}
 		dfd := int(curD.Fd())
 		if p.inNew {
 			dfd = int(newD.Fd())
