@@ -260,7 +260,7 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 		}
 	}
 	results := t.results(p)
-	if failures, who := t.bounces(p, results); len(failures) > 0 {
+	if failures, who := t.bounces(p, results, atomic); len(failures) > 0 {
 		if err := t.bounce(ctx, failures, sp); err != nil {
 			if atomic {
 				return fail(err)
@@ -361,12 +361,20 @@ func (t *Txn) results(p *plan) []error {
 
 // bounces lists the permanently failed pieces of recipients that
 // nevertheless succeeded: their sender is told by a DSN, since the reply
-// said 250. It also returns those recipients.
-func (t *Txn) bounces(p *plan, results []error) ([]Failure, []int) {
+// said 250. With one reply for everybody (atomic), that 250 also covers
+// recipients that failed for good as a whole (every target refused, a
+// forwarding loop) while others got the message, so they are listed too.
+// It also returns the recipients concerned.
+func (t *Txn) bounces(p *plan, results []error, atomic bool) ([]Failure, []int) {
 	var out []Failure
 	var who []int
+	accepted := slices.Contains(results, nil)
 	for i := range t.rcpts {
-		if results[i] != nil {
+		if err := results[i]; err != nil {
+			if atomic && accepted && !temporary(err) {
+				out = append(out, Failure{Rcpt: t.rcpts[i].Address.String(), Status: status(err), Err: err})
+				who = append(who, i)
+			}
 			continue
 		}
 		n := len(out)
