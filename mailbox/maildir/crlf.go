@@ -97,10 +97,20 @@ func newCRLFReader(f *os.File, size int64) *crlfReader {
 	return &crlfReader{f: f, size: size, in: make([]byte, 8<<10), outBuf: make([]byte, 0, 16<<10)}
 }
 
+// Read serves exactly the size the index gave (which the IMAP server
+// announces before the bytes): a file edited behind the index's back is
+// cut there, or fails with io.ErrUnexpectedEOF if it is shorter, rather
+// than breaking the protocol stream.
 func (c *crlfReader) Read(p []byte) (int, error) {
+	if c.pos >= c.size {
+		return 0, io.EOF
+	}
+	if rest := c.size - c.pos; int64(len(p)) > rest {
+		p = p[:rest]
+	}
 	for len(c.out) == 0 {
 		if c.eof {
-			return 0, io.EOF
+			return 0, io.ErrUnexpectedEOF
 		}
 		n, err := c.f.Read(c.in)
 		out := c.outBuf[:0]
@@ -146,7 +156,7 @@ func (c *crlfReader) Seek(offset int64, whence int) (int64, error) {
 		c.pos, c.out, c.lastCR, c.eof = 0, nil, false, false
 	}
 	if skip := target - c.pos; skip > 0 {
-		if _, err := io.CopyN(io.Discard, c, skip); err != nil && !errors.Is(err, io.EOF) {
+		if _, err := io.CopyN(io.Discard, c, skip); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			return c.pos, err
 		}
 	}

@@ -423,3 +423,33 @@ func TestMaildirRemadeByDelivery(t *testing.T) {
 		t.Errorf("Sent after the Maildir was removed: %v", err)
 	}
 }
+
+// TestOpenEditedFile: a message file edited behind the index's back
+// never serves more or fewer bytes than the size announced.
+func TestOpenEditedFile(t *testing.T) {
+	e := newIndexEnv(t)
+	f := e.folders(testHome)
+	ctx := context.Background()
+	_, uid, _ := f.Append(ctx, "INBOX", strings.NewReader("0123456789\n"), nil, time.Time{})
+	cur := filepath.Join(e.md(testHome), "cur")
+	name := filepath.Join(cur, files(t, cur)[0])
+	for _, c := range []struct {
+		content string
+		want    string
+		err     bool
+	}{
+		{"0123456789 and much more\n", "0123456789 a", false},
+		{"short\n", "short\r\n", true},
+	} {
+		os.WriteFile(name, []byte(c.content), 0o600)
+		rc, size, err := f.Open(ctx, "INBOX", uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != c.want || (err != nil) != c.err || size != 12 {
+			t.Errorf("edited to %q: read %q, %v (size %d)", c.content, b, err, size)
+		}
+	}
+}
