@@ -24,6 +24,7 @@ const (
 
 // dotlock is a held <mbox>.lock file.
 type dotlock struct {
+	fsys dirFS
 	path string
 	fi   fs.FileInfo // ours, to recognise it at release
 }
@@ -37,11 +38,11 @@ type dotlock struct {
 // gives a nil dotlock and no error: the fcntl lock still protects the
 // file. Postfix does the same for file deliveries (MBOX_DOT_LOCK_MAY_FAIL),
 // since /var/mail and friends are often writable only by group mail.
-func takeDotlock(ctx context.Context, lockPath string, opts Options) (*dotlock, error) {
+func takeDotlock(ctx context.Context, fsys dirFS, lockPath string, opts Options) (*dotlock, error) {
 	delay := firstRetry
 	logged := false
 	for {
-		f, err := os.OpenFile(lockPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+		f, err := fsys.OpenFile(lockPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 		if err == nil {
 			// The holder's pid, as liblockfile and procmail write it, so
 			// that tools on this host can tell a live lock from a stale one.
@@ -49,10 +50,10 @@ func takeDotlock(ctx context.Context, lockPath string, opts Options) (*dotlock, 
 			fi, serr := f.Stat()
 			cerr := f.Close()
 			if err = errors.Join(werr, serr, cerr); err != nil {
-				os.Remove(lockPath)
+				fsys.Remove(lockPath)
 				return nil, fmt.Errorf("create dotlock %s: %w", lockPath, err)
 			}
-			return &dotlock{path: lockPath, fi: fi}, nil
+			return &dotlock{fsys: fsys, path: lockPath, fi: fi}, nil
 		}
 		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
 			opts.Logger.Debug("mbox dotlock not possible, relying on fcntl", "lock", lockPath, "err", err)
@@ -61,14 +62,14 @@ func takeDotlock(ctx context.Context, lockPath string, opts Options) (*dotlock, 
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("create dotlock %s: %w", lockPath, err)
 		}
-		if fi, err := os.Lstat(lockPath); err == nil {
+		if fi, err := fsys.Lstat(lockPath); err == nil {
 			if age := time.Since(fi.ModTime()); age > opts.StaleLock {
 				// Remove it only if it is still the same file; two
 				// writers breaking the same stale lock at once can still
 				// race, but the fcntl lock keeps them apart.
-				if fi2, err := os.Lstat(lockPath); err == nil && os.SameFile(fi, fi2) && fi2.ModTime().Equal(fi.ModTime()) {
+				if fi2, err := fsys.Lstat(lockPath); err == nil && os.SameFile(fi, fi2) && fi2.ModTime().Equal(fi.ModTime()) {
 					opts.Logger.Warn("breaking stale mbox dotlock", "lock", lockPath, "age", age.Round(time.Second))
-					if err := os.Remove(lockPath); err == nil || errors.Is(err, fs.ErrNotExist) {
+					if err := fsys.Remove(lockPath); err == nil || errors.Is(err, fs.ErrNotExist) {
 						continue
 					}
 				}
@@ -92,12 +93,12 @@ func (d *dotlock) release(logger *slog.Logger) {
 	if d == nil {
 		return
 	}
-	fi, err := os.Lstat(d.path)
+	fi, err := d.fsys.Lstat(d.path)
 	if err != nil || !os.SameFile(fi, d.fi) {
 		logger.Warn("mbox dotlock was taken over by another writer", "lock", d.path)
 		return
 	}
-	if err := os.Remove(d.path); err != nil {
+	if err := d.fsys.Remove(d.path); err != nil {
 		logger.Warn("remove mbox dotlock", "lock", d.path, "err", err)
 	}
 }

@@ -59,6 +59,13 @@ type Options struct {
 	// Logger receives Debug records about lock waits and a Warn record
 	// when a stale dotlock is broken; nil discards them.
 	Logger *slog.Logger
+	// Root, if set, confines the mbox to a directory tree (a user's mail
+	// home, for a file target in their .forward): the path given to
+	// Append is then relative to Root (filepath.IsLocal), the directories
+	// on the way are resolved inside Root, and the mbox and its dotlock
+	// are opened in their directory without following a symbolic link
+	// out of it. A path that would leave Root is ErrOutside.
+	Root *os.Root
 }
 
 func (o Options) withDefaults() Options {
@@ -87,6 +94,9 @@ var (
 	ErrSymlink = errors.New("is a symbolic link")
 	// ErrNotRegular: the path is a directory, device, FIFO or socket.
 	ErrNotRegular = errors.New("is not a regular file")
+	// ErrOutside: with Options.Root, a path that is not a local path
+	// inside the root (absolute, or with ".." leading out).
+	ErrOutside = errors.New("is outside the directory it is confined to")
 	// ErrUnsafe: a regular file that must not be appended to: executable
 	// (Postfix refuses those, "file is executable") or with more than one
 	// hard link (a link to another user's file).
@@ -123,7 +133,7 @@ func newError(path, op string, err error) *Error {
 }
 
 func temporary(err error) bool {
-	for _, perm := range []error{ErrRelative, ErrSymlink, ErrNotRegular, ErrUnsafe, unix.ENOENT, unix.ENOTDIR, unix.ELOOP, unix.EISDIR} {
+	for _, perm := range []error{ErrRelative, ErrOutside, ErrSymlink, ErrNotRegular, ErrUnsafe, unix.ENOENT, unix.ENOTDIR, unix.ELOOP, unix.EISDIR} {
 		if errors.Is(err, perm) {
 			return false
 		}
@@ -142,14 +152,36 @@ func temporary(err error) bool {
 // as sendmail and Postfix do for the common "nobody: /dev/null" alias.
 //
 // O_NOFOLLOW covers the last path component only; directories on the way
-// are followed, so the caller confines paths it does not trust.
+// are followed, so the caller confines paths it does not trust, with
+// Options.Root.
 func Append(ctx context.Context, path, from string, date time.Time, r io.Reader, opts Options) error {
 	opts = opts.withDefaults()
-	if !filepath.IsAbs(path) || strings.IndexByte(path, 0) >= 0 {
-		return newError(path, "check path", ErrRelative)
-	}
-	if path == os.DevNull {
-		return nil
+	var fsys dirFS = osFS{}
+	name := path
+	if opts.Root != nil {
+		shown := filepath.Join(opts.Root.Name(), path)
+		if !filepath.IsLocal(path) || strings.IndexByte(path, 0) >= 0 {
+			return newError(shown, "check path", ErrOutside)
+		}
+		// The mbox's own directory, resolved inside Root; the mbox and
+		// its dotlock are then looked up in it alone, so that a symlink
+		// in their place can lead nowhere else.
+		dir, err := opts.Root.OpenRoot(filepath.Dir(path))
+		if err != nil {
+			if escapes(err) {
+				err = fmt.Errorf("%w: %w", ErrOutside, err)
+			}
+			return newError(shown, "open directory", err)
+		}
+		defer dir.Close()
+		fsys, name, path = dir, filepath.Base(path), shown
+	} else {
+		if !filepath.IsAbs(path) || strings.IndexByte(path, 0) >= 0 {
+			return newError(path, "check path", ErrRelative)
+		}
+		if path == os.DevNull {
+			return nil
+		}
 	}
 	if date.IsZero() {
 		date = time.Now()
@@ -164,13 +196,13 @@ func Append(ctx context.Context, path, from string, date time.Time, r io.Reader,
 		return err
 	}
 
-	dl, err := takeDotlock(lockCtx, path+".lock", opts)
+	dl, err := takeDotlock(lockCtx, fsys, name+".lock", opts)
 	if err != nil {
 		return newError(path, "dotlock", lockErr(err))
 	}
 	defer dl.release(opts.Logger)
 
-	f, err := openLocked(lockCtx, path, opts.Logger)
+	f, err := openLocked(lockCtx, fsys, name, path, opts.Logger)
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
@@ -206,9 +238,9 @@ func Append(ctx context.Context, path, from string, date time.Time, r io.Reader,
 // name was replaced while we waited for the lock (a reader that rewrites
 // the mbox through a new file and a rename), it starts over on the new
 // file, since appending to the old one would lose the message.
-func openLocked(ctx context.Context, path string, logger *slog.Logger) (*os.File, error) {
+func openLocked(ctx context.Context, fsys dirFS, name, path string, logger *slog.Logger) (*os.File, error) {
 	for attempt := 0; ; attempt++ {
-		f, err := openFile(path)
+		f, err := openFile(fsys, name, path)
 		if err != nil {
 			return nil, err
 		}
@@ -221,7 +253,7 @@ func openLocked(ctx context.Context, path string, logger *slog.Logger) (*os.File
 			f.Close()
 			return nil, newError(path, "stat", err)
 		}
-		cur, err := os.Lstat(path)
+		cur, err := fsys.Lstat(name)
 		if err == nil && os.SameFile(fi, cur) {
 			return f, nil
 		}
@@ -232,12 +264,13 @@ func openLocked(ctx context.Context, path string, logger *slog.Logger) (*os.File
 	}
 }
 
-// openFile opens path for appending without following a symlink or
-// blocking on a FIFO, and checks it is a plain file with one link.
-func openFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
+// openFile opens name in fsys (path in messages) for appending without
+// following a symlink or blocking on a FIFO, and checks it is a plain file
+// with one link.
+func openFile(fsys dirFS, name, path string) (*os.File, error) {
+	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
+		if errors.Is(err, unix.ELOOP) || escapes(err) {
 			return nil, newError(path, "open", ErrSymlink)
 		}
 		return nil, newError(path, "open", err)
@@ -248,7 +281,13 @@ func openFile(path string) (*os.File, error) {
 		return nil, newError(path, "stat", err)
 	}
 	var bad error
+	// An os.Root follows a symlink that stays inside it, O_NOFOLLOW or
+	// not: what was opened must be what the name is.
+	if cur, err := fsys.Lstat(name); err == nil && cur.Mode()&os.ModeSymlink != 0 {
+		bad = ErrSymlink
+	}
 	switch {
+	case bad != nil:
 	case !fi.Mode().IsRegular():
 		bad = fmt.Errorf("%w (%v)", ErrNotRegular, fi.Mode().Type())
 	case fi.Mode().Perm()&0o111 != 0:
@@ -365,4 +404,28 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		err = fmt.Errorf("read the message: %w", err)
 	}
 	return n, err
+}
+
+// dirFS is where Append finds the mbox and its dotlock: the whole file
+// system (osFS), or the mbox's directory as an *os.Root.
+type dirFS interface {
+	OpenFile(name string, flag int, perm os.FileMode) (*os.File, error)
+	Lstat(name string) (os.FileInfo, error)
+	Remove(name string) error
+}
+
+// osFS is dirFS over absolute paths.
+type osFS struct{}
+
+func (osFS) OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag, perm)
+}
+func (osFS) Lstat(name string) (os.FileInfo, error) { return os.Lstat(name) }
+func (osFS) Remove(name string) error               { return os.Remove(name) }
+
+// escapes reports whether err is an os.Root refusing a path that leads
+// out of it (the os package exports no sentinel for it).
+func escapes(err error) bool {
+	var pe *os.PathError
+	return errors.As(err, &pe) && pe.Err.Error() == "path escapes from parent"
 }
