@@ -73,7 +73,7 @@ func FuzzSession(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	l := newPipeListener()
-	ts := start(f, Options{IdleTimeout: 5 * time.Second}, l)
+	ts := start(f, Options{IdleTimeout: 5 * time.Second, AuthFailureDelay: -1}, l)
 	for i := range 3 {
 		ts.deliver(f, "INBOX", msgN(i))
 	}
@@ -88,11 +88,13 @@ func FuzzSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		// A session left waiting (for a literal, for DONE) ends at the
+		// deadline; "*" and DONE end AUTHENTICATE and IDLE sooner.
+		c.SetDeadline(time.Now().Add(time.Second))
 		out := make(chan []byte, 1)
 		go func() { b, _ := io.ReadAll(c); out <- b }()
 		c.Write(session)
-		c.Write([]byte("\r\nz9 LOGOUT\r\n"))
+		c.Write([]byte("\r\n*\r\nDONE\r\nz9 LOGOUT\r\n"))
 		reply := <-out
 		if !bytes.HasPrefix(reply, []byte("* OK")) {
 			t.Fatalf("no greeting: %q", reply)

@@ -64,7 +64,8 @@ type Options struct {
 	IdleTimeout time.Duration
 	// AuthFailureDelay is the pause after the first failed login from an
 	// address; it doubles with each further failure, up to a minute.
-	// Zero means one second.
+	// Zero means one second; a negative value turns the pause off (for
+	// fuzzing, which fails logins by the thousand).
 	AuthFailureDelay time.Duration
 	// PollInterval is how often a client in IDLE looks for changes that
 	// other programs made on disk; zero means one second.

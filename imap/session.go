@@ -153,7 +153,10 @@ func (s *session) Login(username, password string) error {
 	defer s.enter()()
 	home, err := s.srv.opts.Auth.Authenticate(s.ctx, username, password)
 	if errors.Is(err, account.ErrAuthFailed) {
-		d := s.srv.fails.Add(s.key)
+		d := time.Duration(0)
+		if s.srv.opts.AuthFailureDelay > 0 {
+			d = s.srv.fails.Add(s.key)
+		}
 		s.log.Warn("authentication failed", "event", "auth_failed", "user", truncate(username, 200), "delay", d)
 		t := time.NewTimer(d)
 		defer t.Stop()
