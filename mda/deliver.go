@@ -410,7 +410,23 @@ func (t *Txn) deliverOther(ctx context.Context, u *unit, sp *spool, now time.Tim
 	l := u.leaf
 	switch l.Kind {
 	case alias.File:
-		err := mbox.Append(ctx, l.Path, t.from, now, sp.withHeader(t.traceHeaders(u, now)), mbox.Options{Logger: t.log})
+		path, mo := l.Path, mbox.Options{Logger: t.log}
+		if l.Home != "" {
+			// A user's file: inside their mail home, and no symlink
+			// may lead out of it (see confineFiles).
+			rel, ok := t.d.inHome(&l)
+			if !ok {
+				return &PermanentError{Status: "5.7.1", Text: "Delivery to this target is not allowed here",
+					Err: fmt.Errorf("%s: %w: outside the mail home", l.Path, alias.ErrNotAllowed)}
+			}
+			root, err := os.OpenRoot(t.d.homeDir(l.Home))
+			if err != nil {
+				return fmt.Errorf("open the mail home of %s: %w", l.Rcpt, err)
+			}
+			defer root.Close()
+			path, mo.Root = rel, root
+		}
+		err := mbox.Append(ctx, path, t.from, now, sp.withHeader(t.traceHeaders(u, now)), mo)
 		if err != nil {
 			if temporary(err) {
 				return err // it names the file
@@ -473,9 +489,9 @@ func (t *Txn) runCommand(ctx context.Context, u *unit, sp *spool, now time.Time)
 		dir = "/"
 	}
 	_, err := command.Run(ctx, command.Options{
-		Command: l.Command,
-		Env:     env,
-		Dir:     dir,
+		Command:    l.Command,
+		Env:        env,
+		Dir:        dir,
 		Stdin:      sp.withHeader(t.traceHeaders(u, now)),
 		Timeout:    t.d.opts.CommandTimeout,
 		Credential: t.d.opts.CommandCredential,

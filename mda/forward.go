@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+
+	"mailroom/mda/alias"
 )
 
 // maxForwardBytes bounds a .forward file; a longer one is ignored.
@@ -58,4 +61,45 @@ func readForward(mailRoot, home string) ([]byte, string, error) {
 		return nil, path, fmt.Errorf("%s: %w: larger than %d bytes", path, errIgnoredForward, maxForwardBytes)
 	}
 	return b.Bytes(), path, nil
+}
+
+// confineFiles refuses the file targets of .forward files (and of the
+// include files they name) that lie outside their owner's mail home:
+// mailroom appends to them with its own rights, so allow_files must not
+// let a user write to another user's mailbox, the aliases file or the
+// database. (A file target's Leaf.Home is set only when a .forward named
+// it; the aliases file's are the administrator's and go anywhere.)
+// Symlinks inside the home are dealt with at delivery, which opens the
+// file through an os.Root of the home.
+func (d *Deliverer) confineFiles(n *alias.Node) {
+	if l := n.Leaf; l != nil && l.Kind == alias.File && l.Err == nil && l.Home != "" {
+		if _, ok := d.inHome(l); !ok {
+			l.Err = fmt.Errorf("%s: %w: a file named in a .forward must be inside the mail home (%s)",
+				l.Path, alias.ErrNotAllowed, d.homeDir(l.Home))
+			n.Err = l.Err
+		}
+	}
+	for _, c := range n.Children {
+		d.confineFiles(c)
+	}
+}
+
+// homeDir is the directory of a mail home.
+func (d *Deliverer) homeDir(home string) string {
+	return filepath.Join(d.opts.MailRoot, filepath.FromSlash(home))
+}
+
+// inHome returns the path of a .forward's file target relative to its
+// owner's mail home, and false if it is not inside it or names a dot
+// file at its top (the .forward itself: mail appended there would
+// become forwarding rules).
+func (d *Deliverer) inHome(l *alias.Leaf) (string, bool) {
+	if d.opts.MailRoot == "" {
+		return "", false
+	}
+	rel, err := filepath.Rel(d.homeDir(l.Home), l.Path)
+	if err != nil || !filepath.IsLocal(rel) || strings.HasPrefix(rel, ".") {
+		return "", false
+	}
+	return rel, true
 }

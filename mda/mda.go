@@ -255,6 +255,7 @@ func (d *Deliverer) Route(addr string) (Recipient, error) {
 	if err != nil {
 		return Recipient{}, fmt.Errorf("expand %s: %w", a, err)
 	}
+	d.confineFiles(tree)
 	return Recipient{Address: a, Route: tree, leaves: tree.Leaves()}, nil
 }
 
