@@ -105,6 +105,10 @@ var ErrServerClosed = errors.New("imap: server closed")
 
 const defaultAppendLimit = 100 << 20
 
+// closeWait bounds how long Close waits for sessions to finish the store
+// operation they are in.
+const closeWait = 10 * time.Second
+
 // New returns a Server; call Serve for each listener.
 func New(opts Options) *Server {
 	if opts.Logger == nil {
@@ -222,7 +226,9 @@ func (s *Server) Serve(l net.Listener) error {
 			if closing {
 				return ErrServerClosed
 			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			// EMFILE and the like pass; the library and net/http retry
+			// on the same (deprecated but accurate) test.
+			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
 				time.Sleep(delay)
@@ -363,6 +369,22 @@ func (s *Server) Close() error {
 		ss.conn.NetConn().Close()
 	}
 	s.mu.Unlock()
+	// The caller closes the store next: give the sessions a moment to
+	// leave it (their connections are closed, their contexts cancelled).
+	done := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		for len(s.sessions) > 0 {
+			s.gone.Wait()
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		s.log.Warn("sessions still busy after Close", "wait", closeWait)
+	}
 	return nil
 }
 
