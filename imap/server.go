@@ -3,6 +3,20 @@
 // and keeps each session's view of its selected folder; it knows nothing
 // of files, Maildir or the bbolt index (maildir.Index implements Store),
 // and nothing of password hashes (an Authenticator answers for accounts).
+//
+// Use it as net/http's server:
+//
+//	srv := imap.New(imap.Options{Store: index, Auth: auth, TLSConfig: tc, Logger: log})
+//	go srv.Serve(plainListener)                    // STARTTLS if TLSConfig is set
+//	go srv.Serve(tls.NewListener(l993, tc))        // implicit TLS
+//	...
+//	srv.Shutdown(ctx)                              // BYE to every client
+//
+// Each session's view is the *mailbox.Snapshot it last reported; the
+// snapshots are shared and immutable, so an idle connection costs about
+// 25 KiB. Changes reach a session after each command and, in IDLE, at
+// once for changes made through this process (Folders.Watch) and within
+// Options.PollInterval for changes other programs made on disk.
 package imap
 
 import (
