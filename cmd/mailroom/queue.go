@@ -77,17 +77,30 @@ func deliverLocal(ctx context.Context, a *app, from, rcpt string, r io.Reader) e
 		return queue.Permanent("5.1.7", err)
 	}
 	if err := txn.AddRcpt(ctx, rcpt); err != nil {
-		switch {
-		case errors.Is(err, mda.ErrNoSuchUser):
-			return queue.Permanent("5.1.1", err)
-		case errors.Is(err, mda.ErrBadAddress):
-			return queue.Permanent("5.1.3", err)
-		}
-		return err
+		return localError(err)
 	}
-	err = txn.DeliverAll(ctx, r)
-	if errors.Is(err, mda.ErrTooBig) {
+	return localError(txn.DeliverAll(ctx, r))
+}
+
+// localError gives the queue the RFC 3463 status of a local delivery that
+// failed for good; anything else stays temporary, to be retried.
+func localError(err error) error {
+	var pe *mda.PermanentError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mda.ErrNoSuchUser):
+		return queue.Permanent("5.1.1", err)
+	case errors.Is(err, mda.ErrBadAddress):
+		return queue.Permanent("5.1.3", err)
+	case errors.Is(err, mda.ErrTooBig):
 		return queue.Permanent("5.3.4", err)
+	case errors.Is(err, mda.ErrLoop):
+		// A forwarding loop (aliases, Delivered-To, too many hops):
+		// retrying only goes round again.
+		return queue.Permanent("5.4.6", err)
+	case errors.As(err, &pe):
+		return queue.Permanent(pe.Status, err)
 	}
 	return err
 }

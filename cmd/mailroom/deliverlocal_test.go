@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailroom/queue"
+)
+
+// TestDeliverLocalLoopsArePermanent: a queued message (a DSN to a local
+// sender, usually) that loops through the aliases or comes back to an
+// address it was already delivered to fails for good with 5.4.6: the
+// queue must not retry it for days.
+func TestDeliverLocalLoopsArePermanent(t *testing.T) {
+	aliases := filepath.Join(t.TempDir(), "aliases")
+	os.WriteFile(aliases, []byte("ping: pong\npong: ping\nlist: alice\nbroken: \"|exit 1\"\n"), 0o600)
+	cfg := queueConfig(t, fmt.Sprintf("[delivery]\naliases = %q\n", aliases))
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.accounts.Add("alice@example.org", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: MAILER-DAEMON\nSubject: bounce\n\nx\n"
+	for _, c := range []struct {
+		rcpt, msg, status string
+	}{
+		{"ping@example.org", msg, "5.4.6"},
+		{"list@example.org", "Delivered-To: list@example.org\n" + msg, "5.4.6"},
+		{"alice@example.org", strings.Repeat("Received: x\n", 101) + msg, "5.4.6"},
+		{"broken@example.org", msg, "5.3.0"},
+	} {
+		err := deliverLocal(t.Context(), a, "", c.rcpt, strings.NewReader(c.msg))
+		var qe *queue.Error
+		if !errors.As(err, &qe) || qe.Temporary() || qe.Status != c.status {
+			t.Errorf("deliverLocal(%s) = %#v, want a permanent queue.Error with status %s", c.rcpt, err, c.status)
+		}
+	}
+}
