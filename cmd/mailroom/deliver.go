@@ -83,7 +83,10 @@ func deliverError(log *slog.Logger, err error) error {
 	case errors.Is(err, mda.ErrNoSuchUser), errors.Is(err, mda.ErrNotLocal), errors.Is(err, mda.ErrBadAddress):
 		return &ctl.Error{Exit: exitNoUser, Msg: err.Error()}
 	case errors.Is(err, mda.ErrTooBig), errors.Is(err, mda.ErrLoop):
-		return &ctl.Error{Exit: exitDataErr, Msg: err.Error()}
+		// Not err.Error(): a loop's names the whole alias and .forward
+		// chain, which is nobody's business outside.
+		log.Info("delivery refused", "event", "rejected", "err", err)
+		return &ctl.Error{Exit: exitDataErr, Msg: smtpconn.Reply(err).Message}
 	}
 	var pe *mda.PermanentError
 	if errors.As(err, &pe) {

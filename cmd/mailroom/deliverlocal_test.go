@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailroom/internal/ctl"
 	"mailroom/queue"
 )
 
@@ -43,5 +44,26 @@ func TestDeliverLocalLoopsArePermanent(t *testing.T) {
 		if !errors.As(err, &qe) || qe.Temporary() || qe.Status != c.status {
 			t.Errorf("deliverLocal(%s) = %#v, want a permanent queue.Error with status %s", c.rcpt, err, c.status)
 		}
+	}
+}
+
+// TestDeliverErrorHidesTheAliasChain: `mailroom deliver`'s message ends up
+// in the MTA's bounce; a loop must not spell out the forwarding chain.
+func TestDeliverErrorHidesTheAliasChain(t *testing.T) {
+	aliases := filepath.Join(t.TempDir(), "aliases")
+	os.WriteFile(aliases, []byte("ping: pong\npong: ping\n"), 0o600)
+	cfg := queueConfig(t, fmt.Sprintf("[delivery]\naliases = %q\n", aliases))
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	_, err = opDeliver(t.Context(), a, []byte(`{"from":"x@remote.example","rcpts":["pong@example.org"]}`), strings.NewReader("Subject: x\n\nx\n"))
+	var ce *ctl.Error
+	if !errors.As(err, &ce) || ce.Exit != exitDataErr {
+		t.Fatalf("deliver to a loop: %#v, want exit %d", err, exitDataErr)
+	}
+	if strings.Contains(ce.Msg, "ping") || strings.Contains(ce.Msg, "->") || !strings.Contains(ce.Msg, "loop") {
+		t.Errorf("message %q, want a loop without the chain", ce.Msg)
 	}
 }
