@@ -61,7 +61,7 @@ type rulesEnv struct {
 	out     string // a directory commands and file targets may write to
 }
 
-func newRulesEnv(t *testing.T, aliasesText string, adjust func(*mda.Options)) *rulesEnv {
+func newRulesEnv(t testing.TB, aliasesText string, adjust func(*mda.Options)) *rulesEnv {
 	t.Helper()
 	out := t.TempDir()
 	path := filepath.Join(t.TempDir(), "aliases")
