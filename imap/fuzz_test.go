@@ -99,7 +99,7 @@ func FuzzSession(f *testing.F) {
 		if !bytes.HasPrefix(reply, []byte("* OK")) {
 			t.Fatalf("no greeting: %q", reply)
 		}
-		if strings.Contains(ts.log.String(), "panic") {
+		if panicked(ts.log.String()) {
 			t.Fatalf("the server panicked:\n%s", ts.log.String())
 		}
 	})
