@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
