@@ -19,6 +19,7 @@ import (
 	"mailroom/internal/address"
 	"mailroom/internal/smtpconn"
 	"mailroom/mda"
+	"mailroom/mda/alias"
 )
 
 // session is one SMTP connection.
@@ -150,7 +151,10 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 // owns reports whether the authenticated user may use from as envelope
 // sender: its own address, that address with a recipient_delimiter
 // extension, or an address of a local domain whose aliases deliver to the
-// user's mailbox (sales@ for a member of sales).
+// user's mailbox (sales@ for a member of sales). A catch-all does not
+// count (it would make the user anybody@ the domain who has no account),
+// nor does another account's .forward that names the user (that is
+// where the other reads mail, not leave to send as them).
 func (s *session) owns(from string) bool {
 	a, err := address.Parse(from)
 	if err != nil || s.user == nil {
@@ -162,7 +166,33 @@ func (s *session) owns(from string) bool {
 		return true
 	}
 	rc, err := s.srv.opts.Deliverer.Resolve(from)
-	return err == nil && slices.Contains(rc.Homes(), s.user.Home())
+	return err == nil && s.reaches(rc.Route)
+}
+
+// reaches reports whether the expansion n delivers to the user's mailbox
+// through the administrator's aliases or the user's own .forward.
+func (s *session) reaches(n *alias.Node) bool {
+	if n == nil {
+		return false
+	}
+	switch n.Via {
+	case "catch-all":
+		return false
+	case ".forward":
+		a, err := address.Parse(n.Address)
+		if err != nil {
+			return false
+		}
+		own := s.user.Address
+		base, _ := address.StripExtension(a.Local, s.srv.opts.Delimiter)
+		if a.Domain != own.Domain || !strings.EqualFold(base, own.Local) {
+			return false
+		}
+	}
+	if l := n.Leaf; l != nil && l.Kind == alias.Mailbox && l.Err == nil && l.Home == s.user.Home() {
+		return true
+	}
+	return slices.ContainsFunc(n.Children, s.reaches)
 }
 
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
