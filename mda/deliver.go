@@ -372,16 +372,18 @@ func (t *Txn) bounces(p *plan, results []error, atomic bool) ([]Failure, []int) 
 	for i := range t.rcpts {
 		if err := results[i]; err != nil {
 			if atomic && accepted && !temporary(err) {
-				out = append(out, Failure{Rcpt: t.rcpts[i].Address.String(), Status: status(err), Err: err})
+				out = append(out, Failure{Rcpt: t.rcpts[i].Address.String(), Status: status(err), Err: shown(err)})
 				who = append(who, i)
 			}
 			continue
 		}
 		n := len(out)
-		out = append(out, p.failed[i]...)
+		for _, f := range p.failed[i] {
+			out = append(out, Failure{Rcpt: f.Rcpt, Status: f.Status, Err: shown(pieceError(f.Err))})
+		}
 		for _, u := range p.units {
 			if u.err != nil && !temporary(u.err) && slices.Contains(u.rcpts, i) {
-				out = append(out, Failure{Rcpt: u.leaf.Rcpt.String(), Status: status(u.err), Err: u.err})
+				out = append(out, Failure{Rcpt: u.leaf.Rcpt.String(), Status: status(u.err), Err: shown(u.err)})
 			}
 		}
 		if len(out) > n {
@@ -389,6 +391,33 @@ func (t *Txn) bounces(p *plan, results []error, atomic bool) ([]Failure, []int) 
 		}
 	}
 	return out, who
+}
+
+// shownError is a failure as the sender sees it in a bounce: its text
+// says what failed, as the protocol reply would, without the command
+// lines, paths and alias chains of the full error (which is logged);
+// errors.Is and As still reach the cause.
+type shownError struct {
+	text string
+	err  error
+}
+
+func (e *shownError) Error() string { return e.text }
+func (e *shownError) Unwrap() error { return e.err }
+
+// shown wraps a permanent failure for a bounce.
+func shown(err error) error {
+	var pe *PermanentError
+	text := "Delivery failed"
+	switch {
+	case errors.Is(err, ErrLoop):
+		text = "Mail forwarding loop detected"
+	case errors.As(err, &pe):
+		text = pe.Text
+	case errors.Is(err, ErrNoSuchUser):
+		text = "No such user here"
+	}
+	return &shownError{text: text, err: err}
 }
 
 func (t *Txn) bounce(ctx context.Context, failures []Failure, sp *spool) error {
@@ -431,7 +460,8 @@ func (t *Txn) deliverOther(ctx context.Context, u *unit, sp *spool, now time.Tim
 			if temporary(err) {
 				return err // it names the file
 			}
-			return &PermanentError{Status: "5.3.0", Text: "Cannot append to " + l.Path, Err: err}
+			// Not the path: that is the administrator's or the user's.
+			return &PermanentError{Status: "5.3.0", Text: "Cannot append to the mailbox file", Err: err}
 		}
 		return nil
 	case alias.Pipe:
@@ -502,12 +532,24 @@ func (t *Txn) runCommand(ctx context.Context, u *unit, sp *spool, now time.Time)
 	if temporary(err) {
 		return fmt.Errorf("command for %s: %w", l.Rcpt, err)
 	}
-	st := "5.3.0"
+	st, text := "5.3.0", "Command failed"
 	var ce *command.Error
 	if errors.As(err, &ce) {
 		st = ce.Status()
+		// As Postfix's bounce does, with the status and the command's
+		// own first line of stderr, but not the command line, which may
+		// hold paths or tokens.
+		switch {
+		case ce.Signal != 0:
+			text = fmt.Sprintf("Command killed by signal %d", int(ce.Signal))
+		case ce.ExitCode >= 0:
+			text = fmt.Sprintf("Command failed with exit status %d", ce.ExitCode)
+		}
+		if ce.Stderr != "" {
+			text += ": " + ce.Stderr
+		}
 	}
-	return &PermanentError{Status: st, Text: err.Error(), Err: err}
+	return &PermanentError{Status: st, Text: text, Err: err}
 }
 
 // parallel runs fn for every unit, at most maxParallel at once.

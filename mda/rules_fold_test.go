@@ -65,3 +65,42 @@ func TestDeliverAllBouncesRecipientsThatFailedForGood(t *testing.T) {
 		t.Errorf("bounces %+v to the null sender", e.fwd.bounces)
 	}
 }
+
+// TestFailureTextShownToTheSender: what reaches the sender (the LMTP/SMTP
+// reply, the bounce) says what failed and quotes a command's stderr, but
+// not the command line, the file path or the alias chain, which are the
+// administrator's or the user's own business (a command line may even
+// hold a token).
+func TestFailureTextShownToTheSender(t *testing.T) {
+	e := newRulesEnv(t, `
+cmd: "|echo no such list >&2; exit 1 # token=SECRET1"
+file: /nonexistent-SECRET2/archive
+mixed: alice, "|exit 2 # SECRET3", /nonexistent-SECRET4/x
+ping: pong
+pong: ping, alice
+`, nil)
+	res := e.deliver(t, "sender@remote.example", plainMsg, "cmd@example.org", "file@example.org", "mixed@example.org", "ping@example.org")
+	var pe *mda.PermanentError
+	if !errors.As(res[0], &pe) || !strings.Contains(pe.Text, "no such list") || !strings.Contains(pe.Text, "status 1") {
+		t.Errorf("command: %#v, want its status and stderr", res[0])
+	}
+	for i, r := range res[:2] {
+		if !errors.As(r, &pe) || strings.Contains(pe.Text, "SECRET") {
+			t.Errorf("reply %d: %q shows the command or the path", i, pe.Text)
+		}
+	}
+	if res[2] != nil || res[3] != nil {
+		t.Fatalf("mixed %v, ping %v: want success (alice got them)", res[2], res[3])
+	}
+	if len(e.fwd.bounces) != 1 || len(e.fwd.bounces[0]) != 3 {
+		t.Fatalf("bounces %+v, want one with mixed's pipe and file and ping's loop", e.fwd.bounces)
+	}
+	for _, f := range e.fwd.bounces[0] {
+		if s := f.Err.Error(); strings.Contains(s, "SECRET") || strings.Contains(s, "->") {
+			t.Errorf("bounced piece %s: %q shows the command, the path or the chain", f.Rcpt, s)
+		}
+	}
+	if f := e.fwd.bounces[0][2]; !errors.Is(f.Err, mda.ErrLoop) || f.Status != "5.4.6" {
+		t.Errorf("loop piece %+v: the cause is lost", f)
+	}
+}
