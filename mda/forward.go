@@ -103,3 +103,25 @@ func (d *Deliverer) inHome(l *alias.Leaf) (string, bool) {
 	}
 	return rel, true
 }
+
+// openInclude opens an :include: file for expansion. Such a file is
+// often kept by someone other than the administrator, so it is opened
+// without blocking (a FIFO in its place would otherwise hang every
+// session that resolves the alias) and must be a regular file. Errors
+// are temporary (see alias.Options.ReadInclude).
+func openInclude(path string) (io.ReadCloser, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file (%v)", path, fi.Mode().Type())
+	}
+	return f, nil
+}

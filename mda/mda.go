@@ -251,6 +251,7 @@ func (d *Deliverer) Route(addr string) (Recipient, error) {
 		AllowForwardFiles:    d.opts.AllowFiles,
 		AllowIncludeCommands: d.opts.AllowCommands,
 		AllowIncludeFiles:    d.opts.AllowFiles,
+		ReadInclude:          openInclude,
 	})
 	if err != nil {
 		return Recipient{}, fmt.Errorf("expand %s: %w", a, err)
