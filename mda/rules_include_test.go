@@ -2,7 +2,12 @@ package mda_test
 
 import (
 	"errors"
+	"log/slog"
+	"mailroom/internal/mailtest"
+	"mailroom/mda"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,5 +41,24 @@ func TestIncludeFileThatIsAFIFO(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("Resolve(%s) hangs on an include file that is not a regular file", addr)
 		}
+	}
+}
+
+// TestIgnoredForwardIsLogged: a .forward that is not honoured (here a
+// symlink to /etc/passwd) is named in the log with the reason, so that
+// the user's "my forward does not work" has an answer.
+func TestIgnoredForwardIsLogged(t *testing.T) {
+	var log mailtest.LockedBuffer
+	e := newRulesEnv(t, "", func(o *mda.Options) { o.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
+	dir := filepath.Join(e.MailRoot, "example.org", "alice")
+	os.MkdirAll(dir, 0o700)
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, ".forward")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.MDA.Resolve("alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if s := log.String(); !strings.Contains(s, "ignoring .forward") || !strings.Contains(s, filepath.Join(dir, ".forward")) || !strings.Contains(s, "symbolic link") {
+		t.Errorf("log does not say which .forward was ignored and why:\n%s", s)
 	}
 }
