@@ -97,7 +97,11 @@ func (d *Deliverer) inHome(l *alias.Leaf) (string, bool) {
 	if d.opts.MailRoot == "" {
 		return "", false
 	}
-	rel, err := filepath.Rel(d.homeDir(l.Home), l.Path)
+	home, err := filepath.Abs(d.homeDir(l.Home))
+	if err != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(home, l.Path)
 	if err != nil || !filepath.IsLocal(rel) || strings.HasPrefix(rel, ".") {
 		return "", false
 	}

@@ -3,14 +3,15 @@ package mda_test
 import (
 	"errors"
 	"log/slog"
-	"mailroom/internal/mailtest"
-	"mailroom/mda"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"mailroom/internal/mailtest"
+	"mailroom/mda"
 )
 
 // TestIncludeFileThatIsAFIFO: an include file is often kept by someone
