@@ -19,7 +19,7 @@ import (
 // another user's .forward naming her (bob's choice of where to read his
 // mail, not leave to send as him) do not.
 func TestSubmissionSenderNotByCatchAllOrOthersForward(t *testing.T) {
-	table, err := alias.Parse(strings.NewReader("sales: alice, bob\n@example.org: alice\n"), "aliases")
+	table, err := alias.Parse(strings.NewReader("sales: alice, bob\nteam: bob, alice\n@example.org: alice\n"), "aliases")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +36,7 @@ func TestSubmissionSenderNotByCatchAllOrOthersForward(t *testing.T) {
 	login(d)
 	for _, c := range []struct{ from, want string }{
 		{"sales@example.org", "250"},
+		{"team@example.org", "250"},      // alice is named, after bob's .forward reached her
 		{"ceo@example.org", "553 5.7.1"}, // only the catch-all reaches alice
 		{"bob@example.org", "553 5.7.1"}, // bob's .forward reaches alice
 		{"bob+x@example.org", "553 5.7.1"},

@@ -179,20 +179,31 @@ func (s *session) reaches(n *alias.Node) bool {
 	case "catch-all":
 		return false
 	case ".forward":
-		a, err := address.Parse(n.Address)
-		if err != nil {
+		if !s.isOwn(n.Address) {
 			return false
 		}
-		own := s.user.Address
-		base, _ := address.StripExtension(a.Local, s.srv.opts.Delimiter)
-		if a.Domain != own.Domain || !strings.EqualFold(base, own.Local) {
-			return false
-		}
+	case "duplicate":
+		// Expanded elsewhere in the tree (perhaps below a branch
+		// skipped here): the user's own address named by a rule
+		// counts.
+		return s.isOwn(n.Address)
 	}
 	if l := n.Leaf; l != nil && l.Kind == alias.Mailbox && l.Err == nil && l.Home == s.user.Home() {
 		return true
 	}
 	return slices.ContainsFunc(n.Children, s.reaches)
+}
+
+// isOwn reports whether addr is the user's address, with or without an
+// extension.
+func (s *session) isOwn(addr string) bool {
+	a, err := address.Parse(addr)
+	if err != nil {
+		return false
+	}
+	own := s.user.Address
+	base, _ := address.StripExtension(a.Local, s.srv.opts.Delimiter)
+	return a.Domain == own.Domain && strings.EqualFold(base, own.Local)
 }
 
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
