@@ -463,7 +463,9 @@ func TestIMAPBadInputSession(t *testing.T) {
 			mc := dialIMAP(t, s.IMAP, nil)
 			mc.login("alice@example.org")
 			mc.send(line + "\r\n")
+			start := time.Now()
 			l, ok := mc.line()
+			t.Logf("malformed line %q: %q (connection open: %v) after %v", abbrev(line), l, ok, time.Since(start))
 			switch {
 			case !ok, strings.Contains(l, "BAD"), strings.HasPrefix(l, "* BYE"):
 			case line == "+ NOOP" && l == "+ OK NOOP completed", line == "* NOOP" && l == "* OK NOOP completed":
