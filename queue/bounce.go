@@ -40,8 +40,11 @@ func (q *Queue) Bounce(ctx context.Context, from string, failures []Failure, r i
 	idx := make([]int, len(failures))
 	for i, f := range failures {
 		idx[i] = i
-		rec.Rcpts = append(rec.Rcpts, rcptState{Addr: f.Rcpt, State: stateFailed, Status: f.Status,
-			LastError: f.Err.Error()})
+		var why string
+		if f.Err != nil {
+			why = f.Err.Error()
+		}
+		rec.Rcpts = append(rec.Rcpts, rcptState{Addr: f.Rcpt, State: stateFailed, Status: f.Status, LastError: why})
 	}
 	var hdr strings.Builder
 	readHeader(&hdr, r)

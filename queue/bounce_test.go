@@ -58,3 +58,24 @@ func TestBounceToNullSenderIsDropped(t *testing.T) {
 		}
 	})
 }
+
+// TestBounceWithoutReason: a failure that carries no error is bounced
+// with "no reason given" rather than panicking the delivery.
+func TestBounceWithoutReason(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &fakeTransport{}
+		h := newHarness(t, tr, nil)
+		h.run()
+		if err := h.q.Bounce(t.Context(), "sender@remote.example", []Failure{{Rcpt: "bob@example.org"}}, strings.NewReader(testMsg)); err != nil {
+			t.Fatal(err)
+		}
+		settle(time.Minute)
+		calls := tr.sent()
+		if len(calls) != 1 {
+			t.Fatalf("sent %+v, want one DSN", calls)
+		}
+		if d := parseDSN(t, calls[0].Body); !strings.Contains(d.text, "no reason given") {
+			t.Errorf("DSN text:\n%s", d.text)
+		}
+	})
+}
