@@ -368,25 +368,36 @@ func (t *Txn) results(p *plan) []error {
 func (t *Txn) bounces(p *plan, results []error, atomic bool) ([]Failure, []int) {
 	var out []Failure
 	var who []int
+	// An address given in two RCPTs (or reached by two) has its
+	// failures listed once.
+	seen := map[string]bool{}
+	add := func(f Failure, cause error) {
+		key := strings.ToLower(f.Rcpt) + "\x00" + f.Status + "\x00" + cause.Error()
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, f)
+		}
+	}
 	accepted := slices.Contains(results, nil)
 	for i := range t.rcpts {
 		if err := results[i]; err != nil {
 			if atomic && accepted && !temporary(err) {
-				out = append(out, Failure{Rcpt: t.rcpts[i].Address.String(), Status: status(err), Err: shown(err)})
+				add(Failure{Rcpt: t.rcpts[i].Address.String(), Status: status(err), Err: shown(err)}, err)
 				who = append(who, i)
 			}
 			continue
 		}
-		n := len(out)
+		failed := len(p.failed[i]) > 0
 		for _, f := range p.failed[i] {
-			out = append(out, Failure{Rcpt: f.Rcpt, Status: f.Status, Err: shown(pieceError(f.Err))})
+			add(Failure{Rcpt: f.Rcpt, Status: f.Status, Err: shown(pieceError(f.Err))}, f.Err)
 		}
 		for _, u := range p.units {
 			if u.err != nil && !temporary(u.err) && slices.Contains(u.rcpts, i) {
-				out = append(out, Failure{Rcpt: u.leaf.Rcpt.String(), Status: status(u.err), Err: shown(u.err)})
+				add(Failure{Rcpt: u.leaf.Rcpt.String(), Status: status(u.err), Err: shown(u.err)}, u.err)
+				failed = true
 			}
 		}
-		if len(out) > n {
+		if failed {
 			who = append(who, i)
 		}
 	}

@@ -104,3 +104,20 @@ pong: ping, alice
 		t.Errorf("loop piece %+v: the cause is lost", f)
 	}
 }
+
+// TestRecipientGivenTwiceIsBouncedOnce: the same address in two RCPTs
+// gets one copy and one result each; its failed pieces appear once in
+// the one bounce, not once per RCPT.
+func TestRecipientGivenTwiceIsBouncedOnce(t *testing.T) {
+	e := newRulesEnv(t, "mixed: alice, \"|exit 1\"\n", nil)
+	e.forward(t, "bob", "\\bob, \"|/bin/true\"\n") // the pipe is refused (allow_commands off)
+	res := e.deliver(t, "sender@remote.example", plainMsg, "mixed@example.org", "bob@example.org", "Mixed@example.org", "bob@example.org")
+	for i, r := range res {
+		if r != nil {
+			t.Errorf("result %d: %v", i, r)
+		}
+	}
+	if len(e.fwd.bounces) != 1 || len(e.fwd.bounces[0]) != 2 {
+		t.Fatalf("bounces %+v, want one with mixed's pipe and bob's refused pipe, once each", e.fwd.bounces)
+	}
+}
