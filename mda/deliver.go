@@ -249,14 +249,18 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 	if err := firstErr(boxes); atomic && err != nil {
 		return fail(err)
 	}
-	for _, u := range others {
+	// Commands first, as the likeliest to ask for a retry, then files,
+	// then forwards: with one reply for everybody, a temporary failure
+	// stops the rest, so that the sender's retry repeats as little as
+	// possible.
+	slices.SortStableFunc(others, func(a, b *unit) int { return otherRank(a) - otherRank(b) })
+	for k, u := range others {
 		u.err = t.deliverOther(ctx, u, sp, now)
-	}
-	if atomic {
-		for _, u := range others {
-			if u.err != nil && temporary(u.err) {
-				return fail(u.err)
+		if atomic && u.err != nil && temporary(u.err) {
+			for _, rest := range others[k+1:] {
+				rest.err = fmt.Errorf("not delivered to %s because another target failed: %w", rest.target(), u.err)
 			}
+			return fail(u.err)
 		}
 	}
 	results := t.results(p)
@@ -317,6 +321,17 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 		return nil, first
 	}
 	return results, nil
+}
+
+// otherRank orders the units that cannot be taken back.
+func otherRank(u *unit) int {
+	switch u.leaf.Kind {
+	case alias.Pipe:
+		return 0
+	case alias.File:
+		return 1
+	}
+	return 2
 }
 
 // results folds the units' outcomes into one per recipient: any

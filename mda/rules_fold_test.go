@@ -3,6 +3,8 @@ package mda_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -119,5 +121,24 @@ func TestRecipientGivenTwiceIsBouncedOnce(t *testing.T) {
 	}
 	if len(e.fwd.bounces) != 1 || len(e.fwd.bounces[0]) != 2 {
 		t.Fatalf("bounces %+v, want one with mixed's pipe and bob's refused pipe, once each", e.fwd.bounces)
+	}
+}
+
+// TestDeliverAllStopsBeforeForwarding: with one reply for everybody, a
+// command that asks to be retried fails the whole message, and nothing
+// that cannot be taken back (a forward already queued) is done first,
+// or the sender's retry would forward it twice.
+func TestDeliverAllStopsBeforeForwarding(t *testing.T) {
+	e := newRulesEnv(t, "x: partner@remote.example, $OUT/archive, \"|exit 75\"\n", nil)
+	err := e.deliverAll(t, "sender@remote.example", plainMsg, "x@example.org")
+	var tmp interface{ Temporary() bool }
+	if !errors.As(err, &tmp) || !tmp.Temporary() {
+		t.Fatalf("DeliverAll: %v, want a temporary failure", err)
+	}
+	if len(e.fwd.enqueued) != 0 {
+		t.Errorf("forwarded %+v before the command failed; the retry forwards it again", e.fwd.enqueued)
+	}
+	if _, err := os.Stat(filepath.Join(e.out, "archive")); err == nil {
+		t.Error("the file was appended to before the command failed; the retry appends again")
 	}
 }
