@@ -486,6 +486,16 @@ func (e *expander) include(t Target, f *frame) *Node {
 	if depth > e.opts.MaxDepth {
 		return fail(n, f.addr, fmt.Errorf("%s: %w: more than %d levels", t.Value, ErrDepth, e.opts.MaxDepth))
 	}
+	// A file named again in the same context (a list of lists naming
+	// one list twice) is expanded once: its targets would all be
+	// duplicates, and re-reading it at every mention makes nested
+	// includes exponential.
+	skey := fmt.Sprintf("include\x00%s\x00%s\x00%d\x00%t\x00%s", t.Value, f.addr.Key(), f.origin, f.user, f.home)
+	if e.seen[skey] {
+		n.Via = "duplicate"
+		return n
+	}
+	e.seen[skey] = true
 	rc, err := e.opts.ReadInclude(t.Value)
 	if err != nil {
 		return e.temporary(n, fmt.Errorf("open include file: %w", err))

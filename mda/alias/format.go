@@ -56,6 +56,9 @@ func (n *Node) describe() string {
 		b.WriteString("pipe " + Target{Kind: Pipe, Value: n.Value}.String())
 	case Include:
 		b.WriteString("include " + n.Value)
+		if n.Via == "duplicate" {
+			b.WriteString(": duplicate, expanded above")
+		}
 	default:
 		if n.Err != nil && n.Leaf != nil {
 			// The error names the address.
