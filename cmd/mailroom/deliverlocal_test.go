@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mailroom/internal/ctl"
+	"mailroom/internal/mailtest"
 	"mailroom/queue"
 )
 
@@ -65,5 +66,37 @@ func TestDeliverErrorHidesTheAliasChain(t *testing.T) {
 	}
 	if strings.Contains(ce.Msg, "ping") || strings.Contains(ce.Msg, "->") || !strings.Contains(ce.Msg, "loop") {
 		t.Errorf("message %q, want a loop without the chain", ce.Msg)
+	}
+}
+
+// TestDeliverPartialFailureQueuesOneBounce: `mailroom deliver` to an
+// alias whose pipe fails for good while a mailbox gets the message exits
+// 0 (the MTA must not retry what landed) and queues one DSN to the
+// sender about the pipe.
+func TestDeliverPartialFailureQueuesOneBounce(t *testing.T) {
+	aliases := filepath.Join(t.TempDir(), "aliases")
+	os.WriteFile(aliases, []byte("mixed: alice, \"|exit 1\"\n"), 0o600)
+	cfg := queueConfig(t, fmt.Sprintf("[delivery]\naliases = %q\n", aliases))
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.accounts.Add("alice@example.org", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = opDeliver(t.Context(), a, []byte(`{"from":"sender@remote.example","rcpts":["mixed@example.org"]}`), strings.NewReader("Subject: x\n\nx\n"))
+	if err != nil {
+		t.Fatalf("deliver: %v, want success", err)
+	}
+	list, err := a.queue.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].From != "" || len(list[0].Rcpts) != 1 || list[0].Rcpts[0].Addr != "sender@remote.example" {
+		t.Fatalf("queue %+v, want one DSN from <> to the sender", list)
+	}
+	if n := len(mailtest.Messages(t, cfg.MailRoot(), "example.org/alice")); n != 1 {
+		t.Errorf("alice has %d messages, want 1", n)
 	}
 }
