@@ -466,7 +466,7 @@ func (t *Txn) deliverOther(ctx context.Context, u *unit, sp *spool, now time.Tim
 	switch l.Kind {
 	case alias.File:
 		path, mo := l.Path, mbox.Options{Logger: t.log}
-		if l.Home != "" {
+		if userFile(&l) {
 			// A user's file: inside their mail home, and no symlink
 			// may lead out of it (see confineFiles).
 			rel, ok := t.d.inHome(&l)

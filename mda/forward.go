@@ -72,7 +72,7 @@ func readForward(mailRoot, home string) ([]byte, string, error) {
 // Symlinks inside the home are dealt with at delivery, which opens the
 // file through an os.Root of the home.
 func (d *Deliverer) confineFiles(n *alias.Node) {
-	if l := n.Leaf; l != nil && l.Kind == alias.File && l.Err == nil && l.Home != "" {
+	if l := n.Leaf; l != nil && l.Kind == alias.File && l.Err == nil && userFile(l) {
 		if _, ok := d.inHome(l); !ok {
 			l.Err = fmt.Errorf("%s: %w: a file named in a .forward must be inside the mail home (%s)",
 				l.Path, alias.ErrNotAllowed, d.homeDir(l.Home))
@@ -82,6 +82,13 @@ func (d *Deliverer) confineFiles(n *alias.Node) {
 	for _, c := range n.Children {
 		d.confineFiles(c)
 	}
+}
+
+// userFile reports whether a file target was named by a user (a
+// .forward) and must stay in their mail home. /dev/null, the usual
+// "throw it away", writes nothing and is allowed anywhere.
+func userFile(l *alias.Leaf) bool {
+	return l.Home != "" && l.Path != os.DevNull
 }
 
 // homeDir is the directory of a mail home.
