@@ -540,8 +540,12 @@ func (t *Txn) runCommand(ctx context.Context, u *unit, sp *spool, now time.Time)
 		"PATH=/usr/local/bin:/usr/bin:/bin",
 		"LANG=C",
 	}
+	// The command starts in the mail home when it can enter it: not
+	// when it runs as another user (nobody, when mailroom is root),
+	// since mail homes are mailroom's alone and the chdir, done after
+	// the switch of user, would fail the start every time.
 	dir := home
-	if _, err := os.Stat(dir); err != nil {
+	if _, err := os.Stat(dir); err != nil || t.d.opts.CommandCredential != nil {
 		dir = "/"
 	}
 	_, err := command.Run(ctx, command.Options{

@@ -63,3 +63,40 @@ func TestIgnoredForwardIsLogged(t *testing.T) {
 		t.Errorf("log does not say which .forward was ignored and why:\n%s", s)
 	}
 }
+
+// TestForwardPipeAsNobody: when mailroom runs as root, commands run as
+// nobody, who cannot enter the mail home (mode 0700, mailroom's); the
+// command must still run rather than fail to start and be retried
+// forever.
+func TestForwardPipeAsNobody(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if mailtest.InCI() {
+			t.Fatal("running a command as nobody needs root, which CI has")
+		}
+		t.Skip("SKIP: running a command as nobody needs root")
+	}
+	e := newRulesEnv(t, "", func(o *mda.Options) {
+		o.AllowCommands = true
+		o.CommandCredential = &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}
+	})
+	out, err := os.MkdirTemp("", "mda-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(out) })
+	if err := os.Chmod(out, 0o1777); err != nil { // t.TempDir's parent is 0700
+		t.Fatal(err)
+	}
+	e.out = out
+	e.forward(t, "alice", "\"|cat > $OUT/piped\"\n")
+	if err := os.Chmod(filepath.Join(e.MailRoot, "example.org", "alice"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res := e.deliver(t, "sender@remote.example", plainMsg, "alice@example.org")
+	if res[0] != nil {
+		t.Fatalf("result %v, want the command run", res[0])
+	}
+	if b, err := os.ReadFile(filepath.Join(e.out, "piped")); err != nil || !strings.Contains(string(b), "Subject: rules") {
+		t.Errorf("the command did not get the message: %q %v", b, err)
+	}
+}
