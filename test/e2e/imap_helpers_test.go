@@ -125,39 +125,49 @@ func hostPort(t *testing.T, addr string) (string, string) {
 // Anything but a 250 fails the test.
 func deliverLMTP(t *testing.T, addr, from, rcpt, msg string) time.Time {
 	t.Helper()
+	at, err := lmtpSend(addr, from, rcpt, msg)
+	if err != nil {
+		t.Fatalf("delivery to %s over LMTP: %v", rcpt, err)
+	}
+	return at
+}
+
+// lmtpSend is deliverLMTP without a testing.T, for goroutines: it
+// returns the moment of the 250 or an error.
+func lmtpSend(addr, from, rcpt, msg string) (time.Time, error) {
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		return time.Time{}, err
 	}
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	c := gosmtp.NewClientLMTP(conn)
 	defer c.Close()
 	if err := c.Hello("client.test"); err != nil {
-		t.Fatalf("LHLO: %v", err)
+		return time.Time{}, fmt.Errorf("LHLO: %w", err)
 	}
 	if err := c.Mail(from, nil); err != nil {
-		t.Fatalf("MAIL FROM:<%s>: %v", from, err)
+		return time.Time{}, fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
 	}
 	if err := c.Rcpt(rcpt, nil); err != nil {
-		t.Fatalf("RCPT TO:<%s>: %v", rcpt, err)
+		return time.Time{}, fmt.Errorf("RCPT TO:<%s>: %w", rcpt, err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		t.Fatalf("DATA: %v", err)
+		return time.Time{}, fmt.Errorf("DATA: %w", err)
 	}
 	if _, err := w.Write([]byte(crlf(msg))); err != nil {
-		t.Fatalf("write message: %v", err)
+		return time.Time{}, fmt.Errorf("write message: %w", err)
 	}
 	resp, err := w.CloseWithLMTPResponse()
 	at := time.Now()
 	if err != nil {
-		t.Fatalf("delivery to %s: %v", rcpt, err)
+		return time.Time{}, fmt.Errorf("end of message: %w", err)
 	}
 	if _, ok := resp[rcpt]; !ok {
-		t.Fatalf("delivery to %s: no 250 (replies %v)", rcpt, resp)
+		return time.Time{}, fmt.Errorf("no 250 for %s (replies %v)", rcpt, resp)
 	}
 	c.Quit()
-	return at
+	return at, nil
 }
 
 // imapRaw is an IMAP connection driven line by line, for tests that must
