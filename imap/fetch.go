@@ -130,6 +130,15 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 		}
 	}
 	rw := w.CreateMessage(seq)
+	// The response writer holds the connection's write lock until it is
+	// closed: a literal that fails half-way (the client went away) must
+	// still close it, or the session can never write, or end, again.
+	closed := false
+	defer func() {
+		if !closed {
+			rw.Close()
+		}
+	}()
 	if options.UID {
 		rw.WriteUID(goimap.UID(m.UID))
 	}
@@ -173,6 +182,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 		}
 		rw.WriteBinarySectionSize(sec, n)
 	}
+	closed = true
 	return rw.Close()
 }
 
