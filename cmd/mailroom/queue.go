@@ -106,7 +106,8 @@ func localError(err error) error {
 }
 
 // runQueue delivers queued mail in the background until stop is called
-// (after the listeners have shut down, before the database closes).
+// (when shutdown begins; Enqueue still works after it, and what it stores
+// is sent after the next start).
 func runQueue(ctx context.Context, a *app, q *queue.Queue) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

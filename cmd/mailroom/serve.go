@@ -220,6 +220,10 @@ loop:
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var swg sync.WaitGroup
+	// The queue starts nothing new from now on (attempts under way get
+	// its own grace); messages still being received are enqueued and
+	// sent after the restart.
+	swg.Go(stopQueue)
 	for _, srv := range servers {
 		swg.Go(func() {
 			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
@@ -231,7 +235,6 @@ loop:
 	swg.Wait()
 	ctlSrv.Close()
 	wg.Wait()
-	stopQueue()
 	log.Info("stopped")
 	return runErr
 }
