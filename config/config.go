@@ -129,8 +129,13 @@ type Delivery struct {
 	// command. Off by default: a mail home may be writable by its user,
 	// and an include file may belong to someone else. Pipes in the
 	// aliases file itself are the administrator's and always allowed.
+	// Commands run as nobody when mailroom runs as root, and otherwise as
+	// mailroom's own user, which can read every mailbox: turn this on
+	// only for users you trust that far.
 	AllowCommands bool `toml:"allow_commands"`
-	// AllowFiles is AllowCommands for /file targets.
+	// AllowFiles is AllowCommands for /file targets. A .forward's file
+	// targets must lie inside its own mail home (symlinks are not
+	// followed out of it); /dev/null is always allowed there.
 	AllowFiles bool `toml:"allow_files"`
 	// CommandTimeout bounds a |command delivery; it is killed after it
 	// and the delivery retried. Default 10m.
