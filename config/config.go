@@ -135,7 +135,7 @@ type Delivery struct {
 	AllowCommands bool `toml:"allow_commands"`
 	// AllowFiles is AllowCommands for /file targets. A .forward's file
 	// targets must lie inside its own mail home (symlinks are not
-	// followed out of it); /dev/null is always allowed there.
+	// followed out of it), except /dev/null.
 	AllowFiles bool `toml:"allow_files"`
 	// CommandTimeout bounds a |command delivery; it is killed after it
 	// and the delivery retried. Default 10m.
