@@ -56,18 +56,6 @@ def ok(typ_dat, what):
     return dat
 
 
-def no_or_bad(imap, what, *cmd):
-    """Sends a command that must be refused (NO or BAD) and returns the
-    refusal text; the session must go on."""
-    try:
-        typ, dat = imap._simple_command(*cmd)
-    except imaplib.IMAP4.error as e:  # BAD raises
-        return str(e)
-    if typ not in ("NO", "BAD"):
-        fail("%s: got %s %r, want NO or BAD" % (what, typ, dat))
-    return dat
-
-
 # --- a small parser for IMAP response data -------------------------------
 #
 # imaplib hands back FETCH, LIST, STATUS... data as a list mixing bytes and
