@@ -3,7 +3,6 @@ package smtp
 import (
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -83,7 +82,7 @@ func (s *session) authenticate(username, password string) error {
 }
 
 func (s *session) authFailed(username string, err error) error {
-	d := s.srv.fails.add(s.client)
+	d := s.srv.fails.Add(s.client)
 	s.log.Warn("authentication failed", "event", "auth_failed", "user", username, "delay", d, "err", err)
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -92,55 +91,6 @@ func (s *session) authFailed(username string, err error) error {
 	case <-s.ctx.Done():
 	}
 	return gosmtp.ErrAuthFailed
-}
-
-// failures counts failed logins per client address, to slow down password
-// guessing: the n-th failure within the memory window waits base·2^(n-1),
-// at most maxAuthDelay.
-type failures struct {
-	mu   sync.Mutex
-	base time.Duration
-	now  func() time.Time
-	m    map[string]*failRecord
-}
-
-type failRecord struct {
-	n    int
-	last time.Time
-}
-
-const (
-	maxAuthDelay = time.Minute
-	failMemory   = 15 * time.Minute
-)
-
-func newFailures(base time.Duration, now func() time.Time) *failures {
-	return &failures{base: base, now: now, m: map[string]*failRecord{}}
-}
-
-// add records a failure from addr and returns how long to wait before
-// answering it.
-func (f *failures) add(addr string) time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.now()
-	for k, r := range f.m { // forget old entries; the map stays small
-		if now.Sub(r.last) > failMemory {
-			delete(f.m, k)
-		}
-	}
-	r := f.m[addr]
-	if r == nil {
-		r = &failRecord{}
-		f.m[addr] = r
-	}
-	r.n++
-	r.last = now
-	d := f.base
-	for i := 1; i < r.n && d < maxAuthDelay; i++ {
-		d *= 2
-	}
-	return min(d, maxAuthDelay)
 }
 
 // loginServer is the server side of the LOGIN mechanism (draft-murchison-

@@ -40,24 +40,6 @@ func TestAuthOnlyOverTLSOrLoopback(t *testing.T) {
 	}
 }
 
-func TestFailureBackoff(t *testing.T) {
-	now := time.Unix(1e9, 0)
-	f := newFailures(time.Second, func() time.Time { return now })
-	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60}
-	for i, w := range want {
-		if d := f.add("[192.0.2.1]"); d != w*time.Second {
-			t.Fatalf("failure %d: delay %v, want %v", i+1, d, w*time.Second)
-		}
-	}
-	if d := f.add("[192.0.2.2]"); d != time.Second {
-		t.Fatalf("another address: %v", d)
-	}
-	now = now.Add(failMemory + time.Second)
-	if d := f.add("[192.0.2.1]"); d != time.Second {
-		t.Fatalf("after the memory window: %v", d)
-	}
-}
-
 func TestMissingHeaders(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cases := []struct {

@@ -20,6 +20,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/account"
+	"mailroom/internal/authdelay"
 	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 )
@@ -94,7 +95,7 @@ type Server struct {
 	smtp   *gosmtp.Server
 	log    *slog.Logger
 	conns  *smtpconn.Set
-	fails  *failures
+	fails  *authdelay.Failures
 	ctx    context.Context
 	cancel context.CancelFunc
 	connID atomic.Uint64
@@ -117,7 +118,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:  opts,
 		log:   opts.Logger.With("proto", opts.Role.String()),
-		fails: newFailures(opts.AuthFailureDelay, opts.Now),
+		fails: authdelay.New(opts.AuthFailureDelay, opts.Now),
 		conns: smtpconn.NewSet(smtpconn.Options{
 			Hostname:      opts.Hostname,
 			MaxConns:      opts.MaxConns,

@@ -1,7 +1,7 @@
 // Package authdelay slows down password guessing: each failed login from a
-// client address makes the next answer to that address wait longer. It is
-// the rule the SMTP server applies (smtp/auth.go), as a helper the IMAP
-// server shares; it knows nothing of protocols.
+// client address makes the next answer to that address wait longer. The
+// SMTP and IMAP servers share it, so that both protocols slow a guesser
+// down alike; it knows nothing of protocols.
 package authdelay
 
 import (
