@@ -8,7 +8,7 @@
 //
 //	srv := imap.New(imap.Options{Store: index, Auth: auth, TLSConfig: tc, Logger: log})
 //	go srv.Serve(plainListener)                    // STARTTLS if TLSConfig is set
-//	go srv.Serve(tls.NewListener(l993, tc))        // implicit TLS
+//	go srv.ServeTLS(l993)                          // implicit TLS with tc
 //	...
 //	srv.Shutdown(ctx)                              // BYE to every client
 //
@@ -255,6 +255,32 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// ServeTLS serves implicit TLS (port 993) with Options.TLSConfig on the
+// plain listener l. It is Serve(tls.NewListener(l, TLSConfig)) with the
+// writes coalesced under TLS, which Serve cannot do for a connection that
+// is already TLS.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		l.Close()
+		return errors.New("imap: ServeTLS without Options.TLSConfig")
+	}
+	return s.Serve(&bufTLSListener{Listener: l, config: s.opts.TLSConfig})
+}
+
+// bufTLSListener accepts TLS connections over coalescing ones.
+type bufTLSListener struct {
+	net.Listener
+	config *tls.Config
+}
+
+func (l *bufTLSListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(newBufConn(c), l.config), nil
+}
+
 // dispatch admits a connection and hands it to the library server whose
 // InsecureAuth suits it.
 func (s *Server) dispatch(c net.Conn) {
@@ -281,8 +307,13 @@ func (s *Server) dispatch(c net.Conn) {
 	if s.opts.AllowInsecureAuth || loopback {
 		target = s.insecureL
 	}
-	// The connection is handed over as it is: the library recognises TLS
-	// by the *tls.Conn type. Its slot is given back by session.Close.
+	// The library recognises TLS by the *tls.Conn type, so a TLS
+	// connection is handed over as it is (ServeTLS coalesces under it);
+	// a plain one gets write coalescing, under STARTTLS too. Its slot is
+	// given back by session.Close.
+	if _, ok := c.(*tls.Conn); !ok {
+		c = newBufConn(c)
+	}
 	select {
 	case target.conns <- c:
 	case <-target.done:

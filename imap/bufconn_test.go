@@ -1,0 +1,270 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"mailroom/internal/memfolders"
+)
+
+// countingConn counts writes to the socket.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// tcpPair is a connected pair of loopback TCP connections.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+func TestBufConnCoalescesUntilRead(t *testing.T) {
+	t.Parallel()
+	s, c := tcpPair(t)
+	cc := &countingConn{Conn: s}
+	b := newBufConn(cc)
+	var want bytes.Buffer
+	for i := range 200 {
+		line := strings.Repeat("x", i%50) + "\r\n"
+		want.WriteString(line)
+		if _, err := b.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go c.Write([]byte("a NOOP\r\n"))
+	buf := make([]byte, 64)
+	if _, err := b.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	// 200 responses of under 6 KiB in all: one write, by the Read (the
+	// timer may have fired first, once or twice, on a slow machine).
+	if n := cc.writes.Load(); n < 1 || n > 3 {
+		t.Errorf("%d writes to the socket for 200 small writes, want 1 (at most 3)", n)
+	}
+	got := make([]byte, want.Len())
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Error("the client did not get the bytes written, in order")
+	}
+}
+
+func TestBufConnLargeWritesGoOut(t *testing.T) {
+	t.Parallel()
+	s, c := tcpPair(t)
+	cc := &countingConn{Conn: s}
+	b := newBufConn(cc)
+	const total = 1 << 20
+	done := make(chan []byte)
+	go func() {
+		got, _ := io.ReadAll(io.LimitReader(c, total))
+		done <- got
+	}()
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 64) // 1 KiB
+	var want bytes.Buffer
+	for want.Len() < total {
+		want.Write(chunk)
+		if _, err := b.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.flush()
+	got := <-done
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("got %d bytes, not the %d written", len(got), want.Len())
+	}
+	if n := cc.writes.Load(); n > total/bufFlushSize+8 {
+		t.Errorf("%d writes to the socket for 1 MiB, want about %d", n, total/bufFlushSize)
+	}
+}
+
+// An IDLE update is written by another goroutine while the connection's
+// reader is blocked in Read: it must reach the client at once (RFC 9051
+// wants it well within a second), not when the client next sends.
+func TestBufConnDeliversWhileReaderBlocked(t *testing.T) {
+	t.Parallel()
+	s, c := tcpPair(t)
+	b := newBufConn(s)
+	go func() {
+		buf := make([]byte, 64)
+		b.Read(buf) // blocked until the client says DONE
+	}()
+	var wg sync.WaitGroup
+	for range 4 { // concurrent writers, as the race detector should see
+		wg.Go(func() { b.Write([]byte("* 1 EXISTS\r\n")) })
+	}
+	wg.Wait()
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	br := bufio.NewReader(c)
+	for range 4 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("update not delivered within 1 s: %v", err)
+		}
+		if line != "* 1 EXISTS\r\n" {
+			t.Fatalf("got %q", line)
+		}
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("update took %v", d)
+	}
+	c.Write([]byte("DONE\r\n"))
+}
+
+// A client that stops reading: the write fails after the timeout, the
+// error comes back from the next Write or Read, and Close does not hang.
+func TestBufConnClientStopsReading(t *testing.T) {
+	t.Parallel()
+	s, c := tcpPair(t)
+	_ = c // never read
+	b := newBufConn(s)
+	b.writeTimeout = 200 * time.Millisecond
+	chunk := make([]byte, 64<<10)
+	start := time.Now()
+	var err error
+	for err == nil && time.Since(start) < 20*time.Second {
+		_, err = b.Write(chunk)
+	}
+	if err == nil {
+		t.Fatal("writing to a client that does not read never failed")
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("write error %v, want a timeout", err)
+	}
+	if _, rerr := b.Read(make([]byte, 10)); rerr == nil {
+		t.Error("Read after a failed write succeeded")
+	}
+	if _, werr := b.Write([]byte("x")); werr == nil {
+		t.Error("Write after a failed write succeeded")
+	}
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung")
+	}
+}
+
+// Close while a flush is blocked on a client that does not read ends it.
+func TestBufConnCloseUnblocksFlush(t *testing.T) {
+	t.Parallel()
+	s, _ := tcpPair(t)
+	b := newBufConn(s)
+	werr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := b.Write(chunk); err != nil {
+				werr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the socket buffers fill; no signal exists for that
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung behind a blocked flush")
+	}
+	select {
+	case <-werr:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked writer was not released by Close")
+	}
+}
+
+func TestBufConnCloseSendsPending(t *testing.T) {
+	t.Parallel()
+	s, c := tcpPair(t)
+	b := newBufConn(s)
+	b.Write([]byte("* BYE Server shutting down\r\n"))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "* BYE Server shutting down\r\n" {
+		t.Errorf("client got %q before EOF", got)
+	}
+	if _, err := b.Write([]byte("x")); err == nil {
+		t.Error("Write after Close succeeded")
+	}
+}
+
+func TestServeTLS(t *testing.T) {
+	t.Parallel()
+	conf := testTLS(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Options{TLSConfig: conf, Store: memfolders.New(), Auth: testAuth{}})
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeTLS(fakeRemote{l}) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("ServeTLS: %v", err)
+		}
+	})
+	c, err := imapclient.DialTLS(l.Addr().String(), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatalf("login over ServeTLS from a remote address: %v", err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Caps()["STARTTLS"]; ok {
+		t.Error("STARTTLS offered on a TLS connection")
+	}
+}
