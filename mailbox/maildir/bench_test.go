@@ -142,3 +142,80 @@ func BenchmarkSync(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHeaderCache times the header cache as the IMAP server uses it
+// for a FETCH 1:* ENVELOPE of a folder of 20,000 messages (set
+// MAILROOM_BENCH_MESSAGES for another count): CachedFields in chunks of
+// 1,000 UIDs once every entry is written, and CacheFields of every
+// message.
+func BenchmarkHeaderCache(b *testing.B) {
+	n := 20000
+	if v, err := strconv.Atoi(os.Getenv("MAILROOM_BENCH_MESSAGES")); err == nil && v > 0 {
+		n = v
+	}
+	dir := b.TempDir()
+	root := filepath.Join(dir, "mail")
+	store, err := Open(Options{Root: root, Hostname: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	home := "example.org/bench"
+	md := filepath.Join(root, home, "Maildir")
+	for _, d := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(md, d), 0o700)
+	}
+	body := []byte("From: a@example.org\nSubject: benchmark\n\nbody\n")
+	for i := range n {
+		name := fmt.Sprintf("%d.M%06dP1Q%d.bench,S=%d,W=%d:2,S", 1700000000+i/100, i%100, i, len(body), len(body)+4)
+		if err := os.WriteFile(filepath.Join(md, "cur", name), body, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	db, err := bolt.Open(filepath.Join(dir, "index.db"), 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ix, err := NewIndex(db, store, IndexOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ix.Close()
+	ctx := context.Background()
+	f, err := ix.Open(ctx, home)
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap, err := f.Sync(ctx, "INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hc := f.(interface {
+		CacheFields(string, uint32, []byte)
+		CachedFields(context.Context, string, []uint32) (map[uint32][]byte, error)
+	})
+	fields := []byte("Date: Tue, 14 Nov 2023 22:13:20 +0000\r\nSubject: a subject of some length, as they are\r\nFrom: Someone Here <someone@example.org>\r\nTo: Another One <another@example.org>\r\nMessage-ID: <1234567890.abcdef@example.org>\r\n")
+	uids := make([]uint32, len(snap.Messages))
+	for i, m := range snap.Messages {
+		uids[i] = m.UID
+	}
+	b.Run("CacheFields", func(b *testing.B) {
+		for b.Loop() {
+			for _, u := range uids {
+				hc.CacheFields("INBOX", u, fields)
+			}
+		}
+	})
+	ix.cache.flush()
+	b.Run("CachedFields-1000", func(b *testing.B) {
+		for b.Loop() {
+			for i := 0; i < len(uids); i += 1000 {
+				m, err := hc.CachedFields(ctx, "INBOX", uids[i:min(i+1000, len(uids))])
+				if err != nil || len(m) != min(1000, len(uids)-i) {
+					b.Fatal(len(m), err)
+				}
+			}
+		}
+	})
+}

@@ -36,6 +36,7 @@ import (
 //	homes/<home>/special/<name>     SPECIAL-USE attribute of a folder
 //	homes/<home>/folders/<name>/meta     UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ
 //	homes/<home>/folders/<name>/uids/<uid>  one message (see entry.encode)
+//	homes/<home>/folders/<name>/cache/<uid> its header fields (cache.go)
 //
 // Subscriptions live in bbolt rather than in Dovecot's "subscriptions" file:
 // they change in the same transaction as the folders they name (RENAME,
@@ -75,6 +76,7 @@ type Index struct {
 	store *Store
 	log   *slog.Logger
 	hook  *func(string)
+	cache *cacheWriter // header cache write-behind (cache.go)
 
 	mu    sync.Mutex
 	accts map[string]*account
@@ -100,16 +102,19 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}}
+	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db)}
 	hook := ix.delivered
 	ix.hook = &hook
 	store.committed.Store(ix.hook)
 	return ix, nil
 }
 
-// Close stops listening to deliveries. Folders already open keep working.
+// Close stops listening to deliveries and writes the header cache
+// entries still buffered (call it before closing the database). Folders
+// already open keep working, but cache no more header fields.
 func (ix *Index) Close() error {
 	ix.store.committed.CompareAndSwap(ix.hook, nil)
+	ix.cache.shutdown()
 	return nil
 }
 
@@ -371,6 +376,10 @@ type folder struct {
 	snap        *mailbox.Snapshot
 	flagCache   map[string][]string
 	imp         *dovecotImport // for the first scan of a new index
+
+	// uv is uidValidity, readable without mu (by the header cache),
+	// 0 until loaded.
+	uv atomic.Uint32
 
 	newDirty atomic.Bool // a delivery went into new/ since the last scan
 
@@ -661,6 +670,7 @@ func (f *folder) load() error {
 		clear(f.byKey)
 	}
 	f.uidValidity, f.uidNext, f.modSeq = meta.uidValidity, meta.uidNext, meta.modSeq
+	f.uv.Store(meta.uidValidity)
 	f.ents = ents
 	f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
 	f.flagCache = map[string][]string{}
@@ -979,9 +989,15 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 			return err
 		}
 		ub := fb.Bucket(bucketUIDs)
+		cb := fb.Bucket(bucketCache)
 		for _, e := range removed {
 			if err := ub.Delete(uidKey(e.uid)); err != nil {
 				return err
+			}
+			if cb != nil {
+				if err := cb.Delete(uidKey(e.uid)); err != nil {
+					return err
+				}
 			}
 		}
 		for _, u := range updates {
@@ -1007,6 +1023,11 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 		*u.e = u.u
 	}
 	if len(removed) > 0 {
+		uids := make([]uint32, len(removed))
+		for i, e := range removed {
+			uids[i] = e.uid
+		}
+		f.a.ix.cache.forget(cacheFolder{f.a.home, f.name}, uids)
 		gone := make(map[*entry]bool, len(removed))
 		for _, e := range removed {
 			gone[e] = true
