@@ -25,14 +25,28 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	if err != nil {
 		return err
 	}
+	// ENVELOPE comes from the store's header cache where it has an entry
+	// (asked for cacheChunk messages at a time), and fills it where not.
+	var hc mailbox.HeaderCache
+	if options.Envelope {
+		hc = s.headerCache()
+	}
+	var entries map[uint32][]byte
 	expunged := false
-	for _, i := range idx {
+	for k, i := range idx {
+		if hc != nil && k%cacheChunk == 0 {
+			entries = s.cachedFields(hc, idx[k:min(k+cacheChunk, len(idx))])
+		}
 		m := s.view.Messages[i]
 		flagsChanged := false
 		if nm, ok := seen[m.UID]; ok {
 			m.Flags, flagsChanged = nm.Flags, true
 		}
-		err := s.fetchOne(w, uint32(i+1), m, flagsChanged, options)
+		var env *goimap.Envelope
+		if e, ok := entries[m.UID]; ok {
+			env = envelopeOf(fieldsOf(e))
+		}
+		err := s.fetchOne(w, uint32(i+1), m, flagsChanged, options, env, hc)
 		if errors.Is(err, errGone) {
 			expunged = true
 			continue
@@ -106,12 +120,16 @@ type fetchItems struct {
 	binary   [][]byte
 }
 
-func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Message, flagsChanged bool, options *goimap.FetchOptions) error {
+// fetchOne writes one message's response. env is its ENVELOPE if it came
+// from the header cache hc (nil: none); otherwise it is computed from the
+// message, and hc, if any, given the message's entry.
+func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Message, flagsChanged bool, options *goimap.FetchOptions, env *goimap.Envelope, hc mailbox.HeaderCache) error {
 	var (
 		items fetchItems
 		c     *content
 	)
-	if needsContent(options) {
+	items.env = env
+	if needsContent(options, env != nil) {
 		r, size, err := s.folders.Open(s.ctx, s.name, m.UID)
 		if errors.Is(err, mailbox.ErrNoMessage) {
 			return errGone
@@ -127,6 +145,12 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 		if err != nil {
 			s.log.Error("read message", "folder", s.name, "uid", m.UID, "err", err)
 			return errTemporary
+		}
+		if options.Envelope && items.env == nil {
+			items.env = envelopeOf(c.fields)
+			if hc != nil {
+				hc.CacheFields(s.name, m.UID, cachedBlock(c.fields))
+			}
 		}
 	}
 	rw := w.CreateMessage(seq)
@@ -186,15 +210,14 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 	return rw.Close()
 }
 
-func needsContent(o *goimap.FetchOptions) bool {
-	return o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+// needsContent says whether the message must be read; haveEnv: the
+// ENVELOPE is known already.
+func needsContent(o *goimap.FetchOptions, haveEnv bool) bool {
+	return (o.Envelope && !haveEnv) || o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
 }
 
 // items computes everything that needs the message's content.
 func (c *content) items(o *goimap.FetchOptions, it *fetchItems) error {
-	if o.Envelope {
-		it.env = c.envelope()
-	}
 	if o.BodyStructure != nil {
 		bs, err := c.bodyStructure()
 		if err != nil {

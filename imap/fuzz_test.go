@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -152,8 +153,13 @@ func FuzzMessage(f *testing.F) {
 		if it.spans[0] != (span{0, int64(len(msg))}) {
 			t.Fatalf("BODY[] span %+v", it.spans[0])
 		}
-		if it.bs == nil || it.env == nil {
+		env := envelopeOf(c.fields)
+		if it.bs == nil || env == nil {
 			t.Fatalf("no body structure or envelope")
+		}
+		// The header cache's entry gives the same ENVELOPE.
+		if got := envelopeOf(fieldsOf(cachedBlock(c.fields))); !reflect.DeepEqual(got, env) {
+			t.Fatalf("ENVELOPE from the cached fields %+v, from the message %+v", got, env)
 		}
 		// The header block splits the same way from a small buffer.
 		raw, err := splitHeader(bufio.NewReaderSize(bytes.NewReader(msg), 16))

@@ -74,6 +74,9 @@ type testServer struct {
 func start(t testing.TB, opts Options, l ...net.Listener) *testServer {
 	t.Helper()
 	ts := &testServer{store: memfolders.New(), log: &lockedBuffer{}}
+	if ms, ok := opts.Store.(*memfolders.Store); ok {
+		ts.store = ms // a caching one: deliver there
+	}
 	if opts.Store == nil {
 		opts.Store = ts.store
 	}

@@ -245,15 +245,6 @@ func (c *content) binary(item *goimap.FetchItemBinarySection) (b []byte, err err
 	return imapserver.ExtractBinarySection(m, item), nil
 }
 
-func (c *content) envelope() (env *goimap.Envelope) {
-	defer func() {
-		if recover() != nil {
-			env = &goimap.Envelope{}
-		}
-	}()
-	return imapserver.ExtractEnvelope(c.header())
-}
-
 // bodyStructure is the library's, made safe to write: a part with no
 // type is application/octet-stream, an empty multipart an empty text
 // part, and a message it cannot parse at all a single text/plain part.

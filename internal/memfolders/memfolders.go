@@ -23,6 +23,11 @@ import (
 
 // Store holds every account's folders, keyed by mail home.
 type Store struct {
+	// headerCache makes Open return folders that implement
+	// mailbox.HeaderCache (NewWithHeaderCache).
+	headerCache bool
+	cacheStats  CacheStats
+
 	mu       sync.Mutex
 	accounts map[string]*account
 	nextUV   uint32
@@ -51,7 +56,8 @@ type folder struct {
 
 type message struct {
 	mailbox.Message
-	body []byte
+	body   []byte
+	fields []byte // HeaderCache entry; nil: none
 }
 
 var specials = []struct{ name, use string }{
@@ -71,6 +77,9 @@ func (s *Store) Open(ctx context.Context, home string) (mailbox.Folders, error) 
 		for _, sp := range specials {
 			s.newFolderLocked(a, sp.name, sp.use)
 		}
+	}
+	if s.headerCache {
+		return &cachingFolders{Folders{s: s, a: a}}, nil
 	}
 	return &Folders{s: s, a: a}, nil
 }

@@ -1,0 +1,103 @@
+package imap
+
+import (
+	"bytes"
+	"net/textproto"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gotextproto "github.com/emersion/go-message/textproto"
+
+	"mailroom/mailbox"
+)
+
+// Header-only answers (FETCH ENVELOPE, SEARCH on the envelope's fields)
+// come from the store's mailbox.HeaderCache when it has one: the cached
+// block holds mailbox.CachedHeaderFields as the message has them, so
+// parseFields over it gives the same fields, in the same order, as over
+// the whole header, and everything computed from them is the same.
+
+// cacheChunk is how many UIDs one CachedFields call asks for.
+const cacheChunk = 1000
+
+// cachedKey says whether a (canonical) field name is one the cache keeps.
+var cachedKey = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range mailbox.CachedHeaderFields {
+		m[textproto.CanonicalMIMEHeaderKey(k)] = true
+	}
+	return m
+}()
+
+func isCachedKey(k string) bool { return cachedKey[textproto.CanonicalMIMEHeaderKey(k)] }
+
+// headerCache is the session's store's HeaderCache, or nil.
+func (s *session) headerCache() mailbox.HeaderCache {
+	hc, _ := s.folders.(mailbox.HeaderCache)
+	return hc
+}
+
+// cachedBlock is the HeaderCache entry for a message with these fields.
+func cachedBlock(fields []field) []byte {
+	n := 0
+	for _, f := range fields {
+		if isCachedKey(f.key) {
+			n += len(f.raw)
+		}
+	}
+	b := make([]byte, 0, n)
+	for _, f := range fields {
+		if isCachedKey(f.key) {
+			b = append(b, f.raw...)
+		}
+	}
+	return b
+}
+
+// envelopeOf is the ENVELOPE of a message with these fields (others than
+// the cached ones are ignored). It builds the header go-message's
+// ReadHeader would give for them, without reading them again.
+func envelopeOf(fields []field) (env *goimap.Envelope) {
+	defer func() {
+		if recover() != nil {
+			env = &goimap.Envelope{}
+		}
+	}()
+	var h gotextproto.Header
+	for i := len(fields) - 1; i >= 0; i-- { // the header keeps fields last first
+		if isCachedKey(fields[i].key) {
+			h.AddRaw(fields[i].raw)
+		}
+	}
+	return imapserver.ExtractEnvelope(h)
+}
+
+// cachedFields reads the HeaderCache entries of the messages at these
+// indexes of the view; nil without a cache, or if the store fails (the
+// messages are read instead).
+func (s *session) cachedFields(hc mailbox.HeaderCache, idx []int) map[uint32][]byte {
+	if hc == nil || len(idx) == 0 {
+		return nil
+	}
+	uids := make([]uint32, len(idx))
+	for k, i := range idx {
+		uids[k] = s.view.Messages[i].UID
+	}
+	m, err := hc.CachedFields(s.ctx, s.name, uids)
+	if err != nil {
+		s.log.Warn("header cache", "folder", s.name, "err", err)
+		return nil
+	}
+	return m
+}
+
+// fieldsOf parses a HeaderCache entry.
+func fieldsOf(entry []byte) []field {
+	if len(entry) == 0 {
+		return nil
+	}
+	if !bytes.HasSuffix(entry, []byte("\n")) {
+		entry = append(entry[:len(entry):len(entry)], '\r', '\n')
+	}
+	return parseFields(entry)
+}

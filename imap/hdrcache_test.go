@@ -1,0 +1,134 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2/imapserver"
+	gotextproto "github.com/emersion/go-message/textproto"
+
+	"mailroom/internal/memfolders"
+)
+
+// envelopeCorpus is the nasty corpus and a few ordinary messages, among
+// them one without any cached field and one with folded and repeated
+// fields.
+func envelopeCorpus(t *testing.T) [][]byte {
+	corpus := nastyCorpus(t)
+	var names []string
+	for name := range corpus {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var out [][]byte
+	for _, n := range names {
+		out = append(out, corpus[n])
+	}
+	return append(out,
+		[]byte(multipartMsg),
+		[]byte("X-Only: nothing cached\r\n\r\nbody\r\n"),
+		[]byte("Subject: first\r\n part\r\nReceived: x\r\nsubject: second\r\nFrom: \"B, A\" <a@b.example>,\r\n\tc@d.example\r\n"+
+			"To: undisclosed-recipients:;\r\nCc: =?iso-8859-1?q?J=F6rg?= <j@e.example>\r\nIn-Reply-To: <x@y> <z@w>\r\n"+
+			"Message-Id: <id@example>\r\nDate: 2 Jan 2006 15:04 +0100\r\nReply-To: r@example\r\nSender: s@example\r\nBcc: b@example\r\n\r\nhi\r\n"),
+		[]byte("Subject: no body and no line end"),
+		[]byte(""),
+	)
+}
+
+// The ENVELOPE built from the cached fields alone is the one go-imap
+// builds from the whole (cleaned) header, as before the cache.
+func TestEnvelopeOfMatchesWholeHeader(t *testing.T) {
+	t.Parallel()
+	for i, msg := range envelopeCorpus(t) {
+		c, err := newContent(bytes.NewReader(crlfBytes(msg)), int64(len(crlfBytes(msg))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := gotextproto.ReadHeader(bufio.NewReader(bytes.NewReader(c.clean())))
+		want := imapserver.ExtractEnvelope(h)
+		if got := envelopeOf(c.fields); !reflect.DeepEqual(got, want) {
+			t.Errorf("message %d: envelopeOf = %+v, whole header gives %+v", i, got, want)
+		}
+		if got := envelopeOf(fieldsOf(cachedBlock(c.fields))); !reflect.DeepEqual(got, want) {
+			t.Errorf("message %d: from the cached block %+v, whole header gives %+v", i, got, want)
+		}
+	}
+}
+
+// FETCH ENVELOPE answers byte for byte the same from a store without a
+// header cache, from one filling its cache, and from the filled cache.
+func TestFetchEnvelopeCached(t *testing.T) {
+	t.Parallel()
+	msgs := envelopeCorpus(t)
+	plain := start(t, Options{})
+	cstore := memfolders.NewWithHeaderCache()
+	cached := start(t, Options{Store: cstore})
+	for _, m := range msgs {
+		plain.deliver(t, "INBOX", string(m))
+		cached.deliver(t, "INBOX", string(m))
+	}
+	fetch := func(ts *testServer, cmd string) string {
+		r := dialRaw(t, ts.addr)
+		r.login()
+		r.ok("SELECT INBOX")
+		return strings.Join(r.ok("%s", cmd), "\n")
+	}
+	want := fetch(plain, "FETCH 1:* (ENVELOPE)")
+	if n := strings.Count(want, "ENVELOPE ("); n != len(msgs) {
+		t.Fatalf("%d ENVELOPEs for %d messages:\n%s", n, len(msgs), want)
+	}
+	first := fetch(cached, "FETCH 1:* (ENVELOPE)")
+	st := cstore.CacheStats()
+	if st.Stored != len(msgs) || st.Hits != 0 {
+		t.Errorf("after the first FETCH: %+v, want %d stored, no hits", st, len(msgs))
+	}
+	second := fetch(cached, "FETCH 1:* (ENVELOPE)")
+	if st := cstore.CacheStats(); st.Hits != len(msgs) || st.Stored != len(msgs) {
+		t.Errorf("after the second FETCH: %+v, want %d hits, nothing more stored", st, len(msgs))
+	}
+	if first != want {
+		t.Errorf("filling the cache:\n%s\nwithout a cache:\n%s", first, want)
+	}
+	if second != want {
+		t.Errorf("from the cache:\n%s\nwithout a cache:\n%s", second, want)
+	}
+	// With other items, reading the message anyway: the same ENVELOPEs.
+	mixed := fetch(cached, "FETCH 1:* (ENVELOPE BODYSTRUCTURE)")
+	wantMixed := fetch(plain, "FETCH 1:* (ENVELOPE BODYSTRUCTURE)")
+	if mixed != wantMixed {
+		t.Errorf("ENVELOPE BODYSTRUCTURE from the cache:\n%s\nwithout:\n%s", mixed, wantMixed)
+	}
+}
+
+// A large FETCH asks the cache cacheChunk messages at a time, and a
+// sequence set in pieces gets every ENVELOPE once.
+func TestFetchEnvelopeCacheChunks(t *testing.T) {
+	t.Parallel()
+	cstore := memfolders.NewWithHeaderCache()
+	ts := start(t, Options{Store: cstore})
+	const n = 2*cacheChunk + 5
+	for i := range n {
+		if _, err := cstore.DeliverQuietly("alice", "INBOX", []byte("Subject: m"+strings.Repeat("x", i%7)+"\r\n\r\nb\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := dialRaw(t, ts.addr)
+	r.login()
+	r.ok("SELECT INBOX")
+	if got := len(r.ok("FETCH 1:* (ENVELOPE)")); got != n {
+		t.Fatalf("%d responses, want %d", got, n)
+	}
+	if st := cstore.CacheStats(); st.Calls != 3 || st.Misses != n || st.Stored != n {
+		t.Errorf("first FETCH: %+v, want 3 calls, %d misses and stores", st, n)
+	}
+	if got := len(r.ok("FETCH 1:10,2000:*,5 (ENVELOPE)")); got != 10+n-1999 {
+		t.Fatalf("%d responses, want %d", got, 10+n-1999)
+	}
+	if st := cstore.CacheStats(); st.Hits != 10+n-1999 || st.Stored != n {
+		t.Errorf("second FETCH: %+v, want %d hits, nothing stored", st, 10+n-1999)
+	}
+}
