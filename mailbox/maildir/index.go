@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -109,12 +110,17 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	return ix, nil
 }
 
-// Close stops listening to deliveries and writes the header cache
-// entries still buffered (call it before closing the database). Folders
-// already open keep working, but cache no more header fields.
+// Close stops listening to deliveries, writes the header cache entries
+// still buffered and records what was seen of each folder's directories
+// for a quick first SELECT in the next run (seen.go); call it before
+// closing the database. Folders already open keep working, but cache no
+// more header fields.
 func (ix *Index) Close() error {
 	ix.store.committed.CompareAndSwap(ix.hook, nil)
 	ix.cache.shutdown()
+	if err := ix.saveSeen(); err != nil {
+		ix.log.Warn("index: the next start reads every folder again", "err", err)
+	}
 	return nil
 }
 
@@ -390,9 +396,10 @@ type folder struct {
 // dirSeen is what a scan saw of a directory: its mtime, and whether that
 // mtime was old enough when seen that any later change must move it.
 type dirSeen struct {
-	valid bool
-	sure  bool
-	mtime unix.Timespec
+	valid    bool
+	sure     bool
+	mtime    unix.Timespec
+	dev, ino uint64 // the directory itself, in case it was replaced
 }
 
 // entry is one message in the index.
@@ -454,6 +461,18 @@ var errBadRecord = errors.New("bad index record")
 
 func decodeEntry(uid uint32, b []byte) (*entry, error) {
 	e := &entry{uid: uid}
+	name, err := e.decode(b)
+	if err != nil {
+		return nil, err
+	}
+	e.name = string(name)
+	return e, nil
+}
+
+// decode fills e (but for uid and name) from its index record and
+// returns the file name's bytes (in b), so that a caller decoding many
+// can keep all names in one string.
+func (e *entry) decode(b []byte) ([]byte, error) {
 	if len(b) < 1 || b[0] != entryVersion {
 		return nil, errBadRecord
 	}
@@ -492,11 +511,10 @@ func decodeEntry(uid uint32, b []byte) (*entry, error) {
 		e.kws = append(e.kws, string(b[:l]))
 		b = b[l:]
 	}
-	if len(b) == 0 || b[0] == '.' || strings.ContainsAny(string(b), "/\x00") {
+	if len(b) == 0 || b[0] == '.' || bytes.IndexByte(b, '/') >= 0 || bytes.IndexByte(b, 0) >= 0 {
 		return nil, errBadRecord
 	}
-	e.name = string(b)
-	return e, nil
+	return b, nil
 }
 
 type folderMeta struct {
@@ -563,10 +581,11 @@ func (f *folder) notify() {
 // that follows then indexes every file. The folder must exist on disk.
 func (f *folder) load() error {
 	var (
-		meta folderMeta
-		ok   bool
-		ents []*entry
-		bad  error
+		meta             folderMeta
+		ok               bool
+		ents             []*entry
+		bad              error
+		seenNew, seenCur dirSeen
 	)
 	err := f.a.ix.db.View(func(tx *bolt.Tx) error {
 		hb := homeBucket(tx, f.a.home)
@@ -585,23 +604,47 @@ func (f *folder) load() error {
 			ok = false
 			return nil
 		}
-		return ub.ForEach(func(k, v []byte) error {
+		var hint loadHint
+		seenNew, seenCur, hint = decodeSeen(fb.Get(keySeen))
+		// Entries are allocated in slabs and their names kept in one
+		// string: a large folder loads with a few hundred allocations
+		// rather than two per message.
+		var (
+			slab  []entry
+			names strings.Builder
+			ends  = make([]int, 0, min(hint.n, 1<<24))
+		)
+		ents = make([]*entry, 0, min(hint.n, 1<<24))
+		names.Grow(int(min(hint.nameBytes, 1<<30)))
+		c := ub.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 4 {
 				bad = errBadRecord
-				return bad
+				return nil
 			}
 			uid := binary.BigEndian.Uint32(k)
-			e, err := decodeEntry(uid, v)
+			if len(slab) == cap(slab) {
+				slab = make([]entry, 0, min(max(len(ents), 64), 4096))
+			}
+			slab = append(slab, entry{uid: uid})
+			e := &slab[len(slab)-1]
+			name, err := e.decode(v)
 			if err == nil && (uid == 0 || uid >= meta.uidNext || e.modSeq > meta.modSeq) {
 				err = errBadRecord
 			}
 			if err != nil {
 				bad = fmt.Errorf("uid %d: %w", uid, err)
-				return bad
+				return nil
 			}
+			names.Write(name)
+			ends = append(ends, names.Len())
 			ents = append(ents, e)
-			return nil
-		})
+		}
+		all, start := names.String(), 0
+		for i, e := range ents {
+			e.name, start = all[start:ends[i]], ends[i]
+		}
+		return nil
 	})
 	if err != nil && bad == nil {
 		return fmt.Errorf("maildir: read index of %s: %w", f.dir, err)
@@ -609,11 +652,15 @@ func (f *folder) load() error {
 	f.byKey = make(map[string]*entry, len(ents))
 	if ok && bad == nil {
 		for _, e := range ents {
-			if f.byKey[e.key()] != nil {
-				bad = fmt.Errorf("unique name %s twice", e.key())
-				break
-			}
 			f.byKey[e.key()] = e
+		}
+		if len(f.byKey) != len(ents) {
+			for _, e := range ents {
+				if f.byKey[e.key()] != e {
+					bad = fmt.Errorf("unique name %s twice", e.key())
+					break
+				}
+			}
 		}
 	}
 	if !ok || bad != nil {
@@ -668,11 +715,15 @@ func (f *folder) load() error {
 		}
 		ents = nil
 		clear(f.byKey)
+		seenNew, seenCur = dirSeen{}, dirSeen{}
 	}
 	f.uidValidity, f.uidNext, f.modSeq = meta.uidValidity, meta.uidNext, meta.modSeq
 	f.uv.Store(meta.uidValidity)
 	f.ents = ents
-	f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
+	// What the last run saw of new/ and cur/ (index unchanged since):
+	// a first SELECT after a restart then reads neither if the folder
+	// did not change meanwhile.
+	f.seenNew, f.seenCur = seenNew, seenCur
 	f.flagCache = map[string][]string{}
 	f.loaded = true
 	f.publish()
@@ -713,13 +764,13 @@ func dirWindow(mtime unix.Timespec) time.Duration {
 	return 100 * time.Millisecond
 }
 
-func (s dirSeen) fresh(mtime unix.Timespec) bool {
-	return s.valid && s.sure && s.mtime == mtime
+func (s dirSeen) fresh(st *unix.Stat_t) bool {
+	return s.valid && s.sure && s.mtime == st.Mtim && s.dev == uint64(st.Dev) && s.ino == uint64(st.Ino)
 }
 
-func seen(mtime unix.Timespec, now time.Time) dirSeen {
-	age := now.Sub(time.Unix(mtime.Sec, mtime.Nsec))
-	return dirSeen{valid: true, sure: age > dirWindow(mtime), mtime: mtime}
+func seen(st *unix.Stat_t, now time.Time) dirSeen {
+	age := now.Sub(time.Unix(st.Mtim.Sec, st.Mtim.Nsec))
+	return dirSeen{valid: true, sure: age > dirWindow(st.Mtim), mtime: st.Mtim, dev: uint64(st.Dev), ino: uint64(st.Ino)}
 }
 
 // openSub opens the folder's new/ and cur/, making them if the folder
@@ -788,8 +839,8 @@ func (f *folder) scan() error {
 			return fmt.Errorf("maildir: stat %s/cur: %w", f.dir, err)
 		}
 		dirty := f.newDirty.Swap(false)
-		readNew = attempt > 0 || dirty || !f.seenNew.fresh(stNew.Mtim)
-		readCur = attempt > 0 || !f.seenCur.fresh(stCur.Mtim)
+		readNew = attempt > 0 || dirty || !f.seenNew.fresh(&stNew)
+		readCur = attempt > 0 || !f.seenCur.fresh(&stCur)
 		if !readNew && !readCur {
 			return nil
 		}
@@ -886,10 +937,10 @@ func (f *folder) scan() error {
 		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
 	default:
 		if readNew {
-			f.seenNew = seen(stNew.Mtim, now)
+			f.seenNew = seen(&stNew, now)
 		}
 		if readCur {
-			f.seenCur = seen(stCur.Mtim, now)
+			f.seenCur = seen(&stCur, now)
 		}
 	}
 	if len(updates) == 0 && len(removed) == 0 && len(added) == 0 {
