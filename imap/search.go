@@ -31,8 +31,32 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		uids goimap.UIDSet
 		hits []uint32 // UIDs, for SAVE
 	)
+	// Criteria on the cached header fields alone are answered from the
+	// store's header cache, which is filled for messages without an entry.
+	var hc mailbox.HeaderCache
+	if needsHeader(criteria) && cacheable(criteria) {
+		hc = s.headerCache()
+	}
+	var (
+		entries map[uint32][]byte
+		chunk   []int
+	)
 	for i := range msgs {
 		var l lazy
+		if hc != nil {
+			if i%cacheChunk == 0 {
+				chunk = chunk[:0]
+				for k := i; k < min(i+cacheChunk, len(msgs)); k++ {
+					chunk = append(chunk, k)
+				}
+				entries = s.cachedFields(hc, chunk)
+			}
+			l.hc = hc
+			if e, ok := entries[msgs[i].UID]; ok {
+				l.c = &content{fields: fieldsOf(e)}
+				l.loaded = true
+			}
+		}
 		ok, err := s.match(i, criteria, &l)
 		l.close()
 		if err != nil {
@@ -78,15 +102,57 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	return &data, nil
 }
 
-// lazy holds what one message's match has read so far.
+// needsHeader says whether criteria look at the message's header.
+func needsHeader(c *goimap.SearchCriteria) bool {
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Header) > 0 || len(c.Body) > 0 || len(c.Text) > 0 {
+		return true
+	}
+	for i := range c.Not {
+		if needsHeader(&c.Not[i]) {
+			return true
+		}
+	}
+	for _, or := range c.Or {
+		if needsHeader(&or[0]) || needsHeader(&or[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// cacheable says whether criteria need no more of a message than the
+// fields a mailbox.HeaderCache keeps.
+func cacheable(c *goimap.SearchCriteria) bool {
+	if len(c.Body) > 0 || len(c.Text) > 0 {
+		return false
+	}
+	for _, h := range c.Header {
+		if !isCachedKey(h.Key) {
+			return false
+		}
+	}
+	for i := range c.Not {
+		if !cacheable(&c.Not[i]) {
+			return false
+		}
+	}
+	for _, or := range c.Or {
+		if !cacheable(&or[0]) || !cacheable(&or[1]) {
+			return false
+		}
+	}
+	return true
+}
+
+// lazy holds what one message's match has read so far. With hc set, c
+// may hold only the cached fields (loaded from the cache), and a message
+// read from its file gets its cache entry.
 type lazy struct {
-	r       io.Closer
-	c       *content
-	loaded  bool
-	gone    bool
-	headers []field // decoded values in raw
-	body    string  // folded text of the body parts
-	hasBody bool
+	r      io.Closer
+	c      *content
+	loaded bool
+	gone   bool
+	hc     mailbox.HeaderCache
 }
 
 var folder = cases.Fold()
@@ -113,6 +179,9 @@ func (s *session) load(m mailbox.Message, l *lazy) error {
 	if err != nil {
 		return s.fail("read message", err)
 	}
+	if l.hc != nil {
+		l.hc.CacheFields(s.name, m.UID, cachedBlock(l.c.fields))
+	}
 	return nil
 }
 
@@ -131,71 +200,15 @@ func decodeHeader(v string) string {
 	return v
 }
 
+var unfolder = strings.NewReplacer("\r\n", "", "\n", "", "\r", "")
+
 // fieldValue is a field's value, unfolded and decoded.
 func fieldValue(f field) string {
 	v := string(f.raw[len(f.key):])
 	v = strings.TrimLeft(v, " \t")
 	v = strings.TrimPrefix(v, ":")
-	v = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
+	v = unfolder.Replace(v)
 	return decodeHeader(strings.TrimSpace(v))
-}
-
-func (l *lazy) bodyText() string {
-	if l.hasBody {
-		return l.body
-	}
-	l.hasBody = true
-	var b strings.Builder
-	func() {
-		defer func() {
-			if recover() != nil {
-				b.Reset()
-				l.rawBody(&b)
-			}
-		}()
-		m, err := l.c.message()
-		if err != nil {
-			return
-		}
-		e, err := gomessage.Read(m)
-		if e == nil || (err != nil && !gomessage.IsUnknownCharset(err) && !gomessage.IsUnknownEncoding(err)) {
-			l.rawBody(&b)
-			return
-		}
-		walkText(e, &b, 0)
-	}()
-	l.body = fold(b.String())
-	return l.body
-}
-
-func (l *lazy) rawBody(b *strings.Builder) {
-	if r, err := l.c.body(); err == nil {
-		io.Copy(b, r)
-	}
-}
-
-// walkText appends the decoded text of e's text and message parts.
-func walkText(e *gomessage.Entity, b *strings.Builder, depth int) {
-	if depth > 100 {
-		return
-	}
-	if mr := e.MultipartReader(); mr != nil {
-		for {
-			p, err := mr.NextPart()
-			if err != nil {
-				if p == nil {
-					return
-				}
-			}
-			walkText(p, b, depth+1)
-		}
-	}
-	t, _, _ := e.Header.ContentType()
-	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
-		return
-	}
-	io.Copy(b, io.LimitReader(e.Body, 64<<20))
-	b.WriteByte('\n')
 }
 
 // match evaluates criteria for the message at index i: the cheap keys
@@ -251,12 +264,12 @@ func (s *session) match(i int, c *goimap.SearchCriteria, l *lazy) (bool, error) 
 			}
 		}
 		for _, t := range c.Body {
-			if !strings.Contains(l.bodyText(), fold(t)) {
+			if !l.bodyHas(fold(t)) {
 				return false, nil
 			}
 		}
 		for _, t := range c.Text {
-			if !l.headerHas("", t) && !strings.Contains(l.bodyText(), fold(t)) {
+			if !l.headerHas("", t) && !l.bodyHas(fold(t)) {
 				return false, nil
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"mailroom/internal/memfolders"
 )
 
 // appendRaw appends msg with LITERAL+ over a raw connection.
@@ -20,8 +22,8 @@ func (r *raw) appendMsg(folder, flags, date, msg string) {
 	r.ok("APPEND %s%s {%d+}\r\n%s", folder, args, len(msg), msg)
 }
 
-func searchFixture(t *testing.T) *raw {
-	ts := start(t, Options{})
+func searchFixture(t *testing.T, opts Options) *raw {
+	ts := start(t, opts)
 	r := dialRaw(t, ts.addr)
 	r.login()
 	r.appendMsg("INBOX", `\Seen \Flagged $Work`, "01-Jan-2024 10:00:00 +0000",
@@ -54,9 +56,34 @@ func searchResult(t *testing.T, u []string) string {
 	return ""
 }
 
+// TestSearchKeys runs every key on a store without a header cache, and
+// twice on one with (filling it, then from it).
 func TestSearchKeys(t *testing.T) {
 	t.Parallel()
-	r := searchFixture(t)
+	for _, store := range []struct {
+		name   string
+		opts   Options
+		rounds int
+	}{
+		{"plain", Options{}, 1},
+		{"cached", Options{Store: memfolders.NewWithHeaderCache()}, 2},
+	} {
+		t.Run(store.name, func(t *testing.T) {
+			t.Parallel()
+			r := searchFixture(t, store.opts)
+			for round := range store.rounds {
+				t.Run(fmt.Sprint(round), func(t *testing.T) { testSearchKeys(t, r) })
+			}
+			if cs, ok := store.opts.Store.(*memfolders.Store); ok {
+				if st := cs.CacheStats(); st.Hits == 0 || st.Stored != 4 {
+					t.Errorf("header cache %+v: want hits, and the 4 messages stored once each", st)
+				}
+			}
+		})
+	}
+}
+
+func testSearchKeys(t *testing.T, r *raw) {
 	lit := func(s string) string { return fmt.Sprintf("{%d+}\r\n%s", len(s), s) }
 	for _, tc := range []struct{ key, want string }{
 		{"ALL", "1 2 3 4"},
@@ -104,7 +131,7 @@ func TestSearchKeys(t *testing.T) {
 
 func TestESearchAndSearchRes(t *testing.T) {
 	t.Parallel()
-	r := searchFixture(t)
+	r := searchFixture(t, Options{})
 	u := r.ok("SEARCH RETURN (MIN MAX COUNT) UNSEEN")
 	if len(u) != 1 || !strings.Contains(u[0], "MIN 2 MAX 4 COUNT 3") {
 		t.Errorf("ESEARCH: %q", u)
