@@ -157,6 +157,8 @@ fi
 
 echo "building imapbench and mailroom..." >&2
 (cd "$REPO" && go build -o "$BIN/imapbench" ./bench/imapbench)
+# The tree as built (others may commit while the benchmark runs).
+MR_VERSION="$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), built $(date -u +%H:%M) UTC"
 if [[ " $SYSTEMS " == *" mailroom "* ]]; then
 	(cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom) || die "cannot build mailroom"
 fi
@@ -413,7 +415,7 @@ echo
 echo "IMAP benchmark: $R runs per figure, medians (spread = (max-min)/median over the runs;"
 echo "paired = median of the per-run ratios mailroom/dovecot); times in ms, lower is better"
 echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr); filesystem: $fstype on $(df --output=source "$WORK" | tail -1) ($WORK)"
-echo "mailroom: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), $(go version | awk '{print $3}')"
+echo "mailroom: $MR_VERSION, $(go version | awk '{print $3}')"
 echo "dovecot:  $DV_VERSION, Debian defaults (maildir, index in the Maildir, no FTS), mail uid $DV_USER"
 echo "mbsync:   $("$MBSYNC" --version 2>/dev/null | head -1)"
 echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows in the spreads)"
