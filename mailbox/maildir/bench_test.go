@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -218,4 +219,64 @@ func BenchmarkHeaderCache(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkOpen times what FETCH ENVELOPE or SEARCH HEADER does per
+// message: Open, read the first 512 bytes, seek back, Close.
+func BenchmarkOpen(b *testing.B) {
+	dir := b.TempDir()
+	root := filepath.Join(dir, "mail")
+	store, err := Open(Options{Root: root, Hostname: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	home := "example.org/bench"
+	md := filepath.Join(root, home, "Maildir")
+	for _, d := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(md, d), 0o700)
+	}
+	body := bytes.Repeat([]byte("Subject: a line of some length\n"), 100)
+	const n = 1000
+	for i := range n {
+		name := fmt.Sprintf("%d.M%06dP1Q%d.bench,S=%d,W=%d:2,S", 1700000000+i/100, i%100, i, len(body), len(body)+100)
+		if err := os.WriteFile(filepath.Join(md, "cur", name), body, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	db, err := bolt.Open(filepath.Join(dir, "index.db"), 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ix, err := NewIndex(db, store, IndexOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ix.Close()
+	ctx := context.Background()
+	f, err := ix.Open(ctx, home)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.Sync(ctx, "INBOX"); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 512)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r, _, err := f.Open(ctx, "INBOX", uint32(i%n+1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(r, buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Seek(100, io.SeekStart); err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+		i++
+	}
 }

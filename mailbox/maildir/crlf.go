@@ -1,9 +1,11 @@
 package maildir
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
+	"sync"
 )
 
 // Messages are stored with LF line endings and served with CRLF. The size
@@ -81,20 +83,37 @@ func countServed(r io.Reader) (disk, served int64, err error) {
 
 // crlfReader serves a file stored with LF endings with CRLF endings: a
 // bare LF becomes CRLF, an existing CRLF stays. Seeking to the start
-// rewinds the file; any other seek reads forward from the start.
+// rewinds the file; a seek back within the last chunk read (such as to
+// the body after the header was read) moves in memory; any other seek
+// reads forward from the start. Its buffers come from a pool and go back
+// at Close.
 type crlfReader struct {
-	f      *os.File
-	size   int64 // size as served, for io.SeekEnd
-	pos    int64 // offset in the served stream
-	in     []byte
-	out    []byte // converted bytes not yet returned
-	outBuf []byte
-	lastCR bool
-	eof    bool
+	f    *os.File
+	size int64 // size as served, for io.SeekEnd
+	pos  int64 // offset in the served stream
+	bufs *crlfBufs
+	// chunk is the last chunk converted, starting at offset chunkAt of
+	// the served stream; out is its part not yet returned.
+	chunk   []byte
+	chunkAt int64
+	out     []byte
+	lastCR  bool
+	eof     bool
 }
 
+const crlfChunk = 8 << 10
+
+// crlfBufs are one reader's buffers: a chunk of the file, and room for
+// it converted (at worst every byte an LF).
+type crlfBufs struct {
+	in  [crlfChunk]byte
+	out [2 * crlfChunk]byte
+}
+
+var crlfPool = sync.Pool{New: func() any { return new(crlfBufs) }}
+
 func newCRLFReader(f *os.File, size int64) *crlfReader {
-	return &crlfReader{f: f, size: size, in: make([]byte, 8<<10), outBuf: make([]byte, 0, 16<<10)}
+	return &crlfReader{f: f, size: size, bufs: crlfPool.Get().(*crlfBufs)}
 }
 
 // Read serves exactly the size the index gave (which the IMAP server
@@ -102,6 +121,9 @@ func newCRLFReader(f *os.File, size int64) *crlfReader {
 // cut there, or fails with io.ErrUnexpectedEOF if it is shorter, rather
 // than breaking the protocol stream.
 func (c *crlfReader) Read(p []byte) (int, error) {
+	if c.bufs == nil {
+		return 0, os.ErrClosed
+	}
 	if c.pos >= c.size {
 		return 0, io.EOF
 	}
@@ -112,16 +134,10 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 		if c.eof {
 			return 0, io.ErrUnexpectedEOF
 		}
-		n, err := c.f.Read(c.in)
-		out := c.outBuf[:0]
-		for _, b := range c.in[:n] {
-			if b == '\n' && !c.lastCR {
-				out = append(out, '\r')
-			}
-			c.lastCR = b == '\r'
-			out = append(out, b)
-		}
-		c.out = out
+		n, err := c.f.Read(c.bufs.in[:])
+		c.chunk = c.convert(c.bufs.in[:n])
+		c.chunkAt = c.pos
+		c.out = c.chunk
 		if errors.Is(err, io.EOF) {
 			c.eof = true
 		} else if err != nil {
@@ -134,7 +150,36 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// convert turns in into CRLF form in the output buffer, a line at a
+// time.
+func (c *crlfReader) convert(in []byte) []byte {
+	out := c.bufs.out[:0]
+	for len(in) > 0 {
+		i := bytes.IndexByte(in, '\n')
+		if i < 0 {
+			out = append(out, in...)
+			c.lastCR = in[len(in)-1] == '\r'
+			break
+		}
+		cr := c.lastCR
+		if i > 0 {
+			cr = in[i-1] == '\r'
+		}
+		out = append(out, in[:i]...)
+		if !cr {
+			out = append(out, '\r')
+		}
+		out = append(out, '\n')
+		c.lastCR = false
+		in = in[i+1:]
+	}
+	return out
+}
+
 func (c *crlfReader) Seek(offset int64, whence int) (int64, error) {
+	if c.bufs == nil {
+		return c.pos, os.ErrClosed
+	}
 	var target int64
 	switch whence {
 	case io.SeekStart:
@@ -150,10 +195,15 @@ func (c *crlfReader) Seek(offset int64, whence int) (int64, error) {
 		return c.pos, errors.New("maildir: seek before the start")
 	}
 	if target < c.pos {
+		if target >= c.chunkAt && target <= c.chunkAt+int64(len(c.chunk)) {
+			c.out = c.chunk[target-c.chunkAt:]
+			c.pos = target
+			return target, nil
+		}
 		if _, err := c.f.Seek(0, io.SeekStart); err != nil {
 			return c.pos, err
 		}
-		c.pos, c.out, c.lastCR, c.eof = 0, nil, false, false
+		c.pos, c.out, c.chunk, c.chunkAt, c.lastCR, c.eof = 0, nil, nil, 0, false, false
 	}
 	if skip := target - c.pos; skip > 0 {
 		if _, err := io.CopyN(io.Discard, c, skip); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -163,4 +213,13 @@ func (c *crlfReader) Seek(offset int64, whence int) (int64, error) {
 	return target, nil
 }
 
-func (c *crlfReader) Close() error { return c.f.Close() }
+// Close closes the file and gives the buffers back.
+func (c *crlfReader) Close() error {
+	if c.bufs == nil {
+		return os.ErrClosed
+	}
+	b := c.bufs
+	c.bufs, c.chunk, c.out = nil, nil, nil
+	crlfPool.Put(b)
+	return c.f.Close()
+}

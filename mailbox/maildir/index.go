@@ -315,6 +315,7 @@ func (a *account) forget(name string) {
 		f.mu.Lock()
 		f.loaded = false
 		f.mu.Unlock()
+		f.dropHandles()
 		f.notify()
 	}
 }
@@ -388,6 +389,9 @@ type folder struct {
 	uv atomic.Uint32
 
 	newDirty atomic.Bool // a delivery went into new/ since the last scan
+
+	hmu sync.RWMutex
+	h   *dirHandles // new/ and cur/, kept open (handles.go)
 
 	wmu sync.Mutex
 	wch chan struct{}
@@ -813,15 +817,13 @@ type pendingFile struct {
 // A directory whose mtime is what the last scan saw (and was old enough
 // then) is not read again, so a scan of an unchanged folder is two fstats.
 func (f *folder) scan() error {
-	newD, curD, err := f.openSub()
+	newD, curD, err := f.subDirs()
 	if err != nil {
 		if errors.Is(err, mailbox.ErrNoFolder) {
 			f.loaded = false
 		}
 		return err
 	}
-	defer newD.Close()
-	defer curD.Close()
 
 	var (
 		newNames, curNames []string
@@ -845,13 +847,20 @@ func (f *folder) scan() error {
 			return nil
 		}
 		// new/ before cur/: a file moving from new/ to cur/ meanwhile is
-		// then seen at least once.
+		// then seen at least once. The handles are kept between scans:
+		// each is read from its start.
 		if readNew {
+			if _, err := newD.Seek(0, 0); err != nil {
+				return fmt.Errorf("maildir: read %s/new: %w", f.dir, err)
+			}
 			if newNames, err = readNames(newD); err != nil {
 				return fmt.Errorf("maildir: read %s/new: %w", f.dir, err)
 			}
 		}
 		if readCur {
+			if _, err := curD.Seek(0, 0); err != nil {
+				return fmt.Errorf("maildir: read %s/cur: %w", f.dir, err)
+			}
 			if curNames, err = readNames(curD); err != nil {
 				return fmt.Errorf("maildir: read %s/cur: %w", f.dir, err)
 			}
@@ -872,12 +881,6 @@ func (f *folder) scan() error {
 			break
 		}
 		// Changed while we read: read both again.
-		if _, err := newD.Seek(0, 0); err != nil {
-			return err
-		}
-		if _, err := curD.Seek(0, 0); err != nil {
-			return err
-		}
 	}
 
 	f.gen++

@@ -36,16 +36,17 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 			}
 		}
 		e := f.find(uid)
-		var sub, file string
+		var inNew bool
+		var file string
 		var size int64
 		if e != nil {
-			sub, file, size = e.subdir(), e.name, e.size
+			inNew, file, size = e.inNew, e.name, e.size
 		}
 		f.mu.Unlock()
 		if e == nil {
 			break
 		}
-		fh, err := s.a.openIn(path.Join(f.dir, sub), file)
+		fh, err := f.openMessage(inNew, file)
 		if err == nil {
 			return newCRLFReader(fh, size), size, nil
 		}
