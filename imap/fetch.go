@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"io"
+	"sync"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -138,9 +139,19 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 			return s.fail("open message", err)
 		}
 		defer r.Close()
-		c, err = newContent(r, size)
-		if err == nil {
-			err = c.items(options, &items)
+		if wholeOnly(options, env != nil) {
+			// BODY[] (mbsync's and most clients' download) needs no parsing.
+			c = &content{r: r, size: size}
+			items.sections = make([][]byte, len(options.BodySection))
+			items.spans = make([]span, len(options.BodySection))
+			for i, sec := range options.BodySection {
+				items.spans[i] = partial(span{0, size}, sec.Partial)
+			}
+		} else {
+			c, err = newContent(r, size)
+			if err == nil {
+				err = c.items(options, &items)
+			}
 		}
 		if err != nil {
 			s.log.Error("read message", "folder", s.name, "uid", m.UID, "err", err)
@@ -210,6 +221,20 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 	return rw.Close()
 }
 
+// wholeOnly says whether every item that needs the message is the whole
+// message as stored (BODY[], BODY.PEEK[], with or without <partial>).
+func wholeOnly(o *goimap.FetchOptions, haveEnv bool) bool {
+	if (o.Envelope && !haveEnv) || o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, sec := range o.BodySection {
+		if len(sec.Part) > 0 || len(sec.HeaderFields) > 0 || len(sec.HeaderFieldsNot) > 0 || sec.Specifier != goimap.PartSpecifierNone {
+			return false
+		}
+	}
+	return true
+}
+
 // needsContent says whether the message must be read; haveEnv: the
 // ENVELOPE is known already.
 func needsContent(o *goimap.FetchOptions, haveEnv bool) bool {
@@ -257,6 +282,9 @@ func writeBytes(wc io.WriteCloser, b []byte) error {
 	return err
 }
 
+// copyBufs recycles writeSpan's copy buffers (one per message otherwise).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // writeSpan copies a byte range of the stored message into a literal whose
 // size is already on the wire. Should the file end early (changed under
 // us), the literal is padded with spaces so that the session stays in
@@ -264,10 +292,12 @@ func writeBytes(wc io.WriteCloser, b []byte) error {
 func (s *session) writeSpan(wc io.WriteCloser, c *content, sp span) error {
 	var n int64
 	var rerr error
-	if _, err := c.r.Seek(sp.off, io.SeekStart); err != nil {
+	if err := c.seek(sp.off); err != nil {
 		rerr = err
 	} else {
-		n, rerr = io.Copy(wc, io.LimitReader(c.r, sp.n))
+		buf := copyBufs.Get().(*[]byte)
+		n, rerr = io.CopyBuffer(wc, io.LimitReader(c.r, sp.n), *buf)
+		copyBufs.Put(buf)
 	}
 	if n < sp.n {
 		s.log.Error("message shorter than its size; padded", "folder", s.name, "err", rerr)

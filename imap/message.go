@@ -114,6 +114,12 @@ type content struct {
 	raw    []byte
 	fields []field
 	hdr    *textproto.Header
+	// br has read r up to the end of the header block; while atBody is
+	// true, r has not been moved since, and the body is read on from br
+	// rather than by seeking back (a Maildir's CRLF-converted message
+	// seeks by reading again from the start).
+	br     *bufio.Reader
+	atBody bool
 }
 
 func newContent(r io.ReadSeeker, size int64) (*content, error) {
@@ -122,7 +128,15 @@ func newContent(r io.ReadSeeker, size int64) (*content, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
-	return &content{r: r, size: size, raw: raw, fields: parseFields(raw)}, nil
+	return &content{r: r, size: size, raw: raw, fields: parseFields(raw), br: br, atBody: true}, nil
+}
+
+// seek moves r for a direct read; the body can no longer be read on
+// from br.
+func (c *content) seek(off int64) error {
+	c.atBody = false
+	_, err := c.r.Seek(off, io.SeekStart)
+	return err
 }
 
 // bodyLen is the size of everything after the header block.
@@ -149,7 +163,11 @@ func (c *content) header() textproto.Header {
 
 // body returns a reader of the body, from its start.
 func (c *content) body() (io.Reader, error) {
-	if _, err := c.r.Seek(int64(len(c.raw)), io.SeekStart); err != nil {
+	if c.atBody && c.br != nil {
+		c.atBody = false
+		return c.br, nil // limited to size already
+	}
+	if err := c.seek(int64(len(c.raw))); err != nil {
 		return nil, err
 	}
 	return io.LimitReader(c.r, c.bodyLen()), nil
