@@ -150,6 +150,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 		} else {
 			c, err = newContent(r, size)
 			if err == nil {
+				defer c.release() // after the spans are written
 				err = c.items(options, &items)
 			}
 		}

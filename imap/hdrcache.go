@@ -6,7 +6,6 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	gotextproto "github.com/emersion/go-message/textproto"
 
 	"mailroom/mailbox"
 )
@@ -63,13 +62,7 @@ func envelopeOf(fields []field) (env *goimap.Envelope) {
 			env = &goimap.Envelope{}
 		}
 	}()
-	var h gotextproto.Header
-	for i := len(fields) - 1; i >= 0; i-- { // the header keeps fields last first
-		if isCachedKey(fields[i].key) {
-			h.AddRaw(fields[i].raw)
-		}
-	}
-	return imapserver.ExtractEnvelope(h)
+	return imapserver.ExtractEnvelope(headerOf(fields, isCachedKey))
 }
 
 // cachedFields reads the HeaderCache entries of the messages at these

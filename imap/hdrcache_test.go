@@ -53,6 +53,9 @@ func TestEnvelopeOfMatchesWholeHeader(t *testing.T) {
 		if got := envelopeOf(c.fields); !reflect.DeepEqual(got, want) {
 			t.Errorf("message %d: envelopeOf = %+v, whole header gives %+v", i, got, want)
 		}
+		if got, want := headerList(headerOf(c.fields, nil)), headerList(h); !reflect.DeepEqual(got, want) {
+			t.Errorf("message %d: headerOf gives %q, ReadHeader %q", i, got, want)
+		}
 		if got := envelopeOf(fieldsOf(cachedBlock(c.fields))); !reflect.DeepEqual(got, want) {
 			t.Errorf("message %d: from the cached block %+v, whole header gives %+v", i, got, want)
 		}
@@ -131,4 +134,13 @@ func TestFetchEnvelopeCacheChunks(t *testing.T) {
 	if st := cstore.CacheStats(); st.Hits != 10+n-1999 || st.Stored != n {
 		t.Errorf("second FETCH: %+v, want %d hits, nothing stored", st, 10+n-1999)
 	}
+}
+
+// headerList is a header's fields as "Key: value", in order.
+func headerList(h gotextproto.Header) []string {
+	var out []string
+	for f := h.Fields(); f.Next(); {
+		out = append(out, f.Key()+": "+f.Value())
+	}
+	return out
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -122,13 +124,29 @@ type content struct {
 	atBody bool
 }
 
+// headerReaders recycles newContent's buffered readers (see release).
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
 func newContent(r io.ReadSeeker, size int64) (*content, error) {
-	br := bufio.NewReader(io.LimitReader(r, size))
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(io.LimitReader(r, size))
 	raw, err := splitHeader(br)
 	if err != nil {
+		br.Reset(nil)
+		headerReaders.Put(br)
 		return nil, fmt.Errorf("read header: %w", err)
 	}
 	return &content{r: r, size: size, raw: raw, fields: parseFields(raw), br: br, atBody: true}, nil
+}
+
+// release gives the buffered reader back when the message is done with;
+// c must not be used after.
+func (c *content) release() {
+	if c != nil && c.br != nil {
+		c.br.Reset(nil)
+		headerReaders.Put(c.br)
+		c.br, c.atBody = nil, false
+	}
 }
 
 // seek moves r for a direct read; the body can no longer be read on
@@ -155,10 +173,32 @@ func (c *content) clean() []byte {
 // header is the parsed header for the library's extractors.
 func (c *content) header() textproto.Header {
 	if c.hdr == nil {
-		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(c.clean())))
+		h := headerOf(c.fields, nil)
 		c.hdr = &h
 	}
 	return *c.hdr
+}
+
+// headerOf is the header go-message's ReadHeader gives for these fields
+// (those keep reports true for, or all with keep nil), built without
+// reading them again. A field's raw bytes are kept, not copied.
+func headerOf(fields []field, keep func(string) bool) textproto.Header {
+	var h textproto.Header
+	for i := len(fields) - 1; i >= 0; i-- { // the header keeps fields last first
+		if keep == nil || keep(fields[i].key) {
+			h.AddRaw(fields[i].raw)
+		}
+	}
+	return h
+}
+
+// entity is the message for go-message, with the header as parsed here.
+func (c *content) entity() (*gomessage.Entity, error) {
+	b, err := c.body()
+	if err != nil {
+		return nil, err
+	}
+	return gomessage.New(gomessage.Header{Header: c.header()}, b)
 }
 
 // body returns a reader of the body, from its start.

@@ -187,6 +187,7 @@ func (s *session) load(m mailbox.Message, l *lazy) error {
 
 func (l *lazy) close() {
 	if l.r != nil {
+		l.c.release()
 		l.r.Close()
 	}
 }

@@ -51,11 +51,7 @@ func (l *lazy) bodyHas(want string) (found bool) {
 				l.rawBody(check)
 			}
 		}()
-		m, err := l.c.message()
-		if err != nil {
-			return
-		}
-		e, err := gomessage.Read(m)
+		e, err := l.c.entity()
 		if e == nil || (err != nil && !gomessage.IsUnknownCharset(err) && !gomessage.IsUnknownEncoding(err)) {
 			l.rawBody(check)
 			return
