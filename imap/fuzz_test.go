@@ -11,6 +11,8 @@ import (
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gotextproto "github.com/emersion/go-message/textproto"
 )
 
 // pipeListener hands net.Pipe ends to the server, for whole-session
@@ -115,6 +117,7 @@ func FuzzMessage(f *testing.F) {
 		}
 	}
 	f.Add([]byte(multipartMsg))
+	f.Add([]byte("Date: Tue, 3 Feb 2026 07:08:09 +0000\r\nDate: x\r\nFrom: a@b.example\r\n\r\nx"))
 	opts := &goimap.FetchOptions{
 		Envelope:      true,
 		BodyStructure: &goimap.FetchItemBodyStructure{Extended: true},
@@ -156,6 +159,11 @@ func FuzzMessage(f *testing.F) {
 		env := envelopeOf(c.fields)
 		if it.bs == nil || env == nil {
 			t.Fatalf("no body structure or envelope")
+		}
+		// The same as the library's from the whole header, re-read.
+		h, _ := gotextproto.ReadHeader(bufio.NewReader(bytes.NewReader(c.clean())))
+		if want := imapserver.ExtractEnvelope(h); !reflect.DeepEqual(env, want) {
+			t.Fatalf("ENVELOPE %+v, the library's from the whole header %+v", env, want)
 		}
 		// The header cache's entry gives the same ENVELOPE.
 		if got := envelopeOf(fieldsOf(cachedBlock(c.fields))); !reflect.DeepEqual(got, env) {

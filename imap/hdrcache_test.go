@@ -35,6 +35,13 @@ func envelopeCorpus(t *testing.T) [][]byte {
 			"To: undisclosed-recipients:;\r\nCc: =?iso-8859-1?q?J=F6rg?= <j@e.example>\r\nIn-Reply-To: <x@y> <z@w>\r\n"+
 			"Message-Id: <id@example>\r\nDate: 2 Jan 2006 15:04 +0100\r\nReply-To: r@example\r\nSender: s@example\r\nBcc: b@example\r\n\r\nhi\r\n"),
 		[]byte("Subject: no body and no line end"),
+		[]byte("Date: Tue, 3 Feb 2026 07:08:09 +0000\r\n\r\n"),
+		[]byte("Date: Tue, 03 Feb 2026 07:08:09 -0000 (UTC)\r\n\r\n"),
+		[]byte("Date: 31 Feb 2026 07:08:09 +0100\r\n\r\n"),
+		[]byte("Date: Xyz, 3 Feb 2026 07:08:09 +0100\r\n\r\n"),
+		[]byte("Date: Tue, 3 Feb 26 07:08 EST\r\nDate: Wed, 4 Feb 2026 07:08:09 +0100\r\n\r\n"),
+		[]byte("Date:   Tue,  3 Feb 2026 07:08:09 +0530  \r\n\r\n"),
+		[]byte("Date: Tue, 3 Feb 2026 24:08:09 +0100\r\n\r\n"),
 		[]byte(""),
 	)
 }
