@@ -57,41 +57,41 @@ func isBlank(line []byte) bool {
 
 // parseFields splits a header block into fields. Lines that are neither
 // "name: value" with a printable-ASCII name nor a continuation of such a
-// field are skipped, as is a continuation with no field before it.
+// field are skipped, as is a continuation with no field before it. The
+// fields' raw bytes are slices of raw, not copies.
 func parseFields(raw []byte) []field {
-	var fields []field
+	fields := make([]field, 0, 16)
 	cur := -1
-	for len(raw) > 0 {
-		n := bytes.IndexByte(raw, '\n') + 1
+	curStart := 0 // offset in raw of the current field's first line
+	off := 0
+	for off < len(raw) {
+		n := bytes.IndexByte(raw[off:], '\n') + 1
 		if n == 0 {
-			n = len(raw)
+			n = len(raw) - off
 		}
-		line := raw[:n]
-		raw = raw[n:]
+		line := raw[off : off+n]
 		if isBlank(line) {
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if cur >= 0 {
-				fields[cur].raw = append(fields[cur].raw, line...)
+			if cur >= 0 { // continuation lines follow their field
+				fields[cur].raw = raw[curStart : off+n : off+n]
 			}
+			off += n
 			continue
 		}
 		cur = -1
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue
+		if colon := bytes.IndexByte(line, ':'); colon > 0 {
+			if key := string(bytes.TrimRight(line[:colon], " \t")); validKey(key) {
+				fields = append(fields, field{key: key, raw: line[:n:n]})
+				cur, curStart = len(fields)-1, off
+			}
 		}
-		key := strings.TrimRight(string(line[:colon]), " \t")
-		if !validKey(key) {
-			continue
-		}
-		fields = append(fields, field{key: key, raw: append([]byte(nil), line...)})
-		cur = len(fields) - 1
+		off += n
 	}
 	for i := range fields { // a last line without its line ending
 		if r := fields[i].raw; r[len(r)-1] != '\n' {
-			fields[i].raw = append(r, '\r', '\n')
+			fields[i].raw = append(r, '\r', '\n') // capacity is len: copies
 		}
 	}
 	return fields

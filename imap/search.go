@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"mime"
@@ -41,8 +42,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		entries map[uint32][]byte
 		chunk   []int
 	)
+	var sc scratch
 	for i := range msgs {
-		var l lazy
+		l := lazy{sc: &sc}
 		if hc != nil {
 			if i%cacheChunk == 0 {
 				chunk = chunk[:0]
@@ -153,6 +155,58 @@ type lazy struct {
 	loaded bool
 	gone   bool
 	hc     mailbox.HeaderCache
+	sc     *scratch
+}
+
+// scratch is what one SEARCH reuses from message to message: the folded
+// search terms and a buffer for lower-casing.
+type scratch struct {
+	folds map[string]string
+	low   []byte
+	wantS string // the last term contains looked for, as bytes in wantB
+	wantB []byte
+}
+
+func (sc *scratch) fold(s string) string {
+	if f, ok := sc.folds[s]; ok {
+		return f
+	}
+	if sc.folds == nil {
+		sc.folds = map[string]string{}
+	}
+	f := fold(s)
+	sc.folds[s] = f
+	return f
+}
+
+// contains reports whether v, folded, contains want (folded).
+func (sc *scratch) contains(v, want string) bool {
+	if !isASCIIString(v) {
+		return strings.Contains(fold(v), want)
+	}
+	if !isASCIIString(want) {
+		return false // an ASCII text folds to ASCII
+	}
+	b := append(sc.low[:0], v...)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	sc.low = b
+	if sc.wantS != want || sc.wantB == nil {
+		sc.wantS, sc.wantB = want, []byte(want)
+	}
+	return bytes.Contains(b, sc.wantB)
+}
+
+func isASCIIString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 var folder = cases.Fold()
@@ -265,12 +319,12 @@ func (s *session) match(i int, c *goimap.SearchCriteria, l *lazy) (bool, error) 
 			}
 		}
 		for _, t := range c.Body {
-			if !l.bodyHas(fold(t)) {
+			if !l.bodyHas(l.sc.fold(t)) {
 				return false, nil
 			}
 		}
 		for _, t := range c.Text {
-			if !l.headerHas("", t) && !l.bodyHas(fold(t)) {
+			if !l.headerHas("", t) && !l.bodyHas(l.sc.fold(t)) {
 				return false, nil
 			}
 		}
@@ -299,7 +353,7 @@ func (s *session) match(i int, c *goimap.SearchCriteria, l *lazy) (bool, error) 
 // headerHas reports whether a field named key (any field, for key "")
 // contains value; an empty value matches any field of that name.
 func (l *lazy) headerHas(key, value string) bool {
-	want := fold(value)
+	want := l.sc.fold(value)
 	for _, f := range l.c.fields {
 		if key != "" && !strings.EqualFold(f.key, key) {
 			continue
@@ -311,7 +365,7 @@ func (l *lazy) headerHas(key, value string) bool {
 		if key == "" {
 			v = f.key + ": " + v
 		}
-		if strings.Contains(fold(v), want) {
+		if l.sc.contains(v, want) {
 			return true
 		}
 	}

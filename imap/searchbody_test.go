@@ -58,3 +58,19 @@ func TestSearchBodyParts(t *testing.T) {
 		}
 	}
 }
+
+// scratch.contains, the header matcher, agrees with containsFold.
+func TestScratchContains(t *testing.T) {
+	t.Parallel()
+	var sc scratch
+	for _, tc := range []struct{ v, term string }{
+		{"Hello World", "WORLD"}, {"Hello World", "worlds"}, {"Grüße", "GRÜSSE"},
+		{"Straße", "strasse"}, {"plain", "plaiN"}, {"\u212a", "k"}, {"", ""}, {"abc", ""},
+	} {
+		want := sc.fold(tc.term)
+		var low []byte
+		if got, ref := sc.contains(tc.v, want), containsFold([]byte(tc.v), want, &low) || want == ""; got != ref {
+			t.Errorf("contains(%q, %q) = %v, containsFold %v", tc.v, tc.term, got, ref)
+		}
+	}
+}
