@@ -25,6 +25,13 @@ const (
 	bufCloseTimeout = 200 * time.Millisecond
 )
 
+// bufPool holds the write buffers of all connections: a connection has
+// one only while it has something to send.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, bufFlushSize+8<<10)
+	return &b
+}}
+
 // bufConn is a net.Conn whose writes are coalesced. Write never fails for
 // a socket error the moment it happens: the error is sticky and returned
 // by the next Write or Read, which ends the library's session.
@@ -34,8 +41,7 @@ type bufConn struct {
 	wmu sync.Mutex // held while writing to the socket; taken before mu
 
 	mu       sync.Mutex
-	buf      []byte
-	spare    []byte // the other buffer, swapped in by flush
+	buf      []byte // from bufPool; nil when empty, so that an idle connection holds none
 	err      error  // first write error, sticky
 	armed    bool   // timer pending
 	timer    *time.Timer
@@ -69,6 +75,9 @@ func (b *bufConn) Write(p []byte) (int, error) {
 	if b.closing {
 		b.mu.Unlock()
 		return 0, net.ErrClosed
+	}
+	if b.buf == nil {
+		b.buf = (*bufPool.Get().(*[]byte))[:0]
 	}
 	b.buf = append(b.buf, p...)
 	full := len(b.buf) >= bufFlushSize
@@ -106,8 +115,7 @@ func (b *bufConn) flush() error {
 		return err
 	}
 	data := b.buf
-	b.buf = b.spare[:0]
-	b.spare = nil
+	b.buf = nil
 	d := time.Now().Add(b.writeTimeout)
 	if b.closing {
 		d = time.Now().Add(bufCloseTimeout)
@@ -124,8 +132,9 @@ func (b *bufConn) flush() error {
 	if err != nil && b.err == nil {
 		b.err = err
 	}
-	if cap(data) <= 4*bufFlushSize { // keep one buffer, not a huge literal's
-		b.spare = data[:0]
+	if cap(data) <= 2*bufFlushSize { // not a huge literal's
+		data = data[:0]
+		bufPool.Put(&data)
 	}
 	return b.err
 }

@@ -85,6 +85,12 @@ func TestBufConnCoalescesUntilRead(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Error("the client did not get the bytes written, in order")
 	}
+	b.mu.Lock()
+	held := cap(b.buf)
+	b.mu.Unlock()
+	if held != 0 {
+		t.Errorf("an idle connection holds a %d-byte buffer", held)
+	}
 }
 
 func TestBufConnLargeWritesGoOut(t *testing.T) {
