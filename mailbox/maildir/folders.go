@@ -2,11 +2,13 @@ package maildir
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -456,9 +458,14 @@ func sortNames(names []string) {
 func isInboxName(n string) bool { return n == inbox || strings.HasPrefix(n, inbox+"/") }
 
 // sortByKey sorts by unique name, keeping the order found among equal
-// ones (new/ is read before cur/).
+// ones (new/ is read before cur/; seq is that order).
 func sortByKey(p []pendingFile) {
-	sort.SliceStable(p, func(i, j int) bool { return p[i].fn.key < p[j].fn.key })
+	slices.SortFunc(p, func(a, b pendingFile) int {
+		if c := strings.Compare(a.fn.key, b.fn.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
 }
 
 // errNotExist reports whether err means a file is gone.

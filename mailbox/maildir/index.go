@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,7 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"sort"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,8 +442,10 @@ const entryVersion = 1
 // encode is the index record of e: a version byte, then modseq, date,
 // size, disk size, flags, in-new, keywords (count, then each with its
 // length), and the file name to the end.
-func (e *entry) encode() []byte {
-	b := make([]byte, 0, 48+len(e.name))
+func (e *entry) encode() []byte { return e.appendTo(make([]byte, 0, 48+len(e.name))) }
+
+// appendTo appends e's record to b.
+func (e *entry) appendTo(b []byte) []byte {
 	b = append(b, entryVersion)
 	b = binary.AppendUvarint(b, e.modSeq)
 	b = binary.AppendVarint(b, e.date)
@@ -811,6 +815,7 @@ type pendingFile struct {
 	name  string
 	inNew bool
 	fn    fileName
+	seq   int // order found
 }
 
 // scan compares new/ and cur/ with the index and records the difference.
@@ -897,7 +902,7 @@ func (f *folder) scan() error {
 			fn := parseFileName(n)
 			e := f.byKey[fn.key]
 			if e == nil {
-				adds = append(adds, pendingFile{name: n, inNew: inNew, fn: fn})
+				adds = append(adds, pendingFile{name: n, inNew: inNew, fn: fn, seq: len(adds)})
 				continue
 			}
 			if e.mark == gen {
@@ -968,37 +973,72 @@ func (f *folder) statNew(adds []pendingFile, newD, curD *os.File) []*entry {
 	// with the time); a unique name found twice (in new/ and cur/, as a
 	// file moves) is taken once, the first seen.
 	sortByKey(adds)
-	out := make([]*entry, 0, len(adds))
+	uniq := adds[:0]
 	for i, p := range adds {
 		if i > 0 && adds[i-1].fn.key == p.fn.key {
 			continue
 		}
-		dfd := int(curD.Fd())
-		if p.inNew {
-			dfd = int(newD.Fd())
+		uniq = append(uniq, p)
+	}
+	// One stat per file is most of the time of a first scan: spread
+	// over the CPUs for many files. Entries come from one slab.
+	slab := make([]entry, len(uniq))
+	ok := make([]bool, len(uniq))
+	work := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ok[i] = f.statOne(&uniq[i], &slab[i], newD, curD)
 		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(dfd, p.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			continue
+	}
+	if workers := min(runtime.GOMAXPROCS(0), 8, len(uniq)/1024); workers > 1 {
+		var wg sync.WaitGroup
+		per := (len(uniq) + workers - 1) / workers
+		for lo := 0; lo < len(uniq); lo += per {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				work(lo, min(lo+per, len(uniq)))
+			}()
 		}
-		e := &entry{inNew: p.inNew, flags: p.fn.flags, date: st.Mtim.Sec, disk: st.Size, name: p.name, size: p.fn.sizeW}
-		if e.size < 0 || (p.fn.sizeS >= 0 && p.fn.sizeS != st.Size) {
-			fd, err := unix.Openat(dfd, p.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil {
-				continue
-			}
-			file := os.NewFile(uintptr(fd), p.name)
-			_, served, err := countServed(file)
-			file.Close()
-			if err != nil {
-				f.a.ix.log.Warn("unreadable message file skipped", "home", f.a.home, "folder", f.name, "file", p.name, "err", err)
-				continue
-			}
-			e.size = served
+		wg.Wait()
+	} else {
+		work(0, len(uniq))
+	}
+	out := make([]*entry, 0, len(uniq))
+	for i := range slab {
+		if ok[i] {
+			out = append(out, &slab[i])
 		}
-		out = append(out, e)
 	}
 	return out
+}
+
+// statOne fills e for the file p and reports whether it is to be
+// indexed (a regular file, readable).
+func (f *folder) statOne(p *pendingFile, e *entry, newD, curD *os.File) bool {
+	dfd := int(curD.Fd())
+	if p.inNew {
+		dfd = int(newD.Fd())
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, p.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
+	*e = entry{inNew: p.inNew, flags: p.fn.flags, date: st.Mtim.Sec, disk: st.Size, name: p.name, size: p.fn.sizeW}
+	if e.size < 0 || (p.fn.sizeS >= 0 && p.fn.sizeS != st.Size) {
+		fd, err := unix.Openat(dfd, p.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		file := os.NewFile(uintptr(fd), p.name)
+		_, served, err := countServed(file)
+		file.Close()
+		if err != nil {
+			f.a.ix.log.Warn("unreadable message file skipped", "home", f.a.home, "folder", f.name, "file", p.name, "err", err)
+			return false
+		}
+		e.size = served
+	}
+	return true
 }
 
 // entryUpdate is a new value for an indexed message.
@@ -1024,7 +1064,7 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 		e.modSeq = modSeq
 		e.mark = f.gen
 	}
-	sort.SliceStable(added, func(i, j int) bool { return added[i].uid < added[j].uid })
+	slices.SortStableFunc(added, func(a, b *entry) int { return cmp.Compare(a.uid, b.uid) })
 	bumped := len(added) > 0 || len(removed) > 0
 	for i := range updates {
 		u := &updates[i]
@@ -1037,12 +1077,58 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 	if bumped {
 		meta.modSeq = modSeq
 	}
-	err := f.a.ix.db.Update(func(tx *bolt.Tx) error {
+	// Many additions alone (a folder indexed for the first time) are
+	// written in several transactions, each a consistent prefix (its
+	// UIDNEXT above its last UID): one huge transaction costs more
+	// than its parts, as bbolt copies every dirty node whenever it
+	// grows its map. If one fails, memory takes the prefixes written.
+	var err error
+	if len(updates) == 0 && len(removed) == 0 && len(added) > commitChunk {
+		done, final := 0, meta
+		for done < len(added) && err == nil {
+			part := added[done:min(done+commitChunk, len(added))]
+			pm := final
+			if done+len(part) < len(added) {
+				pm.uidNext = max(f.uidNext, part[len(part)-1].uid+1)
+			}
+			if err = f.write(nil, nil, part, pm); err == nil {
+				done += len(part)
+				meta = pm
+			}
+		}
+		if err != nil && done > 0 {
+			f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
+			added = added[:done]
+			f.apply(nil, added, nil, meta)
+			return fmt.Errorf("maildir: update index of %s: %w", f.dir, err)
+		}
+	} else {
+		err = f.write(updates, removed, added, meta)
+	}
+	if err != nil {
+		// Memory is left as it was; forget what the scan saw so that
+		// the next sync tries again.
+		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
+		return fmt.Errorf("maildir: update index of %s: %w", f.dir, err)
+	}
+	f.apply(updates, added, removed, meta)
+	return nil
+}
+
+// commitChunk is the most additions commit writes in one transaction.
+var commitChunk = 8192 // a variable for tests
+
+// write records changes and meta in one bbolt transaction.
+func (f *folder) write(updates []entryUpdate, removed, added []*entry, meta folderMeta) error {
+	return f.a.ix.db.Update(func(tx *bolt.Tx) error {
 		fb, err := f.bucket(tx)
 		if err != nil {
 			return err
 		}
 		ub := fb.Bucket(bucketUIDs)
+		if len(added) > 64 && len(updates) == 0 && len(removed) == 0 {
+			ub.FillPercent = 0.9 // appended in UID order: fuller pages
+		}
 		cb := fb.Bucket(bucketCache)
 		for _, e := range removed {
 			if err := ub.Delete(uidKey(e.uid)); err != nil {
@@ -1059,19 +1145,28 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 				return err
 			}
 		}
+		// Keys and records from one buffer each (bbolt keeps them
+		// until the commit).
+		keys := make([]byte, 0, 4*len(added))
+		var recs []byte
 		for _, e := range added {
-			if err := ub.Put(uidKey(e.uid), e.encode()); err != nil {
+			if len(recs)+64+len(e.name) > cap(recs) {
+				recs = make([]byte, 0, 256*64)
+			}
+			k0, r0 := len(keys), len(recs)
+			keys = binary.BigEndian.AppendUint32(keys, e.uid)
+			recs = e.appendTo(recs)
+			if err := ub.Put(keys[k0:len(keys):len(keys)], recs[r0:len(recs):len(recs)]); err != nil {
 				return err
 			}
 		}
 		return fb.Put(keyMeta, meta.encode())
 	})
-	if err != nil {
-		// Memory is left as it was; forget what the scan saw so that
-		// the next sync tries again.
-		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
-		return fmt.Errorf("maildir: update index of %s: %w", f.dir, err)
-	}
+}
+
+// apply makes in memory the changes just written, publishes a new
+// snapshot and wakes the watchers.
+func (f *folder) apply(updates []entryUpdate, added, removed []*entry, meta folderMeta) {
 	f.uidNext, f.modSeq = meta.uidNext, meta.modSeq
 	for _, u := range updates {
 		*u.e = u.u
@@ -1103,7 +1198,6 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 	}
 	f.publishDelta(updates, added, removed)
 	f.notify()
-	return nil
 }
 
 // publishDelta makes the new snapshot from the last one and the changes

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,6 +114,43 @@ func TestSeenRecord(t *testing.T) {
 	for _, b := range [][]byte{nil, {seenVersion}, make([]byte, 75), append([]byte{9}, make([]byte, 74)...)} {
 		if n, c, _ := decodeSeen(b); n.valid || c.valid {
 			t.Errorf("decodeSeen(%x) = valid", b)
+		}
+	}
+}
+
+// TestRebuildInChunks: a first scan of more files than one transaction
+// takes gives the same UIDs, in unique-name order, as one transaction,
+// and they survive a restart.
+func TestRebuildInChunks(t *testing.T) {
+	defer func(n int) { commitChunk = n }(commitChunk)
+	commitChunk = 7
+	e := newIndexEnv(t)
+	md := e.md(testHome)
+	f := e.folders(testHome)
+	mustSync(t, f, "INBOX")
+	var want []string
+	for i := range 50 {
+		name := fmt.Sprintf("%d.M1P1Q%d.host,S=2,W=3:2,S", 1700000000+i, i)
+		dir := "cur"
+		if i%5 == 0 {
+			dir, name = "new", name[:len(name)-4]
+		}
+		os.WriteFile(filepath.Join(md, dir, name), []byte("x\n"), 0o600)
+		want = append(want, name)
+	}
+	s := mustSync(t, f, "INBOX")
+	if len(s.Messages) != 50 || s.UIDNext != 51 || s.Messages[49].UID != 50 {
+		t.Fatalf("%d messages, UIDNEXT %d: %v", len(s.Messages), s.UIDNext, uidsOf(s))
+	}
+	e.reopen()
+	f = e.folders(testHome)
+	s2 := mustSync(t, f, "INBOX")
+	if s2.UIDValidity != s.UIDValidity || !slices.Equal(uidsOf(s2), uidsOf(s)) || s2.UIDNext != 51 {
+		t.Fatalf("after restart: %v next %d", uidsOf(s2), s2.UIDNext)
+	}
+	for i, m := range s2.Messages {
+		if got := readMsg(t, f, "INBOX", m.UID); got != "x\r\n" {
+			t.Fatalf("uid %d (%s): %q", m.UID, want[i], got)
 		}
 	}
 }
