@@ -135,6 +135,23 @@ func BenchmarkSync(b *testing.B) {
 			}
 		}
 	})
+	// cur/ touched (as by a STORE's rename, or another program): read
+	// again in full, nothing new.
+	b.Run("warm-cur-read", func(b *testing.B) {
+		var cpu time.Duration
+		defer func() { b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op") }()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			t := time.Now().Add(-time.Duration(i+1) * time.Minute)
+			os.Chtimes(filepath.Join(md, "cur"), t, t)
+			b.StartTimer()
+			c0 := cpuTime()
+			if _, err := f.Sync(ctx, "INBOX"); err != nil {
+				b.Fatal(err)
+			}
+			cpu += cpuTime() - c0
+		}
+	})
 	b.Run("warm-one-new", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()

@@ -899,10 +899,13 @@ func (f *folder) scan() error {
 			if n == "" || n[0] == '.' {
 				continue
 			}
-			fn := parseFileName(n)
-			e := f.byKey[fn.key]
+			key := n
+			if i := strings.IndexByte(n, ':'); i >= 0 {
+				key = n[:i]
+			}
+			e := f.byKey[key]
 			if e == nil {
-				adds = append(adds, pendingFile{name: n, inNew: inNew, fn: fn, seq: len(adds)})
+				adds = append(adds, pendingFile{name: n, inNew: inNew, fn: parseFileName(n), seq: len(adds)})
 				continue
 			}
 			if e.mark == gen {
@@ -913,7 +916,7 @@ func (f *folder) scan() error {
 				continue
 			}
 			u := *e
-			u.name, u.inNew, u.flags = n, inNew, fn.flags
+			u.name, u.inNew, u.flags = n, inNew, parseFileName(n).flags
 			updates = append(updates, entryUpdate{e, u})
 		}
 	}
@@ -955,14 +958,6 @@ func (f *folder) scan() error {
 		return nil
 	}
 	return f.commit(updates, added, removed)
-}
-
-func readNames(d *os.File) ([]string, error) {
-	names, err := d.Readdirnames(-1)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return names, err
 }
 
 // statNew learns what the index keeps of files it did not know: the
