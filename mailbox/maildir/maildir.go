@@ -20,7 +20,12 @@
 // sequences. The Maildir stays the truth: the index follows what other
 // programs do to the files, and is rebuilt from them (under a new
 // UIDVALIDITY) if it is lost. Commit tells the Index of each delivery
-// without waiting on it.
+// without waiting on it. The Index's folders also keep the ENVELOPE header
+// fields of each message (mailbox.HeaderCache, cache.go), written behind
+// in batches; a folder keeps its new/ and cur/ open between scans
+// (handles.go); and Index.Close records what was seen of each directory,
+// so that the first SELECT after a restart reads an unchanged folder from
+// the index alone (seen.go).
 //
 // All paths go through an os.Root opened at the mail root, so that neither a
 // hostile home name nor a symlink planted in a mail home can make a delivery
