@@ -383,6 +383,7 @@ type folder struct {
 	seenCur     dirSeen
 	gen         uint32
 	snap        *mailbox.Snapshot
+	msgs        []mailbox.Message // snap.Messages, with room to append
 	flagCache   map[string][]string
 	imp         *dovecotImport // for the first scan of a new index
 
@@ -1205,10 +1206,14 @@ func (f *folder) publishDelta(updates []entryUpdate, added, removed []*entry) {
 		f.publish()
 		return
 	}
-	msgs := make([]mailbox.Message, 0, len(f.ents))
-	if len(updates) == 0 && len(removed) == 0 {
-		msgs = append(msgs, old.Messages...)
+	var msgs []mailbox.Message
+	if len(updates) == 0 && len(removed) == 0 && len(f.msgs) == len(old.Messages) {
+		// Only additions (a delivery): appended to the array the last
+		// snapshot shares, beyond its length (and capacity, so that
+		// nobody else can write there).
+		msgs = f.msgs
 	} else {
+		msgs = make([]mailbox.Message, 0, growCap(len(f.ents)))
 		changed := make(map[uint32]*entry, len(updates))
 		for _, u := range updates {
 			changed[u.e.uid] = u.e
@@ -1218,7 +1223,7 @@ func (f *folder) publishDelta(updates []entryUpdate, added, removed []*entry) {
 			gone[e.uid] = true
 		}
 		for _, m := range old.Messages {
-			if gone[m.UID] {
+			if len(removed) > 0 && gone[m.UID] {
 				continue
 			}
 			if e := changed[m.UID]; e != nil {
@@ -1230,11 +1235,22 @@ func (f *folder) publishDelta(updates []entryUpdate, added, removed []*entry) {
 	for _, e := range added {
 		msgs = append(msgs, f.message(e))
 	}
+	f.setSnap(msgs)
+}
+
+// growCap is the capacity of a snapshot's array of n messages: room for
+// deliveries to come.
+func growCap(n int) int { return n + n/16 + 16 }
+
+// setSnap publishes the snapshot of msgs (which f.msgs keeps for the
+// next additions).
+func (f *folder) setSnap(msgs []mailbox.Message) {
+	f.msgs = msgs
 	f.snap = &mailbox.Snapshot{
 		UIDValidity:   f.uidValidity,
 		UIDNext:       f.uidNext,
 		HighestModSeq: f.modSeq,
-		Messages:      msgs,
+		Messages:      msgs[:len(msgs):len(msgs)],
 	}
 }
 
@@ -1250,16 +1266,11 @@ func (f *folder) message(e *entry) mailbox.Message {
 
 // publish makes a new immutable snapshot of the folder.
 func (f *folder) publish() {
-	msgs := make([]mailbox.Message, len(f.ents))
+	msgs := make([]mailbox.Message, len(f.ents), growCap(len(f.ents)))
 	for i, e := range f.ents {
 		msgs[i] = f.message(e)
 	}
-	f.snap = &mailbox.Snapshot{
-		UIDValidity:   f.uidValidity,
-		UIDNext:       f.uidNext,
-		HighestModSeq: f.modSeq,
-		Messages:      msgs,
-	}
+	f.setSnap(msgs)
 }
 
 // sysOnly holds the flag lists of messages without keywords, shared by

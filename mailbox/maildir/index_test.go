@@ -346,3 +346,27 @@ func TestIndexWithoutOpenat2(t *testing.T) {
 	t.Run("AppendOpenSetFlags", TestAppendOpenSetFlags)
 	t.Run("Rename", TestRename)
 }
+
+// TestSnapshotsStayImmutable: a delivery appends to the array the last
+// snapshot shares, never into what an earlier snapshot shows, and an
+// append by a reader to a snapshot's Messages does not reach the next.
+func TestSnapshotsStayImmutable(t *testing.T) {
+	e := newIndexEnv(t)
+	f := e.folders(testHome)
+	e.deliver(testHome, "one\n")
+	s1 := mustSync(t, f, "INBOX")
+	_ = append(s1.Messages, mailbox.Message{UID: 999})
+	e.deliver(testHome, "two\n")
+	s2 := mustSync(t, f, "INBOX")
+	e.deliver(testHome, "three\n")
+	s3 := mustSync(t, f, "INBOX")
+	if !slices.Equal(uidsOf(s1), []uint32{1}) || !slices.Equal(uidsOf(s2), []uint32{1, 2}) || !slices.Equal(uidsOf(s3), []uint32{1, 2, 3}) {
+		t.Fatalf("snapshots %v %v %v", uidsOf(s1), uidsOf(s2), uidsOf(s3))
+	}
+	if _, err := f.SetFlags(context.Background(), "INBOX", []uint32{1}, mailbox.FlagsAdd, []string{`\Seen`}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s3.Messages[0].Flags) != 0 || len(s2.Messages[0].Flags) != 0 {
+		t.Errorf("an earlier snapshot changed: %v %v", s2.Messages[0].Flags, s3.Messages[0].Flags)
+	}
+}
