@@ -895,6 +895,9 @@ func (f *folder) scan() error {
 		updates []entryUpdate
 		adds    []pendingFile
 	)
+	if n := len(newNames) + len(curNames) - len(f.ents); n > 0 {
+		adds = make([]pendingFile, 0, n) // a guess: at least that many new
+	}
 	take := func(names []string, inNew bool) {
 		for _, n := range names {
 			if n == "" || n[0] == '.' {
@@ -1212,6 +1215,9 @@ func (f *folder) publishDelta(updates []entryUpdate, added, removed []*entry) {
 		// snapshot shares, beyond its length (and capacity, so that
 		// nobody else can write there).
 		msgs = f.msgs
+		if cap(msgs) < len(f.ents) {
+			msgs = append(make([]mailbox.Message, 0, growCap(len(f.ents))), msgs...)
+		}
 	} else {
 		msgs = make([]mailbox.Message, 0, growCap(len(f.ents)))
 		changed := make(map[uint32]*entry, len(updates))
