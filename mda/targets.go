@@ -138,4 +138,3 @@ func (t *Txn) runCommand(ctx context.Context, u *unit, sp *spool, now time.Time)
 	}
 	return &PermanentError{Status: st, Text: text, Err: err}
 }
-
