@@ -18,9 +18,10 @@
 # its mail user), as alice@example.org's INBOX. Then, R times, each server
 # in turn (mailroom first in odd runs, Dovecot first in even ones):
 #   cold          stop the server, remove its index (mailroom: a fresh
-#                 mailroom.db holding only the account; Dovecot: every
-#                 dovecot* file of the Maildir: dovecot.index*,
-#                 dovecot-uidlist, dovecot.list.index*, ...), start it,
+#                 mailroom.db holding only the account, and the Maildir's
+#                 mailroom-uidvalidity; Dovecot: every dovecot* file of the
+#                 Maildir: dovecot.index*, dovecot-uidlist,
+#                 dovecot.list.index*, ...), start it,
 #                 time TCP connect + LOGIN + SELECT INBOX.
 #   cold-nocache  the same again, but the page cache is dropped (sync;
 #                 echo 3 > /proc/sys/vm/drop_caches) just before the
@@ -198,9 +199,13 @@ dv_maildir() { echo "$DV/n$1/$DOMAIN/$LOCAL/Maildir"; }
 server_start() {
 	local who=$1 n=$2 keep=${3:-}
 	if [[ $who == mailroom ]]; then
-		# The index lives in mailroom.db (and nowhere in the Maildir):
-		# the template holds the account only.
-		[[ -n $keep ]] || cp "$MR/template/mailroom.db" "$(mr_data "$n")/mailroom.db"
+		# The index lives in mailroom.db (the template holds the account
+		# only), and the Maildir keeps the last UIDVALIDITY in
+		# mailroom-uidvalidity, as Dovecot's does in its dovecot* files.
+		if [[ -z $keep ]]; then
+			cp "$MR/template/mailroom.db" "$(mr_data "$n")/mailroom.db"
+			rm -f "$(mr_maildir "$n")"/mailroom-*
+		fi
 		[[ $nocache_now == 1 ]] && { drop_page_cache || die "could not drop the page cache"; }
 		mr_serve "$(mr_data "$n")" "$IMAP_SECTION" imap
 		ADDR=$MR_ADDR PID=$MR_PID
