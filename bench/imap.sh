@@ -148,11 +148,10 @@ warn_tmpfs
 # A thousand connections need a thousand descriptors in Dovecot's master.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+# nocache: the kernel lets us drop the page cache (the cold-nocache row);
+# nocache_now: drop it at the next server_start.
 nocache=0 nocache_now=0
-if for who in $SYSTEMS; do
-	[[ $who == mailroom || $who == dovecot ]] || die "SYSTEMS may hold 'mailroom' and 'dovecot', not '$who'"
-done
-[[ $DROP_CACHES == auto ]] && drop_page_cache; then
+if [[ $DROP_CACHES == auto ]] && drop_page_cache; then
 	nocache=1
 fi
 
@@ -188,7 +187,8 @@ PROBLEMS=$WORK/problems.txt
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 problem() { echo "$*" | tee -a "$PROBLEMS" >&2; }
 
-# mr_maildir N / dv_maildir N: each server's copy of the mailbox.
+# Each server's copy of the N-message mailbox: mailroom's data_dir and
+# Maildir, Dovecot's mail root and Maildir.
 mr_data() { echo "$MR/n$1"; }
 mr_maildir() { echo "$MR/n$1/mail/$DOMAIN/$LOCAL/Maildir"; }
 dv_root() { echo "$DV/n$1"; }
