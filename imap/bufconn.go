@@ -10,8 +10,8 @@ import (
 // response, so FETCH 1:* costs one write(2) (and two SetWriteDeadline
 // calls) per message. bufConn sits under the library (and under TLS, for
 // STARTTLS and ServeTLS) and holds what is written until it passes
-// bufFlushSize, until the connection is next read (the client is then
-// waiting for us), or for at most bufFlushDelay, so that responses written
+// bufFlushSize, until the library is about to read the next command (the
+// client may be waiting for us then), or for at most bufFlushDelay, so that responses written
 // while the reader is blocked (IDLE updates, BYE) still go out at once.
 const (
 	bufFlushSize  = 32 << 10
@@ -148,10 +148,20 @@ func (b *bufConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
+// SetReadDeadline sends what is buffered, then sets the read deadline.
+// The library sets it before it reads each command, also when pipelined
+// commands are already in its buffer and Read is not called: a pipelining
+// client (mbsync sends one UID FETCH per message) gets each command's
+// responses at once, in one write.
+func (b *bufConn) SetReadDeadline(t time.Time) error {
+	b.flush() // an error is sticky: the next Read returns it
+	return b.Conn.SetReadDeadline(t)
+}
+
 // SetDeadline sets the read deadline and records the write deadline.
 func (b *bufConn) SetDeadline(t time.Time) error {
 	b.SetWriteDeadline(t)
-	return b.Conn.SetReadDeadline(t)
+	return b.SetReadDeadline(t)
 }
 
 // Close sends what is buffered (a BYE), waiting at most bufCloseTimeout,

@@ -274,3 +274,27 @@ func TestServeTLS(t *testing.T) {
 		t.Error("STARTTLS offered on a TLS connection")
 	}
 }
+
+// The library sets the read deadline before each command, also a
+// pipelined one it already has: what is buffered goes out then.
+func TestBufConnFlushesBeforeNextCommand(t *testing.T) {
+	t.Parallel()
+	s, c := tcpPair(t)
+	cc := &countingConn{Conn: s}
+	b := newBufConn(cc)
+	b.timer.Stop() // only SetReadDeadline may send
+	b.Write([]byte("T1 OK done\r\n"))
+	b.mu.Lock()
+	b.armed = true // keep Write from re-arming the timer
+	b.timer.Stop()
+	b.mu.Unlock()
+	b.SetReadDeadline(time.Now().Add(time.Minute))
+	if n := cc.writes.Load(); n != 1 {
+		t.Fatalf("%d writes after SetReadDeadline, want 1", n)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "T1 OK done\r\n" {
+		t.Fatalf("got %q, %v", line, err)
+	}
+}
