@@ -68,12 +68,15 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 		Logger:        a.log,
 	})
 	svc := &imapService{srv: srv, ix: ix}
-	serve := func(l net.Listener) error {
-		if err := srv.Serve(l); !errors.Is(err, imap.ErrServerClosed) {
-			return err
+	serveWith := func(fn func(net.Listener) error) func(net.Listener) error {
+		return func(l net.Listener) error {
+			if err := fn(l); !errors.Is(err, imap.ErrServerClosed) {
+				return err
+			}
+			return nil
 		}
-		return nil
 	}
+	serve := serveWith(srv.Serve)
 	for _, addr := range cfg.IMAP.Listen {
 		if err := add(addr, "imap", listen.UnixOptions{}, serve); err != nil {
 			svc.Close()
@@ -81,9 +84,8 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 		}
 	}
 	for _, addr := range cfg.IMAP.ListenTLS {
-		if err := add(addr, "imaps", listen.UnixOptions{}, func(l net.Listener) error {
-			return serve(tls.NewListener(l, tlsConfig))
-		}); err != nil {
+		// ServeTLS: TLS over the coalescing writer, as for STARTTLS.
+		if err := add(addr, "imaps", listen.UnixOptions{}, serveWith(srv.ServeTLS)); err != nil {
 			svc.Close()
 			return nil, err
 		}
