@@ -49,10 +49,11 @@ type bufConn struct {
 	closing  bool
 
 	writeTimeout time.Duration // bufWriteTimeout; shorter in tests
+	flushDelay   time.Duration // bufFlushDelay; longer in tests that count writes
 }
 
 func newBufConn(c net.Conn) *bufConn {
-	b := &bufConn{Conn: c, writeTimeout: bufWriteTimeout}
+	b := &bufConn{Conn: c, writeTimeout: bufWriteTimeout, flushDelay: bufFlushDelay}
 	b.timer = time.AfterFunc(time.Hour, func() {
 		b.mu.Lock()
 		b.armed = false
@@ -83,7 +84,7 @@ func (b *bufConn) Write(p []byte) (int, error) {
 	full := len(b.buf) >= bufFlushSize
 	if !full && !b.armed {
 		b.armed = true
-		b.timer.Reset(bufFlushDelay)
+		b.timer.Reset(b.flushDelay)
 	}
 	b.mu.Unlock()
 	if full {
