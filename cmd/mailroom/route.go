@@ -45,8 +45,7 @@ func opRoute(ctx context.Context, a *app, raw json.RawMessage, _ io.Reader) (any
 	if err := rc.Route.Format(&b); err != nil {
 		return nil, err
 	}
-	_, rerr := a.mda.Resolve(args.Address)
-	return routeResult{Tree: b.String(), Deliverable: rerr == nil}, nil
+	return routeResult{Tree: b.String(), Deliverable: rc.Route.Deliverable()}, nil
 }
 
 // cmdRoute is `mailroom route ADDRESS`.
