@@ -398,17 +398,7 @@ func inDates(t, since, before time.Time) bool {
 func (s *session) inSeqSet(set goimap.SeqSet, seq uint32) bool {
 	n := uint32(len(s.view.Messages))
 	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = n
-		}
-		if stop == 0 {
-			stop = n
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		if seq >= start && seq <= stop {
+		if start, stop := normRange(r.Start, r.Stop, n); seq >= start && seq <= stop {
 			return true
 		}
 	}
@@ -424,22 +414,12 @@ func (s *session) inUIDSet(set goimap.UIDSet, uid uint32) bool {
 		}
 		return false
 	}
-	var maxUID goimap.UID
+	var maxUID uint32
 	if n := len(s.view.Messages); n > 0 {
-		maxUID = goimap.UID(s.view.Messages[n-1].UID)
+		maxUID = s.view.Messages[n-1].UID
 	}
 	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = maxUID
-		}
-		if stop == 0 {
-			stop = maxUID
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		if goimap.UID(uid) >= start && goimap.UID(uid) <= stop {
+		if start, stop := normRange(uint32(r.Start), uint32(r.Stop), maxUID); uid >= start && uid <= stop {
 			return true
 		}
 	}

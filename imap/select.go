@@ -276,21 +276,10 @@ func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 	switch set := numSet.(type) {
 	case goimap.SeqSet:
 		for _, r := range set {
-			start, stop := r.Start, r.Stop
-			if start == 0 || stop == 0 {
-				if n == 0 {
-					continue
-				}
-				if start == 0 {
-					start = n
-				}
-				if stop == 0 {
-					stop = n
-				}
+			if n == 0 && (r.Start == 0 || r.Stop == 0) {
+				continue
 			}
-			if start > stop {
-				start, stop = stop, start
-			}
+			start, stop := normRange(r.Start, r.Stop, n)
 			if stop > n || start == 0 {
 				return nil, bad("Invalid message sequence number")
 			}
@@ -300,20 +289,11 @@ func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 		if n == 0 {
 			return nil, nil
 		}
-		maxUID := goimap.UID(msgs[n-1].UID)
+		maxUID := msgs[n-1].UID
 		for _, r := range set {
-			start, stop := r.Start, r.Stop
-			if start == 0 {
-				start = maxUID
-			}
-			if stop == 0 {
-				stop = maxUID
-			}
-			if start > stop {
-				start, stop = stop, start
-			}
-			i, _ := indexOf(msgs, uint32(start))
-			j, found := indexOf(msgs, uint32(stop))
+			start, stop := normRange(uint32(r.Start), uint32(r.Stop), maxUID)
+			i, _ := indexOf(msgs, start)
+			j, found := indexOf(msgs, stop)
 			if !found {
 				j-- // the last message below stop
 			}
@@ -332,4 +312,20 @@ func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 		next = max(next, sp[1]+1)
 	}
 	return out, nil
+}
+
+// normRange is a range of a sequence or UID set with "*" (0) read as
+// last, the largest number in use, and its ends in order: "4:2" is "2:4"
+// (RFC 9051 §9, seq-range).
+func normRange(start, stop, last uint32) (uint32, uint32) {
+	if start == 0 {
+		start = last
+	}
+	if stop == 0 {
+		stop = last
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
 }
