@@ -32,6 +32,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	if options.Envelope {
 		hc = s.headerCache()
 	}
+	req := &fetchReq{options: options, hc: hc}
 	var entries map[uint32][]byte
 	expunged := false
 	for k, i := range idx {
@@ -47,7 +48,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		if e, ok := entries[m.UID]; ok {
 			env = envelopeOf(fieldsOf(e))
 		}
-		err := s.fetchOne(w, uint32(i+1), m, flagsChanged, options, env, hc)
+		err := s.fetchOne(w, req, fetchMsg{seq: uint32(i + 1), m: m, flagsChanged: flagsChanged, env: env})
 		if errors.Is(err, errGone) {
 			expunged = true
 			continue
@@ -121,14 +122,32 @@ type fetchItems struct {
 	binary   [][]byte
 }
 
-// fetchOne writes one message's response. env is its ENVELOPE if it came
-// from the header cache hc (nil: none); otherwise it is computed from the
-// message, and hc, if any, given the message's entry.
-func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Message, flagsChanged bool, options *goimap.FetchOptions, env *goimap.Envelope, hc mailbox.HeaderCache) error {
+// fetchReq is what a FETCH asks of every message: its items, and the
+// store's header cache (nil: none) when ENVELOPE is among them.
+type fetchReq struct {
+	options *goimap.FetchOptions
+	hc      mailbox.HeaderCache
+}
+
+// fetchMsg is one message of a FETCH: its sequence number, its state,
+// whether that state has flags the client has not been told yet (a
+// non-peek fetch set \Seen), and its ENVELOPE if the header cache had it.
+type fetchMsg struct {
+	seq          uint32
+	m            mailbox.Message
+	flagsChanged bool
+	env          *goimap.Envelope
+}
+
+// fetchOne writes one message's response. Without msg.env the ENVELOPE
+// is computed from the message, and the header cache, if any, given the
+// message's entry.
+func (s *session) fetchOne(w *imapserver.FetchWriter, req *fetchReq, msg fetchMsg) error {
 	var (
 		items fetchItems
 		c     *content
 	)
+	options, hc, m, env := req.options, req.hc, msg.m, msg.env
 	items.env = env
 	if needsContent(options, env != nil) {
 		r, size, err := s.folders.Open(s.ctx, s.name, m.UID)
@@ -165,7 +184,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 			}
 		}
 	}
-	rw := w.CreateMessage(seq)
+	rw := w.CreateMessage(msg.seq)
 	// The response writer holds the connection's write lock until it is
 	// closed: a literal that fails half-way (the client went away) must
 	// still close it, or the session can never write, or end, again.
@@ -178,7 +197,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m mailbox.Mess
 	if options.UID {
 		rw.WriteUID(goimap.UID(m.UID))
 	}
-	if options.Flags || flagsChanged {
+	if options.Flags || msg.flagsChanged {
 		rw.WriteFlags(imapFlags(m.Flags))
 	}
 	if options.InternalDate {
