@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,7 +199,8 @@ func TestBufConnClientStopsReading(t *testing.T) {
 func TestBufConnCloseUnblocksFlush(t *testing.T) {
 	t.Parallel()
 	s, _ := tcpPair(t)
-	b := newBufConn(s)
+	stuck := newStuckConn(s)
+	b := newBufConn(stuck)
 	werr := make(chan error, 1)
 	go func() {
 		chunk := make([]byte, 64<<10)
@@ -209,7 +211,7 @@ func TestBufConnCloseUnblocksFlush(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(100 * time.Millisecond) // let the socket buffers fill; no signal exists for that
+	<-stuck.entered // a flush is now blocked in Write
 	closed := make(chan struct{})
 	go func() { b.Close(); close(closed) }()
 	select {
@@ -298,4 +300,74 @@ func TestBufConnFlushesBeforeNextCommand(t *testing.T) {
 	if err != nil || line != "T1 OK done\r\n" {
 		t.Fatalf("got %q, %v", line, err)
 	}
+}
+
+// stuckConn is a connection to a client that never reads: a Write says so
+// on entered, then blocks, as a write into full socket buffers does, until
+// the write deadline passes or the connection is closed.
+type stuckConn struct {
+	net.Conn
+	entered chan struct{}
+
+	mu       sync.Mutex
+	deadline time.Time
+	closed   bool
+	wake     chan struct{} // closed at each change of deadline or closed
+}
+
+func newStuckConn(c net.Conn) *stuckConn {
+	return &stuckConn{Conn: c, entered: make(chan struct{}, 1), wake: make(chan struct{})}
+}
+
+func (c *stuckConn) Write(p []byte) (int, error) {
+	select {
+	case c.entered <- struct{}{}:
+	default:
+	}
+	for {
+		c.mu.Lock()
+		closed, deadline, wake := c.closed, c.deadline, c.wake
+		c.mu.Unlock()
+		if closed {
+			return 0, net.ErrClosed
+		}
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			t := time.NewTimer(d)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case <-wake:
+		case <-expired:
+		}
+	}
+}
+
+// change applies fn under the lock and wakes a blocked Write.
+func (c *stuckConn) change(fn func()) {
+	c.mu.Lock()
+	fn()
+	close(c.wake)
+	c.wake = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *stuckConn) SetWriteDeadline(t time.Time) error {
+	c.change(func() { c.deadline = t })
+	return nil
+}
+
+func (c *stuckConn) SetDeadline(t time.Time) error {
+	c.change(func() { c.deadline = t })
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *stuckConn) Close() error {
+	c.change(func() { c.closed = true })
+	return c.Conn.Close()
 }

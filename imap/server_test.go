@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"mailroom/internal/mailtest"
 	"net"
 	"strings"
 	"testing"
@@ -199,22 +200,16 @@ func TestMaxConnections(t *testing.T) {
 	}
 	r2.ok("LOGOUT")
 	// The slot is given back.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	mailtest.Eventually(t, 5*time.Second, "the slot to be released", func() bool {
 		c, err := net.Dial("tcp", ts.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, _ := c.Read(buf)
 		c.Close()
-		if strings.HasPrefix(string(buf[:n]), "* OK") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot not released: %q", buf[:n])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.HasPrefix(string(buf[:n]), "* OK")
+	})
 }
 
 func TestShutdownSaysBye(t *testing.T) {
@@ -273,9 +268,10 @@ func TestShutdownDuringLoginDelay(t *testing.T) {
 	ts := start(t, Options{AuthFailureDelay: time.Minute})
 	r := dialRaw(t, ts.addr)
 	r.send("a LOGIN alice wrong")
-	for !strings.Contains(ts.log.String(), "auth_failed") { // logged before the delay starts
-		time.Sleep(time.Millisecond)
-	}
+	// auth_failed is logged before the delay starts.
+	mailtest.Eventually(t, 10*time.Second, "the failed login to be logged", func() bool {
+		return strings.Contains(ts.log.String(), "auth_failed")
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	t0 := time.Now()

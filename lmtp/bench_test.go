@@ -8,7 +8,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/lmtp"
 )
 
@@ -20,8 +20,8 @@ func BenchmarkDeliver(b *testing.B) {
 	for i := range users {
 		users[i] = fmt.Sprintf("u%d@example.org", i)
 	}
-	env := mailtest.NewEnv(b, mailtest.EnvOptions{Users: users})
-	_, addr, _ := mailtest.StartLMTP(b, env, lmtp.Options{})
+	env := mailenv.NewEnv(b, mailenv.EnvOptions{Users: users})
+	_, addr, _ := mailenv.StartLMTP(b, env, lmtp.Options{})
 	body := "Subject: bench\r\n\r\n" + strings.Repeat(strings.Repeat("x", 78)+"\r\n", 4096/80)
 	var n int
 	b.SetParallelism(8)

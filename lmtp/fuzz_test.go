@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/lmtp"
 )
 
@@ -21,7 +22,7 @@ func FuzzSession(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	env := mailtest.NewEnv(f, mailtest.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 4096})
+	env := mailenv.NewEnv(f, mailenv.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 4096})
 	var log mailtest.LockedBuffer
 	srv := lmtp.New(lmtp.Options{Hostname: "mx.test", Deliverer: env.MDA, MaxMessageBytes: 4096,
 		ReadTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))})

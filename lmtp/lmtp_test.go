@@ -14,18 +14,19 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/lmtp"
 	"mailroom/mailbox"
 	"mailroom/mda"
 )
 
-func start(t *testing.T, opts lmtp.Options, users ...string) (*mailtest.Env, string, string) {
+func start(t *testing.T, opts lmtp.Options, users ...string) (*mailenv.Env, string, string) {
 	t.Helper()
 	if users == nil {
 		users = []string{"alice@example.org", "bob@example.org"}
 	}
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: users, MaxMessageBytes: opts.MaxMessageBytes})
-	_, tcp, unix := mailtest.StartLMTP(t, env, opts)
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: users, MaxMessageBytes: opts.MaxMessageBytes})
+	_, tcp, unix := mailenv.StartLMTP(t, env, opts)
 	return env, tcp, unix
 }
 
@@ -227,8 +228,8 @@ func TestUnixSocketWithClient(t *testing.T) {
 // TestShutdownClosesIdleConnections: Shutdown must not wait for an idle
 // client to hang up by itself.
 func TestShutdownClosesIdleConnections(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}})
-	srv, addr, _ := mailtest.StartLMTP(t, env, lmtp.Options{})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}})
+	srv, addr, _ := mailenv.StartLMTP(t, env, lmtp.Options{})
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("LHLO c")
 	d.Expect("250 ")
@@ -290,7 +291,7 @@ func (s blockingStaged) Commit(ctx context.Context) error {
 // returns only once a delivery still in its fsyncs has finished, so that
 // the caller does not close the stores under it.
 func TestCloseWaitsForDeliveries(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}})
 	bs := &blockingStore{Store: env.Store, entered: make(chan struct{}), release: make(chan struct{})}
 	d, err := mda.New(mda.Options{Hostname: "mx.test", Domains: []string{"example.org"}, Accounts: env.Accounts, Store: bs, SpoolDir: env.Dir})
 	if err != nil {

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/mailbox"
 	"mailroom/mda"
 )
 
 func TestResolve(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob+x@example.org"}})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org", "bob+x@example.org"}})
 	cases := []struct {
 		addr string
 		home string
@@ -48,7 +49,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestDeliverHeadersAndBody(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}})
 	ctx := context.Background()
 	txn, err := env.MDA.Begin(ctx, "sender@remote.example", mda.Info{Proto: "LMTP", Helo: "mx\r\nX-Evil: 1", RemoteAddr: "[127.0.0.1]"})
 	if err != nil {
@@ -99,7 +100,7 @@ func TestDeliverHeadersAndBody(t *testing.T) {
 }
 
 func TestNullSender(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}})
 	ctx := context.Background()
 	txn, _ := env.MDA.Begin(ctx, "", mda.Info{})
 	txn.AddRcpt(ctx, "alice@example.org")
@@ -116,7 +117,7 @@ func TestNullSender(t *testing.T) {
 }
 
 func TestDuplicateRecipientsOneCopy(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}})
 	ctx := context.Background()
 	txn, _ := env.MDA.Begin(ctx, "s@x.example", mda.Info{})
 	for _, r := range []string{"alice@example.org", "bob@example.org", "ALICE@example.org", "alice+x@example.org"} {
@@ -142,7 +143,7 @@ func TestDuplicateRecipientsOneCopy(t *testing.T) {
 }
 
 func TestTooBig(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 1000})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 1000})
 	ctx := context.Background()
 	txn, _ := env.MDA.Begin(ctx, "", mda.Info{})
 	txn.AddRcpt(ctx, "alice@example.org")
@@ -162,7 +163,7 @@ func TestTooBig(t *testing.T) {
 }
 
 func TestNoRecipients(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{})
 	txn, _ := env.MDA.Begin(context.Background(), "", mda.Info{})
 	if _, err := txn.Deliver(context.Background(), strings.NewReader("x")); !errors.Is(err, mda.ErrNoRcpt) {
 		t.Fatalf("Deliver = %v", err)
@@ -172,7 +173,7 @@ func TestNoRecipients(t *testing.T) {
 // TestLargeMessageSpoolsToDisk delivers a message bigger than the memory
 // spool to two recipients and checks both copies byte for byte.
 func TestLargeMessageSpoolsToDisk(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}})
 	ctx := context.Background()
 	var body bytes.Buffer
 	for i := 0; body.Len() < 3<<20; i++ {
@@ -235,7 +236,7 @@ func (failingCommit) Commit(context.Context) error { return errors.New("rename f
 func TestDeliverAllIsAllOrNothing(t *testing.T) {
 	for _, at := range []string{"stage", "commit"} {
 		t.Run(at, func(t *testing.T) {
-			env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob@example.org", "carol@example.org"}})
+			env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org", "bob@example.org", "carol@example.org"}})
 			fs := &failingStore{Store: env.Store, home: "example.org/bob", at: at}
 			d := newDeliverer(t, env, fs)
 			ctx := context.Background()
@@ -272,7 +273,7 @@ func TestDeliverAllIsAllOrNothing(t *testing.T) {
 	}
 }
 
-func newDeliverer(t *testing.T, env *mailtest.Env, store mda.Store) *mda.Deliverer {
+func newDeliverer(t *testing.T, env *mailenv.Env, store mda.Store) *mda.Deliverer {
 	d, err := mda.New(mda.Options{Hostname: "mx.test", Domains: []string{"example.org"}, Delimiter: "+",
 		Accounts: env.Accounts, Store: store, SpoolDir: env.Dir})
 	if err != nil {
@@ -284,7 +285,7 @@ func newDeliverer(t *testing.T, env *mailtest.Env, store mda.Store) *mda.Deliver
 // TestUnusualSenders: legal senders that are not safe as file names are
 // still accepted (they never become one).
 func TestUnusualSenders(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}})
 	ctx := context.Background()
 	for _, from := range []string{"bounce@mail_host.example.com", `"john doe"@example.com`, "u@[192.0.2.1]", strings.Repeat("v", 70) + "@example.org"} {
 		txn, err := env.MDA.Begin(ctx, from, mda.Info{})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/internal/srs"
 	"mailroom/mailbox/mbox"
 	"mailroom/mda"
@@ -55,7 +56,7 @@ func (f *fakeForwarder) Bounce(ctx context.Context, from string, failures []mda.
 
 // rulesEnv is a delivery stack with an aliases file and a forwarder.
 type rulesEnv struct {
-	*mailtest.Env
+	*mailenv.Env
 	fwd     *fakeForwarder
 	aliases string // path of the aliases file
 	out     string // a directory commands and file targets may write to
@@ -74,7 +75,7 @@ func newRulesEnv(t testing.TB, aliasesText string, adjust func(*mda.Options)) *r
 		t.Fatal(err)
 	}
 	fwd := &fakeForwarder{}
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{
 		Users: []string{"alice@example.org", "bob@example.org", "carol@example.org"},
 		Adjust: func(o *mda.Options) {
 			o.Aliases = table
@@ -421,13 +422,13 @@ func (h hopForwarder) Bounce(ctx context.Context, from string, failures []mda.Fa
 // alone sees no cycle; the Delivered-To: that the first server put on the
 // forwarded copy stops the message when it comes back.
 func TestTwoHopForwardingLoop(t *testing.T) {
-	var a, b *mailtest.Env
+	var a, b *mailenv.Env
 	hops := 0
 	var results []error
-	a = mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org"}, Adjust: func(o *mda.Options) {
+	a = mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}, Adjust: func(o *mda.Options) {
 		o.Forwarder = hopForwarder{next: func() *mda.Deliverer { return b.MDA }, hops: &hops, results: &results}
 	}})
-	b = mailtest.NewEnv(t, mailtest.EnvOptions{Domains: []string{"remote.example"}, Users: []string{"bob@remote.example"}, Adjust: func(o *mda.Options) {
+	b = mailenv.NewEnv(t, mailenv.EnvOptions{Domains: []string{"remote.example"}, Users: []string{"bob@remote.example"}, Adjust: func(o *mda.Options) {
 		o.Forwarder = hopForwarder{next: func() *mda.Deliverer { return a.MDA }, hops: &hops, results: &results}
 	}})
 	for _, f := range []struct{ root, home, text string }{

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/smtp"
 )
 
@@ -22,7 +23,7 @@ func FuzzSession(f *testing.F) {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)
 	}
-	env := mailtest.NewEnv(f, mailtest.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 4096})
+	env := mailenv.NewEnv(f, mailenv.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 4096})
 	var log mailtest.LockedBuffer
 	servers := map[bool]*mailtest.PipeListener{}
 	for _, submission := range []bool{false, true} {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/mda"
 	"mailroom/mda/alias"
 	"mailroom/smtp"
@@ -23,14 +24,14 @@ func TestSubmissionSenderNotByCatchAllOrOthersForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"},
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"},
 		Adjust: func(o *mda.Options) { o.Aliases = table }})
 	dir := filepath.Join(env.MailRoot, "example.org", "bob")
 	os.MkdirAll(dir, 0o700)
 	if err := os.WriteFile(filepath.Join(dir, ".forward"), []byte("alice\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, TLS: tlsConfig(t), Queue: &fakeQueue{},
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, TLS: tlsConfig(t), Queue: &fakeQueue{},
 		Delimiter: "+", AuthFailureDelay: time.Millisecond})
 	d := mailtest.Dial(t, "tcp", addr)
 	login(d)

@@ -14,6 +14,7 @@ import (
 
 	"mailroom/internal/certs"
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/mda"
 	"mailroom/mda/alias"
 	"mailroom/smtp"
@@ -31,12 +32,12 @@ func tlsConfig(t *testing.T) *tls.Config {
 // testAliases: sales reaches alice; support reaches only bob.
 const testAliases = "sales: alice, bob\nsupport: bob\n"
 
-func newEnv(t *testing.T) *mailtest.Env {
+func newEnv(t *testing.T) *mailenv.Env {
 	table, err := alias.Parse(strings.NewReader(testAliases), "aliases")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}, MaxMessageBytes: 10000,
+	return mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}, MaxMessageBytes: 10000,
 		Adjust: func(o *mda.Options) { o.Aliases = table }})
 }
 
@@ -46,7 +47,7 @@ func plainAuth(user, pw string) string {
 
 func TestMXGreetingAndEHLO(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxMessageBytes: 10000, TLS: tlsConfig(t)})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxMessageBytes: 10000, TLS: tlsConfig(t)})
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("EHLO client.test")
 	caps := strings.Join(d.Expect("250 "), "\n")
@@ -94,7 +95,7 @@ func TestMXDialogs(t *testing.T) {
 		{"control characters in EHLO", []step{{"EHLO a\x00b", "501 5.5.2"}, {"EHLO a\x1bb", "501 5.5.2"}, {"EHLO ok.test", "250"}}},
 	}
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxMessageBytes: 10000, MaxRecipients: 2})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxMessageBytes: 10000, MaxRecipients: 2})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := mailtest.Dial(t, "tcp", addr)
@@ -123,7 +124,7 @@ func send(d *mailtest.Dialog, from string, rcpts []string, lines ...string) {
 
 func TestMXDelivery(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, TLS: tlsConfig(t)})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, TLS: tlsConfig(t)})
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("EHLO client.test")
 	d.Expect("250 ")
@@ -155,7 +156,7 @@ func TestMXDelivery(t *testing.T) {
 // (SMTP smuggling, CVE-2023-51764 and friends).
 func TestSmuggling(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX})
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("EHLO c")
 	d.Expect("250 ")
@@ -180,7 +181,7 @@ func TestMXAllOrNothing(t *testing.T) {
 	env := newEnv(t)
 	os.MkdirAll(filepath.Join(env.MailRoot, "example.org", "bob"), 0o700)
 	os.WriteFile(filepath.Join(env.MailRoot, "example.org", "bob", "Maildir"), []byte("in the way"), 0o600)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX})
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("EHLO c")
 	d.Expect("250 ")
@@ -195,7 +196,7 @@ func TestMXAllOrNothing(t *testing.T) {
 
 func TestMXTooBig(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxMessageBytes: 10000})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxMessageBytes: 10000})
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("EHLO c")
 	d.Expect("250 ")
@@ -217,7 +218,7 @@ func TestMXTooBig(t *testing.T) {
 
 func TestConnectionLimit(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxConnsPerIP: 2})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxConnsPerIP: 2})
 	mailtest.Dial(t, "tcp", addr)
 	mailtest.Dial(t, "tcp", addr)
 	// The third from the same address is turned away.
@@ -232,7 +233,7 @@ func TestConnectionLimit(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, IdleTimeout: 300 * time.Millisecond})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, IdleTimeout: 300 * time.Millisecond})
 	a := mailtest.Dial(t, "tcp", addr)
 	// A silent client is told why and disconnected...
 	a.Expect("421 4.4.2")
@@ -272,7 +273,7 @@ func dialRaw(addr string) (string, error) {
 // get 421, the server stays up and a normal client is served after.
 func TestManyConnections(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxConns: 50})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxConns: 50})
 	// Every client keeps its connection open until all have read their
 	// greeting, so that the server really sees 1,000 at once.
 	var wg sync.WaitGroup
@@ -351,7 +352,7 @@ func TestShutdownLetsDeliveryFinish(t *testing.T) {
 
 func TestMaxLineLength(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxLineLength: 1100})
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxLineLength: 1100})
 	d := mailtest.Dial(t, "tcp", addr)
 	d.Send("EHLO c")
 	d.Expect("250 ")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/smtp"
 )
 
@@ -41,9 +42,9 @@ func (q *fakeQueue) Enqueue(ctx context.Context, from string, to []string, r io.
 	return "Q1", nil
 }
 
-func startSubmission(t *testing.T, q smtp.Queue) (*mailtest.Env, string, string) {
+func startSubmission(t *testing.T, q smtp.Queue) (*mailenv.Env, string, string) {
 	env := newEnv(t)
-	plain, implicit := mailtest.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, TLS: tlsConfig(t), Queue: q, Delimiter: "+",
+	plain, implicit := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, TLS: tlsConfig(t), Queue: q, Delimiter: "+",
 		AuthFailureDelay: time.Millisecond})
 	return env, plain, implicit
 }

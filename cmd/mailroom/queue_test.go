@@ -92,10 +92,9 @@ func TestQueueWiringSendsAndBouncesLocally(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := cfg.MailRoot()
-	deadline := time.Now().Add(10 * time.Second)
-	for (sink.count() < 1 || len(mailtest.Messages(t, root, "example.org/alice")) < 1) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	mailtest.Eventually(t, 10*time.Second, "the smarthost's copy and alice's bounce", func() bool {
+		return sink.count() >= 1 && len(mailtest.Messages(t, root, "example.org/alice")) >= 1
+	})
 	if sink.count() != 1 {
 		t.Fatalf("the smarthost got %d messages, want 1", sink.count())
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"mailroom/internal/mailtest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -233,21 +235,15 @@ func TestTimeoutKillsGroup(t *testing.T) {
 // a process that is not our child, so this polls, with a deadline.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	mailtest.Eventually(t, 10*time.Second, fmt.Sprintf("process %d to end after the kill", pid), func() bool {
 		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
-			return // gone
+			return true // gone
 		}
 		// pid (comm) S ...: the state follows the last ')'.
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d survived the kill: %s", pid, stat)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		i := bytes.LastIndexByte(stat, ')')
+		return i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
+	})
 }
 
 func TestContextCancel(t *testing.T) {
@@ -361,7 +357,7 @@ func TestStartFailure(t *testing.T) {
 func TestCredential(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
+		if mailtest.InCI() {
 			t.Fatal("this test needs root, which CI has")
 		}
 		t.Skip("SKIP: switching users needs root (CI runs as root)")

@@ -1,7 +1,10 @@
 // Package mailtest holds the test helpers shared by every package: tools
 // that must exist under CI, the mailroom binary built once per test
 // process, and a running `mailroom serve` whose listening addresses are read
-// from its log rather than guessed.
+// from its log rather than guessed; polling with a deadline (Eventually)
+// for what nothing signals. It imports no mailroom package, so that every
+// package's own tests can use it; the in-process delivery stack is in
+// mailtest/mailenv.
 package mailtest
 
 import (

@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"mailroom/internal/mailtest"
 	"mailroom/mailbox"
 )
 
@@ -248,10 +249,7 @@ func TestHeaderCacheWriterBatches(t *testing.T) {
 	}
 	// The writer owns no signal for tests; poll the database, which it
 	// fills within cacheDelay.
-	for i := 0; storedEntries(t, e.db, "INBOX") != 3; i++ {
-		if i > 500 {
-			t.Fatal("entries not written after 5 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	mailtest.Eventually(t, 5*time.Second, "the entries to be written", func() bool {
+		return storedEntries(t, e.db, "INBOX") == 3
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mailroom/internal/mailtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -577,14 +578,14 @@ func TestDiskFull(t *testing.T) {
 func mountTmpfs(t *testing.T, dir, opts string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
+		if mailtest.InCI() {
 			t.Fatal("this test needs root, which CI has")
 		}
 		t.Skip("SKIP: mounting a tmpfs needs root (CI runs as root)")
 	}
 	os.MkdirAll(dir, 0o700)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "" { // mailtest.InCI; mailtest imports mda, which imports this package
+		if mailtest.InCI() {
 			t.Fatalf("mount tmpfs: %v %s", err, out)
 		}
 		t.Skipf("SKIP: cannot mount a tmpfs here: %v %s", err, out)
@@ -664,7 +665,7 @@ func TestRefused(t *testing.T) {
 func TestDotlockNotPossible(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
+		if mailtest.InCI() {
 			t.Fatal("this test needs root, which CI has")
 		}
 		t.Skip("SKIP: running a writer as another user needs root (CI runs as root)")

@@ -17,6 +17,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	bolt "go.etcd.io/bbolt"
 
+	"mailroom/internal/mailtest"
 	"mailroom/queue"
 )
 
@@ -119,17 +120,6 @@ func (s *stack) empty() bool {
 	return err == nil && len(l) == 0
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // perSubject counts the copies each recipient got of each Subject.
 func perSubject(msgs []received) map[string]int {
 	n := map[string]int{}
@@ -168,12 +158,12 @@ func TestQueueRestartMidwayDeliversEachOnce(t *testing.T) {
 	for i := range n {
 		s.enqueue("alice@example.org", []string{"bob@example.net"}, fmt.Sprintf("Subject: m%d\n\nbody %d\n", i, i))
 	}
-	waitUntil(t, "10 deliveries and the rest stuck", func() bool { return len(m.got()) >= 10 && accepted.Load() > 10 })
+	mailtest.Eventually(t, 15*time.Second, "10 deliveries and the rest stuck", func() bool { return len(m.got()) >= 10 && accepted.Load() > 10 })
 	s.stop() // a shutdown with messages queued and sessions in progress
 	blocking.Store(false)
 	close(release)
 	s.start()
-	waitUntil(t, "the queue to empty after the restart", s.empty)
+	mailtest.Eventually(t, 15*time.Second, "the queue to empty after the restart", s.empty)
 	counts := perSubject(m.got())
 	for i := range n {
 		if c := counts[fmt.Sprintf("bob@example.net m%d", i)]; c != 1 {
@@ -198,7 +188,7 @@ func TestQueueTemporaryThenSuccess(t *testing.T) {
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.31"}}}
 	s := newStack(t, newTransport(t, dns, m.Port, nil))
 	s.enqueue("alice@example.org", []string{"bob@example.net"}, "Subject: retried\n\nx\n")
-	waitUntil(t, "delivery", s.empty)
+	mailtest.Eventually(t, 15*time.Second, "delivery", s.empty)
 	if got := m.got(); len(got) != 1 {
 		t.Fatalf("got %d copies", len(got))
 	}
@@ -219,7 +209,7 @@ func TestQueueOneOfThreeRefused(t *testing.T) {
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.32"}}}
 	s := newStack(t, newTransport(t, dns, m.Port, nil))
 	s.enqueue("alice@example.org", []string{"a@example.net", "gone@example.net", "c@example.net"}, "Subject: three\n\nx\n")
-	waitUntil(t, "delivery and bounce", func() bool { return s.empty() && s.bounceCount() == 1 })
+	mailtest.Eventually(t, 15*time.Second, "delivery and bounce", func() bool { return s.empty() && s.bounceCount() == 1 })
 	got := m.got()
 	if len(got) != 1 || strings.Join(got[0].To, ",") != "a@example.net,c@example.net" {
 		t.Errorf("the MTA got %+v, want one copy for a@ and c@", got)
@@ -260,7 +250,7 @@ func TestQueueDropDuringDataRetriesWithoutBounce(t *testing.T) {
 	dns := &fakeDNS{ips: map[string][]string{"example.net": {"127.0.0.33"}}}
 	s := newStack(t, newTransport(t, dns, p, nil))
 	s.enqueue("alice@example.org", []string{"a@example.net", "b@example.net"}, "Subject: dropped\n\nx\n")
-	waitUntil(t, "delivery", s.empty)
+	mailtest.Eventually(t, 15*time.Second, "delivery", s.empty)
 	if delivered.Load() != 1 || s.bounceCount() != 0 {
 		t.Errorf("delivered %d times with %d bounces; want once, none", delivered.Load(), s.bounceCount())
 	}

@@ -289,19 +289,6 @@ func (tr transcript) dataReplies() []string {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes. It is for
-// events nothing signals, such as Postfix delivering from its queue.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // writeConfig writes a configuration for commands run without `serve`,
 // with %DATA% replaced by a fresh data_dir, like mailtest.StartServer.
 func writeConfig(t *testing.T, config string) (path, dir string) {

@@ -157,7 +157,7 @@ func startPostfix(t *testing.T, transport string) *postfix {
 	}
 	// `postfix start` returns once the master has started; wait for its
 	// smtpd listener to accept.
-	waitFor(t, 10*time.Second, "Postfix's smtpd to accept connections", func() bool {
+	mailtest.Eventually(t, 10*time.Second, "Postfix's smtpd to accept connections", func() bool {
 		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
 		if err == nil {
 			c.Close()
@@ -205,10 +205,7 @@ func (p *postfix) stop(t *testing.T) {
 		return
 	}
 	p.cmd("stop")
-	deadline := time.Now().Add(10 * time.Second)
-	for len(p.procs()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	mailtest.Poll(10*time.Second, func() bool { return len(p.procs()) == 0 })
 	if left := p.procs(); len(left) > 0 {
 		t.Logf("postfix: killing %d processes left after postfix stop: %v", len(left), left)
 		for _, pid := range left {
@@ -285,7 +282,7 @@ func (p *postfix) submit(t *testing.T, message, from string, to ...string) {
 // messages and Postfix's queue is empty, then checks the counts are exact.
 func waitDelivered(t *testing.T, p *postfix, root string, want map[string]int, before map[string][]stored) map[string][]stored {
 	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("Postfix to deliver %v and empty its queue", want), func() bool {
+	mailtest.Eventually(t, 30*time.Second, fmt.Sprintf("Postfix to deliver %v and empty its queue", want), func() bool {
 		for home, n := range want {
 			if len(newSince(t, root, home, before[home])) < n {
 				return false

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/lmtp"
 	"mailroom/queue"
 	"mailroom/smtp/outbound"
@@ -49,10 +50,10 @@ func (staticDNS) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) {
 // queueToPostfix runs a private Postfix that hands example.org to an
 // in-process mailroom LMTP server, and an outbound queue whose transport
 // the test sets up to reach that Postfix.
-func queueToPostfix(t *testing.T, transport func(p *postfix) *outbound.Transport) (*postfix, *mailtest.Env, *queue.Queue, *logSink) {
+func queueToPostfix(t *testing.T, transport func(p *postfix) *outbound.Transport) (*postfix, *mailenv.Env, *queue.Queue, *logSink) {
 	t.Helper()
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"bob@example.org", "carol@example.org"}})
-	_, lmtpAddr, _ := mailtest.StartLMTP(t, env, lmtp.Options{})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"bob@example.org", "carol@example.org"}})
+	_, lmtpAddr, _ := mailenv.StartLMTP(t, env, lmtp.Options{})
 	p := startPostfix(t, "lmtp:inet:"+lmtpAddr)
 	logs := &logSink{}
 	q, err := queue.Open(queue.Options{
@@ -122,7 +123,7 @@ func TestQueueToPostfixSmarthost(t *testing.T) {
 	}
 	got := waitDelivered(t, p, env.MailRoot, map[string]int{"example.org/bob": 1}, nil)
 	checkArrivedIntact(t, got["example.org/bob"][0].Data, "bob@example.org")
-	waitFor(t, 10*time.Second, "the queue to empty", func() bool { l, _ := q.List(); return len(l) == 0 })
+	mailtest.Eventually(t, 10*time.Second, "the queue to empty", func() bool { l, _ := q.List(); return len(l) == 0 })
 	if !strings.Contains(logs.String(), "event=sent") {
 		t.Errorf("no sent record in the log:\n%s", logs)
 	}

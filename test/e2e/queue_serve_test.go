@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/lmtp"
 	"mailroom/queue"
 )
@@ -29,8 +30,8 @@ func (noTransport) Send(context.Context, *queue.Message) error { return fmt.Erro
 // arrives intact, once, and that `mailroom queue list` then shows an
 // empty queue through the control socket.
 func TestServeSendsQueuedMailThroughPostfix(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"bob@example.org"}})
-	_, lmtpAddr, _ := mailtest.StartLMTP(t, env, lmtp.Options{})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"bob@example.org"}})
+	_, lmtpAddr, _ := mailenv.StartLMTP(t, env, lmtp.Options{})
 	p := startPostfix(t, "lmtp:inet:"+lmtpAddr)
 
 	cfgPath, dir := mailtest.WriteConfig(t, fmt.Sprintf(`hostname = "mailroom.test"
@@ -65,7 +66,7 @@ retry = ["1s"]
 	srv := mailtest.StartServerConfig(t, cfgPath, dir)
 	got := waitDelivered(t, p, env.MailRoot, map[string]int{"example.org/bob": 1}, nil)
 	checkArrivedIntact(t, got["example.org/bob"][0].Data, "bob@example.org")
-	waitFor(t, 10*time.Second, "mailroom to log the message sent", func() bool {
+	mailtest.Eventually(t, 10*time.Second, "mailroom to log the message sent", func() bool {
 		return strings.Contains(srv.Log(), "msg=sent queue_id="+id) && strings.Contains(srv.Log(), "event=sent")
 	})
 	if out, code := srv.Run(t, "", "queue", "list"); code != 0 || !strings.Contains(out, "queue is empty") {
@@ -83,8 +84,8 @@ retry = ["1s"]
 // queue is being worked off, starts it again on the same data, and checks
 // that every message reached Postfix exactly once.
 func TestServeRestartMidQueue(t *testing.T) {
-	env := mailtest.NewEnv(t, mailtest.EnvOptions{Users: []string{"bob@example.org"}})
-	_, lmtpAddr, _ := mailtest.StartLMTP(t, env, lmtp.Options{})
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"bob@example.org"}})
+	_, lmtpAddr, _ := mailenv.StartLMTP(t, env, lmtp.Options{})
 	p := startPostfix(t, "lmtp:inet:"+lmtpAddr)
 	cfgPath, dir := mailtest.WriteConfig(t, fmt.Sprintf(`hostname = "mailroom.test"
 data_dir = "%%DATA%%"
@@ -123,14 +124,14 @@ concurrency = 2
 	db.Close()
 
 	srv := mailtest.StartServerConfig(t, cfgPath, dir)
-	waitFor(t, 20*time.Second, "a few messages sent", func() bool { return strings.Count(srv.Log(), "event=sent") >= 2 })
+	mailtest.Eventually(t, 20*time.Second, "a few messages sent", func() bool { return strings.Count(srv.Log(), "event=sent") >= 2 })
 	srv.Stop(t)
 	sent := strings.Count(srv.Log(), "event=sent")
 	if sent >= n {
 		t.Errorf("all %d messages went out before the stop; the restart was not tested", n)
 	}
 	srv2 := mailtest.StartServerConfig(t, cfgPath, dir)
-	waitFor(t, 30*time.Second, "the rest sent after the restart", func() bool {
+	mailtest.Eventually(t, 30*time.Second, "the rest sent after the restart", func() bool {
 		return sent+strings.Count(srv2.Log(), "event=sent") >= n && p.queueEmpty(t)
 	})
 	t.Logf("%d messages sent before the stop, %d after the restart", sent, strings.Count(srv2.Log(), "event=sent"))

@@ -44,7 +44,7 @@ func hup(t *testing.T, s *mailtest.Server, want string) {
 	if err := syscall.Kill(s.PID(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, want, func() bool { return strings.Count(s.Log(), want) > before })
+	mailtest.Eventually(t, 10*time.Second, want, func() bool { return strings.Count(s.Log(), want) > before })
 }
 
 // presented returns the leaf certificate the server shows after STARTTLS.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/mailenv"
 	"mailroom/mailbox/mbox"
 	"mailroom/smtp"
 )
@@ -21,8 +22,8 @@ import (
 // queue to an in-test SMTP server (mailroom's own MX role, for another
 // domain) acting as the smarthost.
 func TestAliasFanOutOverLMTP(t *testing.T) {
-	remote := mailtest.NewEnv(t, mailtest.EnvOptions{Domains: []string{"remote.example"}, Users: []string{"partner@remote.example"}})
-	smarthost, _ := mailtest.StartSMTP(t, remote, smtp.Options{Role: smtp.MX})
+	remote := mailenv.NewEnv(t, mailenv.EnvOptions{Domains: []string{"remote.example"}, Users: []string{"partner@remote.example"}})
+	smarthost, _ := mailenv.StartSMTP(t, remote, smtp.Options{Role: smtp.MX})
 
 	out := mailtest.ShortTempDir(t)
 	// Commands run as nobody when mailroom runs as root (CI): let the
@@ -91,7 +92,7 @@ retry = ["1s"]
 	if err != nil || len(msgs) != 1 || !strings.Contains(string(msgs[0].Body), "\nFrom here on, quoted in mbox.\n") {
 		t.Errorf("mbox: %d messages (%v)", len(msgs), err)
 	}
-	waitFor(t, 20*time.Second, "the forwarded copy to reach the remote MX", func() bool {
+	mailtest.Eventually(t, 20*time.Second, "the forwarded copy to reach the remote MX", func() bool {
 		return len(mailtest.Messages(t, remote.MailRoot, "remote.example/partner")) == 1
 	})
 	fwd := mailtest.Messages(t, remote.MailRoot, "remote.example/partner")[0]
@@ -118,7 +119,7 @@ retry = ["1s"]
 	// Reload on change: a broken file keeps the old table, and says where.
 	writeFile(t, aliases, "team alice\n")
 	srv.Run(t, "", "route", "team@example.org")
-	waitFor(t, 5*time.Second, "the broken aliases file to be reported", func() bool {
+	mailtest.Eventually(t, 5*time.Second, "the broken aliases file to be reported", func() bool {
 		return strings.Contains(srv.Log(), aliases+":1")
 	})
 	if rout, code := srv.Run(t, "", "route", "team@example.org"); code != 0 || !strings.Contains(rout, "partner@remote.example") {

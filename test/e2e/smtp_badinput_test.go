@@ -475,7 +475,7 @@ func TestSMTPManyConnections(t *testing.T) {
 	// The server stays up and serves a normal client once the crowd is
 	// gone (closed connections are counted out as the server notices).
 	var lr *lineReader
-	waitFor(t, 10*time.Second, "the server to greet a new client with 220", func() bool {
+	mailtest.Eventually(t, 10*time.Second, "the server to greet a new client with 220", func() bool {
 		c, err := net.Dial("tcp", s.MX)
 		if err != nil {
 			return false

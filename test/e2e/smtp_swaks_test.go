@@ -392,7 +392,7 @@ func TestSMTPSwaksSubmission(t *testing.T) {
 			t.Errorf("no queued record in the log")
 		}
 		// The queue delivers the local recipient's copy too, once.
-		waitFor(t, 20*time.Second, "bob's copy from the queue", func() bool {
+		mailtest.Eventually(t, 20*time.Second, "bob's copy from the queue", func() bool {
 			return len(maildirNew(t, mailRoot(s.Server), bob)) > len(before)
 		})
 		if n := len(maildirNew(t, mailRoot(s.Server), bob)) - len(before); n != 1 {

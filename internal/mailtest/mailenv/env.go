@@ -1,9 +1,11 @@
-package mailtest
+// Package mailenv builds an in-process delivery stack for tests of the
+// packages above mda (accounts, Maildir store, mda, and LMTP or SMTP
+// servers on 127.0.0.1:0). It is apart from mailtest so that mailtest
+// imports no mailroom package and every package's own tests can use it.
+package mailenv
 
 import (
-	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -11,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"mailroom/account"
+	"mailroom/internal/mailtest"
 	"mailroom/mailbox/maildir"
 	"mailroom/mda"
 )
@@ -46,7 +49,7 @@ func NewEnv(t testing.TB, opts EnvOptions) *Env {
 	if opts.Delimiter == "" {
 		opts.Delimiter = "+"
 	}
-	dir := ShortTempDir(t)
+	dir := mailtest.ShortTempDir(t)
 	db, err := bolt.Open(filepath.Join(dir, "mailroom.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -86,43 +89,4 @@ func NewEnv(t testing.TB, opts EnvOptions) *Env {
 		t.Fatal(err)
 	}
 	return &Env{Dir: dir, MailRoot: root, DB: db, Accounts: accts, Store: store, MDA: d}
-}
-
-// Messages returns the contents of the files in a mail home's Maildir
-// new/ ("example.org/alice"), sorted by file name, which is delivery order
-// for files mailroom wrote (the seconds and zero-padded microseconds lead).
-func Messages(t testing.TB, mailRoot, home string) []string {
-	t.Helper()
-	dir := filepath.Join(mailRoot, home, "Maildir", "new")
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	var out []string
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, string(b))
-	}
-	return out
-}
-
-// TmpFiles counts files left in a mail home's Maildir tmp/.
-func TmpFiles(t testing.TB, mailRoot, home string) int {
-	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(mailRoot, home, "Maildir", "tmp"))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return len(entries)
 }
