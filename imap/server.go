@@ -73,8 +73,8 @@ type Options struct {
 	// client gets "* BYE" and is disconnected.
 	MaxConns, MaxConnsPerIP int
 	// IdleTimeout logs out an authenticated client that sends no command
-	// for this long (IDLE included); zero means 30 minutes (RFC 9051
-	// §5.4). Before login the library allows 30 s per command.
+	// for this long (IDLE included); zero means 30 minutes
+	// (RFC 9051 §5.4). Before login the library allows 30 s per command.
 	IdleTimeout time.Duration
 	// AuthFailureDelay is the pause after the first failed login from an
 	// address; it doubles with each further failure, up to a minute.

@@ -209,8 +209,8 @@ func (s *session) Data(r io.Reader) error {
 // pipelined "BDAT 0" then RSET can reach Data after Reset.
 var errNoTransaction = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No transaction in progress"}
 
-// LMTPData delivers and reports one status per RCPT, in order (RFC 2033
-// §4.2), including a recipient given twice.
+// LMTPData delivers and reports one status per RCPT, in order
+// (RFC 2033 §4.2), including a recipient given twice.
 func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	txn, rcpts := s.current()
 	if txn == nil {

@@ -8,18 +8,19 @@ import (
 // Errors a folder store returns, so that a reader (the IMAP server) can
 // answer with the right response code without knowing how mail is kept.
 var (
-	// ErrNoFolder: the folder does not exist (IMAP NONEXISTENT/TRYCREATE).
+	// ErrNoFolder is a folder that does not exist (IMAP NONEXISTENT or
+	// TRYCREATE).
 	ErrNoFolder = errors.New("no such folder")
-	// ErrFolderExists: CREATE or RENAME onto an existing folder.
+	// ErrFolderExists is CREATE or RENAME onto an existing folder.
 	ErrFolderExists = errors.New("folder already exists")
-	// ErrBadFolderName: a name that cannot be stored safely ("..", "/"
+	// ErrBadFolderName is a name that cannot be stored safely ("..", "/"
 	// at either end, NUL, control characters, invalid UTF-8, a "." where
 	// Maildir++ uses it as the separator, or too long).
 	ErrBadFolderName = errors.New("invalid folder name")
-	// ErrInboxRename etc.: an operation the folder cannot undergo (deleting
-	// INBOX, renaming onto a child of itself).
+	// ErrNotAllowed is an operation the folder cannot undergo (deleting
+	// INBOX, renaming a folder into a child of itself).
 	ErrNotAllowed = errors.New("operation not allowed on this folder")
-	// ErrNoMessage: the message was removed (by another session or another
+	// ErrNoMessage is a message removed (by another session or another
 	// program) since the caller's snapshot.
 	ErrNoMessage = errors.New("no such message")
 )

@@ -20,8 +20,8 @@ const maxDSNHeader = 64 << 10
 // (a bounce) or, with delayed, that they are still being retried. The DSN
 // is queued, to a local sender through DeliverLocal, in the same bbolt
 // transaction that marks the recipients notified, so the sender hears once
-// even across a crash. There is no DSN for the null sender (RFC 5321
-// §4.5.5, RFC 3464 §2): bounces of bounces would loop.
+// even across a crash. There is no DSN for the null sender
+// (RFC 5321 §4.5.5, RFC 3464 §2): bounces of bounces would loop.
 func (q *Queue) notify(rec *record, body io.ReaderAt, idx []int, delayed bool) error {
 	mark := func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMsgs)

@@ -77,8 +77,8 @@ type Options struct {
 	MaxLineLength int
 	// MaxConns and MaxConnsPerIP bound concurrent connections (421 beyond).
 	MaxConns, MaxConnsPerIP int
-	// IdleTimeout bounds each read, commands and DATA alike; RFC 5321
-	// §4.5.3.2 suggests 5 minutes.
+	// IdleTimeout bounds each read, commands and DATA alike;
+	// RFC 5321 §4.5.3.2 suggests 5 minutes.
 	IdleTimeout time.Duration
 	// AuthFailureDelay is the pause after the first failed AUTH from an
 	// address; it doubles with each further failure, up to a minute.

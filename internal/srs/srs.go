@@ -49,16 +49,16 @@ import (
 // others mean "an SRS address we will not reverse" and are refused
 // (550 5.1.1 or 5.7.1), never delivered.
 var (
-	// ErrNotSRS: the local part does not start with SRS0/SRS1 and a
+	// ErrNotSRS is a local part that does not start with SRS0/SRS1 and a
 	// separator, so it is not an SRS address at all.
 	ErrNotSRS = errors.New("not an SRS address")
-	// ErrMalformed: an SRS address with missing or invalid fields, or (from
+	// ErrMalformed is an SRS address with missing or invalid fields, or (from
 	// Forward) a sender that cannot be rewritten safely.
 	ErrMalformed = errors.New("malformed SRS address")
-	// ErrBadHash: the hash matches neither the current nor an old secret:
+	// ErrBadHash is a hash that matches neither the current nor an old secret:
 	// the address was forged or made by another forwarder.
 	ErrBadHash = errors.New("SRS hash invalid")
-	// ErrExpired: the hash is good but the timestamp is older than MaxAge
+	// ErrExpired is a good hash with a timestamp older than MaxAge
 	// (or lies in the future, which libsrs2 also treats as expired).
 	ErrExpired = errors.New("SRS timestamp expired")
 )

@@ -83,21 +83,23 @@ func (o Options) withDefaults() Options {
 
 // Errors that Append wraps; test for them with errors.Is.
 var (
-	// ErrLockTimeout: another process held the mbox for LockTimeout.
+	// ErrLockTimeout is an mbox that another process held for
+	// LockTimeout.
 	ErrLockTimeout = errors.New("mailbox is locked by another process")
-	// ErrRelative: the path is not absolute; file targets are always
+	// ErrRelative is a path that is not absolute; file targets are always
 	// given in full, so a relative one is a configuration mistake.
 	ErrRelative = errors.New("path is not absolute")
-	// ErrSymlink: the mbox is a symbolic link. It is refused (O_NOFOLLOW)
+	// ErrSymlink is an mbox that is a symbolic link. It is refused (O_NOFOLLOW)
 	// so that a link planted by a user cannot redirect mail into another
 	// file; Postfix's safe_open refuses it too.
 	ErrSymlink = errors.New("is a symbolic link")
-	// ErrNotRegular: the path is a directory, device, FIFO or socket.
+	// ErrNotRegular is a path that names a directory, device, FIFO or
+	// socket.
 	ErrNotRegular = errors.New("is not a regular file")
-	// ErrOutside: with Options.Root, a path that is not a local path
+	// ErrOutside is, with Options.Root, a path that is not a local path
 	// inside the root (absolute, or with ".." leading out).
 	ErrOutside = errors.New("is outside the directory it is confined to")
-	// ErrUnsafe: a regular file that must not be appended to: executable
+	// ErrUnsafe is a regular file that must not be appended to: executable
 	// (Postfix refuses those, "file is executable") or with more than one
 	// hard link (a link to another user's file).
 	ErrUnsafe = errors.New("is not safe to append to")

@@ -20,17 +20,17 @@ import (
 // (wrapped, with the address or target), never as Expand's error return,
 // which is kept for temporary trouble.
 var (
-	// ErrNoSuchUser: a local address that is neither an alias, an
+	// ErrNoSuchUser is a local address that is neither an alias, an
 	// account nor covered by a catch-all (RFC 3463 5.1.1).
 	ErrNoSuchUser = errors.New("no such user")
-	// ErrLoop: an address that expands back into itself through a chain
+	// ErrLoop is an address that expands back into itself through a chain
 	// of aliases or .forward files, or an include cycle (5.4.6).
 	ErrLoop = errors.New("mail forwarding loop")
-	// ErrDepth: an alias chain deeper than Options.MaxDepth. It wraps
+	// ErrDepth is an alias chain deeper than Options.MaxDepth. It wraps
 	// ErrLoop, because a chain that deep is almost always a loop, and
 	// RFC 3463 gives both 5.4.6.
 	ErrDepth = fmt.Errorf("alias chain too deep: %w", ErrLoop)
-	// ErrNotAllowed: a pipe, file or include that policy refuses where it
+	// ErrNotAllowed is a pipe, file or include that policy refuses where it
 	// was found (a .forward or an include file without the permission).
 	ErrNotAllowed = errors.New("target not allowed")
 )

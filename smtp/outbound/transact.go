@@ -73,8 +73,8 @@ func (t *Transport) transact(c *client, h host, msg *queue.Message) (res error, 
 		return results, nil, false
 	}
 	if _, err := io.Copy(w, io.NewSectionReader(msg.Body, 0, msg.Size)); err != nil {
-		// Without the final dot the peer discards the message (RFC 5321
-		// §4.1.1.4), so every accepted recipient is simply retried.
+		// Without the final dot the peer discards the message
+		// (RFC 5321 §4.1.1.4), so every accepted recipient is simply retried.
 		fillAccepted(results, t.connErr(h, "DATA (sending the message)", err))
 		return results, nil, false
 	}

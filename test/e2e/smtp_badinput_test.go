@@ -249,8 +249,8 @@ func TestSMTPBadInput(t *testing.T) {
 	})
 
 	t.Run("NUL in the EHLO name", func(t *testing.T) {
-		// A HELO/EHLO name is a domain or an address literal (RFC 5321
-		// §4.1.1.1); a NUL in it is a syntax error. (It must not be
+		// A HELO/EHLO name is a domain or an address literal
+		// (RFC 5321 §4.1.1.1); a NUL in it is a syntax error. (It must not be
 		// echoed back in the reply either: replies are text.)
 		lr := dialLines(t, s.MX)
 		lr.send(t, "EHLO a\x00b\r\n")
