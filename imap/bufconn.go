@@ -66,6 +66,9 @@ func newBufConn(c net.Conn) *bufConn {
 
 // Write appends p to the buffer, or writes it when the buffer grows past
 // bufFlushSize.
+// NetConn returns the connection under b, for conns.From.
+func (b *bufConn) NetConn() net.Conn { return b.Conn }
+
 func (b *bufConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	if b.err != nil {

@@ -101,8 +101,12 @@ func start(t testing.TB, opts Options, l ...net.Listener) *testServer {
 		}
 	}
 	ts.addr = ln.Addr().String()
+	serve := ts.srv.Serve
+	if tl, ok := ln.(implicitTLS); ok {
+		serve, ln = ts.srv.ServeTLS, tl.Listener
+	}
 	done := make(chan error, 1)
-	go func() { done <- ts.srv.Serve(ln) }()
+	go func() { done <- serve(ln) }()
 	t.Cleanup(func() {
 		ts.srv.Close()
 		if err := <-done; err != nil && !errors.Is(err, ErrServerClosed) {
@@ -224,6 +228,9 @@ func (r *raw) login() {
 	r.t.Helper()
 	r.ok("LOGIN alice secret")
 }
+
+// implicitTLS given to start makes it serve with ServeTLS.
+type implicitTLS struct{ net.Listener }
 
 // fakeRemote makes accepted connections report a non-loopback address,
 // as a client on the network would have.

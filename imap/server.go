@@ -36,6 +36,7 @@ import (
 	_ "github.com/emersion/go-message/charset" // charsets for SEARCH and ENVELOPE decoding
 
 	"mailroom/internal/authdelay"
+	"mailroom/internal/conns"
 )
 
 // Authenticator checks a user's password and names the mail home to open
@@ -59,8 +60,8 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, username, password 
 type Options struct {
 	Store Store
 	Auth  Authenticator
-	// TLSConfig enables STARTTLS on plain listeners. Implicit TLS (993)
-	// is the caller's: wrap the listener with tls.NewListener.
+	// TLSConfig enables STARTTLS on plain listeners (Serve) and is the
+	// configuration of implicit TLS (ServeTLS, port 993).
 	TLSConfig *tls.Config
 	// AllowInsecureAuth permits LOGIN and AUTHENTICATE PLAIN without TLS
 	// from any address; without it only loopback clients may (DESIGN.md).
@@ -105,13 +106,8 @@ type Server struct {
 
 	connID atomic.Uint64
 
-	mu        sync.Mutex
-	closing   bool
-	listeners map[*net.Listener]struct{} // by pointer: a listener may be unhashable
-	sessions  map[*session]struct{}
-	perIP     map[string]int
-	conns     int
-	gone      *sync.Cond // signalled when a session ends
+	// conns admits, counts and stops the connections.
+	conns *conns.Set
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -146,11 +142,14 @@ func New(opts Options) *Server {
 		fails:     authdelay.New(opts.AuthFailureDelay, nil),
 		secureL:   newChanListener(),
 		insecureL: newChanListener(),
-		listeners: map[*net.Listener]struct{}{},
-		sessions:  map[*session]struct{}{},
-		perIP:     map[string]int{},
 	}
-	s.gone = sync.NewCond(&s.mu)
+	s.conns = conns.New(conns.Options{
+		MaxConns:          opts.MaxConns,
+		MaxConnsPerClient: opts.MaxConnsPerIP,
+		LoopbackExempt:    true,
+		Refusal:           []byte("* BYE [UNAVAILABLE] Too many connections, try later\r\n"),
+		Logger:            s.log,
+	})
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.secure = imapserver.New(s.libOptions(false))
 	s.insecure = imapserver.New(s.libOptions(true))
@@ -215,30 +214,37 @@ func (s *Server) start() {
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	return s.serve(s.conns.Listen(l))
+}
+
+// ServeTLS serves implicit TLS (port 993) with Options.TLSConfig on the
+// plain listener l, with the writes coalesced under TLS. Serve must not be
+// given a tls.NewListener: its connections must be admitted and counted
+// below TLS.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		l.Close()
+		return errors.New("imap: ServeTLS without Options.TLSConfig")
+	}
+	return s.serve(s.conns.ListenTLS(l, s.opts.TLSConfig, func(c net.Conn) net.Conn { return newBufConn(c) }))
+}
+
+func (s *Server) serve(l net.Listener) error {
+	select {
+	case <-s.conns.ShuttingDown():
 		l.Close()
 		return ErrServerClosed
+	default:
 	}
-	key := &l
-	s.listeners[key] = struct{}{}
-	s.mu.Unlock()
 	s.start()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, key)
-		s.mu.Unlock()
-	}()
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			select {
+			case <-s.conns.ShuttingDown():
 				return ErrServerClosed
+			default:
 			}
 			// EMFILE and the like pass; the library and net/http retry
 			// on the same (deprecated but accurate) test.
@@ -255,62 +261,16 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-// ServeTLS serves implicit TLS (port 993) with Options.TLSConfig on the
-// plain listener l. It is Serve(tls.NewListener(l, TLSConfig)) with the
-// writes coalesced under TLS, which Serve cannot do for a connection that
-// is already TLS.
-func (s *Server) ServeTLS(l net.Listener) error {
-	if s.opts.TLSConfig == nil {
-		l.Close()
-		return errors.New("imap: ServeTLS without Options.TLSConfig")
-	}
-	return s.Serve(&bufTLSListener{Listener: l, config: s.opts.TLSConfig})
-}
-
-// bufTLSListener accepts TLS connections over coalescing ones.
-type bufTLSListener struct {
-	net.Listener
-	config *tls.Config
-}
-
-func (l *bufTLSListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return tls.Server(newBufConn(c), l.config), nil
-}
-
-// dispatch admits a connection and hands it to the library server whose
+// dispatch hands an admitted connection to the library server whose
 // InsecureAuth suits it.
 func (s *Server) dispatch(c net.Conn) {
-	loopback := isLoopback(c.RemoteAddr())
-	key := clientKey(c.RemoteAddr())
-	s.mu.Lock()
-	over := (s.opts.MaxConns > 0 && s.conns >= s.opts.MaxConns) ||
-		(s.opts.MaxConnsPerIP > 0 && !loopback && s.perIP[key] >= s.opts.MaxConnsPerIP)
-	if !over {
-		s.conns++
-		s.perIP[key]++
-	}
-	s.mu.Unlock()
-	if over {
-		s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String())
-		go func() {
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try later\r\n"))
-			c.Close()
-		}()
-		return
-	}
 	target := s.secureL
-	if s.opts.AllowInsecureAuth || loopback {
+	if s.opts.AllowInsecureAuth || conns.From(c).Loopback() {
 		target = s.insecureL
 	}
 	// The library recognises TLS by the *tls.Conn type, so a TLS
 	// connection is handed over as it is (ServeTLS coalesces under it);
-	// a plain one gets write coalescing, under STARTTLS too. Its slot is
-	// given back by session.Close.
+	// a plain one gets write coalescing, under STARTTLS too.
 	if _, ok := c.(*tls.Conn); !ok {
 		c = newBufConn(c)
 	}
@@ -318,39 +278,7 @@ func (s *Server) dispatch(c net.Conn) {
 	case target.conns <- c:
 	case <-target.done:
 		c.Close()
-		s.release(key)
 	}
-}
-
-// release gives back a connection's slot (once).
-func (s *Server) release(key string) {
-	s.mu.Lock()
-	s.conns--
-	if s.perIP[key]--; s.perIP[key] <= 0 {
-		delete(s.perIP, key)
-	}
-	s.mu.Unlock()
-}
-
-func isLoopback(a net.Addr) bool {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.IP.IsLoopback()
-	case *net.UnixAddr:
-		return true
-	}
-	return false
-}
-
-func clientKey(a net.Addr) string {
-	if t, ok := a.(*net.TCPAddr); ok {
-		// An IPv6 client usually has a whole /64 (as smtpconn counts).
-		if ip4 := t.IP.To4(); ip4 != nil {
-			return ip4.String()
-		}
-		return t.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
-	}
-	return a.String()
 }
 
 // Shutdown stops accepting, lets every command running now finish, says
@@ -358,76 +286,29 @@ func clientKey(a net.Addr) string {
 // expire, in which case it closes them as Close does. IMAP clients stay
 // connected for hours, so Shutdown does not wait for them to leave.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		(*l).Close()
-	}
-	sessions := make([]*session, 0, len(s.sessions))
-	for ss := range s.sessions {
-		sessions = append(sessions, ss)
-	}
-	s.mu.Unlock()
-	for _, ss := range sessions {
-		go ss.shutdown()
-	}
-	done := make(chan struct{})
-	go func() {
-		s.mu.Lock()
-		for len(s.sessions) > 0 && ctx.Err() == nil {
-			s.gone.Wait()
-		}
-		s.mu.Unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.Close()
-		return nil
-	case <-ctx.Done():
-		s.Close()
-		s.mu.Lock()
-		s.gone.Broadcast()
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
+	s.conns.Shutdown()
+	err := s.conns.Wait(ctx)
+	s.Close()
+	return err
 }
 
 // Close closes every listener and connection at once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		(*l).Close()
-	}
-	s.mu.Unlock()
+	s.conns.Shutdown()
 	s.stop()
 	// The library's own Close races its Serve (WaitGroup.Add against
-	// Wait); closing its listeners and our sessions' connections does the
-	// same without it.
+	// Wait); closing its listeners and our connections does the same
+	// without it.
 	s.secureL.Close()
 	s.insecureL.Close()
 	s.served.Wait()
-	s.mu.Lock()
-	for ss := range s.sessions {
-		ss.conn.NetConn().Close()
-	}
-	s.mu.Unlock()
+	s.conns.Close()
 	// The caller closes the store next: give the sessions a moment to
-	// leave it (their connections are closed, their contexts cancelled).
-	done := make(chan struct{})
-	go func() {
-		s.mu.Lock()
-		for len(s.sessions) > 0 {
-			s.gone.Wait()
-		}
-		s.mu.Unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(closeWait):
+	// leave it (their connections are closed, their contexts cancelled;
+	// the library closes a session before its connection).
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	if s.conns.Wait(ctx) != nil {
 		s.log.Warn("sessions still busy after Close", "wait", closeWait)
 	}
 	return nil

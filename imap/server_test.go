@@ -152,7 +152,7 @@ func TestImplicitTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := start(t, Options{TLSConfig: conf}, tls.NewListener(fakeRemote{l}, conf))
+	ts := start(t, Options{TLSConfig: conf}, implicitTLS{fakeRemote{l}})
 	c, err := imapclient.DialTLS(ts.addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailroom/account"
+	"mailroom/internal/conns"
 	"mailroom/mailbox"
 )
 
@@ -19,13 +20,13 @@ import (
 // the connection waits for DONE); mu guards only what Shutdown and the
 // idle timer read from other goroutines.
 type session struct {
-	srv      *Server
-	conn     *imapserver.Conn
-	log      *slog.Logger
-	key      string // client address for the login delay and limits
-	ctx      context.Context
-	cancel   context.CancelFunc
-	released bool
+	srv    *Server
+	conn   *imapserver.Conn
+	cc     *conns.Conn // under conn: busy marks, the client's key
+	log    *slog.Logger
+	key    string // client address for the login delay
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	folders Folders // nil until login
 
@@ -44,12 +45,10 @@ type session struct {
 	// searchRes is the saved SEARCH result (RFC 5182 "$"), as UIDs.
 	searchRes []uint32
 
-	mu       sync.Mutex
-	busy     bool
-	closing  bool
-	loggedIn bool
-	idle     *time.Timer
-	shutOnce sync.Once
+	mu        sync.Mutex
+	inCommand bool
+	idle      *time.Timer
+	shutOnce  sync.Once
 }
 
 var (
@@ -59,21 +58,24 @@ var (
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	nc := c.NetConn()
+	cc := conns.From(nc)
 	ss := &session{
 		srv:  s,
 		conn: c,
-		key:  clientKey(nc.RemoteAddr()),
+		cc:   cc,
+		key:  cc.Client(),
 		log:  s.log.With("conn", s.connID.Add(1), "remote", nc.RemoteAddr().String()),
 	}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
-	s.mu.Lock()
-	closing := s.closing
-	s.sessions[ss] = struct{}{}
-	s.mu.Unlock()
-	if closing {
-		ss.Close()
+	select {
+	case <-s.conns.ShuttingDown():
+		ss.cancel()
 		return nil, nil, &goimap.Error{Type: goimap.StatusResponseTypeBye, Text: "Server shutting down"}
+	default:
 	}
+	// A shutdown says BYE at once if no command is running, or after the
+	// one that is (see enter).
+	cc.OnShutdown(ss.shutdown)
 	ss.log.Debug("connected")
 	return ss, nil, nil
 }
@@ -82,35 +84,32 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 // the idle timer: defer s.enter()().
 func (s *session) enter() func() {
 	s.mu.Lock()
-	s.busy = true
+	s.inCommand = true
 	if s.idle != nil {
 		s.idle.Reset(s.srv.opts.IdleTimeout)
 	}
 	s.mu.Unlock()
+	s.cc.Begin()
 	return func() {
+		s.cc.End() // calls shutdown if the server is shutting down
 		s.mu.Lock()
-		s.busy = false
-		closing := s.closing
+		s.inCommand = false
 		s.mu.Unlock()
-		if closing {
-			// Let the library write this command's tagged reply first.
-			time.AfterFunc(50*time.Millisecond, func() { s.bye("Server shutting down") })
-		}
 	}
 }
 
-// shutdown says BYE at once if no command is running, or after the one
-// that is (see enter).
+// shutdown says BYE to a session of a server shutting down, when it is
+// idle: at once, or, at the end of a command, once the library has
+// written the command's tagged reply.
 func (s *session) shutdown() {
 	s.mu.Lock()
-	s.closing = true
-	busy, loggedIn := s.busy, s.loggedIn
+	inCommand := s.inCommand
 	s.mu.Unlock()
-	if !busy {
-		s.bye("Server shutting down")
-	} else if !loggedIn {
-		s.cancel() // a login waiting out its failure delay
+	if inCommand {
+		time.AfterFunc(50*time.Millisecond, func() { s.bye("Server shutting down") })
+		return
 	}
+	s.bye("Server shutting down")
 }
 
 func (s *session) bye(text string) {
@@ -131,15 +130,6 @@ func (s *session) Close() error {
 	var err error
 	if s.folders != nil {
 		err = s.folders.Close()
-	}
-	srv := s.srv
-	srv.mu.Lock()
-	delete(srv.sessions, s)
-	srv.gone.Broadcast()
-	srv.mu.Unlock()
-	if !s.released {
-		s.released = true
-		srv.release(s.key)
 	}
 	s.log.Debug("disconnected")
 	return err
@@ -163,6 +153,7 @@ func (s *session) Login(username, password string) error {
 		select {
 		case <-t.C:
 		case <-s.ctx.Done():
+		case <-s.srv.conns.ShuttingDown():
 		}
 		return imapserver.ErrAuthFailed
 	}
@@ -177,7 +168,6 @@ func (s *session) Login(username, password string) error {
 	s.log = s.log.With("user", username)
 	s.log.Info("authenticated", "event", "auth")
 	s.mu.Lock()
-	s.loggedIn = true
 	s.idle = time.AfterFunc(s.srv.opts.IdleTimeout, func() {
 		s.log.Info("idle for too long; logging out")
 		s.bye("Autologout; idle for too long")

@@ -8,13 +8,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailroom/internal/conns"
 	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 )
@@ -38,92 +37,54 @@ type Options struct {
 	Logger                    *slog.Logger
 }
 
-// Server serves LMTP on any number of listeners.
+// Server serves LMTP on any number of listeners: Serve, then Shutdown
+// (a delivery cut short by its ctx is never acknowledged) or Close.
 type Server struct {
-	opts   Options
-	smtp   *gosmtp.Server
-	log    *slog.Logger
-	ctx    context.Context // parent of every session's context
-	cancel context.CancelFunc
-	connID atomic.Uint64
-	conns  *smtpconn.Set
+	*smtpconn.Server
+	opts Options
 }
 
 // New returns a Server; call Serve for each listener.
 func New(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = 5 * time.Minute
 	}
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = 10 * time.Minute
 	}
-	s := &Server{opts: opts, log: opts.Logger.With("proto", "lmtp")}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.conns = smtpconn.NewSet(smtpconn.Options{Hostname: opts.Hostname, IdleTimeout: opts.ReadTimeout, SizeLimit: opts.MaxMessageBytes})
-	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
-	gs.LMTP = true
-	gs.Domain = opts.Hostname
-	// No library limit: see smtpconn's fixReply. mda enforces the size.
-	gs.MaxMessageBytes = 0
-	gs.MaxRecipients = opts.MaxRecipients
-	if opts.MaxLineLength > 0 {
-		gs.MaxLineLength = opts.MaxLineLength
-	}
-	// The idle timeout is set per read by smtpconn, so that a long DATA
-	// is bounded per read rather than as a whole.
-	gs.WriteTimeout = opts.WriteTimeout
-	gs.EnableSMTPUTF8 = true
-	gs.ErrorLog = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)
-	s.smtp = gs
+	s := &Server{opts: opts}
+	s.Server = smtpconn.NewServer(smtpconn.Options{
+		Proto:    "lmtp",
+		LMTP:     true,
+		Hostname: opts.Hostname,
+		// No library limit: see smtpconn's fixReply. mda enforces the
+		// size.
+		AnnounceSize:  opts.MaxMessageBytes,
+		MaxRecipients: opts.MaxRecipients,
+		MaxLineLength: opts.MaxLineLength,
+		IdleTimeout:   opts.ReadTimeout,
+		WriteTimeout:  opts.WriteTimeout,
+		Logger:        opts.Logger,
+	}, s.newSession)
 	return s
 }
 
-// Serve accepts connections on l until Shutdown or Close. It always
-// returns a non-nil error; after Shutdown or Close it is
-// gosmtp.ErrServerClosed.
-func (s *Server) Serve(l net.Listener) error {
-	return s.smtp.Serve(s.conns.Listen(l))
-}
-
-// Shutdown stops accepting connections, closes idle ones, and waits until
-// ctx ends for the others to finish the delivery in progress and send its
-// replies. A delivery cut short by ctx is never acknowledged.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.conns.ShutdownServer(ctx, s.smtp)
-	s.cancel()
-	return err
-}
-
-// Close closes every listener and connection at once, then waits a
-// little for deliveries still in their fsyncs (smtpconn.CloseServer).
-func (s *Server) Close() error {
-	s.cancel()
-	return s.conns.CloseServer(s.smtp, s.log)
-}
-
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
-	remote := "unix socket"
-	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
-		remote = "[" + addr.IP.String() + "]"
-	}
-	ctx, cancel := context.WithCancel(s.ctx)
+	base := s.NewSession(c)
 	return &session{
 		srv:    s,
-		conn:   smtpconn.From(c.Conn()),
-		ctx:    ctx,
-		cancel: cancel,
-		info:   mda.Info{Proto: "LMTP", Helo: c.Hostname(), RemoteAddr: remote},
-		log:    s.log.With("conn", s.connID.Add(1), "remote", remote),
+		conn:   base.Conn,
+		ctx:    base.Ctx,
+		cancel: base.Done,
+		info:   mda.Info{Proto: "LMTP", Helo: c.Hostname(), RemoteAddr: base.Remote},
+		log:    base.Log,
 	}, nil
 }
 
 // session is one LMTP connection.
 type session struct {
 	srv    *Server
-	conn   *smtpconn.Conn
+	conn   *conns.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 	info   mda.Info
@@ -199,8 +160,7 @@ func (s *session) Data(r io.Reader) error {
 	if txn == nil {
 		return errNoTransaction
 	}
-	s.srv.conns.StartDelivery()
-	defer s.srv.conns.EndDelivery()
+	defer s.srv.Working()()
 	return s.reply(txn.DeliverAll(s.ctx, r))
 }
 
@@ -216,8 +176,7 @@ func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	if txn == nil {
 		return errNoTransaction
 	}
-	s.srv.conns.StartDelivery()
-	defer s.srv.conns.EndDelivery()
+	defer s.srv.Working()()
 	results, err := txn.Deliver(s.ctx, r)
 	if err != nil {
 		return s.reply(err)

@@ -10,14 +10,9 @@ package smtp
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"sync/atomic"
 	"time"
-
-	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/account"
 	"mailroom/internal/authdelay"
@@ -89,23 +84,16 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Server serves one role on any number of listeners.
+// Server serves one role on any number of listeners: Serve (STARTTLS
+// where configured) and ServeTLS (implicit TLS), then Shutdown or Close.
 type Server struct {
-	opts   Options
-	smtp   *gosmtp.Server
-	log    *slog.Logger
-	conns  *smtpconn.Set
-	fails  *authdelay.Failures
-	ctx    context.Context
-	cancel context.CancelFunc
-	connID atomic.Uint64
+	*smtpconn.Server
+	opts  Options
+	fails *authdelay.Failures
 }
 
 // New returns a Server; call Serve (or ServeTLS) for each listener.
 func New(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = 5 * time.Minute
 	}
@@ -115,20 +103,23 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{
-		opts:  opts,
-		log:   opts.Logger.With("proto", opts.Role.String()),
-		fails: authdelay.New(opts.AuthFailureDelay, opts.Now),
-		conns: smtpconn.NewSet(smtpconn.Options{
-			Hostname:      opts.Hostname,
-			MaxConns:      opts.MaxConns,
-			MaxConnsPerIP: opts.MaxConnsPerIP,
-			IdleTimeout:   opts.IdleTimeout,
-		}),
+	s := &Server{opts: opts, fails: authdelay.New(opts.AuthFailureDelay, opts.Now)}
+	so := smtpconn.Options{
+		Proto:         opts.Role.String(),
+		Hostname:      opts.Hostname,
+		MaxRecipients: opts.MaxRecipients,
+		MaxLineLength: opts.MaxLineLength,
+		MaxConns:      opts.MaxConns,
+		MaxConnsPerIP: opts.MaxConnsPerIP,
+		IdleTimeout:   opts.IdleTimeout,
+		WriteTimeout:  opts.IdleTimeout,
+		TLS:           opts.TLS,
+		// Whether plaintext AUTH is allowed depends on the connection
+		// (loopback is fine), so the library allows it and the session
+		// decides which mechanisms to offer (auth.go).
+		AllowInsecureAuth: true,
+		Logger:            opts.Logger,
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
-	gs.Domain = opts.Hostname
 	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
 	// reader stops at the limit before it sees the final dot). Giving it
 	// one byte more makes it accept exactly our limit; mda refuses
@@ -136,49 +127,8 @@ func New(opts Options) *Server {
 	// announced SIZE is then one more than what is accepted: a one-byte
 	// overstatement that TLS stops us from rewriting (see smtpconn).
 	if opts.MaxMessageBytes > 0 {
-		gs.MaxMessageBytes = opts.MaxMessageBytes + 1
+		so.MaxMessageBytes = opts.MaxMessageBytes + 1
 	}
-	gs.MaxRecipients = opts.MaxRecipients
-	if opts.MaxLineLength > 0 {
-		gs.MaxLineLength = opts.MaxLineLength
-	}
-	gs.WriteTimeout = opts.IdleTimeout
-	gs.TLSConfig = opts.TLS
-	gs.EnableSMTPUTF8 = true
-	// Whether plaintext AUTH is allowed depends on the connection
-	// (loopback is fine), so the library allows it and the session
-	// decides which mechanisms to offer (auth.go).
-	gs.AllowInsecureAuth = true
-	gs.ErrorLog = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)
-	s.smtp = gs
+	s.Server = smtpconn.NewServer(so, s.newSession)
 	return s
-}
-
-// Serve accepts plain connections on l (STARTTLS available if configured)
-// until Shutdown or Close.
-func (s *Server) Serve(l net.Listener) error {
-	return s.smtp.Serve(s.conns.Listen(l))
-}
-
-// ServeTLS accepts implicit-TLS connections on l (port 465).
-func (s *Server) ServeTLS(l net.Listener) error {
-	if s.opts.TLS == nil {
-		return errors.New("smtp: implicit TLS listener without a certificate")
-	}
-	return s.smtp.Serve(tls.NewListener(s.conns.Listen(l), s.opts.TLS))
-}
-
-// Shutdown stops accepting connections, closes idle ones, and waits until
-// ctx ends for the others to finish the delivery in progress and answer.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.conns.ShutdownServer(ctx, s.smtp)
-	s.cancel()
-	return err
-}
-
-// Close closes every listener and connection at once, then waits a
-// little for deliveries still in their fsyncs (smtpconn.CloseServer).
-func (s *Server) Close() error {
-	s.cancel()
-	return s.conns.CloseServer(s.smtp, s.log)
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"mailroom/account"
 	"mailroom/internal/address"
+	"mailroom/internal/conns"
 	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 	"mailroom/mda/alias"
@@ -25,12 +25,12 @@ import (
 // session is one SMTP connection.
 type session struct {
 	srv      *Server
-	conn     *smtpconn.Conn
+	conn     *conns.Conn
 	ctx      context.Context
 	cancel   context.CancelFunc
 	helo     string
 	addr     string // "[192.0.2.1]"
-	client   string // smtpconn.ClientKey: what AUTH failures are counted by
+	client   string // conns.ClientKey: what AUTH failures are counted by
 	loopback bool
 	tls      *tls.ConnectionState
 	log      *slog.Logger
@@ -69,17 +69,16 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	if strings.ContainsFunc(c.Hostname(), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return nil, errBadHelo
 	}
-	sess := &session{srv: s, conn: smtpconn.From(c.Conn()), helo: c.Hostname()}
-	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
-		sess.addr = "[" + addr.IP.String() + "]"
-		sess.client = smtpconn.ClientKey(addr.IP)
-		sess.loopback = addr.IP.IsLoopback()
+	base := s.NewSession(c)
+	sess := &session{srv: s, conn: base.Conn, ctx: base.Ctx, cancel: base.Done, helo: c.Hostname(), addr: base.Remote}
+	if base.IP != nil {
+		sess.client = conns.ClientKey(base.IP)
+		sess.loopback = base.IP.IsLoopback()
 	}
 	if st, ok := c.TLSConnectionState(); ok {
 		sess.tls = &st
 	}
-	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
-	sess.log = s.log.With("conn", s.connID.Add(1), "remote", sess.addr, "helo", sess.helo, "tls", sess.tls != nil)
+	sess.log = base.Log.With("helo", sess.helo, "tls", sess.tls != nil)
 	return sess, nil
 }
 
@@ -236,8 +235,7 @@ func (s *session) Data(r io.Reader) error {
 		// then RSET can reach Data after Reset.
 		return errNoTransaction
 	}
-	s.srv.conns.StartDelivery()
-	defer s.srv.conns.EndDelivery()
+	defer s.srv.Working()()
 	if s.srv.opts.Role == MX {
 		return s.reply(env.txn.DeliverAll(s.ctx, r))
 	}

@@ -2,17 +2,17 @@ package smtpconn
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailroom/internal/conns"
 	"mailroom/mda"
 )
 
@@ -64,13 +64,13 @@ func Reply(err error) *gosmtp.SMTPError {
 // administrator can find it; the error's own text never reaches the client
 // (it may name files). A client that timed out is told so and the
 // connection is closed after the reply. It returns nil for nil.
-func Answer(log *slog.Logger, c *Conn, err error) error {
+func Answer(log *slog.Logger, c *conns.Conn, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		log.Info("client timed out during the message", "event", "timeout")
-		c.CloseAfterReply()
+		c.CloseAfterWrite()
 		return Reply(err)
 	}
 	r := Reply(err)
@@ -82,39 +82,12 @@ func Answer(log *slog.Logger, c *Conn, err error) error {
 	return r
 }
 
-var errSeq atomic.Uint64
-
-func newErrID() string { return fmt.Sprintf("E%d-%d", time.Now().Unix(), errSeq.Add(1)) }
-
-// ShutdownServer is the common two-phase stop of a go-smtp server whose
-// connections s tracks: stop accepting, close idle connections, and wait
-// until ctx ends for busy ones to answer their delivery.
-func (s *Set) ShutdownServer(ctx context.Context, srv *gosmtp.Server) error {
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(ctx) }()
-	s.Shutdown()
-	err := <-done
-	if errors.Is(err, net.ErrClosed) {
-		// Shutdown closed the listeners first.
-		err = nil
-	}
-	return err
+// newErrID returns a reference for a log record that a reply repeats:
+// the time and random bits, unique enough to find the record and with
+// no counter shared between servers.
+func newErrID() string {
+	return fmt.Sprintf("E%d-%s", time.Now().Unix(), rand.Text()[:6])
 }
-
-// CloseServer closes srv's listeners and connections at once, then waits
-// (up to closeWait) for deliveries cut off in their fsyncs, which are not
-// cancelled, so that the caller can close the stores safely.
-func (s *Set) CloseServer(srv *gosmtp.Server, log *slog.Logger) error {
-	s.Shutdown()
-	err := srv.Close()
-	if !s.WaitIdle(closeWait) {
-		log.Warn("deliveries still running after Close")
-	}
-	return err
-}
-
-// closeWait bounds how long CloseServer waits for deliveries in progress.
-const closeWait = 10 * time.Second
 
 // enhanced parses an RFC 3463 code such as "5.3.0"; anything else is 5.0.0.
 func enhanced(status string) gosmtp.EnhancedCode {

@@ -1,0 +1,496 @@
+// Package conns is the connection layer under every mailroom server (SMTP,
+// LMTP and IMAP; any other server of net.Conns, such as ManageSieve or
+// POP3, plugs in the same way). It does what the protocol libraries leave
+// to their callers:
+//
+//   - admit connections under a limit for the whole server and one per
+//     client (ClientKey), answering the rest with the protocol's refusal;
+//   - bound each read with an idle timeout;
+//   - know which connections are busy (Conn.Begin, Conn.End), so that a
+//     shutdown closes the idle ones at once and lets the busy ones finish;
+//   - stop in two phases: Shutdown (stop accepting, end idle connections,
+//     end busy ones as they become idle), then Close (cut the rest), with
+//     Wait and Working for the caller that must not close its stores under
+//     a delivery still in its fsyncs.
+//
+// It knows no protocol: what to write to a refused client is
+// Options.Refusal, and how to end an idle connection politely (IMAP's BYE)
+// is the server's, through Conn.OnShutdown.
+package conns
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Set.
+type Options struct {
+	// MaxConns bounds the connections of the Set (0: no limit).
+	MaxConns int
+	// MaxConnsPerClient bounds the connections of one client, as
+	// ClientKey counts them (0: no limit). Loopback clients count like
+	// any other unless LoopbackExempt is set; unix-socket clients are not
+	// counted per client.
+	MaxConnsPerClient int
+	// LoopbackExempt leaves loopback clients out of MaxConnsPerClient.
+	LoopbackExempt bool
+	// IdleTimeout bounds each read (0: none, for a protocol library that
+	// sets its own read deadlines).
+	IdleTimeout time.Duration
+	// Refusal is written to a connection over a limit before it is
+	// closed: "421 4.7.0 ..." for SMTP, "* BYE [UNAVAILABLE] ..." for
+	// IMAP. Nil closes without a word.
+	Refusal []byte
+	// Rewrite, if set, may replace what the server writes: it returns
+	// the bytes to send instead of p, or nil to send p as it is. It sees
+	// plaintext only on connections without TLS.
+	Rewrite func(p []byte) []byte
+	// Logger receives a record per refused connection.
+	Logger *slog.Logger
+}
+
+// Set tracks the connections of one server. Its zero value is not
+// usable; call New.
+type Set struct {
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*Conn]struct{}
+	perClient map[string]int
+	closing   bool
+	shutdown  chan struct{} // closed by Shutdown
+	gone      *sync.Cond    // signalled when a connection is removed
+	// working counts work under way that must finish before the
+	// server's stores close (Working); idle is signalled at zero.
+	working int
+	idle    *sync.Cond
+
+	// refusing bounds the goroutines that answer refused connections.
+	refusing chan struct{}
+}
+
+// New returns an empty Set.
+func New(opts Options) *Set {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Set{
+		opts:      opts,
+		log:       opts.Logger,
+		conns:     map[*Conn]struct{}{},
+		perClient: map[string]int{},
+		shutdown:  make(chan struct{}),
+		refusing:  make(chan struct{}, maxRefusing),
+	}
+	s.gone = sync.NewCond(&s.mu)
+	s.idle = sync.NewCond(&s.mu)
+	return s
+}
+
+const (
+	// maxRefusing is how many refused connections are answered at once;
+	// beyond that a flood is closed without a word.
+	maxRefusing = 64
+	// refusalTimeout bounds the answer to a refused connection (and its
+	// TLS handshake on an implicit-TLS port).
+	refusalTimeout = 5 * time.Second
+)
+
+// Listen wraps l so that its connections are admitted and tracked by s.
+// A listener added after Shutdown is closed at once: a server's Serve may
+// register its listener only when its goroutine runs, so a shutdown that
+// comes first would otherwise leave that Serve accepting for ever.
+func (s *Set) Listen(l net.Listener) net.Listener {
+	return s.listen(l, nil, nil)
+}
+
+// ListenTLS is Listen for implicit TLS (ports 465, 993): each accepted
+// connection is tracked below TLS and handed over as a *tls.Conn (on top
+// of wrap(conn), if wrap is set), whose handshake is left to the protocol
+// library. A refused client gets its refusal over TLS.
+func (s *Set) ListenTLS(l net.Listener, config *tls.Config, wrap func(net.Conn) net.Conn) net.Listener {
+	return s.listen(l, config, wrap)
+}
+
+func (s *Set) listen(l net.Listener, config *tls.Config, wrap func(net.Conn) net.Conn) net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		l.Close()
+	}
+	s.listeners = append(s.listeners, l)
+	return &listener{Listener: l, set: s, tls: config, wrap: wrap}
+}
+
+type listener struct {
+	net.Listener
+	set  *Set
+	tls  *tls.Config
+	wrap func(net.Conn) net.Conn
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c := l.set.admit(nc, l.tls)
+		if c == nil {
+			continue
+		}
+		var out net.Conn = c
+		if l.wrap != nil {
+			out = l.wrap(out)
+		}
+		if l.tls != nil {
+			out = tls.Server(out, l.tls)
+		}
+		return out, nil
+	}
+}
+
+// admit registers nc, or refuses it if a limit is reached.
+func (s *Set) admit(nc net.Conn, config *tls.Config) *Conn {
+	key, loopback := clientOf(nc.RemoteAddr())
+	counted := key != "" && !(loopback && s.opts.LoopbackExempt)
+	s.mu.Lock()
+	if s.closing {
+		// Accepted just as Shutdown ran: it would never be closed as
+		// idle.
+		s.mu.Unlock()
+		nc.Close()
+		return nil
+	}
+	var over string
+	switch {
+	case s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns:
+		over = "max_connections"
+	case counted && s.opts.MaxConnsPerClient > 0 && s.perClient[key] >= s.opts.MaxConnsPerClient:
+		over = "max_connections_per_ip"
+	}
+	if over != "" {
+		s.mu.Unlock()
+		s.log.Warn("connection refused: too many connections", "event", "refused", "remote", nc.RemoteAddr().String(), "limit", over)
+		s.refuse(nc, config)
+		return nil
+	}
+	c := &Conn{Conn: nc, set: s, key: key, counted: counted, loopback: loopback}
+	s.conns[c] = struct{}{}
+	if counted {
+		s.perClient[key]++
+	}
+	s.mu.Unlock()
+	return c
+}
+
+// refuse answers nc with the refusal and closes it, in a goroutine of its
+// own (a TLS handshake or a client that does not read must not hold up
+// the accept loop), or at once if too many refusals are under way.
+func (s *Set) refuse(nc net.Conn, config *tls.Config) {
+	select {
+	case s.refusing <- struct{}{}:
+	default:
+		nc.Close()
+		return
+	}
+	go func() {
+		defer func() { <-s.refusing }()
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(refusalTimeout))
+		if len(s.opts.Refusal) == 0 {
+			return
+		}
+		var w net.Conn = nc
+		if config != nil {
+			w = tls.Server(nc, config)
+		}
+		w.Write(s.opts.Refusal)
+	}()
+}
+
+// Shutdown is the first phase of a stop: it closes the listeners and
+// ends every connection that is idle now (Conn.OnShutdown, or a plain
+// close); a busy one ends when its work is done (Conn.End).
+func (s *Set) Shutdown() {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.shutdown)
+	}
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	var idle []*Conn
+	for c := range s.conns {
+		if !c.busy.Load() {
+			idle = append(idle, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.endIdle()
+	}
+}
+
+// ShuttingDown is closed when Shutdown begins: a session waiting for
+// something of its own (a login's failure delay) should stop waiting.
+func (s *Set) ShuttingDown() <-chan struct{} { return s.shutdown }
+
+// Close is the second phase: it closes the listeners and every
+// connection at once.
+func (s *Set) Close() {
+	s.Shutdown()
+	s.mu.Lock()
+	all := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range all {
+		c.Conn.Close()
+	}
+}
+
+// Wait waits until every connection has been closed, or ctx ends.
+func (s *Set) Wait(ctx context.Context) error {
+	return s.waitFor(ctx, func() bool { return len(s.conns) == 0 }, s.gone)
+}
+
+// Working marks work under way that must finish before the server's
+// stores close, such as a delivery in its fsyncs: a forced Close cuts the
+// connection (and the library then resets the session) while the work
+// goes on. It returns the function that ends the mark.
+func (s *Set) Working() (done func()) {
+	s.mu.Lock()
+	s.working++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.working--; s.working == 0 {
+				s.idle.Broadcast()
+			}
+			s.mu.Unlock()
+		})
+	}
+}
+
+// WaitWorking waits until no work marked by Working is under way, or ctx
+// ends.
+func (s *Set) WaitWorking(ctx context.Context) error {
+	return s.waitFor(ctx, func() bool { return s.working == 0 }, s.idle)
+}
+
+// waitFor waits on cond (whose lock is s.mu) until done holds or ctx ends.
+func (s *Set) waitFor(ctx context.Context, done func() bool, cond *sync.Cond) error {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !done() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cond.Wait()
+	}
+	return nil
+}
+
+// Len is the number of connections open now.
+func (s *Set) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Conn is an admitted connection.
+type Conn struct {
+	net.Conn
+	set      *Set
+	key      string
+	counted  bool // in set.perClient
+	loopback bool
+
+	busy        atomic.Bool
+	closed      atomic.Bool
+	closeOnSend atomic.Bool
+	ended       atomic.Bool // endIdle ran
+
+	mu         sync.Mutex
+	onShutdown func()
+}
+
+// From finds the Conn under a connection a protocol library hands its
+// session: the Conn itself, or one below TLS or below any wrapper that
+// has a NetConn method (as *tls.Conn has). It returns nil for a
+// connection that no Set admitted (as in some tests); every method of
+// Conn does nothing on nil, or reports its zero value.
+func From(nc net.Conn) *Conn {
+	for nc != nil {
+		if c, ok := nc.(*Conn); ok {
+			return c
+		}
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		nc = u.NetConn()
+	}
+	return nil
+}
+
+func (c *Conn) Read(p []byte) (int, error) {
+	if d := c.set.opts.IdleTimeout; d > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(d))
+	}
+	return c.Conn.Read(p)
+}
+
+// Write sends p, or what Options.Rewrite makes of it, and closes the
+// connection after it if CloseAfterWrite was called.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.closeOnSend.Load() {
+		defer c.Conn.Close()
+	}
+	if rw := c.set.opts.Rewrite; rw != nil {
+		if q := rw(p); q != nil {
+			if _, err := c.Conn.Write(q); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// CloseAfterWrite closes the connection once the next write is done: for
+// a client that is told why it is let go (a timeout in the middle of a
+// message, too many failed logins).
+func (c *Conn) CloseAfterWrite() {
+	if c != nil {
+		c.closeOnSend.Store(true)
+	}
+}
+
+// Close unregisters the connection and closes it.
+func (c *Conn) Close() error {
+	if !c.closed.Swap(true) {
+		s := c.set
+		s.mu.Lock()
+		delete(s.conns, c)
+		if c.counted {
+			if s.perClient[c.key]--; s.perClient[c.key] <= 0 {
+				delete(s.perClient, c.key)
+			}
+		}
+		s.gone.Broadcast()
+		s.mu.Unlock()
+	}
+	return c.Conn.Close()
+}
+
+// OnShutdown sets how the connection is ended when the Set shuts down
+// while it is idle (IMAP says BYE); without it, it is closed. f runs at
+// most once, from Shutdown or from the End of the work in progress then.
+// If the Set is already shutting down and the connection is idle, f runs
+// now.
+func (c *Conn) OnShutdown(f func()) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.onShutdown = f
+	c.mu.Unlock()
+	select {
+	case <-c.set.shutdown:
+		if !c.busy.Load() {
+			c.endIdle()
+		}
+	default:
+	}
+}
+
+// endIdle ends an idle connection of a Set that is shutting down, once.
+func (c *Conn) endIdle() {
+	if c.ended.Swap(true) {
+		return
+	}
+	c.mu.Lock()
+	f := c.onShutdown
+	c.mu.Unlock()
+	if f != nil {
+		f()
+		return
+	}
+	c.Conn.Close()
+}
+
+// Begin marks work in progress that a shutdown lets finish (an SMTP
+// transaction from MAIL to its reply, an IMAP command).
+func (c *Conn) Begin() {
+	if c != nil {
+		c.busy.Store(true)
+	}
+}
+
+// End marks the work done; if the Set is shutting down, the connection
+// is ended now that its client has its reply.
+func (c *Conn) End() {
+	if c == nil {
+		return
+	}
+	c.busy.Store(false)
+	select {
+	case <-c.set.shutdown:
+		c.endIdle()
+	default:
+	}
+}
+
+// Client is the client's key for limits and throttles (ClientKey), or ""
+// for a unix-socket client.
+func (c *Conn) Client() string {
+	if c == nil {
+		return ""
+	}
+	return c.key
+}
+
+// Loopback reports whether the client is on this machine (a loopback
+// address or a unix socket).
+func (c *Conn) Loopback() bool { return c != nil && c.loopback }
+
+// clientOf returns the key a remote address is counted by, and whether it
+// is on this machine.
+func clientOf(a net.Addr) (key string, loopback bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return ClientKey(a.IP), a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return "", true
+	}
+	return "", false
+}
+
+// ClientKey is what per-client limits and throttles count by: the IPv4
+// address, or the /64 of an IPv6 address, since one IPv6 client usually
+// has a whole /64 to rotate through.
+func ClientKey(ip net.IP) string {
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}

@@ -1,0 +1,191 @@
+// Package smtpconn is what mailroom's SMTP and LMTP servers share over
+// github.com/emersion/go-smtp: the library server with the settings both
+// give it, its connections (internal/conns: limits, idle timeout,
+// two-phase shutdown), the start of every session, the one table that maps
+// delivery errors to replies, and the corrections of a few go-smtp v0.25
+// replies on their way out. It knows nothing of the policy of either
+// protocol.
+package smtpconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailroom/internal/conns"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Proto names the server in logs ("smtp", "submission", "lmtp").
+	Proto string
+	// LMTP runs the library in LMTP mode (RFC 2033).
+	LMTP bool
+	// Hostname is announced in the greeting and in the 421 to a client
+	// over a connection limit.
+	Hostname string
+	// MaxMessageBytes is the library's own limit (0: none).
+	MaxMessageBytes int64
+	// AnnounceSize, if set, is announced as SIZE where the library, run
+	// without a limit, would announce a bare SIZE (see fixReply).
+	AnnounceSize int64
+	// MaxRecipients per transaction (0: the library's default).
+	MaxRecipients int
+	// MaxLineLength bounds a line with its CRLF (0: go-smtp's 2000).
+	MaxLineLength int
+	// MaxConns and MaxConnsPerIP bound concurrent connections (421
+	// beyond; 0: no limit).
+	MaxConns, MaxConnsPerIP int
+	// IdleTimeout bounds each read, commands and DATA alike; go-smtp
+	// would otherwise bound a whole DATA by one command's timeout.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each reply.
+	WriteTimeout time.Duration
+	// TLS enables STARTTLS (nil: none).
+	TLS *tls.Config
+	// AllowInsecureAuth is the library's: whether it lets AUTH happen
+	// without TLS at all (the session still decides what it offers).
+	AllowInsecureAuth bool
+	Logger            *slog.Logger
+}
+
+// Server is a go-smtp server with its connection set.
+type Server struct {
+	lib    *gosmtp.Server
+	conns  *conns.Set
+	tls    *tls.Config
+	log    *slog.Logger
+	ctx    context.Context // parent of every session's context
+	cancel context.CancelFunc
+	connID atomic.Uint64
+}
+
+// NewServer returns a Server whose sessions come from newSession.
+func NewServer(opts Options, newSession func(*gosmtp.Conn) (gosmtp.Session, error)) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{tls: opts.TLS, log: opts.Logger.With("proto", opts.Proto)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	announce := opts.AnnounceSize
+	s.conns = conns.New(conns.Options{
+		MaxConns:          opts.MaxConns,
+		MaxConnsPerClient: opts.MaxConnsPerIP,
+		IdleTimeout:       opts.IdleTimeout,
+		// RFC 5321 §3.1: a server may answer 421 instead of 220.
+		Refusal: []byte("421 4.7.0 " + opts.Hostname + " Too many connections, try again later\r\n"),
+		Rewrite: func(p []byte) []byte { return fixReply(p, announce) },
+		Logger:  s.log,
+	})
+	gs := gosmtp.NewServer(gosmtp.BackendFunc(newSession))
+	gs.LMTP = opts.LMTP
+	gs.Domain = opts.Hostname
+	gs.MaxMessageBytes = opts.MaxMessageBytes
+	gs.MaxRecipients = opts.MaxRecipients
+	if opts.MaxLineLength > 0 {
+		gs.MaxLineLength = opts.MaxLineLength
+	}
+	// The idle timeout is set per read by conns, so that a long DATA is
+	// bounded per read rather than as a whole.
+	gs.WriteTimeout = opts.WriteTimeout
+	gs.TLSConfig = opts.TLS
+	gs.EnableSMTPUTF8 = true
+	gs.AllowInsecureAuth = opts.AllowInsecureAuth
+	gs.ErrorLog = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)
+	s.lib = gs
+	return s
+}
+
+// Serve accepts plain connections on l (STARTTLS where configured) until
+// Shutdown or Close. It always returns a non-nil error; after Shutdown or
+// Close it is gosmtp.ErrServerClosed or net.ErrClosed.
+func (s *Server) Serve(l net.Listener) error {
+	return s.lib.Serve(s.conns.Listen(l))
+}
+
+// ServeTLS accepts implicit-TLS connections on l (port 465).
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.tls == nil {
+		l.Close()
+		return errors.New("implicit TLS listener without a certificate")
+	}
+	return s.lib.Serve(s.conns.ListenTLS(l, s.tls, nil))
+}
+
+// Shutdown stops accepting connections, closes idle ones, and waits until
+// ctx ends for the others to finish the delivery in progress and answer.
+// A delivery cut short by ctx is never acknowledged.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.lib.Shutdown(ctx) }()
+	s.conns.Shutdown()
+	err := <-done
+	if errors.Is(err, net.ErrClosed) {
+		// The listeners were closed first.
+		err = nil
+	}
+	s.cancel()
+	return err
+}
+
+// Close closes every listener and connection at once, then waits (up to
+// closeWait) for deliveries cut off in their fsyncs, which are not
+// cancelled, so that the caller can close the stores safely.
+func (s *Server) Close() error {
+	s.cancel()
+	s.conns.Shutdown()
+	err := s.lib.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	if s.conns.WaitWorking(ctx) != nil {
+		s.log.Warn("deliveries still running after Close")
+	}
+	return err
+}
+
+// closeWait bounds how long Close waits for deliveries in progress.
+const closeWait = 10 * time.Second
+
+// Working marks a delivery under way (see conns.Set.Working): defer
+// s.Working()().
+func (s *Server) Working() (done func()) { return s.conns.Working() }
+
+// Session is what every session of the server starts with.
+type Session struct {
+	// Conn is the connection under the session (nil only for one that
+	// conns did not admit, as in some tests).
+	Conn *conns.Conn
+	// Ctx is the session's context, a child of the server's: cancelled
+	// by Done, Shutdown and Close.
+	Ctx context.Context
+	// Done ends the session's context (at Logout).
+	Done context.CancelFunc
+	// Remote is "[192.0.2.1]" for a TCP client, "unix socket" for a
+	// unix-socket one, as Received: fields write it.
+	Remote string
+	// IP is the client's address (nil for a unix-socket client).
+	IP net.IP
+	// Log carries conn (a number unique in the server) and remote.
+	Log *slog.Logger
+}
+
+// NewSession returns the start of a session on c.
+func (s *Server) NewSession(c *gosmtp.Conn) Session {
+	ss := Session{Conn: conns.From(c.Conn())}
+	switch a := c.Conn().RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ss.IP = a.IP
+		ss.Remote = "[" + a.IP.String() + "]"
+	case *net.UnixAddr:
+		ss.Remote = "unix socket"
+	}
+	ss.Ctx, ss.Done = context.WithCancel(s.ctx)
+	ss.Log = s.log.With("conn", s.connID.Add(1), "remote", ss.Remote)
+	return ss
+}
