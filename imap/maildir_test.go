@@ -19,6 +19,7 @@ import (
 
 	"mailroom/account"
 	"mailroom/imap"
+	"mailroom/internal/mailtest"
 	"mailroom/mailbox/maildir"
 )
 
@@ -59,6 +60,7 @@ func startMaildir(t *testing.T, dir string) *maildirEnv {
 			return "", account.ErrAuthFailed
 		}),
 		AuthFailureDelay: time.Millisecond,
+		Panics:           mailtest.Panics,
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

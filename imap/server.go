@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +36,7 @@ import (
 
 	"mailroom/internal/authdelay"
 	"mailroom/internal/conns"
+	"mailroom/internal/panics"
 )
 
 // Authenticator checks a user's password and names the mail home to open
@@ -86,6 +86,9 @@ type Options struct {
 	// other programs made on disk; zero means one second.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// Panics counts the panics recovered in sessions (nil: the server's
+	// own count).
+	Panics *panics.Recorder
 }
 
 // Server serves IMAP on any number of listeners.
@@ -136,6 +139,9 @@ func New(opts Options) *Server {
 	if opts.PollInterval == 0 {
 		opts.PollInterval = time.Second
 	}
+	if opts.Panics == nil {
+		opts.Panics = new(panics.Recorder)
+	}
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger.With("proto", "imap"),
@@ -181,24 +187,18 @@ func (s *Server) libOptions(insecureAuth bool) *imapserver.Options {
 	return &imapserver.Options{
 		NewSession:   s.newSession,
 		Caps:         caps,
-		Logger:       libLogger{s.log},
+		Logger:       s.opts.Panics.LibraryLogger(s.log, slog.LevelDebug, "imap session", libraryPanics...),
 		TLSConfig:    s.opts.TLSConfig,
 		InsecureAuth: insecureAuth,
 	}
 }
 
-// libLogger passes the library's messages to slog. A recovered panic is
-// an error; the rest (a client that went away mid-command) is debug.
-type libLogger struct{ log *slog.Logger }
-
-func (l libLogger) Printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if strings.HasPrefix(msg, "panic") {
-		l.log.Error("imap library", "err", msg)
-		return
-	}
-	l.log.Debug("imap library", "err", msg)
-}
+// libraryPanics are how go-imap v2.0.0-beta.8's imapserver begins the
+// Logger messages of the panics it recovers (conn.go, idle.go); they are
+// counted and logged at Error (TestPanicIsRecorded pins them). The
+// library's other messages (a client that went away mid-command) are
+// debug.
+var libraryPanics = []string{"panic handling command: ", "panic idling: "}
 
 func (s *Server) start() {
 	s.startOnce.Do(func() {

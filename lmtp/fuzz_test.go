@@ -25,7 +25,7 @@ func FuzzSession(f *testing.F) {
 	env := mailenv.NewEnv(f, mailenv.EnvOptions{Users: []string{"alice@example.org"}, MaxMessageBytes: 4096})
 	var log mailtest.LockedBuffer
 	srv := lmtp.New(lmtp.Options{Hostname: "mx.test", Deliverer: env.MDA, MaxMessageBytes: 4096,
-		ReadTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		ReadTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil)), Panics: mailtest.Panics})
 	l := mailtest.NewPipeListener()
 	go srv.Serve(l)
 	f.Cleanup(func() { srv.Close() })

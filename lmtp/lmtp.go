@@ -14,15 +14,24 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/internal/conns"
+	"mailroom/internal/panics"
 	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 )
+
+// Deliverer starts the delivery transactions of the sessions
+// (*mda.Deliverer).
+type Deliverer interface {
+	Begin(ctx context.Context, from string, info mda.Info) (*mda.Txn, error)
+}
+
+var _ Deliverer = (*mda.Deliverer)(nil)
 
 // Options configure a Server.
 type Options struct {
 	// Hostname is announced in the greeting and in Received: headers.
 	Hostname  string
-	Deliverer *mda.Deliverer
+	Deliverer Deliverer
 	// MaxMessageBytes is announced with SIZE and checked against MAIL's
 	// SIZE parameter; the Deliverer enforces it on the data itself.
 	MaxMessageBytes int64
@@ -35,6 +44,9 @@ type Options struct {
 	// means the RFC 5321 §4.5.3.2 defaults (5 and 10 minutes).
 	ReadTimeout, WriteTimeout time.Duration
 	Logger                    *slog.Logger
+	// Panics counts the panics recovered in sessions (nil: the server's
+	// own count).
+	Panics *panics.Recorder
 }
 
 // Server serves LMTP on any number of listeners: Serve, then Shutdown
@@ -65,6 +77,7 @@ func New(opts Options) *Server {
 		IdleTimeout:   opts.ReadTimeout,
 		WriteTimeout:  opts.WriteTimeout,
 		Logger:        opts.Logger,
+		Panics:        opts.Panics,
 	}, s.newSession)
 	return s
 }

@@ -297,7 +297,7 @@ func TestCloseWaitsForDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := lmtp.New(lmtp.Options{Hostname: "mx.test", Deliverer: d})
+	srv := lmtp.New(lmtp.Options{Hostname: "mx.test", Deliverer: d, Panics: mailtest.Panics})
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	go srv.Serve(l)
 	c := mailtest.Dial(t, "tcp", l.Addr().String())

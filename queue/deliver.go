@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -43,7 +42,7 @@ func (q *Queue) process(ctx context.Context, id string) {
 	next := time.Now().Add(retryLater)
 	defer func() {
 		if p := recover(); p != nil {
-			q.log.Error("panic in queue worker", "queue_id", id, "panic", p, "stack", string(debug.Stack()))
+			q.opts.Panics.Record(q.log.With("queue_id", id), "queue worker", p)
 		}
 		q.sched.done(id, next)
 	}()

@@ -33,6 +33,7 @@ import (
 
 	"mailroom/internal/address"
 	"mailroom/internal/durable"
+	"mailroom/internal/panics"
 )
 
 // Transport sends a message to recipients that share one domain. It
@@ -153,6 +154,9 @@ type Options struct {
 	// context ends. Default 10s; negative: cancel them at once.
 	ShutdownGrace time.Duration
 	Logger        *slog.Logger
+	// Panics counts the panics recovered in workers (nil: the queue's
+	// own count).
+	Panics *panics.Recorder
 }
 
 var (
@@ -198,6 +202,9 @@ func Open(opts Options) (*Queue, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Panics == nil {
+		opts.Panics = new(panics.Recorder)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mailroom/internal/mailtest"
 	"mime"
 	"mime/multipart"
 	"net/mail"
@@ -144,6 +145,7 @@ func (h *harness) open(t *testing.T) {
 	opts := h.opts
 	opts.DB = db
 	opts.Logger = slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Panics = mailtest.Panics
 	q, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)

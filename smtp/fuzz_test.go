@@ -33,7 +33,7 @@ func FuzzSession(f *testing.F) {
 		}
 		srv := smtp.New(smtp.Options{Role: role, Hostname: "mx.test", Deliverer: env.MDA, Accounts: env.Accounts,
 			Queue: &fakeQueue{}, MaxMessageBytes: 4096, IdleTimeout: 2 * time.Second, AuthFailureDelay: time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			Logger: slog.New(slog.NewTextHandler(&log, nil)), Panics: mailtest.Panics})
 		l := mailtest.NewPipeListener()
 		go srv.Serve(l)
 		f.Cleanup(func() { srv.Close() })

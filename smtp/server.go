@@ -16,6 +16,7 @@ import (
 
 	"mailroom/account"
 	"mailroom/internal/authdelay"
+	"mailroom/internal/panics"
 	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 )
@@ -48,11 +49,21 @@ type Queue interface {
 	Enqueue(ctx context.Context, from string, to []string, r io.Reader) (id string, err error)
 }
 
+// Deliverer is what the server needs of mda (*mda.Deliverer): the
+// delivery transactions, and how an address resolves, for the sender
+// ownership check of submission.
+type Deliverer interface {
+	Begin(ctx context.Context, from string, info mda.Info) (*mda.Txn, error)
+	Resolve(addr string) (mda.Recipient, error)
+}
+
+var _ Deliverer = (*mda.Deliverer)(nil)
+
 // Options configure a Server.
 type Options struct {
 	Role      Role
 	Hostname  string
-	Deliverer *mda.Deliverer
+	Deliverer Deliverer
 	Accounts  Accounts // Submission only
 	// Queue takes remote recipients of submitted mail. Without one,
 	// submission to remote recipients is refused with 451 (try later).
@@ -80,6 +91,9 @@ type Options struct {
 	// Zero means one second.
 	AuthFailureDelay time.Duration
 	Logger           *slog.Logger
+	// Panics counts the panics recovered in sessions (nil: the server's
+	// own count).
+	Panics *panics.Recorder
 	// Now is time.Now unless a test fixes the clock.
 	Now func() time.Time
 }
@@ -119,6 +133,7 @@ func New(opts Options) *Server {
 		// decides which mechanisms to offer (auth.go).
 		AllowInsecureAuth: true,
 		Logger:            opts.Logger,
+		Panics:            opts.Panics,
 	}
 	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
 	// reader stops at the limit before it sees the final dot). Giving it

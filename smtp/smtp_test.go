@@ -318,7 +318,7 @@ func TestManyConnections(t *testing.T) {
 
 func TestShutdownLetsDeliveryFinish(t *testing.T) {
 	env := newEnv(t)
-	srv := smtp.New(smtp.Options{Role: smtp.MX, Hostname: "mx.test", Deliverer: env.MDA})
+	srv := smtp.New(smtp.Options{Role: smtp.MX, Hostname: "mx.test", Deliverer: env.MDA, Panics: mailtest.Panics})
 	l, _ := (&tlsFreeDialer{}).listen()
 	go srv.Serve(l)
 	d := mailtest.Dial(t, "tcp", l.Addr().String())

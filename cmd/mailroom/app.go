@@ -22,6 +22,7 @@ import (
 	"mailroom/account"
 	"mailroom/config"
 	"mailroom/internal/ctl"
+	"mailroom/internal/panics"
 	"mailroom/internal/srs"
 	"mailroom/mailbox/maildir"
 	"mailroom/mda"
@@ -40,6 +41,9 @@ type app struct {
 	store    *maildir.Store
 	mda      *mda.Deliverer
 	queue    *queue.Queue
+	// panics counts the panics recovered in every server and worker of
+	// the process.
+	panics *panics.Recorder
 }
 
 // errDBLocked means another process holds mailroom.db.
@@ -56,7 +60,7 @@ func openApp(cfg *config.Config, log *slog.Logger, lockWait time.Duration) (*app
 	if err != nil {
 		return nil, withExit(exitTempFail, fmt.Errorf("open %s: %w", cfg.DBPath(), err))
 	}
-	a := &app{cfg: cfg, log: log, db: db}
+	a := &app{cfg: cfg, log: log, db: db, panics: new(panics.Recorder)}
 	if err := a.init(); err != nil {
 		db.Close()
 		return nil, withExit(exitTempFail, err)

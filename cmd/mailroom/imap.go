@@ -66,6 +66,7 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 		// address does (loopback is not counted).
 		MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		Logger:        a.log,
+		Panics:        a.panics,
 	})
 	svc := &imapService{srv: srv, ix: ix}
 	serveWith := func(fn func(net.Listener) error) func(net.Listener) error {

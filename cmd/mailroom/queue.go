@@ -59,6 +59,7 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 		DelayWarning: delayWarning,
 		Concurrency:  qs.Concurrency,
 		Logger:       a.log,
+		Panics:       a.panics,
 	})
 }
 

@@ -81,7 +81,7 @@ type mailServer interface {
 // two phases: stop accepting and let deliveries finish, then close the rest.
 func serve(ctx context.Context, a *app) error {
 	cfg, log := a.cfg, a.log
-	ctlSrv := ctl.NewServer(log)
+	ctlSrv := ctl.NewServer(log, a.panics)
 	for name, fn := range ops {
 		ctlSrv.Handle(name, func(ctx context.Context, args json.RawMessage, body io.Reader) (any, error) {
 			return fn(ctx, a, args, body)
@@ -130,6 +130,7 @@ func serve(ctx context.Context, a *app) error {
 				MaxLineLength:   cfg.Limits.MaxLineLength,
 				ReadTimeout:     cfg.Limits.IdleTimeout.Duration,
 				Logger:          log,
+				Panics:          a.panics,
 			})
 			servers = append(servers, srv)
 			for _, addr := range cfg.LMTP.Listen {
@@ -258,6 +259,7 @@ func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Conf
 		MaxConnsPerIP:     cfg.Limits.MaxConnectionsPerIP,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		Logger:            a.log,
+		Panics:            a.panics,
 	}
 }
 

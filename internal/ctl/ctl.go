@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"mailroom/internal/listen"
+	"mailroom/internal/panics"
 )
 
 // Handler serves one operation. body is empty unless the client sent one.
@@ -61,12 +62,18 @@ type Server struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	l        net.Listener
+	panics   *panics.Recorder
 }
 
-// NewServer returns a Server with no operations.
-func NewServer(log *slog.Logger) *Server {
+// NewServer returns a Server with no operations. A panic in a handler is
+// recovered (the request fails) and recorded in rec (nil: the server's own
+// count).
+func NewServer(log *slog.Logger, rec *panics.Recorder) *Server {
+	if rec == nil {
+		rec = new(panics.Recorder)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{handlers: map[string]Handler{}, log: log.With("proto", "ctl"), ctx: ctx, cancel: cancel}
+	return &Server{handlers: map[string]Handler{}, log: log.With("proto", "ctl"), ctx: ctx, cancel: cancel, panics: rec}
 }
 
 // Handle registers op.
@@ -144,7 +151,7 @@ func (s *Server) serveConn(c net.Conn) {
 	defer c.Close()
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in control handler", "panic", r)
+			s.panics.Record(s.log, "control handler", r)
 		}
 	}()
 	c.SetReadDeadline(time.Now().Add(time.Minute))

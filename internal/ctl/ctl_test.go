@@ -13,7 +13,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailroom/internal/mailtest"
+	"mailroom/internal/panics"
 )
+
+func TestMain(m *testing.M) { mailtest.Main(m) }
 
 func TestCallRoundTrip(t *testing.T) {
 	dir, _ := os.MkdirTemp("", "ctl")
@@ -24,7 +29,8 @@ func TestCallRoundTrip(t *testing.T) {
 		t.Fatalf("Call with no server: %v", err)
 	}
 
-	s := NewServer(slog.New(slog.DiscardHandler))
+	var rec panics.Recorder // the panic below is on purpose
+	s := NewServer(slog.New(slog.DiscardHandler), &rec)
 	s.Handle("echo", func(ctx context.Context, args json.RawMessage, body io.Reader) (any, error) {
 		var in struct{ Name string }
 		json.Unmarshal(args, &in)
@@ -67,6 +73,9 @@ func TestCallRoundTrip(t *testing.T) {
 	if err := Call(ctx, path, "boom", nil, nil, nil); err == nil {
 		t.Fatal("panic produced a success")
 	}
+	if rec.Count() != 1 {
+		t.Errorf("%d panics recorded, want 1", rec.Count())
+	}
 	if err := Call(ctx, path, "echo", nil, nil, &out); err != nil {
 		t.Fatalf("server dead after a handler panic: %v", err)
 	}
@@ -79,7 +88,7 @@ func TestTruncatedBody(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "c.sock")
 	got := make(chan error, 1)
-	s := NewServer(slog.New(slog.DiscardHandler))
+	s := NewServer(slog.New(slog.DiscardHandler), mailtest.Panics)
 	s.Handle("take", func(_ context.Context, _ json.RawMessage, body io.Reader) (any, error) {
 		_, err := io.ReadAll(body)
 		got <- err
@@ -120,7 +129,7 @@ func FuzzChunkedReader(f *testing.F) {
 func TestCloseBeforeServe(t *testing.T) {
 	dir, _ := os.MkdirTemp("", "ctl")
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := NewServer(slog.New(slog.DiscardHandler))
+	s := NewServer(slog.New(slog.DiscardHandler), mailtest.Panics)
 	s.Close()
 	l, err := Listen(filepath.Join(dir, "c.sock"))
 	if err != nil {

@@ -26,6 +26,9 @@ func StartServerConfig(t testing.TB, cfgPath, dir string) *Server {
 	go s.readLog(stderr)
 	t.Cleanup(func() {
 		s.Stop(t)
+		if loggedPanic(s.Log()) {
+			t.Errorf("mailroom serve recovered a panic")
+		}
 		if t.Failed() {
 			t.Logf("mailroom serve log:\n%s", s.Log())
 		}

@@ -19,6 +19,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/internal/conns"
+	"mailroom/internal/panics"
 )
 
 // Options configure a Server.
@@ -53,7 +54,14 @@ type Options struct {
 	// without TLS at all (the session still decides what it offers).
 	AllowInsecureAuth bool
 	Logger            *slog.Logger
+	// Panics counts the panics go-smtp recovers in sessions (nil: a
+	// Recorder of the server's own).
+	Panics *panics.Recorder
 }
+
+// libraryPanic is how go-smtp v0.25 begins the ErrorLog message of a
+// panic it recovered in a session (conn.go); TestPanicIsRecorded pins it.
+const libraryPanic = "panic serving "
 
 // Server is a go-smtp server with its connection set.
 type Server struct {
@@ -70,6 +78,9 @@ type Server struct {
 func NewServer(opts Options, newSession func(*gosmtp.Conn) (gosmtp.Session, error)) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Panics == nil {
+		opts.Panics = new(panics.Recorder)
 	}
 	s := &Server{tls: opts.TLS, log: opts.Logger.With("proto", opts.Proto)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -97,7 +108,7 @@ func NewServer(opts Options, newSession func(*gosmtp.Conn) (gosmtp.Session, erro
 	gs.TLSConfig = opts.TLS
 	gs.EnableSMTPUTF8 = true
 	gs.AllowInsecureAuth = opts.AllowInsecureAuth
-	gs.ErrorLog = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)
+	gs.ErrorLog = opts.Panics.LibraryLogger(s.log, slog.LevelError, opts.Proto+" session", libraryPanic)
 	s.lib = gs
 	return s
 }

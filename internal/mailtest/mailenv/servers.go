@@ -10,6 +10,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailroom/internal/mailtest"
 	"mailroom/lmtp"
 	"mailroom/smtp"
 )
@@ -23,6 +24,9 @@ func StartLMTP(t testing.TB, env *Env, opts lmtp.Options) (srv *lmtp.Server, tcp
 		opts.Hostname = "mx.test"
 	}
 	opts.Deliverer = env.MDA
+	if opts.Panics == nil {
+		opts.Panics = mailtest.Panics
+	}
 	srv = lmtp.New(opts)
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,6 +69,9 @@ func StartSMTP(t testing.TB, env *Env, opts smtp.Options) (plain, implicitTLS st
 	}
 	if opts.Accounts == nil {
 		opts.Accounts = env.Accounts
+	}
+	if opts.Panics == nil {
+		opts.Panics = mailtest.Panics
 	}
 	srv := smtp.New(opts)
 	serve := func(l net.Listener, fn func(net.Listener) error, done chan struct{}) {

@@ -1,0 +1,33 @@
+package imap
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"mailroom/internal/mailtest"
+	"mailroom/internal/panics"
+)
+
+// TestMain fails the run on any panic that a server of these tests
+// recovered (start gives them mailtest.Panics).
+func TestMain(m *testing.M) { mailtest.Main(m) }
+
+// TestPanicIsRecorded: a panic in a command, which the library recovers
+// and reports through its Logger, is counted with its stack (this pins
+// the library's wording that libraryPanics lists).
+func TestPanicIsRecorded(t *testing.T) {
+	t.Parallel()
+	var rec panics.Recorder
+	ts := start(t, Options{Panics: &rec, Auth: AuthenticatorFunc(func(ctx context.Context, user, pass string) (string, error) {
+		panic("account store bug")
+	})})
+	ts.panicExpected = true
+	r := dialRaw(t, ts.addr)
+	r.send("a LOGIN alice secret")
+	mailtest.Eventually(t, 10*time.Second, "the panic is recorded", func() bool { return rec.Count() == 1 })
+	if first := rec.First(); len(first) != 1 || !strings.Contains(first[0], "account store bug") || !strings.Contains(first[0], "main_test.go") {
+		t.Errorf("recorded %q, want the panic with its stack", first)
+	}
+}
