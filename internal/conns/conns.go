@@ -95,8 +95,8 @@ func New(opts Options) *Set {
 }
 
 const (
-	// maxRefusing is how many refused connections are answered at once;
-	// beyond that a flood is closed without a word.
+	// maxRefusing is how many refused TLS connections are answered at
+	// once; beyond that a flood is closed without a word.
 	maxRefusing = 64
 	// refusalTimeout bounds the answer to a refused connection (and its
 	// TLS handshake on an implicit-TLS port).
@@ -191,10 +191,18 @@ func (s *Set) admit(nc net.Conn, config *tls.Config) *Conn {
 	return c
 }
 
-// refuse answers nc with the refusal and closes it, in a goroutine of its
-// own (a TLS handshake or a client that does not read must not hold up
-// the accept loop), or at once if too many refusals are under way.
+// refuse answers nc with the refusal and closes it. A plain answer is
+// written at once (it fits the empty socket buffer of a new connection);
+// one over TLS needs a handshake, which a client could drag out, so it
+// runs in a goroutine of its own, at most maxRefusing at once: beyond
+// that a flood is closed without a word.
 func (s *Set) refuse(nc net.Conn, config *tls.Config) {
+	if config == nil {
+		nc.SetWriteDeadline(time.Now().Add(refusalTimeout))
+		nc.Write(s.opts.Refusal)
+		nc.Close()
+		return
+	}
 	select {
 	case s.refusing <- struct{}{}:
 	default:
@@ -204,15 +212,11 @@ func (s *Set) refuse(nc net.Conn, config *tls.Config) {
 	go func() {
 		defer func() { <-s.refusing }()
 		defer nc.Close()
-		nc.SetDeadline(time.Now().Add(refusalTimeout))
 		if len(s.opts.Refusal) == 0 {
 			return
 		}
-		var w net.Conn = nc
-		if config != nil {
-			w = tls.Server(nc, config)
-		}
-		w.Write(s.opts.Refusal)
+		nc.SetDeadline(time.Now().Add(refusalTimeout))
+		tls.Server(nc, config).Write(s.opts.Refusal)
 	}()
 }
 
