@@ -149,7 +149,7 @@ func loopAddress(n *alias.Node, deliveredTo map[string]bool) string {
 	if n == nil || len(deliveredTo) == 0 {
 		return ""
 	}
-	if n.Kind == alias.Address && len(n.Children) > 0 && n.Via != "account" && deliveredTo[strings.ToLower(n.Address)] {
+	if n.Kind == alias.Address && len(n.Children) > 0 && n.Via != alias.ViaAccount && deliveredTo[strings.ToLower(n.Address)] {
 		return n.Address
 	}
 	for _, c := range n.Children {
@@ -509,7 +509,7 @@ func firstErr(units []*unit) error {
 func (t *Txn) logExpansion(p *plan) {
 	var parts []string
 	for i, rc := range t.rcpts {
-		if len(rc.leaves) == 1 && rc.leaves[0].Kind == alias.Mailbox && rc.Route != nil && rc.Route.Via == "account" && p.rcptErr[i] == nil {
+		if len(rc.leaves) == 1 && rc.leaves[0].Kind == alias.Mailbox && rc.Route != nil && rc.Route.Via == alias.ViaAccount && p.rcptErr[i] == nil {
 			continue
 		}
 		var to []string

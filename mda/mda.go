@@ -284,8 +284,8 @@ func (d *Deliverer) reverseSRS(addr string) (Recipient, error) {
 		return Recipient{}, fmt.Errorf("%s: reversed to %q: %w: %w", a, orig, ErrNoSuchUser, err)
 	}
 	leaf := &alias.Leaf{Kind: alias.Remote, Rcpt: a, Remote: oa}
-	tree := &alias.Node{Address: a.String(), Kind: alias.Address, Via: "srs", Children: []*alias.Node{
-		{Address: oa.String(), Kind: alias.Remote, Via: "remote", Leaf: leaf},
+	tree := &alias.Node{Address: a.String(), Kind: alias.Address, Via: alias.ViaSRS, Children: []*alias.Node{
+		{Address: oa.String(), Kind: alias.Remote, Via: alias.ViaRemote, Leaf: leaf},
 	}}
 	return Recipient{Address: a, Route: tree, leaves: []alias.Leaf{*leaf}}, nil
 }

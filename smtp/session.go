@@ -175,13 +175,13 @@ func (s *session) reaches(n *alias.Node) bool {
 		return false
 	}
 	switch n.Via {
-	case "catch-all":
+	case alias.ViaCatchAll:
 		return false
-	case ".forward":
+	case alias.ViaForward:
 		if !s.isOwn(n.Address) {
 			return false
 		}
-	case "duplicate":
+	case alias.ViaDuplicate:
 		// Expanded elsewhere in the tree (perhaps below a branch
 		// skipped here): the user's own address named by a rule
 		// counts.

@@ -74,6 +74,39 @@ func (k Kind) String() string {
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// Via is the rule that made a tree node what it is: which rule expanded
+// an address, or why it was not expanded further.
+type Via int
+
+// The rules of Node.Via. The zero value is a file or pipe target, taken
+// as written.
+const (
+	ViaNone      Via = iota // a file or pipe, taken as written
+	ViaAlias                // an entry of the aliases file
+	ViaCatchAll             // the @domain entry, for an unknown user
+	ViaForward              // the account's .forward file
+	ViaInclude              // an :include: file
+	ViaAccount              // a plain account: its mailbox
+	ViaSelf                 // an alias or .forward naming its own address: the mailbox
+	ViaNoExpand             // a \user target: the mailbox, without further expansion
+	ViaRemote               // an address outside the local domains
+	ViaDuplicate            // expanded elsewhere in the tree; no children
+	ViaSRS                  // an SRS address of ours, reversed to the original sender
+)
+
+var viaNames = [...]string{ViaNone: "", ViaAlias: "alias", ViaCatchAll: "catch-all", ViaForward: ".forward",
+	ViaInclude: "include", ViaAccount: "account", ViaSelf: "self", ViaNoExpand: `\`, ViaRemote: "remote",
+	ViaDuplicate: "duplicate", ViaSRS: "srs"}
+
+// String returns the word `mailroom route` prints for the rule ("" for
+// ViaNone).
+func (v Via) String() string {
+	if v >= 0 && int(v) < len(viaNames) {
+		return viaNames[v]
+	}
+	return "Via(" + strconv.Itoa(int(v)) + ")"
+}
+
 // Target is one parsed target of an alias or a .forward line.
 type Target struct {
 	Kind Kind // Address, File, Pipe or Include

@@ -81,12 +81,8 @@ type Node struct {
 	// Value is the path of a File or Include node and the command of a
 	// Pipe node.
 	Value string
-	// Via says which rule applied: "alias", "catch-all", ".forward",
-	// "include", "account" (plain mailbox), "self" (an alias or .forward
-	// naming its own address), `\` (no expansion), "remote",
-	// "duplicate" (expanded elsewhere in the tree; no children), or ""
-	// for a file or pipe, taken as written.
-	Via string
+	// Via says which rule applied (see the Via constants).
+	Via Via
 	// Source is where the rule came from: the alias line for "alias" and
 	// "catch-all", the .forward file for ".forward", and the line that
 	// named the target for the others.
@@ -258,7 +254,7 @@ func (e *expander) address(a address.Address, f *frame, src Source) *Node {
 		return e.remote(n, a, f)
 	}
 	if e.seen[key] {
-		n.Via = "duplicate"
+		n.Via = ViaDuplicate
 		return n
 	}
 	e.seen[key] = true
@@ -270,7 +266,7 @@ func (e *expander) address(a address.Address, f *frame, src Source) *Node {
 			ts, asrc, ok = e.lookup(local)
 		}
 		if ok {
-			n.Via, n.Source = "alias", asrc
+			n.Via, n.Source = ViaAlias, asrc
 			next.owner = local
 			n.Children = e.targets(ts, next)
 			return n
@@ -284,7 +280,7 @@ func (e *expander) address(a address.Address, f *frame, src Source) *Node {
 		}
 	}
 	if ts, csrc, ok := e.lookup("@" + a.Domain); ok {
-		n.Via, n.Source = "catch-all", csrc
+		n.Via, n.Source = ViaCatchAll, csrc
 		next.owner, _ = address.StripExtension(a.Local, e.opts.Delimiter)
 		n.Children = e.targets(ts, next)
 		return n
@@ -301,11 +297,11 @@ func (e *expander) account(n *Node, a address.Address, local, home string, f *fr
 		return e.temporary(n, fmt.Errorf("read .forward of %s: %w", a, err))
 	}
 	if len(ts) == 0 {
-		n.Kind, n.Via = Mailbox, "account"
+		n.Kind, n.Via = Mailbox, ViaAccount
 		n.Leaf = &Leaf{Kind: Mailbox, Rcpt: a, Home: home, Source: n.Source}
 		return n
 	}
-	n.Via, n.Source = ".forward", Source{File: ts[0].Source.File}
+	n.Via, n.Source = ViaForward, Source{File: ts[0].Source.File}
 	fw := *f
 	fw.origin, fw.user, fw.home, fw.owner = fromForward, true, home, local
 	n.Children = e.targets(ts, &fw)
@@ -322,16 +318,16 @@ func (e *expander) self(n *Node, f *frame) *Node {
 		// Inside a .forward (or an include file it names), f.addr is
 		// the .forward's owner: "alice" there means her mailbox.
 		if e.seen["self\x00"+f.home] {
-			n.Via = "duplicate"
+			n.Via = ViaDuplicate
 			return n
 		}
 		e.seen["self\x00"+f.home] = true
-		n.Kind, n.Via = Mailbox, "self"
+		n.Kind, n.Via = Mailbox, ViaSelf
 		n.Leaf = &Leaf{Kind: Mailbox, Rcpt: a, Home: f.home, Source: n.Source}
 		return n
 	}
 	if e.seen["self\x00"+a.Key()] {
-		n.Via = "duplicate"
+		n.Via = ViaDuplicate
 		return n
 	}
 	e.seen["self\x00"+a.Key()] = true
@@ -345,7 +341,7 @@ func (e *expander) self(n *Node, f *frame) *Node {
 			next := &frame{addr: a, origin: fromAliases, depth: f.depth + 1, chain: f.chain}
 			n = e.account(n, a, local, home, next)
 			if n.Kind == Mailbox {
-				n.Via = "self"
+				n.Via = ViaSelf
 			}
 			return n
 		}
@@ -359,17 +355,17 @@ func (e *expander) remote(n *Node, a address.Address, f *frame) *Node {
 	if f != nil {
 		rcpt = f.addr
 	}
-	n.Kind, n.Via = Remote, "remote"
+	n.Kind, n.Via = Remote, ViaRemote
 	n.Leaf = &Leaf{Kind: Remote, Rcpt: rcpt, Remote: a, Source: n.Source}
 	return n
 }
 
 // noExpand delivers `\a` to a's own mailbox: no aliases, no .forward.
 func (e *expander) noExpand(a address.Address, f *frame, src Source) *Node {
-	n := &Node{Address: a.String(), Kind: Address, Via: `\`, Source: src}
+	n := &Node{Address: a.String(), Kind: Address, Via: ViaNoExpand, Source: src}
 	if !e.r.IsLocalDomain(a.Domain) {
 		n = e.remote(n, a, f)
-		n.Via = `\`
+		n.Via = ViaNoExpand
 		return n
 	}
 	rcpt := a
@@ -474,7 +470,7 @@ func (e *expander) refuse(k Kind, f *frame) string {
 
 // include reads an :include: file and expands its targets.
 func (e *expander) include(t Target, f *frame) *Node {
-	n := &Node{Kind: Include, Value: t.Value, Via: "include", Source: t.Source}
+	n := &Node{Kind: Include, Value: t.Value, Via: ViaInclude, Source: t.Source}
 	if why := e.refuse(Include, f); why != "" {
 		return fail(n, f.addr, fmt.Errorf("%s: %w: %s", t, ErrNotAllowed, why))
 	}
@@ -492,7 +488,7 @@ func (e *expander) include(t Target, f *frame) *Node {
 	// includes exponential.
 	skey := fmt.Sprintf("include\x00%s\x00%s\x00%d\x00%t\x00%s", t.Value, f.addr.Key(), f.origin, f.user, f.home)
 	if e.seen[skey] {
-		n.Via = "duplicate"
+		n.Via = ViaDuplicate
 		return n
 	}
 	e.seen[skey] = true

@@ -47,7 +47,7 @@ func (n *Node) describe() string {
 		notes = append(notes, viaNote(n.Via))
 	case Remote:
 		b.WriteString(n.Address + ": remote")
-		if n.Via != "remote" {
+		if n.Via != ViaRemote {
 			notes = append(notes, viaNote(n.Via))
 		}
 	case File:
@@ -56,7 +56,7 @@ func (n *Node) describe() string {
 		b.WriteString("pipe " + Target{Kind: Pipe, Value: n.Value}.String())
 	case Include:
 		b.WriteString("include " + n.Value)
-		if n.Via == "duplicate" {
+		if n.Via == ViaDuplicate {
 			b.WriteString(": duplicate, expanded above")
 		}
 	default:
@@ -66,11 +66,11 @@ func (n *Node) describe() string {
 		}
 		b.WriteString(n.Address)
 		switch n.Via {
-		case "":
-		case "duplicate":
+		case ViaNone:
+		case ViaDuplicate:
 			b.WriteString(": duplicate, expanded above")
 		default:
-			b.WriteString(": " + n.Via)
+			b.WriteString(": " + n.Via.String())
 		}
 	}
 	if s := n.Source.String(); s != "" {
@@ -108,9 +108,9 @@ func slicesCompact(s []string) []string {
 // oneLine keeps a multi-line error (joined parse errors) on one line.
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
-func viaNote(via string) string {
-	if via == `\` {
+func viaNote(via Via) string {
+	if via == ViaNoExpand {
 		return "no expansion"
 	}
-	return via
+	return via.String()
 }
