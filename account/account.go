@@ -7,6 +7,7 @@ package account
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -221,7 +222,10 @@ func (s *Store) List() ([]Account, error) {
 
 // Lookup finds the account for addr, ignoring case. The caller is expected
 // to have removed any recipient_delimiter extension.
-func (s *Store) Lookup(addr address.Address) (Account, error) {
+func (s *Store) Lookup(ctx context.Context, addr address.Address) (Account, error) {
+	if err := ctx.Err(); err != nil {
+		return Account{}, err
+	}
 	var acct Account
 	err := s.db.View(func(tx *bolt.Tx) error {
 		rec, err := get(tx.Bucket(bucket), addr.Key())

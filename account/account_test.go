@@ -33,7 +33,7 @@ func TestAddLookupAuthenticate(t *testing.T) {
 	}
 	for _, spelling := range []string{"alice@example.org", "ALICE@Example.Org"} {
 		a, _ := address.Parse(spelling)
-		acct, err := s.Lookup(a)
+		acct, err := s.Lookup(t.Context(), a)
 		if err != nil {
 			t.Fatalf("Lookup(%s): %v", spelling, err)
 		}
@@ -106,7 +106,7 @@ func TestPasswdDeleteList(t *testing.T) {
 		t.Fatalf("second Delete: %v", err)
 	}
 	a, _ := address.Parse("bob@example.org")
-	if _, err := s.Lookup(a); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Lookup(t.Context(), a); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Lookup after Delete: %v", err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 // AddRcpt resolves a recipient and adds it to the transaction. The caller
 // refuses the RCPT if it returns an error.
 func (t *Txn) AddRcpt(ctx context.Context, to string) error {
-	r, err := t.d.Resolve(to)
+	r, err := t.d.Resolve(ctx, to)
 	if err != nil {
 		t.log.Debug("recipient refused", "rcpt", to, "err", err)
 		return err

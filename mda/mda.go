@@ -71,7 +71,7 @@ func (e *PermanentError) Temporary() bool { return false }
 
 // Accounts is what mda needs of the account store.
 type Accounts interface {
-	Lookup(addr address.Address) (account.Account, error)
+	Lookup(ctx context.Context, addr address.Address) (account.Account, error)
 }
 
 // Store writes a message into a mail home in two steps (see
@@ -205,8 +205,8 @@ type Recipient struct {
 // remote addresses. It is the one code path for RCPT, `mailroom deliver`
 // and `mailroom route`. It refuses an address none of whose targets can
 // be delivered (ErrNoSuchUser, ErrLoop, a PermanentError).
-func (d *Deliverer) Resolve(addr string) (Recipient, error) {
-	rc, err := d.Route(addr)
+func (d *Deliverer) Resolve(ctx context.Context, addr string) (Recipient, error) {
+	rc, err := d.Route(ctx, addr)
 	if err != nil {
 		return rc, err
 	}
@@ -229,7 +229,7 @@ func (d *Deliverer) Resolve(addr string) (Recipient, error) {
 // even when nothing in it can be delivered, for `mailroom route`. The
 // error is for addresses that have no expansion at all (bad syntax, not
 // local, a forged SRS address) and for temporary trouble.
-func (d *Deliverer) Route(addr string) (Recipient, error) {
+func (d *Deliverer) Route(ctx context.Context, addr string) (Recipient, error) {
 	if d.opts.SRS != nil && srs.IsSRS(addr) {
 		// Before address.Parse: SRS local parts are often longer than
 		// the 64 octets RFC 5321 allows, and must still come back.
@@ -245,7 +245,7 @@ func (d *Deliverer) Route(addr string) (Recipient, error) {
 	if !slices.Contains(d.domains, a.Domain) {
 		return Recipient{}, fmt.Errorf("%s: %w", a, ErrNotLocal)
 	}
-	tree, err := alias.Expand(d.aliases.current(), a, resolver{d}, alias.Options{
+	tree, err := alias.Expand(ctx, d.aliases.current(), a, resolver{d}, alias.Options{
 		Delimiter:            d.opts.Delimiter,
 		AllowForwardCommands: d.opts.AllowCommands,
 		AllowForwardFiles:    d.opts.AllowFiles,
@@ -311,8 +311,8 @@ type resolver struct{ d *Deliverer }
 
 func (r resolver) IsLocalDomain(domain string) bool { return slices.Contains(r.d.domains, domain) }
 
-func (r resolver) Account(a address.Address) (string, bool, error) {
-	acct, err := r.d.opts.Accounts.Lookup(a)
+func (r resolver) Account(ctx context.Context, a address.Address) (string, bool, error) {
+	acct, err := r.d.opts.Accounts.Lookup(ctx, a)
 	switch {
 	case errors.Is(err, account.ErrNotFound):
 		return "", false, nil
@@ -322,9 +322,12 @@ func (r resolver) Account(a address.Address) (string, bool, error) {
 	return acct.Home(), true, nil
 }
 
-func (r resolver) Forward(home string) ([]alias.Target, error) {
+func (r resolver) Forward(ctx context.Context, home string) ([]alias.Target, error) {
 	if !r.d.opts.ForwardFiles || r.d.opts.MailRoot == "" {
 		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	b, path, err := readForward(r.d.opts.MailRoot, home)
 	if errors.Is(err, errIgnoredForward) {

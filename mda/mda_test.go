@@ -37,7 +37,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.addr, func(t *testing.T) {
-			r, err := env.MDA.Resolve(c.addr)
+			r, err := env.MDA.Resolve(context.Background(), c.addr)
 			if !errors.Is(err, c.err) {
 				t.Fatalf("Resolve(%q) error = %v, want %v", c.addr, err, c.err)
 			}
@@ -45,6 +45,25 @@ func TestResolve(t *testing.T) {
 				t.Fatalf("Resolve(%q) homes = %q, want %q", c.addr, r.Homes(), c.home)
 			}
 		})
+	}
+}
+
+// TestAddRcptHonoursContext: a recipient is looked up under the
+// transaction's ctx, so a cancelled session gets an error (temporary: it
+// maps to 4xx) instead of a lookup that goes on without it.
+func TestAddRcptHonoursContext(t *testing.T) {
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org"}})
+	txn, err := env.MDA.Begin(context.Background(), "sender@remote.example", mda.Info{Proto: "LMTP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := txn.AddRcpt(ctx, "alice@example.org"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("AddRcpt with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if err := txn.AddRcpt(context.Background(), "alice@example.org"); err != nil {
+		t.Fatalf("AddRcpt: %v", err)
 	}
 }
 

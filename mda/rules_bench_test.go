@@ -23,7 +23,7 @@ func BenchmarkResolve(b *testing.B) {
 		b.Run(addr, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := e.MDA.Resolve(addr); err != nil {
+				if _, err := e.MDA.Resolve(context.Background(), addr); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,6 +1,7 @@
 package mda_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ func TestForwardFileTargetsStayInTheMailHome(t *testing.T) {
 		"/dev/null",           // throwing a copy away is fine
 	}, "\n")+"\n")
 
-	rc, err := e.MDA.Route("alice@example.org")
+	rc, err := e.MDA.Route(context.Background(), "alice@example.org")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package mda_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -28,7 +29,7 @@ func TestIncludeFileThatIsAFIFO(t *testing.T) {
 	for _, addr := range []string{"list@example.org", "null@example.org"} {
 		done := make(chan error, 1)
 		go func() {
-			_, err := e.MDA.Resolve(addr)
+			_, err := e.MDA.Resolve(context.Background(), addr)
 			done <- err
 		}()
 		select {
@@ -56,7 +57,7 @@ func TestIgnoredForwardIsLogged(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(dir, ".forward")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.MDA.Resolve("alice@example.org"); err != nil {
+	if _, err := e.MDA.Resolve(context.Background(), "alice@example.org"); err != nil {
 		t.Fatal(err)
 	}
 	if s := log.String(); !strings.Contains(s, "ignoring .forward") || !strings.Contains(s, filepath.Join(dir, ".forward")) || !strings.Contains(s, "symbolic link") {

@@ -323,21 +323,21 @@ func TestLoops(t *testing.T) {
 
 func TestAliasesReloadWhenTheFileChanges(t *testing.T) {
 	e := newRulesEnv(t, "sales: alice\n", nil)
-	if _, err := e.MDA.Resolve("sales@example.org"); err != nil {
+	if _, err := e.MDA.Resolve(context.Background(), "sales@example.org"); err != nil {
 		t.Fatal(err)
 	}
 	// A broken file keeps the old table.
 	if err := os.WriteFile(e.aliases, []byte("sales alice\nnew: bob\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := e.MDA.Resolve("sales@example.org"); err != nil || r.Homes()[0] != "example.org/alice" {
+	if r, err := e.MDA.Resolve(context.Background(), "sales@example.org"); err != nil || r.Homes()[0] != "example.org/alice" {
 		t.Fatalf("after a broken edit: %v %v", r.Homes(), err)
 	}
 	// A good edit is picked up without a signal.
 	if err := os.WriteFile(e.aliases, []byte("sales: bob\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := e.MDA.Resolve("sales@example.org"); err != nil || r.Homes()[0] != "example.org/bob" {
+	if r, err := e.MDA.Resolve(context.Background(), "sales@example.org"); err != nil || r.Homes()[0] != "example.org/bob" {
 		t.Fatalf("after a good edit: %v %v", r.Homes(), err)
 	}
 }

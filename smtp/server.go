@@ -54,7 +54,7 @@ type Queue interface {
 // ownership check of submission.
 type Deliverer interface {
 	Begin(ctx context.Context, from string, info mda.Info) (*mda.Txn, error)
-	Resolve(addr string) (mda.Recipient, error)
+	Resolve(ctx context.Context, addr string) (mda.Recipient, error)
 }
 
 var _ Deliverer = (*mda.Deliverer)(nil)

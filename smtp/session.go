@@ -164,7 +164,7 @@ func (s *session) owns(from string) bool {
 	if a.Domain == own.Domain && (strings.EqualFold(a.Local, own.Local) || strings.EqualFold(base, own.Local)) {
 		return true
 	}
-	rc, err := s.srv.opts.Deliverer.Resolve(from)
+	rc, err := s.srv.opts.Deliverer.Resolve(s.ctx, from)
 	return err == nil && s.reaches(rc.Route)
 }
 

@@ -50,7 +50,7 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 		Dir:       filepath.Join(a.cfg.DataDir, "queue"),
 		Hostname:  a.cfg.Hostname,
 		Transport: tr,
-		Local:     func(ctx context.Context, rcpt string) bool { return isLocal(a, rcpt) },
+		Local:     func(ctx context.Context, rcpt string) bool { return isLocal(ctx, a, rcpt) },
 		DeliverLocal: func(ctx context.Context, from, rcpt string, r io.Reader) error {
 			return deliverLocal(ctx, a, from, rcpt, r)
 		},
@@ -65,8 +65,8 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 
 // isLocal reports whether rcpt's domain is one of ours: such mail (a
 // bounce to a local sender) is delivered here, never sent out.
-func isLocal(a *app, rcpt string) bool {
-	_, err := a.mda.Resolve(rcpt)
+func isLocal(ctx context.Context, a *app, rcpt string) bool {
+	_, err := a.mda.Resolve(ctx, rcpt)
 	return !errors.Is(err, mda.ErrNotLocal) && !errors.Is(err, mda.ErrBadAddress)
 }
 

@@ -30,7 +30,7 @@ func opRoute(ctx context.Context, a *app, raw json.RawMessage, _ io.Reader) (any
 	if err != nil {
 		return nil, err
 	}
-	rc, err := a.mda.Route(args.Address)
+	rc, err := a.mda.Route(ctx, args.Address)
 	switch {
 	case errors.Is(err, mda.ErrBadAddress):
 		return nil, &ctl.Error{Exit: exitDataErr, Msg: err.Error()}

@@ -2,6 +2,7 @@ package alias
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -21,14 +22,14 @@ type Resolver interface {
 	// case-insensitive, no extension stripping (expansion does that).
 	// home is the account's mail home ("example.org/alice"); ok is false
 	// when there is no such account; err is for temporary trouble only.
-	Account(a address.Address) (home string, ok bool, err error)
+	Account(ctx context.Context, a address.Address) (home string, ok bool, err error)
 	// Forward returns the targets of the .forward file in home, each
 	// with its Source (file and line), for instance from ParseForward.
 	// It returns nil when there is no .forward, when forward files are
 	// off, or when the file is ignored (a symlink, the wrong owner: the
 	// resolver logs that). err is for temporary trouble (I/O), which
 	// defers the message.
-	Forward(home string) ([]Target, error)
+	Forward(ctx context.Context, home string) ([]Target, error)
 }
 
 // Options control expansion.
@@ -146,6 +147,7 @@ type frame struct {
 }
 
 type expander struct {
+	ctx  context.Context // the expansion's: for the Resolver's lookups
 	t    *Table
 	r    Resolver
 	opts Options
@@ -176,14 +178,14 @@ type expander struct {
 // address that comes back to one of its ancestors is ErrLoop on that
 // branch, so a loop between two .forward files ends in a bounce rather
 // than silence; deeper than MaxDepth is ErrDepth.
-func Expand(t *Table, addr address.Address, r Resolver, opts Options) (*Node, error) {
+func Expand(ctx context.Context, t *Table, addr address.Address, r Resolver, opts Options) (*Node, error) {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = DefaultMaxDepth
 	}
 	if opts.ReadInclude == nil {
 		opts.ReadInclude = func(p string) (io.ReadCloser, error) { return os.Open(p) }
 	}
-	e := &expander{t: t, r: r, opts: opts, seen: map[string]bool{}}
+	e := &expander{ctx: ctx, t: t, r: r, opts: opts, seen: map[string]bool{}}
 	root := e.address(addr, nil, Source{})
 	return root, e.err
 }
@@ -271,7 +273,7 @@ func (e *expander) address(a address.Address, f *frame, src Source) *Node {
 			n.Children = e.targets(ts, next)
 			return n
 		}
-		home, ok, err := e.r.Account(la)
+		home, ok, err := e.r.Account(e.ctx, la)
 		if err != nil {
 			return e.temporary(n, fmt.Errorf("look up account %s: %w", la, err))
 		}
@@ -292,7 +294,7 @@ func (e *expander) address(a address.Address, f *frame, src Source) *Node {
 // the given home) through its .forward or to its mailbox. f is the frame
 // of a's own expansion (its chain ends with a).
 func (e *expander) account(n *Node, a address.Address, local, home string, f *frame) *Node {
-	ts, err := e.r.Forward(home)
+	ts, err := e.r.Forward(e.ctx, home)
 	if err != nil {
 		return e.temporary(n, fmt.Errorf("read .forward of %s: %w", a, err))
 	}
@@ -333,7 +335,7 @@ func (e *expander) self(n *Node, f *frame) *Node {
 	e.seen["self\x00"+a.Key()] = true
 	for _, local := range e.locals(a) {
 		la := address.Address{Local: local, Domain: a.Domain}
-		home, ok, err := e.r.Account(la)
+		home, ok, err := e.r.Account(e.ctx, la)
 		if err != nil {
 			return e.temporary(n, fmt.Errorf("look up account %s: %w", la, err))
 		}
@@ -379,7 +381,7 @@ func (e *expander) noExpand(a address.Address, f *frame, src Source) *Node {
 	}
 	for _, local := range e.locals(a) {
 		la := address.Address{Local: local, Domain: a.Domain}
-		home, ok, err := e.r.Account(la)
+		home, ok, err := e.r.Account(e.ctx, la)
 		if err != nil {
 			return e.temporary(n, fmt.Errorf("look up account %s: %w", la, err))
 		}

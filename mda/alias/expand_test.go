@@ -1,6 +1,7 @@
 package alias
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,7 @@ var errDisk = errors.New("disk on fire")
 
 func (r *fakeResolver) IsLocalDomain(d string) bool { return slices.Contains(r.domains, d) }
 
-func (r *fakeResolver) Account(a address.Address) (string, bool, error) {
+func (r *fakeResolver) Account(_ context.Context, a address.Address) (string, bool, error) {
 	if a.Key() == r.fail {
 		return "", false, errDisk
 	}
@@ -36,7 +37,7 @@ func (r *fakeResolver) Account(a address.Address) (string, bool, error) {
 	return "", false, nil
 }
 
-func (r *fakeResolver) Forward(home string) ([]Target, error) {
+func (r *fakeResolver) Forward(_ context.Context, home string) ([]Target, error) {
 	if home == r.fail {
 		return nil, errDisk
 	}
@@ -306,7 +307,7 @@ func TestExpand(t *testing.T) {
 			tab := mustParse(t, c.aliases)
 			opts := c.opts
 			opts.ReadInclude = fakeFiles(c.includes)
-			n, err := Expand(tab, mustAddr(t, c.addr), newResolver(c.forwards), opts)
+			n, err := Expand(context.Background(), tab, mustAddr(t, c.addr), newResolver(c.forwards), opts)
 			if err != nil {
 				t.Fatalf("Expand: %v", err)
 			}
@@ -320,7 +321,7 @@ func TestExpand(t *testing.T) {
 }
 
 func TestExpandUnknownRoot(t *testing.T) {
-	n, err := Expand(nil, mustAddr(t, "dave@example.org"), newResolver(nil), Options{})
+	n, err := Expand(context.Background(), nil, mustAddr(t, "dave@example.org"), newResolver(nil), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +353,7 @@ func TestExpandTemporary(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := newResolver(nil)
 			r.fail = c.fail
-			n, err := Expand(tab, mustAddr(t, c.addr), r, Options{ReadInclude: fakeFiles(nil)})
+			n, err := Expand(context.Background(), tab, mustAddr(t, c.addr), r, Options{ReadInclude: fakeFiles(nil)})
 			if err == nil {
 				t.Fatalf("no error; leaves %s", leavesString(n))
 			}
@@ -369,7 +370,7 @@ func TestExpandTemporary(t *testing.T) {
 func TestExpandIncludeTooLarge(t *testing.T) {
 	tab := mustParse(t, "list: :include:/big\n")
 	big := strings.Repeat("bob\n", MaxIncludeSize/4+1)
-	n, err := Expand(tab, mustAddr(t, "list@example.org"), newResolver(nil), Options{ReadInclude: fakeFiles(map[string]string{"/big": big})})
+	n, err := Expand(context.Background(), tab, mustAddr(t, "list@example.org"), newResolver(nil), Options{ReadInclude: fakeFiles(map[string]string{"/big": big})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +387,7 @@ func TestExpandDiamond(t *testing.T) {
 		fmt.Fprintf(&b, "l%d: l%da, l%db\nl%da: l%d\nl%db: l%d\n", i, i, i, i, i+1, i, i+1)
 	}
 	b.WriteString("l20: alice\n")
-	n, err := Expand(mustParse(t, b.String()), mustAddr(t, "l0@example.org"), newResolver(nil), Options{MaxDepth: 100})
+	n, err := Expand(context.Background(), mustParse(t, b.String()), mustAddr(t, "l0@example.org"), newResolver(nil), Options{MaxDepth: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +403,7 @@ sales: alice, \bob, carol@example.net,
     dave, :include:/lists/sales
 `)
 	r := newResolver(map[string]string{"example.org/alice": "\\alice\n\"|/bin/vacation\"\n"})
-	n, err := Expand(tab, mustAddr(t, "sales@example.org"), r, Options{ReadInclude: fakeFiles(map[string]string{"/lists/sales": "alice\nroot\n"})})
+	n, err := Expand(context.Background(), tab, mustAddr(t, "sales@example.org"), r, Options{ReadInclude: fakeFiles(map[string]string{"/lists/sales": "alice\nroot\n"})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package alias
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -108,7 +109,7 @@ func FuzzExpand(f *testing.F) {
 		r := newResolver(nil)
 		r.forwards = map[string]string{"example.org/alice": text, "example.org/bob": text}
 		opts := Options{Delimiter: "+-", ReadInclude: fakeFiles(map[string]string{"/inc": text})}
-		n, err := Expand(tab, a, r, opts)
+		n, err := Expand(context.Background(), tab, a, r, opts)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("temporary error from fakes that only miss files: %v", err)
 		}

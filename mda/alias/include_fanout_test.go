@@ -1,6 +1,7 @@
 package alias
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -20,7 +21,7 @@ func TestIncludeFanOutIsLinear(t *testing.T) {
 	opens := 0
 	read := fakeFiles(files)
 	opts := Options{MaxDepth: 20, ReadInclude: func(p string) (io.ReadCloser, error) { opens++; return read(p) }}
-	root, err := Expand(mustParse(t, "list: :include:/f0\n"), mustAddr(t, "list@example.org"), newResolver(nil), opts)
+	root, err := Expand(context.Background(), mustParse(t, "list: :include:/f0\n"), mustAddr(t, "list@example.org"), newResolver(nil), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
