@@ -16,6 +16,7 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"golang.org/x/sync/errgroup"
 
 	"mailroom/config"
 	"mailroom/internal/certs"
@@ -71,73 +72,88 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, a)
 }
 
-// mailServer is what serve needs of the LMTP and SMTP servers.
+// mailServer is what serve needs of the LMTP, SMTP and IMAP servers.
 type mailServer interface {
 	Shutdown(context.Context) error
 	Close() error
 }
 
-// serve runs every configured listener until ctx ends, then shuts down in
-// two phases: stop accepting and let deliveries finish, then close the rest.
+// serve runs every configured listener until ctx ends or one fails, then
+// shuts down in two phases: stop accepting and let deliveries finish,
+// then close the rest.
 func serve(ctx context.Context, a *app) error {
-	cfg, log := a.cfg, a.log
-	ctlSrv := ctl.NewServer(log, a.panics)
-	for name, fn := range ops {
-		ctlSrv.Handle(name, func(ctx context.Context, args json.RawMessage, body io.Reader) (any, error) {
-			return fn(ctx, a, args, body)
+	certStore, tlsConfig, err := loadTLS(a.cfg)
+	if err != nil {
+		return withExit(exitConfig, err)
+	}
+	svc, err := buildServers(a, tlsConfig)
+	if err != nil {
+		return withExit(exitTempFail, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, l := range svc.listeners {
+		a.log.Info("listening", "proto", l.proto, "addr", listenAddr(l))
+		g.Go(func() error {
+			if err := l.serve(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("%s on %s: %w", l.proto, listenAddr(l), err)
+			}
+			return nil
 		})
 	}
-
-	var tlsConfig *tls.Config
-	var certStore *certs.Store
-	if cfg.TLS.Cert != "" {
-		var err error
-		if certStore, err = certs.Load(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-			return withExit(exitConfig, err)
-		}
-		tlsConfig = certStore.Config()
+	for _, w := range a.cfg.Warnings() {
+		a.log.Warn(w)
 	}
+	stopQueue := runQueue(context.WithoutCancel(ctx), a, a.queue)
+	a.log.Info("mailroom started", "hostname", a.cfg.Hostname, "data_dir", a.cfg.DataDir, "domains", a.cfg.Domains, "pid", os.Getpid())
 
-	var listeners []namedListener
-	var servers []mailServer
-	closeAll := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
+	reloadOnHUP(gctx, a, certStore)
+	if ctx.Err() == nil {
+		a.log.Error("listener failed", "err", context.Cause(gctx))
 	}
-	add := func(addr, proto string, uo listen.UnixOptions, serve func(net.Listener) error) error {
-		l, err := listen.Listen(addr, uo)
-		if err != nil {
-			return err
-		}
-		listeners = append(listeners, namedListener{l, proto, serve})
-		return nil
+	a.log.Info("shutting down")
+	svc.shutdown(a.log, stopQueue)
+	err = g.Wait()
+	a.log.Info("stopped")
+	return err
+}
+
+// loadTLS loads [tls]'s key pair, if one is configured.
+func loadTLS(cfg *config.Config) (*certs.Store, *tls.Config, error) {
+	if cfg.TLS.Cert == "" {
+		return nil, nil, nil
+	}
+	st, err := certs.Load(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st.Config(), nil
+}
+
+// services are the servers of `serve` and the listeners they serve.
+type services struct {
+	ctl       *ctl.Server
+	servers   []mailServer
+	listeners []namedListener
+}
+
+// buildServers creates the control socket and every configured server,
+// and opens their listeners; on error, what it opened is closed again.
+func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
+	cfg := a.cfg
+	svc := &services{ctl: ctl.NewServer(a.log, a.panics)}
+	for name, fn := range ops {
+		svc.ctl.Handle(name, func(ctx context.Context, args json.RawMessage, body io.Reader) (any, error) {
+			return fn(ctx, a, args, body)
+		})
 	}
 	err := func() error {
 		cl, err := ctl.Listen(cfg.ControlSocket())
 		if err != nil {
 			return err
 		}
-		listeners = append(listeners, namedListener{cl, "ctl", func(l net.Listener) error { return ctlSrv.Serve(l) }})
-
-		if len(cfg.LMTP.Listen) > 0 {
-			mode, _ := cfg.SocketMode()
-			srv := lmtp.New(lmtp.Options{
-				Hostname:        cfg.Hostname,
-				Deliverer:       a.mda,
-				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-				MaxRecipients:   cfg.Limits.MaxRecipients,
-				MaxLineLength:   cfg.Limits.MaxLineLength,
-				ReadTimeout:     cfg.Limits.IdleTimeout.Duration,
-				Logger:          log,
-				Panics:          a.panics,
-			})
-			servers = append(servers, srv)
-			for _, addr := range cfg.LMTP.Listen {
-				if err := add(addr, "lmtp", listen.UnixOptions{Mode: mode, Group: cfg.LMTP.SocketGroup}, srv.Serve); err != nil {
-					return err
-				}
-			}
+		svc.listeners = append(svc.listeners, namedListener{cl, "ctl", func(l net.Listener) error { return svc.ctl.Serve(l) }})
+		if err := svc.addLMTP(a); err != nil {
+			return err
 		}
 		for _, role := range []struct {
 			role smtp.Role
@@ -147,97 +163,128 @@ func serve(ctx context.Context, a *app) error {
 				continue
 			}
 			srv := smtp.New(a.smtpOptions(role.role, role.conf, tlsConfig))
-			servers = append(servers, srv)
+			svc.servers = append(svc.servers, srv)
 			name := role.role.String()
 			for _, addr := range role.conf.Listen {
-				if err := add(addr, name, listen.UnixOptions{}, srv.Serve); err != nil {
+				if err := svc.add(addr, name, listen.UnixOptions{}, srv.Serve); err != nil {
 					return err
 				}
 			}
 			for _, addr := range role.conf.ListenTLS {
-				if err := add(addr, name+"s", listen.UnixOptions{}, srv.ServeTLS); err != nil {
+				if err := svc.add(addr, name+"s", listen.UnixOptions{}, srv.ServeTLS); err != nil {
 					return err
 				}
 			}
 		}
-		imapSrv, err := a.addIMAP(tlsConfig, add)
+		imapSrv, err := a.addIMAP(tlsConfig, svc.add)
 		if imapSrv != nil {
-			servers = append(servers, imapSrv)
+			svc.servers = append(svc.servers, imapSrv)
 		}
 		return err
 	}()
 	if err != nil {
-		closeAll()
-		return withExit(exitTempFail, err)
+		for _, l := range svc.listeners {
+			l.Close()
+		}
+		return nil, err
 	}
+	return svc, nil
+}
 
-	errc := make(chan error, len(listeners))
-	var wg sync.WaitGroup
-	for _, l := range listeners {
-		log.Info("listening", "proto", l.proto, "addr", listenAddr(l))
-		wg.Go(func() {
-			if err := l.serve(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				errc <- fmt.Errorf("%s on %s: %w", l.proto, listenAddr(l), err)
-			}
-		})
+// add opens a listener on addr for proto, served by serve.
+func (svc *services) add(addr, proto string, uo listen.UnixOptions, serve func(net.Listener) error) error {
+	l, err := listen.Listen(addr, uo)
+	if err != nil {
+		return err
 	}
+	svc.listeners = append(svc.listeners, namedListener{l, proto, serve})
+	return nil
+}
 
+// addLMTP creates the LMTP server if [lmtp] listen names any address.
+func (svc *services) addLMTP(a *app) error {
+	cfg := a.cfg
+	if len(cfg.LMTP.Listen) == 0 {
+		return nil
+	}
+	mode, err := cfg.SocketMode()
+	if err != nil {
+		return err
+	}
+	srv := lmtp.New(lmtp.Options{
+		Hostname:        cfg.Hostname,
+		Deliverer:       a.mda,
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		MaxRecipients:   cfg.Limits.MaxRecipients,
+		MaxLineLength:   cfg.Limits.MaxLineLength,
+		ReadTimeout:     cfg.Limits.IdleTimeout.Duration,
+		Logger:          a.log,
+		Panics:          a.panics,
+	})
+	svc.servers = append(svc.servers, srv)
+	for _, addr := range cfg.LMTP.Listen {
+		if err := svc.add(addr, "lmtp", listen.UnixOptions{Mode: mode, Group: cfg.LMTP.SocketGroup}, srv.Serve); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reloadOnHUP reloads the aliases file and the TLS certificate on each
+// SIGHUP until ctx ends. Accounts are read from the database on every
+// lookup and need no reload.
+func reloadOnHUP(ctx context.Context, a *app, certStore *certs.Store) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	for _, w := range cfg.Warnings() {
-		log.Warn(w)
-	}
-	stopQueue := runQueue(context.WithoutCancel(ctx), a, a.queue)
-	log.Info("mailroom started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "domains", cfg.Domains, "pid", os.Getpid())
-
-	var runErr error
-loop:
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
+			return
 		case <-hup:
-			// Accounts are read from the database on every lookup; the
-			// aliases file and the certificate are read again here.
-			if err := reloadAliases(a); err != nil {
-				log.Error("aliases file not reloaded; the old table stays in force", "err", err)
-			}
-			if certStore != nil {
-				if err := certStore.Reload(); err != nil {
-					log.Error("TLS certificate not reloaded; the old one stays in use", "err", err)
-					continue
-				}
-				log.Info("TLS certificate reloaded")
-			}
-			log.Info("reloaded")
-		case runErr = <-errc:
-			log.Error("listener failed", "err", runErr)
-			break loop
+			reload(a, certStore)
 		}
 	}
+}
 
-	log.Info("shutting down")
+// reload reads the aliases file and the certificate again; what fails
+// to load is logged and the old one stays in force.
+func reload(a *app, certStore *certs.Store) {
+	if err := reloadAliases(a); err != nil {
+		a.log.Error("aliases file not reloaded; the old table stays in force", "err", err)
+	}
+	if certStore != nil {
+		if err := certStore.Reload(); err != nil {
+			a.log.Error("TLS certificate not reloaded; the old one stays in use", "err", err)
+			return
+		}
+		a.log.Info("TLS certificate reloaded")
+	}
+	a.log.Info("reloaded")
+}
+
+// shutdown stops the servers in two phases (DESIGN: Shutdown with a
+// grace period, then Close for what did not finish), the queue alongside,
+// and the control socket last, so that a CLI command can still be
+// answered while the servers drain.
+func (svc *services) shutdown(log *slog.Logger, stopQueue func()) {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	var swg sync.WaitGroup
+	var wg sync.WaitGroup
 	// The queue starts nothing new from now on (attempts under way get
 	// its own grace); messages still being received are enqueued and
 	// sent after the restart.
-	swg.Go(stopQueue)
-	for _, srv := range servers {
-		swg.Go(func() {
+	wg.Go(stopQueue)
+	for _, srv := range svc.servers {
+		wg.Go(func() {
 			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
 				log.Warn("deliveries did not finish in time; closing", "err", err)
 				srv.Close()
 			}
 		})
 	}
-	swg.Wait()
-	ctlSrv.Close()
 	wg.Wait()
-	log.Info("stopped")
-	return runErr
+	svc.ctl.Close()
 }
 
 // smtpOptions configures an SMTP server for role.
