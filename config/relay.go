@@ -64,9 +64,14 @@ type Queue struct {
 	Concurrency int `toml:"concurrency"`
 }
 
+// DefaultRetry returns queue.retry's default, a new slice on each call so
+// that no caller can change another's (or the default itself).
+func DefaultRetry() []time.Duration {
+	return []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+}
+
 // Defaults of the [queue] table.
-var (
-	DefaultRetry        = []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+const (
 	DefaultMaxLifetime  = 5 * 24 * time.Hour
 	DefaultDelayWarning = 4 * time.Hour
 )
@@ -93,7 +98,7 @@ func (q Queue) Settings() (QueueSettings, error) {
 }
 
 func (q Queue) settings() (QueueSettings, []error) {
-	s := QueueSettings{Retry: DefaultRetry, MaxLifetime: DefaultMaxLifetime,
+	s := QueueSettings{Retry: DefaultRetry(), MaxLifetime: DefaultMaxLifetime,
 		DelayWarning: DefaultDelayWarning, Concurrency: q.Concurrency}
 	var errs []error
 	bad := func(key, format string, args ...any) {

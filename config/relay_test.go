@@ -16,7 +16,7 @@ func TestQueueSettings(t *testing.T) {
 		want QueueSettings
 		err  string
 	}{
-		{"defaults", Queue{}, QueueSettings{Retry: DefaultRetry, MaxLifetime: DefaultMaxLifetime, DelayWarning: DefaultDelayWarning, Concurrency: DefaultConcurrency}, ""},
+		{"defaults", Queue{}, QueueSettings{Retry: DefaultRetry(), MaxLifetime: DefaultMaxLifetime, DelayWarning: DefaultDelayWarning, Concurrency: DefaultConcurrency}, ""},
 		{"set", Queue{Retry: []string{"1m", "90s", "2h"}, MaxLifetime: "4d", DelayWarning: "0", Concurrency: 4},
 			QueueSettings{Retry: []time.Duration{time.Minute, 90 * time.Second, 2 * time.Hour}, MaxLifetime: 96 * time.Hour, DelayWarning: 0, Concurrency: 4}, ""},
 		{"bad retry", Queue{Retry: []string{"soon"}}, QueueSettings{}, `queue.retry[0]: "soon"`},
@@ -71,5 +71,18 @@ password_file = "pw"
 	}
 	if rs.Password != "s3cret" || rs.Username != "me" || rs.MXPort != 25 || rs.ImplicitTLS {
 		t.Errorf("settings %+v", rs)
+	}
+}
+
+// TestDefaultRetryIsACopy: changing the retry list one caller got does
+// not change the default that the next one gets.
+func TestDefaultRetryIsACopy(t *testing.T) {
+	got, err := Queue{}.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Retry[0] = time.Nanosecond
+	if again := DefaultRetry(); again[0] != 5*time.Minute {
+		t.Errorf("the default changed to %v through a returned slice", again[0])
 	}
 }
