@@ -1,0 +1,194 @@
+// Package msghdr reads and edits a message's header as the raw fields it
+// arrived with (RFC 5322 §2.2): signing, checking and milters all need to
+// see, remove or insert whole fields without touching the bytes of the
+// others, which a parsed and re-formatted header would change.
+package msghdr
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"strings"
+)
+
+// Field is one header field exactly as it appeared, continuation lines and
+// line ends included ("Subject: hi\r\n\tthere\r\n").
+type Field struct {
+	Name string // as written, without the colon
+	Raw  []byte
+}
+
+// Value is the field's body, unfolded (RFC 5322 §2.2.3) and trimmed.
+func (f Field) Value() string {
+	_, v, _ := bytes.Cut(f.Raw, []byte{':'})
+	s := strings.ReplaceAll(string(v), "\r\n", "")
+	s = strings.ReplaceAll(s, "\n", "")
+	return strings.TrimSpace(s)
+}
+
+// Is reports whether the field is named name (case-insensitively).
+func (f Field) Is(name string) bool { return strings.EqualFold(f.Name, name) }
+
+// New builds a field from a name and an unfolded value, ending in CRLF.
+// Line breaks in value are folded (a CRLF followed by a tab), so that the
+// result is always one field.
+func New(name, value string) Field {
+	value = strings.ReplaceAll(value, "\r\n", "\n")
+	value = strings.ReplaceAll(value, "\r", "\n")
+	lines := strings.Split(value, "\n")
+	for i := 1; i < len(lines); i++ {
+		lines[i] = "\t" + strings.TrimLeft(lines[i], " \t")
+	}
+	return Field{Name: name, Raw: []byte(name + ": " + strings.Join(lines, "\r\n") + "\r\n")}
+}
+
+// Header is a message header: its fields in order.
+type Header []Field
+
+// ErrTooLong is a header longer than the limit given to Read.
+var ErrTooLong = errors.New("message header too long")
+
+// Read reads a header from r up to and including the empty line that ends
+// it (or the end of the message), at most max octets (0: no limit). A line
+// that is neither a field nor a continuation (no colon, or a space before
+// it) ends the header, as RFC 5322 §3.5 has no room for it: that line is
+// left in r as the first of the body, so nothing of the message is lost.
+// Lines end in CRLF or a bare LF; both are kept as they were.
+func Read(r *bufio.Reader, max int) (Header, error) {
+	var h Header
+	n := 0
+	for {
+		line, err := peekLine(r)
+		if len(line) == 0 && err != nil {
+			if err == io.EOF {
+				return h, nil
+			}
+			return h, fmt.Errorf("read header: %w", err)
+		}
+		n += len(line)
+		if max > 0 && n > max {
+			return h, ErrTooLong
+		}
+		switch {
+		case isBlank(line):
+			r.Discard(len(line))
+			return h, nil
+		case (line[0] == ' ' || line[0] == '\t') && len(h) > 0:
+			h[len(h)-1].Raw = append(h[len(h)-1].Raw, line...)
+		default:
+			name, ok := fieldName(line)
+			if !ok {
+				return h, nil
+			}
+			h = append(h, Field{Name: name, Raw: append([]byte(nil), line...)})
+		}
+		r.Discard(len(line))
+	}
+}
+
+// peekLine returns the next line of r with its line end (or the rest of
+// r if no line end follows), without consuming it. A line longer than r's
+// buffer is ErrTooLong.
+func peekLine(r *bufio.Reader) ([]byte, error) {
+	for n := min(256, r.Size()); ; n = min(n*2, r.Size()) {
+		b, err := r.Peek(n)
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			return b[:i+1], nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if n == r.Size() {
+			return nil, ErrTooLong
+		}
+	}
+}
+
+func isBlank(line []byte) bool {
+	return string(line) == "\r\n" || string(line) == "\n"
+}
+
+// fieldName returns the name of a field line: printable ASCII other than
+// the colon (RFC 5322 §2.2), at least one, then a colon.
+func fieldName(line []byte) (string, bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return "", false
+	}
+	for _, c := range line[:i] {
+		if c <= ' ' || c > '~' {
+			return "", false
+		}
+	}
+	return string(line[:i]), true
+}
+
+// WriteTo writes the fields, then the empty line that ends the header.
+func (h Header) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for _, f := range h {
+		m, err := w.Write(f.Raw)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err := io.WriteString(w, "\r\n")
+	return n + int64(m), err
+}
+
+// Bytes is the header as written by WriteTo.
+func (h Header) Bytes() []byte {
+	var b bytes.Buffer
+	h.WriteTo(&b)
+	return b.Bytes()
+}
+
+// Get returns the value of the first field named name, or "".
+func (h Header) Get(name string) string {
+	for _, f := range h {
+		if f.Is(name) {
+			return f.Value()
+		}
+	}
+	return ""
+}
+
+// Count is how many fields are named name.
+func (h Header) Count(name string) int {
+	n := 0
+	for _, f := range h {
+		if f.Is(name) {
+			n++
+		}
+	}
+	return n
+}
+
+// FromDomains returns the domain of each address of the From: fields
+// (RFC 5322 §3.6.2), lower-cased: what DKIM signing and DMARC (RFC 7489
+// §6.6.1, the RFC5322.From domain) are about. An unparsable field is an
+// error.
+func (h Header) FromDomains() ([]string, error) {
+	var domains []string
+	for _, f := range h {
+		if !f.Is("From") {
+			continue
+		}
+		list, err := mail.ParseAddressList(f.Value())
+		if err != nil {
+			return nil, fmt.Errorf("From: %w", err)
+		}
+		for _, a := range list {
+			at := strings.LastIndexByte(a.Address, '@')
+			if at < 0 {
+				return nil, fmt.Errorf("From: %q has no domain", a.Address)
+			}
+			domains = append(domains, strings.ToLower(strings.TrimSuffix(a.Address[at+1:], ".")))
+		}
+	}
+	return domains, nil
+}
