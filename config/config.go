@@ -48,6 +48,9 @@ type Config struct {
 	Delivery   Delivery `toml:"delivery"`
 	Relay      Relay    `toml:"relay"`
 	Queue      Queue    `toml:"queue"`
+	DNS        DNS      `toml:"dns"`
+	// DKIM lists the keys that sign outgoing mail ([[dkim]] tables).
+	DKIM []DKIMKey `toml:"dkim"`
 
 	// Path is the file this was loaded from ("" for Default()).
 	Path string `toml:"-"`
@@ -357,6 +360,7 @@ func (c *Config) Validate() error {
 		checkAddr("relay.smarthost", c.Relay.Smarthost)
 	}
 	errs = append(errs, c.validateOutbound()...)
+	errs = append(errs, c.validateAuth()...)
 	return errors.Join(errs...)
 }
 

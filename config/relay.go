@@ -29,8 +29,7 @@ type Relay struct {
 	Password string `toml:"password"`
 	// PasswordFile holds the password on its first line.
 	PasswordFile string `toml:"password_file"`
-	// DNS is a "host:port" DNS server to ask instead of the system's
-	// resolvers (for tests and unusual networks). Default "" (system).
+	// DNS is the old name of [dns] server, still accepted.
 	DNS string `toml:"dns"`
 	// MXPort is the port used for MX hosts. Default 25; tests change it.
 	MXPort int `toml:"mx_port"`

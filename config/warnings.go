@@ -36,7 +36,7 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
-	return w
+	return append(w, c.authWarnings()...)
 }
 
 func loopbackListen(addr string) bool {

@@ -172,7 +172,17 @@ func (q *Queue) writeDSN(w io.Writer, rec *record, idx []int, delayed bool, head
 	fmt.Fprintf(b, "Content-Type: %s\r\nContent-Description: Undelivered message headers\r\n\r\n", headersType)
 	b.WriteString(header)
 	fmt.Fprintf(b, "\r\n--%s--\r\n", boundary)
-	_, err := io.WriteString(w, b.String())
+	msg := b.String()
+	if q.opts.Signer != nil {
+		// Signed like a submitted message, when the postmaster's domain
+		// has a key; a notice that cannot be signed still goes out.
+		sig, err := q.opts.Signer.Sign(strings.NewReader(msg))
+		if err != nil {
+			q.log.Warn("DSN not signed", "queue_id", rec.ID, "err", err)
+		}
+		msg = sig + msg
+	}
+	_, err := io.WriteString(w, msg)
 	return err
 }
 

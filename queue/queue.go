@@ -157,6 +157,14 @@ type Options struct {
 	// Panics counts the panics recovered in workers (nil: the queue's
 	// own count).
 	Panics *panics.Recorder
+	// Signer, if set, signs the DSNs the queue writes (mailauth/dkim).
+	Signer Signer
+}
+
+// Signer returns header fields (DKIM-Signature) to put before a message,
+// "" when it has none for the message's From: domain.
+type Signer interface {
+	Sign(msg io.Reader) (string, error)
 }
 
 var (

@@ -94,6 +94,8 @@ type Options struct {
 	// Panics counts the panics recovered in sessions (nil: the server's
 	// own count).
 	Panics *panics.Recorder
+	// Auth is DKIM signing, checks and milters (mailauth.go).
+	Auth MailAuth
 	// Now is time.Now unless a test fixes the clock.
 	Now func() time.Time
 }

@@ -251,16 +251,27 @@ func (s *session) submit(env *envelope, r io.Reader) error {
 	if err != nil {
 		return s.reply(err)
 	}
+	var msg io.Reader = io.MultiReader(strings.NewReader(added), br)
+	if s.srv.opts.Auth.Signer != nil {
+		// Every submitted message, local recipients' copies too: one of
+		// them may forward it, and the signature must be made here,
+		// where the author is known, not by the forwarder.
+		signed, sp, err := s.sign(msg)
+		if err != nil {
+			return s.reply(err)
+		}
+		defer sp.Close()
+		msg = signed
+	}
 	if len(env.remote) == 0 {
-		return s.reply(env.txn.DeliverAll(s.ctx, io.MultiReader(strings.NewReader(added), br)))
+		return s.reply(env.txn.DeliverAll(s.ctx, msg))
 	}
 	if s.srv.opts.Queue == nil {
 		return s.reply(errNoQueue)
 	}
 	rcpts := append(append([]string(nil), env.local...), env.remote...)
 	rcvd := mda.ReceivedHeader(s.info(), s.srv.opts.Hostname, env.txn.ID(), oneOf(rcpts), s.srv.opts.Now())
-	msg := io.MultiReader(strings.NewReader(crlf(rcvd)+added), br)
-	id, err := s.srv.opts.Queue.Enqueue(s.ctx, env.from, rcpts, msg)
+	id, err := s.srv.opts.Queue.Enqueue(s.ctx, env.from, rcpts, io.MultiReader(strings.NewReader(crlf(rcvd)), msg))
 	if err != nil {
 		return s.reply(err)
 	}

@@ -23,7 +23,9 @@ import (
 	"mailroom/config"
 	"mailroom/internal/ctl"
 	"mailroom/internal/panics"
+	"mailroom/internal/resolve"
 	"mailroom/internal/srs"
+	"mailroom/mailauth/dkim"
 	"mailroom/mailbox/maildir"
 	"mailroom/mda"
 	"mailroom/mda/alias"
@@ -44,6 +46,10 @@ type app struct {
 	// panics counts the panics recovered in every server and worker of
 	// the process.
 	panics *panics.Recorder
+	// resolver asks DNS for everything ([dns] server); signer is nil
+	// without [[dkim]] keys (auth.go).
+	resolver *resolve.Resolver
+	signer   *dkim.Signer
 }
 
 // errDBLocked means another process holds mailroom.db.
@@ -70,6 +76,9 @@ func openApp(cfg *config.Config, log *slog.Logger, lockWait time.Duration) (*app
 
 func (a *app) init() error {
 	var err error
+	if err := a.initAuth(); err != nil {
+		return err
+	}
 	a.accounts, err = account.Open(a.db, account.Options{Domains: a.cfg.Domains})
 	if err != nil {
 		return err

@@ -37,6 +37,8 @@ const usage = `usage:
   mailroom queue   list|flush|drop ID [-config FILE]
   mailroom route   [-config FILE] ADDRESS
   mailroom check   [-config FILE]
+  mailroom dkim    keygen DOMAIN [-selector S] [-algo rsa|ed25519] [-config FILE]
+  mailroom dkim    check DOMAIN [-config FILE]
 
 -config defaults to $MAILROOM_CONFIG, then ` + config.DefaultPath + `.
 `
@@ -66,6 +68,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRoute(args, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, stdout, stderr)
+	case "dkim":
+		err = cmdDKIM(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -37,7 +37,7 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 	}
 	tr := outbound.New(outbound.Options{
 		Hostname:    a.cfg.Hostname,
-		Resolver:    outbound.NewResolver(rs.DNS),
+		Resolver:    a.resolver,
 		Port:        rs.MXPort,
 		Smarthost:   rs.Smarthost,
 		ImplicitTLS: rs.ImplicitTLS,
@@ -58,6 +58,7 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 		MaxLifetime:  qs.MaxLifetime,
 		DelayWarning: delayWarning,
 		Concurrency:  qs.Concurrency,
+		Signer:       a.queueSigner(),
 		Logger:       a.log,
 		Panics:       a.panics,
 	})

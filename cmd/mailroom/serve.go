@@ -305,6 +305,7 @@ func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Conf
 		MaxConns:          cfg.Limits.MaxConnections,
 		MaxConnsPerIP:     cfg.Limits.MaxConnectionsPerIP,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
+		Auth:              a.mailAuth(role),
 		Logger:            a.log,
 		Panics:            a.panics,
 	}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"mailroom/internal/resolve"
+	"mailroom/mailauth/dkim"
+	"mailroom/queue"
+	"mailroom/smtp"
+)
+
+// initAuth builds what every command that talks to DNS or signs needs:
+// the one resolver and, with [[dkim]] keys, the signer.
+func (a *app) initAuth() error {
+	a.resolver = resolve.New(resolve.Options{Server: a.cfg.DNSServer()})
+	if len(a.cfg.DKIM) == 0 {
+		return nil
+	}
+	var keys []dkim.Key
+	for i, k := range a.cfg.DKIM {
+		signer, err := dkim.LoadKey(k.Key)
+		if err != nil {
+			return fmt.Errorf("%s: dkim[%d].key: %w", a.cfg.Path, i, err)
+		}
+		keys = append(keys, dkim.Key{Domain: k.Domain, Selector: k.Selector, Signer: signer})
+	}
+	s, err := dkim.NewSigner(keys)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.cfg.Path, err)
+	}
+	a.signer = s
+	return nil
+}
+
+// queueSigner signs the queue's own DSNs (nil without keys: a nil
+// *dkim.Signer in the interface would not be nil).
+func (a *app) queueSigner() queue.Signer {
+	if a.signer == nil {
+		return nil
+	}
+	return a.signer
+}
+
+// mailAuth is the SMTP server's signing, checks and milters for role.
+func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
+	ma := smtp.MailAuth{SpoolDir: filepath.Join(a.cfg.DataDir, "spool")}
+	if role == smtp.Submission && a.signer != nil {
+		ma.Signer = a.signer
+	}
+	return ma
+}

@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/fakedns"
+)
+
+const dkimConfig = `hostname = "mx.example.org"
+data_dir = "%%DATA%%"
+domains = ["example.org"]
+[submission]
+listen = ["127.0.0.1:0"]
+[dns]
+server = %q
+[relay]
+mx_port = %d
+[queue]
+retry = ["1s"]
+[[dkim]]
+domain = "example.org"
+selector = "mailroom"
+[[dkim]]
+domain = "example.org"
+selector = "mailroom-ed25519"
+`
+
+// zoneRecord takes the record out of the zone-file line `mailroom dkim
+// keygen` prints: the name and the quoted strings joined.
+func zoneRecord(t *testing.T, out string) (string, string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?s)(\S+)\. 3600 IN TXT \((.*?)\)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no TXT record in keygen's output:\n%s", out)
+	}
+	var value strings.Builder
+	for i, part := range strings.Split(m[2], `"`) {
+		if i%2 == 1 {
+			value.WriteString(part)
+		}
+	}
+	return m[1], value.String()
+}
+
+// TestDKIMKeygenSignVerify is the user's path: `mailroom dkim keygen` for
+// an RSA and an Ed25519 key, `mailroom dkim check` before and after the
+// records are published (in a fake DNS server that [dns] server names),
+// then a message submitted with swaks leaves through the queue (MX found
+// through the same DNS) signed twice, and dkimpy and opendkim verify both
+// signatures as the remote MTA received them. A DSN from the postmaster
+// is signed too.
+func TestDKIMKeygenSignVerify(t *testing.T) {
+	t.Parallel()
+	mta := mailtest.StartMTA(t, "nobody@example.net")
+	dns := fakedns.Start(t,
+		"example.net. 60 IN MX 10 mx.example.net.",
+		"mx.example.net. 60 IN A 127.0.0.1",
+	)
+	cfg, dir := mailtest.WriteConfig(t, fmt.Sprintf(dkimConfig, dns.Addr, mta.Port))
+
+	out, code := mailtest.RunBinary(t, cfg, "", "dkim", "check", "example.org")
+	if code != 1 || !strings.Contains(out, "mailroom._domainkey.example.org") {
+		t.Errorf("dkim check before keygen: exit %d (want 1)\n%s", code, out)
+	}
+	records := map[string]string{}
+	for _, algo := range []string{"rsa", "ed25519"} {
+		out, code := mailtest.RunBinary(t, cfg, "", "dkim", "keygen", "example.org", "-algo", algo)
+		if code != 0 {
+			t.Fatalf("dkim keygen -algo %s: exit %d\n%s", algo, code, out)
+		}
+		name, value := zoneRecord(t, out)
+		records[name] = value
+		if !strings.Contains(value, "k="+algo) {
+			t.Errorf("keygen -algo %s printed %s", algo, value)
+		}
+	}
+	for _, sel := range []string{"mailroom", "mailroom-ed25519"} {
+		fi, err := os.Stat(filepath.Join(dir, "dkim", "example.org", sel+".key"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("key %s: %v, mode %v (want 0600)", sel, err, fi.Mode())
+		}
+	}
+	if out, code := mailtest.RunBinary(t, cfg, "", "dkim", "keygen", "example.org"); code == 0 {
+		t.Errorf("keygen over an existing key succeeded:\n%s", out)
+	}
+	out, code = mailtest.RunBinary(t, cfg, "", "dkim", "check", "example.org")
+	if code != 1 || strings.Count(out, "not published (no TXT record)") != 2 || !strings.Contains(out, "publish:") {
+		t.Errorf("dkim check before publishing: exit %d (want 1, both not published)\n%s", code, out)
+	}
+	for name, value := range records {
+		dns.AddTXT(name, value)
+	}
+	out, code = mailtest.RunBinary(t, cfg, "", "dkim", "check", "example.org")
+	if code != 0 || !strings.Contains(out, "mailroom._domainkey.example.org: ok (rsa, 2048 bits)") ||
+		!strings.Contains(out, "mailroom-ed25519._domainkey.example.org: ok (ed25519)") {
+		t.Errorf("dkim check once published: exit %d\n%s", code, out)
+	}
+
+	s := mailtest.StartServerConfig(t, cfg, dir)
+	if out, code := s.Run(t, smtpPassword+"\n", "user", "add", "alice@example.org"); code != 0 {
+		t.Fatalf("user add: exit %d\n%s", code, out)
+	}
+	msg := crlf("From: Alice <alice@example.org>\nTo: bob@example.net\nSubject: signed by mailroom\n" +
+		"MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\nHello Bob,\n  spaces  kept  \nbye\n")
+	submit := func(to string) {
+		t.Helper()
+		_, tr := smtpSwaks(t, msg, "--server", s.Addr(t, "submission", false), "--helo", "client.test",
+			"-a", "PLAIN", "-au", "alice@example.org", "-ap", smtpPassword, "--from", "alice@example.org", "--to", to)
+		if r := tr.dataReplies(); len(r) != 1 || !strings.HasPrefix(r[0], "250 ") {
+			t.Fatalf("submission to %s: %q", to, r)
+		}
+	}
+	submit("bob@example.net")
+	select {
+	case <-mta.Arrived():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the remote MTA got nothing in 30s\n%s", s.Log())
+	}
+	got := mta.Got()[0].Data
+	if n := strings.Count(got, "DKIM-Signature:"); n != 2 {
+		t.Fatalf("%d DKIM signatures on the message sent, want 2:\n%s", n, got)
+	}
+	if rep, ok := mailtest.DKIMPy(t, dns.Addr, got); !ok || strings.Count(rep, " pass") != 2 {
+		t.Errorf("dkimpy did not verify both signatures:\n%s\n%s", rep, got)
+	}
+	if out, err := mailtest.Opendkim(t, records, got); err != nil {
+		t.Errorf("opendkim-testmsg did not verify the message sent: %v\n%s", err, out)
+	}
+	altered := strings.Replace(got, "Hello Bob", "Hello Eve", 1)
+	if rep, ok := mailtest.DKIMPy(t, dns.Addr, altered); ok || strings.Contains(rep, " pass") {
+		t.Errorf("dkimpy verified the message altered after signing:\n%s", rep)
+	}
+
+	// The bounce for a refused recipient comes from the postmaster
+	// (MAILER-DAEMON@mx.example.org), signed with example.org's keys.
+	submit("nobody@example.net")
+	var dsn string
+	waitFor(t, 30*time.Second, "the DSN in alice's mailbox", func() bool {
+		for _, m := range maildirNew(t, mailRoot(s), "example.org/alice") {
+			if strings.Contains(m.Data, "multipart/report") {
+				dsn = m.Data
+				return true
+			}
+		}
+		return false
+	})
+	hdr, _, _ := strings.Cut(dsn, "\n\n")
+	if n := strings.Count(hdr, "DKIM-Signature:"); n != 2 || !strings.Contains(hdr, "d=example.org") {
+		t.Fatalf("the DSN's header carries %d signatures, want 2 with d=example.org:\n%s", n, dsn)
+	}
+	if rep, ok := mailtest.DKIMPy(t, dns.Addr, crlf(dsn)); !ok {
+		t.Errorf("dkimpy did not verify the DSN:\n%s", rep)
+	}
+}
