@@ -13,7 +13,7 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
-	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/dkimtest"
 	"mailroom/internal/mailtest/fakedns"
 	"mailroom/internal/resolve"
 	"mailroom/mailauth/dkim"
@@ -100,7 +100,7 @@ func verifyGo(t testing.TB, dnsAddr, msg string) []error {
 
 func dkimpy(t testing.TB, dnsAddr, msg string) (string, bool) {
 	t.Helper()
-	return mailtest.DKIMPy(t, dnsAddr, msg)
+	return dkimtest.DKIMPy(t, dnsAddr, msg)
 }
 
 func TestSignVerifiesWithDkimpy(t *testing.T) {
@@ -174,10 +174,10 @@ func TestSignVerifiesWithOpendkim(t *testing.T) {
 				t.Fatal(err)
 			}
 			signed := sign(t, s, message) + message
-			if out, err := mailtest.Opendkim(t, records, signed); err != nil {
+			if out, err := dkimtest.Opendkim(t, records, signed); err != nil {
 				t.Fatalf("opendkim-testmsg did not verify: %v\n%s", err, out)
 			}
-			if out, err := mailtest.Opendkim(t, records, strings.Replace(signed, "Hello Bob", "Hello Eve", 1)); err == nil {
+			if out, err := dkimtest.Opendkim(t, records, strings.Replace(signed, "Hello Bob", "Hello Eve", 1)); err == nil {
 				t.Errorf("opendkim-testmsg verified an altered message: %s", out)
 			}
 		})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/dkimtest"
 	"mailroom/internal/mailtest/fakedns"
 )
 
@@ -127,14 +128,14 @@ func TestDKIMKeygenSignVerify(t *testing.T) {
 	if n := strings.Count(got, "DKIM-Signature:"); n != 2 {
 		t.Fatalf("%d DKIM signatures on the message sent, want 2:\n%s", n, got)
 	}
-	if rep, ok := mailtest.DKIMPy(t, dns.Addr, got); !ok || strings.Count(rep, " pass") != 2 {
+	if rep, ok := dkimtest.DKIMPy(t, dns.Addr, got); !ok || strings.Count(rep, " pass") != 2 {
 		t.Errorf("dkimpy did not verify both signatures:\n%s\n%s", rep, got)
 	}
-	if out, err := mailtest.Opendkim(t, records, got); err != nil {
+	if out, err := dkimtest.Opendkim(t, records, got); err != nil {
 		t.Errorf("opendkim-testmsg did not verify the message sent: %v\n%s", err, out)
 	}
 	altered := strings.Replace(got, "Hello Bob", "Hello Eve", 1)
-	if rep, ok := mailtest.DKIMPy(t, dns.Addr, altered); ok || strings.Contains(rep, " pass") {
+	if rep, ok := dkimtest.DKIMPy(t, dns.Addr, altered); ok || strings.Contains(rep, " pass") {
 		t.Errorf("dkimpy verified the message altered after signing:\n%s", rep)
 	}
 
@@ -142,7 +143,7 @@ func TestDKIMKeygenSignVerify(t *testing.T) {
 	// (MAILER-DAEMON@mx.example.org), signed with example.org's keys.
 	submit("nobody@example.net")
 	var dsn string
-	waitFor(t, 30*time.Second, "the DSN in alice's mailbox", func() bool {
+	mailtest.Eventually(t, 30*time.Second, "the DSN in alice's mailbox", func() bool {
 		for _, m := range maildirNew(t, mailRoot(s), "example.org/alice") {
 			if strings.Contains(m.Data, "multipart/report") {
 				dsn = m.Data
@@ -155,7 +156,7 @@ func TestDKIMKeygenSignVerify(t *testing.T) {
 	if n := strings.Count(hdr, "DKIM-Signature:"); n != 2 || !strings.Contains(hdr, "d=example.org") {
 		t.Fatalf("the DSN's header carries %d signatures, want 2 with d=example.org:\n%s", n, dsn)
 	}
-	if rep, ok := mailtest.DKIMPy(t, dns.Addr, crlf(dsn)); !ok {
+	if rep, ok := dkimtest.DKIMPy(t, dns.Addr, crlf(dsn)); !ok {
 		t.Errorf("dkimpy did not verify the DSN:\n%s", rep)
 	}
 }

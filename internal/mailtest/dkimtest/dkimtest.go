@@ -1,4 +1,7 @@
-package mailtest
+// Package dkimtest verifies DKIM signatures with independent
+// implementations, dkimpy and opendkim, their keys served by a fake DNS
+// server: the judges of what mailroom signs.
+package dkimtest
 
 import (
 	"fmt"
@@ -9,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"mailroom/internal/mailtest"
 	"mailroom/internal/mailtest/fakedns"
 )
 
@@ -21,9 +25,9 @@ var opendkimSeq atomic.Uint32
 // signature and all passed.
 func DKIMPy(t testing.TB, dnsAddr, msg string) (string, bool) {
 	t.Helper()
-	py := NeedPython(t, "dkim", "dns.query")
+	py := mailtest.NeedPython(t, "dkim", "dns.query")
 	host, port, _ := strings.Cut(dnsAddr, ":")
-	cmd := exec.Command(py, filepath.Join(ModuleRoot(t), "internal", "mailtest", "testdata", "dkimpy_verify.py"), host, port)
+	cmd := exec.Command(py, filepath.Join(mailtest.ModuleRoot(t), "internal", "mailtest", "dkimtest", "dkimpy_verify.py"), host, port)
 	cmd.Stdin = strings.NewReader(msg)
 	out, err := cmd.CombinedOutput()
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
@@ -41,9 +45,9 @@ func DKIMPy(t testing.TB, dnsAddr, msg string) (string, bool) {
 // verified the message.
 func Opendkim(t testing.TB, records map[string]string, msg string) (string, error) {
 	t.Helper()
-	testmsg := NeedTool(t, "opendkim-testmsg")
-	unshare := NeedTool(t, "unshare")
-	NeedRoot(t, "a private resolv.conf and a DNS server on port 53")
+	testmsg := mailtest.NeedTool(t, "opendkim-testmsg")
+	unshare := mailtest.NeedTool(t, "unshare")
+	mailtest.NeedRoot(t, "a private resolv.conf and a DNS server on port 53")
 	// An address of its own for each call (and each test process), so
 	// that servers of calls not yet cleaned up do not hold port 53.
 	n := opendkimSeq.Add(1)
