@@ -231,7 +231,7 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 	// undone (commands, files, forwards); then the mailboxes are
 	// committed, or removed if the whole must fail.
 	t.parallel(boxes, func(u *unit) {
-		u.staged, u.err = t.d.opts.Store.Stage(ctx, u.leaf.Home, sp.withHeader(t.traceHeaders(u, now)))
+		u.staged, u.err = t.stage(ctx, u.leaf.Home, sp.withHeader(t.traceHeaders(u, now)))
 		if u.err != nil {
 			u.err = fmt.Errorf("deliver to %s: %w", u.leaf.Rcpt, u.err)
 		}
@@ -574,4 +574,25 @@ func (t *Txn) traceHeaders(u *unit, now time.Time) string {
 	fmt.Fprintf(&b, "Delivered-To: %s\n", u.leaf.Rcpt)
 	b.WriteString(ReceivedHeader(t.info, t.d.opts.Hostname, t.id, orig.String(), now))
 	return b.String()
+}
+
+// Quarantine makes the transaction's mailbox copies go to each account's
+// \Junk folder instead of INBOX: the message is kept, but out of the
+// user's way (a DMARC p=quarantine failure, a milter's quarantine).
+// Forwards, files and commands are delivered as usual: the user chose to
+// get all mail there. With a Store that has no special-use folders the
+// copies go to INBOX.
+func (t *Txn) Quarantine(reason string) {
+	t.junk = true
+	t.log.Info("quarantined: mailbox copies go to the Junk folder", "event", "quarantined", "reason", reason)
+}
+
+// stage writes a mailbox copy, into \Junk when quarantined.
+func (t *Txn) stage(ctx context.Context, home string, r io.Reader) (mailbox.Staged, error) {
+	if t.junk {
+		if ss, ok := t.d.opts.Store.(SpecialStore); ok {
+			return ss.StageSpecial(ctx, home, `\Junk`, r)
+		}
+	}
+	return t.d.opts.Store.Stage(ctx, home, r)
 }

@@ -80,6 +80,13 @@ type Store interface {
 	Stage(ctx context.Context, home string, r io.Reader) (mailbox.Staged, error)
 }
 
+// SpecialStore is a Store that can also deliver into a mail home's
+// folder of a special use (RFC 6154), such as \Junk for quarantined mail.
+// maildir.Store implements it.
+type SpecialStore interface {
+	StageSpecial(ctx context.Context, home, use string, r io.Reader) (mailbox.Staged, error)
+}
+
 // Forwarder takes what local delivery cannot finish here: copies for
 // remote addresses (aliases and .forward naming them), and bounces for
 // pieces that failed for good. Both must be durable when they return.
@@ -356,6 +363,8 @@ type Txn struct {
 	info  Info
 	rcpts []Recipient
 	log   *slog.Logger
+	// junk sends the mailbox copies to \Junk (Quarantine).
+	junk bool
 }
 
 // Begin starts a transaction for the envelope sender from ("" for the null

@@ -320,3 +320,31 @@ func TestUnusualSenders(t *testing.T) {
 		t.Fatalf("messages: %q", m)
 	}
 }
+
+// TestQuarantine: a quarantined transaction's mailbox copies go to each
+// account's Junk folder, none to INBOX.
+func TestQuarantine(t *testing.T) {
+	env := mailenv.NewEnv(t, mailenv.EnvOptions{Users: []string{"alice@example.org", "bob@example.org"}})
+	ctx := context.Background()
+	txn, err := env.MDA.Begin(ctx, "sender@remote.example", mda.Info{Proto: "ESMTP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"alice@example.org", "bob@example.org"} {
+		if err := txn.AddRcpt(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn.Quarantine("test")
+	if err := txn.DeliverAll(ctx, strings.NewReader("Subject: spam\r\n\r\nbuy\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, home := range []string{"example.org/alice", "example.org/bob"} {
+		if n := len(mailtest.Messages(t, env.MailRoot, home)); n != 0 {
+			t.Errorf("%s: %d messages in INBOX, want 0", home, n)
+		}
+		if m := mailtest.FolderMessages(t, env.MailRoot, home, ".Junk"); len(m) != 1 || !strings.Contains(m[0], "Subject: spam") {
+			t.Errorf("%s: Junk holds %q, want the message", home, m)
+		}
+	}
+}

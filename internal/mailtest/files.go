@@ -12,7 +12,14 @@ import (
 // for files mailroom wrote (the seconds and zero-padded microseconds lead).
 func Messages(t testing.TB, mailRoot, home string) []string {
 	t.Helper()
-	dir := filepath.Join(mailRoot, home, "Maildir", "new")
+	return FolderMessages(t, mailRoot, home, "")
+}
+
+// FolderMessages is Messages for the Maildir++ folder directory folder
+// (".Junk"); "" is INBOX.
+func FolderMessages(t testing.TB, mailRoot, home, folder string) []string {
+	t.Helper()
+	dir := filepath.Join(mailRoot, home, "Maildir", folder, "new")
 	entries, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return nil

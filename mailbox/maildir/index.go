@@ -75,11 +75,12 @@ type IndexOptions struct {
 // snapshot per folder in memory for all sessions in the process, and is
 // told of every delivery by the Store without the delivery waiting on it.
 type Index struct {
-	db    *bolt.DB
-	store *Store
-	log   *slog.Logger
-	hook  *func(string)
-	cache *cacheWriter // header cache write-behind (cache.go)
+	db      *bolt.DB
+	store   *Store
+	log     *slog.Logger
+	hook    *func(home, folder string)
+	special *func(home, use string) string
+	cache   *cacheWriter // header cache write-behind (cache.go)
 
 	mu    sync.Mutex
 	accts map[string]*account
@@ -109,6 +110,9 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	hook := ix.delivered
 	ix.hook = &hook
 	store.committed.Store(ix.hook)
+	special := ix.specialFolder
+	ix.special = &special
+	store.special.Store(ix.special)
 	return ix, nil
 }
 
@@ -119,6 +123,7 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 // more header fields.
 func (ix *Index) Close() error {
 	ix.store.committed.CompareAndSwap(ix.hook, nil)
+	ix.store.special.CompareAndSwap(ix.special, nil)
 	ix.cache.shutdown()
 	if err := ix.saveSeen(); err != nil {
 		ix.log.Warn("index: the next start reads every folder again", "err", err)
@@ -126,9 +131,9 @@ func (ix *Index) Close() error {
 	return nil
 }
 
-// delivered is called by Commit: it marks home's INBOX as changed and
+// delivered is called by Commit: it marks home's folder as changed and
 // wakes its watchers. It takes only short, I/O-free locks.
-func (ix *Index) delivered(home string) {
+func (ix *Index) delivered(home, folder string) {
 	ix.mu.Lock()
 	a := ix.accts[home]
 	ix.mu.Unlock()
@@ -136,12 +141,30 @@ func (ix *Index) delivered(home string) {
 		return
 	}
 	a.fmu.Lock()
-	f := a.folders[inbox]
+	f := a.folders[folder]
 	a.fmu.Unlock()
 	if f != nil {
 		f.newDirty.Store(true)
 		f.notify()
 	}
+}
+
+// specialFolder names home's folder marked with special use use, or "".
+func (ix *Index) specialFolder(home, use string) string {
+	var name string
+	ix.db.View(func(tx *bolt.Tx) error {
+		hb := homeBucket(tx, home)
+		if hb == nil {
+			return nil
+		}
+		return hb.Bucket(bucketSpecial).ForEach(func(k, v []byte) error {
+			if name == "" && strings.EqualFold(string(v), use) {
+				name = string(k)
+			}
+			return nil
+		})
+	})
+	return name
 }
 
 // Open returns one session's view of the account whose mail home is home

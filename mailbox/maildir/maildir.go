@@ -78,10 +78,13 @@ type Store struct {
 	// syncFile is f.Sync in production; tests replace it to exercise the
 	// failure path.
 	syncFile func(*os.File) error
-	// committed, when set (by NewIndex), is told the mail home of every
-	// delivery made visible. It must return at once: delivery never
-	// waits on readers.
-	committed atomic.Pointer[func(home string)]
+	// committed, when set (by NewIndex), is told the mail home and
+	// folder of every delivery made visible. It must return at once:
+	// delivery never waits on readers.
+	committed atomic.Pointer[func(home, folder string)]
+	// special, when set (by NewIndex), names home's folder of a special
+	// use, "" if none is marked.
+	special atomic.Pointer[func(home, use string) string]
 }
 
 // Open opens (creating if needed) the mail root.
@@ -149,6 +152,7 @@ func checkHome(home string) error {
 type Staged struct {
 	s       *Store
 	home    string
+	folder  string   // IMAP name of the folder, "INBOX" for the Maildir itself
 	md      string   // Maildir path relative to the root
 	tmp     *os.File // md/tmp
 	name    string   // base name in tmp/
@@ -176,10 +180,42 @@ func (s *Store) Stage(ctx context.Context, home string, r io.Reader) (mailbox.St
 	if err := checkHome(home); err != nil {
 		return nil, err
 	}
+	return s.stage(ctx, home, inbox, Maildir(home), r)
+}
+
+// StageSpecial is Stage into home's folder of special use use (RFC 6154,
+// such as `\Junk`): the folder the index has marked so, or else the
+// default folder of that use (Junk for `\Junk`), made if missing. A
+// quarantined message goes there rather than to INBOX.
+func (s *Store) StageSpecial(ctx context.Context, home, use string, r io.Reader) (mailbox.Staged, error) {
+	if err := checkHome(home); err != nil {
+		return nil, err
+	}
+	name := ""
+	if f := s.special.Load(); f != nil {
+		name = (*f)(home, use)
+	}
+	if name == "" {
+		for _, d := range defaultFolders {
+			if strings.EqualFold(d.use, use) {
+				name = d.name
+			}
+		}
+	}
+	if name == "" {
+		return nil, fmt.Errorf("maildir: no folder of special use %q", use)
+	}
+	canon, dir, err := folderDir(name)
+	if err != nil {
+		return nil, err
+	}
+	return s.stage(ctx, home, canon, path.Join(Maildir(home), dir), r)
+}
+
+func (s *Store) stage(ctx context.Context, home, folder, md string, r io.Reader) (mailbox.Staged, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	md := Maildir(home)
 	if err := s.ensure(md); err != nil {
 		return nil, err
 	}
@@ -201,13 +237,14 @@ func (s *Store) Stage(ctx context.Context, home string, r io.Reader) (mailbox.St
 		return nil, fmt.Errorf("maildir: write %s/tmp/%s: %w", md, name, err)
 	}
 	return &Staged{
-		s:     s,
-		home:  home,
-		md:    md,
-		tmp:   tmp,
-		name:  name,
-		final: sizedName(name, lw.n, lw.served()),
-		size:  lw.n,
+		s:      s,
+		home:   home,
+		folder: folder,
+		md:     md,
+		tmp:    tmp,
+		name:   name,
+		final:  sizedName(name, lw.n, lw.served()),
+		size:   lw.n,
 	}, nil
 }
 
@@ -289,14 +326,14 @@ func (m *Staged) Commit(context.Context) error {
 	}
 	m.done = true
 	m.tmp.Close()
-	m.s.notifyCommitted(m.home)
+	m.s.notifyCommitted(m.home, m.folder)
 	return nil
 }
 
-// notifyCommitted tells the index (if any) that home's INBOX changed.
-func (s *Store) notifyCommitted(home string) {
+// notifyCommitted tells the index (if any) that a folder of home changed.
+func (s *Store) notifyCommitted(home, folder string) {
 	if f := s.committed.Load(); f != nil {
-		(*f)(home)
+		(*f)(home, folder)
 	}
 }
 
@@ -323,7 +360,7 @@ func (m *Staged) Abort() error {
 	wasVisible := m.visible
 	m.done, m.visible = true, false
 	if wasVisible {
-		m.s.notifyCommitted(m.home)
+		m.s.notifyCommitted(m.home, m.folder)
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("maildir: remove %s: %w", m.Path(), err)
