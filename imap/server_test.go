@@ -249,7 +249,7 @@ var _ = goimap.CapIMAP4rev2
 // namedListener (it holds a func).
 type unhashable struct {
 	net.Listener
-	f func()
+	_ func()
 }
 
 func TestUnhashableListener(t *testing.T) {

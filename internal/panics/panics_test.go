@@ -15,15 +15,14 @@ func TestRecover(t *testing.T) {
 	go func() {
 		defer close(done)
 		defer r.Recover(log, "worker")
-		var m map[string]int
-		m["x"] = 1 // panics
+		panic("worker bug")
 	}()
 	<-done
 	if r.Count() != 1 {
 		t.Fatalf("Count = %d, want 1", r.Count())
 	}
 	out := buf.String()
-	for _, want := range []string{"level=ERROR", "event=panic", "where=worker", "assignment to entry in nil map", "panics_test.go"} {
+	for _, want := range []string{"level=ERROR", "event=panic", "where=worker", "panic=\"worker bug\"", "panics_test.go"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
