@@ -43,7 +43,7 @@ type Config struct {
 	SMTP       Listener `toml:"smtp"`
 	Submission Listener `toml:"submission"`
 	LMTP       LMTP     `toml:"lmtp"`
-	IMAP       Listener `toml:"imap"`
+	IMAP       IMAP     `toml:"imap"`
 	Limits     Limits   `toml:"limits"`
 	Delivery   Delivery `toml:"delivery"`
 	Relay      Relay    `toml:"relay"`
@@ -73,6 +73,18 @@ type Listener struct {
 	AllowInsecureAuth bool `toml:"allow_insecure_auth"`
 }
 
+// IMAP is the [imap] table: its listeners and a connection limit of its
+// own, since IMAP clients keep connections open for hours (IDLE, one
+// connection per folder watched), which the SMTP limit does not fit.
+type IMAP struct {
+	Listener
+	// MaxConnections bounds all IMAP connections together; more get
+	// "* BYE [UNAVAILABLE]". limits.max_connections_per_ip applies per
+	// client address; a loopback client (a webmail, one client for many
+	// users) may hold up to half of this. Default 1000.
+	MaxConnections int `toml:"max_connections"`
+}
+
 // LMTP is the [lmtp] table.
 type LMTP struct {
 	// Listen entries are "unix:/path" or "host:port".
@@ -90,13 +102,24 @@ type Limits struct {
 	MaxMessageBytes int64 `toml:"max_message_bytes"`
 	// MaxRecipients per message (452 4.5.3 beyond). Default 100.
 	MaxRecipients int `toml:"max_recipients"`
-	// MaxConnections per SMTP listener role; more get 421. Default 200.
+	// MaxConnections per SMTP listener role; more get 421. The last
+	// tenth is kept for clients that hold no connection yet. Default 200.
 	MaxConnections int `toml:"max_connections"`
-	// MaxConnectionsPerIP from one client address per role. Default 20.
+	// MaxConnectionsPerIP from one client address (an IPv6 client: its
+	// /64) per role, SMTP and IMAP. Default 20.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// IdleTimeout bounds every read from a client, commands and message
-	// data alike (RFC 5321 §4.5.3.2 suggests 5 minutes). Default "5m".
+	// data alike (RFC 5321 §4.5.3.2 suggests 5 minutes), and, with
+	// MinDataRate, each SMTP and LMTP command and message as a whole.
+	// Default "5m".
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// MinDataRate, in bytes per second, bounds each SMTP and LMTP request
+	// as a whole (Postfix's smtpd_min_data_rate): a command line or a
+	// message must arrive within idle_timeout plus one second per
+	// min_data_rate bytes, so that a client that trickles a byte every
+	// few seconds is dropped instead of holding its connection for ever.
+	// 0 bounds each read only. Default 500.
+	MinDataRate int `toml:"min_data_rate"`
 	// MaxLineLength bounds a command or message line, in octets with its
 	// CRLF (RFC 5321 §4.5.3.1.4/6 allow 512 and 1000; the default 2000
 	// doubles the latter for lenient senders). A longer line ends the
@@ -153,8 +176,9 @@ func Default() *Config {
 		Hostname: host,
 		DataDir:  "/var/lib/mailroom",
 		LMTP:     LMTP{SocketMode: "0660"},
+		IMAP:     IMAP{MaxConnections: 1000},
 		Limits: Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100,
-			MaxConnections: 200, MaxConnectionsPerIP: 20, IdleTimeout: Duration{5 * time.Minute},
+			MaxConnections: 200, MaxConnectionsPerIP: 20, IdleTimeout: Duration{5 * time.Minute}, MinDataRate: 500,
 			MaxLineLength: 2000},
 		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim,
 			CommandTimeout: Duration{10 * time.Minute}},
@@ -317,6 +341,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxConnectionsPerIP <= 0 {
 		bad("limits.max_connections_per_ip", "must be positive (default 20)")
+	}
+	if c.Limits.MinDataRate < 0 {
+		bad("limits.min_data_rate", "must not be negative (default 500; 0 bounds each read only)")
+	}
+	if c.IMAP.MaxConnections <= 0 {
+		bad("imap.max_connections", "must be positive (default 1000)")
 	}
 	if c.Limits.MaxLineLength < 1000 {
 		bad("limits.max_line_length", "%d is below the 1000 octets RFC 5321 lets every line have (default 2000)", c.Limits.MaxLineLength)

@@ -112,3 +112,17 @@ func FuzzParse(f *testing.F) {
 		cfg.Validate()
 	})
 }
+
+// TestIMAPTable: [imap] takes the listener keys and max_connections.
+func TestIMAPTable(t *testing.T) {
+	cfg, err := Parse("x.toml", []byte("hostname = \"mx\"\ndata_dir = \"/d\"\ndomains = [\"example.org\"]\n[imap]\nlisten = [\"127.0.0.1:143\"]\nmax_connections = 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.IMAP.MaxConnections != 5 || len(cfg.IMAP.Listen) != 1 {
+		t.Errorf("[imap] = %+v", cfg.IMAP)
+	}
+	if d := Default(); d.IMAP.MaxConnections != 1000 || d.Limits.MinDataRate != 500 {
+		t.Errorf("defaults: imap.max_connections %d, limits.min_data_rate %d", d.IMAP.MaxConnections, d.Limits.MinDataRate)
+	}
+}

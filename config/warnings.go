@@ -25,6 +25,9 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
+	if c.Limits.MaxConnectionsPerIP >= c.Limits.MaxConnections {
+		w = append(w, fmt.Sprintf("%s: limits.max_connections_per_ip (%d) is not below max_connections (%d): one client address can take every SMTP connection (keep it well below, as the defaults 20 and 200 are)", c.Path, c.Limits.MaxConnectionsPerIP, c.Limits.MaxConnections))
+	}
 	if c.LMTP.SocketGroup != "" {
 		for _, l := range c.LMTP.Listen {
 			sock, ok := strings.CutPrefix(l, "unix:")

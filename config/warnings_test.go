@@ -16,6 +16,7 @@ func TestWarnings(t *testing.T) {
 	}{
 		{"no listeners", "", "will receive no mail"},
 		{"submission without TLS off loopback", "[submission]\nlisten = [\"0.0.0.0:587\"]\n", "cannot authenticate"},
+		{"one client can take every connection", "[limits]\nmax_connections = 20\nmax_connections_per_ip = 20\n", "one client address can take every SMTP connection"},
 		{"socket group cannot reach", "[lmtp]\nlisten = [\"unix:" + closed + "/lmtp.sock\"]\nsocket_group = \"0\"\n", "is mode 0700"},
 	}
 	for _, c := range cases {

@@ -70,8 +70,9 @@ type Options struct {
 	// RFC 7889); zero means 100 MiB.
 	AppendLimit uint32
 	// MaxConns and MaxConnsPerIP bound concurrent connections (0: no
-	// limit); loopback clients are not counted per IP. Beyond them a
-	// client gets "* BYE" and is disconnected.
+	// limit). A loopback client (a webmail, one client for many users)
+	// may hold up to half of MaxConns, or MaxConnsPerIP if that is more.
+	// Beyond them a client gets "* BYE" and is disconnected.
 	MaxConns, MaxConnsPerIP int
 	// IdleTimeout logs out an authenticated client that sends no command
 	// for this long (IDLE included); zero means 30 minutes
@@ -152,7 +153,7 @@ func New(opts Options) *Server {
 	s.conns = conns.New(conns.Options{
 		MaxConns:          opts.MaxConns,
 		MaxConnsPerClient: opts.MaxConnsPerIP,
-		LoopbackExempt:    true,
+		MaxConnsLoopback:  loopbackLimit(opts.MaxConns, opts.MaxConnsPerIP),
 		Refusal:           []byte("* BYE [UNAVAILABLE] Too many connections, try later\r\n"),
 		Logger:            s.log,
 	})
@@ -160,6 +161,16 @@ func New(opts Options) *Server {
 	s.secure = imapserver.New(s.libOptions(false))
 	s.insecure = imapserver.New(s.libOptions(true))
 	return s
+}
+
+// loopbackLimit is how many connections a loopback client may hold: half
+// of the server's, so that remote users keep the other half, but no less
+// than any other client may (0: no limit, when the server has none).
+func loopbackLimit(maxConns, perIP int) int {
+	if maxConns <= 0 {
+		return 0
+	}
+	return max(maxConns/2, perIP)
 }
 
 // caps is every capability the library can serve with our backend.

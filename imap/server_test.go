@@ -212,6 +212,28 @@ func TestMaxConnections(t *testing.T) {
 	})
 }
 
+// TestLoopbackLimited: loopback clients are not exempt from limits (a
+// thousand connections from one place were all accepted): with
+// MaxConns 4, a loopback client (a webmail) gets half, and the others
+// stay for remote users.
+func TestLoopbackLimited(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{MaxConns: 4, MaxConnsPerIP: 1})
+	dialRaw(t, ts.addr)
+	dialRaw(t, ts.addr)
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 200)
+	n, _ := c.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "* BYE [UNAVAILABLE]") {
+		t.Errorf("third loopback connection got %q, want BYE", buf[:n])
+	}
+}
+
 func TestShutdownSaysBye(t *testing.T) {
 	t.Parallel()
 	ts := start(t, Options{})

@@ -43,7 +43,10 @@ type Options struct {
 	// ReadTimeout and WriteTimeout bound each command and reply; zero
 	// means the RFC 5321 §4.5.3.2 defaults (5 and 10 minutes).
 	ReadTimeout, WriteTimeout time.Duration
-	Logger                    *slog.Logger
+	// MinDataRate bounds each command and each message as a whole, as in
+	// smtp.Options (0: each read only).
+	MinDataRate int
+	Logger      *slog.Logger
 	// Panics counts the panics recovered in sessions (nil: the server's
 	// own count).
 	Panics *panics.Recorder
@@ -75,6 +78,7 @@ func New(opts Options) *Server {
 		MaxRecipients: opts.MaxRecipients,
 		MaxLineLength: opts.MaxLineLength,
 		IdleTimeout:   opts.ReadTimeout,
+		MinDataRate:   opts.MinDataRate,
 		WriteTimeout:  opts.WriteTimeout,
 		Logger:        opts.Logger,
 		Panics:        opts.Panics,

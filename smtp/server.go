@@ -86,6 +86,12 @@ type Options struct {
 	// IdleTimeout bounds each read, commands and DATA alike;
 	// RFC 5321 §4.5.3.2 suggests 5 minutes.
 	IdleTimeout time.Duration
+	// MinDataRate (bytes per second) bounds each command and each
+	// message as a whole: it must arrive within IdleTimeout plus a
+	// second per MinDataRate bytes (Postfix's smtpd_min_data_rate), so
+	// that a client trickling bytes cannot hold a connection. 0: each
+	// read only.
+	MinDataRate int
 	// AuthFailureDelay is the pause after the first failed AUTH from an
 	// address; it doubles with each further failure, up to a minute.
 	// Zero means one second.
@@ -128,6 +134,7 @@ func New(opts Options) *Server {
 		MaxConns:      opts.MaxConns,
 		MaxConnsPerIP: opts.MaxConnsPerIP,
 		IdleTimeout:   opts.IdleTimeout,
+		MinDataRate:   opts.MinDataRate,
 		WriteTimeout:  opts.IdleTimeout,
 		TLS:           opts.TLS,
 		// Whether plaintext AUTH is allowed depends on the connection

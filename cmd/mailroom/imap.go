@@ -62,8 +62,9 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 		AllowInsecureAuth: cfg.IMAP.AllowInsecureAuth,
 		AppendLimit:       limit,
 		// IMAP clients keep connections open (IDLE, one per folder):
-		// the SMTP limit on all connections does not fit; the one per
-		// address does (loopback is not counted).
+		// the SMTP limit on all connections does not fit, so IMAP has
+		// its own; the one per address is the same.
+		MaxConns:      cfg.IMAP.MaxConnections,
 		MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		Logger:        a.log,
 		Panics:        a.panics,

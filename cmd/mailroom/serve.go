@@ -218,6 +218,7 @@ func (svc *services) addLMTP(a *app) error {
 		MaxRecipients:   cfg.Limits.MaxRecipients,
 		MaxLineLength:   cfg.Limits.MaxLineLength,
 		ReadTimeout:     cfg.Limits.IdleTimeout.Duration,
+		MinDataRate:     cfg.Limits.MinDataRate,
 		Logger:          a.log,
 		Panics:          a.panics,
 	})
@@ -305,6 +306,7 @@ func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Conf
 		MaxConns:          cfg.Limits.MaxConnections,
 		MaxConnsPerIP:     cfg.Limits.MaxConnectionsPerIP,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
+		MinDataRate:       cfg.Limits.MinDataRate,
 		Auth:              a.mailAuth(role),
 		Logger:            a.log,
 		Panics:            a.panics,

@@ -4,8 +4,12 @@
 // to their callers:
 //
 //   - admit connections under a limit for the whole server and one per
-//     client (ClientKey), answering the rest with the protocol's refusal;
-//   - bound each read with an idle timeout;
+//     client (ClientKey), keeping the last slots for clients that hold
+//     none, and answer the rest with the protocol's refusal;
+//   - bound each read with an idle timeout, and each request (what the
+//     client sends between two replies: a command line, a message) with
+//     a deadline that grows with what arrives (MinDataRate), so that a
+//     client trickling a byte at a time cannot hold a connection;
 //   - know which connections are busy (Conn.Begin, Conn.End), so that a
 //     shutdown closes the idle ones at once and lets the busy ones finish;
 //   - stop in two phases: Shutdown (stop accepting, end idle connections,
@@ -21,8 +25,10 @@ package conns
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,18 +36,29 @@ import (
 
 // Options configure a Set.
 type Options struct {
-	// MaxConns bounds the connections of the Set (0: no limit).
+	// MaxConns bounds the connections of the Set (0: no limit). The last
+	// tenth of it (at least one slot) is kept for clients that hold no
+	// connection yet: when the server is nearly full, a newcomer is
+	// preferred to a client that already has one.
 	MaxConns int
 	// MaxConnsPerClient bounds the connections of one client, as
-	// ClientKey counts them (0: no limit). Loopback clients count like
-	// any other unless LoopbackExempt is set; unix-socket clients are not
+	// ClientKey counts them (0: no limit). Unix-socket clients are not
 	// counted per client.
 	MaxConnsPerClient int
-	// LoopbackExempt leaves loopback clients out of MaxConnsPerClient.
-	LoopbackExempt bool
+	// MaxConnsLoopback, if set, replaces MaxConnsPerClient for loopback
+	// clients (a webmail on this machine is one client for many users).
+	MaxConnsLoopback int
 	// IdleTimeout bounds each read (0: none, for a protocol library that
 	// sets its own read deadlines).
 	IdleTimeout time.Duration
+	// MinDataRate, with IdleTimeout, bounds each request as a whole
+	// (Postfix's smtpd_per_request_deadline and smtpd_min_data_rate):
+	// what the client sends after a reply must arrive within IdleTimeout
+	// plus one second per MinDataRate bytes received, so that a client
+	// that trickles a byte at a time is cut off while one that sends a
+	// large message at any sensible speed is not. In bytes per second;
+	// 0 bounds each read only.
+	MinDataRate int
 	// Refusal is written to a connection over a limit before it is
 	// closed: "421 4.7.0 ..." for SMTP, "* BYE [UNAVAILABLE] ..." for
 	// IMAP. Nil closes without a word.
@@ -160,7 +177,11 @@ func (l *listener) Accept() (net.Conn, error) {
 // admit registers nc, or refuses it if a limit is reached.
 func (s *Set) admit(nc net.Conn, config *tls.Config) *Conn {
 	key, loopback := clientOf(nc.RemoteAddr())
-	counted := key != "" && !(loopback && s.opts.LoopbackExempt)
+	counted := key != ""
+	perClient := s.opts.MaxConnsPerClient
+	if loopback && s.opts.MaxConnsLoopback > 0 {
+		perClient = s.opts.MaxConnsLoopback
+	}
 	s.mu.Lock()
 	if s.closing {
 		// Accepted just as Shutdown ran: it would never be closed as
@@ -170,11 +191,14 @@ func (s *Set) admit(nc net.Conn, config *tls.Config) *Conn {
 		return nil
 	}
 	var over string
-	switch {
+	switch held := s.perClient[key]; {
 	case s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns:
 		over = "max_connections"
-	case counted && s.opts.MaxConnsPerClient > 0 && s.perClient[key] >= s.opts.MaxConnsPerClient:
+	case counted && perClient > 0 && held >= perClient:
 		over = "max_connections_per_ip"
+	case counted && held > 0 && s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns-reserve(s.opts.MaxConns):
+		// The last slots are for clients that hold none.
+		over = "max_connections (slots kept for new clients)"
 	}
 	if over != "" {
 		s.mu.Unlock()
@@ -183,12 +207,22 @@ func (s *Set) admit(nc net.Conn, config *tls.Config) *Conn {
 		return nil
 	}
 	c := &Conn{Conn: nc, set: s, key: key, counted: counted, loopback: loopback}
+	c.reqStart.Store(time.Now().UnixNano())
 	s.conns[c] = struct{}{}
 	if counted {
 		s.perClient[key]++
 	}
 	s.mu.Unlock()
 	return c
+}
+
+// reserve is how many of max slots are kept for clients that hold none:
+// a tenth, at least one (none when there is only one slot).
+func reserve(slots int) int {
+	if slots < 2 {
+		return 0
+	}
+	return max(1, slots/10)
 }
 
 // refuse answers nc with the refusal and closes it. A plain answer is
@@ -328,6 +362,16 @@ type Conn struct {
 	counted  bool // in set.perClient
 	loopback bool
 
+	// reqStart (unix nanoseconds) is when the current request began: at
+	// the last write, or at accept; reqBytes is what has arrived since.
+	reqStart atomic.Int64
+	reqBytes atomic.Int64
+	// timedOut makes a read timeout final: bufio and textproto return
+	// the part of a line read before the timeout as a whole line and
+	// drop the error, so the library would answer it and read on (with
+	// a new deadline, since it wrote a reply). Every later read fails.
+	timedOut atomic.Bool
+
 	busy        atomic.Bool
 	closed      atomic.Bool
 	closeOnSend atomic.Bool
@@ -357,15 +401,37 @@ func From(nc net.Conn) *Conn {
 }
 
 func (c *Conn) Read(p []byte) (int, error) {
-	if d := c.set.opts.IdleTimeout; d > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(d))
+	d := c.set.opts.IdleTimeout
+	if d <= 0 {
+		return c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	if c.timedOut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
+	now := time.Now()
+	deadline := now.Add(d)
+	if rate := c.set.opts.MinDataRate; rate > 0 {
+		budget := time.Unix(0, c.reqStart.Load()).Add(d + time.Duration(c.reqBytes.Load())*time.Second/time.Duration(rate))
+		if budget.Before(deadline) {
+			deadline = budget
+		}
+	}
+	c.Conn.SetReadDeadline(deadline)
+	n, err := c.Conn.Read(p)
+	c.reqBytes.Add(int64(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) && !c.timedOut.Swap(true) {
+		c.set.log.Info("client too slow; dropped", "event", "timeout", "remote", c.RemoteAddr().String(),
+			"request_bytes", c.reqBytes.Load(), "request_time", now.Sub(time.Unix(0, c.reqStart.Load())).Round(time.Millisecond))
+	}
+	return n, err
 }
 
 // Write sends p, or what Options.Rewrite makes of it, and closes the
 // connection after it if CloseAfterWrite was called.
 func (c *Conn) Write(p []byte) (int, error) {
+	// A reply ends the request it answers: what comes next is a new one.
+	c.reqStart.Store(time.Now().UnixNano())
+	c.reqBytes.Store(0)
 	if c.closeOnSend.Load() {
 		defer c.Conn.Close()
 	}

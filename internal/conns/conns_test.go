@@ -3,7 +3,9 @@ package conns
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -178,3 +180,127 @@ func TestFrom(t *testing.T) {
 type wrapped struct{ net.Conn }
 
 func (w wrapped) NetConn() net.Conn { return w.Conn }
+
+// dialFrom connects to addr from the local address ip (127.0.0.x: every
+// loopback address is this machine's, and each is a client of its own).
+func dialFrom(t *testing.T, ip, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// refused reports whether the server answered c with the refusal.
+func refused(t *testing.T, c net.Conn) bool {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.HasPrefix(line, "421")
+}
+
+// dial is one connection of TestLimitPolicy: from which client, and
+// whether it must be admitted.
+type dial struct {
+	ip    string
+	admit bool
+}
+
+// repeat is n dials of d.
+func repeat(n int, d dial) []dial {
+	ds := make([]dial, n)
+	for i := range ds {
+		ds[i] = d
+	}
+	return ds
+}
+
+// TestLimitPolicy: per-client limits (a loopback client's own), and the
+// last slots of a nearly full server kept for clients that hold none.
+func TestLimitPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		dials []dial
+	}{
+		{"per client", Options{MaxConnsPerClient: 2},
+			[]dial{{"127.0.0.2", true}, {"127.0.0.2", true}, {"127.0.0.2", false}, {"127.0.0.3", true}}},
+		{"loopback limit of its own", Options{MaxConnsPerClient: 1, MaxConnsLoopback: 3},
+			append(repeat(3, dial{"127.0.0.2", true}), dial{"127.0.0.2", false})},
+		// 10 slots, the last kept for clients with none: .2 gets 9, not
+		// the tenth, which .3 (holding none) gets; then the server is
+		// full for everyone.
+		{"slots kept for new clients", Options{MaxConns: 10},
+			append(repeat(9, dial{"127.0.0.2", true}), dial{"127.0.0.2", false}, dial{"127.0.0.3", true}, dial{"127.0.0.4", false})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Refusal = []byte("421 too many\r\n")
+			s := New(tc.opts)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted := accepting(t, s.Listen(l))
+			defer s.Close()
+			for i, d := range tc.dials {
+				c := dialFrom(t, d.ip, l.Addr().String())
+				if d.admit {
+					select {
+					case <-accepted:
+					case <-time.After(10 * time.Second):
+						t.Fatalf("connection %d from %s not admitted", i, d.ip)
+					}
+				} else if !refused(t, c) {
+					t.Fatalf("connection %d from %s admitted, want refused", i, d.ip)
+				}
+			}
+		})
+	}
+}
+
+// TestRequestDeadline: with MinDataRate, a request that trickles in is
+// cut off after IdleTimeout (plus its small credit) although every read
+// is quick; the timeout is final; a reply starts a new request.
+func TestRequestDeadline(t *testing.T) {
+	s := New(Options{IdleTimeout: 300 * time.Millisecond, MinDataRate: 1000})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := accepting(t, s.Listen(l))
+	defer s.Close()
+	client := dialFrom(t, "127.0.0.1", l.Addr().String())
+	server := <-accepted
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a byte every 50 ms: each read well within 300 ms
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := client.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	buf := make([]byte, 10)
+	var err2 error
+	for err2 == nil {
+		_, err2 = server.Read(buf)
+	}
+	if !errors.Is(err2, os.ErrDeadlineExceeded) {
+		t.Fatalf("read error %v, want a deadline", err2)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Errorf("cut off after %v, want about 300 ms", d)
+	}
+	if _, err := server.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read after the timeout: %v, want the timeout again", err)
+	}
+}

@@ -69,7 +69,7 @@ func Answer(log *slog.Logger, c *conns.Conn, err error) error {
 		return nil
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		log.Info("client timed out during the message", "event", "timeout")
+		// conns has logged it.
 		c.CloseAfterWrite()
 		return Reply(err)
 	}

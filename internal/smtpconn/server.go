@@ -46,6 +46,9 @@ type Options struct {
 	// IdleTimeout bounds each read, commands and DATA alike; go-smtp
 	// would otherwise bound a whole DATA by one command's timeout.
 	IdleTimeout time.Duration
+	// MinDataRate bounds each command and each message as a whole (see
+	// conns.Options.MinDataRate; 0: each read only).
+	MinDataRate int
 	// WriteTimeout bounds each reply.
 	WriteTimeout time.Duration
 	// TLS enables STARTTLS (nil: none).
@@ -89,6 +92,7 @@ func NewServer(opts Options, newSession func(*gosmtp.Conn) (gosmtp.Session, erro
 		MaxConns:          opts.MaxConns,
 		MaxConnsPerClient: opts.MaxConnsPerIP,
 		IdleTimeout:       opts.IdleTimeout,
+		MinDataRate:       opts.MinDataRate,
 		// RFC 5321 §3.1: a server may answer 421 instead of 220.
 		Refusal: []byte("421 4.7.0 " + opts.Hostname + " Too many connections, try again later\r\n"),
 		Rewrite: func(p []byte) []byte { return fixReply(p, announce) },

@@ -411,6 +411,72 @@ func TestSMTPIdleTimeout(t *testing.T) {
 	})
 }
 
+// TestSMTPTrickleDropped: a client that sends a byte at a time, each
+// well within idle_timeout, is dropped once its command or its message
+// takes longer than idle_timeout plus what min_data_rate allows for its
+// size (Postfix's per-request deadline), instead of holding its
+// connection for as long as it keeps trickling (issue 11: a byte every
+// 2 s kept a connection 118 s with idle_timeout = 10s, so 200 such
+// clients fill max_connections). A client that sends a message slowly
+// but steadily, above min_data_rate, is not cut off.
+func TestSMTPTrickleDropped(t *testing.T) {
+	t.Parallel()
+	// idle_timeout 1s, min_data_rate 500 (the default): a byte every
+	// 300 ms passes each read's timeout but not the request's.
+	s := startSMTPServer(t, `idle_timeout = "1s"`, "alice@example.org")
+	trickle := func(t *testing.T, lr *lineReader, text string) {
+		for i := range len(text) {
+			if _, err := lr.c.Write([]byte{text[i]}); err != nil {
+				return // dropped
+			}
+			time.Sleep(300 * time.Millisecond) // the client's pace, not synchronisation
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		do   func(t *testing.T, lr *lineReader)
+		text string
+	}{
+		{"command", func(*testing.T, *lineReader) {}, "EHLO a-long-client-name.test\r\n"},
+		{"in DATA", func(t *testing.T, lr *lineReader) { lr.mxTransaction(t, "alice@example.org") }, "Subject: slow\r\n\r\nnever finished, a byte at a time\r\n.\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lr := dialLines(t, s.MX)
+			tc.do(t, lr)
+			start := time.Now()
+			go trickle(t, lr, tc.text)
+			got := lr.untilClosed(t, 8*time.Second)
+			elapsed := time.Since(start)
+			// The part of a command line that arrived before the
+			// deadline is answered as a line (textproto reads it so),
+			// then comes the 421.
+			if len(got) == 0 || len(got) > 2 || !strings.HasPrefix(got[len(got)-1], "421 4.4.2") {
+				t.Errorf("trickling client got %q, want 421 4.4.2 and the connection closed", got)
+			}
+			if elapsed > 4*time.Second {
+				t.Errorf("dropped after %v, want about idle_timeout (1s)", elapsed)
+			}
+		})
+	}
+	t.Run("slow but steady message", func(t *testing.T) {
+		t.Parallel()
+		lr := dialLines(t, s.MX)
+		lr.mxTransaction(t, "alice@example.org")
+		// 3 s of 200-octet lines every 100 ms: 2,000 octets a second,
+		// above min_data_rate, so the deadline grows faster than time.
+		line := "X-Filler: " + strings.Repeat("x", 188) + "\r\n"
+		for range 30 {
+			lr.send(t, line)
+			time.Sleep(100 * time.Millisecond) // the client's pace
+		}
+		lr.send(t, "\r\nbody\r\n.\r\n")
+		if r := lr.reply(t); !strings.HasPrefix(r, "250 ") {
+			t.Errorf("steady message: %q, want 250", r)
+		}
+	})
+}
+
 // TestSMTPManyConnections opens 1,000 connections to the MX at once, with
 // max_connections = 50: at most 50 are greeted, the others get 421 and are
 // closed, and afterwards the server serves a normal client.
