@@ -52,39 +52,41 @@ type Header []Field
 var ErrTooLong = errors.New("message header too long")
 
 // Read reads a header from r up to and including the empty line that ends
-// it (or the end of the message), at most max octets (0: no limit). A line
-// that is neither a field nor a continuation (no colon, or a space before
-// it) ends the header, as RFC 5322 §3.5 has no room for it: that line is
-// left in r as the first of the body, so nothing of the message is lost.
-// Lines end in CRLF or a bare LF; both are kept as they were.
-func Read(r *bufio.Reader, max int) (Header, error) {
+// it (or the end of the message), at most max octets (0: no limit), and
+// returns it with the number of octets it consumed (the body starts
+// there). A line that is neither a field nor a continuation (no colon,
+// or a space before it) ends the header, as RFC 5322 §3.5 has no room for
+// it: that line is left in r as the first of the body, so nothing of the
+// message is lost. Lines end in CRLF or a bare LF; both are kept as they
+// were.
+func Read(r *bufio.Reader, max int) (Header, int, error) {
 	var h Header
 	n := 0
 	for {
 		line, err := peekLine(r)
 		if len(line) == 0 && err != nil {
 			if err == io.EOF {
-				return h, nil
+				return h, n, nil
 			}
-			return h, fmt.Errorf("read header: %w", err)
+			return h, n, fmt.Errorf("read header: %w", err)
 		}
-		n += len(line)
-		if max > 0 && n > max {
-			return h, ErrTooLong
+		if max > 0 && n+len(line) > max {
+			return h, n, ErrTooLong
 		}
 		switch {
 		case isBlank(line):
 			r.Discard(len(line))
-			return h, nil
+			return h, n + len(line), nil
 		case (line[0] == ' ' || line[0] == '\t') && len(h) > 0:
 			h[len(h)-1].Raw = append(h[len(h)-1].Raw, line...)
 		default:
 			name, ok := fieldName(line)
 			if !ok {
-				return h, nil
+				return h, n, nil
 			}
 			h = append(h, Field{Name: name, Raw: append([]byte(nil), line...)})
 		}
+		n += len(line)
 		r.Discard(len(line))
 	}
 }

@@ -27,9 +27,12 @@ func TestRead(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			br := bufio.NewReader(strings.NewReader(c.in))
-			h, err := Read(br, 0)
+			h, n, err := Read(br, 0)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if n != len(c.in)-len(c.body) {
+				t.Errorf("consumed %d, want %d", n, len(c.in)-len(c.body))
 			}
 			var names []string
 			var raw []byte
@@ -55,10 +58,10 @@ func TestRead(t *testing.T) {
 
 func TestReadLimit(t *testing.T) {
 	in := "Subject: " + strings.Repeat("x", 5000) + "\r\n\r\n"
-	if _, err := Read(bufio.NewReader(strings.NewReader(in)), 1000); !errors.Is(err, ErrTooLong) {
+	if _, _, err := Read(bufio.NewReader(strings.NewReader(in)), 1000); !errors.Is(err, ErrTooLong) {
 		t.Errorf("Read past the limit: %v, want ErrTooLong", err)
 	}
-	if _, err := Read(bufio.NewReaderSize(strings.NewReader(in), 1024), 0); !errors.Is(err, ErrTooLong) {
+	if _, _, err := Read(bufio.NewReaderSize(strings.NewReader(in), 1024), 0); !errors.Is(err, ErrTooLong) {
 		t.Errorf("Read of a line longer than the buffer: %v, want ErrTooLong", err)
 	}
 }
@@ -72,7 +75,7 @@ func TestValueAndNew(t *testing.T) {
 	if string(n.Raw) != "X-Test: a\r\n\tb\r\n\tc\r\n" {
 		t.Errorf("New folded to %q", n.Raw)
 	}
-	h, err := Read(bufio.NewReader(bytes.NewReader(append(n.Raw, "\r\n"...))), 0)
+	h, _, err := Read(bufio.NewReader(bytes.NewReader(append(n.Raw, "\r\n"...))), 0)
 	if err != nil || len(h) != 1 {
 		t.Errorf("a field from New reads back as %d fields (%v)", len(h), err)
 	}
@@ -90,7 +93,7 @@ func TestFromDomains(t *testing.T) {
 		{"From: not an address\r\n", nil, true},
 		{"Subject: none\r\n", nil, false},
 	} {
-		h, err := Read(bufio.NewReader(strings.NewReader(c.in+"\r\n")), 0)
+		h, _, err := Read(bufio.NewReader(strings.NewReader(c.in+"\r\n")), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +112,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(" \r\n:\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
-		h, err := Read(br, 0)
+		h, n, err := Read(br, 0)
 		if err != nil {
 			if errors.Is(err, ErrTooLong) {
 				return
@@ -124,7 +127,7 @@ func FuzzRead(f *testing.F) {
 			got = append(got, f.Raw...)
 		}
 		rest, _ := io.ReadAll(br)
-		if !bytes.HasPrefix(in, got) || !bytes.HasSuffix(in, rest) || len(in)-len(got)-len(rest) > 2 {
+		if !bytes.HasPrefix(in, got) || !bytes.HasSuffix(in, rest) || n+len(rest) != len(in) || n-len(got) > 2 {
 			t.Fatalf("fields %q + rest %q do not make up %q", got, rest, in)
 		}
 		h.FromDomains()

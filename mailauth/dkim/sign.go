@@ -102,7 +102,7 @@ const maxHeader = 1 << 20
 // LFs made CRLF.
 func (s *Signer) Sign(r io.Reader) (string, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	h, err := msghdr.Read(br, maxHeader)
+	h, _, err := msghdr.Read(br, maxHeader)
 	if err != nil {
 		return "", fmt.Errorf("dkim: %w", err)
 	}

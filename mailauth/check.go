@@ -1,0 +1,330 @@
+// Package mailauth checks mail as a domain's MX receives it: SPF (RFC
+// 7208, blitiri.com.ar/go/spf), DKIM signatures (RFC 6376) and DMARC (RFC
+// 7489, both with github.com/emersion/go-msgauth), and says what to do
+// with the message (deliver and mark it, quarantine it, refuse it) and
+// what the Authentication-Results field (RFC 8601) records. Every check
+// is bounded: SPF by its lookup limits, DKIM by a number of signatures,
+// and all of a message's DNS questions by one deadline, so that a hostile
+// domain cannot hold a session.
+//
+// It knows nothing of SMTP sessions or delivery: the caller gives it the
+// envelope and the message and acts on the Result.
+package mailauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"blitiri.com.ar/go/spf"
+	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"mailroom/internal/msghdr"
+	"mailroom/mailauth/dkim"
+)
+
+// Resolver is the DNS that the checks ask; *resolve.Resolver and
+// *net.Resolver implement it.
+type Resolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+}
+
+// Action is what becomes of a message.
+type Action int
+
+// Actions, mildest first.
+const (
+	Mark       Action = iota // deliver, with Authentication-Results
+	Quarantine               // deliver into the recipients' Junk folders
+	Reject                   // refuse at the end of DATA (550 5.7.1)
+)
+
+func (a Action) String() string {
+	switch a {
+	case Quarantine:
+		return "quarantine"
+	case Reject:
+		return "reject"
+	}
+	return "mark"
+}
+
+// ParseAction reads "mark", "quarantine" or "reject".
+func ParseAction(s string) (Action, error) {
+	switch s {
+	case "mark":
+		return Mark, nil
+	case "quarantine":
+		return Quarantine, nil
+	case "reject":
+		return Reject, nil
+	}
+	return Mark, fmt.Errorf("%q: use \"reject\", \"quarantine\" or \"mark\"", s)
+}
+
+// Policy says what is done with messages that fail.
+type Policy struct {
+	// DMARCReject is for a message that fails DMARC where the From:
+	// domain publishes p=reject. Default Reject.
+	DMARCReject Action
+	// DMARCQuarantine is for p=quarantine. Default Quarantine.
+	DMARCQuarantine Action
+	// SPFFail is for an SPF "fail" (-all) when the From: domain has no
+	// DMARC record to say how much its SPF is to be trusted. Default
+	// Mark: forwarding breaks SPF too often for more.
+	SPFFail Action
+}
+
+// DefaultPolicy follows each domain's published DMARC policy and only
+// marks SPF failures.
+var DefaultPolicy = Policy{DMARCReject: Reject, DMARCQuarantine: Quarantine, SPFFail: Mark}
+
+// Options configure a Checker. Resolver and AuthServID are required.
+type Options struct {
+	Resolver Resolver
+	// AuthServID names this server in Authentication-Results (RFC 8601
+	// §2.5): normally its host name.
+	AuthServID string
+	Policy     Policy
+	// Timeout bounds all DNS questions about one message. Default 20s.
+	Timeout time.Duration
+	// MaxSignatures is how many DKIM signatures are verified; the rest
+	// are ignored. Default 5.
+	MaxSignatures int
+	// PublicSuffix returns a domain's organizational domain (RFC 7489
+	// §3.2). Default: the Public Suffix List of golang.org/x/net.
+	OrgDomain func(domain string) string
+	Logger    *slog.Logger
+}
+
+// Checker checks messages. It is safe for concurrent use.
+type Checker struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a Checker.
+func New(opts Options) *Checker {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 20 * time.Second
+	}
+	if opts.MaxSignatures <= 0 {
+		opts.MaxSignatures = 5
+	}
+	if opts.OrgDomain == nil {
+		opts.OrgDomain = OrgDomain
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Checker{opts: opts, log: opts.Logger}
+}
+
+// Envelope is what the SMTP session knows of the message.
+type Envelope struct {
+	IP       net.IP // the client's address
+	Helo     string
+	MailFrom string // "" for the null sender
+}
+
+// Result is what the checks found and what to do.
+type Result struct {
+	SPF   SPFResult
+	DKIM  []DKIMResult
+	DMARC DMARCResult
+	// Action is the strictest outcome the Policy gives; Reason says why
+	// (for the log and a refusal's text).
+	Action Action
+	Reason string
+	// Lookups is how many DNS questions were asked.
+	Lookups int
+}
+
+// SPFResult is the SPF check of the MAIL FROM identity (or HELO, for the
+// null sender, RFC 7208 §2.4).
+type SPFResult struct {
+	Result   spf.Result
+	Identity string // "mailfrom" or "helo"
+	Domain   string // the domain checked
+	Value    string // the address or name, as the A-R field shows it
+	Err      error
+}
+
+// DKIMResult is one signature's verification.
+type DKIMResult struct {
+	Result   string // pass, fail, neutral, policy, temperror, permerror
+	Domain   string // d=
+	Selector string // s=
+	B        string // the first characters of b= (RFC 6008)
+	Err      error
+}
+
+// Check runs SPF, DKIM and DMARC on msg (the whole message, header and
+// body, as received) for env. Its questions share one deadline (Timeout);
+// a check that runs out of time is a temperror, which never refuses mail.
+func (c *Checker) Check(ctx context.Context, env Envelope, h msghdr.Header, msg io.Reader) *Result {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	dns := &counting{r: c.opts.Resolver}
+	res := &Result{}
+	spfDone := make(chan struct{})
+	go func() {
+		defer close(spfDone)
+		res.SPF = c.checkSPF(ctx, dns, env)
+	}()
+	res.DKIM = c.verifyDKIM(ctx, dns, h, msg)
+	<-spfDone
+	res.DMARC = c.checkDMARC(ctx, dns, h, res)
+	c.decide(res)
+	res.Lookups = int(dns.n.Load())
+	return res
+}
+
+func (c *Checker) checkSPF(ctx context.Context, dns Resolver, env Envelope) SPFResult {
+	r := SPFResult{Identity: "mailfrom", Value: env.MailFrom}
+	sender := env.MailFrom
+	if at := strings.LastIndexByte(sender, '@'); at >= 0 {
+		r.Domain = strings.ToLower(sender[at+1:])
+	}
+	if sender == "" || r.Domain == "" {
+		// RFC 7208 §2.4: the null sender is checked as
+		// postmaster@<HELO name>.
+		r.Identity, r.Domain, r.Value = "helo", strings.ToLower(env.Helo), env.Helo
+		sender = "postmaster@" + env.Helo
+	}
+	if env.IP == nil {
+		r.Result, r.Err = spf.None, errors.New("no client address")
+		return r
+	}
+	// RFC 7208 §4.6.4: at most 10 lookups that count and 2 void ones
+	// (the library's defaults, which the RFC fixes).
+	r.Result, r.Err = spf.CheckHostWithSender(env.IP, env.Helo, sender,
+		spf.WithContext(ctx), spf.WithResolver(dns))
+	if errors.Is(r.Err, spf.ErrNoResult) {
+		r.Err = nil
+	}
+	return r
+}
+
+// verifyDKIM verifies the first MaxSignatures signatures of the message.
+func (c *Checker) verifyDKIM(ctx context.Context, dns Resolver, h msghdr.Header, msg io.Reader) []DKIMResult {
+	var sigs []DKIMResult
+	for _, f := range h {
+		if !f.Is("DKIM-Signature") {
+			continue
+		}
+		tags, _ := dkim.ParseTags(f.Value())
+		b := strings.Join(strings.Fields(tags["b"]), "")
+		sigs = append(sigs, DKIMResult{Domain: strings.ToLower(tags["d"]), Selector: tags["s"], B: b[:min(len(b), 8)]})
+	}
+	if len(sigs) == 0 {
+		io.Copy(io.Discard, msg)
+		return nil
+	}
+	sigs = sigs[:min(len(sigs), c.opts.MaxSignatures)]
+	vs, err := msgdkim.VerifyWithOptions(msg, &msgdkim.VerifyOptions{
+		LookupTXT:        func(name string) ([]string, error) { return dns.LookupTXT(ctx, name) },
+		MaxVerifications: c.opts.MaxSignatures,
+	})
+	if err != nil && !errors.Is(err, msgdkim.ErrTooManySignatures) {
+		for i := range sigs {
+			sigs[i].Result, sigs[i].Err = "permerror", err
+		}
+		return sigs
+	}
+	// go-msgauth reports the signatures in header order, as read above;
+	// it does not give the selector, so it is taken from the field.
+	for i := range sigs {
+		if i >= len(vs) {
+			sigs[i].Result, sigs[i].Err = "permerror", errors.New("not verified")
+			continue
+		}
+		v := vs[i]
+		if v.Domain != "" {
+			sigs[i].Domain = strings.ToLower(v.Domain)
+		}
+		sigs[i].Err = v.Err
+		switch {
+		case v.Err == nil:
+			sigs[i].Result = "pass"
+		case msgdkim.IsTempFail(v.Err):
+			sigs[i].Result = "temperror"
+		case msgdkim.IsPermFail(v.Err):
+			sigs[i].Result = "permerror"
+		default:
+			sigs[i].Result = "fail"
+		}
+	}
+	return sigs
+}
+
+// decide applies the Policy.
+func (c *Checker) decide(res *Result) {
+	p := c.opts.Policy
+	d := res.DMARC
+	switch {
+	case d.Result == "fail" && d.Applied == "reject":
+		res.Action, res.Reason = p.DMARCReject, fmt.Sprintf("DMARC policy of %s is reject", d.Domain)
+	case d.Result == "fail" && d.Applied == "quarantine":
+		res.Action, res.Reason = p.DMARCQuarantine, fmt.Sprintf("DMARC policy of %s is quarantine", d.Domain)
+	case d.Result == "none" && res.SPF.Result == spf.Fail:
+		res.Action, res.Reason = p.SPFFail, fmt.Sprintf("SPF of %s fails for this host", res.SPF.Domain)
+	}
+}
+
+// counting is the Resolver that the libraries get for one message: it
+// counts questions, and gives every failure as a *net.DNSError, since
+// both libraries tell temporary from permanent failures by asserting that
+// type (a context's end would otherwise be a permanent error, and an SPF
+// permerror).
+type counting struct {
+	r Resolver
+	n atomic.Int64
+}
+
+func dnsErr(ctx context.Context, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		if ctx.Err() != nil && !de.IsNotFound {
+			de.IsTemporary, de.IsTimeout = true, true
+		}
+		return de
+	}
+	return &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true, IsTimeout: ctx.Err() != nil}
+}
+
+func (c *counting) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	c.n.Add(1)
+	r, err := c.r.LookupTXT(ctx, name)
+	return r, dnsErr(ctx, name, err)
+}
+
+func (c *counting) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	c.n.Add(1)
+	r, err := c.r.LookupMX(ctx, name)
+	return r, dnsErr(ctx, name, err)
+}
+
+func (c *counting) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	c.n.Add(1)
+	r, err := c.r.LookupIPAddr(ctx, host)
+	return r, dnsErr(ctx, host, err)
+}
+
+func (c *counting) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	c.n.Add(1)
+	r, err := c.r.LookupAddr(ctx, addr)
+	return r, dnsErr(ctx, addr, err)
+}

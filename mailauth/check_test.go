@@ -1,0 +1,251 @@
+package mailauth_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"blitiri.com.ar/go/spf"
+
+	"mailroom/internal/mailtest/fakedns"
+	"mailroom/internal/msghdr"
+	"mailroom/internal/resolve"
+	"mailroom/mailauth"
+	"mailroom/mailauth/dkim"
+)
+
+// world is a fake DNS with the domains the tests send from, and a key
+// that signs for good.example and fwd.example.
+type world struct {
+	dns    *fakedns.Server
+	signer *dkim.Signer
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	k, err := dkim.Generate(dkim.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := dkim.RecordFor(k.Public())
+	srv := fakedns.Start(t,
+		`good.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
+		`_dmarc.good.example. 60 IN TXT "v=DMARC1; p=reject"`,
+		`reject.example. 60 IN TXT "v=spf1 -all"`,
+		`_dmarc.reject.example. 60 IN TXT "v=DMARC1; p=reject; sp=quarantine"`,
+		`quarantine.example. 60 IN TXT "v=spf1 -all"`,
+		`_dmarc.quarantine.example. 60 IN TXT "v=DMARC1; p=quarantine"`,
+		`none.example. 60 IN TXT "v=spf1 -all"`,
+		`_dmarc.none.example. 60 IN TXT "v=DMARC1; p=none"`,
+		`nodmarc.example. 60 IN TXT "v=spf1 -all"`,
+		`strict.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
+		`_dmarc.strict.example. 60 IN TXT "v=DMARC1; p=reject; aspf=s"`,
+		`mail.strict.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
+		`sub.reject.example. 60 IN TXT "v=spf1 -all"`,
+		`_dmarc.broken.example. 60 IN TXT "v=DMARC1; p=bogus"`,
+		`broken.example. 60 IN TXT "v=spf1 -all"`,
+		`loop.example. 60 IN TXT "v=spf1 include:loop.example -all"`,
+	)
+	for _, d := range []string{"good.example", "fwd.example"} {
+		srv.AddTXT(dkim.RecordName("sel", d), rec)
+	}
+	srv.Add(t, `_dmarc.fwd.example. 60 IN TXT "v=DMARC1; p=reject"`, `fwd.example. 60 IN TXT "v=spf1 ip4:192.0.2.1 -all"`)
+	// A chain of 20 includes, each a lookup of its own.
+	for i := range 20 {
+		srv.Add(t, fmt.Sprintf(`chain%d.example. 60 IN TXT "v=spf1 include:chain%d.example -all"`, i, i+1))
+	}
+	srv.Hang("slow.example")
+	srv.Add(t, `_dmarc.slow.example. 60 IN TXT "v=DMARC1; p=reject"`)
+	s, err := dkim.NewSigner([]dkim.Key{{Domain: "good.example", Selector: "sel", Signer: k}, {Domain: "fwd.example", Selector: "sel", Signer: k}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &world{dns: srv, signer: s}
+}
+
+func (w *world) checker(p mailauth.Policy, timeout time.Duration) *mailauth.Checker {
+	return mailauth.New(mailauth.Options{Resolver: resolve.New(resolve.Options{Server: w.dns.Addr}),
+		AuthServID: "mx.test", Policy: p, Timeout: timeout})
+}
+
+func message(from string) string {
+	return "From: <" + from + ">\r\nTo: alice@example.org\r\nSubject: test\r\nDate: Mon, 6 Jul 2026 10:00:00 +0000\r\n\r\nHello.\r\n"
+}
+
+func (w *world) signed(t *testing.T, msg string) string {
+	t.Helper()
+	sig, err := w.signer.Sign(strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig + msg
+}
+
+func check(t *testing.T, c *mailauth.Checker, ip, mailFrom, msg string) *mailauth.Result {
+	t.Helper()
+	h, _, err := msghdr.Read(bufio.NewReader(strings.NewReader(msg)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Check(t.Context(), mailauth.Envelope{IP: net.ParseIP(ip), Helo: "client.test", MailFrom: mailFrom}, h, strings.NewReader(msg))
+}
+
+func TestChecksAndPolicy(t *testing.T) {
+	w := newWorld(t)
+	strictSPF := mailauth.DefaultPolicy
+	strictSPF.SPFFail = mailauth.Reject
+	markAll := mailauth.Policy{DMARCReject: mailauth.Mark, DMARCQuarantine: mailauth.Mark, SPFFail: mailauth.Mark}
+	good := message("a@good.example")
+	cases := []struct {
+		name           string
+		policy         mailauth.Policy
+		ip, from, msg  string
+		spf            spf.Result
+		dkim           string // result of the one signature, "" for none
+		dmarc, applied string
+		action         mailauth.Action
+	}{
+		{"aligned SPF and DKIM", mailauth.DefaultPolicy, "127.0.0.1", "a@good.example", w.signed(t, good), spf.Pass, "pass", "pass", "none", mailauth.Mark},
+		{"aligned SPF only", mailauth.DefaultPolicy, "127.0.0.1", "a@good.example", good, spf.Pass, "", "pass", "none", mailauth.Mark},
+		{"forwarded: SPF fails, DKIM carries it", mailauth.DefaultPolicy, "127.0.0.1", "a@fwd.example", w.signed(t, message("a@fwd.example")), spf.Fail, "pass", "pass", "none", mailauth.Mark},
+		{"signature broken in transit", mailauth.DefaultPolicy, "127.0.0.1", "a@fwd.example", strings.Replace(w.signed(t, message("a@fwd.example")), "Hello", "Hullo", 1), spf.Fail, "fail", "fail", "reject", mailauth.Reject},
+		{"p=reject", mailauth.DefaultPolicy, "127.0.0.1", "a@reject.example", message("a@reject.example"), spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"p=reject, marked by policy", markAll, "127.0.0.1", "a@reject.example", message("a@reject.example"), spf.Fail, "", "fail", "reject", mailauth.Mark},
+		{"subdomain takes sp=", mailauth.DefaultPolicy, "127.0.0.1", "a@sub.reject.example", message("a@sub.reject.example"), spf.Fail, "", "fail", "quarantine", mailauth.Quarantine},
+		{"p=quarantine", mailauth.DefaultPolicy, "127.0.0.1", "a@quarantine.example", message("a@quarantine.example"), spf.Fail, "", "fail", "quarantine", mailauth.Quarantine},
+		{"p=none", mailauth.DefaultPolicy, "127.0.0.1", "a@none.example", message("a@none.example"), spf.Fail, "", "fail", "none", mailauth.Mark},
+		{"SPF fail without DMARC: marked", mailauth.DefaultPolicy, "127.0.0.1", "a@nodmarc.example", message("a@nodmarc.example"), spf.Fail, "", "none", "", mailauth.Mark},
+		{"SPF fail without DMARC: rejected by policy", strictSPF, "127.0.0.1", "a@nodmarc.example", message("a@nodmarc.example"), spf.Fail, "", "none", "", mailauth.Reject},
+		{"From: good, envelope elsewhere: not aligned", mailauth.DefaultPolicy, "127.0.0.1", "a@nodmarc.example", good, spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"strict SPF alignment", mailauth.DefaultPolicy, "127.0.0.1", "a@mail.strict.example", message("a@strict.example"), spf.Pass, "", "fail", "reject", mailauth.Reject},
+		{"broken DMARC record", mailauth.DefaultPolicy, "127.0.0.1", "a@broken.example", message("a@broken.example"), spf.Fail, "", "permerror", "", mailauth.Mark},
+		{"second From: cannot hide the first", mailauth.DefaultPolicy, "127.0.0.1", "a@good.example",
+			strings.Replace(good, "From: <a@good.example>", "From: <a@good.example>, <b@reject.example>", 1), spf.Pass, "", "fail", "reject", mailauth.Reject},
+		{"null sender: HELO checked", mailauth.DefaultPolicy, "127.0.0.1", "", message("a@nodmarc.example"), spf.None, "", "none", "", mailauth.Mark},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := check(t, w.checker(c.policy, 5*time.Second), c.ip, c.from, c.msg)
+			if r.SPF.Result != c.spf {
+				t.Errorf("spf = %s (%v), want %s", r.SPF.Result, r.SPF.Err, c.spf)
+			}
+			switch {
+			case c.dkim == "" && len(r.DKIM) != 0:
+				t.Errorf("dkim results %+v, want none", r.DKIM)
+			case c.dkim != "" && (len(r.DKIM) != 1 || r.DKIM[0].Result != c.dkim):
+				t.Errorf("dkim results %+v, want one %s", r.DKIM, c.dkim)
+			}
+			if r.DMARC.Result != c.dmarc || r.DMARC.Applied != c.applied {
+				t.Errorf("dmarc = %s/%s (%v), want %s/%s", r.DMARC.Result, r.DMARC.Applied, r.DMARC.Err, c.dmarc, c.applied)
+			}
+			if r.Action != c.action {
+				t.Errorf("action = %v (%s), want %v", r.Action, r.Reason, c.action)
+			}
+		})
+	}
+}
+
+// TestHostileSPFIsBounded: an include loop and a 20-deep include chain
+// end in permerror after at most 10 lookups (RFC 7208 §4.6.4), and a
+// domain whose DNS never answers costs no more than the per-message
+// timeout and is a temperror, never a refusal.
+func TestHostileSPFIsBounded(t *testing.T) {
+	w := newWorld(t)
+	w.dns.Delay(20 * time.Millisecond)
+	c := w.checker(mailauth.DefaultPolicy, 2*time.Second)
+	for _, from := range []string{"a@loop.example", "a@chain0.example"} {
+		before := w.dns.Queries()
+		start := time.Now()
+		r := check(t, c, "127.0.0.1", from, message(from))
+		if r.SPF.Result != spf.PermError {
+			t.Errorf("%s: spf=%s (%v), want permerror", from, r.SPF.Result, r.SPF.Err)
+		}
+		// SPF's at most 11 record lookups plus DMARC's two (From: and
+		// its organizational domain), at 20 ms each.
+		if q := w.dns.Queries() - before; q > 14 {
+			t.Errorf("%s: %d DNS questions, want at most 14", from, q)
+		}
+		if d := time.Since(start); d > 1500*time.Millisecond {
+			t.Errorf("%s: took %v", from, d)
+		}
+	}
+	start := time.Now()
+	r := check(t, c, "127.0.0.1", "a@slow.example", message("a@slow.example"))
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("a silent DNS held the check %v with a 2s timeout", d)
+	}
+	if r.SPF.Result != spf.TempError || r.DMARC.Result != "temperror" || r.Action != mailauth.Mark {
+		t.Errorf("silent DNS: spf=%s dmarc=%s action=%v; want temperror, temperror, mark", r.SPF.Result, r.DMARC.Result, r.Action)
+	}
+}
+
+func TestHeader(t *testing.T) {
+	w := newWorld(t)
+	r := check(t, w.checker(mailauth.DefaultPolicy, 5*time.Second), "127.0.0.1", "a@good.example", w.signed(t, message("a@good.example")))
+	f := r.Header("mx.test")
+	v := f.Value()
+	for _, want := range []string{"mx.test;", "spf=pass smtp.mailfrom=a@good.example", "dkim=pass header.b=", "header.d=good.example", "header.s=sel", "dmarc=pass", "header.from=good.example", "p=REJECT"} {
+		if !strings.Contains(strings.ToUpper(v), strings.ToUpper(want)) {
+			t.Errorf("Authentication-Results lacks %q:\n%s", want, f.Raw)
+		}
+	}
+	if mailauth.AuthServID(v) != "mx.test" {
+		t.Errorf("our own field's authserv-id reads as %q", mailauth.AuthServID(v))
+	}
+	r = check(t, w.checker(mailauth.DefaultPolicy, 5*time.Second), "127.0.0.1", "", message("a@nodmarc.example"))
+	if v := r.Header("mx.test").Value(); !strings.Contains(v, "smtp.helo=client.test") || !strings.Contains(v, "dkim=none") {
+		t.Errorf("null sender's field: %s", v)
+	}
+}
+
+func TestStripForged(t *testing.T) {
+	in := "Authentication-Results: mx.test; spf=pass smtp.mailfrom=x@good.example\r\n" +
+		"Authentication-Results: (forged) MX.TEST 1; dkim=pass\r\n" +
+		"Authentication-Results: mx.test.evil.example; spf=fail\r\n" +
+		"Authentication-Results:\r\n mx.test;\r\n dmarc=pass\r\n" +
+		"Authentication-Results: other.example; dkim=pass\r\n" +
+		"Subject: x\r\n\r\n"
+	h, _, err := msghdr.Read(bufio.NewReader(strings.NewReader(in)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, n := mailauth.StripForged(h, "mx.test")
+	if n != 3 || len(out) != 3 || out[0].Value() != "mx.test.evil.example; spf=fail" || !out[2].Is("Subject") {
+		t.Errorf("StripForged removed %d, left %q", n, out.Bytes())
+	}
+}
+
+func TestAuthServID(t *testing.T) {
+	for in, want := range map[string]string{
+		"mx.test; spf=pass":              "mx.test",
+		"  mx.test 1 ; none":             "mx.test",
+		"(a (nested) comment) mx.test;x": "mx.test",
+		"(unclosed mx.test;":             "",
+		"mx.test(comment);":              "mx.test",
+		"":                               "",
+		"\\(x) y":                        "\\",
+		`"mx.test" 1; none`:              "mx.test",
+		`"mx\".test`:                     "",
+	} {
+		if got := mailauth.AuthServID(in); got != want {
+			t.Errorf("AuthServID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzAuthServID(f *testing.F) {
+	f.Add("mx.test; spf=pass")
+	f.Add("((\\)) x")
+	f.Fuzz(func(t *testing.T, v string) {
+		id := mailauth.AuthServID(v)
+		if !strings.HasPrefix(strings.TrimLeft(v, " \t\r\n"), "\"") && strings.ContainsAny(id, "; \t\r\n(") {
+			t.Fatalf("AuthServID(%q) = %q contains a delimiter", v, id)
+		}
+		if !strings.HasPrefix(strings.TrimSpace(v), "\"") && !strings.Contains(v, id) {
+			t.Fatalf("AuthServID(%q) = %q is not part of the value", v, id)
+		}
+	})
+}
