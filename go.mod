@@ -20,4 +20,4 @@ require (
 
 require github.com/emersion/go-msgauth v0.7.0
 
-require blitiri.com.ar/go/spf v1.6.0 // indirect
+require blitiri.com.ar/go/spf v1.6.0

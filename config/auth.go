@@ -3,10 +3,13 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"mailroom/internal/address"
+	"mailroom/mailauth"
 	"mailroom/mailauth/dkim"
 )
 
@@ -33,6 +36,110 @@ type DKIMKey struct {
 	// <data_dir>/dkim/<domain>/<selector>.key, where `mailroom dkim
 	// keygen` writes it.
 	Key string `toml:"key"`
+}
+
+// Checks is the [checks] table: SPF, DKIM and DMARC on mail received on
+// [smtp] (the MX). Submission (authenticated) and LMTP (behind an MTA
+// that did its own checks) are never checked.
+type Checks struct {
+	// Enabled turns the checks on. Default true.
+	Enabled *bool `toml:"enabled"`
+	// AuthServID names this server in Authentication-Results (RFC 8601);
+	// fields from outside that claim it are removed. Default: hostname.
+	AuthServID string `toml:"authserv_id"`
+	// DMARCReject is what happens to a message that fails DMARC where
+	// the From: domain publishes p=reject: "reject" (550 5.7.1 at the end
+	// of DATA, the default), "quarantine" (the recipients' Junk folder)
+	// or "mark" (delivered, with Authentication-Results only).
+	DMARCReject string `toml:"dmarc_reject"`
+	// DMARCQuarantine is the same for p=quarantine. Default "quarantine".
+	DMARCQuarantine string `toml:"dmarc_quarantine"`
+	// SPFFail is for an SPF fail (-all) from a domain without a DMARC
+	// record. Default "mark": forwarding breaks SPF too often for more.
+	SPFFail string `toml:"spf_fail"`
+	// Timeout bounds all DNS lookups for one message; a check that runs
+	// out is a temperror and never refuses mail. Default "20s".
+	Timeout Duration `toml:"timeout"`
+	// TrustedNetworks are client networks whose mail is taken unchecked
+	// and unchanged (this host; a content filter that re-injects mail).
+	// Default ["127.0.0.0/8", "::1/128"]; [] checks everybody.
+	TrustedNetworks []string `toml:"trusted_networks"`
+}
+
+// ChecksSettings is [checks] with defaults applied and values parsed.
+type ChecksSettings struct {
+	Enabled    bool
+	AuthServID string
+	Policy     mailauth.Policy
+	Timeout    time.Duration
+	Trusted    []netip.Prefix
+}
+
+// DefaultTrustedNetworks is checks.trusted_networks' default.
+func DefaultTrustedNetworks() []string { return []string{"127.0.0.0/8", "::1/128"} }
+
+// ChecksSettings parses [checks]; Validate reports the same errors.
+func (c *Config) ChecksSettings() (ChecksSettings, error) {
+	s, errs := c.checksSettings()
+	if len(errs) > 0 {
+		return s, errs[0]
+	}
+	return s, nil
+}
+
+func (c *Config) checksSettings() (ChecksSettings, []error) {
+	ch := c.Checks
+	s := ChecksSettings{Enabled: ch.Enabled == nil || *ch.Enabled, AuthServID: ch.AuthServID,
+		Policy: mailauth.DefaultPolicy, Timeout: ch.Timeout.Duration}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %s", c.Path, key, fmt.Sprintf(format, args...)))
+	}
+	if s.AuthServID == "" {
+		s.AuthServID = c.Hostname
+	}
+	if strings.ContainsAny(s.AuthServID, " \t;()\"\\") {
+		bad("checks.authserv_id", "%q: use a host name, such as \"mx.example.org\"", s.AuthServID)
+	}
+	for _, a := range []struct {
+		key, v string
+		dst    *mailauth.Action
+	}{{"checks.dmarc_reject", ch.DMARCReject, &s.Policy.DMARCReject},
+		{"checks.dmarc_quarantine", ch.DMARCQuarantine, &s.Policy.DMARCQuarantine},
+		{"checks.spf_fail", ch.SPFFail, &s.Policy.SPFFail}} {
+		if a.v == "" {
+			continue
+		}
+		act, err := mailauth.ParseAction(a.v)
+		if err != nil {
+			bad(a.key, "%v", err)
+		}
+		*a.dst = act
+	}
+	if s.Timeout == 0 {
+		s.Timeout = 20 * time.Second
+	}
+	if s.Timeout < time.Second || s.Timeout > 5*time.Minute {
+		bad("checks.timeout", "%v: write a duration from \"1s\" to \"5m\" (default \"20s\")", s.Timeout)
+	}
+	nets := ch.TrustedNetworks
+	if nets == nil {
+		nets = DefaultTrustedNetworks()
+	}
+	for i, n := range nets {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(n); aerr == nil {
+				p, err = a.Prefix(a.BitLen())
+			}
+		}
+		if err != nil {
+			bad(fmt.Sprintf("checks.trusted_networks[%d]", i), "%q: write a network such as \"192.0.2.0/24\" or an address", n)
+			continue
+		}
+		s.Trusted = append(s.Trusted, p.Masked())
+	}
+	return s, errs
 }
 
 // DKIMKeyPath is where the key of domain and selector lives by default.
@@ -64,6 +171,8 @@ func (c *Config) validateAuth() []error {
 	if c.DNS.Server != "" && c.Relay.DNS != "" {
 		bad("relay.dns", "set [dns] server only (relay.dns is its old name)")
 	}
+	_, cerrs := c.checksSettings()
+	errs = append(errs, cerrs...)
 	seen := map[string]bool{}
 	for i := range c.DKIM {
 		k := &c.DKIM[i]

@@ -49,6 +49,7 @@ type Config struct {
 	Relay      Relay    `toml:"relay"`
 	Queue      Queue    `toml:"queue"`
 	DNS        DNS      `toml:"dns"`
+	Checks     Checks   `toml:"checks"`
 	// DKIM lists the keys that sign outgoing mail ([[dkim]] tables).
 	DKIM []DKIMKey `toml:"dkim"`
 

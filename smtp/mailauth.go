@@ -1,11 +1,18 @@
 package smtp
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"io"
+	"net/netip"
 	"strings"
 
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailroom/internal/msghdr"
 	"mailroom/internal/spool"
+	"mailroom/mailauth"
 	"mailroom/mailauth/dkim"
 )
 
@@ -16,6 +23,18 @@ type MailAuth struct {
 	// key (Submission only; mail received on the MX is never signed).
 	// *dkim.Signer implements it.
 	Signer Signer
+	// Checker, if set, checks mail received on the MX (SPF, DKIM,
+	// DMARC), adds Authentication-Results and applies the policy (MX
+	// only: submission is authenticated, LMTP is behind an MTA that did
+	// its own checks).
+	Checker *mailauth.Checker
+	// AuthServID names this server in Authentication-Results; fields
+	// from outside that claim it are removed (RFC 8601 §5).
+	AuthServID string
+	// Trusted are client networks whose mail is taken as it is, neither
+	// checked nor changed (the host itself, a content filter that
+	// re-injects mail it has seen): opendmarc's IgnoreHosts.
+	Trusted []netip.Prefix
 	// SpoolDir holds messages too large for memory while they are
 	// signed, checked or filtered ("" for the system's temporary
 	// directory). Files there are unlinked at once.
@@ -51,4 +70,66 @@ func (s *session) sign(msg io.Reader) (io.Reader, *spool.Spool, error) {
 		s.log.Debug("not DKIM-signed: no key for the From: domain")
 	}
 	return io.MultiReader(strings.NewReader(sig), sp.Reader(0)), sp, nil
+}
+
+// maxCheckedHeader bounds the header of a message checked on the MX.
+const maxCheckedHeader = 1 << 20
+
+var errHeaderTooBig = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: "Message header too large"}
+
+// trusted reports whether the client's mail is taken unchecked.
+func (s *session) trusted() bool {
+	if s.ip == nil {
+		return true // a unix socket: this host
+	}
+	ip, ok := netip.AddrFromSlice(s.ip)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range s.srv.opts.Auth.Trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// receive delivers a message taken on the MX, checked first unless the
+// client is trusted: forged Authentication-Results removed, ours added,
+// and the policy applied (RFC 7489 §6.7: a rejection is a 550 at the end
+// of DATA, so that no bounce goes to a forged sender).
+func (s *session) receive(env *envelope, r io.Reader) error {
+	a := s.srv.opts.Auth
+	if a.Checker == nil || s.trusted() {
+		return s.reply(env.txn.DeliverAll(s.ctx, r))
+	}
+	sp := spool.New(a.SpoolDir, 0)
+	defer sp.Close()
+	if _, err := sp.ReadFrom(r); err != nil {
+		return s.reply(err)
+	}
+	h, off, err := msghdr.Read(bufio.NewReaderSize(sp.Reader(0), 64<<10), maxCheckedHeader)
+	if err != nil {
+		s.log.Info("message refused", "event", "rejected", "from", env.from, "err", err)
+		return errHeaderTooBig
+	}
+	res := a.Checker.Check(s.ctx, mailauth.Envelope{IP: s.ip, Helo: s.helo, MailFrom: env.from}, h, sp.Reader(0))
+	h, forged := mailauth.StripForged(h, a.AuthServID)
+	dkimResults := make([]string, len(res.DKIM))
+	for i, d := range res.DKIM {
+		dkimResults[i] = d.Result + ":" + d.Domain
+	}
+	s.log.Info("checked", "from", env.from, "spf", string(res.SPF.Result), "dkim", dkimResults,
+		"dmarc", res.DMARC.Result, "dmarc_domain", res.DMARC.Domain, "action", res.Action.String(),
+		"lookups", res.Lookups, "forged_ar_removed", forged)
+	switch res.Action {
+	case mailauth.Reject:
+		s.log.Info("message refused", "event", "rejected", "from", env.from, "reason", res.Reason)
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Message refused: " + res.Reason}
+	case mailauth.Quarantine:
+		env.txn.Quarantine(res.Reason)
+	}
+	hdr := append(msghdr.Header{res.Header(a.AuthServID)}, h...)
+	return s.reply(env.txn.DeliverAll(s.ctx, io.MultiReader(bytes.NewReader(hdr.Bytes()), sp.Reader(int64(off)))))
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ type session struct {
 	cancel   context.CancelFunc
 	helo     string
 	addr     string // "[192.0.2.1]"
+	ip       net.IP // the client's address, nil for a pipe
 	client   string // conns.ClientKey: what AUTH failures are counted by
 	loopback bool
 	tls      *tls.ConnectionState
@@ -72,6 +74,7 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	base := s.NewSession(c)
 	sess := &session{srv: s, conn: base.Conn, ctx: base.Ctx, cancel: base.Done, helo: c.Hostname(), addr: base.Remote}
 	if base.IP != nil {
+		sess.ip = base.IP
 		sess.client = conns.ClientKey(base.IP)
 		sess.loopback = base.IP.IsLoopback()
 	}
@@ -237,7 +240,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	defer s.srv.Working()()
 	if s.srv.opts.Role == MX {
-		return s.reply(env.txn.DeliverAll(s.ctx, r))
+		return s.receive(env, r)
 	}
 	return s.submit(env, r)
 }

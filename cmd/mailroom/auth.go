@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"mailroom/internal/resolve"
+	"mailroom/mailauth"
 	"mailroom/mailauth/dkim"
 	"mailroom/queue"
 	"mailroom/smtp"
@@ -43,10 +44,18 @@ func (a *app) queueSigner() queue.Signer {
 }
 
 // mailAuth is the SMTP server's signing, checks and milters for role.
+// Validate has accepted the settings, so they parse.
 func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
 	ma := smtp.MailAuth{SpoolDir: filepath.Join(a.cfg.DataDir, "spool")}
 	if role == smtp.Submission && a.signer != nil {
 		ma.Signer = a.signer
+	}
+	cs, _ := a.cfg.ChecksSettings()
+	if role == smtp.MX && cs.Enabled {
+		ma.Checker = mailauth.New(mailauth.Options{Resolver: a.resolver, AuthServID: cs.AuthServID,
+			Policy: cs.Policy, Timeout: cs.Timeout, Logger: a.log})
+		ma.AuthServID = cs.AuthServID
+		ma.Trusted = cs.Trusted
 	}
 	return ma
 }

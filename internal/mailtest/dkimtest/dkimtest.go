@@ -70,3 +70,20 @@ func Opendkim(t testing.TB, records map[string]string, msg string) (string, erro
 	}
 	return string(out), err
 }
+
+// SignDKIMPy signs msg with dkimpy as domain and selector, with the PEM
+// private key in keyFile (RSA, PKCS #1), and returns the signed message:
+// mail as another implementation signs it, for testing verification.
+func SignDKIMPy(t testing.TB, domain, selector, keyFile, msg string) string {
+	t.Helper()
+	py := mailtest.NeedPython(t, "dkim")
+	cmd := exec.Command(py, filepath.Join(mailtest.ModuleRoot(t), "internal", "mailtest", "dkimtest", "dkimpy_sign.py"), domain, selector, keyFile)
+	cmd.Stdin = strings.NewReader(msg)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dkimpy sign: %v\n%s", err, stderr.String())
+	}
+	return string(out)
+}
