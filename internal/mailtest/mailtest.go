@@ -10,6 +10,7 @@ package mailtest
 import (
 	"bufio"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
@@ -68,12 +69,15 @@ var (
 
 // Binary builds cmd/mailroom once per test process and returns its path.
 // The binary lives in a fixed place under the temporary directory (one for
-// race builds, one for plain), replaced atomically, so that test processes
-// running at once share it and no run leaves a new directory behind.
+// race builds, one for plain, per checkout), replaced atomically, so that
+// test processes running at once share it and no run leaves a new
+// directory behind. The name includes a hash of the checkout's path:
+// tests in two worktrees at once must not run each other's binary.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		name := "mailroom-test-bin"
+		root, _ := filepath.Abs(ModuleRoot(t))
+		name := fmt.Sprintf("mailroom-test-bin-%08x", crc32.ChecksumIEEE([]byte(root)))
 		args := []string{"build"}
 		if raceEnabled {
 			name += "-race"
