@@ -88,7 +88,7 @@ func start(t testing.TB, opts Options, l ...net.Listener) *testServer {
 		opts.Auth = testAuth{}
 	}
 	if opts.AuthFailureDelay == 0 {
-		opts.AuthFailureDelay = time.Millisecond
+		opts.AuthFailureDelay = -1 // no throttle unless the test asks for one
 	}
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 50 * time.Millisecond

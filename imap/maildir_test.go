@@ -59,7 +59,7 @@ func startMaildir(t *testing.T, dir string) *maildirEnv {
 			}
 			return "", account.ErrAuthFailed
 		}),
-		AuthFailureDelay: time.Millisecond,
+		AuthFailureDelay: -1,
 		Panics:           mailtest.Panics,
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -60,23 +60,36 @@ func TestAuthenticatePlain(t *testing.T) {
 	}
 }
 
-// The pause after failed logins grows per client address.
-func TestLoginDelayGrows(t *testing.T) {
+// TestLoginThrottle: after a failed login, the address is refused at
+// once with a temporary error, a right password as a wrong one (it used
+// to be answered at once while a wrong one waited, which told a guesser
+// the answer), on every connection from it; the third failed attempt on
+// a connection closes it.
+func TestLoginThrottle(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{AuthFailureDelay: 40 * time.Millisecond})
+	ts := start(t, Options{AuthFailureDelay: time.Minute})
 	r := dialRaw(t, ts.addr)
-	var last time.Duration
-	for i := range 3 {
-		t0 := time.Now()
-		r.cmd("LOGIN alice wrong")
-		d := time.Since(t0)
-		want := 40 * time.Millisecond << i
-		if d < want {
-			t.Errorf("failure %d answered after %v, want at least %v", i+1, d, want)
-		}
-		last = d
+	if _, st := r.cmd("LOGIN alice wrong"); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
+		t.Fatalf("wrong password: %q", st)
 	}
-	_ = last
+	t0 := time.Now()
+	if _, st := r.cmd("LOGIN alice secret"); !strings.HasPrefix(st, "NO [UNAVAILABLE]") {
+		t.Errorf("right password from a throttled address: %q, want NO [UNAVAILABLE]", st)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("refusal took %v: a throttled session must not wait holding its slot", d)
+	}
+	other := dialRaw(t, ts.addr)
+	if _, st := other.cmd("LOGIN alice secret"); !strings.HasPrefix(st, "NO [UNAVAILABLE]") {
+		t.Errorf("another connection from the address: %q, want NO [UNAVAILABLE]", st)
+	}
+	if _, st := r.cmd("LOGIN alice secret"); !strings.HasPrefix(st, "NO") {
+		t.Errorf("third attempt: %q", st)
+	}
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if l, err := r.r.ReadString('\n'); err == nil {
+		t.Errorf("connection still open after three failed attempts: %q", l)
+	}
 }
 
 func capsOf(t *testing.T, r *raw) string {

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailroom/account"
+	"mailroom/internal/authdelay"
 	"mailroom/internal/conns"
 	"mailroom/mailbox"
 )
@@ -28,7 +29,8 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	folders Folders // nil until login
+	folders   Folders // nil until login
+	authFails int     // failed or refused logins
 
 	// The selected folder: its name, and view, the snapshot last reported
 	// to the client, which gives sequence numbers their meaning. Views are
@@ -135,26 +137,28 @@ func (s *session) Close() error {
 	return err
 }
 
+// errThrottled answers a login from an address that must still wait
+// after its failures (RFC 5530 UNAVAILABLE: a temporary failure).
+var errThrottled = &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable, Text: "Too many failed logins from your address, try again later"}
+
 // Login checks the password with the Authenticator and opens the mail
 // home. The library has already refused it where plaintext passwords are
-// not allowed (LOGINDISABLED). Failures wait longer each time for the same
-// client address; the password is never logged.
+// not allowed (LOGINDISABLED). An address the shared throttle holds back
+// after its failures is refused at once without a look at the password,
+// so a right one is answered as a wrong one; after a few failed attempts
+// the connection is closed. The password is never logged.
 func (s *session) Login(username, password string) error {
 	defer s.enter()()
+	if wait, ok := s.srv.throttle.Allow(s.key, username); !ok {
+		s.log.Warn("authentication refused: too many failures from this address", "event", "auth_throttled", "user", truncate(username, 200), "wait", wait.Round(time.Millisecond))
+		s.attemptFailed()
+		return errThrottled
+	}
 	home, err := s.srv.opts.Auth.Authenticate(s.ctx, username, password)
 	if errors.Is(err, account.ErrAuthFailed) {
-		d := time.Duration(0)
-		if s.srv.opts.AuthFailureDelay > 0 {
-			d = s.srv.fails.Add(s.key)
-		}
-		s.log.Warn("authentication failed", "event", "auth_failed", "user", truncate(username, 200), "delay", d)
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-		case <-s.srv.conns.ShuttingDown():
-		}
+		wait := s.srv.throttle.Fail(s.key, username)
+		s.log.Warn("authentication failed", "event", "auth_failed", "user", truncate(username, 200), "wait", wait)
+		s.attemptFailed()
 		return imapserver.ErrAuthFailed
 	}
 	if err != nil {
@@ -174,6 +178,15 @@ func (s *session) Login(username, password string) error {
 	})
 	s.mu.Unlock()
 	return nil
+}
+
+// attemptFailed counts a failed or refused login on the connection and
+// closes it after the reply to the last one allowed (as Dovecot does).
+func (s *session) attemptFailed() {
+	s.authFails++
+	if s.authFails >= authdelay.MaxPerConn {
+		s.cc.CloseAfterWrite()
+	}
 }
 
 func (s *session) AppendLimit() uint32 { return s.srv.opts.AppendLimit }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+
+	"mailroom/internal/authdelay"
 )
 
 // AuthMechanisms offers PLAIN and LOGIN (RFC 4954) on submission, and only
@@ -34,6 +36,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	if len(s.AuthMechanisms()) == 0 {
 		return nil, errEncryptionRequired
+	}
+	if err := s.throttled(""); err != nil {
+		return nil, err
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
@@ -67,10 +72,42 @@ func (s saslErrors) Next(response []byte) ([]byte, bool, error) {
 	return c, done, err
 }
 
+// errThrottled answers an attempt from an address that must still wait
+// after its failures (RFC 4954 §6: 454 4.7.0 is a temporary
+// authentication failure).
+var errThrottled = &gosmtp.SMTPError{Code: 454, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins from your address, try again later"}
+
+// throttled refuses an attempt from an address that the shared throttle
+// holds back after its failures, without looking at the password, so
+// that a right one is answered exactly as a wrong one; the refusal counts
+// as a failed attempt on this connection.
+func (s *session) throttled(username string) error {
+	wait, ok := s.srv.throttle.Allow(s.client, username)
+	if ok {
+		return nil
+	}
+	s.log.Warn("authentication refused: too many failures from this address", "event", "auth_throttled", "user", username, "wait", wait.Round(time.Millisecond))
+	s.attemptFailed()
+	return errThrottled
+}
+
+// attemptFailed counts a failed or refused attempt on the connection and
+// closes it after the reply to the last one allowed (as Dovecot does), so
+// that a guesser must come back through the connection limits.
+func (s *session) attemptFailed() {
+	s.authFails++
+	if s.authFails >= authdelay.MaxPerConn {
+		s.conn.CloseAfterWrite()
+	}
+}
+
 // authenticate checks a password. Failures are logged with the client's
-// address and the user name, never the password, and answered more and
-// more slowly from the same address.
+// address and the user name, never the password, and make the address
+// wait before its next attempt, on every connection and protocol.
 func (s *session) authenticate(username, password string) error {
+	if err := s.throttled(username); err != nil {
+		return err
+	}
 	acct, err := s.srv.opts.Accounts.Authenticate(username, password)
 	if err != nil {
 		return s.authFailed(username, err)
@@ -82,14 +119,9 @@ func (s *session) authenticate(username, password string) error {
 }
 
 func (s *session) authFailed(username string, err error) error {
-	d := s.srv.fails.Add(s.client)
-	s.log.Warn("authentication failed", "event", "auth_failed", "user", username, "delay", d, "err", err)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.ctx.Done():
-	}
+	wait := s.srv.throttle.Fail(s.client, username)
+	s.log.Warn("authentication failed", "event", "auth_failed", "user", username, "wait", wait, "err", err)
+	s.attemptFailed()
 	return gosmtp.ErrAuthFailed
 }
 

@@ -32,7 +32,7 @@ func FuzzSession(f *testing.F) {
 			role = smtp.Submission
 		}
 		srv := smtp.New(smtp.Options{Role: role, Hostname: "mx.test", Deliverer: env.MDA, Accounts: env.Accounts,
-			Queue: &fakeQueue{}, MaxMessageBytes: 4096, IdleTimeout: 2 * time.Second, AuthFailureDelay: time.Millisecond,
+			Queue: &fakeQueue{}, MaxMessageBytes: 4096, IdleTimeout: 2 * time.Second, AuthFailureDelay: -1,
 			Logger: slog.New(slog.NewTextHandler(&log, nil)), Panics: mailtest.Panics})
 		l := mailtest.NewPipeListener()
 		go srv.Serve(l)

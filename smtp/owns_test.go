@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"mailroom/internal/mailtest"
 	"mailroom/internal/mailtest/mailenv"
@@ -32,7 +31,7 @@ func TestSubmissionSenderNotByCatchAllOrOthersForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, TLS: tlsConfig(t), Queue: &fakeQueue{},
-		Delimiter: "+", AuthFailureDelay: time.Millisecond})
+		Delimiter: "+", AuthFailureDelay: -1})
 	d := mailtest.Dial(t, "tcp", addr)
 	login(d)
 	for _, c := range []struct{ from, want string }{

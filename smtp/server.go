@@ -92,9 +92,14 @@ type Options struct {
 	// that a client trickling bytes cannot hold a connection. 0: each
 	// read only.
 	MinDataRate int
-	// AuthFailureDelay is the pause after the first failed AUTH from an
+	// Throttle holds back addresses after failed logins; one per process,
+	// shared with IMAP (nil: one of the server's own, with
+	// AuthFailureDelay).
+	Throttle *authdelay.Throttle
+	// AuthFailureDelay is the wait after the first failed AUTH from an
 	// address; it doubles with each further failure, up to a minute.
-	// Zero means one second.
+	// Zero means one second; a negative value turns the throttle off
+	// (for tests and fuzzing, which fail logins by the thousand).
 	AuthFailureDelay time.Duration
 	Logger           *slog.Logger
 	// Panics counts the panics recovered in sessions (nil: the server's
@@ -110,8 +115,8 @@ type Options struct {
 // where configured) and ServeTLS (implicit TLS), then Shutdown or Close.
 type Server struct {
 	*smtpconn.Server
-	opts  Options
-	fails *authdelay.Failures
+	opts     Options
+	throttle *authdelay.Throttle
 }
 
 // New returns a Server; call Serve (or ServeTLS) for each listener.
@@ -125,7 +130,10 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, fails: authdelay.New(opts.AuthFailureDelay, opts.Now)}
+	s := &Server{opts: opts, throttle: opts.Throttle}
+	if s.throttle == nil && opts.AuthFailureDelay > 0 {
+		s.throttle = authdelay.New(opts.AuthFailureDelay, opts.Now)
+	}
 	so := smtpconn.Options{
 		Proto:         opts.Role.String(),
 		Hostname:      opts.Hostname,

@@ -37,7 +37,8 @@ type session struct {
 	tls      *tls.ConnectionState
 	log      *slog.Logger
 
-	user *account.Account // after AUTH
+	user      *account.Account // after AUTH
+	authFails int              // failed or refused AUTH attempts
 
 	// mu guards env: with BDAT, go-smtp runs Data in a goroutine of its
 	// own while RSET may call Reset.

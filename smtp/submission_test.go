@@ -45,7 +45,7 @@ func (q *fakeQueue) Enqueue(ctx context.Context, from string, to []string, r io.
 func startSubmission(t *testing.T, q smtp.Queue) (*mailenv.Env, string, string) {
 	env := newEnv(t)
 	plain, implicit := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, TLS: tlsConfig(t), Queue: q, Delimiter: "+",
-		AuthFailureDelay: time.Millisecond})
+		AuthFailureDelay: -1})
 	return env, plain, implicit
 }
 
@@ -163,4 +163,41 @@ func TestSubmissionWithoutQueue(t *testing.T) {
 	login(d)
 	send(d, "alice@example.org", []string{"friend@elsewhere.example"}, "x")
 	d.Expect("451")
+}
+
+// TestAuthThrottle: after a failed AUTH the address is refused at once
+// with 454 4.7.0, a right password as a wrong one (it used to be
+// answered 235 at once while a wrong one waited, which told a guesser
+// the answer), on every connection from it; the third failed attempt on
+// a connection closes it. Other users behind the address are not held
+// back by one user's failures.
+func TestAuthThrottle(t *testing.T) {
+	env := newEnv(t)
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, AuthFailureDelay: time.Minute})
+	d := mailtest.Dial(t, "tcp", addr)
+	d.Send("EHLO client.test")
+	d.Expect("250 ")
+	d.Send("AUTH PLAIN " + plainAuth("alice@example.org", "wrong"))
+	d.Expect("535 5.7.8")
+	t0 := time.Now()
+	d.Send("AUTH PLAIN " + plainAuth("alice@example.org", "secret"))
+	d.Expect("454 4.7.0")
+	if el := time.Since(t0); el > 5*time.Second {
+		t.Errorf("refusal took %v: a throttled session must not wait holding its slot", el)
+	}
+	other := mailtest.Dial(t, "tcp", addr)
+	other.Send("EHLO client.test")
+	other.Expect("250 ")
+	other.Send("AUTH PLAIN " + plainAuth("alice@example.org", "secret"))
+	other.Expect("454 4.7.0")
+	bob := mailtest.Dial(t, "tcp", addr)
+	bob.Send("EHLO client.test")
+	bob.Expect("250 ")
+	bob.Send("AUTH PLAIN " + plainAuth("bob@example.org", "secret"))
+	bob.Expect("235 ")
+	d.Send("AUTH PLAIN " + plainAuth("alice@example.org", "secret"))
+	d.Expect("454 4.7.0")
+	if !d.Closed() {
+		t.Error("connection still open after three failed attempts")
+	}
 }

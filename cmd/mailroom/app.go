@@ -21,6 +21,7 @@ import (
 
 	"mailroom/account"
 	"mailroom/config"
+	"mailroom/internal/authdelay"
 	"mailroom/internal/ctl"
 	"mailroom/internal/panics"
 	"mailroom/internal/resolve"
@@ -46,6 +47,9 @@ type app struct {
 	// panics counts the panics recovered in every server and worker of
 	// the process.
 	panics *panics.Recorder
+	// throttle holds back client addresses after failed logins, on
+	// every protocol alike.
+	throttle *authdelay.Throttle
 	// resolver asks DNS for everything ([dns] server); signer is nil
 	// without [[dkim]] keys (auth.go).
 	resolver *resolve.Resolver
@@ -66,7 +70,7 @@ func openApp(cfg *config.Config, log *slog.Logger, lockWait time.Duration) (*app
 	if err != nil {
 		return nil, withExit(exitTempFail, fmt.Errorf("open %s: %w", cfg.DBPath(), err))
 	}
-	a := &app{cfg: cfg, log: log, db: db, panics: new(panics.Recorder)}
+	a := &app{cfg: cfg, log: log, db: db, panics: new(panics.Recorder), throttle: authdelay.New(time.Second, nil)}
 	if err := a.init(); err != nil {
 		db.Close()
 		return nil, withExit(exitTempFail, err)

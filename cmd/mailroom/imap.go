@@ -66,6 +66,7 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 		// its own; the one per address is the same.
 		MaxConns:      cfg.IMAP.MaxConnections,
 		MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		Throttle:      a.throttle,
 		Logger:        a.log,
 		Panics:        a.panics,
 	})

@@ -307,6 +307,7 @@ func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Conf
 		MaxConnsPerIP:     cfg.Limits.MaxConnectionsPerIP,
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MinDataRate:       cfg.Limits.MinDataRate,
+		Throttle:          a.throttle,
 		Auth:              a.mailAuth(role),
 		Logger:            a.log,
 		Panics:            a.panics,

@@ -261,7 +261,9 @@ func TestIMAPBadInputSession(t *testing.T) {
 		}
 		st, _ := ic.withLiteral("APPEND INBOX ", []byte("x\r\n"), "")
 		checkRefusal(t, "APPEND before login", st, nil)
-		ic.refused("LOGIN alice@example.org " + smtpWrongPassword)
+		// A wrong password for a user of its own: after a failure the
+		// address is held back for that user (authdelay).
+		ic.refused("LOGIN mallory@example.org " + smtpWrongPassword)
 		ic.login("alice@example.org")
 		ic.ok("SELECT INBOX")
 	})

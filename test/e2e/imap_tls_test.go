@@ -42,8 +42,6 @@ func TestIMAPTLS(t *testing.T) {
 	s := startIMAPServer(t, "", "alice@example.org")
 	host, tlsPort := hostPort(t, s.IMAPS)
 	_, plainPort := hostPort(t, s.IMAP)
-	runPython(t, nil, "imap_tls.py", host, tlsPort, plainPort, "alice@example.org", smtpPassword, smtpWrongPassword, s.Cert)
-
 	ic := dialIMAP(t, s.IMAP, nil)
 	caps := ic.capabilities()
 	if !slices.Contains(caps, "STARTTLS") {
@@ -60,6 +58,8 @@ func TestIMAPTLS(t *testing.T) {
 	tc.refused("STARTTLS")
 	tc.login("alice@example.org")
 	tc.ok("SELECT INBOX")
+	// Last: its wrong password holds alice back for a moment (authdelay).
+	runPython(t, nil, "imap_tls.py", host, tlsPort, plainPort, "alice@example.org", smtpPassword, smtpWrongPassword, s.Cert)
 }
 
 // TestIMAPNoTLSConfigured: without [tls], STARTTLS is neither offered nor
