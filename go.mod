@@ -21,3 +21,5 @@ require (
 require github.com/emersion/go-msgauth v0.7.0
 
 require blitiri.com.ar/go/spf v1.6.0
+
+require github.com/emersion/go-milter v0.5.0

@@ -11,6 +11,7 @@ import (
 	"mailroom/internal/address"
 	"mailroom/mailauth"
 	"mailroom/mailauth/dkim"
+	"mailroom/milter"
 )
 
 // DNS is the [dns] table: where every DNS question goes (the queue's MX
@@ -142,6 +143,38 @@ func (c *Config) checksSettings() (ChecksSettings, []error) {
 	return s, errs
 }
 
+// Milters is a listener's milter settings with defaults applied.
+type Milters struct {
+	Addrs         []string
+	DefaultAction milter.Action
+	Timeout       time.Duration
+}
+
+// MilterSettings parses the milter keys of [smtp] or [submission] (key
+// names the table in errors).
+func MilterSettings(key string, l Listener) (Milters, error) {
+	m := Milters{Addrs: l.Milters, DefaultAction: milter.TempFail, Timeout: l.MilterTimeout.Duration}
+	for i, a := range l.Milters {
+		if _, _, err := milter.ParseAddr(a); err != nil {
+			return m, fmt.Errorf("%s.milters[%d]: %w", key, i, err)
+		}
+	}
+	if l.MilterDefaultAction != "" {
+		a, err := milter.ParseAction(l.MilterDefaultAction)
+		if err != nil {
+			return m, fmt.Errorf("%s.milter_default_action: %w", key, err)
+		}
+		m.DefaultAction = a
+	}
+	if m.Timeout == 0 {
+		m.Timeout = 30 * time.Second
+	}
+	if m.Timeout < time.Second || m.Timeout > 10*time.Minute {
+		return m, fmt.Errorf("%s.milter_timeout: %v: write a duration from \"1s\" to \"10m\" (default \"30s\")", key, m.Timeout)
+	}
+	return m, nil
+}
+
 // DKIMKeyPath is where the key of domain and selector lives by default.
 func (c *Config) DKIMKeyPath(domain, selector string) string {
 	return filepath.Join(c.DataDir, "dkim", domain, selector+".key")
@@ -173,6 +206,17 @@ func (c *Config) validateAuth() []error {
 	}
 	_, cerrs := c.checksSettings()
 	errs = append(errs, cerrs...)
+	for _, l := range []struct {
+		key string
+		l   Listener
+	}{{"smtp", c.SMTP}, {"submission", c.Submission}} {
+		if _, err := MilterSettings(l.key, l.l); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Path, err))
+		}
+	}
+	if len(c.IMAP.Milters) > 0 || c.IMAP.MilterDefaultAction != "" || c.IMAP.MilterTimeout.Duration != 0 {
+		bad("imap.milters", "milters filter SMTP only: move them to [smtp] or [submission]")
+	}
 	seen := map[string]bool{}
 	for i := range c.DKIM {
 		k := &c.DKIM[i]

@@ -72,6 +72,18 @@ type Listener struct {
 	// AllowInsecureAuth permits plaintext passwords without TLS on
 	// non-loopback connections. Default false.
 	AllowInsecureAuth bool `toml:"allow_insecure_auth"`
+	// Milters are mail filters (rspamd, opendkim, clamav-milter) that see
+	// each transaction in turn, SMTP only: "unix:/run/rspamd/milter.sock"
+	// or "inet:127.0.0.1:11332", Postfix's smtpd_milters syntax.
+	Milters []string `toml:"milters"`
+	// MilterDefaultAction is what a milter that is down, times out or
+	// speaks garbage amounts to, Postfix's milter_default_action:
+	// "tempfail" (default: 451, the client tries again), "accept" (as if
+	// it were not configured), "reject" (550) or "quarantine" (Junk).
+	MilterDefaultAction string `toml:"milter_default_action"`
+	// MilterTimeout bounds connecting to a milter and each stage of the
+	// conversation (the whole header, the whole body). Default "30s".
+	MilterTimeout Duration `toml:"milter_timeout"`
 }
 
 // IMAP is the [imap] table: its listeners and a connection limit of its

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/netip"
-	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -14,6 +13,7 @@ import (
 	"mailroom/internal/spool"
 	"mailroom/mailauth"
 	"mailroom/mailauth/dkim"
+	"mailroom/milter"
 )
 
 // MailAuth is what a Server does for mail authentication and filtering,
@@ -35,6 +35,9 @@ type MailAuth struct {
 	// checked nor changed (the host itself, a content filter that
 	// re-injects mail it has seen): opendmarc's IgnoreHosts.
 	Trusted []netip.Prefix
+	// Milters filter each transaction in turn ([smtp] milters, or
+	// [submission]'s).
+	Milters *milter.Client
 	// SpoolDir holds messages too large for memory while they are
 	// signed, checked or filtered ("" for the system's temporary
 	// directory). Files there are unlinked at once.
@@ -46,30 +49,6 @@ type MailAuth struct {
 // message cannot be attributed to a domain and goes out unsigned.
 type Signer interface {
 	Sign(msg io.Reader) (string, error)
-}
-
-// sign reads the submitted message msg into a spool and returns it with
-// its DKIM signatures in front. The caller closes the spool after
-// delivery. A message whose author cannot be told (no usable From:) is
-// passed on unsigned, as Postfix with opendkim does: the receiving side
-// judges it, and refusing the user's mail would help nobody.
-func (s *session) sign(msg io.Reader) (io.Reader, *spool.Spool, error) {
-	sp := spool.New(s.srv.opts.Auth.SpoolDir, 0)
-	if _, err := sp.ReadFrom(msg); err != nil {
-		sp.Close()
-		return nil, nil, err
-	}
-	sig, err := s.srv.opts.Auth.Signer.Sign(sp.Reader(0))
-	switch {
-	case errors.Is(err, dkim.ErrNoFrom):
-		s.log.Info("not DKIM-signed: no usable From: field", "err", err)
-	case err != nil:
-		sp.Close()
-		return nil, nil, err
-	case sig == "":
-		s.log.Debug("not DKIM-signed: no key for the From: domain")
-	}
-	return io.MultiReader(strings.NewReader(sig), sp.Reader(0)), sp, nil
 }
 
 // maxCheckedHeader bounds the header of a message checked on the MX.
@@ -95,27 +74,83 @@ func (s *session) trusted() bool {
 	return false
 }
 
-// receive delivers a message taken on the MX, checked first unless the
-// client is trusted: forged Authentication-Results removed, ours added,
-// and the policy applied (RFC 7489 §6.7: a rejection is a 550 at the end
-// of DATA, so that no bounce goes to a forged sender).
-func (s *session) receive(env *envelope, r io.Reader) error {
-	a := s.srv.opts.Auth
-	if a.Checker == nil || s.trusted() {
-		return s.reply(env.txn.DeliverAll(s.ctx, r))
-	}
-	sp := spool.New(a.SpoolDir, 0)
-	defer sp.Close()
+// message is a received message held while it is checked, filtered
+// and signed: the header as fields, which those steps change, and the
+// body, as received or as a milter replaced it.
+type message struct {
+	sp   *spool.Spool
+	h    msghdr.Header
+	off  int64        // where the body starts in sp
+	body *spool.Spool // a milter's replacement; nil: sp's
+}
+
+// hold reads the message from r.
+func (s *session) hold(r io.Reader) (*message, error) {
+	sp := spool.New(s.srv.opts.Auth.SpoolDir, 0)
 	if _, err := sp.ReadFrom(r); err != nil {
-		return s.reply(err)
+		sp.Close()
+		return nil, err
 	}
 	h, off, err := msghdr.Read(bufio.NewReaderSize(sp.Reader(0), 64<<10), maxCheckedHeader)
 	if err != nil {
-		s.log.Info("message refused", "event", "rejected", "from", env.from, "err", err)
-		return errHeaderTooBig
+		sp.Close()
+		s.log.Info("message refused", "event", "rejected", "err", err)
+		return nil, errHeaderTooBig
 	}
-	res := a.Checker.Check(s.ctx, mailauth.Envelope{IP: s.ip, Helo: s.helo, MailFrom: env.from}, h, sp.Reader(0))
-	h, forged := mailauth.StripForged(h, a.AuthServID)
+	return &message{sp: sp, h: h, off: int64(off)}, nil
+}
+
+func (m *message) bodyReader() io.Reader {
+	if m.body != nil {
+		return m.body.Reader(0)
+	}
+	return m.sp.Reader(m.off)
+}
+
+// reader is the message as it now is.
+func (m *message) reader() io.Reader {
+	return io.MultiReader(bytes.NewReader(m.h.Bytes()), m.bodyReader())
+}
+
+func (m *message) close() {
+	m.sp.Close()
+	if m.body != nil {
+		m.body.Close()
+	}
+}
+
+// receive delivers a message taken on the MX: checked first unless the
+// client is trusted, then filtered by the milters.
+func (s *session) receive(env *envelope, r io.Reader) error {
+	checking := s.srv.opts.Auth.Checker != nil && !s.trusted()
+	if !checking && env.milter == nil && !env.rebuild {
+		return s.reply(env.txn.DeliverAll(s.ctx, r))
+	}
+	m, err := s.hold(r)
+	if err != nil {
+		return s.reply(err)
+	}
+	defer m.close()
+	if checking {
+		if err := s.check(env, m); err != nil {
+			return err
+		}
+	}
+	if err := s.filter(env, m); err != nil {
+		return s.finish(err)
+	}
+	env.applyQuarantine()
+	return s.reply(env.txn.DeliverAll(s.ctx, m.reader()))
+}
+
+// check runs SPF, DKIM and DMARC: forged Authentication-Results are
+// removed, ours added, and the policy applied (RFC 7489 §6.7: a
+// rejection is a 550 at the end of DATA, so that no bounce goes to a
+// forged sender).
+func (s *session) check(env *envelope, m *message) error {
+	a := s.srv.opts.Auth
+	res := a.Checker.Check(s.ctx, mailauth.Envelope{IP: s.ip, Helo: s.helo, MailFrom: env.from}, m.h, m.sp.Reader(0))
+	h, forged := mailauth.StripForged(m.h, a.AuthServID)
 	dkimResults := make([]string, len(res.DKIM))
 	for i, d := range res.DKIM {
 		dkimResults[i] = d.Result + ":" + d.Domain
@@ -128,8 +163,26 @@ func (s *session) receive(env *envelope, r io.Reader) error {
 		s.log.Info("message refused", "event", "rejected", "from", env.from, "reason", res.Reason)
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Message refused: " + res.Reason}
 	case mailauth.Quarantine:
-		env.txn.Quarantine(res.Reason)
+		env.quarantine = res.Reason
 	}
-	hdr := append(msghdr.Header{res.Header(a.AuthServID)}, h...)
-	return s.reply(env.txn.DeliverAll(s.ctx, io.MultiReader(bytes.NewReader(hdr.Bytes()), sp.Reader(int64(off)))))
+	m.h = append(msghdr.Header{res.Header(a.AuthServID)}, h...)
+	return nil
+}
+
+// signature DKIM-signs the message as it now is. A message whose author
+// cannot be told (no usable From:) is passed on unsigned, as Postfix with
+// opendkim does: the receiving side judges it, and refusing the user's
+// mail would help nobody.
+func (s *session) signature(m *message) (string, error) {
+	sig, err := s.srv.opts.Auth.Signer.Sign(m.reader())
+	switch {
+	case errors.Is(err, dkim.ErrNoFrom):
+		s.log.Info("not DKIM-signed: no usable From: field", "err", err)
+		return "", nil
+	case err != nil:
+		return "", err
+	case sig == "":
+		s.log.Debug("not DKIM-signed: no key for the From: domain")
+	}
+	return sig, nil
 }

@@ -21,6 +21,7 @@ import (
 	"mailroom/internal/smtpconn"
 	"mailroom/mda"
 	"mailroom/mda/alias"
+	"mailroom/milter"
 )
 
 // session is one SMTP connection.
@@ -52,6 +53,21 @@ type envelope struct {
 	from   string
 	local  []string // recipients mda accepted
 	remote []string // recipients for the queue (submission only)
+	// milter is the milters' part of the transaction, if any.
+	milter *milter.Txn
+	// rebuild is set when a recipient mda took was refused later (by a
+	// milter): the mda transaction is made anew before delivery.
+	rebuild bool
+	// quarantine, if set, sends the mailbox copies to Junk (DMARC
+	// policy, a milter).
+	quarantine string
+}
+
+// applyQuarantine tells the mda transaction, once it is final.
+func (e *envelope) applyQuarantine() {
+	if e.quarantine != "" {
+		e.txn.Quarantine(e.quarantine)
+	}
 }
 
 func (s *session) current() *envelope {
@@ -108,6 +124,9 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	if s.env != nil {
 		s.env.txn.Abort()
+		if s.env.milter != nil {
+			s.env.milter.Close()
+		}
 	}
 	s.env = nil
 	s.mu.Unlock()
@@ -143,8 +162,13 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if err != nil {
 		return s.reply(err)
 	}
+	mt, err := s.beginMilters(txn, from)
+	if err != nil {
+		txn.Abort()
+		return err
+	}
 	s.mu.Lock()
-	s.env = &envelope{txn: txn, from: from}
+	s.env = &envelope{txn: txn, from: from, milter: mt}
 	s.mu.Unlock()
 	// From MAIL on, a shutdown lets the transaction finish (see lmtp).
 	s.conn.Begin()
@@ -215,11 +239,11 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	switch {
 	case err == nil:
 		env.local = append(env.local, to)
-		return nil
+		return s.milterRcpt(env, to)
 	case errors.Is(err, mda.ErrNotLocal) && s.srv.opts.Role == Submission:
 		// An authenticated user may send anywhere: the queue takes it.
 		env.remote = append(env.remote, to)
-		return nil
+		return s.milterRcpt(env, to)
 	case errors.Is(err, mda.ErrNotLocal):
 		// Never an open relay, whatever HELO or MAIL FROM said.
 		s.log.Info("relay denied", "event", "rejected", "from", env.from, "rcpt", to)
@@ -256,17 +280,28 @@ func (s *session) submit(env *envelope, r io.Reader) error {
 		return s.reply(err)
 	}
 	var msg io.Reader = io.MultiReader(strings.NewReader(added), br)
-	if s.srv.opts.Auth.Signer != nil {
-		// Every submitted message, local recipients' copies too: one of
-		// them may forward it, and the signature must be made here,
-		// where the author is known, not by the forwarder.
-		signed, sp, err := s.sign(msg)
+	if s.srv.opts.Auth.Signer != nil || env.milter != nil || env.rebuild {
+		m, err := s.hold(msg)
 		if err != nil {
 			return s.reply(err)
 		}
-		defer sp.Close()
-		msg = signed
+		defer m.close()
+		if err := s.filter(env, m); err != nil {
+			return s.finish(err)
+		}
+		// Every submitted message is signed, local recipients' copies
+		// too: one of them may forward it, and the signature must be
+		// made here, where the author is known, not by the forwarder.
+		// After the milters, so that it covers what they changed.
+		sig := ""
+		if s.srv.opts.Auth.Signer != nil {
+			if sig, err = s.signature(m); err != nil {
+				return s.reply(err)
+			}
+		}
+		msg = io.MultiReader(strings.NewReader(sig), m.reader())
 	}
+	env.applyQuarantine()
 	if len(env.remote) == 0 {
 		return s.reply(env.txn.DeliverAll(s.ctx, msg))
 	}

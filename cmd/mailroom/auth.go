@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"mailroom/config"
 	"mailroom/internal/resolve"
 	"mailroom/mailauth"
 	"mailroom/mailauth/dkim"
+	"mailroom/milter"
 	"mailroom/queue"
 	"mailroom/smtp"
 )
@@ -49,6 +51,15 @@ func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
 	ma := smtp.MailAuth{SpoolDir: filepath.Join(a.cfg.DataDir, "spool")}
 	if role == smtp.Submission && a.signer != nil {
 		ma.Signer = a.signer
+	}
+	key, l := "smtp", a.cfg.SMTP
+	if role == smtp.Submission {
+		key, l = "submission", a.cfg.Submission
+	}
+	if ms, _ := config.MilterSettings(key, l); len(ms.Addrs) > 0 {
+		// New fails only on addresses Validate refused.
+		ma.Milters, _ = milter.New(milter.Options{Milters: ms.Addrs, DefaultAction: ms.DefaultAction,
+			Timeout: ms.Timeout, Hostname: a.cfg.Hostname, Daemon: role.String(), Logger: a.log.With("proto", key)})
 	}
 	cs, _ := a.cfg.ChecksSettings()
 	if role == smtp.MX && cs.Enabled {

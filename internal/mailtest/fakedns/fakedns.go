@@ -46,13 +46,24 @@ func StartAt(t testing.TB, addr string, records ...string) *Server {
 	t.Helper()
 	s := &Server{zone: map[string][]dns.RR{}, names: map[string]int{}}
 	s.Add(t, records...)
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatalf("fakedns: %v", err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	var pc net.PacketConn
+	var l net.Listener
+	var err error
+	// The same port for UDP and TCP: with port 0 the UDP port may be
+	// taken for TCP by someone else, so try a few.
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			t.Fatalf("fakedns: %v", err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
+		if !strings.HasSuffix(addr, ":0") {
+			break
+		}
+	}
+	if err != nil {
 		t.Fatalf("fakedns: %v", err)
 	}
 	s.Addr = pc.LocalAddr().String()

@@ -1,0 +1,238 @@
+// Package milter is mailroom's milter client: it hands each SMTP
+// transaction (connection, HELO, MAIL, RCPT, header and body) to the
+// filters of Sendmail's and Postfix's milter protocol (rspamd, opendkim,
+// clamav-milter...) in turn, and reports what they decided and changed.
+// The protocol itself is github.com/emersion/go-milter's client.
+//
+// Each transaction gets a connection of its own to each milter, opened at
+// MAIL and closed when the transaction ends, so that no state is shared
+// between messages and a milter's failure is contained to one of them. A
+// milter that cannot be reached, does not answer within Timeout, or
+// speaks garbage gets DefaultAction (Postfix's milter_default_action):
+// the message is never lost, at worst the client is told to try later.
+//
+// The package knows nothing of delivery: the SMTP session applies the
+// Outcome.
+package milter
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+)
+
+// Action is milter_default_action: what a failed milter amounts to.
+type Action int
+
+// Default actions, Postfix's names.
+const (
+	TempFail   Action = iota // 451 4.7.1: the client tries again later (Postfix's default)
+	Accept                   // go on as if the milter were not configured
+	Reject                   // 550 5.7.1
+	Quarantine               // accept, into the Junk folder
+)
+
+// ParseAction reads milter_default_action.
+func ParseAction(s string) (Action, error) {
+	switch s {
+	case "tempfail":
+		return TempFail, nil
+	case "accept":
+		return Accept, nil
+	case "reject":
+		return Reject, nil
+	case "quarantine":
+		return Quarantine, nil
+	}
+	return TempFail, fmt.Errorf("%q: use \"tempfail\", \"accept\", \"reject\" or \"quarantine\"", s)
+}
+
+func (a Action) String() string {
+	return [...]string{"tempfail", "accept", "reject", "quarantine"}[a]
+}
+
+// Options configure a Client.
+type Options struct {
+	// Milters are "unix:/path/to/socket" or "inet:host:port" (Postfix's
+	// smtpd_milters syntax), asked in this order.
+	Milters []string
+	// DefaultAction applies when a milter fails. Default TempFail.
+	DefaultAction Action
+	// Timeout bounds connecting and each stage's exchange (Postfix's
+	// milter_command_timeout). Default 30s.
+	Timeout time.Duration
+	// Hostname is this server's name (the j macro); Daemon names the
+	// role ("mx", "submission": {daemon_name}, which opendkim's
+	// MTA setting and rspamd look at).
+	Hostname, Daemon string
+	Logger           *slog.Logger
+}
+
+// Client talks to the configured milters. It is safe for concurrent use.
+type Client struct {
+	opts    Options
+	milters []target
+	log     *slog.Logger
+}
+
+type target struct {
+	name          string // as configured
+	network, addr string
+}
+
+// ParseAddr splits "unix:/path" or "inet:host:port" into a network and
+// address for net.Dial.
+func ParseAddr(s string) (network, addr string, err error) {
+	switch {
+	case strings.HasPrefix(s, "unix:"):
+		if p := strings.TrimPrefix(s, "unix:"); strings.HasPrefix(p, "/") {
+			return "unix", p, nil
+		}
+	case strings.HasPrefix(s, "inet:"):
+		hp := strings.TrimPrefix(s, "inet:")
+		if _, port, err := net.SplitHostPort(hp); err == nil && port != "" {
+			return "tcp", hp, nil
+		}
+	}
+	return "", "", fmt.Errorf("milter %q: write \"unix:/run/rspamd/milter.sock\" or \"inet:127.0.0.1:11332\"", s)
+}
+
+// New returns a Client; the milters are first dialled at the first MAIL.
+func New(opts Options) (*Client, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{opts: opts, log: opts.Logger}
+	for _, m := range opts.Milters {
+		network, addr, err := ParseAddr(m)
+		if err != nil {
+			return nil, err
+		}
+		c.milters = append(c.milters, target{name: m, network: network, addr: addr})
+	}
+	return c, nil
+}
+
+// Verdict is a milter's answer at one stage.
+type Verdict int
+
+// Verdicts.
+const (
+	Continue Verdict = iota // go on (SMFIR_CONTINUE, or ACCEPT: this milter is done)
+	Refuse                  // refuse with Reply (REJECT, TEMPFAIL, REPLYCODE)
+	Discard                 // accept and drop the message (DISCARD)
+)
+
+// Reply is an SMTP reply a milter chose (or the default one).
+type Reply struct {
+	Code     int    // 4xx or 5xx
+	Enhanced string // "5.7.1"
+	Text     string
+}
+
+// Error formats the reply for logs.
+func (r *Reply) Error() string { return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text) }
+
+// Temporary reports a 4xx reply.
+func (r *Reply) Temporary() bool { return r.Code/100 == 4 }
+
+var (
+	replyReject   = &Reply{Code: 550, Enhanced: "5.7.1", Text: "Message refused by a content filter"}
+	replyTempFail = &Reply{Code: 451, Enhanced: "4.7.1", Text: "Content filter unavailable, try again later"}
+)
+
+// reply makes a milter's answer an SMTP reply: SMFIR_REPLYCODE's own text
+// ("554 5.7.1 Spam message rejected"), or the default ones.
+func reply(act *gomilter.Action) *Reply {
+	switch act.Code {
+	case gomilter.ActTempFail:
+		return replyTempFail
+	case gomilter.ActReplyCode:
+		if act.SMTPCode/100 == 4 || act.SMTPCode/100 == 5 {
+			r := &Reply{Code: act.SMTPCode, Text: strings.TrimSpace(act.SMTPText)}
+			// An enhanced code at the start of the text (RFC 3463).
+			if code, rest, ok := strings.Cut(r.Text, " "); ok && isEnhanced(code, act.SMTPCode) {
+				r.Enhanced, r.Text = code, strings.TrimSpace(rest)
+			} else if act.SMTPCode/100 == 4 {
+				r.Enhanced = "4.7.1"
+			} else {
+				r.Enhanced = "5.7.1"
+			}
+			// Only the first line: the text goes into one reply line.
+			r.Text, _, _ = strings.Cut(r.Text, "\r")
+			r.Text, _, _ = strings.Cut(r.Text, "\n")
+			return r
+		}
+		if act.SMTPCode/100 == 4 {
+			return replyTempFail
+		}
+	}
+	return replyReject
+}
+
+func isEnhanced(s string, code int) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || parts[0] != strconv.Itoa(code/100) {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 999 {
+			return false
+		}
+	}
+	return true
+}
+
+// failure is a milter that could not do its part: the default action.
+type failure struct {
+	milter string
+	stage  string
+	err    error
+}
+
+func (f *failure) Error() string { return fmt.Sprintf("milter %s at %s: %v", f.milter, f.stage, f.err) }
+func (f *failure) Unwrap() error { return f.err }
+
+// dialer dials one milter for one transaction and keeps the connection,
+// so that the transaction can bound each stage: the library sets a
+// deadline before each read and write, and stageConn keeps those from
+// reaching past the stage's end, so that a milter that keeps sending
+// "progress" packets cannot hold a stage longer than Timeout.
+type dialer struct {
+	timeout time.Duration
+	conn    *stageConn
+}
+
+func (d *dialer) Dial(network, addr string) (net.Conn, error) {
+	c, err := net.DialTimeout(network, addr, d.timeout)
+	if err != nil {
+		return nil, err
+	}
+	d.conn = &stageConn{Conn: c, until: time.Now().Add(d.timeout)}
+	return d.conn, nil
+}
+
+// stageConn clamps deadlines to its stage's end.
+type stageConn struct {
+	net.Conn
+	until time.Time
+}
+
+func (c *stageConn) clamp(t time.Time) time.Time {
+	if !t.IsZero() && t.Before(c.until) {
+		return t
+	}
+	return c.until
+}
+
+func (c *stageConn) SetDeadline(t time.Time) error      { return c.Conn.SetDeadline(c.clamp(t)) }
+func (c *stageConn) SetReadDeadline(t time.Time) error  { return c.Conn.SetReadDeadline(c.clamp(t)) }
+func (c *stageConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.clamp(t)) }

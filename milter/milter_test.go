@@ -1,0 +1,317 @@
+package milter
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/textproto"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/fakemilter"
+	"mailroom/internal/msghdr"
+)
+
+func newClient(t *testing.T, action Action, timeout time.Duration, milters ...string) *Client {
+	t.Helper()
+	c, err := New(Options{Milters: milters, DefaultAction: action, Timeout: timeout, Hostname: "mx.test", Daemon: "mx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const testMsg = "From: a@example.net\r\nTo: b@example.org\r\nSubject: hello\r\n\tworld\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\nbody line\r\n"
+
+func header(t *testing.T) (msghdr.Header, func() io.Reader) {
+	t.Helper()
+	h, n, err := msghdr.Read(bufio.NewReader(strings.NewReader(testMsg)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, func() io.Reader { return strings.NewReader(testMsg[n:]) }
+}
+
+// run is a whole transaction: MAIL, one RCPT, the message.
+func run(t *testing.T, c *Client) (*Outcome, *Reply) {
+	t.Helper()
+	ctx := t.Context()
+	txn, r := c.Begin(ctx, ConnInfo{IP: net.ParseIP("192.0.2.1"), Port: 4321, Helo: "client.test", QueueID: "Q1"}, "a@example.net")
+	if r != nil {
+		return nil, r
+	}
+	defer txn.Close()
+	if r := txn.Rcpt(ctx, "b@example.org"); r != nil {
+		return nil, r
+	}
+	h, body := header(t)
+	out := txn.Message(ctx, h, body, t.TempDir(), 1<<20)
+	return out, out.Reply
+}
+
+func mods(ms ...string) [][]byte {
+	var out [][]byte
+	for _, m := range ms {
+		out = append(out, fakemilter.Packet(m[0], m[1:]))
+	}
+	return append(out, fakemilter.Packet('c'))
+}
+
+func idx(i uint32) string { return string(binary.BigEndian.AppendUint32(nil, i)) }
+
+// TestModificationsInTurn: each milter sees the message as the ones before
+// it left it, and every change of the protocol is carried out.
+func TestModificationsInTurn(t *testing.T) {
+	first := fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+		if code != 'E' {
+			return nil, ""
+		}
+		return mods(
+			"hX-First\x00added\x00",
+			"i"+idx(0)+"X-Top\x00inserted\nfolded\x00",
+			"m"+idx(2)+"X-Twice\x00second changed\x00",
+			"m"+idx(1)+"Subject\x00\x00", // deleted
+			"e<new@example.net>\x00",
+			"+<c@example.org>\x00",
+			"-<b@example.org>\x00",
+			"bnew body\r\n",
+			"bsecond chunk\r\n",
+		), ""
+	})
+	second := fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+		if code == 'E' {
+			return mods("q" + "looks bad\x00"), ""
+		}
+		return nil, ""
+	})
+	out, r := run(t, newClient(t, TempFail, time.Second, first.Addr, second.Addr))
+	if r != nil {
+		t.Fatalf("refused: %v", r)
+	}
+	got := string(out.Header.Bytes())
+	want := "X-Top: inserted\r\n\tfolded\r\nFrom: a@example.net\r\nTo: b@example.org\r\nX-Twice: 1\r\nX-Twice: second changed\r\nX-First: added\r\n\r\n"
+	if got != want {
+		t.Errorf("header:\n%q\nwant\n%q", got, want)
+	}
+	if out.From == nil || *out.From != "new@example.net" || !slices.Equal(out.Add, []string{"c@example.org"}) || !slices.Equal(out.Del, []string{"b@example.org"}) {
+		t.Errorf("envelope changes: from %v add %q del %q", out.From, out.Add, out.Del)
+	}
+	if out.Body == nil {
+		t.Fatal("body not replaced")
+	}
+	b, _ := io.ReadAll(out.Body.Reader(0))
+	out.Body.Close()
+	if string(b) != "new body\r\nsecond chunk\r\n" {
+		t.Errorf("body = %q", b)
+	}
+	if !strings.Contains(out.Quarantine, "looks bad") {
+		t.Errorf("quarantine = %q", out.Quarantine)
+	}
+	h1, b1 := first.Received()
+	if !slices.Contains(h1, "Subject: hello\n\tworld") || b1 != "body line\r\n" {
+		t.Errorf("the first milter got header %q and body %q", h1, b1)
+	}
+	h2, b2 := second.Received()
+	if !slices.Contains(h2, "X-First: added") || slices.ContainsFunc(h2, func(s string) bool { return strings.HasPrefix(s, "Subject") }) ||
+		b2 != "new body\r\nsecond chunk\r\n" {
+		t.Errorf("the second milter did not see the first one's changes: header %q, body %q", h2, b2)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		at     byte
+		answer []byte
+		code   int
+		enh    string
+		text   string
+	}{
+		{"reject at MAIL", 'M', fakemilter.Packet('r'), 550, "5.7.1", ""},
+		{"tempfail at RCPT", 'R', fakemilter.Packet('t'), 451, "4.7.1", ""},
+		{"reply code at end", 'E', fakemilter.Packet('y', "554 5.7.1 Spam message rejected\x00"), 554, "5.7.1", "Spam message rejected"},
+		{"reply code without enhanced code", 'N', fakemilter.Packet('y', "450 try later\x00"), 450, "4.7.1", "try later"},
+		{"multi-line reply", 'E', fakemilter.Packet('y', "550 5.7.0 first\r\n550 5.7.0 second\x00"), 550, "5.7.0", "first"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+				if code == c.at {
+					return [][]byte{c.answer}, ""
+				}
+				return nil, ""
+			})
+			_, r := run(t, newClient(t, Accept, time.Second, f.Addr))
+			if r == nil || r.Code != c.code || r.Enhanced != c.enh || (c.text != "" && r.Text != c.text) {
+				t.Errorf("reply %+v, want %d %s %q", r, c.code, c.enh, c.text)
+			}
+		})
+	}
+	f := fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+		if code == 'E' {
+			return [][]byte{fakemilter.Packet('d')}, ""
+		}
+		return nil, ""
+	})
+	out, r := run(t, newClient(t, Accept, time.Second, f.Addr))
+	if r != nil || !out.Discard {
+		t.Errorf("discard: reply %v, discard %v", r, out.Discard)
+	}
+}
+
+// TestFailuresGetTheDefaultAction: a milter that is not there, hangs,
+// dies in the middle of the message, speaks garbage or keeps the stage
+// going with progress packets gets milter_default_action, within the
+// timeout.
+func TestFailuresGetTheDefaultAction(t *testing.T) {
+	garbage := []byte("\x00\x00\x00\x05zzzzz")
+	failures := map[string]func(t *testing.T) string{
+		"unreachable": func(t *testing.T) string { return "unix:" + filepath.Join(t.TempDir(), "none.sock") },
+		"hangs at MAIL": func(t *testing.T) string {
+			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) { return nil, map[bool]string{true: "hang"}[code == 'M'] }).Addr
+		},
+		"hangs at the end": func(t *testing.T) string {
+			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) { return nil, map[bool]string{true: "hang"}[code == 'E'] }).Addr
+		},
+		"crashes in the body": func(t *testing.T) string {
+			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) { return nil, map[bool]string{true: "close"}[code == 'B'] }).Addr
+		},
+		"garbage after the header": func(t *testing.T) string {
+			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+				if code == 'N' {
+					return [][]byte{garbage}, ""
+				}
+				return nil, ""
+			}).Addr
+		},
+		"oversized packet": func(t *testing.T) string {
+			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+				if code == 'H' {
+					return [][]byte{[]byte("\xff\xff\xff\xffc")}, ""
+				}
+				return nil, ""
+			}).Addr
+		},
+		"progress forever": func(t *testing.T) string {
+			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+				if code == 'E' {
+					return slices.Repeat([][]byte{fakemilter.Packet('p')}, 100000), ""
+				}
+				return nil, ""
+			}).Addr
+		},
+	}
+	for name, start := range failures {
+		for _, action := range []Action{TempFail, Accept, Reject, Quarantine} {
+			t.Run(name+"/"+action.String(), func(t *testing.T) {
+				t.Parallel()
+				addr := start(t)
+				begin := time.Now()
+				out, r := run(t, newClient(t, action, 300*time.Millisecond, addr))
+				if d := time.Since(begin); d > 3*time.Second {
+					t.Errorf("took %v with a 300ms timeout", d)
+				}
+				switch action {
+				case TempFail:
+					if r == nil || r.Code != 451 {
+						t.Errorf("reply %v, want 451", r)
+					}
+				case Reject:
+					if r == nil || r.Code != 550 {
+						t.Errorf("reply %v, want 550", r)
+					}
+				case Accept:
+					if r != nil || out.Quarantine != "" {
+						t.Errorf("reply %v quarantine %q, want the message accepted", r, out.Quarantine)
+					}
+				case Quarantine:
+					if r != nil || out.Quarantine == "" {
+						t.Errorf("reply %v quarantine %q, want it quarantined", r, out.Quarantine)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestOldProtocolMilter: a milter of protocol version 2 (go-milter's own
+// server) is still spoken to, without the version 6 actions.
+func TestOldProtocolMilter(t *testing.T) {
+	path := filepath.Join(mailtest.ShortTempDir(t), "v2.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &gomilter.Server{NewMilter: func() gomilter.Milter { return addHeader{} }, Actions: gomilter.OptAddHeader}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	out, r := run(t, newClient(t, TempFail, time.Second, "unix:"+path))
+	if r != nil {
+		t.Fatalf("refused: %v", r)
+	}
+	if got := out.Header.Get("X-Old"); got != "yes" {
+		t.Errorf("X-Old = %q; header %q", got, out.Header.Bytes())
+	}
+}
+
+type addHeader struct{ gomilter.NoOpMilter }
+
+func (addHeader) Headers(textproto.MIMEHeader, *gomilter.Modifier) (gomilter.Response, error) {
+	return gomilter.RespContinue, nil
+}
+
+func (addHeader) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	if err := m.AddHeader("X-Old", "yes"); err != nil {
+		return nil, err
+	}
+	return gomilter.RespAccept, nil
+}
+
+func TestParseAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"unix:/run/rspamd/milter.sock": "unix /run/rspamd/milter.sock",
+		"inet:127.0.0.1:11332":         "tcp 127.0.0.1:11332",
+		"inet:[::1]:8891":              "tcp [::1]:8891",
+		"inet:11332@localhost":         "",
+		"unix:relative.sock":           "",
+		"local:/x":                     "",
+	} {
+		n, a, err := ParseAddr(in)
+		got := n + " " + a
+		if err != nil {
+			got = ""
+		}
+		if got != want {
+			t.Errorf("ParseAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// FuzzEditHeader: no modification a milter sends can make a header that
+// does not read back as the same fields, or panic.
+func FuzzEditHeader(f *testing.F) {
+	f.Add(byte('m'), uint32(1), "X-Twice", "v\nw")
+	f.Add(byte('i'), uint32(99), "X-A", "")
+	f.Add(byte('h'), uint32(0), "Bad Name", "x")
+	f.Fuzz(func(t *testing.T, code byte, index uint32, name, value string) {
+		h, _, _ := msghdr.Read(bufio.NewReader(strings.NewReader(testMsg)), 0)
+		out, err := editHeader(h, gomilter.ModifyAction{Code: gomilter.ModifyActCode(code), HeaderIndex: index, HeaderName: name, HeaderValue: value})
+		if err != nil {
+			return
+		}
+		back, _, err := msghdr.Read(bufio.NewReader(bytes.NewReader(out.Bytes())), 0)
+		if err != nil || len(back) != len(out) {
+			t.Fatalf("%d fields written, %d read back (%v):\n%q", len(out), len(back), err, out.Bytes())
+		}
+		if string(h.Bytes()) != testMsg[:strings.Index(testMsg, "\r\n\r\n")+4] {
+			t.Fatal("the original header was changed")
+		}
+	})
+}
