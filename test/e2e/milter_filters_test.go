@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,9 +26,16 @@ type filter struct {
 	cmd    *exec.Cmd
 }
 
-func startFilter(t *testing.T, name, sock, logFile string, wait time.Duration, argv ...string) *filter {
+// startFilter starts argv and waits until ready (nil: until sock exists).
+func startFilter(t *testing.T, name, sock, logFile string, wait time.Duration, ready func() bool, argv ...string) *filter {
 	t.Helper()
-	f := &filter{Socket: "unix:" + sock, dir: filepath.Dir(sock), log: logFile}
+	f := &filter{Socket: "unix:" + sock, dir: filepath.Dir(logFile), log: logFile}
+	if ready == nil {
+		ready = func() bool {
+			_, err := os.Stat(sock)
+			return err == nil
+		}
+	}
 	f.cmd = exec.Command(argv[0], argv[1:]...)
 	out, err := os.Create(filepath.Join(f.dir, name+".out"))
 	if err != nil {
@@ -62,8 +70,7 @@ func startFilter(t *testing.T, name, sock, logFile string, wait time.Duration, a
 			return true
 		default:
 		}
-		_, err := os.Stat(sock)
-		return err == nil
+		return ready()
 	})
 	select {
 	case <-exited:
@@ -86,12 +93,10 @@ logging { type = "file"; filename = "{{DIR}}/rspamd.log"; level = "info"; }
 actions { reject = 15; add_header = 6; }
 lua = "{{DIR}}/mailroom-test.lua";
 worker "rspamd_proxy" {
-  bind_socket = "{{DIR}}/milter.sock mode=0666";
-  milter = yes;
-  timeout = 60s;
-  upstream "local" { default = yes; self_scan = yes; }
+  bind_socket = "127.0.0.1:{{PORT}}";
   count = 1;
   reject_message = "Spam message rejected";
+{{README}}
 }
 `
 
@@ -114,16 +119,20 @@ rspamd_config.MAILROOM_SEEN = {
 }
 `
 
-// startRspamd runs rspamd's proxy worker in milter mode, scanning by
-// itself (no normal worker, no controller, no Redis), with only the
-// test's rules, its DNS a fake server that knows nothing.
+// startRspamd runs rspamd's proxy worker in milter mode with the
+// README's settings (scanning by itself: no normal worker, no controller,
+// no Redis), with only the test's rules, its DNS a fake server that
+// knows nothing. Socket is the milters entry of the README, for the
+// port it listens on.
 func startRspamd(t *testing.T) *filter {
 	t.Helper()
 	bin := mailtest.NeedTool(t, "rspamd")
 	mailtest.NeedRoot(t, "rspamd (it runs as the user starting it only with -i)")
 	dns := fakedns.Start(t)
 	dir := mailtest.ShortTempDir(t)
-	conf := strings.NewReplacer("{{DIR}}", dir, "{{DNS}}", dns.Addr).Replace(rspamdConf)
+	port := freePort(t)
+	proxy, milter := readmeRspamd(t, port)
+	conf := strings.NewReplacer("{{DIR}}", dir, "{{DNS}}", dns.Addr, "{{PORT}}", fmt.Sprint(port), "{{README}}", proxy).Replace(rspamdConf)
 	if err := os.WriteFile(filepath.Join(dir, "rspamd.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +141,18 @@ func startRspamd(t *testing.T) *filter {
 	}
 	// rspamd compiles its TLD list and language models at start: slow
 	// on a busy machine.
-	return startFilter(t, "rspamd", filepath.Join(dir, "milter.sock"), filepath.Join(dir, "rspamd.log"), 3*time.Minute,
+	f := startFilter(t, "rspamd", "", filepath.Join(dir, "rspamd.log"), 3*time.Minute,
+		func() bool {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		},
 		bin, "-f", "-i", "-u", "root", "-g", "root", "-c", filepath.Join(dir, "rspamd.conf"),
 		"--var=DBDIR="+dir, "--var=RUNDIR="+dir, "--var=LOGDIR="+dir)
+	f.Socket = milter
+	return f
 }
 
 // TestRspamdMilter plugs a private rspamd into the MX as a milter: a
@@ -240,7 +258,7 @@ func startOpendkim(t *testing.T, dns *fakedns.Server) *filter {
 			t.Fatal(err)
 		}
 	}
-	return startFilter(t, "opendkim", filepath.Join(dir, "opendkim.sock"), filepath.Join(dir, "opendkim.out"), 30*time.Second,
+	return startFilter(t, "opendkim", filepath.Join(dir, "opendkim.sock"), filepath.Join(dir, "opendkim.out"), 30*time.Second, nil,
 		bin, "-f", "-x", filepath.Join(dir, "opendkim.conf"))
 }
 
