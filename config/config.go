@@ -52,6 +52,8 @@ type Config struct {
 	Checks     Checks   `toml:"checks"`
 	// DKIM lists the keys that sign outgoing mail ([[dkim]] tables).
 	DKIM []DKIMKey `toml:"dkim"`
+	// Socketmap answers Postfix's lookups ([socketmap]).
+	Socketmap Socketmap `toml:"socketmap"`
 
 	// Path is the file this was loaded from ("" for Default()).
 	Path string `toml:"-"`
@@ -249,11 +251,8 @@ func Parse(path string, data []byte) (*Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	for i, l := range cfg.LMTP.Listen {
-		if sock, ok := strings.CutPrefix(l, "unix:"); ok && sock != "" && !filepath.IsAbs(sock) {
-			cfg.LMTP.Listen[i] = "unix:" + filepath.Join(base, sock)
-		}
-	}
+	absUnix(cfg.LMTP.Listen, base)
+	absUnix(cfg.Socketmap.Listen, base)
 	return cfg, nil
 }
 
@@ -404,6 +403,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateOutbound()...)
 	errs = append(errs, c.validateAuth()...)
+	c.validateDeploy(bad, checkAddr)
 	return errors.Join(errs...)
 }
 

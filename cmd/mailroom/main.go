@@ -80,7 +80,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "mailroom %s: %v\n", cmd, err)
+	var de interface{ DSN() string }
+	if errors.As(err, &de) {
+		// A delivery agent's output begins with the RFC 3463 status:
+		// Postfix's pipe(8) takes it over the exit status's.
+		fmt.Fprintf(stderr, "%s mailroom %s: %v\n", de.DSN(), cmd, err)
+	} else {
+		fmt.Fprintf(stderr, "mailroom %s: %v\n", cmd, err)
+	}
 	return exitCode(err)
 }
 
@@ -103,7 +110,12 @@ func withExit(code int, err error) error {
 func exitCode(err error) int {
 	var ee *exitError
 	var ce *ctl.Error
+	var de *dsnError
 	switch {
+	case errors.As(err, &de):
+		// Before exitError, which it may wrap (a configuration error
+		// is 78 elsewhere, but 75 for a delivery).
+		return de.exit
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.As(err, &ce) && ce.Exit != 0:

@@ -24,6 +24,7 @@ import (
 	"mailroom/internal/listen"
 	"mailroom/lmtp"
 	"mailroom/smtp"
+	"mailroom/socketmap"
 )
 
 // shutdownGrace bounds how long in-flight deliveries may take to finish
@@ -94,7 +95,7 @@ func serve(ctx context.Context, a *app) error {
 	for _, l := range svc.listeners {
 		a.log.Info("listening", "proto", l.proto, "addr", listenAddr(l))
 		g.Go(func() error {
-			if err := l.serve(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := l.serve(l); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && !errors.Is(err, socketmap.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("%s on %s: %w", l.proto, listenAddr(l), err)
 			}
 			return nil
@@ -175,6 +176,9 @@ func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
 					return err
 				}
 			}
+		}
+		if err := svc.addSocketmap(a); err != nil {
+			return err
 		}
 		imapSrv, err := a.addIMAP(tlsConfig, svc.add)
 		if imapSrv != nil {

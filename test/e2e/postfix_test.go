@@ -89,6 +89,17 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 // stopped, and anything left of it killed, at cleanup.
 func startPostfix(t *testing.T, transport string) *postfix {
 	t.Helper()
+	p := newPostfix(t, strings.ReplaceAll(postfixMainCf, "{{TRANSPORT}}", transport))
+	p.start(t, func(port int) string {
+		return strings.ReplaceAll(postfixMasterCf, "{{PORT}}", strconv.Itoa(port))
+	}, false)
+	return p
+}
+
+// newPostfix prepares a private Postfix instance with mainCf ({{BASE}}
+// replaced by its directory) without starting it.
+func newPostfix(t *testing.T, mainCf string) *postfix {
+	t.Helper()
 	bin := mailtest.NeedTool(t, "postfix")
 	if os.Geteuid() != 0 {
 		// Postfix starts as root and runs its daemons as mail_owner.
@@ -117,7 +128,7 @@ func startPostfix(t *testing.T, transport string) *postfix {
 	if err := os.Chown(filepath.Join(base, "data"), uid, -1); err != nil {
 		t.Fatal(err)
 	}
-	mainCf := strings.NewReplacer("{{BASE}}", base, "{{TRANSPORT}}", transport).Replace(postfixMainCf)
+	mainCf = strings.ReplaceAll(mainCf, "{{BASE}}", base)
 	if err := os.WriteFile(filepath.Join(p.etc, "main.cf"), []byte(mainCf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -127,21 +138,35 @@ func startPostfix(t *testing.T, transport string) *postfix {
 			t.Logf("postfix log:\n%s", p.Log())
 		}
 	})
+	return p
+}
 
+// start writes master(port) as master.cf and starts the instance, its
+// smtpd on a port of its own. With debianChroot, the chroot of the
+// daemons that run chrooted is prepared first by Debian's own
+// configure-instance.sh, as Debian's postfix@.service does.
+func (p *postfix) start(t *testing.T, master func(port int) string, debianChroot bool) {
+	t.Helper()
 	// The port must be written into master.cf, so it is picked by
 	// binding :0 and closing; another process may take it meanwhile, in
 	// which case the master cannot bind it and we try another.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		p.Port = freePort(t)
-		master := strings.ReplaceAll(postfixMasterCf, "{{PORT}}", strconv.Itoa(p.Port))
-		if err := os.WriteFile(filepath.Join(p.etc, "master.cf"), []byte(master), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(p.etc, "master.cf"), []byte(master(p.Port)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if attempt == 0 {
 			// check creates the queue directories with their owners.
 			if out, err := p.cmd("check"); err != nil {
 				t.Fatalf("postfix check: %v\n%s\nlog:\n%s", err, out, p.Log())
+			}
+			if debianChroot {
+				cmd := exec.Command("/usr/lib/postfix/configure-instance.sh", "-")
+				cmd.Env = append(os.Environ(), "MAIL_CONFIG="+p.etc)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("Debian's configure-instance.sh: %v\n%s", err, out)
+				}
 			}
 		}
 		out, err := p.cmd("start")
@@ -164,7 +189,6 @@ func startPostfix(t *testing.T, transport string) *postfix {
 		}
 		return err == nil
 	})
-	return p
 }
 
 func (p *postfix) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)) }

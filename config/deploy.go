@@ -1,0 +1,70 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Socketmap is the [socketmap] table: Postfix's socketmap_table(5)
+// lookups answered by mailroom, so that Postfix in front of it knows the
+// local domains (map "domain", for virtual_mailbox_domains) and the
+// deliverable addresses (map "mailbox", for virtual_mailbox_maps) and
+// rejects unknown recipients at RCPT time instead of bouncing them later.
+type Socketmap struct {
+	// Listen entries are "unix:/path" or "host:port". Debian's Postfix
+	// runs its smtpd and trivial-rewrite chrooted in /var/spool/postfix,
+	// so put the socket under it, e.g.
+	// "unix:/var/spool/postfix/mailroom/socketmap.sock", and name it
+	// "socketmap:unix:mailroom/socketmap.sock:mailbox" in main.cf.
+	// Default: none.
+	Listen []string `toml:"listen"`
+	// SocketMode is the octal mode of unix sockets. Default "0660".
+	SocketMode string `toml:"socket_mode"`
+	// SocketGroup owns unix sockets. Default: the server's group (a
+	// setgid directory of group postfix gives them that group anyway).
+	SocketGroup string `toml:"socket_group"`
+}
+
+// SocketmapMode is socketmap.socket_mode as a file mode.
+func (c *Config) SocketmapMode() (os.FileMode, error) { return parseMode(c.Socketmap.SocketMode) }
+
+func parseMode(s string) (os.FileMode, error) {
+	if s == "" {
+		return 0o660, nil
+	}
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("not an octal mode from 0000 to 0777")
+	}
+	return os.FileMode(m), nil
+}
+
+// absUnix makes the "unix:" entries of listen absolute, relative to base.
+func absUnix(listen []string, base string) {
+	for i, l := range listen {
+		if sock, ok := strings.CutPrefix(l, "unix:"); ok && sock != "" && !filepath.IsAbs(sock) {
+			listen[i] = "unix:" + filepath.Join(base, sock)
+		}
+	}
+}
+
+// validateDeploy checks the tables that put mailroom into a system:
+// [socketmap].
+func (c *Config) validateDeploy(bad func(key, format string, args ...any), checkAddr func(key, a string)) {
+	for i, l := range c.Socketmap.Listen {
+		key := fmt.Sprintf("socketmap.listen[%d]", i)
+		if sock, ok := strings.CutPrefix(l, "unix:"); ok {
+			if sock == "" {
+				bad(key, "%q has no path: write \"unix:/var/spool/postfix/mailroom/socketmap.sock\"", l)
+			}
+			continue
+		}
+		checkAddr(key, l)
+	}
+	if _, err := c.SocketmapMode(); err != nil {
+		bad("socketmap.socket_mode", "%q: %v: write an octal mode such as \"0660\"", c.Socketmap.SocketMode, err)
+	}
+}
