@@ -54,6 +54,8 @@ type Config struct {
 	DKIM []DKIMKey `toml:"dkim"`
 	// Socketmap answers Postfix's lookups ([socketmap]).
 	Socketmap Socketmap `toml:"socketmap"`
+	// Server says how serve runs as a process ([server]).
+	Server Server `toml:"server"`
 
 	// Path is the file this was loaded from ("" for Default()).
 	Path string `toml:"-"`

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +27,17 @@ type Socketmap struct {
 	// SocketGroup owns unix sockets. Default: the server's group (a
 	// setgid directory of group postfix gives them that group anyway).
 	SocketGroup string `toml:"socket_group"`
+}
+
+// Server is the [server] table: how `serve` runs as a process.
+type Server struct {
+	// User is the account `serve` runs as when started as root without
+	// systemd (whose unit sets User= itself): it binds its ports and
+	// sockets as root, then takes this user's uid, gid and groups for
+	// good before it opens data_dir, which must belong to that user.
+	// Started as this user already, nothing changes; started as another
+	// user, serve refuses. Default "" (run as started). Example: "mailroom".
+	User string `toml:"user"`
 }
 
 // SocketmapMode is socketmap.socket_mode as a file mode.
@@ -52,8 +64,13 @@ func absUnix(listen []string, base string) {
 }
 
 // validateDeploy checks the tables that put mailroom into a system:
-// [socketmap].
+// [server] and [socketmap].
 func (c *Config) validateDeploy(bad func(key, format string, args ...any), checkAddr func(key, a string)) {
+	if c.Server.User != "" {
+		if _, err := user.Lookup(c.Server.User); err != nil {
+			bad("server.user", "no user %q on this system: create it (contrib/sysusers.d/mailroom.conf: systemd-sysusers) or name another", c.Server.User)
+		}
+	}
 	for i, l := range c.Socketmap.Listen {
 		key := fmt.Sprintf("socketmap.listen[%d]", i)
 		if sock, ok := strings.CutPrefix(l, "unix:"); ok {

@@ -54,6 +54,8 @@ type app struct {
 	// without [[dkim]] keys (auth.go).
 	resolver *resolve.Resolver
 	signer   *dkim.Signer
+	// prebound are the listeners serve bound before it dropped root.
+	prebound *prebound
 }
 
 // errDBLocked means another process holds mailroom.db.

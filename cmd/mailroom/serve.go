@@ -54,6 +54,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// As root with [server] user: bind, then become that user before
+	// anything in data_dir is opened.
+	pre, err := dropPrivileges(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer pre.Close()
 	a, err := openApp(cfg, log, time.Second)
 	if errors.Is(err, errDBLocked) {
 		return withExit(exitTempFail, fmt.Errorf("%w: another mailroom serve is running with this data_dir", err))
@@ -70,6 +77,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	a.prebound = pre
 	return serve(ctx, a)
 }
 
@@ -135,13 +143,15 @@ type services struct {
 	ctl       *ctl.Server
 	servers   []mailServer
 	listeners []namedListener
+	// prebound are the listeners bound before privileges were dropped.
+	prebound *prebound
 }
 
 // buildServers creates the control socket and every configured server,
 // and opens their listeners; on error, what it opened is closed again.
 func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
 	cfg := a.cfg
-	svc := &services{ctl: ctl.NewServer(a.log, a.panics)}
+	svc := &services{ctl: ctl.NewServer(a.log, a.panics), prebound: a.prebound}
 	for name, fn := range ops {
 		svc.ctl.Handle(name, func(ctx context.Context, args json.RawMessage, body io.Reader) (any, error) {
 			return fn(ctx, a, args, body)
@@ -197,7 +207,7 @@ func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
 
 // add opens a listener on addr for proto, served by serve.
 func (svc *services) add(addr, proto string, uo listen.UnixOptions, serve func(net.Listener) error) error {
-	l, err := listen.Listen(addr, uo)
+	l, err := svc.prebound.listen(addr, uo)
 	if err != nil {
 		return err
 	}

@@ -268,3 +268,85 @@ func TestPostfixRecipeVerify(t *testing.T) {
 		t.Errorf("Postfix bounced something")
 	}
 }
+
+// TestPostfixRecipePipe runs the pipe(8) recipe: Postfix (validating
+// recipients with mailroom's socketmap) runs `mailroom deliver` as user
+// mailroom for each recipient, with mailroom serve running as mailroom
+// too (started as root, [server] user). An alias is delivered to its
+// members, not refused as a loop (which Postfix's own Delivered-To: made
+// of every alias with flags=D); a real loop (the message already
+// delivered to the alias) is bounced by Postfix with mailroom's 5.4.6
+// while the other recipient of the same message gets it; and that bounce,
+// from <>, comes back through the pipe with Return-Path <>.
+func TestPostfixRecipePipe(t *testing.T) {
+	t.Parallel()
+	mailtest.NeedTool(t, "swaks")
+	uid, gid := mailroomUser(t)
+	r := recipe(t, "pipe")
+	p := newDebianPostfix(t, r["main.cf"])
+	mailroomSockDir(t, p, uid)
+
+	cfgText := "hostname = \"mx.test\"\ndata_dir = \"%DATA%\"\ndomains = [\"example.org\"]\n" +
+		"[server]\nuser = \"mailroom\"\n[delivery]\naliases = \"%DATA%/aliases\"\n" +
+		strings.ReplaceAll(r["mailroom.toml"], "/var/spool/postfix", p.queue)
+	cfg, dir := mailtest.WriteConfig(t, cfgText)
+	writeFile(t, filepath.Join(dir, "aliases"), recipeAliases)
+	chownTree(t, dir, uid, gid)
+	s := mailtest.StartServerConfig(t, cfg, dir)
+	for _, u := range recipeUsers {
+		if out, code := s.Run(t, "secret\n", "user", "add", u); code != 0 {
+			t.Fatalf("mailroom user add %s: exit %d\n%s", u, code, out)
+		}
+	}
+	// The recipe's command, with the test's configuration and a copy of
+	// the test's binary: the shared one may be rebuilt by another test
+	// process while Postfix still runs this one.
+	bin := filepath.Join(p.base, "mailroom")
+	data, err := os.ReadFile(mailtest.Binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	master := strings.ReplaceAll(r["master.cf"], "argv=/usr/local/bin/mailroom deliver ",
+		"argv="+bin+" deliver -config "+cfg+" ")
+	if master == r["master.cf"] {
+		t.Fatalf("recipe's master.cf has no argv=/usr/local/bin/mailroom deliver:\n%s", r["master.cf"])
+	}
+	p.startDebian(t, master)
+	root := mailRoot(s)
+
+	p.submit(t, crlf(postfixMessage), "carol@example.net", "bob@example.org", "sales@example.org")
+	// One delivery per recipient: bob directly and through sales.
+	got := waitDelivered(t, p, root, map[string]int{"example.org/bob": 2, "example.org/alice": 1}, nil)
+	tr := splitTrace(t, got["example.org/alice"][0].Data)
+	if tr.ReturnPath != "<carol@example.net>" || tr.OriginalTo != "sales@example.org" || tr.DeliveredTo != "alice@example.org" {
+		t.Errorf("alice's copy: Return-Path %s, X-Original-To %s, Delivered-To %s", tr.ReturnPath, tr.OriginalTo, tr.DeliveredTo)
+	}
+	if strings.Contains(tr.Rest, "Delivered-To:") || strings.Contains(tr.Rest, "Return-Path:") {
+		t.Errorf("Postfix added trace fields of its own:\n%s", tr.Rest)
+	}
+	if !p.logged("to=<sales@example.org>", "relay=mailroom", "status=sent (delivered via mailroom service)") {
+		t.Errorf("Postfix's log does not show sales@ delivered by the pipe")
+	}
+
+	// A loop: the message was already delivered to sales once.
+	before := map[string][]stored{}
+	for _, h := range []string{"example.org/alice", "example.org/bob"} {
+		before[h] = maildirNew(t, root, h)
+	}
+	p.submit(t, crlf("Delivered-To: sales@example.org\n"+postfixMessage), "alice@example.org", "sales@example.org", "bob@example.org")
+	got = waitDelivered(t, p, root, map[string]int{"example.org/bob": 1, "example.org/alice": 1}, before)
+	bounces, others := splitBounce(t, got["example.org/alice"])
+	if len(bounces) != 1 || len(others) != 0 {
+		t.Fatalf("alice got %d bounces and %d other messages, want the bounce alone", len(bounces), len(others))
+	}
+	checkDSN(t, bounces[0], "sales@example.org", "5.4.6")
+	if !strings.Contains(bounces[0], "mailroom deliver: Mail forwarding loop detected") {
+		t.Errorf("bounce does not quote mailroom's reason:\n%s", bounces[0])
+	}
+	if !p.logged("to=<sales@example.org>", "relay=mailroom", "dsn=5.4.6, status=bounced") {
+		t.Errorf("Postfix's log does not show the loop bounced with 5.4.6")
+	}
+}
