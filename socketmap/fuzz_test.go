@@ -48,12 +48,7 @@ func FuzzSession(f *testing.F) {
 	}, Logger: slog.New(slog.DiscardHandler)})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		sc := &streamConn{in: bytes.NewReader(in)}
-		c := &conn{Conn: sc}
-		srv.mu.Lock()
-		srv.conns[c] = struct{}{}
-		srv.wg.Add(1)
-		srv.mu.Unlock()
-		srv.handle(c)
+		srv.handle(sc)
 		r := bufio.NewReader(&sc.out)
 		for {
 			if _, err := readNetstring(r, maxReply); err != nil {

@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"mailroom/internal/conns"
+	"mailroom/internal/panics"
 )
 
 // ErrNotFound is a Table's answer for a key it does not hold: the reply
@@ -46,8 +48,15 @@ type Options struct {
 	// long (Postfix keeps its connection open between lookups, and
 	// reconnects). Default 5 minutes.
 	IdleTimeout time.Duration
+	// MaxConns bounds the connections at once (each Postfix process that
+	// looks something up keeps one); more are closed at once, which
+	// Postfix takes as a temporary lookup failure. 0: no limit.
+	MaxConns int
 	// Logger gets one Debug record per lookup and Warn for failures.
 	Logger *slog.Logger
+	// Panics counts a panic in a lookup, which is recovered: that
+	// connection ends, the server goes on. Nil: logged only.
+	Panics *panics.Recorder
 }
 
 // maxRequest bounds a request: a map name and a key (an address is at
@@ -57,18 +66,18 @@ const maxRequest = 4096
 // maxReply is the longest reply Postfix's client takes (socketmap_table(5)).
 const maxReply = 100000
 
-// Server answers socketmap requests on the listeners given to Serve.
-type Server struct {
-	opts Options
-	log  *slog.Logger
-	ctx  context.Context // cancelled by Close: lookups in progress end
-	stop context.CancelFunc
+// writeTimeout bounds the write of one reply.
+const writeTimeout = 30 * time.Second
 
-	mu        sync.Mutex
-	closing   bool
-	listeners []net.Listener
-	conns     map[*conn]struct{}
-	wg        sync.WaitGroup
+// Server answers socketmap requests on the listeners given to Serve. Its
+// connections are admitted, timed out and shut down by the shared
+// connection layer (internal/conns), like every other mailroom server's.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	ctx   context.Context // cancelled by Close: lookups in progress end
+	stop  context.CancelFunc
+	conns *conns.Set
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -83,36 +92,29 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("proto", "socketmap")
 	ctx, stop := context.WithCancel(context.Background())
-	return &Server{opts: opts, log: log.With("proto", "socketmap"), ctx: ctx, stop: stop,
-		conns: map[*conn]struct{}{}}
+	return &Server{opts: opts, log: log, ctx: ctx, stop: stop,
+		conns: conns.New(conns.Options{MaxConns: opts.MaxConns, IdleTimeout: opts.IdleTimeout, Logger: log})}
 }
 
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
-		return ErrServerClosed
-	}
-	s.listeners = append(s.listeners, l)
-	s.mu.Unlock()
+	l = s.conns.Listen(l)
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			select {
+			case <-s.conns.ShuttingDown():
 				return ErrServerClosed
+			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors or a transient failure: back off as
-				// net/http does, rather than spin or give up.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				// Out of file descriptors, or a client gone before it
+				// was accepted: back off as net/http does, rather than
+				// spin or give up.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -120,17 +122,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		sc := &conn{Conn: c}
-		s.conns[sc] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.handle(sc)
+		go s.handle(c)
 	}
 }
 
@@ -138,73 +130,28 @@ func (s *Server) Serve(l net.Listener) error {
 // and the others when their answer is written, and waits for them until
 // ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for _, l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		if !c.busy {
-			c.Close()
-		}
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	s.conns.Shutdown()
+	return s.conns.Wait(ctx)
 }
 
 // Close stops at once: lookups in progress are cancelled and every
 // connection is closed.
 func (s *Server) Close() error {
 	s.stop()
-	s.mu.Lock()
-	s.closing = true
-	for _, l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.conns.Close()
 	return nil
 }
 
-// conn is a client connection; busy (guarded by Server.mu) while a
-// request is being answered, so that Shutdown lets the answer out.
-type conn struct {
-	net.Conn
-	busy bool
-}
-
-func (s *Server) setBusy(c *conn, busy bool) (closing bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c.busy = busy
-	return s.closing
-}
-
-func (s *Server) handle(c *conn) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-	}()
+// handle answers the requests of one connection until it ends. Each
+// request is marked busy, so that a shutdown lets its answer out.
+func (s *Server) handle(c net.Conn) {
+	defer c.Close()
+	cc := conns.From(c)
 	log := s.log.With("remote", remoteName(c))
+	defer s.opts.Panics.Recover(log, "socketmap lookup")
 	br := bufio.NewReader(c)
 	var out []byte
 	for {
-		c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		req, err := readNetstring(br, maxRequest)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -212,14 +159,12 @@ func (s *Server) handle(c *conn) {
 			}
 			return
 		}
-		if s.setBusy(c, true) {
-			return
-		}
-		reply := s.answer(log, string(req))
-		out = appendNetstring(out[:0], reply)
-		c.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
+		cc.Begin()
+		out = appendNetstring(out[:0], s.answer(log, string(req)))
+		c.SetWriteDeadline(time.Now().Add(writeTimeout))
 		_, err = c.Write(out)
-		if s.setBusy(c, false) || err != nil {
+		cc.End()
+		if err != nil {
 			return
 		}
 	}

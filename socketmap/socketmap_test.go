@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/panics"
 	"mailroom/socketmap"
 )
 
@@ -45,7 +46,7 @@ var tables = map[string]socketmap.Table{
 
 func start(t *testing.T, network string) (*socketmap.Server, string) {
 	t.Helper()
-	srv := socketmap.New(socketmap.Options{Tables: tables, IdleTimeout: 5 * time.Second})
+	srv := socketmap.New(socketmap.Options{Tables: tables, IdleTimeout: 5 * time.Second, Panics: mailtest.Panics})
 	addr := "127.0.0.1:0"
 	if network == "unix" {
 		addr = filepath.Join(mailtest.ShortTempDir(t), "map.sock")
@@ -67,6 +68,47 @@ func start(t *testing.T, network string) (*socketmap.Server, string) {
 		}
 	})
 	return srv, l.Addr().String()
+}
+
+// TestMain fails the run on any panic the servers of these tests recovered.
+func TestMain(m *testing.M) { mailtest.Main(m) }
+
+// TestPanicIsRecorded: a table that panics ends that connection, and the
+// panic is counted with its stack; the server goes on.
+func TestPanicIsRecorded(t *testing.T) {
+	rec := new(panics.Recorder)
+	srv := socketmap.New(socketmap.Options{Panics: rec, Tables: map[string]socketmap.Table{
+		"bug": socketmap.TableFunc(func(ctx context.Context, key string) (string, error) { panic("table bug") }),
+		"ok":  tables["domain"],
+	}})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, netstring("bug x"))
+	if b, err := io.ReadAll(c); len(b) != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("after a panic: read %q, %v; want the connection closed", b, err)
+	}
+	if rec.Count() != 1 || !strings.Contains(strings.Join(rec.First(), ""), "table bug") {
+		t.Errorf("panics recorded: %d %q, want the one", rec.Count(), rec.First())
+	}
+	c2, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	fmt.Fprint(c2, netstring("ok example.org"))
+	if got := readReply(t, bufio.NewReader(c2)); got != "OK example.org" {
+		t.Errorf("after a panic: %q", got)
+	}
 }
 
 func netstring(s string) string { return strconv.Itoa(len(s)) + ":" + s + "," }

@@ -24,7 +24,7 @@ func (svc *services) addSocketmap(a *app) error {
 		return err
 	}
 	srv := socketmap.New(socketmap.Options{Tables: a.socketmapTables(),
-		IdleTimeout: cfg.Limits.IdleTimeout.Duration, Logger: a.log})
+		IdleTimeout: cfg.Limits.IdleTimeout.Duration, MaxConns: cfg.Limits.MaxConnections, Logger: a.log, Panics: a.panics})
 	svc.servers = append(svc.servers, srv)
 	for _, addr := range cfg.Socketmap.Listen {
 		if err := svc.add(addr, "socketmap", listen.UnixOptions{Mode: mode, Group: cfg.Socketmap.SocketGroup}, srv.Serve); err != nil {

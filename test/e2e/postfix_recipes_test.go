@@ -239,7 +239,7 @@ func TestPostfixRecipeVerify(t *testing.T) {
 	// greylisting does: a sender retries, and so does this test.
 	verdict := func(addr string) string {
 		var reply string
-		waitFor(t, 60*time.Second, "Postfix to verify "+addr, func() bool {
+		mailtest.Eventually(t, 60*time.Second, "Postfix to verify "+addr, func() bool {
 			out := swaks(t, crlf("Subject: probe\n\nx\n"), "--server", p.addr(), "--helo", "client.test",
 				"--from", "carol@example.net", "--to", addr, "--quit-after", "RCPT")
 			replies, _ := parseTranscript(out).replies("RCPT TO:<" + addr + ">")
