@@ -408,7 +408,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 # bench_cleanup stops every instance and removes WORK, unless KEEP=1 or the
 # script failed. Install it with: trap bench_cleanup EXIT
 bench_cleanup() {
-	local rc=$?
+	local rc=${BENCH_RC:-$?} # BENCH_RC: the status, when another cleanup ran first
 	stop_mailroom
 	stop_postfix
 	stop_dovecot

@@ -5,6 +5,7 @@
 //	smtpbench count -dir MAILROOT -domain example.org
 //	smtpbench port
 //	smtpbench wait -addr 127.0.0.1:PORT
+//	smtpbench dns -zone FILE
 //
 // "run" starts the clock, runs the load generator given after "--" (Postfix's
 // smtp-source) and waits for it to exit: that is the accept time, when the
@@ -21,7 +22,8 @@
 // "count" counts the files in new/, cur/ and tmp/ of those Maildirs.
 // "port" prints a free loopback port (bound to 127.0.0.1:0, then released)
 // for a server that must be told its port; "wait" waits until a server
-// answers a connection with a 220 greeting.
+// answers a connection with a 220 greeting. "dns" serves a zone on
+// loopback for the MX's checks (dns.go).
 //
 // Each mode prints one line "RESULT key=value ...", which the script parses.
 package main
@@ -55,6 +57,8 @@ func main() {
 		err = runPort()
 	case "wait":
 		err = runWait(os.Args[2:])
+	case "dns":
+		err = runDNS(os.Args[2:])
 	default:
 		usage()
 	}
@@ -65,7 +69,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: smtpbench run|count|port|wait [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: smtpbench run|count|port|wait|dns [flags]  (-h for flags)")
 	os.Exit(2)
 }
 
