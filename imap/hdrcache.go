@@ -13,7 +13,7 @@ import (
 
 // Header-only answers (FETCH ENVELOPE, SEARCH on the envelope's fields)
 // come from the store's mailbox.HeaderCache when it has one: the cached
-// block holds mailbox.CachedHeaderFields as the message has them, so
+// block holds mailbox.CachedHeaderFields() as the message has them, so
 // parseFields over it gives the same fields, in the same order, as over
 // the whole header, and everything computed from them is the same.
 
@@ -23,7 +23,7 @@ const cacheChunk = 1000
 // cachedKey says whether a (canonical) field name is one the cache keeps.
 var cachedKey = func() map[string]bool {
 	m := map[string]bool{}
-	for _, k := range mailbox.CachedHeaderFields {
+	for _, k := range mailbox.CachedHeaderFields() {
 		m[textproto.CanonicalMIMEHeaderKey(k)] = true
 	}
 	return m

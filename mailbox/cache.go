@@ -2,11 +2,12 @@ package mailbox
 
 import "context"
 
-// CachedHeaderFields are the header fields a HeaderCache keeps: those an
-// IMAP ENVELOPE is made of, which are also what clients SEARCH on most
-// (SUBJECT, FROM, TO, CC, BCC, HEADER on any of these).
-var CachedHeaderFields = []string{
-	"Date", "Subject", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "In-Reply-To", "Message-ID",
+// CachedHeaderFields returns the header fields a HeaderCache keeps: those
+// an IMAP ENVELOPE is made of, which are also what clients SEARCH on most
+// (SUBJECT, FROM, TO, CC, BCC, HEADER on any of these). Each call returns
+// a new slice, so that no caller can change what the others see.
+func CachedHeaderFields() []string {
+	return []string{"Date", "Subject", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "In-Reply-To", "Message-ID"}
 }
 
 // HeaderCache is an optional extension of Folders for stores that keep

@@ -81,8 +81,8 @@ func (a *account) openDir(p string) (*os.File, error) {
 		return nil, err
 	}
 	rel := a.rel(p)
-	if !noOpenat2.Load() {
-		f, err := openat2Dir(md, rel)
+	if s := a.ix.store; !s.noOpenat2.Load() {
+		f, err := s.openat2Dir(md, rel)
 		if !errors.Is(err, errNoOpenat2) {
 			return f, err
 		}

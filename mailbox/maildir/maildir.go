@@ -75,6 +75,11 @@ type Store struct {
 	// by create in this process), each with its one creation.
 	ready sync.Map // Maildir path -> *onceErr
 
+	// noOpenat2 is set once openat2 turns out to be unavailable (old
+	// kernel, seccomp filter); from then on directories are opened
+	// through os.Root. Tests set it to take that path.
+	noOpenat2 atomic.Bool
+
 	// syncFile is f.Sync in production; tests replace it to exercise the
 	// failure path.
 	syncFile func(*os.File) error

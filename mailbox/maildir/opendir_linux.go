@@ -3,14 +3,9 @@ package maildir
 import (
 	"errors"
 	"os"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
-
-// noOpenat2 is set once openat2 turns out to be unavailable (old kernel,
-// seccomp filter); from then on directories are opened through os.Root.
-var noOpenat2 atomic.Bool
 
 // openDir opens dir, a path relative to the mail root, as a directory,
 // refusing any path that would leave the root (through "..", an absolute
@@ -18,7 +13,7 @@ var noOpenat2 atomic.Bool
 // this in one system call; os.Root does the same check one component at a
 // time, which costs a dozen system calls per delivery.
 func (s *Store) openDir(dir string) (*os.File, error) {
-	if !noOpenat2.Load() {
+	if !s.noOpenat2.Load() {
 		fd, err := unix.Openat2(int(s.rootDir.Fd()), dir, &unix.OpenHow{
 			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
@@ -29,7 +24,7 @@ func (s *Store) openDir(dir string) (*os.File, error) {
 		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return nil, &os.PathError{Op: "openat2", Path: dir, Err: err}
 		}
-		noOpenat2.Store(true)
+		s.noOpenat2.Store(true)
 	}
 	return s.root.Open(dir)
 }
@@ -40,7 +35,7 @@ var errNoOpenat2 = errors.New("openat2 unavailable")
 
 // openat2Dir opens the directory rel beneath the directory d, refusing
 // any path that would leave d.
-func openat2Dir(d *os.File, rel string) (*os.File, error) {
+func (s *Store) openat2Dir(d *os.File, rel string) (*os.File, error) {
 	fd, err := unix.Openat2(int(d.Fd()), rel, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
@@ -49,7 +44,7 @@ func openat2Dir(d *os.File, rel string) (*os.File, error) {
 		return os.NewFile(uintptr(fd), rel), nil
 	}
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-		noOpenat2.Store(true)
+		s.noOpenat2.Store(true)
 		return nil, errNoOpenat2
 	}
 	return nil, &os.PathError{Op: "openat2", Path: rel, Err: err}

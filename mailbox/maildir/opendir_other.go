@@ -14,4 +14,4 @@ func (s *Store) openDir(dir string) (*os.File, error) { return s.root.Open(dir) 
 var errNoOpenat2 = errors.New("openat2 unavailable")
 
 // openat2Dir is openat2 where there is one; here the caller uses os.Root.
-func openat2Dir(*os.File, string) (*os.File, error) { return nil, errNoOpenat2 }
+func (s *Store) openat2Dir(*os.File, string) (*os.File, error) { return nil, errNoOpenat2 }
