@@ -53,6 +53,7 @@ func storedEntries(t *testing.T, db *bolt.DB, name string) int {
 }
 
 func TestHeaderCacheRoundTrip(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	hc := cacheOf(t, f)
@@ -101,6 +102,7 @@ func TestHeaderCacheRoundTrip(t *testing.T) {
 // (expunge, move out, a file removed by another program), with its
 // folder, and with an index rebuilt; whether it was buffered or written.
 func TestHeaderCacheGoesWithMessage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, flushed := range []bool{false, true} {
 		t.Run(fmt.Sprintf("flushed=%v", flushed), func(t *testing.T) {
@@ -183,6 +185,7 @@ func TestHeaderCacheGoesWithMessage(t *testing.T) {
 // TestHeaderCacheConcurrent caches, reads, expunges and flushes at once
 // (run with -race).
 func TestHeaderCacheConcurrent(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	ctx := context.Background()
 	f := e.folders(testHome)
@@ -240,6 +243,7 @@ func TestHeaderCacheConcurrent(t *testing.T) {
 // TestHeaderCacheWriterBatches: the writer writes by itself, without
 // Close.
 func TestHeaderCacheWriterBatches(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	hc := cacheOf(t, f)

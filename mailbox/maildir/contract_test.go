@@ -17,6 +17,7 @@ var _ imap.Store = (*maildir.Index)(nil)
 // TestThroughIMAPStore uses the Index only through imap.Store, as the
 // server does.
 func TestThroughIMAPStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, err := maildir.Open(maildir.Options{Root: filepath.Join(dir, "mail"), Hostname: "mx.test"})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 // are taken in by the next Sync.
 
 func TestChangesBehindOurBack(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -117,6 +118,7 @@ func TestChangesBehindOurBack(t *testing.T) {
 // Sync trusts it and reads nothing (the cheap path). A change hidden by
 // restoring the mtime is then, as designed, not seen.
 func TestUnchangedDirsAreNotRead(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	e.deliver(testHome, "one\n")
@@ -142,6 +144,7 @@ func TestUnchangedDirsAreNotRead(t *testing.T) {
 }
 
 func TestRebuildLostIndex(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -198,6 +201,7 @@ func TestRebuildLostIndex(t *testing.T) {
 }
 
 func TestCorruptIndexIsRebuilt(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	e.deliver(testHome, "a\n")
 	s1 := mustSync(t, e.folders(testHome), "INBOX")
@@ -215,6 +219,7 @@ func TestCorruptIndexIsRebuilt(t *testing.T) {
 }
 
 func TestInboxRemovedByHand(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	e.deliver(testHome, "a\n")
@@ -240,6 +245,7 @@ func TestInboxRemovedByHand(t *testing.T) {
 // UIDVALIDITYs handed out) lost twice in quick succession, each rebuild
 // still gets a new UIDVALIDITY (from the hint file in the folder).
 func TestIndexLostTwiceInOneSecond(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	for _, m := range []string{"a\n", "b\n", "c\n"} {
 		e.deliver(testHome, m)

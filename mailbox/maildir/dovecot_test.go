@@ -13,6 +13,7 @@ import (
 // TestDovecotImport: a Maildir copied from Dovecot keeps its UIDVALIDITY,
 // UIDs and keywords, once.
 func TestDovecotImport(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	md := e.md(testHome)
 	for _, d := range []string{"cur", "new", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp"} {
@@ -65,6 +66,7 @@ func TestDovecotImport(t *testing.T) {
 }
 
 func TestParseUIDList(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   string
 		ok   bool

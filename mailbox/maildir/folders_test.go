@@ -29,6 +29,7 @@ func listNames(t *testing.T, f mailbox.Folders) []string {
 }
 
 func TestCreateDelete(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -105,6 +106,7 @@ func TestCreateDelete(t *testing.T) {
 }
 
 func TestSubscriptions(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -135,6 +137,7 @@ func TestSubscriptions(t *testing.T) {
 }
 
 func TestRename(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -212,6 +215,7 @@ func TestRename(t *testing.T) {
 }
 
 func TestRenameInbox(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -243,6 +247,7 @@ func TestRenameInbox(t *testing.T) {
 // TestBadNames: every method refuses unsafe names with ErrBadFolderName,
 // and nothing is made outside the mail home.
 func TestBadNames(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -332,6 +337,7 @@ func TestBadNames(t *testing.T) {
 }
 
 func TestMissingFoldersKeepNoState(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	for i := range 100 {

@@ -14,6 +14,7 @@ import (
 // but a folder renamed or replaced by another program is noticed at the
 // next Sync, as when they were opened each time.
 func TestKeptHandlesFollowThePath(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	ctx := context.Background()
 	f := e.folders(testHome)

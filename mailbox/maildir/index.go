@@ -68,6 +68,10 @@ type IndexOptions struct {
 	// Logger receives what the index notices on disk (duplicate files,
 	// an index rebuilt). Nil discards.
 	Logger *slog.Logger
+
+	// commitChunk is the most additions one transaction writes
+	// (default 8192); tests make it small.
+	commitChunk int
 }
 
 // Index serves the folders of the Maildirs below a Store's mail root to
@@ -81,6 +85,8 @@ type Index struct {
 	hook    *func(home, folder string)
 	special *func(home, use string) string
 	cache   *cacheWriter // header cache write-behind (cache.go)
+	// commitChunk is IndexOptions.commitChunk or its default.
+	commitChunk int
 
 	mu    sync.Mutex
 	accts map[string]*account
@@ -106,7 +112,11 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db)}
+	chunk := opts.commitChunk
+	if chunk <= 0 {
+		chunk = defaultCommitChunk
+	}
+	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db), commitChunk: chunk}
 	hook := ix.delivered
 	ix.hook = &hook
 	store.committed.Store(ix.hook)
@@ -1105,10 +1115,11 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 	// than its parts, as bbolt copies every dirty node whenever it
 	// grows its map. If one fails, memory takes the prefixes written.
 	var err error
-	if len(updates) == 0 && len(removed) == 0 && len(added) > commitChunk {
+	chunk := f.a.ix.commitChunk
+	if len(updates) == 0 && len(removed) == 0 && len(added) > chunk {
 		done, final := 0, meta
 		for done < len(added) && err == nil {
-			part := added[done:min(done+commitChunk, len(added))]
+			part := added[done:min(done+chunk, len(added))]
 			pm := final
 			if done+len(part) < len(added) {
 				pm.uidNext = max(f.uidNext, part[len(part)-1].uid+1)
@@ -1137,8 +1148,9 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 	return nil
 }
 
-// commitChunk is the most additions commit writes in one transaction.
-var commitChunk = 8192 // a variable for tests
+// defaultCommitChunk is the most additions commit writes in one
+// transaction.
+const defaultCommitChunk = 8192
 
 // write records changes and meta in one bbolt transaction.
 func (f *folder) write(updates []entryUpdate, removed, added []*entry, meta folderMeta) error {

@@ -27,6 +27,7 @@ type indexEnv struct {
 	store  *Store
 	db     *bolt.DB
 	ix     *Index
+	opts   IndexOptions
 }
 
 func newIndexEnv(t *testing.T) *indexEnv {
@@ -51,7 +52,7 @@ func (e *indexEnv) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ix, err := NewIndex(db, s, IndexOptions{})
+	ix, err := NewIndex(db, s, e.opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -148,6 +149,7 @@ func files(t *testing.T, dir string) []string {
 }
 
 func TestNewAccount(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	got, err := f.List(context.Background())
@@ -185,6 +187,7 @@ func TestNewAccount(t *testing.T) {
 }
 
 func TestDeliverySyncAndRestart(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	s0 := mustSync(t, f, "INBOX")
@@ -228,6 +231,7 @@ func TestDeliverySyncAndRestart(t *testing.T) {
 }
 
 func TestWatchClosesOnDelivery(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	mustSync(t, f, "INBOX")
@@ -261,6 +265,7 @@ func TestWatchClosesOnDelivery(t *testing.T) {
 }
 
 func TestAppendOpenSetFlags(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -350,6 +355,7 @@ func TestIndexWithoutOpenat2(t *testing.T) {
 // snapshot shares, never into what an earlier snapshot shows, and an
 // append by a reader to a snapshot's Messages does not reach the next.
 func TestSnapshotsStayImmutable(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	e.deliver(testHome, "one\n")

@@ -41,6 +41,7 @@ func listDir(t *testing.T, dir string) []string {
 }
 
 func TestStageCommit(t *testing.T) {
+	t.Parallel()
 	s, root := newStore(t)
 	ctx := context.Background()
 	m, err := s.Stage(ctx, "example.org/alice", strings.NewReader("Subject: x\n\nbody\n"))
@@ -82,6 +83,7 @@ func TestStageCommit(t *testing.T) {
 }
 
 func TestAbort(t *testing.T) {
+	t.Parallel()
 	s, root := newStore(t)
 	ctx := context.Background()
 	md := filepath.Join(root, "d/u/Maildir")
@@ -102,6 +104,7 @@ func TestAbort(t *testing.T) {
 // TestFailedWriteLeavesNothing covers both failure points of Stage: the
 // message stream breaking, and fsync failing.
 func TestFailedWriteLeavesNothing(t *testing.T) {
+	t.Parallel()
 	s, root := newStore(t)
 	ctx := context.Background()
 	md := filepath.Join(root, "d/u/Maildir")
@@ -126,6 +129,7 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 }
 
 func TestCancelledContext(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -135,6 +139,7 @@ func TestCancelledContext(t *testing.T) {
 }
 
 func TestHostileHomes(t *testing.T) {
+	t.Parallel()
 	s, root := newStore(t)
 	outside := filepath.Dir(root)
 	// A symlink planted inside the mail root that points out of it.
@@ -158,6 +163,7 @@ func TestHostileHomes(t *testing.T) {
 // goroutines deliver into one Maildir at once and every message lands,
 // with unique names.
 func TestConcurrentDeliveries(t *testing.T) {
+	t.Parallel()
 	s, root := newStore(t)
 	ctx := context.Background()
 	const n = 64
@@ -192,6 +198,7 @@ func TestWithoutOpenat2(t *testing.T) {
 // TestMaildirRemovedByHand: a Maildir (or its new/) removed while the
 // server runs is made again by the next delivery.
 func TestMaildirRemovedByHand(t *testing.T) {
+	t.Parallel()
 	s, root := newStore(t)
 	ctx := context.Background()
 	deliver := func() error {

@@ -241,15 +241,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 			}
 			updates = append(updates, entryUpdate{e, u})
 		}
-		// What was renamed is recorded even if a later rename failed.
-		if len(updates) > 0 {
-			if cerr := f.commit(updates, nil, nil); err == nil {
-				err = cerr
-			}
-		}
-		if serr := d.sync(); err == nil {
-			err = serr
-		}
+		err = f.finish(d, err, updates, nil)
 		snap = f.snap
 		return err
 	})
@@ -264,18 +256,27 @@ func (s *session) Expunge(ctx context.Context, name string, uids []uint32) (*mai
 		d := &dirs{a: s.a, st: s.a.ix.store, dir: f.dir}
 		defer d.close()
 		removed, err := f.unlink(d, uids)
-		if len(removed) > 0 {
-			if cerr := f.commit(nil, nil, removed); err == nil {
-				err = cerr
-			}
-		}
-		if serr := d.sync(); err == nil {
-			err = serr
-		}
+		err = f.finish(d, err, nil, removed)
 		snap = f.snap
 		return err
 	})
 	return snap, err
+}
+
+// finish ends a change to the folder's files that may have stopped
+// half-way with err: what was done (files renamed for updates, removed)
+// is recorded in the index even so, then the directories changed are
+// fsynced. It returns the first error of the three steps.
+func (f *folder) finish(d *dirs, err error, updates []entryUpdate, removed []*entry) error {
+	if len(updates) > 0 || len(removed) > 0 {
+		if cerr := f.commit(updates, nil, removed); err == nil {
+			err = cerr
+		}
+	}
+	if serr := d.sync(); err == nil {
+		err = serr
+	}
+	return err
 }
 
 // unlink removes the files of uids (a file already gone counts as
@@ -453,15 +454,7 @@ func (s *session) Move(ctx context.Context, name string, uids []uint32, dest str
 			d := &dirs{a: s.a, st: s.a.ix.store, dir: sf.dir}
 			defer d.close()
 			removed, err := sf.unlink(d, src)
-			if len(removed) > 0 {
-				if cerr := sf.commit(nil, nil, removed); err == nil {
-					err = cerr
-				}
-			}
-			if serr := d.sync(); err == nil {
-				err = serr
-			}
-			return err
+			return sf.finish(d, err, nil, removed)
 		}
 		src, dst, err = s.moveLocked(sf, df, uids)
 		return err

@@ -44,6 +44,7 @@ func inode(t *testing.T, dir string) map[uint64]bool {
 }
 
 func TestCopy(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -103,6 +104,7 @@ func TestCopy(t *testing.T) {
 }
 
 func TestMove(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -165,6 +167,7 @@ func TestMove(t *testing.T) {
 }
 
 func TestExpunge(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -200,6 +203,7 @@ func TestExpunge(t *testing.T) {
 // TestAppendDurability: a failed fsync fails the APPEND, leaves no file
 // and uses no UID.
 func TestAppendDurability(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -230,6 +234,7 @@ type errReader struct{ err error }
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 func TestOpenSeek(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
@@ -285,6 +290,7 @@ func TestOpenSeek(t *testing.T) {
 // ascending, nothing is lost, and the index agrees with the disk after a
 // restart.
 func TestConcurrentSessions(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	ctx := context.Background()
 	e.folders(testHome).Create(ctx, "Other")
@@ -363,6 +369,7 @@ func (s *signalReader) Read(p []byte) (int, error) {
 // TestSlowAppendBlocksNobody: while one session's APPEND waits for its
 // client, other sessions can change folders and sync.
 func TestSlowAppendBlocksNobody(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f, g := e.folders(testHome), e.folders(testHome)
 	ctx := context.Background()
@@ -406,6 +413,7 @@ func TestSlowAppendBlocksNobody(t *testing.T) {
 // TestMaildirRemadeByDelivery: the whole Maildir removed by hand and made
 // again by the next delivery is followed by the index.
 func TestMaildirRemadeByDelivery(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	e.deliver(testHome, "one\n")
@@ -427,6 +435,7 @@ func TestMaildirRemadeByDelivery(t *testing.T) {
 // TestOpenEditedFile: a message file edited behind the index's back
 // never serves more or fewer bytes than the size announced.
 func TestOpenEditedFile(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()

@@ -11,6 +11,7 @@ import (
 )
 
 func TestMUTF7(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ dec, enc string }{
 		{"", ""},
 		{"Sent", "Sent"},
@@ -75,6 +76,7 @@ func FuzzMUTF7(f *testing.F) {
 }
 
 func TestFolderDir(t *testing.T) {
+	t.Parallel()
 	good := []struct{ name, canon, dir string }{
 		{"INBOX", "INBOX", ""},
 		{"inbox", "INBOX", ""},
@@ -139,6 +141,7 @@ func FuzzFolderDir(f *testing.F) {
 }
 
 func TestParseFileName(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name         string
 		key          string
@@ -188,6 +191,7 @@ func FuzzParseFileName(f *testing.F) {
 }
 
 func TestImapFlags(t *testing.T) {
+	t.Parallel()
 	sys, kws := imapFlags([]string{`\seen`, `\FLAGGED`, `\Recent`, `\Unknown`, "$Junk", "$junk", "a(b", "", "Work"})
 	if sys != flagS|flagF || strings.Join(kws, " ") != "$Junk Work" {
 		t.Fatalf("imapFlags = %v, %q", sys, kws)
@@ -195,6 +199,7 @@ func TestImapFlags(t *testing.T) {
 }
 
 func TestKeywordLimit(t *testing.T) {
+	t.Parallel()
 	var many []string
 	for i := range 3 * maxKeywords {
 		many = append(many, fmt.Sprintf("kw%04d", i))

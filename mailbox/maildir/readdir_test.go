@@ -11,6 +11,7 @@ import (
 // TestReadNames lists a directory larger than one getdents buffer, twice
 // through the same handle, and one removed while open.
 func TestReadNames(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var want []string
 	for i := range 3000 {

@@ -16,6 +16,7 @@ import (
 // folder reads neither; any change made while stopped is still found,
 // and a missing or damaged record only costs a read.
 func TestRestartTrustsUnchangedDirs(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	md := e.md(testHome)
 	old := time.Now().Add(-time.Hour).Truncate(time.Second).Add(123456789)
@@ -91,6 +92,7 @@ func TestRestartTrustsUnchangedDirs(t *testing.T) {
 }
 
 func TestSeenRecord(t *testing.T) {
+	t.Parallel()
 	a := dirSeen{valid: true, sure: true, dev: 1, ino: 2}
 	a.mtime.Sec, a.mtime.Nsec = 1700000000, 5
 	unsure := dirSeen{valid: true, dev: 3, ino: 4}
@@ -122,9 +124,10 @@ func TestSeenRecord(t *testing.T) {
 // takes gives the same UIDs, in unique-name order, as one transaction,
 // and they survive a restart.
 func TestRebuildInChunks(t *testing.T) {
-	defer func(n int) { commitChunk = n }(commitChunk)
-	commitChunk = 7
+	t.Parallel()
 	e := newIndexEnv(t)
+	e.opts.commitChunk = 7
+	e.reopen()
 	md := e.md(testHome)
 	f := e.folders(testHome)
 	mustSync(t, f, "INBOX")

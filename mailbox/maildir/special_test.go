@@ -14,6 +14,7 @@ import (
 // index marks \Junk otherwise; INBOX gets nothing, and the folder's
 // watchers are woken.
 func TestStageSpecial(t *testing.T) {
+	t.Parallel()
 	e := newIndexEnv(t)
 	ctx := context.Background()
 	deliver := func() {
