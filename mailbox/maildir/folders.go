@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"mailroom/mailbox"
 )
@@ -189,7 +190,7 @@ func (a *account) dropIndex(canon string) error {
 		if err != nil {
 			return err
 		}
-		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
 		return nil
@@ -234,7 +235,7 @@ func (s *session) Delete(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
 		return hb.Bucket(bucketSpecial).Delete([]byte(canon))
@@ -340,7 +341,7 @@ func (s *session) Rename(ctx context.Context, oldName, newName string) error {
 		for _, r := range renames {
 			from, to := []byte(r[0]), []byte(r[1])
 			fb := hb.Bucket(bucketFolders)
-			if err := fb.DeleteBucket(to); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := fb.DeleteBucket(to); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 			if src := fb.Bucket(from); src != nil {

@@ -1,0 +1,156 @@
+package maildir
+
+// A folder's shared state, its watchers, and how a sync decides whether
+// new/ and cur/ must be read again.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"mailroom/mailbox"
+)
+
+// folder is the state of one folder shared by all sessions of the
+// process: the index in memory and the current snapshot.
+type folder struct {
+	a    *account
+	name string // canonical IMAP name
+	dir  string // relative to the mail root
+
+	mu          sync.Mutex // held for every read or change of what follows
+	loaded      bool
+	uidValidity uint32
+	uidNext     uint32
+	modSeq      uint64
+	ents        []*entry          // ascending UID
+	byKey       map[string]*entry // by Maildir unique name
+	seenNew     dirSeen
+	seenCur     dirSeen
+	gen         uint32
+	snap        *mailbox.Snapshot
+	msgs        []mailbox.Message // snap.Messages, with room to append
+	flagCache   map[string][]string
+	imp         *dovecotImport // for the first scan of a new index
+
+	// uv is uidValidity, readable without mu (by the header cache),
+	// 0 until loaded.
+	uv atomic.Uint32
+
+	newDirty atomic.Bool // a delivery went into new/ since the last scan
+
+	hmu sync.RWMutex
+	h   *dirHandles // new/ and cur/, kept open (handles.go)
+
+	wmu sync.Mutex
+	wch chan struct{}
+}
+
+// dirSeen is what a scan saw of a directory: its mtime, and whether that
+// mtime was old enough when seen that any later change must move it.
+type dirSeen struct {
+	valid    bool
+	sure     bool
+	mtime    unix.Timespec
+	dev, ino uint64 // the directory itself, in case it was replaced
+}
+
+// watch returns a channel closed at the folder's next change.
+func (f *folder) watch() <-chan struct{} {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if f.wch == nil {
+		f.wch = make(chan struct{})
+	}
+	return f.wch
+}
+
+// notify wakes the folder's watchers; it never blocks on them.
+func (f *folder) notify() {
+	f.wmu.Lock()
+	if f.wch != nil {
+		close(f.wch)
+		f.wch = nil
+	}
+	f.wmu.Unlock()
+}
+
+// sync loads the folder if needed and takes in changes on disk. The
+// caller holds f.mu.
+func (f *folder) sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !f.loaded {
+		if !f.a.exists(f.dir) {
+			if f.name != inbox {
+				return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, f.name)
+			}
+			// INBOX removed by hand: make it again, as delivery would.
+			if err := f.a.create(f.dir); err != nil {
+				return err
+			}
+		}
+		if err := f.load(); err != nil {
+			return err
+		}
+	}
+	return f.scan()
+}
+
+// dirWindow is how close to the scan a directory's mtime may be and still
+// hide a later change: a change within the same timestamp tick leaves the
+// mtime as it was. File systems with whole-second timestamps (nanoseconds
+// zero) need two seconds, as Dovecot allows; others tick in milliseconds.
+func dirWindow(mtime unix.Timespec) time.Duration {
+	if mtime.Nsec == 0 {
+		return 2 * time.Second
+	}
+	return 100 * time.Millisecond
+}
+
+func (s dirSeen) fresh(st *unix.Stat_t) bool {
+	return s.valid && s.sure && s.mtime == st.Mtim && s.dev == uint64(st.Dev) && s.ino == uint64(st.Ino)
+}
+
+func seen(st *unix.Stat_t, now time.Time) dirSeen {
+	age := now.Sub(time.Unix(st.Mtim.Sec, st.Mtim.Nsec))
+	return dirSeen{valid: true, sure: age > dirWindow(st.Mtim), mtime: st.Mtim, dev: uint64(st.Dev), ino: uint64(st.Ino)}
+}
+
+// openSub opens the folder's new/ and cur/, making them if the folder
+// exists without them. A folder that is gone is ErrNoFolder.
+func (f *folder) openSub() (newD, curD *os.File, err error) {
+	s := f.a
+	for attempt := 0; ; attempt++ {
+		newD, err = s.openDir(path.Join(f.dir, "new"))
+		if err == nil {
+			curD, err = s.openDir(path.Join(f.dir, "cur"))
+			if err == nil {
+				return newD, curD, nil
+			}
+			newD.Close()
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt > 0 {
+			return nil, nil, fmt.Errorf("maildir: open %s: %w", f.dir, err)
+		}
+		if f.name != inbox {
+			if d, derr := s.openDir(f.dir); derr != nil {
+				return nil, nil, fmt.Errorf("%w: %s", mailbox.ErrNoFolder, f.name)
+			} else {
+				d.Close()
+			}
+		}
+		if err := s.create(f.dir); err != nil {
+			return nil, nil, err
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package maildir
+
+// Loading a folder's index from bbolt, and starting it afresh (taking
+// over Dovecot's UIDs where there are any) when it is missing or damaged.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// stored is what bbolt holds of a folder's index, as read by readIndex.
+type stored struct {
+	meta             folderMeta
+	ents             []*entry // ascending UID
+	seenNew, seenCur dirSeen  // what the last run saw (seen.go)
+}
+
+// load reads the folder's index from bbolt, or starts a new one (new
+// UIDVALIDITY, empty) if there is none or it is inconsistent; the scan
+// that follows then indexes every file. The folder must exist on disk.
+func (f *folder) load() error {
+	st, bad, err := f.readIndex()
+	if err != nil {
+		return fmt.Errorf("maildir: read index of %s: %w", f.dir, err)
+	}
+	if st != nil && bad == nil {
+		f.byKey, bad = keyMap(st.ents)
+	}
+	if st == nil || bad != nil {
+		if bad != nil {
+			f.a.ix.log.Warn("index inconsistent: rebuilding it from the Maildir", "home", f.a.home, "folder", f.name, "err", bad)
+		}
+		if st, err = f.rebuild(); err != nil {
+			return err
+		}
+		f.byKey = map[string]*entry{}
+	}
+	f.uidValidity, f.uidNext, f.modSeq = st.meta.uidValidity, st.meta.uidNext, st.meta.modSeq
+	f.uv.Store(st.meta.uidValidity)
+	f.ents = st.ents
+	// What the last run saw of new/ and cur/ (index unchanged since):
+	// a first SELECT after a restart then reads neither if the folder
+	// did not change meanwhile.
+	f.seenNew, f.seenCur = st.seenNew, st.seenCur
+	f.flagCache = map[string][]string{}
+	f.loaded = true
+	f.publish()
+	return nil
+}
+
+// readIndex reads the folder's index. It returns nil without an error if
+// there is none, and bad if a record is damaged or inconsistent with the
+// folder's meta (a UID at or above UIDNEXT, a modseq above HIGHESTMODSEQ).
+func (f *folder) readIndex() (st *stored, bad, err error) {
+	err = f.a.ix.db.View(func(tx *bolt.Tx) error {
+		hb := homeBucket(tx, f.a.home)
+		if hb == nil {
+			return nil
+		}
+		fb := hb.Bucket(bucketFolders).Bucket([]byte(f.name))
+		if fb == nil {
+			return nil
+		}
+		meta, ok := decodeMeta(fb.Get(keyMeta))
+		ub := fb.Bucket(bucketUIDs)
+		if !ok || ub == nil {
+			return nil
+		}
+		s := &stored{meta: meta}
+		var hint loadHint
+		s.seenNew, s.seenCur, hint = decodeSeen(fb.Get(keySeen))
+		if s.ents, bad = decodeRecords(ub, meta, hint); bad == nil {
+			st = s
+		}
+		return nil
+	})
+	return st, bad, err
+}
+
+// decodeRecords decodes every record of a folder's uids bucket. Entries
+// are allocated in slabs and their names kept in one string, so a large
+// folder loads with a few hundred allocations rather than two per
+// message; hint (from the seen record) sizes them.
+func decodeRecords(ub *bolt.Bucket, meta folderMeta, hint loadHint) ([]*entry, error) {
+	var (
+		slab  []entry
+		names strings.Builder
+		ends  = make([]int, 0, min(hint.n, 1<<24))
+		ents  = make([]*entry, 0, min(hint.n, 1<<24))
+	)
+	names.Grow(int(min(hint.nameBytes, 1<<30)))
+	c := ub.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != 4 {
+			return nil, errBadRecord
+		}
+		uid := binary.BigEndian.Uint32(k)
+		if len(slab) == cap(slab) {
+			slab = make([]entry, 0, min(max(len(ents), 64), 4096))
+		}
+		slab = append(slab, entry{uid: uid})
+		e := &slab[len(slab)-1]
+		name, err := e.decode(v)
+		if err == nil && (uid == 0 || uid >= meta.uidNext || e.modSeq > meta.modSeq) {
+			err = errBadRecord
+		}
+		if err != nil {
+			return nil, fmt.Errorf("uid %d: %w", uid, err)
+		}
+		names.Write(name)
+		ends = append(ends, names.Len())
+		ents = append(ents, e)
+	}
+	all, start := names.String(), 0
+	for i, e := range ents {
+		e.name, start = all[start:ends[i]], ends[i]
+	}
+	return ents, nil
+}
+
+// keyMap indexes entries by unique name; a name twice is a damaged index.
+func keyMap(ents []*entry) (map[string]*entry, error) {
+	m := make(map[string]*entry, len(ents))
+	for _, e := range ents {
+		if m[e.key()] != nil {
+			return nil, fmt.Errorf("unique name %s twice", e.key())
+		}
+		m[e.key()] = e
+	}
+	return m, nil
+}
+
+// rebuild starts the folder's index afresh: empty, under a new
+// UIDVALIDITY, or under Dovecot's UIDVALIDITY and UIDNEXT for a Maildir
+// that comes with a dovecot-uidlist (dovecot.go), whose UIDs the first
+// scan then gives to the files.
+func (f *folder) rebuild() (*stored, error) {
+	// The uidlist is retired before the index is written, so that a
+	// crash can lose the import but never repeat it.
+	imp := f.a.readDovecot(f.dir)
+	if imp.list != nil {
+		f.a.retireUIDList(f.dir)
+		f.a.ix.log.Info("taking over Dovecot's UIDs", "home", f.a.home, "folder", f.name,
+			"uidvalidity", imp.list.uidValidity, "messages", len(imp.list.uids))
+	}
+	if imp.list != nil || len(imp.keywords) > 0 {
+		f.imp = &imp
+	}
+	meta := folderMeta{uidNext: 1, modSeq: 1}
+	if imp.list != nil {
+		meta.uidValidity, meta.uidNext = imp.list.uidValidity, imp.list.uidNext
+	} else {
+		uv, err := newUIDValidity(f.a.ix.db, f.a.readHint(f.dir))
+		if err != nil {
+			return nil, fmt.Errorf("maildir: create index of %s: %w", f.dir, err)
+		}
+		meta.uidValidity = uv
+	}
+	// The hint is on disk before any UID is handed out under it.
+	if err := f.a.writeHint(f.dir, meta.uidValidity); err != nil {
+		f.a.ix.log.Warn("cannot record UIDVALIDITY in the Maildir", "home", f.a.home, "folder", f.name, "err", err)
+	}
+	if err := f.a.ix.db.Update(func(tx *bolt.Tx) error { return f.resetBucket(tx, meta) }); err != nil {
+		return nil, fmt.Errorf("maildir: create index of %s: %w", f.dir, err)
+	}
+	return &stored{meta: meta}, nil
+}
+
+// resetBucket replaces the folder's bucket by an empty one holding meta,
+// and records meta's UIDVALIDITY as handed out.
+func (f *folder) resetBucket(tx *bolt.Tx, meta folderMeta) error {
+	hb, err := makeHomeBucket(tx, f.a.home)
+	if err != nil {
+		return err
+	}
+	if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(f.name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+		return err
+	}
+	if err := noteUIDValidity(tx, meta.uidValidity); err != nil {
+		return err
+	}
+	fb, err := f.bucket(tx)
+	if err != nil {
+		return err
+	}
+	return fb.Put(keyMeta, meta.encode())
+}
