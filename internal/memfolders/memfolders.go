@@ -235,7 +235,13 @@ func (f *Folders) Create(ctx context.Context, name string) error {
 	if f.a.folders[name] != nil {
 		return mailbox.ErrFolderExists
 	}
-	f.s.newFolderLocked(f.a, name, "").subscribed = false
+	// Missing parents are made too, as the real stores do.
+	levels := strings.Split(name, "/")
+	for i := range levels {
+		if n := strings.Join(levels[:i+1], "/"); f.a.folders[n] == nil {
+			f.s.newFolderLocked(f.a, n, "").subscribed = false
+		}
+	}
 	return nil
 }
 
