@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"mailroom/mailbox/index"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,7 +41,7 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 	bumped := len(added) > 0 || len(removed) > 0
 	for i := range updates {
 		u := &updates[i]
-		if u.u.flags != u.e.flags || !sameKeywords(u.u.kws, u.e.kws) {
+		if u.u.flags != u.e.flags || !index.SameKeywords(u.u.kws, u.e.kws) {
 			u.u.modSeq = modSeq
 			bumped = true
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"mailroom/mailbox/index"
 	"strconv"
 	"strings"
 
@@ -126,7 +127,7 @@ func parseKeywords(r io.Reader) map[byte]string {
 	for sc.Scan() {
 		n, word, ok := strings.Cut(sc.Text(), " ")
 		i, err := strconv.Atoi(n)
-		if !ok || err != nil || i < 0 || i >= 26 || !validKeyword(word) {
+		if !ok || err != nil || i < 0 || i >= 26 || !index.ValidKeyword(word) {
 			continue
 		}
 		kw[byte('a'+i)] = word
@@ -194,6 +195,6 @@ func (imp dovecotImport) keywordsOf(other string) []string {
 			words = append(words, w)
 		}
 	}
-	_, kws := imapFlags(words)
+	_, kws := index.ParseFlags(words)
 	return kws
 }

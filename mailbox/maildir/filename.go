@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // Maildir file names: "<unique>[:2,<flags>]". The unique part never
@@ -15,32 +15,27 @@ import (
 // unique part as ",S=<n>" and ",W=<n>", and so does Stage, so that a folder
 // can be indexed without reading its files.
 
-// sysFlags is the set of Maildir flag letters that we know, one bit each.
-type sysFlags uint8
+// sysFlags is a message's system flags (index.Flags), which Maildir
+// names carry as letters.
+type sysFlags = index.Flags
 
-// The letters of the Maildir spec, in ASCII order (the order they are
-// written in). P ("passed": bounced or forwarded) has no IMAP flag; it is
-// kept in the file name but not shown.
+// The flags under the letters of the Maildir spec.
 const (
-	flagD sysFlags = 1 << iota // \Draft
-	flagF                      // \Flagged
-	flagP                      // passed
-	flagR                      // \Answered
-	flagS                      // \Seen
-	flagT                      // \Deleted
+	flagD = index.Draft
+	flagF = index.Flagged
+	flagP = index.Passed // no IMAP flag: kept in the file name, not shown
+	flagR = index.Answered
+	flagS = index.Seen
+	flagT = index.Deleted
 )
 
+// flagLetters are the Maildir letters, in ASCII order (the order they
+// are written in).
 var flagLetters = [...]struct {
 	bit    sysFlags
 	letter byte
-	imap   string
 }{
-	{flagD, 'D', mailbox.FlagDraft},
-	{flagF, 'F', mailbox.FlagFlagged},
-	{flagP, 'P', ""},
-	{flagR, 'R', mailbox.FlagAnswered},
-	{flagS, 'S', mailbox.FlagSeen},
-	{flagT, 'T', mailbox.FlagDeleted},
+	{flagD, 'D'}, {flagF, 'F'}, {flagP, 'P'}, {flagR, 'R'}, {flagS, 'S'}, {flagT, 'T'},
 }
 
 // fileName is a parsed Maildir file name.
@@ -116,126 +111,4 @@ func infoSuffix(flags sysFlags, other string) string {
 	letters = append(letters, other...)
 	sort.Slice(letters, func(a, b int) bool { return letters[a] < letters[b] })
 	return string(append(b, letters...))
-}
-
-// imapFlags splits IMAP flags into Maildir letters and keywords. Unknown
-// system flags (and \Recent, which the server manages) are dropped;
-// keywords are deduplicated without regard to case, keeping the first
-// spelling, and returned sorted.
-func imapFlags(flags []string) (sysFlags, []string) {
-	var sys sysFlags
-	var kws []string
-outer:
-	for _, fl := range flags {
-		if strings.HasPrefix(fl, `\`) {
-			for _, f := range flagLetters {
-				if f.imap != "" && strings.EqualFold(fl, f.imap) {
-					sys |= f.bit
-				}
-			}
-			continue
-		}
-		if !validKeyword(fl) {
-			continue
-		}
-		for _, k := range kws {
-			if strings.EqualFold(k, fl) {
-				continue outer
-			}
-		}
-		kws = append(kws, fl)
-	}
-	sort.Strings(kws)
-	if len(kws) > maxKeywords {
-		kws = kws[:maxKeywords:maxKeywords]
-	}
-	return sys, kws
-}
-
-// validKeyword reports whether kw is an IMAP atom (RFC 3501 §9 flag-keyword).
-func validKeyword(kw string) bool {
-	if kw == "" || len(kw) > 200 {
-		return false
-	}
-	for i := 0; i < len(kw); i++ {
-		c := kw[i]
-		if c <= 0x20 || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// maxKeywords is the most keywords one message keeps; a STORE adding more
-// keeps the first ones (in sorted order), so that no client can grow an
-// index record without bound.
-const maxKeywords = 128
-
-// applyFlags computes a message's flags after a STORE.
-func applyFlags(sys sysFlags, kws []string, op mailbox.FlagOp, addSys sysFlags, addKw []string) (sysFlags, []string) {
-	s, k := applyFlagsUnbounded(sys, kws, op, addSys, addKw)
-	if len(k) > maxKeywords {
-		k = k[:maxKeywords:maxKeywords]
-	}
-	return s, k
-}
-
-func applyFlagsUnbounded(sys sysFlags, kws []string, op mailbox.FlagOp, addSys sysFlags, addKw []string) (sysFlags, []string) {
-	switch op {
-	case mailbox.FlagsSet:
-		// P has no IMAP name and so survives a replace.
-		return addSys | sys&flagP, addKw
-	case mailbox.FlagsAdd:
-		out := append([]string(nil), kws...)
-	add:
-		for _, k := range addKw {
-			for _, have := range out {
-				if strings.EqualFold(have, k) {
-					continue add
-				}
-			}
-			out = append(out, k)
-		}
-		sort.Strings(out)
-		return sys | addSys, out
-	case mailbox.FlagsRemove:
-		var out []string
-	keep:
-		for _, have := range kws {
-			for _, k := range addKw {
-				if strings.EqualFold(have, k) {
-					continue keep
-				}
-			}
-			out = append(out, have)
-		}
-		return sys &^ addSys, out
-	}
-	return sys, kws
-}
-
-// sameKeywords compares two sorted keyword lists.
-func sameKeywords(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// flagList is the IMAP flags of a message, sorted.
-func flagList(sys sysFlags, kws []string) []string {
-	out := make([]string, 0, 6+len(kws))
-	for _, f := range flagLetters {
-		if sys&f.bit != 0 && f.imap != "" {
-			out = append(out, f.imap)
-		}
-	}
-	out = append(out, kws...)
-	sort.Strings(out)
-	return out
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // Open returns a message's content with CRLF line endings, and its size
@@ -86,7 +87,7 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 	if err != nil {
 		return 0, 0, fmt.Errorf("maildir: append to %s: %w", name, err)
 	}
-	sys, kws := imapFlags(flags)
+	sys, kws := index.ParseFlags(flags)
 	final := sizedName(unique, lw.n, lw.served()) + infoSuffix(sys, "")
 	e := &entry{flags: sys, kws: kws, date: date.Unix(), size: lw.served(), disk: lw.n, name: final}
 
@@ -201,7 +202,7 @@ func dedupe(uids []uint32) []uint32 {
 func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op mailbox.FlagOp, flags []string) (*mailbox.Snapshot, error) {
 	var snap *mailbox.Snapshot
 	err := s.withFolder(ctx, name, func(f *folder) error {
-		addSys, addKw := imapFlags(flags)
+		addSys, addKw := index.ParseFlags(flags)
 		d := &dirs{a: s.a, st: s.a.ix.store, dir: f.dir}
 		defer d.close()
 		var updates []entryUpdate
@@ -211,8 +212,8 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 			if e == nil {
 				continue
 			}
-			nsys, nkw := applyFlags(e.flags, e.kws, op, addSys, addKw)
-			if nsys == e.flags && sameKeywords(nkw, e.kws) {
+			nsys, nkw := index.Apply(e.flags, e.kws, op, addSys, addKw)
+			if nsys == e.flags && index.SameKeywords(nkw, e.kws) {
 				continue
 			}
 			u := *e

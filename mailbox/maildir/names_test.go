@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 func TestMUTF7(t *testing.T) {
@@ -190,30 +191,22 @@ func FuzzParseFileName(f *testing.F) {
 	})
 }
 
-func TestImapFlags(t *testing.T) {
-	t.Parallel()
-	sys, kws := imapFlags([]string{`\seen`, `\FLAGGED`, `\Recent`, `\Unknown`, "$Junk", "$junk", "a(b", "", "Work"})
-	if sys != flagS|flagF || strings.Join(kws, " ") != "$Junk Work" {
-		t.Fatalf("imapFlags = %v, %q", sys, kws)
-	}
-}
-
 func TestKeywordLimit(t *testing.T) {
 	t.Parallel()
 	var many []string
-	for i := range 3 * maxKeywords {
+	for i := range 3 * index.MaxKeywords {
 		many = append(many, fmt.Sprintf("kw%04d", i))
 	}
-	_, kws := imapFlags(many)
-	if len(kws) != maxKeywords {
+	_, kws := index.ParseFlags(many)
+	if len(kws) != index.MaxKeywords {
 		t.Fatalf("imapFlags kept %d keywords", len(kws))
 	}
-	_, kws = applyFlags(0, kws, mailbox.FlagsAdd, 0, []string{"another", "more"})
-	if len(kws) != maxKeywords {
+	_, kws = index.Apply(0, kws, mailbox.FlagsAdd, 0, []string{"another", "more"})
+	if len(kws) != index.MaxKeywords {
 		t.Fatalf("applyFlags kept %d keywords", len(kws))
 	}
 	e := &entry{uid: 1, name: "x:2,", kws: kws, modSeq: 1}
-	if d, err := decodeEntry(1, e.encode()); err != nil || len(d.kws) != maxKeywords {
+	if d, err := decodeEntry(1, e.encode()); err != nil || len(d.kws) != index.MaxKeywords {
 		t.Fatalf("decode: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // publishDelta makes the new snapshot from the last one and the changes
@@ -94,7 +95,7 @@ func (f *folder) publish() {
 // every snapshot (they are never modified).
 var sysOnly = func() (t [64][]string) {
 	for i := range t {
-		t[i] = flagList(sysFlags(i), nil)
+		t[i] = index.List(sysFlags(i), nil)
 	}
 	return t
 }()
@@ -108,7 +109,7 @@ func (f *folder) flags(e *entry) []string {
 	k := string(rune('A'+e.flags&63)) + strings.Join(e.kws, " ")
 	fl, ok := f.flagCache[k]
 	if !ok {
-		fl = flagList(e.flags, e.kws)
+		fl = index.List(e.flags, e.kws)
 		if len(f.flagCache) > 10000 {
 			clear(f.flagCache)
 		}
