@@ -21,6 +21,8 @@ data_dir = "%%DATA%%"
 domains = ["example.org"]
 [smtp]
 listen = ["127.0.0.1:0"]
+[lmtp]
+listen = ["127.0.0.1:0"]
 [dns]
 server = %q
 [checks]
@@ -162,6 +164,23 @@ func TestMXChecksAndPolicy(t *testing.T) {
 				t.Errorf("the forged field was not removed, or another server's was:\n%s", msg)
 			}
 		}
+	}
+
+	// LMTP is behind an MTA that did its own checks: nothing is checked,
+	// and its Authentication-Results stay, even one naming this host.
+	front := "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=a@reject.example\n"
+	out := lmtpSwaks(t, s.Addr(t, "lmtp", false), false, checkedMessage("a@reject.example", front), "a@reject.example", "alice@example.org")
+	if r := parseTranscript(out).dataReplies(); len(r) != 1 || !strings.HasPrefix(r[0], "250 ") {
+		t.Fatalf("LMTP from reject.example: %q, want 250 (LMTP is not checked)", r)
+	}
+	var viaLMTP string
+	for _, m := range mailtest.Messages(t, root, alice) {
+		if strings.Contains(m, "with LMTP") {
+			viaLMTP = m
+		}
+	}
+	if viaLMTP == "" || strings.Count(viaLMTP, "Authentication-Results:") != 1 || !strings.Contains(viaLMTP, "spf=pass smtp.mailfrom=a@reject.example") {
+		t.Errorf("the LMTP message was checked or its front MTA's results changed:\n%s", viaLMTP)
 	}
 }
 
