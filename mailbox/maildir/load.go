@@ -127,10 +127,15 @@ func decodeRecords(ub *bolt.Bucket, meta folderMeta, hint loadHint) ([]*entry, e
 func keyMap(ents []*entry) (map[string]*entry, error) {
 	m := make(map[string]*entry, len(ents))
 	for _, e := range ents {
-		if m[e.key()] != nil {
-			return nil, fmt.Errorf("unique name %s twice", e.key())
-		}
 		m[e.key()] = e
+	}
+	if len(m) != len(ents) {
+		// Rare: only then is each looked up again to name the culprit.
+		for _, e := range ents {
+			if m[e.key()] != e {
+				return nil, fmt.Errorf("unique name %s twice", e.key())
+			}
+		}
 	}
 	return m, nil
 }
