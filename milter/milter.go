@@ -191,16 +191,6 @@ func isEnhanced(s string, code int) bool {
 	return true
 }
 
-// failure is a milter that could not do its part: the default action.
-type failure struct {
-	milter string
-	stage  string
-	err    error
-}
-
-func (f *failure) Error() string { return fmt.Sprintf("milter %s at %s: %v", f.milter, f.stage, f.err) }
-func (f *failure) Unwrap() error { return f.err }
-
 // dialer dials one milter for one transaction and keeps the connection,
 // so that the transaction can bound each stage: the library sets a
 // deadline before each read and write, and stageConn keeps those from

@@ -182,12 +182,12 @@ func (h Header) FromDomains() ([]string, error) {
 		}
 		list, err := mail.ParseAddressList(f.Value())
 		if err != nil {
-			return nil, fmt.Errorf("From: %w", err)
+			return nil, fmt.Errorf("from field: %w", err)
 		}
 		for _, a := range list {
 			at := strings.LastIndexByte(a.Address, '@')
 			if at < 0 {
-				return nil, fmt.Errorf("From: %q has no domain", a.Address)
+				return nil, fmt.Errorf("from field: %q has no domain", a.Address)
 			}
 			domains = append(domains, strings.ToLower(strings.TrimSuffix(a.Address[at+1:], ".")))
 		}
