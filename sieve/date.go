@@ -17,25 +17,14 @@ func parseZone(z string) (*time.Location, bool) {
 			return nil, false
 		}
 	}
+	// Any four digits, as Pigeonhole accepts them (+2500, +0160).
 	h := int(z[1]-'0')*10 + int(z[2]-'0')
 	m := int(z[3]-'0')*10 + int(z[4]-'0')
-	if m > 59 {
-		return nil, false
-	}
 	off := (h*60 + m) * 60
 	if z[0] == '-' {
 		off = -off
 	}
 	return time.FixedZone(z, off), true
-}
-
-func validDatePart(p string) bool {
-	switch strings.ToLower(p) {
-	case "year", "month", "day", "date", "julian", "hour", "minute", "second",
-		"time", "iso8601", "std11", "zone", "weekday":
-		return true
-	}
-	return false
 }
 
 // mjdEpoch is day 0 of the Modified Julian Day count (RFC 5260 §4.2).

@@ -131,11 +131,9 @@ func (t dateTest) eval(r *run) (bool, error) {
 	var times []time.Time
 	loc := r.opts.Location
 	if t.zone != nil {
-		z, ok := parseZone(r.expand(*t.zone))
-		if !ok {
-			return false, nil
+		if z, ok := parseZone(r.expand(*t.zone)); ok {
+			loc = z
 		}
-		loc = z
 	}
 	if t.current {
 		times = append(times, r.opts.Now.In(loc))

@@ -126,7 +126,7 @@ func (p *parser) command(depth int) (*node, error) {
 	if err := p.advance(); err != nil {
 		return nil, err
 	}
-	if err := p.arguments(c, depth); err != nil {
+	if err := p.arguments(c, 0); err != nil {
 		return nil, err
 	}
 	switch p.tok.kind {
@@ -153,7 +153,8 @@ func (p *parser) command(depth int) (*node, error) {
 	return nil, p.errorf(p.tok.pos, "expected ';' or '{' after command %s but found %s", c.name, p.tok.describe())
 }
 
-// arguments = *argument [ test / test-list ]
+// arguments = *argument [ test / test-list ]; depth is how deeply the
+// tests are nested so far.
 func (p *parser) arguments(n *node, depth int) error {
 	for {
 		a := arg{pos: p.tok.pos}

@@ -40,6 +40,19 @@ func newPigeonhole(t *testing.T) *pigeonhole {
 			t.Fatal(err)
 		}
 	}
+	// The scripts that the corpus includes, where Pigeonhole looks.
+	for _, loc := range []string{"personal", "global"} {
+		files, _ := filepath.Glob(filepath.Join("testdata/pigeonhole/include", loc, "*.sieve"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, loc, filepath.Base(f)), b, 0o666); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	conf := "mail_location = maildir:" + filepath.Join(dir, "mail") + "\n"
 	if os.Geteuid() == 0 {
 		conf += "mail_uid = nobody\nmail_gid = nogroup\n"
@@ -176,10 +189,47 @@ func TestPigeonhole(t *testing.T) {
 // ourDiffRun is runTest with the time zone sieve-test runs in, and the
 // compile error reported as Pigeonhole's is.
 func ourDiffRun(t *testing.T, src, msg string) []string {
-	s, err := Compile([]byte(src), Options{Name: "test"})
+	s, err := Compile([]byte(src), Options{Name: "test", Loader: dirLoader("testdata/pigeonhole/include")})
 	if err != nil {
 		return []string{"compile error"}
 	}
 	res, err := s.Run(context.Background(), readTestMessage(t, msg), RunOptions{Envelope: testEnvelope, Location: time.UTC})
 	return canonical(res, err)
+}
+
+// dirLoader loads included scripts from DIR/personal and DIR/global.
+type dirLoader string
+
+func (d dirLoader) Load(loc Location, name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), loc.String(), name+".sieve"))
+	if os.IsNotExist(err) {
+		return nil, ErrNotFound
+	}
+	return b, err
+}
+
+// TestPigeonholeRefuses checks that the scripts of testdata/pigeonhole/bad
+// fail to compile here and in Pigeonhole alike.
+func TestPigeonholeRefuses(t *testing.T) {
+	p := newPigeonhole(t)
+	files, _ := filepath.Glob("testdata/pigeonhole/bad/*.sieve")
+	if len(files) < 20 {
+		t.Fatalf("only %d bad scripts", len(files))
+	}
+	msg := "From: a@example.org\nSubject: x\n\nx\n"
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimSuffix(filepath.Base(f), ".sieve")
+		if got := p.run(t, name, string(src), msg); !slices.Equal(got, []string{"compile error"}) {
+			t.Errorf("%s: Pigeonhole compiled it (%q); the corpus is wrong", name, got)
+		}
+		if _, err := Compile(src, Options{Name: name, Loader: dirLoader("testdata/pigeonhole/include")}); err == nil {
+			t.Errorf("%s: compiled here, refused by Pigeonhole", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
 }

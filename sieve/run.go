@@ -55,20 +55,20 @@ func RunSequence(ctx context.Context, scripts []*Script, m *Message, opts RunOpt
 
 // run is the state of one script's run.
 type run struct {
-	ctx     context.Context
-	msg     *Message
-	opts    RunOptions
-	limits  Limits
-	acc     *accum
-	cur     *Script
-	locals  []string
-	globals map[string]string
+	ctx       context.Context
+	msg       *Message
+	opts      RunOptions
+	limits    Limits
+	acc       *accum
+	cur       *Script
+	locals    []string
+	globals   map[string]string
 	matchVars []string
-	flags   string // imap4flags' internal variable
-	cost    int64
-	regexes map[string]*regexp.Regexp
-	once    map[Dep]bool
-	depth   int
+	flags     string // imap4flags' internal variable
+	cost      int64
+	regexes   map[string]*regexp.Regexp
+	once      map[Dep]bool
+	depth     int
 }
 
 // charge counts work against Limits.MaxCost, and notices a cancelled

@@ -37,9 +37,9 @@ type strPart struct {
 
 func (s str) constant() bool { return s.parts == nil }
 
-// maxMatchIndex is the highest match variable, as in RFC 5229 §3.2 (which
-// asks for at least ${0} to ${9}).
-const maxMatchIndex = 9
+// maxMatchIndex is the highest match variable: RFC 5229 §3.2 asks for at
+// least ${9}; Pigeonhole goes to ${32}.
+const maxMatchIndex = 32
 
 // str compiles a string argument: encoded characters are decoded (RFC
 // 5228 §2.4.2.4) when required, and variable references split out when

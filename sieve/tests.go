@@ -327,11 +327,8 @@ func (c *compiler) dateTest(n *node) (test, error) {
 			if err != nil {
 				return nil, err
 			}
-			if z.constant() {
-				if _, ok := parseZone(z.lit); !ok {
-					return nil, c.errorf(p.pos, "invalid time zone %q (as +hhmm or -hhmm)", z.lit)
-				}
-			}
+			// An invalid zone is ignored (the local zone applies), as
+			// Pigeonhole ignores it with a warning.
 			dt.zone = &z
 			continue
 		}
@@ -363,9 +360,8 @@ func (c *compiler) dateTest(n *node) (test, error) {
 	if dt.part, err = c.str(args[0].strs[0]); err != nil {
 		return nil, err
 	}
-	if dt.part.constant() && !validDatePart(dt.part.lit) {
-		return nil, c.errorf(args[0].pos, "unknown date part %q", dt.part.lit)
-	}
+	// An unknown date part yields no value, so the test fails (as in
+	// Pigeonhole, which only warns).
 	dt.m, err = s.finish(&t, args[1])
 	return dt, err
 }

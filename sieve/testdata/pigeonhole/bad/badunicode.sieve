@@ -1,0 +1,2 @@
+require "encoded-character";
+if header :is "a" "${unicode:D800}" { }

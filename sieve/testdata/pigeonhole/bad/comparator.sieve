@@ -1,0 +1,1 @@
+if header :comparator "i;foo" :is "a" "b" { }
