@@ -151,11 +151,11 @@ func (a *accum) result(flags string) *Result {
 		if i, ok := a.stores["INBOX"]; ok {
 			// A fileinto :copy "INBOX" is the same copy.
 			if f, isFile := res.Actions[i].(FileInto); isFile {
-				f.Flags = mergeFlags(f.Flags, parseFlags(nil, flags))
+				f.Flags = mergeFlags(f.Flags, storeFlags(parseFlags(nil, flags)))
 				res.Actions[i] = f
 			}
 		} else {
-			res.Actions = append(res.Actions, Keep{Flags: parseFlags(nil, flags), Implicit: true})
+			res.Actions = append(res.Actions, Keep{Flags: storeFlags(parseFlags(nil, flags)), Implicit: true})
 		}
 	} else if a.discarded && len(res.Actions) == 0 {
 		res.Actions = append(res.Actions, Discard{})

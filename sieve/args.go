@@ -1,7 +1,6 @@
 package sieve
 
 import (
-	"regexp"
 	"strings"
 )
 
@@ -206,9 +205,9 @@ func (s *argScanner) finish(t *matchTags, keys arg) (matcher, error) {
 			}
 		}
 	}
-	m.res = make([]*regexp.Regexp, len(m.keys))
+	m.res = make([]*compiledRegex, len(m.keys))
 	if m.typ == mRegex {
-		m.res = make([]*regexp.Regexp, len(m.keys))
+		m.res = make([]*compiledRegex, len(m.keys))
 		for i, k := range m.keys {
 			if !k.constant() {
 				continue

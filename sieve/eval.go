@@ -3,7 +3,6 @@ package sieve
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -138,16 +137,15 @@ func (t dateTest) eval(r *run) (bool, error) {
 	if t.current {
 		times = append(times, r.opts.Now.In(loc))
 	} else {
-		for _, v := range r.msg.values(r.expand(t.header), nil) {
-			// RFC 5260 §4: a date header field that does not parse
-			// yields no value.
-			if d, ok := parseDate(v); ok {
+		// The first field only (there is no index extension).
+		if vals := r.msg.values(r.expand(t.header), nil); len(vals) > 0 {
+			// RFC 5260 §4: a date that does not parse yields no value.
+			if d, ok := parseDate(vals[0]); ok {
 				if !t.orig {
 					d = d.In(loc)
 				}
 				times = append(times, d)
 			}
-			break // the first field only (no index extension)
 		}
 	}
 	part := r.expand(t.part)
@@ -178,7 +176,7 @@ func (t hasflagTest) eval(r *run) (bool, error) {
 			}
 		}
 		m.keys = keys
-		m.res = make([]*regexp.Regexp, len(keys))
+		m.res = make([]*compiledRegex, len(keys))
 		m.globs = make([][]globItem, len(keys))
 	}
 	return r.match(&m, flags)
@@ -286,7 +284,7 @@ func (r *run) matchOne(m *matcher, i int, v, key string) (bool, error) {
 			items = parseGlob(key)
 		}
 		ok := glob(items, v, m.cmp == cmpCasemap, caps, &steps)
-		if err := r.charge(int(steps)); err != nil {
+		if err := r.charge(int(steps) * costGlobStep); err != nil {
 			return false, err
 		}
 		if ok && caps != nil {
@@ -301,15 +299,15 @@ func (r *run) matchOne(m *matcher, i int, v, key string) (bool, error) {
 				return false, err
 			}
 		}
-		// Go's regexp runs in time linear in the text; the factor
-		// stands for the size of the pattern's program.
-		if err := r.charge(len(v) * (len(key)/8 + 1)); err != nil {
+		// Go's regexp runs in time linear in the text, times the size
+		// of the pattern's program.
+		if err := r.charge(len(v) * re.insts * costRegexStep); err != nil {
 			return false, err
 		}
 		if !r.cur.vars {
-			return re.MatchString(v), nil
+			return re.re.MatchString(v), nil
 		}
-		loc := re.FindStringSubmatchIndex(v)
+		loc := re.re.FindStringSubmatchIndex(v)
 		if loc == nil {
 			return false, nil
 		}
@@ -328,7 +326,7 @@ func (r *run) matchOne(m *matcher, i int, v, key string) (bool, error) {
 }
 
 // regex compiles a pattern that holds variables, once per run.
-func (r *run) regex(pattern string, fold bool) (*regexp.Regexp, error) {
+func (r *run) regex(pattern string, fold bool) (*compiledRegex, error) {
 	key := pattern
 	if fold {
 		key = "i\x00" + pattern
@@ -348,7 +346,7 @@ func (r *run) regex(pattern string, fold bool) (*regexp.Regexp, error) {
 		return nil, err
 	}
 	if r.regexes == nil {
-		r.regexes = map[string]*regexp.Regexp{}
+		r.regexes = map[string]*compiledRegex{}
 	}
 	r.regexes[key] = re
 	return re, nil

@@ -353,9 +353,7 @@ func (l *lexer) multiline(start Pos) (string, error) {
 		if end < 0 {
 			return "", l.errorf(start, "unterminated text: string (no line with a single \".\")")
 		}
-		if strings.HasPrefix(content, ".") {
-			content = content[1:]
-		}
+		content = strings.TrimPrefix(content, ".")
 		b.WriteString(content)
 		b.WriteByte('\n')
 		l.advance(len(line))

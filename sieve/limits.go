@@ -30,12 +30,14 @@ type Limits struct {
 	// reads: the first octets of the raw body, or of the decoded text
 	// parts together (default 1 MiB).
 	MaxBodySize int
-	// MaxCost bounds the work of one run, counted in octets compared
-	// and steps taken (default 50,000,000: about a tenth of a second of
-	// CPU time). A run that reaches it fails, and the message is kept.
-	// Regular expressions use Go's regexp package, whose matching time
-	// is linear in the text (RE2: no backtracking), so a pattern cannot
-	// take exponential time; the cost counts its text times its size.
+	// MaxCost bounds the work of one run, in units of about a
+	// nanosecond of CPU time: octets compared, steps of :matches
+	// patterns, regular expression instructions (default 100,000,000,
+	// a fraction of a second). A run that reaches it fails, and the
+	// message is kept. Regular expressions use Go's regexp package,
+	// whose matching time is linear in the text (RE2: no backtracking),
+	// so no pattern can take exponential time; the cost counts the text
+	// times the size of the pattern's program.
 	MaxCost int64
 }
 
@@ -55,7 +57,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxVariableSize, 4096)
 	def(&l.MaxBodySize, 1<<20)
 	if l.MaxCost <= 0 {
-		l.MaxCost = 50_000_000
+		l.MaxCost = 100_000_000
 	}
 	return l
 }

@@ -50,7 +50,7 @@ type matcher struct {
 	keys []str
 	// res holds the compiled regular expressions of constant keys;
 	// keys with variables are compiled at run time.
-	res []*regexp.Regexp
+	res []*compiledRegex
 	// globs holds the parsed patterns of constant :matches keys.
 	globs [][]globItem
 }
@@ -312,7 +312,7 @@ func glob(items []globItem, text string, fold bool, caps *[]string, steps *int64
 // expressions also match a line end, "^" and "$" only at the ends.
 // Go's engine runs in time linear in the text, so no pattern can take
 // exponential time.
-func compileRegex(pattern string, fold bool) (*regexp.Regexp, error) {
+func compileRegex(pattern string, fold bool) (*compiledRegex, error) {
 	const maxPattern = 8192
 	if len(pattern) > maxPattern {
 		return nil, &regexError{msg: "regular expression longer than " + strconv.Itoa(maxPattern) + " octets"}
@@ -330,7 +330,19 @@ func compileRegex(pattern string, fold bool) (*regexp.Regexp, error) {
 		return nil, &regexError{msg: err.Error()}
 	}
 	re.Longest()
-	return re, nil
+	prog, err := syntax.Compile(tree.Simplify())
+	if err != nil {
+		return nil, &regexError{msg: err.Error()}
+	}
+	return &compiledRegex{re: re, insts: len(prog.Inst)}, nil
+}
+
+// compiledRegex is a regular expression with the size of its program:
+// matching costs about the text's length times that (Go's engines
+// simulate every state at once instead of backtracking).
+type compiledRegex struct {
+	re    *regexp.Regexp
+	insts int
 }
 
 type regexError struct{ msg string }

@@ -1,16 +1,12 @@
 package sieve
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"strings"
 
 	"github.com/emersion/go-message/charset"
-
-	"mailroom/internal/msghdr"
 )
 
 // maxHeaderBytes bounds the header read into memory; fields beyond it
@@ -27,7 +23,7 @@ type Message struct {
 	byName map[string][]int // lower-case name → positions in fields
 	size   int64
 	open   func() io.Reader
-	hdrLen int
+	hdrLen int // octets of the header, with the empty line
 	body   *bodyCache
 }
 
@@ -42,19 +38,110 @@ type hfield struct {
 // its first octet), which is size octets long. open is called again,
 // for a fresh reader, if a body test needs the body.
 func ReadMessage(open func() io.Reader, size int64) (*Message, error) {
-	br := bufio.NewReaderSize(open(), 4096)
-	h, n, err := msghdr.Read(br, maxHeaderBytes)
-	if err != nil && !errors.Is(err, msghdr.ErrTooLong) {
-		return nil, fmt.Errorf("read the message header: %w", err)
+	hdr, err := readHeader(open())
+	if err != nil {
+		return nil, err
 	}
-	m := &Message{size: size, open: open, hdrLen: n, byName: make(map[string][]int, len(h))}
-	m.fields = make([]hfield, len(h))
-	for i, f := range h {
-		m.fields[i] = hfield{name: f.Name, raw: f.Value()}
-		k := strings.ToLower(f.Name)
+	m := &Message{size: size, open: open, hdrLen: len(hdr), byName: map[string][]int{}}
+	m.fields = splitFields(hdr)
+	for i, f := range m.fields {
+		k := strings.ToLower(f.name)
 		m.byName[k] = append(m.byName[k], i)
 	}
 	return m, nil
+}
+
+// readHeader reads up to and including the empty line that ends the
+// header (or the end of the message), at most maxHeaderBytes.
+func readHeader(r io.Reader) (string, error) {
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), maxHeaderBytes)])
+		start := max(0, len(buf)-3)
+		buf = buf[:len(buf)+n]
+		if end := headerEnd(buf, start); end >= 0 {
+			return string(buf[:end]), nil
+		}
+		if len(buf) >= maxHeaderBytes {
+			return string(buf), nil
+		}
+		if err == io.EOF {
+			return string(buf), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read the message header: %w", err)
+		}
+	}
+}
+
+// headerEnd returns the offset after the empty line that ends the header
+// in b, looking from start; or -1. The message may begin with it.
+func headerEnd(b []byte, start int) int {
+	if len(b) > 0 && b[0] == '\n' {
+		return 1
+	}
+	if len(b) > 1 && b[0] == '\r' && b[1] == '\n' {
+		return 2
+	}
+	for i := start; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] == '\n' {
+			return i + 2
+		}
+		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
+			return i + 3
+		}
+	}
+	return -1
+}
+
+// splitFields splits a header into its fields (RFC 5322 §2.2), unfolded
+// and trimmed. A line that is neither a field nor a continuation ends
+// the header, as in msghdr.
+func splitFields(h string) []hfield {
+	var out []hfield
+	var cur strings.Builder
+	name := ""
+	flush := func() {
+		if name != "" {
+			out = append(out, hfield{name: name, raw: strings.TrimSpace(cur.String())})
+		}
+		name = ""
+		cur.Reset()
+	}
+	for len(h) > 0 {
+		line := h
+		if i := strings.IndexByte(h, '\n'); i >= 0 {
+			line, h = h[:i], h[i+1:]
+		} else {
+			h = ""
+		}
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if name == "" {
+				break
+			}
+			cur.WriteString(line)
+			continue
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 || strings.ContainsAny(line[:colon], " \t") {
+			break
+		}
+		flush()
+		name = line[:colon]
+		cur.WriteString(line[colon+1:])
+	}
+	flush()
+	return out
 }
 
 // Size is the message's size in octets, as the size test sees it.
@@ -107,16 +194,6 @@ func (m *Message) addresses(name string, out []mailAddr) []mailAddr {
 			f.addrs = &a
 		}
 		out = append(out, *f.addrs...)
-	}
-	return out
-}
-
-// header returns the raw (unfolded, undecoded) values of name, for
-// vacation's checks.
-func (m *Message) header(name string) []string {
-	var out []string
-	for _, i := range m.byName[strings.ToLower(name)] {
-		out = append(out, m.fields[i].raw)
 	}
 	return out
 }
