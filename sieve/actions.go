@@ -24,7 +24,8 @@ type accum struct {
 }
 
 func newAccum() *accum {
-	return &accum{keep: true, stores: map[string]int{}, redirected: map[string]bool{}, dupKeys: map[string]bool{}}
+	// The maps are made when first written: most runs take one action.
+	return &accum{keep: true}
 }
 
 // clone copies the accumulator, so that a failed script's actions can
@@ -76,6 +77,9 @@ func (a *accum) add(act Action, l Limits) error {
 		}
 		if err := count(); err != nil {
 			return err
+		}
+		if a.redirected == nil {
+			a.redirected = map[string]bool{}
 		}
 		a.redirected[key] = true
 		a.redirects++
@@ -137,6 +141,9 @@ func (a *accum) store(folder string, flags []string, create, cancel bool, act fu
 	}
 	if err := count(); err != nil {
 		return err
+	}
+	if a.stores == nil {
+		a.stores = map[string]int{}
 	}
 	a.stores[key] = len(a.actions)
 	a.actions = append(a.actions, act())

@@ -233,6 +233,9 @@ func (c *compiler) headerNames(a arg) ([]str, error) {
 		if n.constant() && !validFieldName(n.lit) {
 			return nil, c.errorf(a.strs[i].pos, "invalid header field name %q", n.lit)
 		}
+		// Names are case-insensitive; folded now, the lookup does
+		// not fold them on every run.
+		names[i].lit = strings.ToLower(n.lit)
 	}
 	return names, nil
 }

@@ -60,19 +60,22 @@ func (t existsTest) eval(r *run) (bool, error) {
 }
 
 func (t headerTest) eval(r *run) (bool, error) {
-	var vals []string
+	vals := r.scratch[:0]
 	for _, n := range t.names {
 		vals = r.msg.values(r.expand(n), vals)
 	}
+	r.scratch = vals
 	return r.match(&t.m, vals)
 }
 
 func (t addressTest) eval(r *run) (bool, error) {
-	var addrs []mailAddr
+	addrs := r.addrScratch[:0]
 	for _, n := range t.names {
 		addrs = r.msg.addresses(r.expand(n), addrs)
 	}
-	vals := make([]string, 0, len(addrs))
+	r.addrScratch = addrs
+	vals := r.scratch[:0]
+	defer func() { r.scratch = vals }()
 	for _, a := range addrs {
 		if v, ok := a.part(t.part, r.cur.sep); ok {
 			vals = append(vals, v)
@@ -230,6 +233,9 @@ func (t duplicateTest) eval(r *run) (bool, error) {
 	}
 	if !seen || t.last {
 		if !r.acc.dupKeys[key] {
+			if r.acc.dupKeys == nil {
+				r.acc.dupKeys = map[string]bool{}
+			}
 			r.acc.dupKeys[key] = true
 			r.acc.dups = append(r.acc.dups, DuplicateMark{Key: key, Period: t.seconds})
 		}

@@ -1,13 +1,11 @@
 package sieve
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // testEnvelope is the envelope every table and differential test uses.
@@ -82,16 +80,4 @@ func canonical(res *Result, err error) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// runTest compiles and runs src on msg and returns the canonical result.
-func runTest(t testing.TB, src, msg string, env Environment) []string {
-	t.Helper()
-	s := mustCompile(t, src, Options{Name: "test"})
-	res, err := s.Run(context.Background(), readTestMessage(t, msg), RunOptions{
-		Envelope: testEnvelope, Env: env,
-		Now:      time.Date(2024, 3, 10, 12, 30, 0, 0, time.UTC),
-		Location: time.UTC,
-	})
-	return canonical(res, err)
 }

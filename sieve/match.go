@@ -196,7 +196,26 @@ func (c comparator) contains(v, k string) bool {
 	if c == cmpOctet {
 		return strings.Contains(v, k)
 	}
-	return strings.Contains(lowerASCII(v), lowerASCII(k))
+	return containsFold(v, k)
+}
+
+// containsFold is strings.Contains with A-Z folded. Short keys are
+// compared in place, without copying; long ones are folded and searched
+// with strings.Contains, whose time is linear however the texts repeat.
+func containsFold(v, k string) bool {
+	if k == "" {
+		return true
+	}
+	if len(k) > 32 {
+		return strings.Contains(lowerASCII(v), lowerASCII(k))
+	}
+	first, other := lowerByte(k[0]), upperByte(k[0])
+	for i := 0; i+len(k) <= len(v); i++ {
+		if c := v[i]; (c == first || c == other) && asciiFoldEqual(v[i:i+len(k)], k) {
+			return true
+		}
+	}
+	return false
 }
 
 // globItem is one element of a :matches pattern (RFC 5228 §2.7.1).

@@ -43,7 +43,7 @@ func RunSequence(ctx context.Context, scripts []*Script, m *Message, opts RunOpt
 		if !total.keep {
 			break
 		}
-		r := &run{ctx: ctx, msg: m, opts: opts, limits: s.limits, acc: total.clone(), globals: map[string]string{}}
+		r := &run{ctx: ctx, msg: m, opts: opts, limits: s.limits, acc: total.clone()}
 		if err := r.script(s); err != nil {
 			total.keep = true
 			return total.result(""), err
@@ -67,6 +67,10 @@ type run struct {
 	flags     string // imap4flags' internal variable
 	cost      int64
 	regexes   map[string]*compiledRegex
+	// scratch and addrScratch are reused by tests for the values they
+	// compare, which no test keeps beyond its own evaluation.
+	scratch     []string
+	addrScratch []mailAddr
 	once      map[Dep]bool
 	depth     int
 }
@@ -294,6 +298,9 @@ func (r *run) setVar(v varRef, s string) {
 	case refLocal:
 		r.locals[v.idx] = s
 	case refGlobal:
+		if r.globals == nil {
+			r.globals = map[string]string{}
+		}
 		r.globals[v.name] = s
 	}
 }

@@ -1,0 +1,143 @@
+package sieve
+
+import (
+	"mime"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCheckReply covers RFC 3834's and Pigeonhole's reasons not to reply.
+func TestCheckReply(t *testing.T) {
+	base := "From: Alice <alice@example.org>\nTo: Me <me@example.com>\nSubject: hi\nMessage-ID: <1@example.org>\n"
+	opts := ReplyOptions{Sender: "alice@example.org", Recipient: "me@example.com", Own: []string{"me.alias@example.com"}}
+	cases := []struct {
+		name   string
+		header string // replaces To: when it has one, else added
+		opts   func(*ReplyOptions)
+		vac    Vacation
+		from   string
+		skip   string
+	}{
+		{"replied", "", nil, Vacation{}, "me@example.com", ""},
+		{"null sender", "", func(o *ReplyOptions) { o.Sender = "" }, Vacation{}, "", "<>"},
+		{"to self", "", func(o *ReplyOptions) { o.Sender = "ME@example.com" }, Vacation{}, "", "own addresses"},
+		{"to an alias of self", "", func(o *ReplyOptions) { o.Sender = "me.alias@example.com" }, Vacation{}, "", "own addresses"},
+		{"to :addresses", "", func(o *ReplyOptions) { o.Sender = "x@example.com" }, Vacation{Addresses: []string{"x@example.com"}}, "", "own addresses"},
+		{"list-id", "List-Id: <l.example.org>", nil, Vacation{}, "", "mailing list"},
+		{"list-unsubscribe", "List-Unsubscribe: <mailto:x@example.org>", nil, Vacation{}, "", "mailing list"},
+		{"auto-submitted", "Auto-Submitted: auto-generated", nil, Vacation{}, "", "Auto-Submitted"},
+		{"auto-submitted no", "Auto-Submitted: no", nil, Vacation{}, "me@example.com", ""},
+		{"auto-submitted no with comment", "Auto-Submitted: no (a person)", nil, Vacation{}, "me@example.com", ""},
+		{"precedence bulk", "Precedence: bulk", nil, Vacation{}, "", "Precedence"},
+		{"precedence junk", "Precedence: JUNK", nil, Vacation{}, "", "Precedence"},
+		{"precedence other", "Precedence: first-class", nil, Vacation{}, "me@example.com", ""},
+		{"x-auto-response-suppress", "X-Auto-Response-Suppress: DR, OOF", nil, Vacation{}, "", "X-Auto-Response-Suppress"},
+		{"mailer-daemon", "", func(o *ReplyOptions) { o.Sender = "MAILER-DAEMON@example.org" }, Vacation{}, "", "system address"},
+		{"owner-", "", func(o *ReplyOptions) { o.Sender = "owner-list@example.org" }, Vacation{}, "", "system address"},
+		{"-request", "", func(o *ReplyOptions) { o.Sender = "list-request@example.org" }, Vacation{}, "", "system address"},
+		{"not addressed to me", "To: someone@example.net", nil, Vacation{}, "", "none of the user's addresses"},
+		{"bcc by list expansion", "To: staff@example.com", nil, Vacation{}, "", "none of the user's addresses"},
+		{"in cc", "To: someone@example.net\nCc: \"Me\" <ME@EXAMPLE.COM>", nil, Vacation{}, "me@example.com", ""},
+		{"an own alias in to", "To: me.alias@example.com", nil, Vacation{}, "me.alias@example.com", ""},
+		{"an :addresses in to", "To: team@example.com", nil, Vacation{Addresses: []string{"team@example.com"}}, "team@example.com", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			msg := base
+			if strings.HasPrefix(c.header, "To:") {
+				msg = strings.Replace(msg, "To: Me <me@example.com>", c.header, 1)
+			} else if c.header != "" {
+				msg += c.header + "\n"
+			}
+			o := opts
+			if c.opts != nil {
+				c.opts(&o)
+			}
+			from, skip := c.vac.CheckReply(readTestMessage(t, msg+"\nbody\n"), o)
+			if from != c.from || !strings.Contains(skip, c.skip) || (c.skip == "") != (skip == "") {
+				t.Errorf("CheckReply = %q, %q; want %q, %q", from, skip, c.from, c.skip)
+			}
+		})
+	}
+}
+
+// TestBuildReply checks the reply's header (RFC 3834 §3, RFC 5230 §4).
+func TestBuildReply(t *testing.T) {
+	msg := readTestMessage(t, "From: Alice <alice@example.org>\nTo: me@example.com\nSubject: Grüße\n"+
+		"Message-ID: <orig@example.org>\nReferences: <a@x> <b@x>\n\nhi\n")
+	o := ReplyOptions{Sender: "alice@example.org", Recipient: "me@example.com", Hostname: "mx.example.com", Now: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)}
+	for _, c := range []struct {
+		name    string
+		v       Vacation
+		subject string
+		from    string
+	}{
+		{"defaults", Vacation{Reason: "I am away.\nBack on Monday."}, "Auto: Grüße", "me@example.com"},
+		{"subject and from", Vacation{Reason: "away", Subject: "Out of office", From: "Me Myself <me@example.com>"}, "Out of office", "Me Myself <me@example.com>"},
+		{"invalid from", Vacation{Reason: "away", From: "not an address"}, "Auto: Grüße", "me@example.com"},
+		{"subject injection", Vacation{Reason: "away", Subject: "x\r\nBcc: victim@example.net"}, "x  Bcc: victim@example.net", "me@example.com"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			raw := c.v.BuildReply(msg, o, "me@example.com")
+			if strings.Contains(strings.ReplaceAll(string(raw), "\r\n", ""), "\n") {
+				t.Fatal("a bare LF in the reply")
+			}
+			m, err := mail.ReadMessage(strings.NewReader(string(raw)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec := new(mimeDecoder)
+			check := func(name, want string) {
+				t.Helper()
+				if got := dec.decode(m.Header.Get(name)); got != want {
+					t.Errorf("%s: %q, want %q", name, got, want)
+				}
+			}
+			check("Subject", c.subject)
+			check("From", c.from)
+			check("To", "<alice@example.org>")
+			check("In-Reply-To", "<orig@example.org>")
+			check("References", "<a@x> <b@x> <orig@example.org>")
+			check("Auto-Submitted", "auto-replied (vacation)")
+			check("Content-Type", "text/plain; charset=utf-8")
+			if len(m.Header["Bcc"]) > 0 {
+				t.Error("the subject broke the header")
+			}
+			if !strings.HasSuffix(m.Header.Get("Message-Id"), "@mx.example.com>") {
+				t.Errorf("Message-ID %q", m.Header.Get("Message-Id"))
+			}
+		})
+	}
+	mimeReply := Vacation{MIME: true, Reason: "Content-Type: text/html\n\n<p>away</p>\n"}.BuildReply(msg, o, "me@example.com")
+	m, err := mail.ReadMessage(strings.NewReader(string(mimeReply)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get("Content-Type") != "text/html" {
+		t.Errorf(":mime reply Content-Type %q", m.Header.Get("Content-Type"))
+	}
+}
+
+func TestMemoryKey(t *testing.T) {
+	a := Vacation{Handle: "h"}.MemoryKey("Alice@Example.org")
+	if a != (Vacation{Handle: "h"}).MemoryKey("alice@example.org") {
+		t.Error("the key depends on the sender's case")
+	}
+	if a == (Vacation{Handle: "other"}).MemoryKey("alice@example.org") {
+		t.Error("the key ignores the handle")
+	}
+}
+
+type mimeDecoder struct{}
+
+func (mimeDecoder) decode(s string) string {
+	d, err := new(mimeWordDecoder).DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+type mimeWordDecoder = mime.WordDecoder
