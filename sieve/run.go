@@ -71,8 +71,8 @@ type run struct {
 	// compare, which no test keeps beyond its own evaluation.
 	scratch     []string
 	addrScratch []mailAddr
-	once      map[Dep]bool
-	depth     int
+	once        map[Dep]bool
+	depth       int
 }
 
 // The costs of the steps that dominate a run, in units of about a
