@@ -22,3 +22,12 @@ type Staged interface {
 	Commit(ctx context.Context) error
 	Abort() error
 }
+
+// Delivery says where in a mail home a message goes and how it starts:
+// the folder ("" for INBOX), whether a missing folder is made, and its
+// IMAP flags and keywords (a Sieve fileinto or keep, RFC 5232 §5).
+type Delivery struct {
+	Folder string
+	Create bool
+	Flags  []string
+}

@@ -90,6 +90,8 @@ type Store struct {
 	// special, when set (by NewIndex), names home's folder of a special
 	// use, "" if none is marked.
 	special atomic.Pointer[func(home, use string) string]
+	// kwLocks serialises the updates of each folder's dovecot-keywords.
+	kwLocks sync.Map // Maildir path -> *sync.Mutex
 }
 
 // Open opens (creating if needed) the mail root.
@@ -163,8 +165,30 @@ type Staged struct {
 	name    string   // base name in tmp/
 	final   string   // base name in new/
 	size    int64
-	visible bool // renamed into new/
+	visible bool // renamed into new/ (or cur/, with flags)
 	done    bool // committed or aborted: the directory is closed
+	// flags and kws are the message's first flags (StageFolder): with
+	// any, Commit moves it into cur/ instead of new/; letters are the
+	// keywords' Dovecot letters, once assigned.
+	flags   sysFlags
+	kws     []string
+	letters string
+}
+
+// sub is the directory Commit moves the message into.
+func (m *Staged) sub() string {
+	if m.flags != 0 || len(m.kws) > 0 {
+		return "cur"
+	}
+	return "new"
+}
+
+// visibleName is the file's name once committed.
+func (m *Staged) visibleName() string {
+	if m.sub() == "cur" {
+		return m.final + infoSuffix(m.flags, m.letters)
+	}
+	return m.final
 }
 
 // Size is the number of bytes written.
@@ -173,7 +197,7 @@ func (m *Staged) Size() int64 { return m.size }
 // Path is the file's path relative to the mail root, wherever it is now.
 func (m *Staged) Path() string {
 	if m.visible {
-		return path.Join(m.md, "new", m.final)
+		return path.Join(m.md, m.sub(), m.visibleName())
 	}
 	return path.Join(m.md, "tmp", m.name)
 }
@@ -312,22 +336,30 @@ func (m *Staged) Commit(context.Context) error {
 	if m.visible || m.done {
 		return nil
 	}
-	newDir, err := m.s.openDir(path.Join(m.md, "new"))
+	sub := m.sub()
+	newDir, err := m.s.openDir(path.Join(m.md, sub))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			// Removed behind our back: this delivery fails (4xx), the
 			// next one makes the Maildir again.
 			m.s.ready.Delete(m.md)
 		}
-		return fmt.Errorf("maildir: open %s/new: %w", m.md, err)
+		return fmt.Errorf("maildir: open %s/%s: %w", m.md, sub, err)
 	}
 	defer newDir.Close()
-	if err := unix.Renameat(int(m.tmp.Fd()), m.name, int(newDir.Fd()), m.final); err != nil {
-		return fmt.Errorf("maildir: move %s/tmp/%s to new/: %w", m.md, m.name, err)
+	if len(m.kws) > 0 && m.letters == "" {
+		// Dovecot's way, before the file is visible: letters in the
+		// name, their keywords in dovecot-keywords.
+		if m.letters, err = m.s.keywordLetters(m.md, m.kws); err != nil {
+			return err
+		}
+	}
+	if err := unix.Renameat(int(m.tmp.Fd()), m.name, int(newDir.Fd()), m.visibleName()); err != nil {
+		return fmt.Errorf("maildir: move %s/tmp/%s to %s/: %w", m.md, m.name, sub, err)
 	}
 	m.visible = true
-	if err := m.s.syncDir(path.Join(m.md, "new"), newDir); err != nil {
-		return fmt.Errorf("maildir: sync %s/new: %w", m.md, err)
+	if err := m.s.syncDir(path.Join(m.md, sub), newDir); err != nil {
+		return fmt.Errorf("maildir: sync %s/%s: %w", m.md, sub, err)
 	}
 	m.done = true
 	m.tmp.Close()
@@ -352,8 +384,8 @@ func (m *Staged) Abort() error {
 	var err error
 	if m.visible {
 		var newDir *os.File
-		if newDir, err = m.s.openDir(path.Join(m.md, "new")); err == nil {
-			err = unix.Unlinkat(int(newDir.Fd()), m.final, 0)
+		if newDir, err = m.s.openDir(path.Join(m.md, m.sub())); err == nil {
+			err = unix.Unlinkat(int(newDir.Fd()), m.visibleName(), 0)
 			newDir.Close()
 		}
 	} else {

@@ -174,9 +174,21 @@ func (f *folder) diff(l *listing) (updates []entryUpdate, adds []pendingFile, re
 
 // takeImport gives the files of the first scan after a rebuild what
 // Dovecot had for them (load.go): their UIDs, if the index is empty, and
-// their keywords.
+// their keywords. Later, files delivered with keywords (StageFolder, as
+// Sieve's fileinto :flags) have them the same way: letters in the name,
+// spelt out in dovecot-keywords.
 func (f *folder) takeImport(added []*entry) {
 	if f.imp == nil {
+		var kw *dovecotImport
+		for _, e := range added {
+			if other := parseFileName(e.name).other; other != "" {
+				if kw == nil {
+					imp := f.a.readDovecot(f.dir)
+					kw = &imp
+				}
+				e.kws = kw.keywordsOf(other)
+			}
+		}
 		return
 	}
 	if f.imp.list != nil && len(f.ents) == 0 {
