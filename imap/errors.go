@@ -26,6 +26,7 @@ var (
 	errTemporary    = no(goimap.ResponseCodeUnavailable, "Temporary failure, please try again later")
 	errShuttingDown = no(goimap.ResponseCodeUnavailable, "Server shutting down")
 	errExpunged     = no(goimap.ResponseCode("EXPUNGEISSUED"), "Some of the requested messages no longer exist")
+	errAuthFailed   = no(goimap.ResponseCodeAuthenticationFailed, "Authentication failed")
 )
 
 // fail maps a store error of operation op to the client's answer.

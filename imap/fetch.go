@@ -6,8 +6,8 @@ import (
 	"sync"
 
 	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"mailroom/imap/internal/wire"
 	"mailroom/mailbox"
 )
 
@@ -16,8 +16,7 @@ import (
 // other items, and parsed only as far as they need. A body section
 // without .PEEK sets \Seen (not in EXAMINE) and reports the new flags in
 // the same response (RFC 9051 §6.4.5).
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) error {
-	defer s.enter()()
+func (s *session) Fetch(w *fetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) error {
 	idx, err := s.resolve(numSet)
 	if err != nil {
 		return err
@@ -44,7 +43,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		if nm, ok := seen[m.UID]; ok {
 			m.Flags, flagsChanged = nm.Flags, true
 		}
-		var env *goimap.Envelope
+		var env *wire.Envelope
 		if e, ok := entries[m.UID]; ok {
 			env = envelopeOf(fieldsOf(e))
 		}
@@ -115,7 +114,7 @@ func (s *session) noteReported(uid uint32, modSeq uint64) {
 // view's data, computed before the response starts so that a message that
 // cannot be read or parsed never leaves a half-written response.
 type fetchItems struct {
-	env      *goimap.Envelope
+	env      *wire.Envelope
 	bs       goimap.BodyStructure
 	sections [][]byte // parallel to options.BodySection; nil entries use spans
 	spans    []span
@@ -136,13 +135,13 @@ type fetchMsg struct {
 	seq          uint32
 	m            mailbox.Message
 	flagsChanged bool
-	env          *goimap.Envelope
+	env          *wire.Envelope
 }
 
 // fetchOne writes one message's response. Without msg.env the ENVELOPE
 // is computed from the message, and the header cache, if any, given the
 // message's entry.
-func (s *session) fetchOne(w *imapserver.FetchWriter, req *fetchReq, msg fetchMsg) error {
+func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 	var (
 		items fetchItems
 		c     *content
@@ -198,7 +197,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, req *fetchReq, msg fetchMs
 		rw.WriteUID(goimap.UID(m.UID))
 	}
 	if options.Flags || msg.flagsChanged {
-		rw.WriteFlags(imapFlags(m.Flags))
+		rw.WriteFlags(s.flagsOf(m))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate)

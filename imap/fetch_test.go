@@ -88,7 +88,7 @@ func TestFetchItems(t *testing.T) {
 		t.Fatalf("fetch: %v", err)
 	}
 	m := msgs[0]
-	if m.UID != 1 || m.RFC822Size != int64(len(multipartMsg)) || m.InternalDate.IsZero() || len(m.Flags) != 0 {
+	if m.UID != 1 || m.RFC822Size != int64(len(multipartMsg)) || m.InternalDate.IsZero() || !slices.Equal(m.Flags, []goimap.Flag{`\Recent`}) {
 		t.Errorf("UID %d size %d date %v flags %v", m.UID, m.RFC822Size, m.InternalDate, m.Flags)
 	}
 	if e := m.Envelope; e == nil || e.Subject != "café" || len(e.From) != 1 || e.From[0].Addr() != "alice@example.org" || e.MessageID != "m1@example.org" {
@@ -125,8 +125,10 @@ func TestFetchRaw(t *testing.T) {
 	r.login()
 	r.ok("EXAMINE INBOX")
 	for _, tc := range []struct{ cmd, want string }{
-		{"FETCH 1 (FLAGS)", "* 1 FETCH (FLAGS ())"},
-		{"UID FETCH 1 (FLAGS)", "* 1 FETCH (UID 1 FLAGS ())"},
+		// EXAMINE shows, without claiming them, the messages no session
+		// has seen as \Recent (RFC 3501 §2.3.2).
+		{"FETCH 1 (FLAGS)", "* 1 FETCH (FLAGS (\\Recent))"},
+		{"UID FETCH 1 (FLAGS)", "* 1 FETCH (UID 1 FLAGS (\\Recent))"},
 		{"FETCH 1 RFC822.SIZE", fmt.Sprintf("RFC822.SIZE %d", len(multipartMsg))},
 		{"FETCH 1 BODY", `BODY (("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 11 0)`},
 		{"FETCH 1 BODYSTRUCTURE", `"mixed" ("boundary" "XX") NIL NIL NIL)`},
@@ -147,12 +149,14 @@ func TestFetchRaw(t *testing.T) {
 	}
 	// EXAMINE is read-only: BODY[] does not set \Seen.
 	r.ok("FETCH 1 BODY[]")
-	if u := r.ok("FETCH 1 FLAGS"); !strings.Contains(u[0], "FLAGS ()") {
+	if u := r.ok("FETCH 1 FLAGS"); !strings.Contains(u[0], "FLAGS (\\Recent)") {
 		t.Errorf("EXAMINE + BODY[] changed flags: %q", u)
 	}
 	for _, tc := range []struct{ cmd, want string }{
 		{"FETCH 2 FLAGS", "BAD"},
-		{"FETCH 0 FLAGS", "NO"}, // the library's parser: "Internal server error"
+		{"FETCH 0 FLAGS", "BAD Invalid sequence set: 0 is not a message number"},
+		{"FETCH 1:4294967296 FLAGS", "BAD Invalid sequence set: number too large"},
+		{"FETCH x FLAGS", "BAD Invalid sequence set"},
 		{"FETCH 1 (NOSUCHITEM)", "BAD"},
 		{"FETCH 1 BODY[99.HEADER]", "OK"},
 		{"UID FETCH 5:7 FLAGS", "OK"},

@@ -74,6 +74,16 @@ func imapFlags(flags []string) []goimap.Flag {
 	return out
 }
 
+// flagsOf is a message's FLAGS for this session: \Recent too where the
+// message is recent for it and the client speaks IMAP4rev1.
+func (s *session) flagsOf(m mailbox.Message) []goimap.Flag {
+	f := imapFlags(m.Flags)
+	if !s.conn.rev2 && s.recent.has(m.UID) {
+		f = append(f, goimap.Flag(flagRecent))
+	}
+	return f
+}
+
 // storeFlags converts flags from STORE or APPEND for the store: system
 // flags canonical, \Recent dropped (the server alone may set it).
 func storeFlags(flags []goimap.Flag) []string {

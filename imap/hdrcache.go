@@ -3,11 +3,9 @@ package imap
 import (
 	"bytes"
 	"net/textproto"
-	"time"
+	"strings"
 
-	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-
+	"mailroom/imap/internal/wire"
 	"mailroom/mailbox"
 )
 
@@ -55,31 +53,75 @@ func cachedBlock(fields []field) []byte {
 }
 
 // envelopeOf is the ENVELOPE of a message with these fields (others than
-// the cached ones are ignored). It builds the header go-message's
-// ReadHeader would give for them, without reading them again.
-func envelopeOf(fields []field) (env *goimap.Envelope) {
-	defer func() {
-		if recover() != nil {
-			env = &goimap.Envelope{}
+// the cached ones are ignored): the values as the message has them,
+// unfolded (Dovecot sends them so too), the first of each field, and the
+// address lists parsed (address.go).
+func envelopeOf(fields []field) *wire.Envelope {
+	env := &wire.Envelope{}
+	seen := 0 // bit i: envelopeKeys[i] done
+	for _, f := range fields {
+		i := envelopeKey(f.key)
+		if i < 0 || seen&(1<<i) != 0 {
+			continue
 		}
-	}()
-	h := headerOf(fields, isCachedKey)
-	// net/mail.ParseDate, which the library calls, tries dozens of
-	// layouts and builds an error for each that fails: a quarter of
-	// the cost of a cached ENVELOPE. Most dates parse with the first
-	// layout of RFC 5322 here, to the same time.
-	if t, err := time.Parse(commonDate, h.Get("Date")); err == nil {
-		h.Del("Date")
-		env = imapserver.ExtractEnvelope(h)
-		env.Date = t
-		return env
+		seen |= 1 << i
+		v := rawValue(f)
+		switch i {
+		case 0:
+			env.Date = v
+		case 1:
+			env.Subject = v
+		case 2:
+			env.From = parseAddressList(v)
+		case 3:
+			env.Sender = parseAddressList(v)
+		case 4:
+			env.ReplyTo = parseAddressList(v)
+		case 5:
+			env.To = parseAddressList(v)
+		case 6:
+			env.Cc = parseAddressList(v)
+		case 7:
+			env.Bcc = parseAddressList(v)
+		case 8:
+			env.InReplyTo = v
+		case 9:
+			env.MessageID = v
+		}
 	}
-	return imapserver.ExtractEnvelope(h)
+	return env
 }
 
-// commonDate is the usual form of a Date field (RFC 5322 §3.3, a one or
-// two digit day).
-const commonDate = "Mon, 2 Jan 2006 15:04:05 -0700"
+// envelopeKeys are the fields of an ENVELOPE, in its order.
+var envelopeKeys = [...]string{"Date", "Subject", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "In-Reply-To", "Message-ID"}
+
+func envelopeKey(k string) int {
+	for i, e := range envelopeKeys {
+		if strings.EqualFold(k, e) {
+			return i
+		}
+	}
+	return -1
+}
+
+// rawValue is a field's value as the message has it, unfolded and
+// trimmed, encoded-words and all.
+func rawValue(f field) string {
+	v := f.raw[len(f.key):]
+	v = bytes.TrimLeft(v, " \t")
+	v = bytes.TrimPrefix(v, []byte(":"))
+	v = bytes.TrimSpace(v)
+	if bytes.IndexByte(v, '\n') < 0 {
+		return string(v)
+	}
+	var sb strings.Builder
+	for _, c := range v {
+		if c != '\r' && c != '\n' {
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
+}
 
 // cachedFields reads the HeaderCache entries of the messages at these
 // indexes of the view; nil without a cache, or if the store fails (the

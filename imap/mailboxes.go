@@ -1,7 +1,9 @@
 package imap
 
 import (
+	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 
@@ -15,7 +17,6 @@ import (
 // UNSUBSCRIBE, LIST/LSUB and STATUS.
 
 func (s *session) Create(name string, options *goimap.CreateOptions) error {
-	defer s.enter()()
 	// RFC 9051 §6.3.4: a trailing delimiter says the client means to
 	// create names under it; the folder itself is created all the same.
 	name = strings.TrimRight(name, string(delim))
@@ -46,7 +47,6 @@ func (s *session) Create(name string, options *goimap.CreateOptions) error {
 }
 
 func (s *session) Delete(name string) error {
-	defer s.enter()()
 	name, err := checkName(name)
 	if err != nil {
 		return err
@@ -62,7 +62,6 @@ func (s *session) Delete(name string) error {
 }
 
 func (s *session) Rename(oldName, newName string, options *goimap.RenameOptions) error {
-	defer s.enter()()
 	oldName, err := checkName(oldName)
 	if err != nil {
 		return err
@@ -108,7 +107,6 @@ func (s *session) Unsubscribe(name string) error {
 }
 
 func (s *session) subscribe(name string, on bool) error {
-	defer s.enter()()
 	name, err := checkName(name)
 	if err != nil {
 		return err
@@ -116,21 +114,26 @@ func (s *session) subscribe(name string, on bool) error {
 	return s.fail("subscribe", s.folders.SetSubscribed(s.ctx, name, on))
 }
 
-// listEntry is a name LIST may show: a folder, or a missing superior of
-// one (\NonExistent, RFC 5258 §3).
+// listEntry is a name LIST may show: a folder, a missing superior of
+// one, or a subscribed name without its folder (\NonExistent, RFC 5258
+// §3).
 type listEntry struct {
 	mailbox.Folder
 	exists      bool
 	hasChildren bool
-	// subChild: a descendant is subscribed (RECURSIVEMATCH, CHILDINFO).
-	subChild bool
+}
+
+// subscriptionLister is a store that keeps subscriptions to names whose
+// folders do not exist (RFC 9051 §6.3.7: deleting a folder does not
+// unsubscribe it); LIST (SUBSCRIBED) and LSUB show those too.
+type subscriptionLister interface {
+	Subscriptions(ctx context.Context) ([]string, error)
 }
 
 // List answers LIST and LSUB, with the LIST-EXTENDED selection and return
 // options (RFC 5258), SPECIAL-USE (RFC 6154), CHILDREN (RFC 3348) and
 // LIST-STATUS (RFC 5819).
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *goimap.ListOptions) error {
-	defer s.enter()()
+func (s *session) List(w *listWriter, ref string, patterns []string, options *goimap.ListOptions) error {
 	if len(patterns) == 0 {
 		// LIST "" "": the delimiter and the root (RFC 9051 §6.3.9).
 		return w.WriteList(&goimap.ListData{Attrs: []goimap.MailboxAttr{goimap.MailboxAttrNoSelect}, Delim: delim})
@@ -143,7 +146,18 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	for _, f := range folders {
 		entries[f.Name] = &listEntry{Folder: f, exists: true}
 	}
-	for _, f := range folders {
+	if sl, ok := s.folders.(subscriptionLister); ok && options.SelectSubscribed {
+		subs, err := sl.Subscriptions(s.ctx)
+		if err != nil {
+			return s.fail("list subscriptions", err)
+		}
+		for _, n := range subs {
+			if entries[n] == nil {
+				entries[n] = &listEntry{Folder: mailbox.Folder{Name: n, Subscribed: true}}
+			}
+		}
+	}
+	for _, f := range slices.Collect(maps.Values(entries)) {
 		for i, c := range f.Name {
 			if c != delim {
 				continue
@@ -154,10 +168,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 				e = &listEntry{Folder: mailbox.Folder{Name: parent}}
 				entries[parent] = e
 			}
-			e.hasChildren = true
-			if f.Subscribed {
-				e.subChild = true
-			}
+			e.hasChildren = e.hasChildren || f.exists
 		}
 	}
 	names := make([]string, 0, len(entries))
@@ -170,6 +181,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 		return strings.Compare(a, b)
 	})
+	extended := len(patterns) > 1 || *options != (goimap.ListOptions{SelectSubscribed: w.lsub})
 	for _, n := range names {
 		e := entries[n]
 		if !matchAny(n, ref, patterns) {
@@ -184,15 +196,28 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			selected = false
 		}
 		if !selected {
-			if !(options.SelectRecursiveMatch && e.subChild) {
+			switch {
+			case options.SelectRecursiveMatch && subscribedBelow(entries, names, n, ref, patterns):
+				data.ChildInfo = &goimap.ListDataChildInfo{Subscribed: true}
+			case w.lsub && wildcardPercent(patterns) && subscribedBelow(entries, names, n, "", nil):
+				// RFC 3501 §6.3.9: LSUB "%" shows an unsubscribed
+				// level above subscribed ones, \Noselect.
+				data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
+				if err := w.WriteList(&data); err != nil {
+					return err
+				}
+				continue
+			default:
 				continue
 			}
-			data.ChildInfo = &goimap.ListDataChildInfo{Subscribed: true}
 		}
 		if !e.exists {
-			// RFC 5258 §3: \NonExistent implies \Noselect; rev1
-			// clients know only the latter.
-			data.Attrs = append(data.Attrs, goimap.MailboxAttrNonExistent, goimap.MailboxAttrNoSelect)
+			// RFC 5258 §3: \NonExistent implies \Noselect; the
+			// extended forms get it alone, IMAP4rev1's LIST both.
+			data.Attrs = append(data.Attrs, goimap.MailboxAttrNonExistent)
+			if !extended {
+				data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
+			}
 		}
 		if e.hasChildren {
 			data.Attrs = append(data.Attrs, goimap.MailboxAttrHasChildren)
@@ -216,6 +241,28 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 	}
 	return nil
+}
+
+// subscribedBelow says whether a folder below name is subscribed and,
+// with patterns, not matched by them itself (RFC 5258 §3.5: CHILDINFO
+// stands for descendants the client does not get).
+func subscribedBelow(entries map[string]*listEntry, names []string, name, ref string, patterns []string) bool {
+	prefix := name + string(delim)
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) && entries[n].Subscribed && (patterns == nil || !matchAny(n, ref, patterns)) {
+			return true
+		}
+	}
+	return false
+}
+
+func wildcardPercent(patterns []string) bool {
+	for _, p := range patterns {
+		if strings.Contains(p, "%") {
+			return true
+		}
+	}
+	return false
 }
 
 func boolCmp(a, b bool) int {
@@ -242,7 +289,6 @@ func matchAny(name, ref string, patterns []string) bool {
 }
 
 func (s *session) Status(name string, options *goimap.StatusOptions) (*goimap.StatusData, error) {
-	defer s.enter()()
 	name, err := checkName(name)
 	if err != nil {
 		return nil, err
@@ -262,6 +308,7 @@ func (s *session) status(name string, options *goimap.StatusOptions) (*goimap.St
 		size, deletedSize            int64
 	)
 	num = uint32(len(snap.Messages))
+	recent = s.statusRecent(name, snap)
 	for _, m := range snap.Messages {
 		size += m.Size
 		if !hasFlag(m.Flags, mailbox.FlagSeen) {

@@ -195,7 +195,7 @@ func TestBadCommands(t *testing.T) {
 		{"LIST (BOGUS) \"\" *", "BAD"},
 		{"SELECT INBOX", "OK"},
 		{"FETCH 1:* (FLAGS", "BAD"},
-		{"SEARCH NOSUCHKEY", "NO"}, // the library: "Internal server error"
+		{"SEARCH NOSUCHKEY", "BAD Unknown search key NOSUCHKEY"},
 		{"STORE 1 FROB (x)", "BAD"},
 		{"COPY 1:* INBOX", "OK"},
 	} {

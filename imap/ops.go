@@ -1,12 +1,13 @@
 package imap
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"slices"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailroom/mailbox"
 )
@@ -21,8 +22,9 @@ func (s *session) uidsOf(idx []int) []uint32 {
 	return uids
 }
 
-func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *goimap.StoreFlags, options *goimap.StoreOptions) error {
-	defer s.enter()()
+// Store runs STORE. A keyword new to the client is announced in FLAGS
+// before the FETCH responses that carry it (RFC 9051 §7.3.5).
+func (s *session) Store(w *fetchWriter, numSet goimap.NumSet, flags *goimap.StoreFlags) error {
 	if s.readOnly {
 		return errReadOnly
 	}
@@ -44,6 +46,19 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	if err != nil {
 		return s.fail("store", err)
 	}
+	added := false
+	for _, i := range idx {
+		if k, ok := indexOf(snap.Messages, s.view.Messages[i].UID); ok {
+			var a bool
+			s.keywords, a = keywordsOf(s.keywords, snap.Messages[k].Flags)
+			added = added || a
+		}
+	}
+	if added {
+		if err := (&updateWriter{c: s.conn, locked: true}).WriteMailboxFlags(mailboxFlags(s.keywords), true); err != nil {
+			return err
+		}
+	}
 	_, isUID := numSet.(goimap.UIDSet)
 	for _, i := range idx {
 		uid := s.view.Messages[i].UID
@@ -60,7 +75,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 		if isUID {
 			rw.WriteUID(goimap.UID(uid))
 		}
-		rw.WriteFlags(imapFlags(m.Flags))
+		rw.WriteFlags(s.flagsOf(m))
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -69,7 +84,6 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 }
 
 func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, error) {
-	defer s.enter()()
 	dest, err := checkName(dest)
 	if err != nil {
 		return nil, err
@@ -99,8 +113,7 @@ func copyData(uv uint32, src, dst []uint32) *goimap.CopyData {
 	return &goimap.CopyData{UIDValidity: uv, SourceUIDs: a, DestUIDs: b}
 }
 
-func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest string) error {
-	defer s.enter()()
+func (s *session) Move(w *updateWriter, numSet goimap.NumSet, dest string) error {
 	if s.readOnly {
 		return errReadOnly
 	}
@@ -129,17 +142,24 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 }
 
 // Expunge removes the messages marked \Deleted (of uids only, for UID
-// EXPUNGE). CLOSE calls it with a writer that writes nothing; CLOSE in
-// EXAMINE expunges nothing (RFC 9051 §6.4.2).
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) error {
-	defer s.enter()()
-	isClose := *w == (imapserver.ExpungeWriter{})
+// EXPUNGE) and reports them.
+func (s *session) Expunge(w *updateWriter, uids *goimap.UIDSet) error {
 	if s.readOnly {
-		if isClose {
-			return nil
-		}
 		return errReadOnly
 	}
+	return s.expunge(w.WriteExpunge, uids, false)
+}
+
+// closeFolder is CLOSE's silent expunge; in EXAMINE it expunges nothing
+// (RFC 9051 §6.4.2).
+func (s *session) closeFolder() error {
+	if s.readOnly {
+		return nil
+	}
+	return s.expunge(func(uint32) error { return nil }, nil, true)
+}
+
+func (s *session) expunge(write func(seq uint32) error, uids *goimap.UIDSet, isClose bool) error {
 	snap, err := s.folders.Sync(s.ctx, s.name)
 	if isClose && errors.Is(err, mailbox.ErrNoFolder) {
 		return nil // deleted meanwhile: CLOSE still leaves the selected state
@@ -166,11 +186,12 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) erro
 		}
 		_, still := indexOf(after.Messages, uid)
 		return !still
-	}, w.WriteExpunge)
+	}, write)
 }
 
-func (s *session) Append(name string, r goimap.LiteralReader, options *goimap.AppendOptions) (*goimap.AppendData, error) {
-	defer s.enter()()
+// Append stores a message of size bytes read from r; binary says it came
+// as a literal8 (RFC 3516 §4.4).
+func (s *session) Append(name string, r io.Reader, size int64, binary bool, options *goimap.AppendOptions) (*goimap.AppendData, error) {
 	name, err := checkName(name)
 	if err != nil {
 		return nil, err
@@ -179,10 +200,19 @@ func (s *session) Append(name string, r goimap.LiteralReader, options *goimap.Ap
 	if date.IsZero() {
 		date = time.Now()
 	}
+	if binary {
+		// unbinary needs the whole message; a literal8 APPEND is rare
+		// and bounded by AppendLimit.
+		msg, err := io.ReadAll(r)
+		if err != nil {
+			return nil, errConnGone
+		}
+		r = bytes.NewReader(unbinary(msg))
+	}
 	uv, uid, err := s.folders.Append(s.ctx, name, r, storeFlags(options.Flags), date)
 	if err != nil {
 		return nil, s.failTry("append", err)
 	}
-	s.log.Info("message appended", "event", "append", "folder", name, "uid", uid, "size", r.Size())
+	s.log.Info("message appended", "event", "append", "folder", name, "uid", uid, "size", size)
 	return &goimap.AppendData{UIDValidity: uv, UID: goimap.UID(uid)}, nil
 }

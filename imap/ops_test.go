@@ -28,25 +28,32 @@ func TestStore(t *testing.T) {
 		t.Errorf("SELECT: %q", u)
 	}
 	for _, tc := range []struct{ cmd, want string }{
-		{`STORE 1 +FLAGS (\Seen $Work)`, `* 1 FETCH (FLAGS ($Work \Seen))`},
-		{`STORE 1 -FLAGS (\Seen)`, `* 1 FETCH (FLAGS ($Work))`},
-		{`STORE 1:2 FLAGS (\flagged)`, "* 1 FETCH (FLAGS (\\Flagged))\n* 2 FETCH (FLAGS (\\Flagged))"},
-		{`UID STORE 3 +FLAGS (\Answered)`, `* 3 FETCH (UID 3 FLAGS (\Answered))`},
+		{`STORE 1 +FLAGS (\Seen $Work)`, `* 1 FETCH (FLAGS ($Work \Seen \Recent))`},
+		{`STORE 1 -FLAGS (\Seen)`, `* 1 FETCH (FLAGS ($Work \Recent))`},
+		{`STORE 1:2 FLAGS (\flagged)`, "* 1 FETCH (FLAGS (\\Flagged \\Recent))\n* 2 FETCH (FLAGS (\\Flagged \\Recent))"},
+		{`UID STORE 3 +FLAGS (\Answered)`, `* 3 FETCH (UID 3 FLAGS (\Answered \Recent))`},
 		{`STORE 2 +FLAGS.SILENT (\Deleted)`, ``},
-		{`STORE 3 +FLAGS (\Recent)`, `* 3 FETCH (FLAGS (\Answered))`},
+		// \Recent is the server's: STORE cannot set it, but this
+		// session is the first to see these messages (RFC 3501 §2.3.2).
+		{`STORE 3 +FLAGS (\Recent)`, `* 3 FETCH (FLAGS (\Answered \Recent))`},
 	} {
 		u := r.ok("%s", tc.cmd)
-		// A new keyword is announced with FLAGS after the command.
-		u = slices.DeleteFunc(u, func(l string) bool { return strings.HasPrefix(l, "* FLAGS") })
+		// A new keyword is announced with FLAGS (checked below).
+		u = slices.DeleteFunc(u, func(l string) bool {
+			return strings.HasPrefix(l, "* FLAGS") || strings.HasPrefix(l, "* OK [PERMANENTFLAGS")
+		})
 		if got := strings.Join(u, "\n"); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", tc.cmd, got, tc.want)
 		}
 	}
-	if u := r.ok(`STORE 3 +FLAGS ($New)`); strings.Join(u, "\n") != "* 3 FETCH (FLAGS ($New \\Answered))\n"+
-		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work $New)` {
-		t.Errorf("a new keyword is not announced with FLAGS: %q", u)
+	// RFC 9051 §7.3.5: FLAGS (and PERMANENTFLAGS) name a new keyword
+	// before the FETCH that uses it.
+	if u := r.ok(`STORE 3 +FLAGS ($New)`); strings.Join(u, "\n") != `* FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work $New)`+"\n"+
+		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Work $New \*)] Permanent flags`+"\n"+
+		`* 3 FETCH (FLAGS ($New \Answered \Recent))` {
+		t.Errorf("a new keyword is not announced with FLAGS first: %q", u)
 	}
-	if u := r.ok("FETCH 2 FLAGS"); u[0] != `* 2 FETCH (FLAGS (\Deleted \Flagged))` {
+	if u := r.ok("FETCH 2 FLAGS"); u[0] != `* 2 FETCH (FLAGS (\Deleted \Flagged \Recent))` {
 		t.Errorf("after silent STORE: %q", u)
 	}
 	if _, st := r.cmd(`STORE 1 +FLAGS (\*)`); !strings.HasPrefix(st, "BAD") {
@@ -75,7 +82,7 @@ func TestCopyMoveExpungeUIDPlus(t *testing.T) {
 		t.Errorf("COPY to a missing folder: %q", st)
 	}
 	u := r.ok("UID MOVE 4:5 Trash")
-	if len(u) != 3 || !strings.HasPrefix(u[0], "* OK [COPYUID ") || !strings.HasSuffix(u[0], " 4:5 1:2] COPY completed") ||
+	if len(u) != 3 || !strings.HasPrefix(u[0], "* OK [COPYUID ") || !strings.HasSuffix(u[0], " 4:5 1:2] Moved") ||
 		u[1] != "* 5 EXPUNGE" || u[2] != "* 4 EXPUNGE" {
 		t.Errorf("MOVE: %q", u)
 	}
@@ -145,14 +152,19 @@ func TestAppend(t *testing.T) {
 	if err != nil || len(msgs) != 1 {
 		t.Fatal(err)
 	}
-	if !slices.Equal(msgs[0].Flags, []goimap.Flag{"$Custom", goimap.FlagDraft}) || !msgs[0].InternalDate.Equal(time.Date(2020, 5, 6, 7, 8, 9, 0, time.UTC)) {
+	if !slices.Equal(msgs[0].Flags, []goimap.Flag{"$Custom", goimap.FlagDraft, `\Recent`}) || !msgs[0].InternalDate.Equal(time.Date(2020, 5, 6, 7, 8, 9, 0, time.UTC)) {
 		t.Errorf("appended: flags %v date %v", msgs[0].Flags, msgs[0].InternalDate)
 	}
 
 	r := dialRaw(t, ts.addr)
 	r.login()
-	if _, st := r.cmd("APPEND INBOX {2000+}"); !strings.HasPrefix(st, "NO [TOOBIG]") {
+	if _, st := r.cmd("APPEND INBOX {2000}"); !strings.HasPrefix(st, "NO [TOOBIG]") {
 		t.Errorf("over APPENDLIMIT: %q", st)
+	}
+	// Sent without waiting, the refused message is skipped: the session
+	// stays in step.
+	if _, st := r.cmd("APPEND INBOX {2000+}\r\n%s", strings.Repeat("x\r\nT99 LOGOUT\r\n", 133)+"xxxxx"); !strings.HasPrefix(st, "NO [TOOBIG]") {
+		t.Errorf("over APPENDLIMIT, LITERAL+: %q", st)
 	}
 	if _, st := r.cmd("APPEND Nowhere {5+}\r\nhello"); !strings.HasPrefix(st, "NO [TRYCREATE]") {
 		t.Errorf("APPEND to a missing folder: %q", st)
@@ -183,7 +195,8 @@ func TestTwoSessions(t *testing.T) {
 		t.Errorf("b sees a's STORE as %q", u)
 	}
 	a.appendMsg("INBOX", "", "", msgN(9))
-	if u := b.ok("NOOP"); strings.Join(u, "|") != "* 4 EXISTS" {
+	// a's APPEND polled INBOX, so a has the new message as \Recent.
+	if u := b.ok("NOOP"); strings.Join(u, "|") != "* 4 EXISTS|* 0 RECENT" {
 		t.Errorf("b sees a's APPEND as %q", u)
 	}
 	a.ok(`STORE 1 +FLAGS.SILENT (\Deleted)`)

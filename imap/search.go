@@ -9,7 +9,6 @@ import (
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
@@ -23,11 +22,17 @@ import (
 // values with MIME encoded-words decoded, and in body parts decoded from
 // their transfer encoding and charset. The library turns SearchData into
 // SEARCH or ESEARCH (MIN/MAX/COUNT/ALL); SAVE is kept here for "$".
-func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
-	defer s.enter()()
+// searchResult is SEARCH's answer: hits for a SEARCH response (sequence
+// numbers or UIDs, ascending), the rest for ESEARCH.
+type searchResult struct {
+	goimap.SearchData
+	hits []uint32
+}
+
+func (s *session) Search(uidKind bool, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*searchResult, error) {
 	msgs := s.view.Messages
 	var (
-		data goimap.SearchData
+		data searchResult
 		seqs goimap.SeqSet
 		uids goimap.UIDSet
 		hits []uint32 // UIDs, for SAVE
@@ -70,19 +75,20 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		uid := msgs[i].UID
 		hits = append(hits, uid)
 		num := uid
-		if kind == imapserver.NumKindSeq {
+		if !uidKind {
 			num = uint32(i + 1)
 			seqs.AddNum(num)
 		} else {
 			uids.AddNum(goimap.UID(uid))
 		}
+		data.hits = append(data.hits, num)
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
 		}
 		data.Max = max(data.Max, num)
 		data.Count++
 	}
-	if kind == imapserver.NumKindSeq {
+	if !uidKind {
 		data.All = seqs
 	} else {
 		data.All = uids
@@ -281,12 +287,12 @@ func (s *session) match(i int, c *goimap.SearchCriteria, l *lazy) (bool, error) 
 		}
 	}
 	for _, f := range c.Flag {
-		if f == flagRecent || !hasFlag(m.Flags, string(f)) {
+		if !s.hasFlag(m, f) {
 			return false, nil
 		}
 	}
 	for _, f := range c.NotFlag {
-		if f != flagRecent && hasFlag(m.Flags, string(f)) {
+		if s.hasFlag(m, f) {
 			return false, nil
 		}
 	}
@@ -350,6 +356,15 @@ func (s *session) match(i int, c *goimap.SearchCriteria, l *lazy) (bool, error) 
 	return true, nil
 }
 
+// hasFlag says whether m has flag f for this session: \Recent is the
+// session's (SEARCH RECENT, NEW, OLD), the rest the message's.
+func (s *session) hasFlag(m mailbox.Message, f goimap.Flag) bool {
+	if strings.EqualFold(string(f), flagRecent) {
+		return s.recent.has(m.UID)
+	}
+	return hasFlag(m.Flags, string(f))
+}
+
 // headerHas reports whether a field named key (any field, for key "")
 // contains value; an empty value matches any field of that name.
 func (l *lazy) headerHas(key, value string) bool {
@@ -364,6 +379,38 @@ func (l *lazy) headerHas(key, value string) bool {
 		v := fieldValue(f)
 		if key == "" {
 			v = f.key + ": " + v
+		}
+		if l.sc.contains(v, want) {
+			return true
+		}
+		if key != "" && isAddressKey(f.key) && l.addressHas(f, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// isAddressKey says whether a field holds an address list.
+func isAddressKey(k string) bool {
+	switch strings.ToLower(k) {
+	case "from", "sender", "reply-to", "to", "cc", "bcc":
+		return true
+	}
+	return false
+}
+
+// addressHas matches want against each address of the field as
+// "Name <mailbox@host>", comments and routes left out, as Dovecot
+// does: "<user (comment)@ domain.org>" is found by SEARCH FROM
+// user@domain.org.
+func (l *lazy) addressHas(f field, want string) bool {
+	for _, a := range parseAddressList(rawValue(f)) {
+		if a.Host == "" { // a group's start or end
+			continue
+		}
+		v := a.Mailbox + "@" + a.Host
+		if a.Name != "" {
+			v = decodeHeader(a.Name) + " <" + v + ">"
 		}
 		if l.sc.contains(v, want) {
 			return true

@@ -45,7 +45,7 @@ func searchFixture(t *testing.T, opts Options) *raw {
 	return r
 }
 
-func searchResult(t *testing.T, u []string) string {
+func searchResp(t *testing.T, u []string) string {
 	t.Helper()
 	for _, l := range u {
 		if strings.HasPrefix(l, "* SEARCH") {
@@ -93,7 +93,9 @@ func testSearchKeys(t *testing.T, r *raw) {
 		{"DRAFT", "3"}, {"UNDRAFT", "1 2 4"},
 		{"FLAGGED", "1"}, {"UNFLAGGED", "2 3 4"},
 		{"KEYWORD $Work", "1"}, {"KEYWORD $work", "1"}, {"UNKEYWORD $Work", "2 3 4"},
-		{"NEW", ""}, {"RECENT", ""}, {"OLD", "1 2 3 4"},
+		// This session is the first to select them: all are \Recent
+		// (RFC 3501 §2.3.2), NEW is RECENT UNSEEN.
+		{"NEW", "2 3 4"}, {"RECENT", "1 2 3 4"}, {"OLD", ""}, {"NOT RECENT", ""}, {"OR OLD SEEN", "1"},
 		{"BEFORE 15-Feb-2024", "1"}, {"ON 15-Feb-2024", "2"}, {"SINCE 15-Feb-2024", "2 3 4"},
 		{"SENTBEFORE 15-Feb-2024", "1"}, {"SENTON 15-Feb-2024", "2"}, {"SENTSINCE 15-Feb-2024", "2 3"},
 		{"LARGER 1500", "3"}, {"SMALLER 1500", "1 2 4"},
@@ -116,12 +118,12 @@ func testSearchKeys(t *testing.T, r *raw) {
 		{"CHARSET US-ASCII SUBJECT world", "1"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
-			if got := searchResult(t, r.ok("SEARCH %s", tc.key)); got != tc.want {
+			if got := searchResp(t, r.ok("SEARCH %s", tc.key)); got != tc.want {
 				t.Errorf("SEARCH %s = %q, want %q", tc.key, got, tc.want)
 			}
 		})
 	}
-	if got := searchResult(t, r.ok("UID SEARCH SEEN")); got != "1" {
+	if got := searchResp(t, r.ok("UID SEARCH SEEN")); got != "1" {
 		t.Errorf("UID SEARCH SEEN = %q", got)
 	}
 	if _, st := r.cmd("SEARCH CHARSET ISO-8859-7 SUBJECT x"); !strings.HasPrefix(st, "NO [BADCHARSET") {
@@ -145,7 +147,7 @@ func TestESearchAndSearchRes(t *testing.T) {
 	if strings.Join(u, "|") != "* 1 FETCH (UID 1)|* 3 FETCH (UID 3)" {
 		t.Errorf("FETCH $: %q", u)
 	}
-	if got := searchResult(t, r.ok("SEARCH $ SEEN")); got != "1" {
+	if got := searchResp(t, r.ok("SEARCH $ SEEN")); got != "1" {
 		t.Errorf("SEARCH $ SEEN: %q", got)
 	}
 	r.ok("SEARCH RETURN (SAVE MAX) ALL")

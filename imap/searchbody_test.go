@@ -53,7 +53,7 @@ func TestSearchBodyParts(t *testing.T) {
 		{"BODY gamma", ""}, {"BODY parts", ""}, {"TEXT parts", "1"}, {"TEXT beta", "1"},
 		{"BODY alpha BODY gamma", ""}, {"OR BODY gamma BODY beta", "1"},
 	} {
-		if got := searchResult(t, r.ok("SEARCH %s", tc.key)); got != tc.want {
+		if got := searchResp(t, r.ok("SEARCH %s", tc.key)); got != tc.want {
 			t.Errorf("SEARCH %s = %q, want %q", tc.key, got, tc.want)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailroom/mailbox"
 )
@@ -16,7 +15,6 @@ import (
 // the folder up to date (NOOP, after each command, IDLE).
 
 func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.SelectData, error) {
-	defer s.enter()()
 	s.unselect()
 	name, err := checkName(name)
 	if err != nil {
@@ -27,6 +25,11 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 		return nil, s.fail("select", err)
 	}
 	s.name, s.readOnly, s.view = name, options.ReadOnly, snap
+	if s.readOnly {
+		s.recent = recentSet{readOnly: true, from: s.srv.recent.mark(s.recentKey(), snap.UIDValidity)}
+	} else {
+		s.claimRecent(snap)
+	}
 	s.keywords = nil
 	for _, m := range snap.Messages {
 		s.keywords, _ = keywordsOf(s.keywords, m.Flags)
@@ -48,33 +51,22 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 		PermanentFlags:    perm,
 		NumMessages:       uint32(len(snap.Messages)),
 		FirstUnseenSeqNum: firstUnseen,
+		NumRecent:         s.numRecent(),
 		UIDNext:           goimap.UID(snap.UIDNext),
 		UIDValidity:       snap.UIDValidity,
 	}, nil
 }
 
-func (s *session) Unselect() error {
-	defer s.enter()()
-	s.unselect()
-	return nil
-}
-
 func (s *session) unselect() {
 	s.name, s.readOnly, s.view = "", false, nil
 	s.reported, s.keywords, s.searchRes = nil, nil, nil
+	s.recent = recentSet{}
 }
 
-// Poll reports what changed in the selected folder since the view: the
-// library calls it after every command, and NOOP/CHECK do nothing else.
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	defer s.enter()()
-	return s.update(w, allowExpunge)
-}
-
-// Idle reports changes as they happen until the client says DONE: at once
-// for changes made through this process (Folders.Watch), within
-// PollInterval for files other programs changed.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+// Idle reports changes as they happen until stop is closed (the client
+// said DONE): at once for changes made through this process
+// (Folders.Watch), within PollInterval for files other programs changed.
+func (s *session) Idle(w *updateWriter, stop <-chan struct{}) error {
 	if s.name == "" {
 		select {
 		case <-stop:
@@ -86,7 +78,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	defer t.Stop()
 	for {
 		changed := s.folders.Watch(s.name)
-		if err := s.update(w, true); err != nil {
+		if err := w.batch(func() error { return s.update(w, true) }); err != nil {
 			return err
 		}
 		select {
@@ -106,7 +98,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 // new keywords, EXISTS for new messages and FETCH FLAGS for changed ones.
 // Only write errors are returned: a failing store must not end the
 // connection (the library closes it on an error from Poll).
-func (s *session) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) update(w *updateWriter, allowExpunge bool) error {
 	if s.name == "" {
 		return nil
 	}
@@ -134,7 +126,7 @@ func (s *session) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 
 // diff writes the difference between the view and snap, and makes snap
 // the view.
-func (s *session) diff(w *imapserver.UpdateWriter, snap *mailbox.Snapshot, allowExpunge bool) error {
+func (s *session) diff(w *updateWriter, snap *mailbox.Snapshot, allowExpunge bool) error {
 	old, cur := s.view.Messages, snap.Messages
 	var (
 		expunged []uint32 // old sequence numbers, ascending
@@ -185,23 +177,29 @@ func (s *session) diff(w *imapserver.UpdateWriter, snap *mailbox.Snapshot, allow
 		added = added || a
 	}
 	if added {
-		if err := w.WriteMailboxFlags(mailboxFlags(s.keywords)); err != nil {
-			return err
-		}
-	}
-	if len(cur) != kept {
-		if err := w.WriteNumMessages(uint32(len(cur))); err != nil {
-			return err
-		}
-	}
-	for _, k := range changed {
-		m := cur[k]
-		if err := w.WriteMessageFlags(uint32(k+1), goimap.UID(m.UID), imapFlags(m.Flags)); err != nil {
+		if err := w.WriteMailboxFlags(mailboxFlags(s.keywords), !s.readOnly); err != nil {
 			return err
 		}
 	}
 	s.view = snap
 	s.reported = nil
+	if len(cur) != kept {
+		if err := w.WriteNumMessages(uint32(len(cur))); err != nil {
+			return err
+		}
+		if len(cur) > kept {
+			s.claimRecent(snap)
+			if err := w.WriteNumRecent(s.numRecent()); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range changed {
+		m := cur[k]
+		if err := w.WriteMessageFlags(uint32(k+1), goimap.UID(m.UID), s.flagsOf(m)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
-// Package imap is mailroom's IMAP4rev1/IMAP4rev2 server: a backend for
-// go-imap/v2's imapserver over a Store of folders. It speaks the protocol
-// and keeps each session's view of its selected folder; it knows nothing
+// Package imap is mailroom's IMAP4rev1/IMAP4rev2 server over a Store of
+// folders. It runs its own command loop over go-imap/v2's types (the
+// syntax is in imap/internal/wire; docs/design/imap.md says why), speaks
+// the protocol and keeps each session's view of its selected folder; it knows nothing
 // of files, Maildir or the bbolt index (maildir.Index implements Store),
 // and nothing of password hashes (an Authenticator answers for accounts).
 //
@@ -26,12 +27,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	_ "github.com/emersion/go-message/charset" // charsets for SEARCH and ENVELOPE decoding
 
 	"mailroom/internal/authdelay"
@@ -76,16 +74,12 @@ type Options struct {
 	MaxConns, MaxConnsPerIP int
 	// IdleTimeout logs out an authenticated client that sends no command
 	// for this long (IDLE included); zero means 30 minutes
-	// (RFC 9051 §5.4). Before login the library allows 30 s per command.
+	// (RFC 9051 §5.4). Before login a client has 30 s per command.
 	IdleTimeout time.Duration
-	// Throttle holds back addresses after failed logins; one per process,
-	// shared with SMTP submission (nil: one of the server's own, with
-	// AuthFailureDelay).
-	Throttle *authdelay.Throttle
-	// AuthFailureDelay is the wait after the first failed login from an
+	// AuthFailureDelay is the pause after the first failed login from an
 	// address; it doubles with each further failure, up to a minute.
-	// Zero means one second; a negative value turns the throttle off
-	// (for fuzzing, which fails logins by the thousand).
+	// Zero means one second; a negative value turns the pause off (for
+	// fuzzing, which fails logins by the thousand).
 	AuthFailureDelay time.Duration
 	// PollInterval is how often a client in IDLE looks for changes that
 	// other programs made on disk; zero means one second.
@@ -98,21 +92,14 @@ type Options struct {
 
 // Server serves IMAP on any number of listeners.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	throttle *authdelay.Throttle // nil: no throttle (AuthFailureDelay < 0)
-	ctx      context.Context     // cancelled by Close: ends logins' delays and IDLE
-	stop     context.CancelFunc
-
-	// Two library servers that differ only in InsecureAuth: the library
-	// decides per server, we decide per connection (loopback or not).
-	secure, insecure *imapserver.Server
-	secureL          *chanListener
-	insecureL        *chanListener
-	startOnce        sync.Once
-	served           sync.WaitGroup
+	opts  Options
+	log   *slog.Logger
+	fails *authdelay.Failures
+	ctx   context.Context // cancelled by Close: ends logins' delays and IDLE
+	stop  context.CancelFunc
 
 	connID atomic.Uint64
+	recent recentTracker
 
 	// conns admits, counts and stops the connections.
 	conns *conns.Set
@@ -150,12 +137,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger.With("proto", "imap"),
-		throttle:  opts.Throttle,
-		secureL:   newChanListener(),
-		insecureL: newChanListener(),
-	}
-	if s.throttle == nil && opts.AuthFailureDelay > 0 {
-		s.throttle = authdelay.New(opts.AuthFailureDelay, nil)
+		fails: authdelay.New(opts.AuthFailureDelay, nil),
 	}
 	s.conns = conns.New(conns.Options{
 		MaxConns:          opts.MaxConns,
@@ -165,8 +147,6 @@ func New(opts Options) *Server {
 		Logger:            s.log,
 	})
 	s.ctx, s.stop = context.WithCancel(context.Background())
-	s.secure = imapserver.New(s.libOptions(false))
-	s.insecure = imapserver.New(s.libOptions(true))
 	return s
 }
 
@@ -180,55 +160,6 @@ func loopbackLimit(maxConns, perIP int) int {
 	return max(maxConns/2, perIP)
 }
 
-// caps is every capability the library can serve with our backend.
-var caps = goimap.CapSet{
-	goimap.CapIMAP4rev1:    {},
-	goimap.CapIMAP4rev2:    {},
-	goimap.CapNamespace:    {},
-	goimap.CapUIDPlus:      {},
-	goimap.CapESearch:      {},
-	goimap.CapSearchRes:    {},
-	goimap.CapListExtended: {},
-	goimap.CapListStatus:   {},
-	goimap.CapMove:         {},
-	goimap.CapStatusSize:   {},
-	goimap.CapBinary:       {},
-	goimap.CapChildren:     {},
-	goimap.CapSpecialUse:   {},
-	goimap.CapLiteralPlus:  {},
-	goimap.CapAppendLimit:  {},
-	// IDLE, UNSELECT, ENABLE, UTF8=ACCEPT, SASL-IR and LITERAL- come with
-	// IMAP4rev1 in the library.
-}
-
-func (s *Server) libOptions(insecureAuth bool) *imapserver.Options {
-	return &imapserver.Options{
-		NewSession:   s.newSession,
-		Caps:         caps,
-		Logger:       s.opts.Panics.LibraryLogger(s.log, slog.LevelDebug, "imap session", libraryPanics...),
-		TLSConfig:    s.opts.TLSConfig,
-		InsecureAuth: insecureAuth,
-	}
-}
-
-// libraryPanics are how go-imap v2.0.0-beta.8's imapserver begins the
-// Logger messages of the panics it recovers (conn.go, idle.go); they are
-// counted and logged at Error (TestPanicIsRecorded pins them). The
-// library's other messages (a client that went away mid-command) are
-// debug.
-var libraryPanics = []string{"panic handling command: ", "panic idling: "}
-
-func (s *Server) start() {
-	s.startOnce.Do(func() {
-		for _, p := range []struct {
-			srv *imapserver.Server
-			l   *chanListener
-		}{{s.secure, s.secureL}, {s.insecure, s.insecureL}} {
-			s.served.Go(func() { p.srv.Serve(p.l) })
-		}
-	})
-}
-
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then.
 func (s *Server) Serve(l net.Listener) error {
@@ -236,15 +167,14 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // ServeTLS serves implicit TLS (port 993) with Options.TLSConfig on the
-// plain listener l, with the writes coalesced under TLS. Serve must not be
-// given a tls.NewListener: its connections must be admitted and counted
-// below TLS.
+// plain listener l. Serve must not be given a tls.NewListener: its
+// connections must be admitted and counted below TLS.
 func (s *Server) ServeTLS(l net.Listener) error {
 	if s.opts.TLSConfig == nil {
 		l.Close()
 		return errors.New("imap: ServeTLS without Options.TLSConfig")
 	}
-	return s.serve(s.conns.ListenTLS(l, s.opts.TLSConfig, func(c net.Conn) net.Conn { return newBufConn(c) }))
+	return s.serve(s.conns.ListenTLS(l, s.opts.TLSConfig, nil))
 }
 
 func (s *Server) serve(l net.Listener) error {
@@ -254,7 +184,6 @@ func (s *Server) serve(l net.Listener) error {
 		return ErrServerClosed
 	default:
 	}
-	s.start()
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
@@ -264,8 +193,7 @@ func (s *Server) serve(l net.Listener) error {
 				return ErrServerClosed
 			default:
 			}
-			// EMFILE and the like pass; the library and net/http retry
-			// on the same (deprecated but accurate) test.
+			// EMFILE and the like pass; net/http retries on the same (deprecated but accurate) test.
 			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
@@ -275,27 +203,7 @@ func (s *Server) serve(l net.Listener) error {
 			return fmt.Errorf("imap: accept: %w", err)
 		}
 		delay = 0
-		s.dispatch(c)
-	}
-}
-
-// dispatch hands an admitted connection to the library server whose
-// InsecureAuth suits it.
-func (s *Server) dispatch(c net.Conn) {
-	target := s.secureL
-	if s.opts.AllowInsecureAuth || conns.From(c).Loopback() {
-		target = s.insecureL
-	}
-	// The library recognises TLS by the *tls.Conn type, so a TLS
-	// connection is handed over as it is (ServeTLS coalesces under it);
-	// a plain one gets write coalescing, under STARTTLS too.
-	if _, ok := c.(*tls.Conn); !ok {
-		c = newBufConn(c)
-	}
-	select {
-	case target.conns <- c:
-	case <-target.done:
-		c.Close()
+		go s.serveConn(c)
 	}
 }
 
@@ -314,16 +222,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.conns.Shutdown()
 	s.stop()
-	// The library's own Close races its Serve (WaitGroup.Add against
-	// Wait); closing its listeners and our connections does the same
-	// without it.
-	s.secureL.Close()
-	s.insecureL.Close()
-	s.served.Wait()
 	s.conns.Close()
 	// The caller closes the store next: give the sessions a moment to
 	// leave it (their connections are closed, their contexts cancelled;
-	// the library closes a session before its connection).
+	// a session is closed before its connection).
 	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
 	defer cancel()
 	if s.conns.Wait(ctx) != nil {
@@ -331,30 +233,3 @@ func (s *Server) Close() error {
 	}
 	return nil
 }
-
-// chanListener is a net.Listener fed by Server.dispatch.
-type chanListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

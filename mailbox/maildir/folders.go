@@ -445,6 +445,31 @@ func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error
 	return nil
 }
 
+// Subscriptions returns every subscribed name, sorted, whether its
+// folder exists or not: deleting a folder keeps its subscription (RFC
+// 9051 §6.3.7), and IMAP's LIST (SUBSCRIBED) shows it as \NonExistent.
+func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var names []string
+	err := s.a.ix.db.View(func(tx *bolt.Tx) error {
+		hb := homeBucket(tx, s.a.home)
+		if hb == nil {
+			return nil
+		}
+		return hb.Bucket(bucketSubs).ForEach(func(k, _ []byte) error {
+			names = append(names, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("maildir: list subscriptions: %w", err)
+	}
+	sortNames(names)
+	return names, nil
+}
+
 // sortNames sorts IMAP names with INBOX and its children first.
 func sortNames(names []string) {
 	sort.Slice(names, func(i, j int) bool {
