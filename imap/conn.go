@@ -33,7 +33,7 @@ const (
 	literalTimeout = 5 * time.Minute
 	// writeTimeout bounds each write to the socket.
 	writeTimeout = 30 * time.Second
-	// maxErrors is how many commands in a row may fail to parse before
+	// maxErrors is how many commands in a row may be answered BAD before
 	// the connection ends (Dovecot allows 10).
 	maxErrors = 10
 )
@@ -254,6 +254,9 @@ func (c *conn) reject(tag string, err error) bool {
 		c.errors++
 	case errors.As(err, &name):
 	case errors.As(err, &ie):
+		if ie.Type == goimap.StatusResponseTypeBad {
+			c.errors++
+		}
 	default:
 		if isIOError(err) {
 			return false
