@@ -135,8 +135,8 @@ func New(opts Options) *Server {
 		opts.Panics = new(panics.Recorder)
 	}
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger.With("proto", "imap"),
+		opts:  opts,
+		log:   opts.Logger.With("proto", "imap"),
 		fails: authdelay.New(opts.AuthFailureDelay, nil),
 	}
 	s.conns = conns.New(conns.Options{
