@@ -33,9 +33,6 @@ const (
 	literalTimeout = 5 * time.Minute
 	// writeTimeout bounds each write to the socket.
 	writeTimeout = 30 * time.Second
-	// maxErrors is how many commands in a row may be answered BAD before
-	// the connection ends (Dovecot allows 10).
-	maxErrors = 10
 )
 
 type connState int
@@ -65,7 +62,6 @@ type conn struct {
 	state   connState
 	tls     bool
 	rev2    bool // ENABLE IMAP4rev2: no RECENT, no \Recent (RFC 9051 §E)
-	errors  int  // commands in a row that failed to parse
 	tag     string
 	cmdName string
 	// lastWords: BYE is being written; wmu guards it.
@@ -232,7 +228,6 @@ func (c *conn) command() bool {
 	}
 	err = cmd.run(c, tag, uid)
 	if err == nil {
-		c.errors = 0
 		return true
 	}
 	return c.reject(tag, err)
@@ -251,12 +246,8 @@ func (c *conn) reject(tag string, err error) bool {
 	)
 	switch {
 	case errors.As(err, &syn):
-		c.errors++
 	case errors.As(err, &name):
 	case errors.As(err, &ie):
-		if ie.Type == goimap.StatusResponseTypeBad {
-			c.errors++
-		}
 	default:
 		if isIOError(err) {
 			return false
@@ -281,10 +272,6 @@ func (c *conn) reject(tag string, err error) bool {
 		// names the command (never its arguments: LOGIN has a password).
 		c.ss.log.Error("command failed", "command", c.cmdName, "tag", truncate(tag, 40), "err", err)
 		c.enc.Status(tag, goimap.StatusResponseTypeNo, string(goimap.ResponseCodeServerBug), "Internal server error")
-	}
-	if c.errors >= maxErrors {
-		c.byeLocked("Too many invalid commands")
-		return false
 	}
 	return c.enc.Err() == nil
 }

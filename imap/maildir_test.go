@@ -342,3 +342,32 @@ func TestMaildirChanges(t *testing.T) {
 		t.Errorf("the moved message's flags after the restart: %v %v", msgs, err)
 	}
 }
+
+// A subscription outlives its folder (RFC 9051 §6.3.7): LIST (SUBSCRIBED)
+// shows it as \NonExistent, from maildir's Subscriptions.
+func TestMaildirSubscriptionOfDeletedFolder(t *testing.T) {
+	t.Parallel()
+	e := startMaildir(t, t.TempDir())
+	c := e.login(t, nil)
+	for _, cmd := range []*imapclient.Command{c.Create("Old", nil), c.Subscribe("Old"), c.Delete("Old"), c.Subscribe("Never")} {
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := c.List("", "*", &goimap.ListOptions{SelectSubscribed: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string][]goimap.MailboxAttr{}
+	for _, d := range l {
+		found[d.Mailbox] = d.Attrs
+	}
+	for _, n := range []string{"Old", "Never"} {
+		if a := found[n]; !slices.Contains(a, goimap.MailboxAttrNonExistent) || !slices.Contains(a, goimap.MailboxAttrSubscribed) {
+			t.Errorf("%s: %v (all: %v)", n, a, found)
+		}
+	}
+	if _, ok := found["INBOX"]; !ok {
+		t.Errorf("INBOX (subscribed by default) missing: %v", found)
+	}
+}

@@ -1,0 +1,58 @@
+package imap
+
+import (
+	"reflect"
+	"testing"
+
+	"mailroom/imap/internal/wire"
+)
+
+func TestParseAddressList(t *testing.T) {
+	t.Parallel()
+	a := func(name, adl, mailbox, host string) wire.Address { return wire.Address{Name: name, ADL: adl, Mailbox: mailbox, Host: host} }
+	for _, c := range []struct {
+		in   string
+		want []wire.Address
+	}{
+		{"user@domain", []wire.Address{a("", "", "user", "domain")}},
+		{`"Real, Name" <user@domain>`, []wire.Address{a("Real, Name", "", "user", "domain")}},
+		{"Real Name <user@domain>, other@x.org", []wire.Address{a("Real Name", "", "user", "domain"), a("", "", "other", "x.org")}},
+		// A comment is the name of an address without one (imaptest
+		// fetch-envelope), and is skipped inside addresses.
+		{"user@domain (Real Name)", []wire.Address{a("Real Name", "", "user", "domain")}},
+		{"<user-from (comment)@ (comment) domain.org>", []wire.Address{a("", "", "user-from", "domain.org")}},
+		// Source routes are the ADL (RFC 9051 §7.5.2).
+		{"<@route:user@domain>", []wire.Address{a("", "@route", "user", "domain")}},
+		{"<@a,@b:user@domain>", []wire.Address{a("", "@a,@b", "user", "domain")}},
+		// Groups, with their start and end markers.
+		{"group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;", []wire.Address{
+			a("", "", "group", ""), a("", "", "g1", "d1.org"), a("", "", "g2", "d2.org"), {},
+			a("", "", "group2", ""), a("", "", "g3", "d3.org"), {}}},
+		{"group:;, group2: (foo) ;", []wire.Address{a("", "", "group", ""), {}, a("", "", "group2", ""), {}}},
+		{"undisclosed-recipients:;", []wire.Address{a("", "", "undisclosed-recipients", ""), {}}},
+		// Broken ones still give something, never a group marker by
+		// mistake.
+		{"user", []wire.Address{a("", "", "user", missingDomain)}},
+		{"@domain", []wire.Address{a("", "", missingMailbox, "domain")}},
+		{"John Q. Public <jqp@x.org>", []wire.Address{a("John Q. Public", "", "jqp", "x.org")}},
+		{"<a@b", []wire.Address{a("", "", "a", "b")}},
+		{"", nil},
+	} {
+		if got := parseAddressList(c.in); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%q:\n got %+v\nwant %+v", c.in, got, c.want)
+		}
+	}
+}
+
+func FuzzParseAddressList(f *testing.F) {
+	for _, s := range []string{"a <b@c>", "g: a@b, c@d;", "<@r:u@d>", `"q\"x" (c (n)) <a@[1.2.3.4]>`, "((((", `"`, "[", "a@b (x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, a := range parseAddressList(s) {
+			if a.Host == "" && (a.Name != "" || a.ADL != "") {
+				t.Fatalf("%q: %+v would read as a group marker", s, a)
+			}
+		}
+	})
+}
