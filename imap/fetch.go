@@ -168,6 +168,7 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 		} else {
 			c, err = newContent(r, size)
 			if err == nil {
+				c.onPanic = s.recordPanic
 				defer c.release() // after the spans are written
 				err = c.items(options, &items)
 			}

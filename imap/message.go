@@ -122,6 +122,8 @@ type content struct {
 	// seeks by reading again from the start).
 	br     *bufio.Reader
 	atBody bool
+	// onPanic records a panic of go-message's parsing (catch).
+	onPanic func(where string, v any)
 }
 
 // headerReaders recycles newContent's buffered readers (see release).
@@ -286,7 +288,7 @@ func (c *content) section(item *goimap.FetchItemBodySection) (b []byte, err erro
 	if len(item.Part) == 0 {
 		return c.headerFields(item), nil
 	}
-	defer catch(&err)
+	defer c.catch("FETCH BODY[] section", &err)
 	m, err := c.message()
 	if err != nil {
 		return nil, err
@@ -295,7 +297,7 @@ func (c *content) section(item *goimap.FetchItemBodySection) (b []byte, err erro
 }
 
 func (c *content) binary(item *goimap.FetchItemBinarySection) (b []byte, err error) {
-	defer catch(&err)
+	defer c.catch("FETCH BINARY[] section", &err)
 	m, err := c.message()
 	if err != nil {
 		return nil, err
@@ -309,7 +311,7 @@ func (c *content) binary(item *goimap.FetchItemBinarySection) (b []byte, err err
 func (c *content) bodyStructure() (goimap.BodyStructure, error) {
 	var bs goimap.BodyStructure
 	err := func() (err error) {
-		defer catch(&err)
+		defer c.catch("FETCH BODYSTRUCTURE", &err)
 		m, err := c.message()
 		if err != nil {
 			return err
@@ -403,9 +405,14 @@ func sanitize(bs goimap.BodyStructure) goimap.BodyStructure {
 }
 
 // catch turns a panic in go-message's parsing of one message into an
-// error, so that one bad message cannot end the session.
-func catch(err *error) {
+// error, so that one bad message cannot end the session; the panic is
+// recorded (logged with its stack and counted: it is a bug a message can
+// trigger). It must be deferred directly, for recover to see the panic.
+func (c *content) catch(where string, err *error) {
 	if v := recover(); v != nil {
+		if c.onPanic != nil {
+			c.onPanic(where, v)
+		}
 		*err = fmt.Errorf("parsing panicked: %v", v)
 	}
 }

@@ -49,7 +49,7 @@ func (s *session) Search(uidKind bool, criteria *goimap.SearchCriteria, options 
 	)
 	var sc scratch
 	for i := range msgs {
-		l := lazy{sc: &sc}
+		l := lazy{sc: &sc, onPanic: s.recordPanic}
 		if hc != nil {
 			if i%cacheChunk == 0 {
 				chunk = chunk[:0]
@@ -162,6 +162,8 @@ type lazy struct {
 	gone   bool
 	hc     mailbox.HeaderCache
 	sc     *scratch
+	// onPanic records a panic of go-message's parsing (bodyHas).
+	onPanic func(where string, v any)
 }
 
 // scratch is what one SEARCH reuses from message to message: the folded
@@ -239,6 +241,7 @@ func (s *session) load(m mailbox.Message, l *lazy) error {
 	if err != nil {
 		return s.fail("read message", err)
 	}
+	l.c.onPanic = s.recordPanic
 	if l.hc != nil {
 		l.hc.CacheFields(s.name, m.UID, cachedBlock(l.c.fields))
 	}

@@ -47,8 +47,15 @@ func (l *lazy) bodyHas(want string) (found bool) {
 	}
 	func() {
 		defer func() {
-			if recover() != nil && !found {
-				l.rawBody(check)
+			if v := recover(); v != nil {
+				// A bug a message can trigger: recorded, and the
+				// raw body searched instead.
+				if l.onPanic != nil {
+					l.onPanic("SEARCH BODY", v)
+				}
+				if !found {
+					l.rawBody(check)
+				}
 			}
 		}()
 		e, err := l.c.entity()

@@ -77,6 +77,13 @@ func (s *session) start() bool {
 
 func (s *session) bye(text string) { s.conn.bye(text) }
 
+// recordPanic records a panic recovered in this session (message
+// parsing), with its stack; it must be called from the deferred function
+// that recovered.
+func (s *session) recordPanic(where string, v any) {
+	s.srv.opts.Panics.Record(s.log, "imap "+where, v)
+}
+
 // Close releases the session when its connection ends.
 func (s *session) Close() error {
 	s.cancel()
