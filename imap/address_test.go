@@ -9,7 +9,9 @@ import (
 
 func TestParseAddressList(t *testing.T) {
 	t.Parallel()
-	a := func(name, adl, mailbox, host string) wire.Address { return wire.Address{Name: name, ADL: adl, Mailbox: mailbox, Host: host} }
+	a := func(name, adl, mailbox, host string) wire.Address {
+		return wire.Address{Name: name, ADL: adl, Mailbox: mailbox, Host: host}
+	}
 	for _, c := range []struct {
 		in   string
 		want []wire.Address

@@ -2,10 +2,8 @@ package imap
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -218,9 +216,4 @@ func decodeSASL(s string) ([]byte, error) {
 		return nil, &goimap.Error{Type: goimap.StatusResponseTypeBad, Text: "Invalid base64 in the SASL response"}
 	}
 	return b, nil
-}
-
-// ctxErr is whether err is the session's context ending (shutdown).
-func ctxErr(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
