@@ -76,10 +76,14 @@ type Options struct {
 	// for this long (IDLE included); zero means 30 minutes
 	// (RFC 9051 §5.4). Before login a client has 30 s per command.
 	IdleTimeout time.Duration
-	// AuthFailureDelay is the pause after the first failed login from an
+	// Throttle holds back addresses after failed logins; one per process,
+	// shared with SMTP submission (nil: one of the server's own, with
+	// AuthFailureDelay).
+	Throttle *authdelay.Throttle
+	// AuthFailureDelay is the wait after the first failed login from an
 	// address; it doubles with each further failure, up to a minute.
-	// Zero means one second; a negative value turns the pause off (for
-	// fuzzing, which fails logins by the thousand).
+	// Zero means one second; a negative value turns the throttle off
+	// (for fuzzing, which fails logins by the thousand).
 	AuthFailureDelay time.Duration
 	// PollInterval is how often a client in IDLE looks for changes that
 	// other programs made on disk; zero means one second.
@@ -92,11 +96,11 @@ type Options struct {
 
 // Server serves IMAP on any number of listeners.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	fails *authdelay.Failures
-	ctx   context.Context // cancelled by Close: ends logins' delays and IDLE
-	stop  context.CancelFunc
+	opts     Options
+	log      *slog.Logger
+	throttle *authdelay.Throttle // nil: no throttle (AuthFailureDelay < 0)
+	ctx      context.Context     // cancelled by Close: ends logins' delays and IDLE
+	stop     context.CancelFunc
 
 	connID atomic.Uint64
 	recent recentTracker
@@ -135,9 +139,12 @@ func New(opts Options) *Server {
 		opts.Panics = new(panics.Recorder)
 	}
 	s := &Server{
-		opts:  opts,
-		log:   opts.Logger.With("proto", "imap"),
-		fails: authdelay.New(opts.AuthFailureDelay, nil),
+		opts:     opts,
+		log:      opts.Logger.With("proto", "imap"),
+		throttle: opts.Throttle,
+	}
+	if s.throttle == nil && opts.AuthFailureDelay > 0 {
+		s.throttle = authdelay.New(opts.AuthFailureDelay, nil)
 	}
 	s.conns = conns.New(conns.Options{
 		MaxConns:          opts.MaxConns,

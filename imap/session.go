@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"time"
 
+	goimap "github.com/emersion/go-imap/v2"
+
 	"mailroom/account"
+	"mailroom/internal/authdelay"
 	"mailroom/internal/conns"
 	"mailroom/mailbox"
 )
@@ -23,8 +26,9 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	folders Folders // nil until login
-	home    string  // the account's mail home, once logged in
+	folders   Folders // nil until login
+	home      string  // the account's mail home, once logged in
+	authFails int     // failed or refused logins
 
 	// The selected folder: its name, and view, the snapshot last reported
 	// to the client, which gives sequence numbers their meaning. Views are
@@ -96,25 +100,27 @@ func (s *session) Close() error {
 	return err
 }
 
+// errThrottled answers a login from an address that must still wait
+// after its failures (RFC 5530 UNAVAILABLE: a temporary failure).
+var errThrottled = no(goimap.ResponseCodeUnavailable, "Too many failed logins from your address, try again later")
+
 // Login checks the password with the Authenticator and opens the mail
 // home; the caller has refused it where plaintext passwords are not
-// allowed (LOGINDISABLED). Failures wait longer each time for the same
-// client address; the password is never logged.
+// allowed (LOGINDISABLED). An address the shared throttle holds back
+// after its failures is refused at once without a look at the password,
+// so a right one is answered as a wrong one; after a few failed attempts
+// the connection is closed. The password is never logged.
 func (s *session) Login(username, password string) error {
+	if wait, ok := s.srv.throttle.Allow(s.key, username); !ok {
+		s.log.Warn("authentication refused: too many failures from this address", "event", "auth_throttled", "user", truncate(username, 200), "wait", wait.Round(time.Millisecond))
+		s.attemptFailed()
+		return errThrottled
+	}
 	home, err := s.srv.opts.Auth.Authenticate(s.ctx, username, password)
 	if errors.Is(err, account.ErrAuthFailed) {
-		d := time.Duration(0)
-		if s.srv.opts.AuthFailureDelay > 0 {
-			d = s.srv.fails.Add(s.key)
-		}
-		s.log.Warn("authentication failed", "event", "auth_failed", "user", truncate(username, 200), "delay", d)
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-		case <-s.srv.conns.ShuttingDown():
-		}
+		wait := s.srv.throttle.Fail(s.key, username)
+		s.log.Warn("authentication failed", "event", "auth_failed", "user", truncate(username, 200), "wait", wait)
+		s.attemptFailed()
 		return errAuthFailed
 	}
 	if err != nil {
@@ -128,6 +134,15 @@ func (s *session) Login(username, password string) error {
 	s.log = s.log.With("user", username)
 	s.log.Info("authenticated", "event", "auth")
 	return nil
+}
+
+// attemptFailed counts a failed or refused login on the connection and
+// closes it after the reply to the last one allowed (as Dovecot does).
+func (s *session) attemptFailed() {
+	s.authFails++
+	if s.authFails >= authdelay.MaxPerConn {
+		s.cc.CloseAfterWrite()
+	}
 }
 
 func truncate(s string, n int) string {
