@@ -137,10 +137,11 @@ type Limits struct {
 	// few seconds is dropped instead of holding its connection for ever.
 	// 0 bounds each read only. Default 500.
 	MinDataRate int `toml:"min_data_rate"`
-	// MaxLineLength bounds a command or message line, in octets with its
-	// CRLF (RFC 5321 §4.5.3.1.4/6 allow 512 and 1000; the default 2000
-	// doubles the latter for lenient senders). A longer line ends the
-	// session (the library cannot resynchronise).
+	// MaxLineLength bounds an SMTP or LMTP command line, in octets with
+	// its CRLF (RFC 5321 §4.5.3.1.4 allows 512; the default 2000 leaves
+	// room for long parameters): a longer MAIL, RCPT or HELO is answered
+	// 500 5.5.2 and the session goes on. Message lines may be longer
+	// (up to 256 KiB) and are stored as they are, as Postfix does.
 	MaxLineLength int `toml:"max_line_length"`
 }
 

@@ -87,6 +87,9 @@ func New(opts Options) *Server {
 }
 
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	if err := s.CheckLine("LHLO ", c.Hostname()); err != nil {
+		return nil, err
+	}
 	base := s.NewSession(c)
 	return &session{
 		srv:    s,
@@ -141,6 +144,9 @@ func (s *session) Logout() error {
 }
 
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if err := s.srv.CheckLine("MAIL FROM:<>", from); err != nil {
+		return err
+	}
 	// RFC 1870 §6.2: a declared size over the limit is refused at MAIL.
 	if max := s.srv.opts.MaxMessageBytes; max > 0 && opts.Size > max {
 		return s.reply(mda.ErrTooBig)
@@ -161,6 +167,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if err := s.srv.CheckLine("RCPT TO:<>", to); err != nil {
+		return err
+	}
 	if err := s.txn.AddRcpt(s.ctx, to); err != nil {
 		return s.reply(err)
 	}

@@ -245,6 +245,11 @@ func (d *Deliverer) Route(ctx context.Context, addr string) (Recipient, error) {
 			return rc, err
 		}
 	}
+	if strings.EqualFold(addr, "postmaster") && len(d.domains) > 0 {
+		// RFC 5321 §4.5.1: "postmaster" without a domain must be
+		// accepted; it is the postmaster of the first local domain.
+		addr = "postmaster@" + d.domains[0]
+	}
 	a, err := address.Parse(addr)
 	if err != nil {
 		return Recipient{}, fmt.Errorf("%w: %w", ErrBadAddress, err)

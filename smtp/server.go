@@ -152,7 +152,7 @@ func New(opts Options) *Server {
 		Logger:            opts.Logger,
 		Panics:            opts.Panics,
 	}
-	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
+	// go-smtp v0.26 refuses a message of exactly MaxMessageBytes (its data
 	// reader stops at the limit before it sees the final dot). Giving it
 	// one byte more makes it accept exactly our limit; mda refuses
 	// anything larger, and Mail refuses a larger declared SIZE. The

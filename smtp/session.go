@@ -85,6 +85,9 @@ var errBadHelo = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{
 
 // newSession is called by go-smtp at HELO/EHLO, and again after STARTTLS.
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	if err := s.CheckLine("EHLO ", c.Hostname()); err != nil {
+		return nil, err
+	}
 	if strings.ContainsFunc(c.Hostname(), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return nil, errBadHelo
 	}
@@ -147,6 +150,9 @@ var (
 )
 
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if err := s.srv.CheckLine("MAIL FROM:<>", from); err != nil {
+		return err
+	}
 	if s.srv.opts.Role == Submission && s.user == nil {
 		return errAuthRequired
 	}
@@ -234,6 +240,9 @@ func (s *session) isOwn(addr string) bool {
 }
 
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if err := s.srv.CheckLine("RCPT TO:<>", to); err != nil {
+		return err
+	}
 	env := s.current()
 	err := env.txn.AddRcpt(s.ctx, to)
 	switch {

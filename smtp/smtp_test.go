@@ -30,7 +30,7 @@ func tlsConfig(t *testing.T) *tls.Config {
 }
 
 // testAliases: sales reaches alice; support reaches only bob.
-const testAliases = "sales: alice, bob\nsupport: bob\n"
+const testAliases = "sales: alice, bob\nsupport: bob\npostmaster: alice\n"
 
 func newEnv(t *testing.T) *mailenv.Env {
 	table, err := alias.Parse(strings.NewReader(testAliases), "aliases")
@@ -92,6 +92,8 @@ func TestMXDialogs(t *testing.T) {
 		{"path escape in local part", []step{{"EHLO c", "250"}, {"MAIL FROM:<s@remote.example>", "250"}, {"RCPT TO:<../alice@example.org>", "501 5.1.3"}}},
 		{"AUTH is not offered on the MX", []step{{"EHLO c", "250"}, {"AUTH PLAIN " + plainAuth("alice@example.org", "secret"), "5"}}},
 		{"NUL in a command", []step{{"EHLO c", "250"}, {"MAIL FROM:<s\x00@remote.example>", "5"}, {"NOOP", "250"}}},
+		{"postmaster without a domain (RFC 5321 §4.5.1)", []step{{"EHLO c", "250"}, {"MAIL FROM:<s@remote.example>", "250"},
+			{"RCPT TO:<postmaster>", "250"}, {"RCPT TO:<PostMaster>", "250"}}},
 		{"control characters in EHLO", []step{{"EHLO a\x00b", "501 5.5.2"}, {"EHLO a\x1bb", "501 5.5.2"}, {"EHLO ok.test", "250"}}},
 	}
 	env := newEnv(t)
@@ -350,14 +352,50 @@ func TestShutdownLetsDeliveryFinish(t *testing.T) {
 	}
 }
 
+// TestMaxLineLength: a command line over max_line_length is read to its
+// end and answered 500 5.5.2, and the session goes on (it used to get
+// "500 Too long line" and the connection closed, with the rest unread,
+// often seen as a reset); a longer message line is accepted and stored
+// as it is, as Postfix does, and the session stays in step (it used to
+// get 554 and then "500 Too long line" for the next command). Over
+// STARTTLS too, where only the library sees lines.
 func TestMaxLineLength(t *testing.T) {
 	env := newEnv(t)
-	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxLineLength: 1100})
-	d := mailtest.Dial(t, "tcp", addr)
-	d.Send("EHLO c")
-	d.Expect("250 ")
-	send(d, "s@remote.example", []string{"alice@example.org"}, strings.Repeat("k", 1000))
-	d.Expect("250 ")
-	send(d, "s@remote.example", []string{"alice@example.org"}, strings.Repeat("k", 1200))
-	d.Expect("554 5.6.0")
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, MaxLineLength: 1100, TLS: tlsConfig(t)})
+	long := strings.Repeat("k", 2500)
+	for _, tc := range []struct {
+		name     string
+		starttls bool
+	}{{"plain", false}, {"STARTTLS", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := mailtest.Dial(t, "tcp", addr)
+			if tc.starttls {
+				d.Send("EHLO c")
+				d.Expect("250 ")
+				d.StartTLS()
+			}
+			// The session starts at the first EHLO (again after STARTTLS).
+			d.Send("EHLO " + strings.Repeat("h", 1200) + ".test")
+			d.Expect("500 5.5.2")
+			d.Send("EHLO c")
+			d.Expect("250 ")
+			d.Send("MAIL FROM:<s@remote.example>")
+			d.Expect("250 ")
+			d.Send("RCPT TO:<" + strings.Repeat("r", 5000) + "@example.org>")
+			d.Expect("500 5.5.2")
+			d.Send("NOOP")
+			d.Expect("250 ")
+			d.Send("RSET")
+			d.Expect("250 ")
+			before := len(mailtest.Messages(t, env.MailRoot, "example.org/alice"))
+			send(d, "s@remote.example", []string{"alice@example.org"}, "Subject: long", "", long, "end")
+			d.Expect("250 ")
+			d.Send("NOOP")
+			d.Expect("250 ")
+			msgs := mailtest.Messages(t, env.MailRoot, "example.org/alice")
+			if len(msgs) != before+1 || !strings.HasSuffix(msgs[len(msgs)-1], "\n"+long+"\nend\n") {
+				t.Errorf("the long line was not stored as it was sent")
+			}
+		})
+	}
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// go-smtp v0.25 answers a command given out of sequence (DATA or BDAT with
+// go-smtp v0.26 answers a command given out of sequence (DATA or BDAT with
 // no accepted recipient, RCPT before MAIL, MAIL before HELO/LHLO) with 502
 // "command not implemented". RFC 5321 §4.2.4 and RFC 2033 §4.2 want 503
 // "bad sequence of commands". The library offers no hook for those replies,
@@ -41,7 +41,7 @@ func fixReply(p []byte, announceSize int64) []byte {
 		copy(q, base64ReplyFixed)
 		return q
 	}
-	// go-smtp v0.25 refuses a message of exactly MaxMessageBytes (its data
+	// go-smtp v0.26 refuses a message of exactly MaxMessageBytes (its data
 	// reader gives up at the limit before seeing the final dot), although
 	// RFC 1870 says the announced size is accepted. A server that can
 	// rewrite its replies (no TLS: LMTP) runs the library without a limit,

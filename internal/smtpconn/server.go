@@ -2,7 +2,7 @@
 // github.com/emersion/go-smtp: the library server with the settings both
 // give it, its connections (internal/conns: limits, idle timeout,
 // two-phase shutdown), the start of every session, the one table that maps
-// delivery errors to replies, and the corrections of a few go-smtp v0.25
+// delivery errors to replies, and the corrections of a few go-smtp v0.26
 // replies on their way out. It knows nothing of the policy of either
 // protocol.
 package smtpconn
@@ -38,7 +38,8 @@ type Options struct {
 	AnnounceSize int64
 	// MaxRecipients per transaction (0: the library's default).
 	MaxRecipients int
-	// MaxLineLength bounds a line with its CRLF (0: go-smtp's 2000).
+	// MaxLineLength bounds a command line with its CRLF (0: 2000); a
+	// message line may be longer (see NewServer).
 	MaxLineLength int
 	// MaxConns and MaxConnsPerIP bound concurrent connections (421
 	// beyond; 0: no limit).
@@ -62,19 +63,20 @@ type Options struct {
 	Panics *panics.Recorder
 }
 
-// libraryPanic is how go-smtp v0.25 begins the ErrorLog message of a
+// libraryPanic is how go-smtp v0.26 begins the ErrorLog message of a
 // panic it recovered in a session (conn.go); TestPanicIsRecorded pins it.
 const libraryPanic = "panic serving "
 
 // Server is a go-smtp server with its connection set.
 type Server struct {
-	lib    *gosmtp.Server
-	conns  *conns.Set
-	tls    *tls.Config
-	log    *slog.Logger
-	ctx    context.Context // parent of every session's context
-	cancel context.CancelFunc
-	connID atomic.Uint64
+	lib     *gosmtp.Server
+	maxLine int
+	conns   *conns.Set
+	tls     *tls.Config
+	log     *slog.Logger
+	ctx     context.Context // parent of every session's context
+	cancel  context.CancelFunc
+	connID  atomic.Uint64
 }
 
 // NewServer returns a Server whose sessions come from newSession.
@@ -85,7 +87,10 @@ func NewServer(opts Options, newSession func(*gosmtp.Conn) (gosmtp.Session, erro
 	if opts.Panics == nil {
 		opts.Panics = new(panics.Recorder)
 	}
-	s := &Server{tls: opts.TLS, log: opts.Logger.With("proto", opts.Proto)}
+	if opts.MaxLineLength <= 0 {
+		opts.MaxLineLength = defaultMaxLine
+	}
+	s := &Server{tls: opts.TLS, log: opts.Logger.With("proto", opts.Proto), maxLine: opts.MaxLineLength}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	announce := opts.AnnounceSize
 	s.conns = conns.New(conns.Options{
@@ -103,9 +108,19 @@ func NewServer(opts Options, newSession func(*gosmtp.Conn) (gosmtp.Session, erro
 	gs.Domain = opts.Hostname
 	gs.MaxMessageBytes = opts.MaxMessageBytes
 	gs.MaxRecipients = opts.MaxRecipients
-	if opts.MaxLineLength > 0 {
-		gs.MaxLineLength = opts.MaxLineLength
-	}
+	// The library's line limit ends the session: a longer command line
+	// is answered "500 Too long line" and the connection closed with the
+	// rest of the line unread (the client may see a reset instead of the
+	// reply), and a longer line in DATA fails the message and then every
+	// later read, so the session is out of step. It has one limit for
+	// both, and sits above TLS, where nothing of ours can see lines. So
+	// it gets a generous one (libraryLineLimit), which only bounds the
+	// memory one line may take: message lines up to that pass as they
+	// are, as Postfix accepts them (it splits long lines only to store
+	// them and joins them again on delivery), and a longer command line
+	// is read to its end and answered 500 5.5.2 by the session
+	// (CheckLine), which goes on. See docs/upstream/go-smtp.md (1).
+	gs.MaxLineLength = max(opts.MaxLineLength, libraryLineLimit)
 	// The idle timeout is set per read by conns, so that a long DATA is
 	// bounded per read rather than as a whole.
 	gs.WriteTimeout = opts.WriteTimeout
@@ -166,6 +181,30 @@ func (s *Server) Close() error {
 
 // closeWait bounds how long Close waits for deliveries in progress.
 const closeWait = 10 * time.Second
+
+const (
+	// defaultMaxLine is max_line_length's default.
+	defaultMaxLine = 2000
+	// libraryLineLimit is the longest line, command or message, that
+	// go-smtp reads: the memory one connection's line may take.
+	libraryLineLimit = 256 << 10
+)
+
+// errLineTooLong answers a command line longer than max_line_length
+// (RFC 5321 §4.5.3.1.10: "500 Line too long").
+var errLineTooLong = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
+
+// CheckLine refuses a command whose line (verb, the argument the session
+// sees, CRLF) is longer than max_line_length, with 500 5.5.2 rather than
+// the end of the session; the library has read the line to its end, so
+// the session stays in step. Sessions call it for the commands whose
+// arguments they see: HELO/EHLO/LHLO, MAIL and RCPT.
+func (s *Server) CheckLine(verb, arg string) error {
+	if len(verb)+len(arg)+2 > s.maxLine {
+		return errLineTooLong
+	}
+	return nil
+}
 
 // Working marks a delivery under way (see conns.Set.Working): defer
 // s.Working()().
