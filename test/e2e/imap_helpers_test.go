@@ -206,6 +206,9 @@ func dialIMAP(t *testing.T, addr string, tlsConf *tls.Config) *imapRaw {
 // send writes s as it is.
 func (ic *imapRaw) send(s string) {
 	ic.t.Helper()
+	// Each command gets its own minute: a test may keep one connection
+	// through many slow steps (logins under -race on a loaded machine).
+	ic.c.SetDeadline(time.Now().Add(60 * time.Second))
 	if _, err := ic.c.Write([]byte(s)); err != nil {
 		ic.t.Fatalf("write %q: %v", abbrev(s), err)
 	}
