@@ -4,7 +4,7 @@
 // with `go tool pprof`. It is a benchmark tool, run by hand; no test runs
 // it, and `mailroom serve` exposes no profiles of its own.
 //
-//	imapprof -data DATA_DIR [-addr 127.0.0.1:0] [-cpuprofile cpu.out] [-memprofile mem.out]
+//	imapprof -data DATA_DIR [-addr 127.0.0.1:0] [-cpuprofile cpu.out] [-memprofile mem.out] [-blockprofile block.out]
 //
 // It opens DATA_DIR/mailroom.db and the mail root DATA_DIR/mail as
 // `mailroom serve` does (accounts, maildir.Store, maildir.Index), prints
@@ -57,6 +57,7 @@ func run() error {
 	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
 	after := flag.Int("cpuprofile-after", 1, "start the CPU profile when this connection (1 = the first) arrives")
 	mem := flag.String("memprofile", "", "write a heap profile here at the end")
+	block := flag.String("blockprofile", "", "write a profile of where goroutines waited (locks, channels, I/O) here at the end")
 	flag.Parse()
 	if *data == "" {
 		return errors.New("need -data")
@@ -96,6 +97,10 @@ func run() error {
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
+	}
+	if *block != "" {
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		runtime.SetMutexProfileFraction(1)
 	}
 	var (
 		conns    atomic.Int64
@@ -143,6 +148,14 @@ func run() error {
 		}
 	default:
 	}
+	if *block != "" {
+		if err := writeProfile("block", *block); err != nil {
+			return err
+		}
+		if err := writeProfile("mutex", *block+".mutex"); err != nil {
+			return err
+		}
+	}
 	if *mem != "" {
 		f, err := os.Create(*mem)
 		if err != nil {
@@ -156,6 +169,15 @@ func run() error {
 	defer cancel()
 	srv.Shutdown(ctx)
 	return nil
+}
+
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup(name).WriteTo(f, 0)
 }
 
 // countingListener calls accepted for every connection it accepts.
