@@ -31,7 +31,12 @@ var (
 	ErrBadPassword   = errors.New("unacceptable password")
 )
 
-var bucket = []byte("accounts")
+// Bucket is the top-level bucket of mailroom.db that holds the accounts.
+// A database without it has never held any: that is how a new install is
+// told from a database that lost everything.
+const Bucket = "accounts"
+
+var bucket = []byte(Bucket)
 
 // Account is one user. Address keeps the spelling it was created with, which
 // is what appears in headers; lookups are case-insensitive.
@@ -160,6 +165,100 @@ func (s *Store) Add(addr, password string) (Account, error) {
 	return Account{Address: a, Created: rec.Created}, nil
 }
 
+// AddWithoutPassword creates an account that nobody can log in to until
+// SetPassword gives it a password. Repair makes one for each mail home
+// whose account was lost with a damaged database, so that its mail is
+// still delivered (rather than refused as for an unknown user) meanwhile.
+func (s *Store) AddWithoutPassword(addr string) (Account, error) {
+	a, err := s.parseLocal(addr)
+	if err != nil {
+		return Account{}, err
+	}
+	rec := record{Address: a.String(), Created: time.Now().UTC().Truncate(time.Second)}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b.Get([]byte(a.Key())) != nil {
+			return fmt.Errorf("%s: %w", a, ErrExists)
+		}
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(a.Key()), v)
+	})
+	if err != nil {
+		return Account{}, err
+	}
+	return Account{Address: a, Created: rec.Created}, nil
+}
+
+// Scrub removes the account records that do not decode, as a salvaged
+// database may hold (bbolt has no checksum on data), and returns their
+// keys: otherwise List would fail on them for good.
+func (s *Store) Scrub() ([]string, error) {
+	var bad []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if err := b.ForEach(func(k, v []byte) error {
+			if acct, _, err := decode(k, v); err != nil || acct.Address.Key() != string(k) {
+				bad = append(bad, string(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range bad {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return bad, err
+}
+
+// Import copies from src (another mailroom.db, such as a backup's) every
+// account of the configured domains that this store lacks, password hash
+// and all, and returns their addresses. Accounts present in both keep
+// this store's record.
+func (s *Store) Import(src *bolt.DB) ([]string, error) {
+	type found struct{ key, value []byte }
+	var in []found
+	if err := src.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			acct, _, err := decode(k, v)
+			if err == nil && acct.Address.Key() == string(k) && slices.Contains(s.domains, acct.Address.Domain) {
+				in = append(in, found{bytes.Clone(k), bytes.Clone(v)})
+			}
+			return nil
+		})
+	}); err != nil {
+		return nil, fmt.Errorf("read accounts to import: %w", err)
+	}
+	var added []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		for _, f := range in {
+			if b.Get(f.key) != nil {
+				continue
+			}
+			if err := b.Put(f.key, f.value); err != nil {
+				return err
+			}
+			added = append(added, string(f.key))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("import accounts: %w", err)
+	}
+	return added, nil
+}
+
 // SetPassword replaces the password of an existing account.
 func (s *Store) SetPassword(addr, password string) error {
 	a, err := address.Parse(addr)
@@ -248,7 +347,7 @@ func (s *Store) Authenticate(addr, password string) (Account, error) {
 		ok   = 0
 	)
 	if a, err := address.Parse(addr); err == nil {
-		if err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.db.View(func(tx *bolt.Tx) error {
 			rec, err := get(tx.Bucket(bucket), a.Key())
 			if err != nil {
 				return err
@@ -256,13 +355,17 @@ func (s *Store) Authenticate(addr, password string) (Account, error) {
 			acct, err = rec.account()
 			hash = rec.Hash
 			return err
-		}); err == nil {
+		})
+		switch {
+		case err == nil && len(hash) > 0:
 			ok = 1
-		} else if !errors.Is(err, ErrNotFound) {
+		case err != nil && !errors.Is(err, ErrNotFound):
 			return Account{}, err
 		}
 	}
-	if hash == nil {
+	if len(hash) == 0 {
+		// No account, or one made without a password: compare against
+		// a hash all the same, so that the answer takes as long.
 		hash = s.dummyHash()
 	}
 	match := 0

@@ -125,3 +125,66 @@ func TestNoClearPassword(t *testing.T) {
 		})
 	})
 }
+
+// TestWithoutPassword: an account made again by repair receives mail
+// (Lookup finds it) but nobody can log in until a password is set.
+func TestWithoutPassword(t *testing.T) {
+	s, _ := newStore(t)
+	if _, err := s.AddWithoutPassword("bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddWithoutPassword("bob@example.org"); !errors.Is(err, ErrExists) {
+		t.Fatalf("second AddWithoutPassword: %v, want ErrExists", err)
+	}
+	a, _ := address.Parse("bob@example.org")
+	if _, err := s.Lookup(a); err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	for _, pw := range []string{"", "x", "mailroom dummy password"} {
+		if _, err := s.Authenticate("bob@example.org", pw); !errors.Is(err, ErrAuthFailed) {
+			t.Fatalf("Authenticate(%q) without a password: %v, want ErrAuthFailed", pw, err)
+		}
+	}
+	if err := s.SetPassword("bob@example.org", "now one"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("bob@example.org", "now one"); err != nil {
+		t.Fatalf("Authenticate after SetPassword: %v", err)
+	}
+}
+
+// TestScrubAndImport: records that do not decode are dropped; accounts
+// missing here are taken from another database with their hashes, and
+// those present keep this store's.
+func TestScrubAndImport(t *testing.T) {
+	s, db := newStore(t)
+	s.Add("alice@example.org", "alice here")
+	db.Update(func(tx *bolt.Tx) error {
+		tx.Bucket(bucket).Put([]byte("garbage@example.org"), []byte("\x00\x01not json"))
+		return tx.Bucket(bucket).Put([]byte("wrong@example.org"), []byte(`{"address":"other@example.org"}`))
+	})
+	bad, err := s.Scrub()
+	if err != nil || len(bad) != 2 {
+		t.Fatalf("Scrub: %v %v, want the two bad records", bad, err)
+	}
+	if l, err := s.List(); err != nil || len(l) != 1 {
+		t.Fatalf("List after Scrub: %v %v", l, err)
+	}
+
+	backup, bdb := newStore(t)
+	backup.Add("alice@example.org", "old alice")
+	backup.Add("carol@example.org", "carol's")
+	bdb.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).Put([]byte("x@other.example"), []byte(`{"address":"x@other.example"}`))
+	})
+	added, err := s.Import(bdb)
+	if err != nil || len(added) != 1 || added[0] != "carol@example.org" {
+		t.Fatalf("Import: %v %v, want carol only", added, err)
+	}
+	if _, err := s.Authenticate("carol@example.org", "carol's"); err != nil {
+		t.Errorf("imported account lost its password: %v", err)
+	}
+	if _, err := s.Authenticate("alice@example.org", "alice here"); err != nil {
+		t.Errorf("existing account was overwritten: %v", err)
+	}
+}

@@ -2,12 +2,18 @@ package queue
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"mailroom/internal/durable"
 )
 
 // Info describes a queued message for `mailroom queue list`.
@@ -142,4 +148,44 @@ func (q *Queue) Drop(id string) error {
 func (q *Queue) bodyExists(id string) bool {
 	_, err := os.Stat(q.bodyPath(id))
 	return err == nil
+}
+
+// Orphans lists the body files in dir (a queue directory) that no record
+// in db names. After a damaged database was salvaged these are queued
+// messages whose envelopes were lost, which Open would delete as left by
+// a crash; repair moves them aside first. It writes nothing.
+func Orphans(db *bolt.DB, dir string) ([]string, error) {
+	known := map[string]bool{}
+	if err := db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMsgs, bucketHeld} {
+			if b := tx.Bucket(name); b != nil {
+				if err := b.ForEach(func(k, _ []byte) error {
+					known[string(k)] = true
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("queue: read records: %w", err)
+	}
+	var out []string
+	for _, c := range idAlphabet {
+		d := filepath.Join(dir, string(c))
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+		for _, e := range entries {
+			if n := e.Name(); e.Type().IsRegular() && !strings.HasPrefix(n, durable.TempPrefix) && !known[n] {
+				out = append(out, filepath.Join(d, n))
+			}
+		}
+	}
+	return out, nil
 }

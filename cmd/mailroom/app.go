@@ -61,10 +61,21 @@ type app struct {
 // errDBLocked means another process holds mailroom.db.
 var errDBLocked = errors.New("mailroom.db is locked by another process")
 
+// openApp checks mailroom.db (dbguard.go), then opens it and everything
+// that keeps its data there.
 func openApp(cfg *config.Config, log *slog.Logger, lockWait time.Duration) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, withExit(exitTempFail, fmt.Errorf("create data_dir: %w", err))
 	}
+	if err := vetDB(context.Background(), cfg, lockWait); err != nil {
+		return nil, err
+	}
+	return openChecked(cfg, log, lockWait)
+}
+
+// openChecked is openApp for a database already checked (or made anew
+// by repair).
+func openChecked(cfg *config.Config, log *slog.Logger, lockWait time.Duration) (*app, error) {
 	db, err := bolt.Open(cfg.DBPath(), 0o600, &bolt.Options{Timeout: lockWait})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, withExit(exitTempFail, fmt.Errorf("%s: %w (is another mailroom serve running without its control socket?)", cfg.DBPath(), errDBLocked))
@@ -201,6 +212,45 @@ var ops = map[string]op{
 	"queue.flush": opQueueFlush,
 	"queue.drop":  opQueueDrop,
 	"route":       opRoute,
+	"ping":        opPing,
+	"db.check":    opDBCheck,
+}
+
+// opPing answers that a server is running (repair and restore refuse to
+// run beside one).
+func opPing(ctx context.Context, a *app, _ json.RawMessage, _ io.Reader) (any, error) {
+	return map[string]int{"pid": os.Getpid()}, nil
+}
+
+type dbCheckResult struct {
+	Accounts int `json:"accounts"`
+}
+
+// opDBCheck runs bbolt's consistency check on the open database. (A
+// command with no server checks the file in a child process instead.)
+func opDBCheck(ctx context.Context, a *app, _ json.RawMessage, _ io.Reader) (any, error) {
+	var problems []string
+	var res dbCheckResult
+	err := a.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			if len(problems) < 3 {
+				problems = append(problems, err.Error())
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		var accts []account.Account
+		accts, err = a.accounts.List()
+		res.Accounts = len(accts)
+	}
+	if err == nil && len(problems) > 0 {
+		err = fmt.Errorf("bbolt's consistency check failed (%s)", strings.Join(problems, "; "))
+	}
+	if err != nil {
+		return nil, &ctl.Error{Exit: exitTempFail, Msg: fmt.Sprintf("%s is damaged (%v): %s", a.cfg.DBPath(), err, recovery)}
+	}
+	return res, nil
 }
 
 // call runs op on the running server if there is one, else locally. args
@@ -222,7 +272,11 @@ func call(ctx context.Context, cfg *config.Config, name string, args any, body i
 	if body == nil {
 		body = strings.NewReader("")
 	}
-	res, err := ops[name](ctx, a, raw, body)
+	var res any
+	err = guarded(cfg.DBPath(), func() (err error) {
+		res, err = ops[name](ctx, a, raw, body)
+		return err
+	})
 	if err != nil || result == nil || res == nil {
 		return err
 	}

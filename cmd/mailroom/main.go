@@ -12,10 +12,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"mailroom/config"
 	"mailroom/internal/address"
 	"mailroom/internal/ctl"
+	"mailroom/internal/dbcheck"
 	"mailroom/mda/alias"
 )
 
@@ -44,6 +46,9 @@ const usage = `usage:
 `
 
 func main() {
+	// When started by internal/dbcheck to read a database that may be
+	// damaged, do that and nothing else.
+	dbcheck.Main()
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -177,6 +182,8 @@ func (cf *commonFlags) load() (*config.Config, error) {
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs, cf := newFlagSet("check", stderr)
+	doRepair := fs.Bool("repair", false, "salvage a damaged mailroom.db, make accounts for mail homes without one, and index every folder (serve must be stopped)")
+	from := fs.String("from", "", "with -repair: a backup directory (or a copy of mailroom.db) to take lost accounts from")
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
@@ -184,15 +191,43 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *from != "" && !*doRepair {
+		return withExit(exitUsage, errors.New("-from goes with -repair"))
+	}
+	if *doRepair {
+		return repair(context.Background(), cfg, *from, stdout)
+	}
 	aliases, err := alias.Load(cfg.Delivery.Aliases)
 	if err != nil {
 		return withExit(exitConfig, fmt.Errorf("delivery.aliases: %w", err))
+	}
+	if err := checkDB(context.Background(), cfg, stdout); err != nil {
+		return err
 	}
 	warnings := append(cfg.Warnings(), postmasterWarnings(cfg, aliases)...)
 	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", cf.path())
+	return nil
+}
+
+// checkDB checks mailroom.db: through the running server, which has it
+// open, or else in a child process (dbguard.go).
+func checkDB(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	var res dbCheckResult
+	err := ctl.Call(ctx, cfg.ControlSocket(), "db.check", nil, nil, &res)
+	if errors.Is(err, ctl.ErrNoServer) {
+		if err := vetDB(ctx, cfg, 2*time.Second); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: sound\n", cfg.DBPath())
+		return nil
+	}
+	if err != nil {
+		return withExit(exitTempFail, err)
+	}
+	fmt.Fprintf(stdout, "%s: sound (checked by the running server)\n", cfg.DBPath())
 	return nil
 }
 

@@ -7,8 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"mailroom/internal/dbcheck"
 	"mailroom/internal/mailtest"
 )
+
+// TestMain lets the test binary serve as dbcheck's child process, as the
+// mailroom binary does.
+func TestMain(m *testing.M) {
+	dbcheck.Main()
+	os.Exit(m.Run())
+}
 
 // cli runs the command in-process, as a user would from the shell, with no
 // server running: every command must then open the database itself.

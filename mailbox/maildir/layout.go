@@ -41,8 +41,15 @@ var (
 	keyUIDV       = []byte("uidvalidity")
 )
 
+// homeBucket returns home's bucket, or nil if there is none or it lacks
+// one of its parts (as a database salvaged after damage may): the account
+// is then taken for new, and makeHomeBucket completes it.
 func homeBucket(tx *bolt.Tx, home string) *bolt.Bucket {
-	return tx.Bucket(bucketIMAP).Bucket(bucketHomes).Bucket([]byte(home))
+	hb := tx.Bucket(bucketIMAP).Bucket(bucketHomes).Bucket([]byte(home))
+	if hb == nil || hb.Bucket(bucketSubs) == nil || hb.Bucket(bucketSpecial) == nil || hb.Bucket(bucketFolders) == nil {
+		return nil
+	}
+	return hb
 }
 
 func makeHomeBucket(tx *bolt.Tx, home string) (*bolt.Bucket, error) {
