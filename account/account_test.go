@@ -137,7 +137,7 @@ func TestWithoutPassword(t *testing.T) {
 		t.Fatalf("second AddWithoutPassword: %v, want ErrExists", err)
 	}
 	a, _ := address.Parse("bob@example.org")
-	if _, err := s.Lookup(a); err != nil {
+	if _, err := s.Lookup(t.Context(), a); err != nil {
 		t.Fatalf("Lookup: %v", err)
 	}
 	for _, pw := range []string{"", "x", "mailroom dummy password"} {
