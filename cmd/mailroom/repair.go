@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"mailroom/config"
 	"mailroom/internal/ctl"
@@ -171,7 +172,7 @@ func dropPartial(path string, partial [][]string, stdout io.Writer) error {
 			if b == nil {
 				continue // inside one dropped already
 			}
-			if err := b.DeleteBucket([]byte(p[len(p)-1])); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := b.DeleteBucket([]byte(p[len(p)-1])); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 			dropped = append(dropped, strings.Join(p, "/"))

@@ -197,7 +197,6 @@ const (
 type dumper struct {
 	w     *bufio.Writer
 	flush bool
-	err   error
 }
 
 func (d *dumper) emit(kind byte, segs ...[]byte) {
