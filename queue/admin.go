@@ -189,3 +189,71 @@ func Orphans(db *bolt.DB, dir string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Reconcile makes a copy of the queue agree with a copy of the database
+// taken before it, as a backup takes them: a record whose body is not in
+// dir is deleted from db (the message finished after db was copied), and
+// a body that no record names is deleted from dir (it was enqueued
+// after). It returns how many of each it removed. Only for copies: a
+// running queue's files are its own.
+func Reconcile(db *bolt.DB, dir string) (records, bodies []string, err error) {
+	bodies, err = Orphans(db, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range bodies {
+		if err := os.Remove(f); err != nil {
+			return nil, nil, fmt.Errorf("queue: %w", err)
+		}
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMsgs, bucketHeld} {
+			b := tx.Bucket(name)
+			if b == nil {
+				continue
+			}
+			var gone [][]byte
+			if err := b.ForEach(func(k, _ []byte) error {
+				id := string(k)
+				if id == "" || strings.ContainsAny(id, "/\x00") {
+					gone = append(gone, k)
+				} else if _, err := os.Stat(bodyPathIn(dir, id)); errors.Is(err, fs.ErrNotExist) {
+					gone = append(gone, k)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, k := range gone {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				records = append(records, string(k))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: %w", err)
+	}
+	return records, bodies, nil
+}
+
+// IDs lists the messages recorded in db, held ones too.
+func IDs(db *bolt.DB) ([]string, error) {
+	var ids []string
+	err := db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMsgs, bucketHeld} {
+			if b := tx.Bucket(name); b != nil {
+				if err := b.ForEach(func(k, _ []byte) error {
+					ids = append(ids, string(k))
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return ids, err
+}

@@ -331,7 +331,10 @@ func newID() string {
 // fsyncs).
 func (q *Queue) shardDir(id string) string { return filepath.Join(q.dir, id[len(id)-1:]) }
 
-func (q *Queue) bodyPath(id string) string { return filepath.Join(q.shardDir(id), id) }
+func (q *Queue) bodyPath(id string) string { return bodyPathIn(q.dir, id) }
+
+// bodyPathIn is where the body of message id lies in queue directory dir.
+func bodyPathIn(dir, id string) string { return filepath.Join(dir, id[len(id)-1:], id) }
 
 // Enqueue stores a message for from ("" for the null sender) to the
 // recipients in to and returns its queue id. It returns only once the body

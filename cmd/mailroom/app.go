@@ -213,6 +213,7 @@ var ops = map[string]op{
 	"queue.drop":  opQueueDrop,
 	"route":       opRoute,
 	"ping":        opPing,
+	"backup":      opBackup,
 	"db.check":    opDBCheck,
 }
 

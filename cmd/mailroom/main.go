@@ -73,6 +73,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdRoute(args, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, stdout, stderr)
+	case "backup":
+		err = cmdBackup(args, stdout, stderr)
+	case "restore":
+		err = cmdRestore(args, stdout, stderr)
 	case "dkim":
 		err = cmdDKIM(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":

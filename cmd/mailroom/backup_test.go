@@ -1,0 +1,105 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailroom/config"
+	"mailroom/internal/mailtest"
+)
+
+// TestBackupRestore: a backup taken without a server restores into an
+// empty data_dir with every account (passwords too), message and queued
+// message; verify notices damage; restore refuses to overwrite unless
+// -force, which keeps the old data aside.
+func TestBackupRestore(t *testing.T) {
+	cfgPath, dataDir, _ := populated(t)
+	dir := filepath.Join(mailtest.ShortTempDir(t), "b1")
+	out, code := cli(t, "", "backup", "-config", cfgPath, dir)
+	if code != 0 || !strings.Contains(out, "3 accounts, 10 messages, 1 queued") {
+		t.Fatalf("backup: %d %s", code, out)
+	}
+	if out, code := cli(t, "", "backup", "-verify", dir); code != 0 || !strings.Contains(out, "sound: 3 accounts, 10 messages, 1 queued") {
+		t.Fatalf("backup -verify: %d %s", code, out)
+	}
+
+	// Into a new installation.
+	other := writeConfig(t)
+	otherData := filepath.Join(filepath.Dir(other), "data")
+	if out, code := cli(t, "", "restore", "-config", other, dir); code != 0 || !strings.Contains(out, "3 accounts, 10 messages, 1 queued") {
+		t.Fatalf("restore: %d %s", code, out)
+	}
+	list, _ := cli(t, "", "user", "list", "-config", other)
+	if strings.Count(list, "@example.org") != 3 {
+		t.Errorf("user list after restore: %q", list)
+	}
+	if q, _ := cli(t, "", "queue", "list", "-config", other); !strings.Contains(q, "friend@remote.example") {
+		t.Errorf("queue after restore: %q", q)
+	}
+	for _, home := range []string{"example.org/alice", "example.org/bob"} {
+		if n := len(mailtest.Messages(t, filepath.Join(otherData, "mail"), home)); n != 5 {
+			t.Errorf("%s: %d messages after restore, want 5", home, n)
+		}
+	}
+	cfg, err := config.Load(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.accounts.Authenticate("bob@example.org", "pw-bob"); err != nil {
+		t.Errorf("bob's password after restore: %v", err)
+	}
+	a.Close()
+
+	// Over existing data: refused, or moved aside with -force.
+	if out, code := cli(t, "", "restore", "-config", cfgPath, dir); code != exitDataErr || !strings.Contains(out, "-force") {
+		t.Errorf("restore over data: %d %s", code, out)
+	}
+	if out, code := cli(t, "", "restore", "-force", "-config", cfgPath, dir); code != 0 || !strings.Contains(out, "aside") {
+		t.Errorf("restore -force: %d %s", code, out)
+	}
+	if aside, _ := filepath.Glob(filepath.Join(dataDir, "mailroom.db.before-restore-*")); len(aside) != 1 {
+		t.Errorf("the old database was not kept aside: %v", aside)
+	}
+
+	// A damaged backup is refused.
+	msgs, _ := filepath.Glob(filepath.Join(dir, "mail/example.org/alice/Maildir/new/*"))
+	os.WriteFile(msgs[0], []byte("tampered"), 0o600)
+	if out, code := cli(t, "", "backup", "-verify", dir); code != exitDataErr || !strings.Contains(out, "contents differ") {
+		t.Errorf("verify of a damaged backup: %d %s", code, out)
+	}
+	if out, code := cli(t, "", "restore", "-config", writeConfig(t), dir); code != exitDataErr {
+		t.Errorf("restore of a damaged backup: %d %s", code, out)
+	}
+}
+
+// TestRepairFromBackup: after the database is lost, repair -from takes
+// the accounts (with their passwords) from a backup.
+func TestRepairFromBackup(t *testing.T) {
+	cfgPath, dataDir, _ := populated(t)
+	dir := filepath.Join(mailtest.ShortTempDir(t), "b")
+	if out, code := cli(t, "", "backup", "-config", cfgPath, dir); code != 0 {
+		t.Fatalf("backup: %d %s", code, out)
+	}
+	os.WriteFile(filepath.Join(dataDir, "mailroom.db"), nil, 0o600)
+	out, code := cli(t, "", "check", "-repair", "-from", dir, "-config", cfgPath)
+	if code != 0 || strings.Count(out, "restored from") != 3 || strings.Contains(out, "without a password") {
+		t.Fatalf("check -repair -from: %d\n%s", code, out)
+	}
+	cfg, _ := config.Load(cfgPath)
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.accounts.Authenticate("carol@example.org", "pw-carol"); err != nil {
+		t.Errorf("carol's password after repair from the backup: %v", err)
+	}
+}
