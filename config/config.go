@@ -226,11 +226,15 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, strings.TrimPrefix(pe.Message, "toml: "))
+			msg := strings.TrimPrefix(pe.Message, "toml: ")
+			if strings.Contains(msg, "is not a duration") && pe.LastKey != "" {
+				msg = pe.LastKey + ": " + msg
+			}
+			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, msg)
 		}
 		// Type mismatches come as "toml: line N (last key "k"): ...".
 		if m := decodeErrRE.FindStringSubmatch(err.Error()); m != nil {
-			return nil, fmt.Errorf("%s:%s: %s: %s", path, m[1], m[2], m[3])
+			return nil, fmt.Errorf("%s:%s: %s", path, m[1], typeError(m[2], m[3]))
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -242,8 +246,12 @@ func Parse(path string, data []byte) (*Config, error) {
 			continue
 		}
 		reported = append(reported, key.String())
-		errs = append(errs, fmt.Errorf("%s:%d: unknown key %q: remove it or check its spelling against DESIGN.md",
-			path, keyLine(data, key), key.String()))
+		hint := ""
+		if near := closest(key.String()); near != "" {
+			hint = fmt.Sprintf(" (did you mean %q?)", near)
+		}
+		errs = append(errs, fmt.Errorf("%s:%d: unknown key %q%s: remove or correct it (mailroom help config lists every key)",
+			path, keyLine(data, key), key.String(), hint))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

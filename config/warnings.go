@@ -25,6 +25,13 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
+	if c.TLS.Cert == "" && !c.IMAP.AllowInsecureAuth {
+		for _, a := range c.IMAP.Listen {
+			if !loopbackListen(a) {
+				w = append(w, fmt.Sprintf("%s: imap.listen %q without [tls]: clients that are not on loopback cannot log in (LOGINDISABLED; set [tls] cert and key)", c.Path, a))
+			}
+		}
+	}
 	if c.Limits.MaxConnectionsPerIP >= c.Limits.MaxConnections {
 		w = append(w, fmt.Sprintf("%s: limits.max_connections_per_ip (%d) is not below max_connections (%d): one client address can take every SMTP connection (keep it well below, as the defaults 20 and 200 are)", c.Path, c.Limits.MaxConnectionsPerIP, c.Limits.MaxConnections))
 	}

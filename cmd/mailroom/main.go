@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,19 +34,6 @@ const (
 	exitConfig   = 78 // EX_CONFIG
 )
 
-const usage = `usage:
-  mailroom serve   [-config FILE] [-dev]
-  mailroom deliver [-config FILE] [-f SENDER] RCPT...
-  mailroom user    add|passwd|del|list [-config FILE] [ADDRESS]
-  mailroom queue   list|flush|drop ID [-config FILE]
-  mailroom route   [-config FILE] ADDRESS
-  mailroom check   [-config FILE]
-  mailroom dkim    keygen DOMAIN [-selector S] [-algo rsa|ed25519] [-config FILE]
-  mailroom dkim    check DOMAIN [-config FILE]
-
--config defaults to $MAILROOM_CONFIG, then ` + config.DefaultPath + `.
-`
-
 func main() {
 	// When started by internal/dbcheck to read a database that may be
 	// damaged, do that and nothing else.
@@ -54,51 +43,74 @@ func main() {
 
 // run is main without the process: tests call it directly.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Flags before the command: -config (passed on to it), -version,
+	// -h.
+	var configFlag []string
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		switch {
+		case name == "version":
+			args = append([]string{"version"}, args[1:]...)
+		case name == "h" || name == "help":
+			args = append([]string{"help"}, args[1:]...)
+		case name == "config" && hasValue:
+			configFlag, args = []string{"-config", value}, args[1:]
+		case name == "config" && len(args) > 1:
+			configFlag, args = []string{"-config", args[1]}, args[2:]
+		default:
+			fmt.Fprintf(stderr, "mailroom: %s before the command: only -config FILE, -version and -h go there\n%s", args[0], usageText())
+			return exitUsage
+		}
+	}
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return exitUsage
 	}
-	cmd, args := args[0], args[1:]
-	var err error
-	switch cmd {
-	case "serve":
-		err = cmdServe(args, stdout, stderr)
-	case "deliver":
-		err = cmdDeliver(args, stdin, stderr)
-	case "user":
-		err = cmdUser(args, stdin, stdout, stderr)
-	case "queue":
-		err = cmdQueue(args, stdout, stderr)
-	case "route":
-		err = cmdRoute(args, stdout, stderr)
-	case "check":
-		err = cmdCheck(args, stdout, stderr)
-	case "backup":
-		err = cmdBackup(args, stdout, stderr)
-	case "restore":
-		err = cmdRestore(args, stdout, stderr)
-	case "dkim":
-		err = cmdDKIM(args, stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+	c := lookupCommand(args[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "mailroom: unknown command %q\n%s", args[0], usageText())
+		return exitUsage
+	}
+	cmdArgs := args[1:]
+	if configFlag != nil {
+		if c.flagsOf == nil {
+			fmt.Fprintf(stderr, "mailroom: %s takes no -config\n", c.name)
+			return exitUsage
+		}
+		// After the command's first word for those with actions
+		// ("dkim keygen"), whose flags belong to the action.
+		if len(c.flagsOf[0]) > 0 && len(cmdArgs) > 0 {
+			cmdArgs = append([]string{cmdArgs[0]}, append(configFlag, cmdArgs[1:]...)...)
+		} else {
+			cmdArgs = append(configFlag, cmdArgs...)
+		}
+	}
+	if len(cmdArgs) > 0 && isHelpFlag(cmdArgs[0]) && len(c.flagsOf) > 0 && len(c.flagsOf[0]) > 0 {
+		// "dkim -h": the command takes an action first.
+		c.writeHelp(stdout)
 		return exitOK
-	default:
-		fmt.Fprintf(stderr, "mailroom: unknown command %q\n%s", cmd, usage)
-		return exitUsage
 	}
-	if err == nil {
+	err := c.run(&cmdIO{args: cmdArgs, stdin: stdin, stdout: stdout, stderr: stderr})
+	var hr *helpRequest
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &hr):
+		c.writeHelp(stdout)
 		return exitOK
 	}
 	var de interface{ DSN() string }
 	if errors.As(err, &de) {
 		// A delivery agent's output begins with the RFC 3463 status:
 		// Postfix's pipe(8) takes it over the exit status's.
-		fmt.Fprintf(stderr, "%s mailroom %s: %v\n", de.DSN(), cmd, err)
+		fmt.Fprintf(stderr, "%s mailroom %s: %v\n", de.DSN(), c.name, err)
 	} else {
-		fmt.Fprintf(stderr, "mailroom %s: %v\n", cmd, err)
+		fmt.Fprintf(stderr, "mailroom %s: %v\n", c.name, err)
 	}
 	return exitCode(err)
 }
+
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
 // exitError carries an exit status up to run.
 type exitError struct {
@@ -142,9 +154,12 @@ type commonFlags struct {
 
 func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *commonFlags) {
 	fs := flag.NewFlagSet("mailroom "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// -h is answered by run with the whole help, on stdout; a bad flag
+	// by parseInterspersed's one line.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	cf := &commonFlags{}
-	fs.StringVar(&cf.config, "config", "", "configuration file (default $MAILROOM_CONFIG, then "+config.DefaultPath+")")
+	fs.StringVar(&cf.config, "config", "", configHelp)
 	return fs, cf
 }
 
@@ -154,8 +169,11 @@ func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *commonFlags) {
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, withExit(exitUsage, err)
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, &helpRequest{fs: fs}
+		} else if err != nil {
+			top, _, _ := strings.Cut(strings.TrimPrefix(fs.Name(), "mailroom "), " ")
+			return nil, withExit(exitUsage, fmt.Errorf("%w (mailroom help %s explains its flags)", err, top))
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -205,10 +223,18 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return withExit(exitConfig, fmt.Errorf("delivery.aliases: %w", err))
 	}
+	if g := cfg.LMTP.SocketGroup; g != "" {
+		if _, err := lookupGroup(g); err != nil {
+			return withExit(exitConfig, fmt.Errorf("%s: lmtp.socket_group %q: no such group on this system: create it (Postfix's package does) or name an existing one", cf.path(), g))
+		}
+	}
 	if err := checkDB(context.Background(), cfg, stdout); err != nil {
 		return err
 	}
 	warnings := append(cfg.Warnings(), postmasterWarnings(cfg, aliases)...)
+	if st, err := os.Stat(cfg.DataDir); err == nil && st.Mode().Perm() != 0o700 {
+		warnings = append(warnings, fmt.Sprintf("data_dir %s is mode %04o: make it 0700 (chmod 700 %s); it holds password hashes, DKIM keys and everyone's mail", cfg.DataDir, st.Mode().Perm(), cfg.DataDir))
+	}
 	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
@@ -233,6 +259,14 @@ func checkDB(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: sound (checked by the running server)\n", cfg.DBPath())
 	return nil
+}
+
+// lookupGroup finds a group by name or number.
+func lookupGroup(g string) (*user.Group, error) {
+	if _, err := strconv.Atoi(g); err == nil {
+		return user.LookupGroupId(g)
+	}
+	return user.LookupGroup(g)
 }
 
 // postmasterWarnings names the local domains where postmaster@ reaches

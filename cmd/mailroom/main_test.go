@@ -148,3 +148,33 @@ func TestDeliverWithoutServer(t *testing.T) {
 		t.Fatalf("missing config: %d, want 75 so the MTA keeps the message", code)
 	}
 }
+
+// TestCheckWarnings: check warns about IMAP in clear off loopback and a
+// data_dir others can read, and fails (78) on a socket_group that does
+// not exist, which serve would only find when it binds the socket.
+func TestCheckWarnings(t *testing.T) {
+	dir := mailtest.ShortTempDir(t)
+	write := func(extra string) string {
+		p := filepath.Join(dir, "c.toml")
+		os.WriteFile(p, []byte("hostname = \"mx.test\"\ndata_dir = \"data\"\ndomains = [\"example.org\"]\n"+extra), 0o600)
+		return p
+	}
+	cfg := write("[lmtp]\nlisten = [\"127.0.0.1:0\"]\n[imap]\nlisten = [\"0.0.0.0:143\"]\n")
+	out, code := cli(t, "", "check", "-config", cfg)
+	if code != 0 || !strings.Contains(out, `warning: `+cfg+`: imap.listen "0.0.0.0:143" without [tls]`) {
+		t.Errorf("IMAP in clear off loopback: %d %s", code, out)
+	}
+	os.Chmod(filepath.Join(dir, "data"), 0o755)
+	if out, _ := cli(t, "", "check", "-config", cfg); !strings.Contains(out, "data_dir "+filepath.Join(dir, "data")+" is mode 0755: make it 0700") {
+		t.Errorf("data_dir 0755: %s", out)
+	}
+	os.Chmod(filepath.Join(dir, "data"), 0o700)
+	cfg = write("[imap]\nlisten = [\"127.0.0.1:0\"]\n[lmtp]\nlisten = [\"unix:lmtp.sock\"]\nsocket_group = \"no-such-group-mr\"\n")
+	out, code = cli(t, "", "check", "-config", cfg)
+	if code != exitConfig || !strings.Contains(out, `lmtp.socket_group "no-such-group-mr": no such group`) {
+		t.Errorf("missing socket_group: %d %s", code, out)
+	}
+	if strings.Contains(out, "warning") {
+		t.Errorf("loopback IMAP and a 0700 data_dir got a warning: %s", out)
+	}
+}
