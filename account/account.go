@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -71,8 +72,10 @@ type Options struct {
 // Store reads and writes accounts in a bbolt database. It is safe for
 // concurrent use; bbolt serialises writers and lets readers run in parallel.
 type Store struct {
-	db      *bolt.DB
-	domains []string
+	db *bolt.DB
+	// domains is replaced whole by SetDomains (a SIGHUP) while lookups
+	// read it.
+	domains atomic.Pointer[[]string]
 	cost    int
 	// dummyHash is compared against when the user does not exist, so that a
 	// failed login takes as long for an unknown user as for a wrong password.
@@ -93,28 +96,52 @@ func Open(db *bolt.DB, opts Options) (*Store, error) {
 	if cost == 0 {
 		cost = bcrypt.DefaultCost
 	}
-	domains := make([]string, 0, len(opts.Domains))
-	for _, d := range opts.Domains {
+	domains, err := normalizeDomains(opts.Domains)
+	if err != nil {
+		return nil, err
+	}
+	dummy := sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("mailroom dummy password"), cost)
+		return h
+	})
+	s := &Store{db: db, cost: cost, dummyHash: dummy}
+	s.domains.Store(&domains)
+	return s, nil
+}
+
+// SetDomains replaces the local domains (serve does on SIGHUP): accounts
+// may be made in the new ones from then on. Existing accounts of a domain
+// no longer listed stay as they are.
+func (s *Store) SetDomains(list []string) error {
+	domains, err := normalizeDomains(list)
+	if err != nil {
+		return err
+	}
+	s.domains.Store(&domains)
+	return nil
+}
+
+func normalizeDomains(list []string) ([]string, error) {
+	domains := make([]string, 0, len(list))
+	for _, d := range list {
 		nd, err := address.NormalizeDomain(d)
 		if err != nil {
 			return nil, fmt.Errorf("domain %q: %w", d, err)
 		}
 		domains = append(domains, nd)
 	}
-	dummy := sync.OnceValue(func() []byte {
-		h, _ := bcrypt.GenerateFromPassword([]byte("mailroom dummy password"), cost)
-		return h
-	})
-	return &Store{db: db, domains: domains, cost: cost, dummyHash: dummy}, nil
+	return domains, nil
 }
+
+func (s *Store) isLocal(domain string) bool { return slices.Contains(*s.domains.Load(), domain) }
 
 func (s *Store) parseLocal(addr string) (address.Address, error) {
 	a, err := address.Parse(addr)
 	if err != nil {
 		return a, err
 	}
-	if !slices.Contains(s.domains, a.Domain) {
-		return a, fmt.Errorf("%s: %w (add %q to domains in the configuration)", addr, ErrForeignDomain, a.Domain)
+	if !s.isLocal(a.Domain) {
+		return a, fmt.Errorf("%s: %w (add %q to domains in the configuration; a running server takes it on SIGHUP)", addr, ErrForeignDomain, a.Domain)
 	}
 	return a, nil
 }
@@ -231,7 +258,7 @@ func (s *Store) Import(src *bolt.DB) ([]string, error) {
 		}
 		return b.ForEach(func(k, v []byte) error {
 			acct, _, err := decode(k, v)
-			if err == nil && acct.Address.Key() == string(k) && slices.Contains(s.domains, acct.Address.Domain) {
+			if err == nil && acct.Address.Key() == string(k) && s.isLocal(acct.Address.Domain) {
 				in = append(in, found{bytes.Clone(k), bytes.Clone(v)})
 			}
 			return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -186,5 +187,30 @@ func TestScrubAndImport(t *testing.T) {
 	}
 	if _, err := s.Authenticate("alice@example.org", "alice here"); err != nil {
 		t.Errorf("existing account was overwritten: %v", err)
+	}
+}
+
+// TestSetDomains: accounts can be made in a domain added while running,
+// and no longer in one removed; existing accounts stay.
+func TestSetDomains(t *testing.T) {
+	s, _ := newStore(t)
+	if _, err := s.Add("a@example.net", "pw"); !errors.Is(err, ErrForeignDomain) || !strings.Contains(err.Error(), "SIGHUP") {
+		t.Fatalf("Add in an unknown domain: %v", err)
+	}
+	if err := s.SetDomains([]string{"example.org", "Example.NET"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add("a@example.net", "pw"); err != nil {
+		t.Fatalf("Add after SetDomains: %v", err)
+	}
+	s.SetDomains([]string{"example.org"})
+	if _, err := s.Add("b@example.net", "pw"); !errors.Is(err, ErrForeignDomain) {
+		t.Fatalf("Add in a removed domain: %v", err)
+	}
+	if _, err := s.Authenticate("a@example.net", "pw"); err != nil {
+		t.Fatalf("an account of a removed domain: %v", err)
+	}
+	if err := s.SetDomains([]string{"bad domain"}); err == nil {
+		t.Fatal("SetDomains took a bad domain")
 	}
 }

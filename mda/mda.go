@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"time"
@@ -149,21 +150,19 @@ type Options struct {
 // and holds no lock across deliveries: each transaction works alone, and
 // deliveries to different mail homes never wait for each other.
 type Deliverer struct {
-	opts    Options
-	domains []string
+	opts Options
+	// domains is replaced whole by SetDomains (a SIGHUP) while
+	// deliveries read it.
+	domains atomic.Pointer[[]string]
 	log     *slog.Logger
 	aliases *aliasFile
 }
 
 // New returns a Deliverer.
 func New(opts Options) (*Deliverer, error) {
-	var domains []string
-	for _, d := range opts.Domains {
-		nd, err := address.NormalizeDomain(d)
-		if err != nil {
-			return nil, fmt.Errorf("domain %q: %w", d, err)
-		}
-		domains = append(domains, nd)
+	domains, err := normalizeDomains(opts.Domains)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -174,7 +173,8 @@ func New(opts Options) (*Deliverer, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = 10 * time.Minute
 	}
-	d := &Deliverer{opts: opts, domains: domains, log: opts.Logger}
+	d := &Deliverer{opts: opts, log: opts.Logger}
+	d.domains.Store(&domains)
 	d.aliases = newAliasFile(opts.Aliases, d.log)
 	return d, nil
 }
@@ -245,16 +245,16 @@ func (d *Deliverer) Route(ctx context.Context, addr string) (Recipient, error) {
 			return rc, err
 		}
 	}
-	if strings.EqualFold(addr, "postmaster") && len(d.domains) > 0 {
+	if domains := *d.domains.Load(); strings.EqualFold(addr, "postmaster") && len(domains) > 0 {
 		// RFC 5321 §4.5.1: "postmaster" without a domain must be
 		// accepted; it is the postmaster of the first local domain.
-		addr = "postmaster@" + d.domains[0]
+		addr = "postmaster@" + domains[0]
 	}
 	a, err := address.Parse(addr)
 	if err != nil {
 		return Recipient{}, fmt.Errorf("%w: %w", ErrBadAddress, err)
 	}
-	if !slices.Contains(d.domains, a.Domain) {
+	if !d.IsLocalDomain(a.Domain) {
 		return Recipient{}, fmt.Errorf("%s: %w", a, ErrNotLocal)
 	}
 	tree, err := alias.Expand(ctx, d.aliases.current(), a, resolver{d}, alias.Options{
@@ -280,7 +280,7 @@ func (d *Deliverer) reverseSRS(addr string) (Recipient, error) {
 		return Recipient{}, srs.ErrNotSRS
 	}
 	domain, err := address.NormalizeDomain(addr[at+1:])
-	if err != nil || !slices.Contains(d.domains, domain) {
+	if err != nil || !d.IsLocalDomain(domain) {
 		return Recipient{}, srs.ErrNotSRS // not ours: the normal checks say why
 	}
 	a := address.Address{Local: addr[:at], Domain: domain}
@@ -321,7 +321,37 @@ func pieceError(err error) error {
 // and mail homes.
 type resolver struct{ d *Deliverer }
 
-func (r resolver) IsLocalDomain(domain string) bool { return slices.Contains(r.d.domains, domain) }
+func (r resolver) IsLocalDomain(domain string) bool { return r.d.IsLocalDomain(domain) }
+
+// IsLocalDomain reports whether mail for domain (normalized, as
+// address.NormalizeDomain gives it) is delivered here.
+func (d *Deliverer) IsLocalDomain(domain string) bool {
+	return slices.Contains(*d.domains.Load(), domain)
+}
+
+// SetDomains replaces the local domains (serve does on SIGHUP): from the
+// next recipient on, mail for the new ones is delivered here and mail for
+// those no longer listed is not.
+func (d *Deliverer) SetDomains(list []string) error {
+	domains, err := normalizeDomains(list)
+	if err != nil {
+		return err
+	}
+	d.domains.Store(&domains)
+	return nil
+}
+
+func normalizeDomains(list []string) ([]string, error) {
+	var domains []string
+	for _, d := range list {
+		nd, err := address.NormalizeDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("domain %q: %w", d, err)
+		}
+		domains = append(domains, nd)
+	}
+	return domains, nil
+}
 
 func (r resolver) Account(ctx context.Context, a address.Address) (string, bool, error) {
 	acct, err := r.d.opts.Accounts.Lookup(ctx, a)

@@ -44,6 +44,10 @@ type app struct {
 	store    *maildir.Store
 	mda      *mda.Deliverer
 	queue    *queue.Queue
+	// reloaded is the configuration as last reloaded by SIGHUP (nil:
+	// cfg). Only the reload goroutine uses it; everything else keeps to
+	// cfg, what serve started with, except the domains (reload.go).
+	reloaded *config.Config
 	// panics counts the panics recovered in every server and worker of
 	// the process.
 	panics *panics.Recorder

@@ -245,9 +245,9 @@ func (svc *services) addLMTP(a *app) error {
 	return nil
 }
 
-// reloadOnHUP reloads the aliases file and the TLS certificate on each
-// SIGHUP until ctx ends. Accounts are read from the database on every
-// lookup and need no reload.
+// reloadOnHUP reloads the domains, the aliases file and the TLS
+// certificate on each SIGHUP until ctx ends. Accounts are read from the
+// database on every lookup and need no reload.
 func reloadOnHUP(ctx context.Context, a *app, certStore *certs.Store) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -262,9 +262,11 @@ func reloadOnHUP(ctx context.Context, a *app, certStore *certs.Store) {
 	}
 }
 
-// reload reads the aliases file and the certificate again; what fails
-// to load is logged and the old one stays in force.
+// reload reads the configuration (reload.go), the aliases file and the
+// certificate again; what fails to load is logged and the old one stays
+// in force.
 func reload(a *app, certStore *certs.Store) {
+	reloadConfig(a)
 	if err := reloadAliases(a); err != nil {
 		a.log.Error("aliases file not reloaded; the old table stays in force", "err", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 
 	"mailroom/internal/address"
@@ -48,7 +47,7 @@ func (a *app) socketmapTables() map[string]socketmap.Table {
 	return map[string]socketmap.Table{
 		"domain": socketmap.TableFunc(func(_ context.Context, key string) (string, error) {
 			d, err := address.NormalizeDomain(key)
-			if err != nil || !slices.Contains(a.cfg.Domains, d) {
+			if err != nil || !a.mda.IsLocalDomain(d) {
 				return "", socketmap.ErrNotFound
 			}
 			return d, nil
