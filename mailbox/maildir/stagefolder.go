@@ -22,7 +22,11 @@ import (
 // StageFolder is Stage into the folder d.Folder of home (its IMAP name,
 // "/" between levels; "" or INBOX is the Maildir itself), with the IMAP
 // flags and keywords d.Flags. A folder that does not exist is made only
-// with d.Create; otherwise the error wraps mailbox.ErrNoFolder.
+// with d.Create, or if it is one of the folders every account has (Sent,
+// Drafts, Trash, Junk, Archive: the index makes them at an account's
+// first IMAP session, which may come after its first mail; Dovecot's
+// "auto = create" mailboxes behave alike); otherwise the error wraps
+// mailbox.ErrNoFolder.
 //
 // A message with flags is committed into cur/ with its system flags in
 // its name, as Dovecot's LDA does; its keywords are kept in the index
@@ -43,7 +47,7 @@ func (s *Store) StageFolder(ctx context.Context, home string, d mailbox.Delivery
 			md = path.Join(md, dir)
 		}
 	}
-	if canon != inbox && !d.Create {
+	if canon != inbox && !d.Create && !isDefaultFolder(canon) {
 		ok, err := s.dirExists(md)
 		if err != nil {
 			return nil, err
@@ -70,10 +74,21 @@ func (s *Store) FolderExists(ctx context.Context, home, name string) (bool, erro
 	if err != nil {
 		return false, nil // a name that cannot be a folder names none
 	}
-	if canon == inbox {
+	if canon == inbox || isDefaultFolder(canon) {
 		return true, nil
 	}
 	return s.dirExists(path.Join(Maildir(home), dir))
+}
+
+// isDefaultFolder reports whether name is one of defaultFolders, which
+// exist for every account (made when first used).
+func isDefaultFolder(name string) bool {
+	for _, d := range defaultFolders {
+		if d.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // dirExists reports whether md is a Maildir (has cur/).

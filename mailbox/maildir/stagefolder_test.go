@@ -34,6 +34,18 @@ func TestStageFolder(t *testing.T) {
 	if ok, _ := e.store.FolderExists(ctx, testHome, "Lists/go"); ok {
 		t.Fatal("FolderExists before the folder was made")
 	}
+	// The folders every account has are there before the first IMAP
+	// session has made them.
+	if ok, _ := e.store.FolderExists(ctx, "example.org/fresh", "Junk"); !ok {
+		t.Error("FolderExists(Junk) false for a new account")
+	}
+	st, err := e.store.StageFolder(ctx, "example.org/fresh", mailbox.Delivery{Folder: "Archive"}, strings.NewReader("x\n"))
+	if err != nil {
+		t.Fatalf("into Archive of a new account: %v", err)
+	}
+	if err := st.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := deliver(mailbox.Delivery{Folder: "Lists/go", Create: true, Flags: []string{`\Seen`, "$label1", "Work", `\Recent`}}); err != nil {
 		t.Fatal(err)
 	}
