@@ -57,6 +57,10 @@ type Config struct {
 	// Server says how serve runs as a process ([server]).
 	Server Server `toml:"server"`
 
+	// Sieve filters mail at final delivery with users' and the
+	// administrator's Sieve scripts ([sieve]).
+	Sieve Sieve `toml:"sieve"`
+
 	// Path is the file this was loaded from ("" for Default()).
 	Path string `toml:"-"`
 }
@@ -200,6 +204,7 @@ func Default() *Config {
 			MaxLineLength: 2000},
 		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim,
 			CommandTimeout: Duration{10 * time.Minute}},
+		Sieve: defaultSieve(),
 	}
 }
 
@@ -264,6 +269,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	absUnix(cfg.LMTP.Listen, base)
 	absUnix(cfg.Socketmap.Listen, base)
+	cfg.absSieve(base)
 	return cfg, nil
 }
 
@@ -415,6 +421,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateOutbound()...)
 	errs = append(errs, c.validateAuth()...)
 	c.validateDeploy(bad, checkAddr)
+	c.validateSieve(bad)
 	return errors.Join(errs...)
 }
 

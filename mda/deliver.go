@@ -69,6 +69,8 @@ type unit struct {
 	rcpts   []int    // positions in Txn.rcpts it serves
 	staged  mailbox.Staged
 	err     error
+	// sieve is what the home's Sieve scripts left to do (sieve.go).
+	sieve *sieveOutcome
 }
 
 // target names the unit in logs and bounces.
@@ -231,7 +233,7 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 	// undone (commands, files, forwards); then the mailboxes are
 	// committed, or removed if the whole must fail.
 	t.parallel(boxes, func(u *unit) {
-		u.staged, u.err = t.stage(ctx, u.leaf.Home, sp.withHeader(t.traceHeaders(u, now)))
+		u.staged, u.err = t.stageBox(ctx, u, sp, trace, now)
 		if u.err != nil {
 			u.err = fmt.Errorf("deliver to %s: %w", u.leaf.Rcpt, u.err)
 		}
@@ -241,7 +243,9 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 		t.logResults(p.units, sp.size)
 		return nil, err
 	}
-	if err := firstErr(boxes); atomic && err != nil {
+	// A mailbox copy refused for good (a Sieve reject) is bounced like
+	// any failed piece; only temporary trouble fails everybody.
+	if err := firstTemporary(boxes); atomic && err != nil {
 		return fail(err)
 	}
 	// Commands first, as the likeliest to ask for a retry, then files,
@@ -257,6 +261,10 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 			}
 			return fail(u.err)
 		}
+	}
+	// Sieve redirects, like forwards, cannot be taken back.
+	if err := t.sieveRedirects(ctx, boxes, sp, now); err != nil && atomic && temporary(err) {
+		return fail(err)
 	}
 	results := t.results(p)
 	if failures, who := t.bounces(p, results, atomic); len(failures) > 0 {
@@ -297,9 +305,10 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 			t.remove(u)
 		}
 	})
-	if err := firstErr(boxes); atomic && err != nil {
+	if err := firstTemporary(boxes); atomic && err != nil {
 		return fail(err)
 	}
+	t.sieveAfter(ctx, boxes, now)
 	results = t.results(p)
 	t.logResults(p.units, sp.size)
 	if atomic {
@@ -495,9 +504,10 @@ func (t *Txn) remove(u *unit) {
 	u.staged = nil
 }
 
-func firstErr(units []*unit) error {
+// firstTemporary is the first temporary failure among units.
+func firstTemporary(units []*unit) error {
 	for _, u := range units {
-		if u.err != nil {
+		if u.err != nil && temporary(u.err) {
 			return u.err
 		}
 	}

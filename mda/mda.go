@@ -135,6 +135,9 @@ type Options struct {
 	// SRS, if set, rewrites the sender of forwarded mail and reverses
 	// SRS addresses that bounces arrive at.
 	SRS *srs.SRS
+	// Sieve, if its Scripts are set, filters deliveries into mail homes
+	// with their Sieve scripts (sieve.go).
+	Sieve SieveOptions
 	// SpoolDir holds messages too large to keep in memory while they are
 	// delivered. It must be on a local disk; files there are unlinked at
 	// once and never outlive a transaction.

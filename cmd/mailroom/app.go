@@ -31,6 +31,7 @@ import (
 	"mailroom/mda"
 	"mailroom/mda/alias"
 	"mailroom/queue"
+	"mailroom/sieve/sievestore"
 )
 
 // app is everything that holds mailroom.db open: `serve` builds one for
@@ -48,6 +49,8 @@ type app struct {
 	// cfg). Only the reload goroutine uses it; everything else keeps to
 	// cfg, what serve started with, except the domains (reload.go).
 	reloaded *config.Config
+	// scripts are the users' Sieve scripts (sieve.go).
+	scripts *sievestore.Store
 	// panics counts the panics recovered in every server and worker of
 	// the process.
 	panics *panics.Recorder
@@ -128,6 +131,10 @@ func (a *app) init() error {
 			return fmt.Errorf("relay.srs_secret: %w", err)
 		}
 	}
+	sieveOpts, err := a.initSieve()
+	if err != nil {
+		return err
+	}
 	a.mda, err = mda.New(mda.Options{
 		Hostname:          a.cfg.Hostname,
 		Domains:           a.cfg.Domains,
@@ -143,6 +150,7 @@ func (a *app) init() error {
 		CommandCredential: commandCredential(),
 		Forwarder:         forwarder{a},
 		SRS:               rewriter,
+		Sieve:             sieveOpts,
 		SpoolDir:          spool,
 		MaxMessageBytes:   a.cfg.Limits.MaxMessageBytes,
 		Logger:            a.log,
@@ -197,6 +205,9 @@ func (f forwarder) Bounce(ctx context.Context, from string, failures []mda.Failu
 func (a *app) Close() error {
 	if a.store != nil {
 		a.store.Close()
+	}
+	if a.scripts != nil {
+		a.scripts.Close()
 	}
 	return a.db.Close()
 }

@@ -231,6 +231,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err := checkDB(context.Background(), cfg, stdout); err != nil {
 		return err
 	}
+	if err := checkSieve(cfg); err != nil {
+		return withExit(exitConfig, err)
+	}
 	warnings := append(cfg.Warnings(), postmasterWarnings(cfg, aliases)...)
 	if st, err := os.Stat(cfg.DataDir); err == nil && st.Mode().Perm() != 0o700 {
 		warnings = append(warnings, fmt.Sprintf("data_dir %s is mode %04o: make it 0700 (chmod 700 %s); it holds password hashes, DKIM keys and everyone's mail", cfg.DataDir, st.Mode().Perm(), cfg.DataDir))

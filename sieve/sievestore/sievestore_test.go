@@ -1,0 +1,185 @@
+package sievestore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"mailroom/sieve"
+)
+
+const home = "example.org/alice"
+
+func newStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	root := t.TempDir()
+	s, err := New(Options{MailRoot: root, MaxScripts: 3, MaxScriptSize: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, root
+}
+
+// TestStore covers the ManageSieve operations on the files (RFC 5804 §2).
+func TestStore(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	if list, err := s.List(home); err != nil || len(list) != 0 {
+		t.Fatalf("List of a new home: %v, %v", list, err)
+	}
+	if sc, err := s.Scripts(ctx, home); sc != nil || err != nil {
+		t.Fatalf("Scripts without any: %v, %v", sc, err)
+	}
+	if err := s.Put(home, "a", []byte("keep;")); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Put(home, "bad", []byte("keep;\nfileinto \"x\";"))
+	var se *sieve.Error
+	if !errors.As(err, &se) || se.Pos.Line != 2 {
+		t.Fatalf("a bad script: %v, want a compile error on line 2", err)
+	}
+	if _, err := s.Get(home, "bad"); !errors.Is(err, ErrNoScript) {
+		t.Errorf("the refused script was stored: %v", err)
+	}
+	var qe *QuotaError
+	if err := s.Put(home, "big", []byte(strings.Repeat("#", 201))); !errors.As(err, &qe) || qe.What != "MAXSIZE" {
+		t.Errorf("too big: %v", err)
+	}
+	for _, n := range []string{"b", "c"} {
+		if err := s.Put(home, n, []byte("discard;")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(home, "d", []byte("keep;")); !errors.As(err, &qe) || qe.What != "MAXSCRIPTS" {
+		t.Errorf("a fourth script: %v", err)
+	}
+	if err := s.Put(home, "a", []byte("discard;")); err != nil {
+		t.Errorf("replacing a script at the quota: %v", err)
+	}
+	for _, bad := range []string{"", ".hidden", "a/b", "x\x01", strings.Repeat("n", 129)} {
+		if err := s.Put(home, bad, []byte("keep;")); !errors.Is(err, ErrBadName) {
+			t.Errorf("name %q: %v", bad, err)
+		}
+	}
+	if err := s.SetActive(home, "nope"); !errors.Is(err, ErrNoScript) {
+		t.Errorf("activating a missing script: %v", err)
+	}
+	if err := s.SetActive(home, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, home, "sieve", ".active")); err != nil || string(b) != "a\n" {
+		t.Errorf(".active %q, %v", b, err)
+	}
+	if err := s.Delete(home, "a"); !errors.Is(err, ErrActive) {
+		t.Errorf("deleting the active script: %v", err)
+	}
+	if err := s.Rename(home, "a", "b"); !errors.Is(err, ErrExists) {
+		t.Errorf("renaming onto b: %v", err)
+	}
+	if err := s.Rename(home, "a", "main"); err != nil {
+		t.Fatal(err)
+	}
+	if act, _ := s.Active(home); act != "main" {
+		t.Errorf("after the rename the active script is %q", act)
+	}
+	if err := s.Delete(home, "b"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(home)
+	if err != nil || len(list) != 2 || list[0].Name != "c" || list[1].Name != "main" || !list[1].Active || list[0].Active {
+		t.Errorf("List = %+v, %v", list, err)
+	}
+	if err := s.SetActive(home, ""); err != nil {
+		t.Fatal(err)
+	}
+	if act, _ := s.Active(home); act != "" {
+		t.Errorf("after deactivating: %q", act)
+	}
+	if _, err := s.List("../x"); err == nil {
+		t.Error("a home outside the mail root")
+	}
+}
+
+// TestScriptsCache checks that the compiled script is used again until
+// the script, the active name or an included script changes.
+func TestScriptsCache(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	if err := s.Put(home, "lib", []byte("require \"fileinto\"; fileinto \"A\";")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(home, "main", []byte("require \"include\"; include \"lib\";")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActive(home, "main"); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Scripts(ctx, home)
+	if err != nil || first == nil {
+		t.Fatal(first, err)
+	}
+	again, _ := s.Scripts(ctx, home)
+	if again != first {
+		t.Error("compiled again though nothing changed")
+	}
+	// An included script changed behind the store's back (a shell).
+	if err := os.WriteFile(filepath.Join(root, home, "sieve", "lib.sieve"), []byte("require \"fileinto\"; fileinto \"B\"; "), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := s.Scripts(ctx, home)
+	if third == first {
+		t.Error("an included script changed and the old compiled form was used")
+	}
+	// A broken script on disk gives its compile error to delivery.
+	if err := os.WriteFile(filepath.Join(root, home, "sieve", "main.sieve"), []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Scripts(ctx, home); err == nil {
+		t.Error("a broken active script compiled")
+	}
+}
+
+func TestMemory(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m, err := NewMemory(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	m.now = func() time.Time { return now }
+	ctx := context.Background()
+	if err := m.Remember(ctx, home, Vacation, map[string]time.Duration{"k": time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(h, kind, key string, want bool) {
+		t.Helper()
+		if got, err := m.Seen(ctx, h, kind, key); got != want || err != nil {
+			t.Errorf("Seen(%s, %s, %s) = %v, %v; want %v", h, kind, key, got, err, want)
+		}
+	}
+	check(home, Vacation, "k", true)
+	check(home, Duplicate, "k", false)
+	check("example.org/bob", Vacation, "k", false)
+	now = now.Add(2 * time.Hour)
+	check(home, Vacation, "k", false)
+	if err := m.Remember(ctx, home, Duplicate, map[string]time.Duration{"x": time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketSieve).Get(memKey(home, Vacation, "k")) != nil {
+			t.Error("the expired record was not swept")
+		}
+		return nil
+	})
+}
