@@ -23,3 +23,5 @@ require github.com/emersion/go-msgauth v0.7.0
 require blitiri.com.ar/go/spf v1.6.0
 
 require github.com/emersion/go-milter v0.5.0
+
+require github.com/coreos/go-systemd/v22 v22.7.0

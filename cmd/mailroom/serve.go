@@ -120,6 +120,7 @@ func serve(ctx context.Context, a *app) error {
 		a.log.Error("listener failed", "err", context.Cause(gctx))
 	}
 	a.log.Info("shutting down")
+	sdStopping(a.log)
 	svc.shutdown(a.log, stopQueue)
 	err = g.Wait()
 	a.log.Info("stopped")
@@ -252,12 +253,17 @@ func reloadOnHUP(ctx context.Context, a *app, certStore *certs.Store) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// Ready only now: a reload (systemctl reload: SIGHUP) that came before
+	// the handler would kill the process.
+	sdReady(a.log, a.domains())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
+			sdReloading(a.log)
 			reload(a, certStore)
+			sdReady(a.log, a.domains())
 		}
 	}
 }
