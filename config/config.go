@@ -60,6 +60,9 @@ type Config struct {
 	// Sieve filters mail at final delivery with users' and the
 	// administrator's Sieve scripts ([sieve]).
 	Sieve Sieve `toml:"sieve"`
+	// ManageSieve is the server on which users manage their scripts
+	// ([managesieve]).
+	ManageSieve ManageSieve `toml:"managesieve"`
 
 	// Path is the file this was loaded from ("" for Default()).
 	Path string `toml:"-"`
@@ -204,7 +207,8 @@ func Default() *Config {
 			MaxLineLength: 2000},
 		Delivery: Delivery{Format: "maildir", ForwardFiles: &t, RecipientDelimiter: &delim,
 			CommandTimeout: Duration{10 * time.Minute}},
-		Sieve: defaultSieve(),
+		Sieve:       defaultSieve(),
+		ManageSieve: ManageSieve{MaxConnections: 100},
 	}
 }
 
@@ -421,7 +425,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateOutbound()...)
 	errs = append(errs, c.validateAuth()...)
 	c.validateDeploy(bad, checkAddr)
-	c.validateSieve(bad)
+	c.validateSieve(bad, checkAddr)
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Sieve is the [sieve] table: filtering at final delivery with users'
@@ -33,6 +34,22 @@ type Sieve struct {
 	MaxScriptSize int `toml:"max_script_size"`
 }
 
+// ManageSieve is the [managesieve] table: the ManageSieve server (RFC
+// 5804) on which mail clients (Thunderbird, Roundcube, K-9/FairEmail,
+// sieve-connect) upload and activate their scripts, authenticating as
+// for IMAP. STARTTLS uses the [tls] certificate.
+type ManageSieve struct {
+	// Listen is "host:port" addresses, usually ["0.0.0.0:4190"] (RFC
+	// 5804's port). Default: none.
+	Listen []string `toml:"listen"`
+	// MaxConnections bounds the ManageSieve connections (default 100);
+	// [limits] max_connections_per_ip bounds those of one address.
+	MaxConnections int `toml:"max_connections"`
+	// AllowInsecureAuth allows AUTHENTICATE without TLS from addresses
+	// other than loopback. Default false.
+	AllowInsecureAuth bool `toml:"allow_insecure_auth"`
+}
+
 func defaultSieve() Sieve {
 	return Sieve{MaxRedirects: 4, MaxActions: 32, MaxScripts: 20, MaxScriptSize: 256 << 10}
 }
@@ -51,9 +68,10 @@ func (c *Config) absSieve(base string) {
 	}
 }
 
-// validateSieve checks [sieve]. The scripts themselves are compiled by
-// `mailroom check` and serve, whose errors name the line and column.
-func (c *Config) validateSieve(bad func(key, format string, args ...any)) {
+// validateSieve checks [sieve] and [managesieve]. The scripts themselves
+// are compiled by `mailroom check` and serve, whose errors name the
+// line and column.
+func (c *Config) validateSieve(bad func(key, format string, args ...any), checkAddr func(key, a string)) {
 	for _, l := range []struct {
 		key   string
 		paths []string
@@ -79,4 +97,15 @@ func (c *Config) validateSieve(bad func(key, format string, args ...any)) {
 	positive("sieve.max_actions", c.Sieve.MaxActions, 32)
 	positive("sieve.max_scripts", c.Sieve.MaxScripts, 20)
 	positive("sieve.max_script_size", c.Sieve.MaxScriptSize, 256<<10)
+	if c.ManageSieve.MaxConnections <= 0 {
+		bad("managesieve.max_connections", "must be positive (default 100)")
+	}
+	for i, a := range c.ManageSieve.Listen {
+		key := fmt.Sprintf("managesieve.listen[%d]", i)
+		if strings.HasPrefix(a, "unix:") {
+			bad(key, "%q: ManageSieve listens on TCP: write \"host:port\", e.g. \"0.0.0.0:4190\"", a)
+			continue
+		}
+		checkAddr(key, a)
+	}
 }

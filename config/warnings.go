@@ -32,6 +32,13 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
+	if c.TLS.Cert == "" && !c.ManageSieve.AllowInsecureAuth {
+		for _, a := range c.ManageSieve.Listen {
+			if !loopbackListen(a) {
+				w = append(w, fmt.Sprintf("%s: managesieve.listen %q without [tls]: clients that are not on loopback cannot authenticate (set [tls] cert and key)", c.Path, a))
+			}
+		}
+	}
 	if c.Limits.MaxConnectionsPerIP >= c.Limits.MaxConnections {
 		w = append(w, fmt.Sprintf("%s: limits.max_connections_per_ip (%d) is not below max_connections (%d): one client address can take every SMTP connection (keep it well below, as the defaults 20 and 200 are)", c.Path, c.Limits.MaxConnectionsPerIP, c.Limits.MaxConnections))
 	}

@@ -16,6 +16,7 @@ func TestWarnings(t *testing.T) {
 	}{
 		{"no listeners", "", "will receive no mail"},
 		{"submission without TLS off loopback", "[submission]\nlisten = [\"0.0.0.0:587\"]\n", "cannot authenticate"},
+		{"managesieve without TLS off loopback", "[managesieve]\nlisten = [\"0.0.0.0:4190\"]\n", "managesieve.listen \"0.0.0.0:4190\" without [tls]"},
 		{"one client can take every connection", "[limits]\nmax_connections = 20\nmax_connections_per_ip = 20\n", "one client address can take every SMTP connection"},
 		{"socket group cannot reach", "[lmtp]\nlisten = [\"unix:" + closed + "/lmtp.sock\"]\nsocket_group = \"0\"\n", "is mode 0700"},
 	}

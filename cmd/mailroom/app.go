@@ -218,18 +218,24 @@ func (a *app) Close() error {
 type op func(ctx context.Context, a *app, args json.RawMessage, body io.Reader) (any, error)
 
 var ops = map[string]op{
-	"user.add":    opUserAdd,
-	"user.passwd": opUserPasswd,
-	"user.del":    opUserDel,
-	"user.list":   opUserList,
-	"deliver":     opDeliver,
-	"queue.list":  opQueueList,
-	"queue.flush": opQueueFlush,
-	"queue.drop":  opQueueDrop,
-	"route":       opRoute,
-	"ping":        opPing,
-	"backup":      opBackup,
-	"db.check":    opDBCheck,
+	"user.add":       opUserAdd,
+	"user.passwd":    opUserPasswd,
+	"user.del":       opUserDel,
+	"user.list":      opUserList,
+	"deliver":        opDeliver,
+	"queue.list":     opQueueList,
+	"queue.flush":    opQueueFlush,
+	"queue.drop":     opQueueDrop,
+	"route":          opRoute,
+	"sieve.list":     opSieveList,
+	"sieve.get":      opSieveGet,
+	"sieve.put":      opSievePut,
+	"sieve.check":    opSieveCheck,
+	"sieve.activate": opSieveActivate,
+	"sieve.del":      opSieveDel,
+	"ping":           opPing,
+	"backup":         opBackup,
+	"db.check":       opDBCheck,
 }
 
 // opPing answers that a server is running (repair and restore refuse to

@@ -195,6 +195,13 @@ func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
 		if imapSrv != nil {
 			svc.servers = append(svc.servers, imapSrv)
 		}
+		if err != nil {
+			return err
+		}
+		msSrv, err := a.addManageSieve(tlsConfig, svc.add)
+		if msSrv != nil {
+			svc.servers = append(svc.servers, msSrv)
+		}
 		return err
 	}()
 	if err != nil {
