@@ -19,14 +19,15 @@ type Error struct {
 func (e *Error) Unwrap() error { return e.err }
 
 func (e *Error) Error() string {
-	s := e.Msg
-	if e.Pos.Line > 0 {
-		s = e.Pos.String() + ": " + s
+	switch {
+	case e.Script != "" && e.Pos.Line > 0:
+		return e.Script + ":" + e.Pos.String() + ": " + e.Msg
+	case e.Script != "":
+		return e.Script + ": " + e.Msg
+	case e.Pos.Line > 0:
+		return e.Pos.String() + ": " + e.Msg
 	}
-	if e.Script != "" {
-		s = e.Script + ":" + s
-	}
-	return s
+	return e.Msg
 }
 
 // node is what the parser builds: a command or a test (RFC 5228 §8.2).

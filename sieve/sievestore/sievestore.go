@@ -34,6 +34,11 @@ import (
 	"mailroom/sieve"
 )
 
+// errTooLarge is a script file that cannot be a script: over the size
+// limit, or not a regular file. Delivery treats it as a script that does
+// not compile (the implicit keep), since retrying cannot help.
+var errTooLarge = errors.New("cannot be read as a script")
+
 // Errors of the script store; ManageSieve maps them to its response codes
 // (RFC 5804 §1.3).
 var (
@@ -306,14 +311,14 @@ func (s *Store) read(p string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("sieve scripts: %s is not a regular file", p)
+		return nil, fmt.Errorf("%w: not a regular file", errTooLarge)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("sieve scripts: read %s: %w", p, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("sieve scripts: %s is larger than %d octets", p, max)
+		return nil, fmt.Errorf("%w: larger than %d octets", errTooLarge, max)
 	}
 	return b, nil
 }
@@ -324,8 +329,8 @@ func (s *Store) Active(home string) (string, error) {
 		return "", err
 	}
 	b, err := s.read(path.Join(home, dirName, activeFile), 512)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errTooLarge) {
+		return "", nil // not written by us: no script is active
 	}
 	if err != nil {
 		return "", err
@@ -612,10 +617,13 @@ func (s *Store) Scripts(ctx context.Context, home string) (*sieve.Script, error)
 	case errors.Is(err, fs.ErrNotExist):
 		// Named active but gone (removed by hand): no filtering.
 		return nil, nil
+	case errors.Is(err, errTooLarge):
+		c.err = &sieve.Error{Script: active, Msg: err.Error()}
 	case err != nil:
 		return nil, err
+	default:
+		c.script, c.err = sieve.Compile(src, s.compileOptions(home, active))
 	}
-	c.script, c.err = sieve.Compile(src, s.compileOptions(home, active))
 	if c.script != nil {
 		for _, d := range c.script.Deps() {
 			if d.Location == sieve.Personal {

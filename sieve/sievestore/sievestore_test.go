@@ -1,6 +1,7 @@
 package sievestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -143,6 +144,26 @@ func TestScriptsCache(t *testing.T) {
 	}
 	if _, err := s.Scripts(ctx, home); err == nil {
 		t.Error("a broken active script compiled")
+	}
+	// So does one too large to be a script, or a directory in its place,
+	// rather than an error that would defer the mail for ever.
+	var se *sieve.Error
+	big := bytes.Repeat([]byte("keep;\n"), 1<<20)
+	if err := os.WriteFile(filepath.Join(root, home, "sieve", "main.sieve"), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) || se.Script != "main" {
+		t.Errorf("a huge active script: %v, want a *sieve.Error naming it", err)
+	}
+	os.Remove(filepath.Join(root, home, "sieve", "main.sieve"))
+	os.Mkdir(filepath.Join(root, home, "sieve", "main.sieve"), 0o700)
+	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) {
+		t.Errorf("a directory as the active script: %v, want a *sieve.Error", err)
+	}
+	// A .active that we did not write: no active script.
+	os.WriteFile(filepath.Join(root, home, "sieve", ".active"), bytes.Repeat([]byte("x"), 4096), 0o600)
+	if sc, err := s.Scripts(ctx, home); sc != nil || err != nil {
+		t.Errorf("a huge .active: %v %v, want no script", sc, err)
 	}
 }
 
