@@ -1,17 +1,16 @@
 package maildir
 
-// Commit: a scan's or an operation's changes written to bbolt in one
-// transaction (or, for a first indexing, in consistent prefixes), then
-// applied in memory.
+// Commit: a scan's or an operation's changes applied in memory and handed
+// to the committer (committer.go), which writes them to bbolt in order (a
+// first indexing in consistent prefixes).
 
 import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
-	"mailroom/mailbox/index"
 	"slices"
 
-	bolt "go.etcd.io/bbolt"
+	"mailroom/mailbox/index"
 )
 
 // entryUpdate is a new value for an indexed message.
@@ -20,11 +19,23 @@ type entryUpdate struct {
 	u entry
 }
 
-// commit records changes in one bbolt transaction, then in memory, then
-// publishes a new snapshot and wakes the watchers. Added entries get the
-// next UIDs, in order; every change gets the next modseq. The caller holds
-// f.mu.
-func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
+// commit records changes: in memory at once (publishing a new snapshot
+// and waking the watchers), and in bbolt through the Index's committer
+// (committer.go), which the caller's session waits for before it answers
+// (f.last). Added entries get the next UIDs, in order; every change gets
+// the next modseq. undo, if not nil, is called should the write fail: it
+// removes the files the change added. The caller holds f.mu.
+func (f *folder) commit(updates []entryUpdate, added, removed []*entry, undo func()) error {
+	if f.epoch.Load() != f.loadedEpoch {
+		// An earlier write failed: memory is ahead of the disk until
+		// the next sync reads the folder again.
+		f.loaded = false
+		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
+		if undo != nil {
+			undo()
+		}
+		return fmt.Errorf("maildir: update index of %s: %w", f.dir, errEarlierWrite)
+	}
 	modSeq := f.modSeq + 1
 	uidNext := f.uidNext
 	// Entries come with a UID only from a Dovecot import, into an empty
@@ -54,38 +65,27 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 	// written in several transactions, each a consistent prefix (its
 	// UIDNEXT above its last UID): one huge transaction costs more
 	// than its parts, as bbolt copies every dirty node whenever it
-	// grows its map. If one fails, memory takes the prefixes written.
-	var err error
+	// grows its map.
 	chunk := f.a.ix.commitChunk
+	var writes []*indexWrite
 	if len(updates) == 0 && len(removed) == 0 && len(added) > chunk {
-		done, final := 0, meta
-		for done < len(added) && err == nil {
+		for done := 0; done < len(added); done += chunk {
 			part := added[done:min(done+chunk, len(added))]
-			pm := final
+			pm := meta
 			if done+len(part) < len(added) {
 				pm.uidNext = max(f.uidNext, part[len(part)-1].uid+1)
 			}
-			if err = f.write(nil, nil, part, pm); err == nil {
-				done += len(part)
-				meta = pm
-			}
-		}
-		if err != nil && done > 0 {
-			f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
-			added = added[:done]
-			f.apply(nil, added, nil, meta)
-			return fmt.Errorf("maildir: update index of %s: %w", f.dir, err)
+			writes = append(writes, f.encode(nil, nil, part, pm))
 		}
 	} else {
-		err = f.write(updates, removed, added, meta)
-	}
-	if err != nil {
-		// Memory is left as it was; forget what the scan saw so that
-		// the next sync tries again.
-		f.seenNew, f.seenCur = dirSeen{}, dirSeen{}
-		return fmt.Errorf("maildir: update index of %s: %w", f.dir, err)
+		writes = append(writes, f.encode(updates, removed, added, meta))
 	}
 	f.apply(updates, added, removed, meta)
+	last := writes[len(writes)-1]
+	last.undo, last.snap = undo, f.snap
+	for _, w := range writes {
+		f.submit(w)
+	}
 	return nil
 }
 
@@ -93,53 +93,45 @@ func (f *folder) commit(updates []entryUpdate, added, removed []*entry) error {
 // transaction.
 const defaultCommitChunk = 8192
 
-// write records changes and meta in one bbolt transaction.
-func (f *folder) write(updates []entryUpdate, removed, added []*entry, meta folderMeta) error {
-	return f.a.ix.db.Update(func(tx *bolt.Tx) error {
-		fb, err := f.bucket(tx)
-		if err != nil {
-			return err
-		}
-		ub := fb.Bucket(bucketUIDs)
-		if len(added) > 64 && len(updates) == 0 && len(removed) == 0 {
-			ub.FillPercent = 0.9 // appended in UID order: fuller pages
-		}
-		cb := fb.Bucket(bucketCache)
-		for _, e := range removed {
-			if err := ub.Delete(uidKey(e.uid)); err != nil {
-				return err
-			}
-			if cb != nil {
-				if err := cb.Delete(uidKey(e.uid)); err != nil {
-					return err
-				}
-			}
-		}
-		for _, u := range updates {
-			if err := ub.Put(uidKey(u.u.uid), u.u.encode()); err != nil {
-				return err
-			}
-		}
-		// Keys and records from one buffer each (bbolt keeps them
-		// until the commit).
-		keys := make([]byte, 0, 4*len(added))
-		var recs []byte
-		for _, e := range added {
-			if len(recs)+64+len(e.name) > cap(recs) {
-				recs = make([]byte, 0, 256*64)
-			}
-			k0, r0 := len(keys), len(recs)
-			keys = binary.BigEndian.AppendUint32(keys, e.uid)
-			recs = e.appendTo(recs)
-			if err := ub.Put(keys[k0:len(keys):len(keys)], recs[r0:len(recs):len(recs)]); err != nil {
-				return err
-			}
-		}
-		return fb.Put(keyMeta, meta.encode())
-	})
+// submit hands w to the committer as the folder's last write. The caller
+// holds f.mu.
+func (f *folder) submit(w *indexWrite) {
+	w.f, w.epoch = f, f.loadedEpoch
+	f.last = w
+	f.a.ix.commits.submit(w)
 }
 
-// apply makes in memory the changes just written, publishes a new
+// encode makes the index write of changes and meta: the records are
+// encoded now, as the entries change in memory before the write is made.
+func (f *folder) encode(updates []entryUpdate, removed, added []*entry, meta folderMeta) *indexWrite {
+	w := &indexWrite{meta: meta.encode(), fill: len(added) > 64 && len(updates) == 0 && len(removed) == 0}
+	if len(removed) > 0 {
+		w.dels = make([][]byte, len(removed))
+		for i, e := range removed {
+			w.dels[i] = uidKey(e.uid)
+		}
+	}
+	w.puts = make([][2][]byte, 0, len(updates)+len(added))
+	for _, u := range updates {
+		w.puts = append(w.puts, [2][]byte{uidKey(u.u.uid), u.u.encode()})
+	}
+	// Keys and records from one buffer each (bbolt keeps them until the
+	// commit).
+	keys := make([]byte, 0, 4*len(added))
+	var recs []byte
+	for _, e := range added {
+		if len(recs)+64+len(e.name) > cap(recs) {
+			recs = make([]byte, 0, 256*64)
+		}
+		k0, r0 := len(keys), len(recs)
+		keys = binary.BigEndian.AppendUint32(keys, e.uid)
+		recs = e.appendTo(recs)
+		w.puts = append(w.puts, [2][]byte{keys[k0:len(keys):len(keys)], recs[r0:len(recs):len(recs)]})
+	}
+	return w
+}
+
+// apply makes the changes in memory, publishes a new
 // snapshot and wakes the watchers.
 func (f *folder) apply(updates []entryUpdate, added, removed []*entry, meta folderMeta) {
 	f.uidNext, f.modSeq = meta.uidNext, meta.modSeq

@@ -40,6 +40,17 @@ type folder struct {
 	msgs        []mailbox.Message // snap.Messages, with room to append
 	flagCache   map[string][]string
 	imp         *dovecotImport // for the first scan of a new index
+	last        *indexWrite    // the last change handed to the committer
+	loadedEpoch uint64         // epoch when loaded
+
+	// epoch moves on when a write to the folder's index fails
+	// (committer.go): memory is then ahead of the disk, and the next
+	// sync loads the folder again.
+	epoch atomic.Uint64
+	// durable is the snapshot of the last change written to the index
+	// (or of the load): what sessions that changed nothing are shown
+	// while a change is on its way.
+	durable atomic.Pointer[mailbox.Snapshot]
 
 	// uv is uidValidity, readable without mu (by the header cache),
 	// 0 until loaded.
@@ -88,6 +99,9 @@ func (f *folder) notify() {
 func (f *folder) sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if f.loaded && f.epoch.Load() != f.loadedEpoch {
+		f.loaded = false // a write failed: read the index again
 	}
 	if !f.loaded {
 		if !f.a.exists(f.dir) {

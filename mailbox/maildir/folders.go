@@ -46,19 +46,39 @@ func (s *session) Close() error {
 }
 
 // withFolder runs fn on the named folder, synced with the disk, holding
-// the account shared and the folder exclusively.
+// the account shared and the folder exclusively; then, with no lock held,
+// it waits for the folder's index writes so far to be durable
+// (committer.go), so that what fn saw or did may be told to the client.
 func (s *session) withFolder(ctx context.Context, name string, fn func(f *folder) error) error {
+	for attempt := 0; ; attempt++ {
+		w, own, err := s.locked(ctx, name, fn)
+		if err != nil {
+			return err
+		}
+		if err := w.wait(); err == nil || own || attempt > 0 {
+			return err
+		}
+		// Another session's write failed, so what fn saw is not on
+		// disk: once more, on the folder read again.
+	}
+}
+
+// locked runs fn as withFolder does, without the wait: it returns the
+// folder's last index write, and whether fn (or the sync before it)
+// made any.
+func (s *session) locked(ctx context.Context, name string, fn func(f *folder) error) (last *indexWrite, own bool, err error) {
 	if err := s.check(ctx); err != nil {
-		return err
+		return nil, false, err
 	}
 	s.a.mu.RLock()
 	defer s.a.mu.RUnlock()
 	f, err := s.a.folder(name)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	before := f.last
 	if err := f.sync(ctx); err != nil {
 		if errors.Is(err, mailbox.ErrNoFolder) {
 			// Keep no state for names that are not folders: a client
@@ -69,20 +89,36 @@ func (s *session) withFolder(ctx context.Context, name string, fn func(f *folder
 			}
 			s.a.fmu.Unlock()
 		}
-		return err
+		return nil, false, err
 	}
-	return fn(f)
+	err = fn(f)
+	return f.last, f.last != before, err
 }
 
 // Sync brings the folder's index up to date with the disk and returns its
-// current snapshot, shared with every other session of the folder.
+// current snapshot, shared with every other session of the folder. While
+// another session's change is being written, that is the snapshot before
+// it: a session sees a change once it is durable.
 func (s *session) Sync(ctx context.Context, name string) (*mailbox.Snapshot, error) {
-	var snap *mailbox.Snapshot
-	err := s.withFolder(ctx, name, func(f *folder) error {
-		snap = f.snap
-		return nil
-	})
-	return snap, err
+	for attempt := 0; ; attempt++ {
+		var snap *mailbox.Snapshot
+		w, own, err := s.locked(ctx, name, func(f *folder) error {
+			snap = f.snap
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !own && w.pending() {
+			snap = w.f.durable.Load()
+			if snap != nil {
+				return snap, nil
+			}
+		}
+		if err := w.wait(); err == nil || own || attempt > 0 {
+			return snap, err
+		}
+	}
 }
 
 // Watch returns a channel closed at the folder's next change made in this
@@ -138,6 +174,7 @@ func (s *session) Create(ctx context.Context, name string) error {
 	}
 	s.a.mu.Lock()
 	defer s.a.mu.Unlock()
+	s.a.ix.commits.flush() // no index write of the folder after its drop
 	_, dir, _ := folderDir(canon)
 	if s.a.dirExists(dir) {
 		return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, canon)
@@ -216,6 +253,7 @@ func (s *session) Delete(ctx context.Context, name string) error {
 	}
 	s.a.mu.Lock()
 	defer s.a.mu.Unlock()
+	s.a.ix.commits.flush() // no index write of the folder after its deletion
 	if !s.a.dirExists(dir) {
 		return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, canon)
 	}
@@ -288,6 +326,7 @@ func (s *session) Rename(ctx context.Context, oldName, newName string) error {
 	}
 	s.a.mu.Lock()
 	defer s.a.mu.Unlock()
+	s.a.ix.commits.flush() // the folders' index writes before they move
 	if !s.a.dirExists(oldDir) {
 		return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, oldCanon)
 	}
@@ -396,6 +435,7 @@ func (s *session) renameInbox(ctx context.Context, newCanon string) error {
 	if err := func() error {
 		s.a.mu.Lock()
 		defer s.a.mu.Unlock()
+		s.a.ix.commits.flush()
 		_, dir, _ := folderDir(newCanon)
 		if s.a.dirExists(dir) {
 			return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, newCanon)

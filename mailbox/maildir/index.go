@@ -28,6 +28,10 @@ type IndexOptions struct {
 	// commitChunk is the most additions one transaction writes
 	// (default 8192); tests make it small.
 	commitChunk int
+	// writeHook, if set, runs in every index write's transaction before
+	// its changes; an error fails the write. Tests hold writes back or
+	// fail them with it.
+	writeHook func() error
 }
 
 // Index serves the folders of the Maildirs below a Store's mail root to
@@ -41,6 +45,7 @@ type Index struct {
 	hook    *func(home, folder string)
 	special *func(home, use string) string
 	cache   *cacheWriter // header cache write-behind (cache.go)
+	commits *committer   // index writes, grouped (committer.go)
 	// commitChunk is IndexOptions.commitChunk or its default.
 	commitChunk int
 
@@ -72,7 +77,8 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	if chunk <= 0 {
 		chunk = defaultCommitChunk
 	}
-	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db), commitChunk: chunk}
+	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db), commitChunk: chunk,
+		commits: &committer{db: db, chunk: chunk, hook: opts.writeHook}}
 	hook := ix.delivered
 	ix.hook = &hook
 	store.committed.Store(ix.hook)
@@ -82,14 +88,15 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	return ix, nil
 }
 
-// Close stops listening to deliveries, writes the header cache entries
-// still buffered and records what was seen of each folder's directories
-// for a quick first SELECT in the next run (seen.go); call it before
-// closing the database. Folders already open keep working, but cache no
+// Close stops listening to deliveries, waits for the index writes under
+// way, writes the header cache entries still buffered and records what
+// was seen of each folder's directories for a quick first SELECT in the
+// next run (seen.go); call it before closing the database. Folders already open keep working, but cache no
 // more header fields.
 func (ix *Index) Close() error {
 	ix.store.committed.CompareAndSwap(ix.hook, nil)
 	ix.store.special.CompareAndSwap(ix.special, nil)
+	ix.commits.flush()
 	ix.cache.shutdown()
 	if err := ix.saveSeen(); err != nil {
 		ix.log.Warn("index: the next start reads every folder again", "err", err)

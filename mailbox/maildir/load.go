@@ -24,6 +24,11 @@ type stored struct {
 // UIDVALIDITY, empty) if there is none or it is inconsistent; the scan
 // that follows then indexes every file. The folder must exist on disk.
 func (f *folder) load() error {
+	// Writes still on their way (or failing) first, so that the index
+	// read is the whole of what is durable.
+	f.last.wait()
+	f.last = nil
+	f.loadedEpoch = f.epoch.Load()
 	st, bad, err := f.readIndex()
 	if err != nil {
 		return fmt.Errorf("maildir: read index of %s: %w", f.dir, err)
@@ -50,6 +55,7 @@ func (f *folder) load() error {
 	f.flagCache = map[string][]string{}
 	f.loaded = true
 	f.publish()
+	f.durable.Store(f.snap)
 	return nil
 }
 

@@ -68,7 +68,9 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 // the UID. No lock is held while the message is read from r, so a slow
 // upload does not hold up the account's other sessions.
 func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (uidValidity, uid uint32, err error) {
-	if err := s.withFolder(ctx, name, func(*folder) error { return nil }); err != nil {
+	// The folder must exist (TRYCREATE otherwise); no need to wait for
+	// its index writes.
+	if _, _, err := s.locked(ctx, name, func(*folder) error { return nil }); err != nil {
 		return 0, 0, err
 	}
 	_, dir, _ := folderDir(name)
@@ -100,8 +102,7 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 		if err := unix.Renameat(int(tmp.Fd()), unique, int(cur.Fd()), final); err != nil {
 			return err
 		}
-		if err := f.commit(nil, []*entry{e}, nil); err != nil {
-			unix.Unlinkat(int(cur.Fd()), final, 0)
+		if err := f.commit(nil, []*entry{e}, nil, f.undoAdded([]string{final})); err != nil {
 			return err
 		}
 		uidValidity = f.uidValidity
@@ -201,10 +202,10 @@ func dedupe(uids []uint32) []uint32 {
 // modseq.
 func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op mailbox.FlagOp, flags []string) (*mailbox.Snapshot, error) {
 	var snap *mailbox.Snapshot
-	err := s.withFolder(ctx, name, func(f *folder) error {
+	d := &dirs{a: s.a, st: s.a.ix.store}
+	defer d.close()
+	err := s.changeFolder(ctx, name, d, func(f *folder) error {
 		addSys, addKw := index.ParseFlags(flags)
-		d := &dirs{a: s.a, st: s.a.ix.store, dir: f.dir}
-		defer d.close()
 		var updates []entryUpdate
 		var err error
 		for _, uid := range dedupe(uids) {
@@ -242,7 +243,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 			}
 			updates = append(updates, entryUpdate{e, u})
 		}
-		err = f.finish(d, err, updates, nil)
+		err = f.finish(err, updates, nil)
 		snap = f.snap
 		return err
 	})
@@ -253,31 +254,64 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 // them from the index.
 func (s *session) Expunge(ctx context.Context, name string, uids []uint32) (*mailbox.Snapshot, error) {
 	var snap *mailbox.Snapshot
-	err := s.withFolder(ctx, name, func(f *folder) error {
-		d := &dirs{a: s.a, st: s.a.ix.store, dir: f.dir}
-		defer d.close()
+	d := &dirs{a: s.a, st: s.a.ix.store}
+	defer d.close()
+	err := s.changeFolder(ctx, name, d, func(f *folder) error {
 		removed, err := f.unlink(d, uids)
-		err = f.finish(d, err, nil, removed)
+		err = f.finish(err, nil, removed)
 		snap = f.snap
 		return err
 	})
 	return snap, err
 }
 
-// finish ends a change to the folder's files that may have stopped
-// half-way with err: what was done (files renamed for updates, removed)
-// is recorded in the index even so, then the directories changed are
-// fsynced. It returns the first error of the three steps.
-func (f *folder) finish(d *dirs, err error, updates []entryUpdate, removed []*entry) error {
-	if len(updates) > 0 || len(removed) > 0 {
-		if cerr := f.commit(updates, nil, removed); err == nil {
-			err = cerr
-		}
+// changeFolder runs fn as withFolder does, for a change to the files in
+// d (whose dir it sets): the directories changed are fsynced after the
+// folder's lock is released, while the index write is on its way.
+func (s *session) changeFolder(ctx context.Context, name string, d *dirs, fn func(f *folder) error) error {
+	w, _, err := s.locked(ctx, name, func(f *folder) error {
+		d.dir = f.dir
+		return fn(f)
+	})
+	if d.dir == "" {
+		return err // the folder was not there
 	}
 	if serr := d.sync(); err == nil {
 		err = serr
 	}
+	if werr := w.wait(); err == nil {
+		err = werr
+	}
 	return err
+}
+
+// finish ends a change to the folder's files that may have stopped
+// half-way with err: what was done (files renamed for updates, removed)
+// is recorded in the index even so. It returns the first error of the
+// two steps; the caller fsyncs the directories changed.
+func (f *folder) finish(err error, updates []entryUpdate, removed []*entry) error {
+	if len(updates) > 0 || len(removed) > 0 {
+		if cerr := f.commit(updates, nil, removed, nil); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// undoAdded returns what takes back files just added to the folder's cur/
+// when their index write fails (committer.go).
+func (f *folder) undoAdded(names []string) func() {
+	a, dir := f.a, path.Join(f.dir, "cur")
+	return func() {
+		cur, err := a.openDir(dir)
+		if err != nil {
+			return
+		}
+		defer cur.Close()
+		for _, n := range names {
+			unix.Unlinkat(int(cur.Fd()), n, 0)
+		}
+	}
 }
 
 // unlink removes the files of uids (a file already gone counts as
@@ -303,20 +337,33 @@ func (f *folder) unlink(d *dirs, uids []uint32) ([]*entry, error) {
 
 // twoFolders runs fn with the source and destination folders synced and
 // locked (in name order, so that two sessions copying in opposite
-// directions cannot deadlock).
+// directions cannot deadlock), then waits for their index writes, as
+// withFolder does.
 func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, df *folder) error) error {
+	ws, err := s.lockedTwo(ctx, src, dst, fn)
+	for _, w := range ws {
+		if werr := w.wait(); err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// lockedTwo runs fn for twoFolders and returns the folders' last index
+// writes.
+func (s *session) lockedTwo(ctx context.Context, src, dst string, fn func(sf, df *folder) error) ([]*indexWrite, error) {
 	if err := s.check(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	s.a.mu.RLock()
 	defer s.a.mu.RUnlock()
 	sf, err := s.a.folder(src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	df, err := s.a.folder(dst)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	first, second := sf, df
 	if second.name < first.name {
@@ -329,14 +376,15 @@ func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, d
 		defer second.mu.Unlock()
 	}
 	if err := sf.sync(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if df != sf {
 		if err := df.sync(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return fn(sf, df)
+	err = fn(sf, df)
+	return []*indexWrite{sf.last, df.last}, err
 }
 
 // Copy copies messages to dest, keeping flags, keywords and internal
@@ -393,10 +441,11 @@ func (s *session) copyLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 		src = append(src, uid)
 	}
 	if len(added) > 0 {
-		if cerr := df.commit(nil, added, nil); cerr != nil {
-			for _, e := range added {
-				unix.Unlinkat(int(dd.cur.Fd()), e.name, 0)
-			}
+		names := make([]string, len(added))
+		for i, e := range added {
+			names[i] = e.name
+		}
+		if cerr := df.commit(nil, added, nil, df.undoAdded(names)); cerr != nil {
 			return nil, nil, cerr
 		}
 	}
@@ -455,7 +504,11 @@ func (s *session) Move(ctx context.Context, name string, uids []uint32, dest str
 			d := &dirs{a: s.a, st: s.a.ix.store, dir: sf.dir}
 			defer d.close()
 			removed, err := sf.unlink(d, src)
-			return sf.finish(d, err, nil, removed)
+			err = sf.finish(err, nil, removed)
+			if serr := d.sync(); err == nil {
+				err = serr
+			}
+			return err
 		}
 		src, dst, err = s.moveLocked(sf, df, uids)
 		return err
@@ -503,10 +556,10 @@ func (s *session) moveLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 	// The destination first: a crash in between leaves the message in
 	// both indexes, and the source's next sync drops it there.
 	if len(added) > 0 {
-		if cerr := df.commit(nil, added, nil); cerr != nil {
+		if cerr := df.commit(nil, added, nil, nil); cerr != nil {
 			return nil, nil, cerr
 		}
-		if cerr := sf.commit(nil, nil, removed); cerr != nil {
+		if cerr := sf.commit(nil, nil, removed, nil); cerr != nil {
 			return nil, nil, cerr
 		}
 	}

@@ -63,7 +63,7 @@ func (f *folder) scan() error {
 	if len(updates) == 0 && len(removed) == 0 && len(added) == 0 {
 		return nil
 	}
-	return f.commit(updates, added, removed)
+	return f.commit(updates, added, removed, nil)
 }
 
 // list reads the directories that may have changed since the last scan,
