@@ -131,8 +131,8 @@ func (f *folder) encode(updates []entryUpdate, removed, added []*entry, meta fol
 	return w
 }
 
-// apply makes the changes in memory, publishes a new
-// snapshot and wakes the watchers.
+// apply makes the changes in memory and publishes a new snapshot; the
+// committer wakes the watchers once it is durable.
 func (f *folder) apply(updates []entryUpdate, added, removed []*entry, meta folderMeta) {
 	f.uidNext, f.modSeq = meta.uidNext, meta.modSeq
 	for _, u := range updates {
@@ -164,5 +164,4 @@ func (f *folder) apply(updates []entryUpdate, added, removed []*entry, meta fold
 		f.byKey[e.key()] = e
 	}
 	f.publishDelta(updates, added, removed)
-	f.notify()
 }

@@ -168,13 +168,17 @@ func (c *committer) write(batch []*indexWrite) {
 		}
 	}
 	for _, w := range batch {
-		if w.err == nil {
-			if w.snap != nil {
-				w.f.durable.Store(w.snap)
-			}
-			w.dels, w.puts, w.meta, w.snap = nil, nil, nil, nil // a folder keeps its last write
+		// The change may be shown now (or, failed, the folder is to
+		// be read again): the folder's watchers are woken.
+		wake := w.err != nil || w.snap != nil
+		if w.err == nil && w.snap != nil {
+			w.f.durable.Store(w.snap)
 		}
+		w.dels, w.puts, w.meta, w.snap = nil, nil, nil, nil // a folder keeps its last write
 		close(w.done)
+		if wake {
+			w.f.notify()
+		}
 	}
 }
 

@@ -88,7 +88,8 @@ func hasFlag(s *mailbox.Snapshot, uid uint32, flag string) bool {
 
 // TestChangeShownOnceDurable: while a session's change is being written,
 // the session waits, and other sessions are shown the folder as it was
-// (without waiting); once written, everyone sees it.
+// (without waiting); once written, watchers are woken and everyone sees
+// it.
 func TestChangeShownOnceDurable(t *testing.T) {
 	t.Parallel()
 	e, g := gatedEnv(t)
@@ -106,6 +107,7 @@ func TestChangeShownOnceDurable(t *testing.T) {
 		return err
 	})
 	<-g.entered
+	changed := b.Watch(inbox) // as IDLE does: watch, then sync
 	synced := inBackground(func() error {
 		s, err := b.Sync(ctx, inbox)
 		if err == nil && (hasFlag(s, uid, "$Held") || s.HighestModSeq != before.HighestModSeq) {
@@ -119,11 +121,18 @@ func TestChangeShownOnceDurable(t *testing.T) {
 	select {
 	case err := <-store:
 		t.Fatalf("SetFlags answered (%v) before its write was durable", err)
+	case <-changed:
+		t.Fatal("watchers woken before the change was durable")
 	default:
 	}
 	g.release <- nil
 	if err := receive(t, store, "SetFlags"); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("watchers not woken once the change was durable")
 	}
 	if s := mustSync(t, b, inbox); !hasFlag(s, uid, "$Held") {
 		t.Errorf("after the write: %+v", s.Messages)
