@@ -375,7 +375,7 @@ func (s *session) CachedFields(ctx context.Context, name string, uids []uint32) 
 				break
 			}
 			// Walk forward over a short gap, seek over a long one.
-			for steps := 0; ck != nil && len(ck) == 4 && binary.BigEndian.Uint32(ck) < u; steps++ {
+			for steps := 0; len(ck) == 4 && binary.BigEndian.Uint32(ck) < u; steps++ {
 				if steps == 16 {
 					binary.BigEndian.PutUint32(key[:], u)
 					ck, cv = cur.Seek(key[:])
