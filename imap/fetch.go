@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
 
@@ -32,13 +33,20 @@ func (s *session) Fetch(w *fetchWriter, numSet goimap.NumSet, options *goimap.Fe
 		hc = s.headerCache()
 	}
 	req := &fetchReq{options: options, hc: hc}
-	var entries map[uint32][]byte
+	var (
+		entries map[uint32][]byte
+		dates   map[uint32]time.Time
+	)
 	expunged := false
 	for k, i := range idx {
 		if hc != nil && k%cacheChunk == 0 {
 			entries = s.cachedFields(hc, idx[k:min(k+cacheChunk, len(idx))])
 		}
+		if options.InternalDate && k%cacheChunk == 0 {
+			dates = s.internalDates(idx[k:min(k+cacheChunk, len(idx))])
+		}
 		m := s.view.Messages[i]
+		m.InternalDate = dateOf(&m, dates)
 		flagsChanged := false
 		if nm, ok := seen[m.UID]; ok {
 			m.Flags, flagsChanged = nm.Flags, true

@@ -371,3 +371,58 @@ func TestMaildirSubscriptionOfDeletedFolder(t *testing.T) {
 		t.Errorf("INBOX (subscribed by default) missing: %v", found)
 	}
 }
+
+// TestMaildirInternalDateWhenAsked: a scan reads no file's date (the
+// Maildir store's dates are lazy); FETCH INTERNALDATE and SEARCH SINCE or
+// BEFORE read them then, from the files as they are at that moment.
+func TestMaildirInternalDateWhenAsked(t *testing.T) {
+	t.Parallel()
+	e := startMaildir(t, t.TempDir())
+	for i := range 3 {
+		e.deliver(t, msg(i))
+	}
+	c := e.login(t, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Set after the SELECT: the dates shown must be read after it.
+	newDir := filepath.Join(e.dir, "mail", home, "Maildir", "new")
+	names, err := os.ReadDir(newDir)
+	if err != nil || len(names) != 3 {
+		t.Fatalf("new/: %v %v", names, err)
+	}
+	slices.SortFunc(names, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	dates := []time.Time{
+		time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC),
+		time.Date(2022, 3, 4, 5, 6, 7, 0, time.UTC),
+		time.Date(2023, 3, 4, 5, 6, 7, 0, time.UTC),
+	}
+	for i, n := range names { // unique names sort in delivery order
+		if err := os.Chtimes(filepath.Join(newDir, n.Name()), dates[i], dates[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := c.Fetch(goimap.SeqSetNum(1, 2, 3), &goimap.FetchOptions{InternalDate: true}).Collect()
+	if err != nil || len(msgs) != 3 {
+		t.Fatalf("FETCH INTERNALDATE: %v %v", msgs, err)
+	}
+	for i, m := range msgs {
+		if !m.InternalDate.Equal(dates[i]) {
+			t.Errorf("message %d: INTERNALDATE %v, want %v", i+1, m.InternalDate, dates[i])
+		}
+	}
+	cases := []struct {
+		criteria goimap.SearchCriteria
+		want     []uint32
+	}{
+		{goimap.SearchCriteria{Since: dates[1]}, []uint32{2, 3}},
+		{goimap.SearchCriteria{Before: dates[1]}, []uint32{1}},
+		{goimap.SearchCriteria{Not: []goimap.SearchCriteria{{Since: dates[2]}}}, []uint32{1, 2}},
+	}
+	for _, tc := range cases {
+		data, err := c.Search(&tc.criteria, nil).Wait()
+		if err != nil || !slices.Equal(data.AllSeqNums(), tc.want) {
+			t.Errorf("SEARCH %+v: %v %v, want %v", tc.criteria, data.AllSeqNums(), err, tc.want)
+		}
+	}
+}

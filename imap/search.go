@@ -46,10 +46,19 @@ func (s *session) Search(uidKind bool, criteria *goimap.SearchCriteria, options 
 	var (
 		entries map[uint32][]byte
 		chunk   []int
+		dates   map[uint32]time.Time
 	)
+	withDates := needsDates(criteria)
 	var sc scratch
 	for i := range msgs {
-		l := lazy{sc: &sc, onPanic: s.recordPanic}
+		if withDates && i%cacheChunk == 0 {
+			chunk = chunk[:0]
+			for k := i; k < min(i+cacheChunk, len(msgs)); k++ {
+				chunk = append(chunk, k)
+			}
+			dates = s.internalDates(chunk)
+		}
+		l := lazy{sc: &sc, onPanic: s.recordPanic, date: dateOf(&msgs[i], dates)}
 		if hc != nil {
 			if i%cacheChunk == 0 {
 				chunk = chunk[:0]
@@ -162,6 +171,7 @@ type lazy struct {
 	gone   bool
 	hc     mailbox.HeaderCache
 	sc     *scratch
+	date   time.Time // the internal date
 	// onPanic records a panic of go-message's parsing (bodyHas).
 	onPanic func(where string, v any)
 }
@@ -305,7 +315,7 @@ func (s *session) match(i int, c *goimap.SearchCriteria, l *lazy) (bool, error) 
 	if c.Smaller > 0 && m.Size >= c.Smaller {
 		return false, nil
 	}
-	if !inDates(m.InternalDate, c.Since, c.Before) {
+	if !inDates(l.date, c.Since, c.Before) {
 		return false, nil
 	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Header) > 0 || len(c.Body) > 0 || len(c.Text) > 0 {

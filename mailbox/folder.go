@@ -47,8 +47,9 @@ type Folder struct {
 
 // Message is what the index keeps of one message.
 type Message struct {
-	UID          uint32
-	Flags        []string // sorted, no duplicates
+	UID   uint32
+	Flags []string // sorted, no duplicates
+	// InternalDate is zero where a LazyDates store has not read it yet.
 	InternalDate time.Time
 	Size         int64 // bytes as served (CRLF line endings)
 	// ModSeq is the modification sequence of the last change to the

@@ -25,7 +25,11 @@
 // in batches; a folder keeps its new/ and cur/ open between scans
 // (handles.go); and Index.Close records what was seen of each directory,
 // so that the first SELECT after a restart reads an unchanged folder from
-// the index alone (seen.go).
+// the index alone (seen.go). Changes to the index are made in memory and
+// written by one committer, many to a transaction; a session answers,
+// and other sessions see a change, once it is durable (committer.go). A
+// scan trusts the sizes in Dovecot's file names and reads a message's
+// internal date (its mtime) only when a client asks (dates.go).
 //
 // All paths go through an os.Root opened at the mail root, so that neither a
 // hostile home name nor a symlink planted in a mail home can make a delivery

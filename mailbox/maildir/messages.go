@@ -477,7 +477,15 @@ func (s *session) copyFile(sf, df *folder, e, ne *entry, unique string) error {
 		return err
 	}
 	defer cur.Close()
-	lw, err := st.writeFileTimed(tmp, unique, in, false, time.Unix(e.date, 0))
+	date := e.date
+	if date == noDate {
+		var fi unix.Stat_t
+		if err := unix.Fstat(int(in.Fd()), &fi); err != nil {
+			return fmt.Errorf("maildir: copy %s: %w", e.name, err)
+		}
+		date = fi.Mtim.Sec
+	}
+	lw, err := st.writeFileTimed(tmp, unique, in, false, time.Unix(date, 0))
 	if err != nil {
 		return fmt.Errorf("maildir: copy %s: %w", e.name, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"strings"
 )
 
@@ -16,7 +17,7 @@ type entry struct {
 	inNew  bool
 	flags  sysFlags
 	mark   uint32 // scan generation that saw it
-	date   int64  // internal date, Unix seconds
+	date   int64  // internal date, Unix seconds; noDate until read (dates.go)
 	size   int64  // bytes as served (CRLF)
 	disk   int64  // bytes on disk
 	modSeq uint64
@@ -40,6 +41,11 @@ func (e *entry) subdir() string {
 }
 
 const entryVersion = 1
+
+// noDate is the date of an entry whose file's mtime (its internal date)
+// has not been read yet: a scan trusts the sizes in a file's name and
+// stats it only when a client asks for the date (dates.go).
+const noDate = math.MinInt64
 
 // encode is the index record of e: a version byte, then modseq, date,
 // size, disk size, flags, in-new, keywords (count, then each with its

@@ -218,9 +218,13 @@ func (f *folder) noteSeen(l *listing) {
 	}
 }
 
-// statNew learns what the index keeps of files it did not know: the
-// internal date (mtime) from a stat, the size from W= in the name or, if
-// absent, from reading the file. Files gone or not regular are skipped.
+// statNew learns what the index keeps of files it did not know. A name
+// with both of Dovecot's sizes (S= on disk, W= as served) is believed, as
+// Dovecot does, and its file not even stat'ed: the internal date (the
+// mtime) is read when asked for (dates.go), so that the first SELECT of
+// a large folder is a directory listing. Other files get the date from a
+// stat and the served size from W= or, absent, from reading the file;
+// files gone or not regular are skipped.
 func (f *folder) statNew(adds []pendingFile, newD, curD *os.File) []*entry {
 	// In unique-name order (the delivery order, for names that start
 	// with the time); a unique name found twice (in new/ and cur/, as a
@@ -268,6 +272,10 @@ func (f *folder) statNew(adds []pendingFile, newD, curD *os.File) []*entry {
 // statOne fills e for the file p and reports whether it is to be
 // indexed (a regular file, readable).
 func (f *folder) statOne(p *pendingFile, e *entry, newD, curD *os.File) bool {
+	if p.fn.sizeS >= 0 && p.fn.sizeW >= 0 {
+		*e = entry{inNew: p.inNew, flags: p.fn.flags, date: noDate, disk: p.fn.sizeS, name: p.name, size: p.fn.sizeW}
+		return true
+	}
 	dfd := int(curD.Fd())
 	if p.inNew {
 		dfd = int(newD.Fd())

@@ -73,13 +73,16 @@ func (f *folder) setSnap(msgs []mailbox.Message) {
 }
 
 func (f *folder) message(e *entry) mailbox.Message {
-	return mailbox.Message{
-		UID:          e.uid,
-		Flags:        f.flags(e),
-		InternalDate: time.Unix(e.date, 0),
-		Size:         e.size,
-		ModSeq:       e.modSeq,
+	m := mailbox.Message{
+		UID:    e.uid,
+		Flags:  f.flags(e),
+		Size:   e.size,
+		ModSeq: e.modSeq,
 	}
+	if e.date != noDate {
+		m.InternalDate = time.Unix(e.date, 0)
+	}
+	return m
 }
 
 // publish makes a new immutable snapshot of the folder.
