@@ -56,6 +56,8 @@ type Config struct {
 	Socketmap Socketmap `toml:"socketmap"`
 	// Server says how serve runs as a process ([server]).
 	Server Server `toml:"server"`
+	// Log says how serve writes its log ([log]).
+	Log Log `toml:"log"`
 
 	// Sieve filters mail at final delivery with users' and the
 	// administrator's Sieve scripts ([sieve]).
@@ -95,6 +97,15 @@ type Listener struct {
 	// MilterTimeout bounds connecting to a milter and each stage of the
 	// conversation (the whole header, the whole body). Default "30s".
 	MilterTimeout Duration `toml:"milter_timeout"`
+}
+
+// Log is the [log] table: serve's log, written to standard error (the
+// journal under systemd).
+type Log struct {
+	// Format is "text" (key=value records, the default) or "json" (one
+	// JSON object a line, for log collectors). Either way a record has
+	// the same keys: event, queue_id, conn, remote, from, rcpt, ...
+	Format string `toml:"format"`
 }
 
 // IMAP is the [imap] table: its listeners and a connection limit of its
@@ -392,6 +403,9 @@ func (c *Config) Validate() error {
 	}
 	if (len(c.SMTP.ListenTLS) > 0 || len(c.Submission.ListenTLS) > 0 || len(c.IMAP.ListenTLS) > 0) && c.TLS.Cert == "" {
 		bad("tls", "listen_tls addresses need a certificate: set [tls] cert and key")
+	}
+	if f := c.Log.Format; f != "" && f != "text" && f != "json" {
+		bad("log.format", "%q: write \"text\" (the default) or \"json\"", f)
 	}
 	if len(c.SMTP.ListenTLS) > 0 {
 		bad("smtp.listen_tls", "implicit TLS is for submission: move these addresses to [submission] listen_tls")

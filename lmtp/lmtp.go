@@ -113,14 +113,15 @@ type session struct {
 	// goroutine of its own while RSET may call Reset.
 	mu    sync.Mutex
 	txn   *mda.Txn
+	from  string
 	rcpts []string // as the client wrote them: StatusCollector's keys
 }
 
-// current returns the transaction and its recipients.
-func (s *session) current() (*mda.Txn, []string) {
+// current returns the transaction, its recipients and its sender.
+func (s *session) current() (*mda.Txn, []string, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.txn, s.rcpts
+	return s.txn, s.rcpts, s.from
 }
 
 var _ gosmtp.LMTPSession = (*session)(nil)
@@ -147,16 +148,17 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if err := s.srv.CheckLine("MAIL FROM:<>", from); err != nil {
 		return err
 	}
+	log := s.log.With("from", from)
 	// RFC 1870 §6.2: a declared size over the limit is refused at MAIL.
 	if max := s.srv.opts.MaxMessageBytes; max > 0 && opts.Size > max {
-		return s.reply(mda.ErrTooBig)
+		return smtpconn.Rejected(log, smtpconn.Answer(log, s.conn, mda.ErrTooBig))
 	}
 	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info)
 	if err != nil {
-		return s.reply(err)
+		return smtpconn.Rejected(log, smtpconn.Answer(log, s.conn, err))
 	}
 	s.mu.Lock()
-	s.txn, s.rcpts = txn, nil
+	s.txn, s.rcpts, s.from = txn, nil, from
 	s.mu.Unlock()
 	// From MAIL on, a shutdown lets the transaction finish (within its
 	// grace period): go-smtp sends 354 before it calls Data, so marking
@@ -170,8 +172,10 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	if err := s.srv.CheckLine("RCPT TO:<>", to); err != nil {
 		return err
 	}
-	if err := s.txn.AddRcpt(s.ctx, to); err != nil {
-		return s.reply(err)
+	txn, _, from := s.current()
+	if err := txn.AddRcpt(s.ctx, to); err != nil {
+		log := s.log.With("from", from, "rcpt", to)
+		return smtpconn.Rejected(log, smtpconn.Answer(log, s.conn, err))
 	}
 	s.mu.Lock()
 	s.rcpts = append(s.rcpts, to)
@@ -182,12 +186,17 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // Data is used only if the library does not use LMTPData; it delivers to
 // all or none.
 func (s *session) Data(r io.Reader) error {
-	txn, _ := s.current()
+	txn, rcpts, from := s.current()
 	if txn == nil {
 		return errNoTransaction
 	}
 	defer s.srv.Working()()
-	return s.reply(txn.DeliverAll(s.ctx, r))
+	cr := &smtpconn.Counter{R: r}
+	err := txn.DeliverAll(s.ctx, cr)
+	if err == nil {
+		smtpconn.Received(s.log, txn.ID(), from, len(rcpts), cr.N)
+	}
+	return s.reply(err)
 }
 
 // errNoTransaction answers a message whose transaction a RSET ended
@@ -198,15 +207,17 @@ var errNoTransaction = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.Enhance
 // LMTPData delivers and reports one status per RCPT, in order
 // (RFC 2033 §4.2), including a recipient given twice.
 func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
-	txn, rcpts := s.current()
+	txn, rcpts, from := s.current()
 	if txn == nil {
 		return errNoTransaction
 	}
 	defer s.srv.Working()()
-	results, err := txn.Deliver(s.ctx, r)
+	cr := &smtpconn.Counter{R: r}
+	results, err := txn.Deliver(s.ctx, cr)
 	if err != nil {
 		return s.reply(err)
 	}
+	smtpconn.Received(s.log, txn.ID(), from, len(rcpts), cr.N)
 	for i, rcpt := range rcpts {
 		status.SetStatus(rcpt, s.reply(results[i]))
 	}

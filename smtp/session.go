@@ -61,6 +61,9 @@ type envelope struct {
 	// quarantine, if set, sends the mailbox copies to Junk (DMARC
 	// policy, a milter).
 	quarantine string
+	// queueID is the outbound queue's id of a submitted message that
+	// went there (else the mda transaction's id names it).
+	queueID string
 }
 
 // applyQuarantine tells the mda transaction, once it is final.
@@ -153,12 +156,13 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if err := s.srv.CheckLine("MAIL FROM:<>", from); err != nil {
 		return err
 	}
+	log := s.log.With("from", from)
 	if s.srv.opts.Role == Submission && s.user == nil {
-		return errAuthRequired
+		return smtpconn.Rejected(log, errAuthRequired)
 	}
 	// RFC 1870 §6.2: a declared size over the limit is refused at MAIL.
 	if max := s.srv.opts.MaxMessageBytes; max > 0 && opts.Size > max {
-		return s.reply(mda.ErrTooBig)
+		return smtpconn.Rejected(log, smtpconn.Answer(log, s.conn, mda.ErrTooBig))
 	}
 	if s.srv.opts.Role == Submission && !s.owns(from) {
 		s.log.Info("sender refused", "event", "rejected", "user", s.user.Address.String(), "from", from)
@@ -166,7 +170,7 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	}
 	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info())
 	if err != nil {
-		return s.reply(err)
+		return smtpconn.Rejected(log, smtpconn.Answer(log, s.conn, err))
 	}
 	mt, err := s.beginMilters(txn, from)
 	if err != nil {
@@ -258,7 +262,8 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 		s.log.Info("relay denied", "event", "rejected", "from", env.from, "rcpt", to)
 		return errRelayDenied
 	}
-	return s.reply(err)
+	log := s.log.With("from", env.from, "rcpt", to)
+	return smtpconn.Rejected(log, smtpconn.Answer(log, s.conn, err))
 }
 
 // Data delivers to every recipient or to none: SMTP has one reply for the
@@ -273,10 +278,21 @@ func (s *session) Data(r io.Reader) error {
 		return errNoTransaction
 	}
 	defer s.srv.Working()()
+	cr := &smtpconn.Counter{R: r}
+	var err error
 	if s.srv.opts.Role == MX {
-		return s.receive(env, r)
+		err = s.receive(env, cr)
+	} else {
+		err = s.submit(env, cr)
 	}
-	return s.submit(env, r)
+	if err == nil {
+		id := env.queueID
+		if id == "" {
+			id = env.txn.ID()
+		}
+		smtpconn.Received(s.log, id, env.from, len(env.local)+len(env.remote), cr.N)
+	}
+	return err
 }
 
 // submit completes a submitted message (Message-ID, Date) and hands it to
@@ -323,7 +339,8 @@ func (s *session) submit(env *envelope, r io.Reader) error {
 	if err != nil {
 		return s.reply(err)
 	}
-	s.log.Info("queued", "event", "queued", "queue_id", id, "from", env.from, "rcpts", rcpts, "user", s.user.Address.String())
+	// The queue logs the message as queued; Data logs it as received.
+	env.queueID = id
 	return nil
 }
 

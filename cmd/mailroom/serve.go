@@ -38,12 +38,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if *debug {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
 	var cfg *config.Config
 	var err error
 	if *dev {
@@ -54,6 +48,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	log := newLogger(cfg.Log, stderr, *debug)
 	// As root with [server] user: bind, then become that user before
 	// anything in data_dir is opened.
 	pre, err := dropPrivileges(cfg, log)
@@ -79,6 +74,19 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	a.prebound = pre
 	return serve(ctx, a)
+}
+
+// newLogger is serve's logger: [log] format's handler on w, at Info (or
+// Debug with -debug).
+func newLogger(c config.Log, w io.Writer, debug bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if debug {
+		opts.Level = slog.LevelDebug
+	}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // mailServer is what serve needs of the LMTP, SMTP and IMAP servers.

@@ -125,7 +125,8 @@ type Server struct {
 	exit  chan struct{}
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening proto=(\S+) addr=(\S+)`)
+// listeningRE finds a "listening" record, in text or JSON ([log] format).
+var listeningRE = regexp.MustCompile(`msg=listening proto=(\S+) addr=(\S+)|"msg":"listening","proto":"([^"]+)","addr":"([^"]+)"`)
 
 // StartServer writes configTOML (with %DATA% replaced by a fresh data_dir)
 // to a file, starts `mailroom serve` on it and waits until it has logged
@@ -145,10 +146,11 @@ func (s *Server) readLog(r io.Reader) {
 		s.mu.Lock()
 		s.log.WriteString(line + "\n")
 		if m := listeningRE.FindStringSubmatch(line); m != nil {
-			s.addrs[m[1]] = append(s.addrs[m[1]], m[2])
+			proto, addr := m[1]+m[3], m[2]+m[4]
+			s.addrs[proto] = append(s.addrs[proto], addr)
 		}
 		s.mu.Unlock()
-		if !readyClosed && strings.Contains(line, `msg="mailroom started"`) {
+		if !readyClosed && (strings.Contains(line, `msg="mailroom started"`) || strings.Contains(line, `"msg":"mailroom started"`)) {
 			close(s.ready)
 			readyClosed = true
 		}
