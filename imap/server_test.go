@@ -60,19 +60,30 @@ func TestAuthenticatePlain(t *testing.T) {
 	}
 }
 
-// TestLoginThrottle: after a failed login, the address is refused at
-// once with a temporary error, a right password as a wrong one (it used
-// to be answered at once while a wrong one waited, which told a guesser
-// the answer), on every connection from it; the third failed attempt on
-// a connection closes it.
+// TestLoginThrottle: one mistyped password is retried at once; after a
+// second failure the address is refused at once with a temporary error,
+// a right password as a wrong one (it used to be answered at once while a
+// wrong one waited, which told a guesser the answer), on every connection
+// from it; the third failed or refused attempt on a connection closes it.
 func TestLoginThrottle(t *testing.T) {
 	t.Parallel()
 	ts := start(t, Options{AuthFailureDelay: time.Minute})
+	bob := dialRaw(t, ts.addr)
+	if _, st := bob.cmd("LOGIN bob wrong"); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
+		t.Fatalf("wrong password: %q", st)
+	}
+	if _, st := bob.cmd("LOGIN bob secret"); !strings.HasPrefix(st, "OK") {
+		t.Errorf("right password after one mistyped one: %q, want OK", st)
+	}
+
 	r := dialRaw(t, ts.addr)
 	if _, st := r.cmd("LOGIN alice wrong"); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
 		t.Fatalf("wrong password: %q", st)
 	}
 	t0 := time.Now()
+	if _, st := r.cmd("LOGIN alice wrong"); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
+		t.Fatalf("second wrong password: %q", st)
+	}
 	if _, st := r.cmd("LOGIN alice secret"); !strings.HasPrefix(st, "NO [UNAVAILABLE]") {
 		t.Errorf("right password from a throttled address: %q, want NO [UNAVAILABLE]", st)
 	}
@@ -82,9 +93,6 @@ func TestLoginThrottle(t *testing.T) {
 	other := dialRaw(t, ts.addr)
 	if _, st := other.cmd("LOGIN alice secret"); !strings.HasPrefix(st, "NO [UNAVAILABLE]") {
 		t.Errorf("another connection from the address: %q, want NO [UNAVAILABLE]", st)
-	}
-	if _, st := r.cmd("LOGIN alice secret"); !strings.HasPrefix(st, "NO") {
-		t.Errorf("third attempt: %q", st)
 	}
 	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if l, err := r.r.ReadString('\n'); err == nil {

@@ -5,8 +5,10 @@
 // connections. It knows nothing of protocols.
 //
 // A failed login makes its client key (conns.ClientKey: the address, or
-// an IPv6 /64) wait before the next attempt for the same user name: base
-// after the first failure, doubling with each further one, up to Max.
+// an IPv6 /64) wait before the next attempt for the same user name. The
+// first failure costs nothing (Free), so that one mistyped password can be
+// corrected at once; then the wait is base after the second failure,
+// doubling with each further one, up to Max.
 // When failures from one key name several users (SprayUsers), the key is
 // held back for every user alike: that is someone trying passwords
 // across accounts, not one user who mistyped. Keeping the count per user
@@ -32,6 +34,9 @@ import (
 const (
 	// Max is the longest wait between two attempts.
 	Max = time.Minute
+	// Free is how many failures for one user name cost no wait: a user
+	// who mistyped a password retries at once, and must not be refused.
+	Free = 1
 	// MaxPerConn is how many failed or refused attempts a server allows
 	// on one connection before it closes it.
 	MaxPerConn = 3
@@ -139,24 +144,28 @@ func (t *Throttle) Fail(key, user string) time.Duration {
 	}
 	d := t.base
 	if u != nil {
-		d = t.fail(u, now)
+		d = t.fail(u, now, Free)
 	}
 	if len(r.users) >= SprayUsers || u == nil {
-		d = max(d, t.fail(&r.all, now))
+		d = max(d, t.fail(&r.all, now, 0))
 	}
 	return d
 }
 
-// fail counts a failure on b and returns its wait: base·2^(n-1), at most
-// Max.
-func (t *Throttle) fail(b *backoff, now time.Time) time.Duration {
+// fail counts a failure on b and returns its wait: none for the first
+// free failures, then base·2^(n-free-1), at most Max.
+func (t *Throttle) fail(b *backoff, now time.Time, free int) time.Duration {
 	if now.Sub(b.last) > memory {
 		b.n = 0
 	}
 	b.n++
 	b.last = now
+	if b.n <= free {
+		b.until = now
+		return 0
+	}
 	d := t.base
-	for i := 1; i < b.n && d < Max; i++ {
+	for i := free + 1; i < b.n && d < Max; i++ {
 		d *= 2
 	}
 	d = min(d, Max)

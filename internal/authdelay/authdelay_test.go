@@ -14,17 +14,17 @@ func (c *clock) now() time.Time { return c.t }
 func TestFailDoubles(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	th := New(time.Second, c.now)
-	for i, want := range []time.Duration{1, 2, 4, 8, 16, 32, 60, 60} {
+	for i, want := range []time.Duration{0, 1, 2, 4, 8, 16, 32, 60, 60} {
 		if got := th.Fail("192.0.2.1", "alice"); got != want*time.Second {
 			t.Errorf("failure %d: wait %v, want %v", i+1, got, want*time.Second)
 		}
 	}
-	if got := th.Fail("192.0.2.2", "alice"); got != time.Second {
-		t.Errorf("another address: %v, want 1s", got)
+	if got := th.Fail("192.0.2.2", "alice"); got != 0 {
+		t.Errorf("another address: %v, want 0 (its first failure)", got)
 	}
 	c.t = c.t.Add(16 * time.Minute)
-	if got := th.Fail("192.0.2.1", "alice"); got != time.Second {
-		t.Errorf("after a quiet quarter hour: %v, want 1s", got)
+	if got := th.Fail("192.0.2.1", "alice"); got != 0 {
+		t.Errorf("after a quiet quarter hour: %v, want 0 (forgotten)", got)
 	}
 }
 
@@ -41,7 +41,9 @@ func TestAllow(t *testing.T) {
 		failures [][2]string // key, user
 		attempts []attempt
 	}{
-		{"the user that failed waits", [][2]string{{"192.0.2.1", "alice"}, {"192.0.2.1", "Alice"}},
+		{"one mistyped password is retried at once", [][2]string{{"192.0.2.1", "alice"}},
+			[]attempt{{"192.0.2.1", "alice", 0, true}}},
+		{"the user that failed again waits", [][2]string{{"192.0.2.1", "alice"}, {"192.0.2.1", "Alice"}, {"192.0.2.1", "alice"}},
 			[]attempt{{"192.0.2.1", "alice", 0, false}, {"192.0.2.1", "ALICE", 1900 * time.Millisecond, false},
 				{"192.0.2.1", "alice", 2 * time.Second, true}}},
 		{"other users behind the address do not", [][2]string{{"192.0.2.1", "alice"}, {"192.0.2.1", "alice"}},

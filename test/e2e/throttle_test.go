@@ -19,10 +19,10 @@ import (
 func TestLoginThrottleSharedAcrossProtocols(t *testing.T) {
 	t.Parallel()
 	s := startIMAPServer(t, "[submission]\nlisten = [\"127.0.0.1:0\"]\n", "alice@example.org")
-	// Three failures over IMAP, each once the wait after the one before
-	// is over (an attempt before then is refused, not counted): the
-	// address then waits 4 s for alice, long enough for the SMTP attempt
-	// to come inside it on a loaded machine.
+	// Four failures over IMAP, each once the wait after the one before
+	// is over (an attempt before then is refused, not counted; the first
+	// failure costs no wait): the address then waits 4 s for alice, long
+	// enough for the SMTP attempt to come inside it on a loaded machine.
 	failures := 0
 	login := func() string {
 		c, err := net.Dial("tcp", s.IMAP)
@@ -39,14 +39,14 @@ func TestLoginThrottleSharedAcrossProtocols(t *testing.T) {
 		l, _ := br.ReadString('\n')
 		return l
 	}
-	mailtest.Eventually(t, 30*time.Second, "three counted IMAP failures", func() bool {
+	mailtest.Eventually(t, 30*time.Second, "four counted IMAP failures", func() bool {
 		switch l := login(); {
 		case strings.HasPrefix(l, "a NO [AUTHENTICATIONFAILED]"):
 			failures++
 		case !strings.HasPrefix(l, "a NO [UNAVAILABLE]"):
 			t.Fatalf("IMAP LOGIN with a wrong password: %q", l)
 		}
-		return failures == 3
+		return failures == 4
 	})
 
 	d := mailtest.Dial(t, "tcp", s.Addr(t, "submission", false))
