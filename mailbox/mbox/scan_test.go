@@ -48,8 +48,6 @@ func mboxrd(t testing.TB, msgs ...string) []byte {
 	return buf.Bytes()
 }
 
-func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
-
 // TestScanMboxrdRoundTrip: what Append wrote, Scan and NewReader give
 // back byte for byte (with CRLF), From lines and quoting included.
 func TestScanMboxrdRoundTrip(t *testing.T) {

@@ -237,8 +237,9 @@ func TestIMAPBadInputSession(t *testing.T) {
 		}
 		st, _ := ic.withLiteral("APPEND INBOX ", []byte("x\r\n"), "")
 		checkRefusal(t, "APPEND before login", st, nil)
-		// A wrong password for a user of its own: after a failure the
-		// address is held back for that user (authdelay).
+		// A wrong password for a user of its own: failures hold the
+		// address back for that user (authdelay), and alice's count
+		// stays clear for the other subtests.
 		ic.refused("LOGIN mallory@example.org " + smtpWrongPassword)
 		ic.login("alice@example.org")
 		ic.ok("SELECT INBOX")

@@ -77,13 +77,25 @@ def main():
         raise Fail("LOGIN with a wrong password succeeded")
     except imaplib.IMAP4.error as e:
         print("refused as expected:", e, flush=True)
-    # Right after a failure the address is held back for that user,
+    # One mistyped password may be corrected at once.
+    typ, dat = imap.login(user, password)
+    check(typ == "OK", "LOGIN right after one failed one: %s %r" % (typ, dat))
+    imap.logout()
+
+    print("step: two wrong passwords over TLS", flush=True)
+    imap = imaplib.IMAP4_SSL(host, int(tls_port), ssl_context=ctx, timeout=30)
+    try:
+        imap.login(user, wrong)
+        raise Fail("LOGIN with a wrong password succeeded")
+    except imaplib.IMAP4.error as e:
+        print("refused as expected:", e, flush=True)
+    # After a second failure the address is held back for that user,
     # right password or not: a temporary refusal, not a verdict.
     try:
         imap.login(user, password)
-        raise Fail("LOGIN right after a failed one was let through")
+        raise Fail("LOGIN right after a second failed one was let through")
     except imaplib.IMAP4.error as e:
-        check("UNAVAILABLE" in str(e), "LOGIN right after a failed one: %s, want NO [UNAVAILABLE]" % e)
+        check("UNAVAILABLE" in str(e), "LOGIN right after a second failed one: %s, want NO [UNAVAILABLE]" % e)
     imap.logout()
 
     print("ALL CHECKS PASSED", flush=True)
