@@ -185,33 +185,10 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) serve(l net.Listener) error {
-	select {
-	case <-s.conns.ShuttingDown():
-		l.Close()
-		return ErrServerClosed
-	default:
+	if err := s.conns.Serve(l, s.serveConn); err != nil {
+		return fmt.Errorf("imap: accept: %w", err)
 	}
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			select {
-			case <-s.conns.ShuttingDown():
-				return ErrServerClosed
-			default:
-			}
-			// EMFILE and the like pass; net/http retries on the same (deprecated but accurate) test.
-			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("imap: accept: %w", err)
-		}
-		delay = 0
-		go s.serveConn(c)
-	}
+	return ErrServerClosed
 }
 
 // Shutdown stops accepting, lets every command running now finish, says

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"syscall"
 	"time"
 
 	"mailroom/internal/conns"
@@ -101,29 +100,10 @@ func New(opts Options) *Server {
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then.
 func (s *Server) Serve(l net.Listener) error {
-	l = s.conns.Listen(l)
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			select {
-			case <-s.conns.ShuttingDown():
-				return ErrServerClosed
-			default:
-			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
-				// Out of file descriptors, or a client gone before it
-				// was accepted: back off as net/http does, rather than
-				// spin or give up.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		go s.handle(c)
+	if err := s.conns.Serve(s.conns.Listen(l), s.handle); err != nil {
+		return err
 	}
+	return ErrServerClosed
 }
 
 // Shutdown stops accepting, closes connections between requests at once
