@@ -169,6 +169,7 @@ IB=$BIN/imapbench
 IMAP_SECTION='[imap]
 listen = ["127.0.0.1:0"]
 allow_insecure_auth = true
+max_connections = 5000
 [limits]
 max_connections = 5000
 max_connections_per_ip = 5000'

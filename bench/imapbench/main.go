@@ -1,9 +1,9 @@
-// Command imapbench is the client and generator behind bench/imap.sh. It is
-// a benchmark tool, run by hand; no test runs it.
+// Command imapbench is the client and generator behind bench/imap.sh and
+// bench/imapconns.sh. It is a benchmark tool, run by hand; no test runs it.
 //
 //	imapbench gen -dir MAILDIR -n 10000 [-seed 1]
 //	imapbench op -addr 127.0.0.1:PORT -user U -pass P -op OP
-//	imapbench idle -addr 127.0.0.1:PORT -user U -pass P -n 1000 -state selected
+//	imapbench idle -addr 127.0.0.1:PORT -user U -pass P -n 1000 -state selected [-sources K]
 //	imapbench mem -pid PID [-tree]
 //	imapbench port
 //	imapbench wait -addr 127.0.0.1:PORT
@@ -16,7 +16,8 @@
 // 1:* (FLAGS)), envelope (FETCH 1:* (ENVELOPE)), search-subject (SEARCH
 // HEADER Subject <word>), search-body (SEARCH BODY <word>). "idle" opens n
 // connections (greeted only, logged in, or logged in with INBOX selected),
-// prints its RESULT line and holds them until SIGTERM or SIGINT.
+// from K local addresses (127.0.0.2 and on) with -sources, prints its
+// RESULT line and holds them until SIGTERM or SIGINT.
 // "mem" sums the resident (VmRSS) and proportional (Pss) memory of a
 // process, with -tree of it and all its descendants (Dovecot's master and
 // its services). "port" prints a free loopback port; "wait" waits until an
@@ -78,8 +79,15 @@ func usage() {
 }
 
 // dial connects and waits for the greeting.
-func dial(addr string) (*imapclient.Client, error) {
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+func dial(addr string) (*imapclient.Client, error) { return dialFrom(addr, nil) }
+
+// dialFrom is dial from a chosen local address (nil: the system's choice).
+func dialFrom(addr string, src net.IP) (*imapclient.Client, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src != nil {
+		d.LocalAddr = &net.TCPAddr{IP: src}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +102,12 @@ func dial(addr string) (*imapclient.Client, error) {
 // login dials, logs in and, with sel, selects INBOX; it returns the
 // number of messages SELECT reported.
 func login(addr, user, pass string, sel bool) (*imapclient.Client, uint32, error) {
-	c, err := dial(addr)
+	return loginFrom(addr, nil, user, pass, sel)
+}
+
+// loginFrom is login from a chosen local address.
+func loginFrom(addr string, src net.IP, user, pass string, sel bool) (*imapclient.Client, uint32, error) {
+	c, err := dialFrom(addr, src)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -212,9 +225,16 @@ func runIdle(args []string) error {
 	n := fs.Int("n", 1000, "connections")
 	state := fs.String("state", "selected", "greeted (not logged in), auth (logged in) or selected (INBOX selected)")
 	parallel := fs.Int("parallel", 16, "connections being set up at once")
+	sources := fs.Int("sources", 0, "spread the connections over this many local addresses, 127.0.0.2 and on (0: the system's choice), as many clients behind as many addresses")
 	fs.Parse(args)
-	if *addr == "" || *n < 1 || *parallel < 1 {
-		return errors.New("idle: need -addr, -n >= 1, -parallel >= 1")
+	if *addr == "" || *n < 1 || *parallel < 1 || *sources < 0 || *sources > 250 {
+		return errors.New("idle: need -addr, -n >= 1, -parallel >= 1, 0 <= -sources <= 250")
+	}
+	src := func(i int) net.IP {
+		if *sources == 0 {
+			return nil
+		}
+		return net.IPv4(127, 0, 0, byte(2+i%*sources))
 	}
 	if *state != "greeted" && *state != "auth" && *state != "selected" {
 		return fmt.Errorf("idle: unknown -state %q", *state)
@@ -232,9 +252,9 @@ func runIdle(args []string) error {
 				var c *imapclient.Client
 				var err error
 				if *state == "greeted" {
-					c, err = dial(*addr)
+					c, err = dialFrom(*addr, src(i))
 				} else {
-					c, _, err = login(*addr, *user, *pass, *state == "selected")
+					c, _, err = loginFrom(*addr, src(i), *user, *pass, *state == "selected")
 				}
 				mu.Lock()
 				if err != nil && firstErr == nil {
