@@ -28,6 +28,8 @@
 #
 # Environment: ROUNDS (20), SESSIONS (16), R (1), TIMEOUT (30m per run).
 set -euo pipefail
+# The project's Go release (README "Quick start"), unless the caller chose.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-20}

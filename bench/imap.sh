@@ -79,6 +79,8 @@
 # DOVECOT (/usr/sbin/dovecot), DOVECOT_IMAP (/usr/lib/dovecot/imap),
 # MBSYNC (mbsync on PATH), DOVECOT_MAIL_USER (nobody).
 set -euo pipefail
+# The project's Go release (README "Quick start"), unless the caller chose.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 
 SIZES=${SIZES:-"10000 100000"}
 R=${R:-3}

@@ -47,6 +47,8 @@
 # (1000), BENCH_DIR (/var/tmp), KEEP=1 (keep the work directory), DOVECOT
 # (/usr/sbin/dovecot), DOVECOT_MAIL_USER (nobody).
 set -euo pipefail
+# The project's Go release (README "Quick start"), unless the caller chose.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 
 N=${N:-10000}
 R=${R:-5}

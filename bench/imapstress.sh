@@ -25,6 +25,8 @@
 # KEEP=1, SEED (1), SYSTEMS ("mailroom dovecot"), DOVECOT, DOVECOT_IMAP,
 # DOVECOT_MAIL_USER (nobody).
 set -euo pipefail
+# The project's Go release (README "Quick start"), unless the caller chose.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 
 N=${N:-1000}
 SECS=${SECS:-30}

@@ -29,6 +29,8 @@
 # DOVECOT (/usr/sbin/dovecot), DOVECOT_LMTP (/usr/lib/dovecot/lmtp),
 # DOVECOT_MAIL_USER (when run as root: nobody; Dovecot refuses uid 0 for mail).
 set -euo pipefail
+# The project's Go release (README "Quick start"), unless the caller chose.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 
 N=${N:-2000}
 R=${R:-3}

@@ -15,6 +15,8 @@
 # getrusage; the sink's own CPU is not counted). BENCH_DIR (/var/tmp) must
 # be a real disk, not tmpfs: fsync is most of the cost.
 set -euo pipefail
+# The project's Go release (README "Quick start"), unless the caller chose.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 
 N=${N:-10000}
 C=${C:-16}

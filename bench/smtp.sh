@@ -87,6 +87,8 @@
 # POSTCONF (found on PATH or in /usr/sbin), DOVECOT (/usr/sbin/dovecot),
 # DOVECOT_LMTP (/usr/lib/dovecot/lmtp), DOVECOT_MAIL_USER (nobody).
 set -euo pipefail
+# The project's Go release (README "Quick start"), unless the caller chose.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 
 N=${N:-2000}
 R=${R:-3}
