@@ -132,33 +132,10 @@ func New(opts Options) *Server {
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then.
 func (s *Server) Serve(l net.Listener) error {
-	l = s.conns.Listen(l)
-	select {
-	case <-s.conns.ShuttingDown():
-		l.Close()
-		return ErrServerClosed
-	default:
+	if err := s.conns.Serve(s.conns.Listen(l), s.serveConn); err != nil {
+		return fmt.Errorf("managesieve: accept: %w", err)
 	}
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			select {
-			case <-s.conns.ShuttingDown():
-				return ErrServerClosed
-			default:
-			}
-			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("managesieve: accept: %w", err)
-		}
-		delay = 0
-		go s.serveConn(nc)
-	}
+	return ErrServerClosed
 }
 
 // Shutdown stops accepting, lets the commands running now finish, says
