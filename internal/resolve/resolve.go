@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -86,21 +87,27 @@ func (r *Resolver) bound(ctx context.Context) (context.Context, context.CancelFu
 func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	return r.net.LookupTXT(ctx, name)
+	return r.net.LookupTXT(ctx, absolute(name))
 }
 
 // LookupMX returns the MX records of name.
 func (r *Resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	return r.net.LookupMX(ctx, name)
+	return r.net.LookupMX(ctx, absolute(name))
 }
 
 // LookupIPAddr returns the IPv4 and IPv6 addresses of host.
 func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	return r.net.LookupIPAddr(ctx, host)
+	if !strings.Contains(strings.TrimSuffix(host, "."), ".") {
+		// A name of one label ("localhost") is one of /etc/hosts,
+		// which the C library's resolver does not match with a final
+		// dot.
+		return r.net.LookupIPAddr(ctx, host)
+	}
+	return r.net.LookupIPAddr(ctx, absolute(host))
 }
 
 // LookupAddr returns the names of an address (PTR).
@@ -108,6 +115,20 @@ func (r *Resolver) LookupAddr(ctx context.Context, addr string) ([]string, error
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	return r.net.LookupAddr(ctx, addr)
+}
+
+// absolute makes name a fully qualified one (a final dot), which Go's
+// resolver asks as it is: without the dot, a name that does not exist
+// would be asked again with each of resolv.conf's search domains
+// appended, and _dmarc.nx.example could find _dmarc.nx.example.corp's
+// policy. Every name we ask comes from mail or the configuration and is
+// meant absolute (RFC 7208 §4.3, RFC 7489 §6.1, RFC 5321 §5.1).
+// An address literal is left alone.
+func absolute(name string) string {
+	if _, err := netip.ParseAddr(name); err == nil || name == "" {
+		return name
+	}
+	return dns.Fqdn(name)
 }
 
 // Answer is the result of Query.

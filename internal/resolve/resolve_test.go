@@ -2,6 +2,7 @@ package resolve
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mailroom/internal/mailtest"
 	"mailroom/internal/mailtest/fakedns"
 )
 
@@ -139,5 +141,55 @@ func TestResolvConfTrust(t *testing.T) {
 	}
 	if _, err := New(Options{ResolvConf: filepath.Join(t.TempDir(), "missing")}).Query(t.Context(), "x.example", dns.TypeA); err == nil {
 		t.Error("Query with an unreadable resolv.conf did not fail")
+	}
+}
+
+// TestNamesAreAbsolute: every name asked is taken as absolute, never
+// completed with resolv.conf's search domains (a missing
+// _dmarc.nx.example must not find _dmarc.nx.example.corp.test's policy,
+// nor an MX or an address under corp.test), whether [dns] server is set
+// or the system's resolver (the resolv.conf's nameserver, a fake server on
+// port 53 of an address of this process's own) is asked.
+func TestNamesAreAbsolute(t *testing.T) {
+	ip := fmt.Sprintf("127.0.%d.%d", os.Getpid()>>8&0xff, os.Getpid()&0xff)
+	if !mailtest.WithResolvConf(t, "nameserver "+ip+"\nsearch corp.test\noptions ndots:5 attempts:1 timeout:2\n") {
+		return
+	}
+	conf, err := readResolvConf("/etc/resolv.conf")
+	if err != nil || len(conf.servers) != 1 {
+		t.Fatalf("resolv.conf: %v %v", conf.servers, err)
+	}
+	system := fakedns.StartAt(t, conf.servers[0])
+	own := fakedns.Start(t)
+	for _, c := range []struct {
+		name string
+		srv  *fakedns.Server
+		r    *Resolver
+	}{
+		{"[dns] server", own, New(Options{Server: own.Addr})},
+		{"system resolver", system, New(Options{})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.srv.Add(t, "nx.example.corp.test. 60 IN MX 10 mx.corp.test.", "mx.nx.example.corp.test. 60 IN A 192.0.2.1")
+			c.srv.AddTXT("_dmarc.nx.example.corp.test", "v=DMARC1; p=reject")
+			ctx := t.Context()
+			if txt, err := c.r.LookupTXT(ctx, "_dmarc.nx.example"); !IsNotFound(err) {
+				t.Errorf("LookupTXT(_dmarc.nx.example) = %q, %v; want not found", txt, err)
+			}
+			if mx, err := c.r.LookupMX(ctx, "nx.example"); !IsNotFound(err) {
+				t.Errorf("LookupMX(nx.example) = %v, %v; want not found", mx, err)
+			}
+			if ips, err := c.r.LookupIPAddr(ctx, "mx.nx.example"); !IsNotFound(err) {
+				t.Errorf("LookupIPAddr(mx.nx.example) = %v, %v; want not found", ips, err)
+			}
+			for _, name := range []string{"_dmarc.nx.example.corp.test", "nx.example.corp.test", "mx.nx.example.corp.test"} {
+				if n := c.srv.QueriesFor(name); n != 0 {
+					t.Errorf("asked %d times for %s: the search domain was appended", n, name)
+				}
+			}
+			if c.srv.QueriesFor("_dmarc.nx.example") == 0 {
+				t.Error("the fake server was never asked")
+			}
+		})
 	}
 }
