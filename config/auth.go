@@ -58,6 +58,12 @@ type Checks struct {
 	// SPFFail is for an SPF fail (-all) from a domain without a DMARC
 	// record. Default "mark": forwarding breaks SPF too often for more.
 	SPFFail string `toml:"spf_fail"`
+	// BadFrom is for a message that names no author: no From: field, or
+	// none with a domain in it, so that DMARC cannot be applied (RFC
+	// 7489 §6.6.1). Default "reject" (RFC 5322 §3.6 requires From:);
+	// "quarantine" or "mark" take it. A From: that is malformed but
+	// names domains is checked against each of them instead.
+	BadFrom string `toml:"bad_from"`
 	// Timeout bounds all DNS lookups for one message; a check that runs
 	// out is a temperror and never refuses mail. Default "20s".
 	Timeout Duration `toml:"timeout"`
@@ -91,7 +97,7 @@ func (c *Config) ChecksSettings() (ChecksSettings, error) {
 func (c *Config) checksSettings() (ChecksSettings, []error) {
 	ch := c.Checks
 	s := ChecksSettings{Enabled: ch.Enabled == nil || *ch.Enabled, AuthServID: ch.AuthServID,
-		Policy: mailauth.DefaultPolicy, Timeout: ch.Timeout.Duration}
+		Policy: mailauth.DefaultPolicy(), Timeout: ch.Timeout.Duration}
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s: %s", c.Path, key, fmt.Sprintf(format, args...)))
@@ -107,7 +113,8 @@ func (c *Config) checksSettings() (ChecksSettings, []error) {
 		dst    *mailauth.Action
 	}{{"checks.dmarc_reject", ch.DMARCReject, &s.Policy.DMARCReject},
 		{"checks.dmarc_quarantine", ch.DMARCQuarantine, &s.Policy.DMARCQuarantine},
-		{"checks.spf_fail", ch.SPFFail, &s.Policy.SPFFail}} {
+		{"checks.spf_fail", ch.SPFFail, &s.Policy.SPFFail},
+		{"checks.bad_from", ch.BadFrom, &s.Policy.BadFrom}} {
 		if a.v == "" {
 			continue
 		}

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -48,6 +47,8 @@ const (
 	Reject                   // refuse at the end of DATA (550 5.7.1)
 )
 
+// String is the action's name in the configuration ("mark",
+// "quarantine", "reject"), as ParseAction reads it and logs show it.
 func (a Action) String() string {
 	switch a {
 	case Quarantine:
@@ -80,13 +81,24 @@ type Policy struct {
 	DMARCQuarantine Action
 	// SPFFail is for an SPF "fail" (-all) when the From: domain has no
 	// DMARC record to say how much its SPF is to be trusted. Default
-	// Mark: forwarding breaks SPF too often for more.
+	// Mark: forwarding breaks SPF too often for more. It applies too
+	// where DMARC could not be evaluated for want of a usable record
+	// (permerror) or of a From: domain.
 	SPFFail Action
+	// BadFrom is for a message that names no author domain: no From:
+	// field, or none with a domain in it. DMARC cannot be applied to it
+	// (RFC 7489 §6.6.1 lets the receiver refuse it), and without this a
+	// sender with p=reject would only need to leave From: out. Default
+	// Reject (RFC 5322 §3.6 requires From:; large providers refuse such
+	// mail too).
+	BadFrom Action
 }
 
-// DefaultPolicy follows each domain's published DMARC policy and only
-// marks SPF failures.
-var DefaultPolicy = Policy{DMARCReject: Reject, DMARCQuarantine: Quarantine, SPFFail: Mark}
+// DefaultPolicy follows each domain's published DMARC policy, refuses mail
+// without an author domain and only marks SPF failures.
+func DefaultPolicy() Policy {
+	return Policy{DMARCReject: Reject, DMARCQuarantine: Quarantine, SPFFail: Mark, BadFrom: Reject}
+}
 
 // Options configure a Checker. Resolver and AuthServID are required.
 type Options struct {
@@ -103,13 +115,12 @@ type Options struct {
 	// PublicSuffix returns a domain's organizational domain (RFC 7489
 	// §3.2). Default: the Public Suffix List of golang.org/x/net.
 	OrgDomain func(domain string) string
-	Logger    *slog.Logger
 }
 
-// Checker checks messages. It is safe for concurrent use.
+// Checker checks messages. It is safe for concurrent use; it logs
+// nothing (the caller logs the Result).
 type Checker struct {
 	opts Options
-	log  *slog.Logger
 }
 
 // New returns a Checker.
@@ -123,10 +134,7 @@ func New(opts Options) *Checker {
 	if opts.OrgDomain == nil {
 		opts.OrgDomain = OrgDomain
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Checker{opts: opts, log: opts.Logger}
+	return &Checker{opts: opts}
 }
 
 // Envelope is what the SMTP session knows of the message.
@@ -224,7 +232,8 @@ func (c *Checker) verifyDKIM(ctx context.Context, dns Resolver, h msghdr.Header,
 		}
 		tags, _ := dkim.ParseTags(f.Value())
 		b := strings.Join(strings.Fields(tags["b"]), "")
-		sigs = append(sigs, DKIMResult{Domain: strings.ToLower(tags["d"]), Selector: tags["s"], B: b[:min(len(b), 8)]})
+		d := strings.Join(strings.Fields(tags["d"]), "")
+		sigs = append(sigs, DKIMResult{Domain: strings.ToLower(d), Selector: tags["s"], B: b[:min(len(b), 8)]})
 	}
 	if len(sigs) == 0 {
 		io.Copy(io.Discard, msg)
@@ -241,14 +250,17 @@ func (c *Checker) verifyDKIM(ctx context.Context, dns Resolver, h msghdr.Header,
 		}
 		return sigs
 	}
-	// go-msgauth reports the signatures in header order, as read above;
-	// it does not give the selector, so it is taken from the field.
-	for i := range sigs {
-		if i >= len(vs) {
-			sigs[i].Result, sigs[i].Err = "permerror", errors.New("not verified")
-			continue
+	// go-msgauth reports the signatures in header order and msghdr reads
+	// the header as it does (to the empty line); it does not give the
+	// selector, so that is taken from the field. Should the two readings
+	// ever differ (count or d= at a place), no result is believed.
+	if !paired(sigs, vs) {
+		for i := range sigs {
+			sigs[i].Result, sigs[i].Err = "permerror", errors.New("the header reads differently to the verifier")
 		}
-		v := vs[i]
+		return sigs
+	}
+	for i, v := range vs {
 		if v.Domain != "" {
 			sigs[i].Domain = strings.ToLower(v.Domain)
 		}
@@ -267,17 +279,44 @@ func (c *Checker) verifyDKIM(ctx context.Context, dns Resolver, h msghdr.Header,
 	return sigs
 }
 
-// decide applies the Policy.
+// paired reports whether go-msgauth's verifications are of our
+// signature fields, in order: as many, and the same d= at each place
+// where both read one.
+func paired(sigs []DKIMResult, vs []*msgdkim.Verification) bool {
+	if len(vs) != len(sigs) {
+		return false
+	}
+	for i, v := range vs {
+		if v.Domain != "" && sigs[i].Domain != "" && !strings.EqualFold(v.Domain, sigs[i].Domain) {
+			return false
+		}
+	}
+	return true
+}
+
+// decide applies the Policy: the strictest action any of its rules
+// gives.
 func (c *Checker) decide(res *Result) {
 	p := c.opts.Policy
 	d := res.DMARC
+	consider := func(a Action, reason string) {
+		if a > res.Action {
+			res.Action, res.Reason = a, reason
+		}
+	}
 	switch {
 	case d.Result == "fail" && d.Applied == "reject":
-		res.Action, res.Reason = p.DMARCReject, fmt.Sprintf("DMARC policy of %s is reject", d.Domain)
+		consider(p.DMARCReject, fmt.Sprintf("DMARC policy of %s is reject", d.Domain))
 	case d.Result == "fail" && d.Applied == "quarantine":
-		res.Action, res.Reason = p.DMARCQuarantine, fmt.Sprintf("DMARC policy of %s is quarantine", d.Domain)
-	case d.Result == "none" && res.SPF.Result == spf.Fail:
-		res.Action, res.Reason = p.SPFFail, fmt.Sprintf("SPF of %s fails for this host", res.SPF.Domain)
+		consider(p.DMARCQuarantine, fmt.Sprintf("DMARC policy of %s is quarantine", d.Domain))
+	}
+	if d.Domain == "" {
+		consider(p.BadFrom, "no From: address with a domain")
+	}
+	// Without a usable DMARC verdict, SPF's own (RFC 7208 §8.4) is all
+	// there is.
+	if (d.Result == "none" || d.Result == "permerror") && res.SPF.Result == spf.Fail {
+		consider(p.SPFFail, fmt.Sprintf("SPF of %s fails for this host", res.SPF.Domain))
 	}
 }
 

@@ -95,10 +95,15 @@ func check(t *testing.T, c *mailauth.Checker, ip, mailFrom, msg string) *mailaut
 
 func TestChecksAndPolicy(t *testing.T) {
 	w := newWorld(t)
-	strictSPF := mailauth.DefaultPolicy
+	strictSPF := mailauth.DefaultPolicy()
 	strictSPF.SPFFail = mailauth.Reject
-	markAll := mailauth.Policy{DMARCReject: mailauth.Mark, DMARCQuarantine: mailauth.Mark, SPFFail: mailauth.Mark}
+	markAll := mailauth.Policy{DMARCReject: mailauth.Mark, DMARCQuarantine: mailauth.Mark, SPFFail: mailauth.Mark, BadFrom: mailauth.Mark}
+	strictSPFNoFrom := markAll
+	strictSPFNoFrom.SPFFail = mailauth.Reject
 	good := message("a@good.example")
+	// withFrom is good with its From: line replaced.
+	withFrom := func(from string) string { return strings.Replace(good, "From: <a@good.example>\r\n", from, 1) }
+	signedGood := w.signed(t, good)
 	cases := []struct {
 		name           string
 		policy         mailauth.Policy
@@ -108,23 +113,50 @@ func TestChecksAndPolicy(t *testing.T) {
 		dmarc, applied string
 		action         mailauth.Action
 	}{
-		{"aligned SPF and DKIM", mailauth.DefaultPolicy, "127.0.0.1", "a@good.example", w.signed(t, good), spf.Pass, "pass", "pass", "none", mailauth.Mark},
-		{"aligned SPF only", mailauth.DefaultPolicy, "127.0.0.1", "a@good.example", good, spf.Pass, "", "pass", "none", mailauth.Mark},
-		{"forwarded: SPF fails, DKIM carries it", mailauth.DefaultPolicy, "127.0.0.1", "a@fwd.example", w.signed(t, message("a@fwd.example")), spf.Fail, "pass", "pass", "none", mailauth.Mark},
-		{"signature broken in transit", mailauth.DefaultPolicy, "127.0.0.1", "a@fwd.example", strings.Replace(w.signed(t, message("a@fwd.example")), "Hello", "Hullo", 1), spf.Fail, "fail", "fail", "reject", mailauth.Reject},
-		{"p=reject", mailauth.DefaultPolicy, "127.0.0.1", "a@reject.example", message("a@reject.example"), spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"aligned SPF and DKIM", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example", w.signed(t, good), spf.Pass, "pass", "pass", "none", mailauth.Mark},
+		{"aligned SPF only", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example", good, spf.Pass, "", "pass", "none", mailauth.Mark},
+		{"forwarded: SPF fails, DKIM carries it", mailauth.DefaultPolicy(), "127.0.0.1", "a@fwd.example", w.signed(t, message("a@fwd.example")), spf.Fail, "pass", "pass", "none", mailauth.Mark},
+		{"signature broken in transit", mailauth.DefaultPolicy(), "127.0.0.1", "a@fwd.example", strings.Replace(w.signed(t, message("a@fwd.example")), "Hello", "Hullo", 1), spf.Fail, "fail", "fail", "reject", mailauth.Reject},
+		{"p=reject", mailauth.DefaultPolicy(), "127.0.0.1", "a@reject.example", message("a@reject.example"), spf.Fail, "", "fail", "reject", mailauth.Reject},
 		{"p=reject, marked by policy", markAll, "127.0.0.1", "a@reject.example", message("a@reject.example"), spf.Fail, "", "fail", "reject", mailauth.Mark},
-		{"subdomain takes sp=", mailauth.DefaultPolicy, "127.0.0.1", "a@sub.reject.example", message("a@sub.reject.example"), spf.Fail, "", "fail", "quarantine", mailauth.Quarantine},
-		{"p=quarantine", mailauth.DefaultPolicy, "127.0.0.1", "a@quarantine.example", message("a@quarantine.example"), spf.Fail, "", "fail", "quarantine", mailauth.Quarantine},
-		{"p=none", mailauth.DefaultPolicy, "127.0.0.1", "a@none.example", message("a@none.example"), spf.Fail, "", "fail", "none", mailauth.Mark},
-		{"SPF fail without DMARC: marked", mailauth.DefaultPolicy, "127.0.0.1", "a@nodmarc.example", message("a@nodmarc.example"), spf.Fail, "", "none", "", mailauth.Mark},
+		{"subdomain takes sp=", mailauth.DefaultPolicy(), "127.0.0.1", "a@sub.reject.example", message("a@sub.reject.example"), spf.Fail, "", "fail", "quarantine", mailauth.Quarantine},
+		{"p=quarantine", mailauth.DefaultPolicy(), "127.0.0.1", "a@quarantine.example", message("a@quarantine.example"), spf.Fail, "", "fail", "quarantine", mailauth.Quarantine},
+		{"p=none", mailauth.DefaultPolicy(), "127.0.0.1", "a@none.example", message("a@none.example"), spf.Fail, "", "fail", "none", mailauth.Mark},
+		{"SPF fail without DMARC: marked", mailauth.DefaultPolicy(), "127.0.0.1", "a@nodmarc.example", message("a@nodmarc.example"), spf.Fail, "", "none", "", mailauth.Mark},
 		{"SPF fail without DMARC: rejected by policy", strictSPF, "127.0.0.1", "a@nodmarc.example", message("a@nodmarc.example"), spf.Fail, "", "none", "", mailauth.Reject},
-		{"From: good, envelope elsewhere: not aligned", mailauth.DefaultPolicy, "127.0.0.1", "a@nodmarc.example", good, spf.Fail, "", "fail", "reject", mailauth.Reject},
-		{"strict SPF alignment", mailauth.DefaultPolicy, "127.0.0.1", "a@mail.strict.example", message("a@strict.example"), spf.Pass, "", "fail", "reject", mailauth.Reject},
-		{"broken DMARC record", mailauth.DefaultPolicy, "127.0.0.1", "a@broken.example", message("a@broken.example"), spf.Fail, "", "permerror", "", mailauth.Mark},
-		{"second From: cannot hide the first", mailauth.DefaultPolicy, "127.0.0.1", "a@good.example",
+		{"From: good, envelope elsewhere: not aligned", mailauth.DefaultPolicy(), "127.0.0.1", "a@nodmarc.example", good, spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"strict SPF alignment", mailauth.DefaultPolicy(), "127.0.0.1", "a@mail.strict.example", message("a@strict.example"), spf.Pass, "", "fail", "reject", mailauth.Reject},
+		{"broken DMARC record", mailauth.DefaultPolicy(), "127.0.0.1", "a@broken.example", message("a@broken.example"), spf.Fail, "", "permerror", "", mailauth.Mark},
+		{"second From: cannot hide the first", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example",
 			strings.Replace(good, "From: <a@good.example>", "From: <a@good.example>, <b@reject.example>", 1), spf.Pass, "", "fail", "reject", mailauth.Reject},
-		{"null sender: HELO checked", mailauth.DefaultPolicy, "127.0.0.1", "", message("a@nodmarc.example"), spf.None, "", "none", "", mailauth.Mark},
+		{"null sender: HELO checked", mailauth.DefaultPolicy(), "127.0.0.1", "", message("a@nodmarc.example"), spf.None, "", "none", "", mailauth.Mark},
+
+		// A From: net/mail cannot read is checked against every domain
+		// in it, not waved through as a permerror.
+		{"From: with a trailing semicolon", mailauth.DefaultPolicy(), "127.0.0.1", "a@reject.example", withFrom("From: a@reject.example;\r\n"), spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"From: with a stray >", mailauth.DefaultPolicy(), "127.0.0.1", "a@reject.example", withFrom("From: \"x\" <a@reject.example>>\r\n"), spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"From: with an unclosed comment", mailauth.DefaultPolicy(), "127.0.0.1", "a@reject.example", withFrom("From: a@reject.example (unclosed\r\n"), spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"malformed From: hiding a second domain", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example", withFrom("From: <a@good.example>, <b@reject.example>;\r\n"), spf.Pass, "", "fail", "reject", mailauth.Reject},
+		{"From: domain with a full-width dot", mailauth.DefaultPolicy(), "127.0.0.1", "a@reject.example", withFrom("From: <a@reject\u3002example>\r\n"), spf.Fail, "", "fail", "reject", mailauth.Reject},
+		// No author domain at all: bad_from decides, and spf_fail
+		// still applies where it is the only verdict.
+		{"no From:", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example", withFrom(""), spf.Pass, "", "permerror", "", mailauth.Reject},
+		{"From: without a domain", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example", withFrom("From: undisclosed\r\n"), spf.Pass, "", "permerror", "", mailauth.Reject},
+		{"no From:, marked by policy", markAll, "127.0.0.1", "a@good.example", withFrom(""), spf.Pass, "", "permerror", "", mailauth.Mark},
+		{"no From:, SPF fail refused by spf_fail", strictSPFNoFrom, "127.0.0.1", "a@nodmarc.example", withFrom(""), spf.Fail, "", "permerror", "", mailauth.Reject},
+		{"broken DMARC record, SPF fail refused by spf_fail", strictSPF, "127.0.0.1", "a@broken.example", message("a@broken.example"), spf.Fail, "", "permerror", "", mailauth.Reject},
+
+		// The header goes on to the empty line, as mail readers and the
+		// DKIM verifier read it: a line that is not a field hides
+		// nothing after it.
+		{"From: after a line that is not a field", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example",
+			strings.Replace(good, "Subject: test\r\n", "Subject: test\r\nnot a field\r\nFrom: <ceo@reject.example>\r\n", 1), spf.Pass, "", "fail", "reject", mailauth.Reject},
+		{"DKIM-Signature written with a space before the colon", mailauth.DefaultPolicy(), "127.0.0.1", "a@nodmarc.example",
+			strings.Replace(signedGood, "DKIM-Signature:", "DKIM-Signature :", 1), spf.Fail, "pass", "pass", "none", mailauth.Mark},
+		{"From written with a space before the colon", mailauth.DefaultPolicy(), "127.0.0.1", "a@reject.example",
+			strings.Replace(message("a@reject.example"), "From:", "From :", 1), spf.Fail, "", "fail", "reject", mailauth.Reject},
+		{"DKIM-Signature after a line that is not a field", mailauth.DefaultPolicy(), "127.0.0.1", "a@nodmarc.example",
+			"X-First: 1\r\nnot a field\r\n" + signedGood, spf.Fail, "pass", "pass", "none", mailauth.Mark},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -155,7 +187,7 @@ func TestChecksAndPolicy(t *testing.T) {
 func TestHostileSPFIsBounded(t *testing.T) {
 	w := newWorld(t)
 	w.dns.Delay(20 * time.Millisecond)
-	c := w.checker(mailauth.DefaultPolicy, 2*time.Second)
+	c := w.checker(mailauth.DefaultPolicy(), 2*time.Second)
 	for _, from := range []string{"a@loop.example", "a@chain0.example"} {
 		before := w.dns.Queries()
 		start := time.Now()
@@ -184,7 +216,7 @@ func TestHostileSPFIsBounded(t *testing.T) {
 
 func TestHeader(t *testing.T) {
 	w := newWorld(t)
-	r := check(t, w.checker(mailauth.DefaultPolicy, 5*time.Second), "127.0.0.1", "a@good.example", w.signed(t, message("a@good.example")))
+	r := check(t, w.checker(mailauth.DefaultPolicy(), 5*time.Second), "127.0.0.1", "a@good.example", w.signed(t, message("a@good.example")))
 	f := r.Header("mx.test")
 	v := f.Value()
 	for _, want := range []string{"mx.test;", "spf=pass smtp.mailfrom=a@good.example", "dkim=pass header.b=", "header.d=good.example", "header.s=sel", "dmarc=pass", "header.from=good.example", "p=REJECT"} {
@@ -195,7 +227,7 @@ func TestHeader(t *testing.T) {
 	if mailauth.AuthServID(v) != "mx.test" {
 		t.Errorf("our own field's authserv-id reads as %q", mailauth.AuthServID(v))
 	}
-	r = check(t, w.checker(mailauth.DefaultPolicy, 5*time.Second), "127.0.0.1", "", message("a@nodmarc.example"))
+	r = check(t, w.checker(mailauth.DefaultPolicy(), 5*time.Second), "127.0.0.1", "", message("a@nodmarc.example"))
 	if v := r.Header("mx.test").Value(); !strings.Contains(v, "smtp.helo=client.test") || !strings.Contains(v, "dkim=none") {
 		t.Errorf("null sender's field: %s", v)
 	}

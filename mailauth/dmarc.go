@@ -9,6 +9,7 @@ import (
 
 	"blitiri.com.ar/go/spf"
 	"github.com/emersion/go-msgauth/dmarc"
+	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 
 	"mailroom/internal/msghdr"
@@ -23,7 +24,10 @@ type DMARCResult struct {
 	// Applied what is left of it after pct= sampling (RFC 7489 §6.6.4):
 	// "none", "quarantine" or "reject".
 	Policy, Applied string
-	Err             error
+	// MalformedFrom reports a From: field that could not be read as
+	// RFC 5322 has it (its domains were taken leniently).
+	MalformedFrom bool
+	Err           error
 }
 
 // OrgDomain is the organizational domain (RFC 7489 §3.2): the public
@@ -49,39 +53,66 @@ func (c *Checker) aligned(a, b string, mode dmarc.AlignmentMode) bool {
 	return c.opts.OrgDomain(a) == c.opts.OrgDomain(b)
 }
 
-var policyRank = map[string]int{"none": 0, "quarantine": 1, "reject": 2}
+// errNoAuthor is a message without an Author Domain: no From: field, or
+// none that names a domain.
+var errNoAuthor = errors.New("no From: address with a domain (RFC 5322 §3.6.2)")
 
 // checkDMARC evaluates DMARC for every distinct From: domain and keeps the
 // worst outcome: a second From: address must not be a way around the
-// first one's policy (RFC 7489 §6.6.1 leaves the choice to receivers).
+// first one's policy (RFC 7489 §6.6.1 leaves the choice to receivers),
+// nor may a From: field net/mail cannot read (its domains are then taken
+// from every "@" in it). A message without any Author Domain is a
+// permerror with no Domain, which Policy.BadFrom decides.
 func (c *Checker) checkDMARC(ctx context.Context, dns Resolver, h msghdr.Header, res *Result) DMARCResult {
-	domains, err := h.FromDomains()
-	if err != nil || len(domains) == 0 {
-		if err == nil {
-			err = errors.New("no From: address")
-		}
-		return DMARCResult{Result: "permerror", Err: err}
+	domains, malformed := h.AuthorDomains()
+	if len(domains) == 0 {
+		return DMARCResult{Result: "permerror", Err: errNoAuthor}
 	}
-	slices.Sort(domains)
-	domains = slices.Compact(domains)
 	var worst DMARCResult
 	for i, d := range domains {
+		// RFC 7489 §6.6.1: a U-label is looked up as its A-label
+		// (and a full-width dot is a dot to readers as to IDNA).
+		if a, err := idna.Lookup.ToASCII(d); err == nil && a != "" {
+			d = a
+		}
 		r := c.dmarcFor(ctx, dns, d, res)
 		if i == 0 || worse(r, worst) {
 			worst = r
 		}
 	}
+	worst.MalformedFrom = malformed
 	return worst
 }
 
+// worse reports whether a is a stricter outcome than b: a failure with a
+// stricter policy first, then errors (the domain's wishes unknown), then
+// none, then pass.
 func worse(a, b DMARCResult) bool {
 	rank := func(r DMARCResult) int {
-		if r.Result == "fail" {
-			return 10 + policyRank[r.Applied]
+		switch r.Result {
+		case "fail":
+			return 10 + actionOf(r.Applied)
+		case "temperror":
+			return 3
+		case "permerror":
+			return 2
+		case "none":
+			return 1
 		}
-		return map[string]int{"temperror": 3, "permerror": 2, "none": 1}[r.Result]
+		return 0
 	}
 	return rank(a) > rank(b)
+}
+
+// actionOf ranks a DMARC disposition as the Action of the same name.
+func actionOf(disposition string) int {
+	switch disposition {
+	case "reject":
+		return int(Reject)
+	case "quarantine":
+		return int(Quarantine)
+	}
+	return int(Mark)
 }
 
 func (c *Checker) dmarcFor(ctx context.Context, dns Resolver, domain string, res *Result) DMARCResult {

@@ -291,6 +291,11 @@ func (t *Txn) Message(ctx context.Context, h msghdr.Header, body func() io.Reade
 func (t *Txn) content(m *session, out *Outcome, body func() io.Reader, spoolDir string, maxBody int64) *Reply {
 	t.stage(m)
 	for _, f := range out.Header {
+		if f.Name == "" {
+			// A line that is not a field (the MX refuses such a
+			// header before the milters see it).
+			continue
+		}
 		act, err := m.s.HeaderField(f.Name, headerValue(f))
 		if err != nil {
 			return t.fail(m, "header", err)

@@ -2,11 +2,16 @@ package smtp
 
 import (
 	"bufio"
+	"errors"
 	"io"
-	"mailroom/account"
+	"log/slog"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
+
+	"mailroom/account"
+	"mailroom/internal/smtpconn"
 )
 
 // TestAuthOnlyOverTLSOrLoopback covers the non-loopback cases that tests,
@@ -123,5 +128,25 @@ func TestDataAfterReset(t *testing.T) {
 	s := &session{srv: srv}
 	if err := s.Data(strings.NewReader("x")); err != errNoTransaction {
 		t.Fatalf("Data with no transaction = %v", err)
+	}
+}
+
+// TestHeldHeaderErrors: a header too long for the checks is the client's
+// doing (552 5.3.4); a failure to read the spooled message back is ours
+// and temporary (451), never a permanent refusal.
+func TestHeldHeaderErrors(t *testing.T) {
+	s := &session{srv: New(Options{Role: MX}), log: slog.New(slog.DiscardHandler)}
+	for _, c := range []struct {
+		name string
+		r    io.Reader
+		code int
+	}{
+		{"header too long", strings.NewReader("Subject: " + strings.Repeat("x", 60000) + "\r\n" + strings.Repeat("X-Many: field\r\n", maxCheckedHeader/15)), 552},
+		{"spool read error", io.MultiReader(strings.NewReader("Subject: x\r\n"), iotest.ErrReader(errors.New("input/output error"))), 451},
+	} {
+		_, _, err := s.header(c.r)
+		if r := smtpconn.Reply(err); err == nil || r.Code != c.code {
+			t.Errorf("%s: %v gives %v, want %d", c.name, err, r, c.code)
+		}
 	}
 }

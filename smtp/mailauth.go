@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 
@@ -29,11 +30,14 @@ type MailAuth struct {
 	// its own checks).
 	Checker *mailauth.Checker
 	// AuthServID names this server in Authentication-Results; fields
-	// from outside that claim it are removed (RFC 8601 §5).
+	// that claim it in mail from untrusted clients of the MX are removed
+	// (RFC 8601 §5), whether Checker is set or not: this host's users'
+	// software believes them. "" removes nothing.
 	AuthServID string
 	// Trusted are client networks whose mail is taken as it is, neither
-	// checked nor changed (the host itself, a content filter that
-	// re-injects mail it has seen): opendmarc's IgnoreHosts.
+	// checked nor changed, its Authentication-Results kept (the host
+	// itself, a content filter that re-injects mail it has seen):
+	// opendmarc's IgnoreHosts.
 	Trusted []netip.Prefix
 	// Milters filter each transaction in turn ([smtp] milters, or
 	// [submission]'s).
@@ -84,20 +88,50 @@ type message struct {
 	body *spool.Spool // a milter's replacement; nil: sp's
 }
 
-// hold reads the message from r.
+// hold reads the message from r. A header over maxCheckedHeader is
+// refused (552 5.3.4); any other failure (the client gone, the spool)
+// is answered as what it is by reply.
 func (s *session) hold(r io.Reader) (*message, error) {
 	sp := spool.New(s.srv.opts.Auth.SpoolDir, 0)
 	if _, err := sp.ReadFrom(r); err != nil {
 		sp.Close()
 		return nil, err
 	}
-	h, off, err := msghdr.Read(bufio.NewReaderSize(sp.Reader(0), 64<<10), maxCheckedHeader)
+	h, off, err := s.header(sp.Reader(0))
 	if err != nil {
 		sp.Close()
-		s.log.Info("message refused", "event", "rejected", "err", err)
-		return nil, errHeaderTooBig
+		return nil, err
 	}
 	return &message{sp: sp, h: h, off: int64(off)}, nil
+}
+
+// header reads the header of a spooled message from r: too long is the
+// client's doing (552 5.3.4), anything else a failure of ours that reply
+// makes a 451.
+func (s *session) header(r io.Reader) (msghdr.Header, int, error) {
+	h, off, err := msghdr.Read(bufio.NewReaderSize(r, 64<<10), maxCheckedHeader)
+	switch {
+	case errors.Is(err, msghdr.ErrTooLong):
+		s.log.Info("message refused", "event", "rejected", "err", err)
+		return nil, 0, errHeaderTooBig
+	case err != nil:
+		return nil, 0, fmt.Errorf("read the spooled header: %w", err)
+	}
+	return h, off, nil
+}
+
+// wellFormed refuses a message whose header has a line that is not a
+// field before the empty line (550 5.6.0): checks, milters and signing
+// would judge it by one reading of where its header ends, and mail
+// readers may take another (RFC 5322 §2.2 has no room for such a line).
+func (s *session) wellFormed(env *envelope, m *message) error {
+	var fe *msghdr.FieldError
+	if err := m.h.Check(); errors.As(err, &fe) {
+		s.log.Info("message refused", "event", "rejected", "from", env.from, "reason", "malformed header", "line", fe.Line)
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0},
+			Message: fmt.Sprintf("Message header malformed: line %d is not a header field (RFC 5322 section 2.2)", fe.Line)}
+	}
+	return nil
 }
 
 func (m *message) bodyReader() io.Reader {
@@ -119,11 +153,15 @@ func (m *message) close() {
 	}
 }
 
-// receive delivers a message taken on the MX: checked first unless the
-// client is trusted, then filtered by the milters.
+// receive delivers a message taken on the MX. Unless the client is
+// trusted, Authentication-Results fields claiming this server are
+// removed and the message is checked; then the milters filter it.
 func (s *session) receive(env *envelope, r io.Reader) error {
-	checking := s.srv.opts.Auth.Checker != nil && !s.trusted()
-	if !checking && env.milter == nil && !env.rebuild {
+	a := s.srv.opts.Auth
+	untrusted := !s.trusted()
+	checking := a.Checker != nil && untrusted
+	stripping := a.AuthServID != "" && untrusted
+	if !checking && !stripping && env.milter == nil && !env.rebuild {
 		return s.reply(env.txn.DeliverAll(s.ctx, r))
 	}
 	m, err := s.hold(r)
@@ -131,6 +169,17 @@ func (s *session) receive(env *envelope, r io.Reader) error {
 		return s.reply(err)
 	}
 	defer m.close()
+	if checking || env.milter != nil {
+		if err := s.wellFormed(env, m); err != nil {
+			return err
+		}
+	}
+	if stripping {
+		var forged int
+		if m.h, forged = mailauth.StripForged(m.h, a.AuthServID); forged > 0 {
+			s.log.Debug("forged Authentication-Results removed", "from", env.from, "fields", forged)
+		}
+	}
 	if checking {
 		if err := s.check(env, m); err != nil {
 			return err
@@ -143,21 +192,19 @@ func (s *session) receive(env *envelope, r io.Reader) error {
 	return s.reply(env.txn.DeliverAll(s.ctx, m.reader()))
 }
 
-// check runs SPF, DKIM and DMARC: forged Authentication-Results are
-// removed, ours added, and the policy applied (RFC 7489 §6.7: a
-// rejection is a 550 at the end of DATA, so that no bounce goes to a
-// forged sender).
+// check runs SPF, DKIM and DMARC, adds Authentication-Results and
+// applies the policy (RFC 7489 §6.7: a rejection is a 550 at the end of
+// DATA, so that no bounce goes to a forged sender).
 func (s *session) check(env *envelope, m *message) error {
 	a := s.srv.opts.Auth
 	res := a.Checker.Check(s.ctx, mailauth.Envelope{IP: s.ip, Helo: s.helo, MailFrom: env.from}, m.h, m.sp.Reader(0))
-	h, forged := mailauth.StripForged(m.h, a.AuthServID)
 	dkimResults := make([]string, len(res.DKIM))
 	for i, d := range res.DKIM {
 		dkimResults[i] = d.Result + ":" + d.Domain
 	}
-	s.log.Info("checked", "from", env.from, "spf", string(res.SPF.Result), "dkim", dkimResults,
-		"dmarc", res.DMARC.Result, "dmarc_domain", res.DMARC.Domain, "action", res.Action.String(),
-		"lookups", res.Lookups, "forged_ar_removed", forged)
+	s.log.Debug("checked", "from", env.from, "spf", string(res.SPF.Result), "dkim", dkimResults,
+		"dmarc", res.DMARC.Result, "dmarc_domain", res.DMARC.Domain, "malformed_from", res.DMARC.MalformedFrom,
+		"action", res.Action.String(), "reason", res.Reason, "lookups", res.Lookups)
 	switch res.Action {
 	case mailauth.Reject:
 		s.log.Info("message refused", "event", "rejected", "from", env.from, "reason", res.Reason)
@@ -165,7 +212,7 @@ func (s *session) check(env *envelope, m *message) error {
 	case mailauth.Quarantine:
 		env.quarantine = res.Reason
 	}
-	m.h = append(msghdr.Header{res.Header(a.AuthServID)}, h...)
+	m.h = append(msghdr.Header{res.Header(a.AuthServID)}, m.h...)
 	return nil
 }
 
@@ -177,7 +224,7 @@ func (s *session) signature(m *message) (string, error) {
 	sig, err := s.srv.opts.Auth.Signer.Sign(m.reader())
 	switch {
 	case errors.Is(err, dkim.ErrNoFrom):
-		s.log.Info("not DKIM-signed: no usable From: field", "err", err)
+		s.log.Debug("not DKIM-signed: no usable From: field", "err", err)
 		return "", nil
 	case err != nil:
 		return "", err

@@ -311,6 +311,9 @@ func (s *session) submit(env *envelope, r io.Reader) error {
 			return s.reply(err)
 		}
 		defer m.close()
+		if err := s.wellFormed(env, m); err != nil {
+			return err
+		}
 		if err := s.filter(env, m); err != nil {
 			return s.finish(err)
 		}

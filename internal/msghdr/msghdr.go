@@ -11,13 +11,17 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"slices"
 	"strings"
 )
 
 // Field is one header field exactly as it appeared, continuation lines and
-// line ends included ("Subject: hi\r\n\tthere\r\n").
+// line ends included ("Subject: hi\r\n\tthere\r\n"), or a line of the
+// header that is not a field (Name "", see Header.Check).
 type Field struct {
-	Name string // as written, without the colon
+	// Name is as written, without the colon and the white space RFC
+	// 5322 §4.5.8's obsolete syntax allows before it ("Subject :").
+	Name string
 	Raw  []byte
 }
 
@@ -30,7 +34,7 @@ func (f Field) Value() string {
 }
 
 // Is reports whether the field is named name (case-insensitively).
-func (f Field) Is(name string) bool { return strings.EqualFold(f.Name, name) }
+func (f Field) Is(name string) bool { return f.Name != "" && strings.EqualFold(f.Name, name) }
 
 // New builds a field from a name and an unfolded value, ending in CRLF.
 // Line breaks in value are folded (a CRLF followed by a tab), so that the
@@ -51,14 +55,21 @@ type Header []Field
 // ErrTooLong is a header longer than the limit given to Read.
 var ErrTooLong = errors.New("message header too long")
 
+// ErrNotAField is a header with a line that is neither a field nor the
+// continuation of one (Header.Check).
+var ErrNotAField = errors.New("a line of the message header is not a header field")
+
 // Read reads a header from r up to and including the empty line that ends
 // it (or the end of the message), at most max octets (0: no limit), and
 // returns it with the number of octets it consumed (the body starts
-// there). A line that is neither a field nor a continuation (no colon,
-// or a space before it) ends the header, as RFC 5322 §3.5 has no room for
-// it: that line is left in r as the first of the body, so nothing of the
-// message is lost. Lines end in CRLF or a bare LF; both are kept as they
-// were.
+// there). Lines end in CRLF or a bare LF; both are kept as they were.
+//
+// The header ends only at the empty line, as every other reader of the
+// message (go-msgauth's DKIM verifier, mail readers, Dovecot) takes it: a
+// line before it that is not a field is kept in the header as a Field
+// without a Name, so that a From: or DKIM-Signature: after such a line is
+// seen here as there (Check reports the line). Nothing of the message is
+// lost or changed.
 func Read(r *bufio.Reader, max int) (Header, int, error) {
 	var h Header
 	n := 0
@@ -80,15 +91,42 @@ func Read(r *bufio.Reader, max int) (Header, int, error) {
 		case (line[0] == ' ' || line[0] == '\t') && len(h) > 0:
 			h[len(h)-1].Raw = append(h[len(h)-1].Raw, line...)
 		default:
-			name, ok := fieldName(line)
-			if !ok {
-				return h, n, nil
-			}
+			name, _ := fieldName(line)
 			h = append(h, Field{Name: name, Raw: append([]byte(nil), line...)})
 		}
 		n += len(line)
 		r.Discard(len(line))
 	}
+}
+
+// FieldError is the line of a header that is not a field; it wraps
+// ErrNotAField.
+type FieldError struct {
+	Line int    // counted from 1, the first line of the header
+	Text string // the line, without its line end
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("line %d %.40q: %v", e.Line, e.Text, ErrNotAField)
+}
+
+func (e *FieldError) Unwrap() error { return ErrNotAField }
+
+// Check reports the first line of h that is not a header field (RFC 5322
+// §2.2: a name, a colon, a body; continuation lines start with white
+// space) as a *FieldError. Readers disagree on such a header (some end
+// it at that line), so what checks and filters judge must not depend on
+// one.
+func (h Header) Check() error {
+	line := 1
+	for _, f := range h {
+		if f.Name == "" {
+			first, _, _ := bytes.Cut(f.Raw, []byte{'\n'})
+			return &FieldError{Line: line, Text: string(bytes.TrimRight(first, "\r"))}
+		}
+		line += bytes.Count(f.Raw, []byte{'\n'})
+	}
+	return nil
 }
 
 // peekLine returns the next line of r with its line end (or the rest of
@@ -114,18 +152,24 @@ func isBlank(line []byte) bool {
 }
 
 // fieldName returns the name of a field line: printable ASCII other than
-// the colon (RFC 5322 §2.2), at least one, then a colon.
+// the colon (RFC 5322 §2.2), at least one, then a colon, with white space
+// allowed before the colon (RFC 5322 §4.5.8, obs-optional), as
+// go-msgauth and go-message also read it.
 func fieldName(line []byte) (string, bool) {
 	i := bytes.IndexByte(line, ':')
 	if i <= 0 {
 		return "", false
 	}
-	for _, c := range line[:i] {
+	name := bytes.TrimRight(line[:i], " \t")
+	if len(name) == 0 {
+		return "", false
+	}
+	for _, c := range name {
 		if c <= ' ' || c > '~' {
 			return "", false
 		}
 	}
-	return string(line[:i]), true
+	return string(name), true
 }
 
 // WriteTo writes the fields, then the empty line that ends the header.
@@ -193,4 +237,66 @@ func (h Header) FromDomains() ([]string, error) {
 		}
 	}
 	return domains, nil
+}
+
+// AuthorDomains returns the domains of the From: fields (RFC 7489 §6.6.1,
+// the Author Domains DMARC evaluates), lower-cased, each once, in order,
+// and whether a field could not be read as RFC 5322 §3.6.2 has it. Of a
+// field net/mail cannot read, every domain after an "@" in it is taken
+// (a malformed From: must not be a way around the policy of the domain a
+// mail reader shows); of one it can, each address's. None at all means
+// the message names no author.
+func (h Header) AuthorDomains() (domains []string, malformed bool) {
+	add := func(d string) {
+		d = strings.ToLower(strings.Trim(d, "."))
+		if d != "" && !slices.Contains(domains, d) {
+			domains = append(domains, d)
+		}
+	}
+	for _, f := range h {
+		if !f.Is("From") {
+			continue
+		}
+		list, err := mail.ParseAddressList(f.Value())
+		if err == nil {
+			for _, a := range list {
+				at := strings.LastIndexByte(a.Address, '@')
+				if at < 0 {
+					malformed = true
+					continue
+				}
+				add(a.Address[at+1:])
+			}
+			continue
+		}
+		malformed = true
+		for _, d := range atDomains(f.Value()) {
+			add(d)
+		}
+	}
+	return domains, malformed
+}
+
+// atDomains finds every "@domain" in s: the run of characters after an
+// "@" up to one that cannot be part of a domain name (white space and
+// RFC 5322's specials, §3.2.3).
+func atDomains(s string) []string {
+	var out []string
+	for {
+		at := strings.IndexByte(s, '@')
+		if at < 0 {
+			return out
+		}
+		s = s[at+1:]
+		end := strings.IndexFunc(s, func(r rune) bool {
+			return r <= ' ' || r == 0x7f || strings.ContainsRune("()<>[]:;@\\,\"", r)
+		})
+		if end < 0 {
+			end = len(s)
+		}
+		if end > 0 {
+			out = append(out, s[:end])
+		}
+		s = s[end:]
+	}
 }

@@ -186,7 +186,8 @@ func TestMXChecksAndPolicy(t *testing.T) {
 
 // TestMXChecksPolicySettings: checks.dmarc_reject = "quarantine" turns
 // p=reject into Junk delivery; spf_fail = "reject" refuses an SPF fail
-// without DMARC; mail from a trusted network is taken unchecked.
+// without DMARC; mail from a trusted network is taken unchecked; with
+// enabled = false, forged Authentication-Results still go.
 func TestMXChecksPolicySettings(t *testing.T) {
 	t.Parallel()
 	dns, _ := checksDNS(t)
@@ -223,5 +224,18 @@ spf_fail = "reject"`), "alice@example.org")
 	m := mailtest.Messages(t, mailRoot(trusted), "example.org/alice")
 	if len(m) != 1 || strings.Count(m[0], "Authentication-Results:") != 1 || dns.QueriesFor("_dmarc.reject.example") != asked {
 		t.Errorf("mail from a trusted network was checked or changed:\n%q", m)
+	}
+
+	// With the checks off, a field forged with this server's authserv-id
+	// still goes (RFC 8601 §5); another server's stays.
+	off := startServer(t, fmt.Sprintf(checksConfig, dns.Addr, "enabled = false"), "alice@example.org")
+	_, tr = smtpSwaks(t, checkedMessage("a@reject.example", "Authentication-Results: mx.example.org; dmarc=pass\nAuthentication-Results: other.example; spf=pass\n"),
+		"--server", off.Addr(t, "smtp", false), "--helo", "client.test", "--from", "a@reject.example", "--to", "alice@example.org")
+	if r := tr.dataReplies(); len(r) != 1 || !strings.HasPrefix(r[0], "250 ") {
+		t.Errorf("checks off: %q, want 250", r)
+	}
+	m = mailtest.Messages(t, mailRoot(off), "example.org/alice")
+	if len(m) != 1 || strings.Contains(m[0], "Authentication-Results: mx.example.org") || !strings.Contains(m[0], "Authentication-Results: other.example; spf=pass") {
+		t.Errorf("checks off: the forged field was kept, or another server's removed:\n%q", m)
 	}
 }

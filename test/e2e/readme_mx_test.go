@@ -137,7 +137,7 @@ func TestReadmeMXRecords(t *testing.T) {
 	// The section's configuration serves.
 	mailtest.StartServerConfig(t, cfg, dir)
 
-	checker := mailauth.New(mailauth.Options{Resolver: res, AuthServID: "other.example", Policy: mailauth.DefaultPolicy, Timeout: 5 * time.Second})
+	checker := mailauth.New(mailauth.Options{Resolver: res, AuthServID: "other.example", Policy: mailauth.DefaultPolicy(), Timeout: 5 * time.Second})
 	msg := "From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: hi\r\nDate: Mon, 6 Jul 2026 10:00:00 +0000\r\n\r\nHello.\r\n"
 	sig, err := signer.Sign(strings.NewReader(msg))
 	if err != nil {

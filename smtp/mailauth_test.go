@@ -1,0 +1,180 @@
+package smtp_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/fakedns"
+	"mailroom/internal/mailtest/fakemilter"
+	"mailroom/internal/mailtest/mailenv"
+	"mailroom/internal/resolve"
+	"mailroom/mailauth"
+	"mailroom/mailauth/dkim"
+	"mailroom/milter"
+	"mailroom/smtp"
+)
+
+// atEnd answers the end of the message with packets (modifications, then
+// the final reply); every other command gets the usual "continue".
+func atEnd(packets ...[]byte) func(byte, []byte) ([][]byte, string) {
+	return func(code byte, _ []byte) ([][]byte, string) {
+		if code == 'E' {
+			return packets, ""
+		}
+		return nil, ""
+	}
+}
+
+func mod(code byte, data string) []byte { return fakemilter.Packet(code, data) }
+
+var cont = fakemilter.Packet('c')
+
+func milterClient(t *testing.T, addr string) *milter.Client {
+	t.Helper()
+	c, err := milter.New(milter.Options{Milters: []string{addr}, Timeout: 5 * time.Second, Hostname: "mx.test", Daemon: "smtp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// deliverOne sends one message from s@<from's domain> to alice on the MX
+// at addr and returns the reply to the message.
+func deliverOne(t *testing.T, addr, from string, header ...string) string {
+	t.Helper()
+	d := mailtest.Dial(t, "tcp", addr)
+	d.Send("EHLO client.test")
+	d.Expect("250 ")
+	send(d, from, []string{"alice@example.org"}, append(header, "", "body")...)
+	return d.Reply()[0]
+}
+
+// TestMXChecks: the MX checks what untrusted clients send (DMARC
+// p=reject refused with 550 5.7.1 at the end of DATA, p=quarantine into
+// Junk, others marked) before the milters see it, so that they see our
+// Authentication-Results; fields forged with our authserv-id go whether or
+// not checks run (RFC 8601 §5), and a trusted client's mail is taken as it
+// is.
+func TestMXChecks(t *testing.T) {
+	dns := fakedns.Start(t,
+		`reject.example. 60 IN TXT "v=spf1 -all"`,
+		`_dmarc.reject.example. 60 IN TXT "v=DMARC1; p=reject"`,
+		`quarantine.example. 60 IN TXT "v=spf1 -all"`,
+		`_dmarc.quarantine.example. 60 IN TXT "v=DMARC1; p=quarantine"`,
+		`good.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
+		`_dmarc.good.example. 60 IN TXT "v=DMARC1; p=reject"`,
+	)
+	checker := mailauth.New(mailauth.Options{Resolver: resolve.New(resolve.Options{Server: dns.Addr}), AuthServID: "mx.test",
+		Policy: mailauth.DefaultPolicy(), Timeout: 5 * time.Second})
+	forged := "Authentication-Results: mx.test; dmarc=pass header.from=bank.example"
+	other := "Authentication-Results: other.example; spf=pass"
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	for _, c := range []struct {
+		name     string
+		checker  *mailauth.Checker
+		trusted  []netip.Prefix
+		from     string
+		reply    string
+		box      string // where the message lands ("" or ".Junk")
+		contains []string
+		absent   []string
+	}{
+		{"p=reject", checker, nil, "a@reject.example", "550 5.7.1 Message refused: DMARC policy of reject.example is reject", "", nil, nil},
+		{"p=quarantine", checker, nil, "a@quarantine.example", "250 ", ".Junk", []string{"Authentication-Results: mx.test;", "dmarc=fail"}, nil},
+		{"pass, forged field removed", checker, nil, "a@good.example", "250 ", "",
+			[]string{"Authentication-Results: mx.test; spf=pass", "dmarc=pass", other}, []string{"bank.example"}},
+		{"no From: refused (bad_from)", checker, nil, "", "550 5.7.1 Message refused: no From: address", "", nil, nil},
+		{"checks off: forged field still removed", nil, nil, "a@reject.example", "250 ", "", []string{other}, []string{"bank.example", "Authentication-Results: mx.test"}},
+		{"trusted client: unchecked, unchanged", checker, loopback, "a@reject.example", "250 ", "", []string{forged, other}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newEnv(t)
+			m := fakemilter.Start(t, nil)
+			addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX, Auth: smtp.MailAuth{Checker: c.checker,
+				AuthServID: "mx.test", Trusted: c.trusted, Milters: milterClient(t, m.Addr), SpoolDir: env.Dir}})
+			header := []string{forged, other, "To: alice@example.org", "Subject: checked"}
+			envFrom := "s@good.example"
+			if c.from != "" {
+				header = append([]string{"From: <" + c.from + ">"}, header...)
+				envFrom = c.from
+			}
+			if r := deliverOne(t, addr, envFrom, header...); !strings.HasPrefix(r, c.reply) {
+				t.Fatalf("reply %q, want %q", r, c.reply)
+			}
+			inbox, junk := mailtest.Messages(t, env.MailRoot, "example.org/alice"), mailtest.FolderMessages(t, env.MailRoot, "example.org/alice", ".Junk")
+			got := map[string][]string{"": inbox, ".Junk": junk}
+			if !strings.HasPrefix(c.reply, "250") {
+				if len(inbox)+len(junk) != 0 {
+					t.Fatalf("a refused message was delivered")
+				}
+				return
+			}
+			if len(got[c.box]) != 1 || len(inbox)+len(junk) != 1 {
+				t.Fatalf("%d in INBOX, %d in Junk; want the message in %q", len(inbox), len(junk), c.box)
+			}
+			msg := got[c.box][0]
+			for _, w := range c.contains {
+				if !strings.Contains(msg, w) {
+					t.Errorf("the message lacks %q:\n%s", w, msg)
+				}
+			}
+			for _, w := range c.absent {
+				if strings.Contains(msg, w) {
+					t.Errorf("the message has %q:\n%s", w, msg)
+				}
+			}
+			// The milter saw the message as it was delivered.
+			h, _ := m.Received()
+			if c.checker != nil && c.trusted == nil && !strings.HasPrefix(strings.Join(h, "\n"), "Authentication-Results: mx.test;") {
+				t.Errorf("the milter did not see our Authentication-Results first: %q", h)
+			}
+		})
+	}
+}
+
+// TestSubmissionSignsAfterMilters: a submitted message is DKIM-signed
+// after the milters changed it, so the signature covers their changes
+// and verifies where it arrives.
+func TestSubmissionSignsAfterMilters(t *testing.T) {
+	env := newEnv(t)
+	key, err := dkim.Generate(dkim.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := dkim.NewSigner([]dkim.Key{{Domain: "example.org", Selector: "sel", Signer: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := dkim.RecordFor(key.Public())
+	dns := fakedns.Start(t)
+	dns.AddTXT(dkim.RecordName("sel", "example.org"), rec)
+	m := fakemilter.Start(t, atEnd(mod('m', "\x00\x00\x00\x01Subject\x00changed by the milter\x00"), mod('b', "new body\r\n"), cont))
+	q := &fakeQueue{}
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, Queue: q, AuthFailureDelay: -1,
+		Auth: smtp.MailAuth{Signer: signer, Milters: milterClient(t, m.Addr), SpoolDir: env.Dir}})
+	d := mailtest.Dial(t, "tcp", addr)
+	login(d)
+	send(d, "alice@example.org", []string{"carol@remote.example"}, "From: <alice@example.org>", "Subject: original", "", "old body")
+	d.Expect("250 ")
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.msgs) != 1 {
+		t.Fatalf("queued %d messages", len(q.msgs))
+	}
+	msg := q.msgs[0].data
+	if !strings.Contains(msg, "Subject: changed by the milter\r\n") || !strings.HasSuffix(msg, "\r\n\r\nnew body\r\n") {
+		t.Fatalf("the milter's changes are not in the queued message:\n%s", msg)
+	}
+	res := resolve.New(resolve.Options{Server: dns.Addr})
+	vs, err := msgdkim.VerifyWithOptions(strings.NewReader(msg), &msgdkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { return res.LookupTXT(context.Background(), name) }})
+	if err != nil || len(vs) != 1 || vs[0].Err != nil {
+		t.Fatalf("verification %v %+v of\n%s", err, vs, msg)
+	}
+}
