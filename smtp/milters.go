@@ -117,7 +117,13 @@ func (s *session) filter(env *envelope, m *message) error {
 }
 
 // rebuild starts the transaction over with sender from and the
-// recipients left after del and add: mda takes no recipient back.
+// recipients left after del and add: mda takes no recipient back. A
+// recipient the client was given 250 for at RCPT must still be taken:
+// one refused now (its account gone meanwhile, say) fails the whole
+// transaction with 451, so that the client tries again and learns of it
+// at RCPT, rather than getting 250 for mail one recipient never gets. A
+// recipient a milter added and mda refuses is left out (logged): the
+// client never named it.
 func (s *session) rebuild(env *envelope, from string, add, del []string) error {
 	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info())
 	if err != nil {
@@ -130,8 +136,9 @@ func (s *session) rebuild(env *envelope, from string, add, del []string) error {
 	gone := func(a string) bool {
 		return slices.ContainsFunc(del, func(d string) bool { return strings.EqualFold(d, a) })
 	}
+	accepted := append(slices.Clone(env.local), env.remote...)
 	var local, remote []string
-	for _, to := range append(append(slices.Clone(env.local), env.remote...), add...) {
+	for _, to := range append(slices.Clone(accepted), add...) {
 		if gone(to) || slices.Contains(local, to) || slices.Contains(remote, to) {
 			continue
 		}
@@ -141,7 +148,13 @@ func (s *session) rebuild(env *envelope, from string, add, del []string) error {
 			local = append(local, to)
 		case errors.Is(err, mda.ErrNotLocal) && s.srv.opts.Role == Submission:
 			remote = append(remote, to)
+		case slices.Contains(accepted, to):
+			txn.Abort()
+			s.log.Warn("a recipient accepted at RCPT is refused now: the transaction fails", "from", env.from, "rcpt", to, "err", err)
+			return errRcptLost
 		case errors.Is(err, mda.ErrNotLocal):
+			// The MX never relays, whoever asks (milters.go's
+			// guard against a milter making it an open relay).
 			s.log.Warn("a milter's recipient is not local; the MX does not relay", "rcpt", to)
 		case temporary(err):
 			txn.Abort()
@@ -159,6 +172,11 @@ func (s *session) rebuild(env *envelope, from string, add, del []string) error {
 	env.txn, env.from, env.local, env.remote, env.rebuild = txn, from, local, remote, false
 	return nil
 }
+
+// errRcptLost fails a transaction that can no longer deliver to every
+// recipient the client was told it would.
+var errRcptLost = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
+	Message: "A recipient is no longer accepted; try again"}
 
 // temporary reports an error that is not the recipient's fault.
 func temporary(err error) bool {

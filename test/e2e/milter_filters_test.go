@@ -157,8 +157,8 @@ func startRspamd(t *testing.T) *filter {
 
 // TestRspamdMilter plugs a private rspamd into the MX as a milter: a
 // message with the marker is refused with rspamd's reply, any other gets
-// the header rspamd's rule adds, and a milter that is not there gets
-// milter_default_action (tempfail: nothing is lost).
+// the header rspamd's rule adds. (A milter that is not there:
+// TestMilterFailuresKeepMail, "absent".)
 func TestRspamdMilter(t *testing.T) {
 	t.Parallel()
 	rs := startRspamd(t)
@@ -319,14 +319,15 @@ mx_port = %d
 	}
 }
 
-// TestMilterFailuresKeepMail: with a milter that hangs, dies in the middle
-// of the message or answers garbage, the server answers with
+// TestMilterFailuresKeepMail: with a milter that is not there, hangs, dies
+// in the middle of the message or answers garbage, the server answers with
 // milter_default_action within milter_timeout and stays up: tempfail
 // (451) leaves the message with the client, accept delivers it; nothing
 // is lost either way.
 func TestMilterFailuresKeepMail(t *testing.T) {
 	t.Parallel()
 	broken := map[string]*fakemilter.Milter{
+		"absent": {Addr: "unix:" + filepath.Join(mailtest.ShortTempDir(t), "no-milter.sock")},
 		"hangs": fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
 			return nil, map[bool]string{true: "hang"}[code == 'E']
 		}),
@@ -358,6 +359,10 @@ milter_timeout = "1s"
 					_, tr := smtpSwaks(t, checkedMessage("bob@example.net", ""), "--server", s.Addr(t, "smtp", false),
 						"--helo", "client.test", "--from", "bob@example.net", "--to", "alice@example.org")
 					r := tr.dataReplies()
+					if name == "absent" && action == "tempfail" {
+						// Not there at MAIL, when it is first dialled.
+						r, _ = tr.replies("MAIL FROM:<bob@example.net>")
+					}
 					if d := time.Since(start); d > 10*time.Second {
 						t.Errorf("message %d took %v with a 1s milter_timeout", i, d)
 					}
@@ -375,5 +380,37 @@ milter_timeout = "1s"
 				}
 			})
 		}
+	}
+}
+
+// TestMilterQuarantine: a milter's quarantine action (SMFIR_QUARANTINE)
+// sends the message to the recipient's Junk folder, made if missing, with
+// the milter's other changes; the client gets 250.
+func TestMilterQuarantine(t *testing.T) {
+	t.Parallel()
+	m := fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+		if code == 'E' {
+			return [][]byte{fakemilter.Packet('h', "X-Spam\x00Yes\x00"), fakemilter.Packet('q', "spam score 20\x00"), fakemilter.Packet('a')}, ""
+		}
+		return nil, ""
+	})
+	s := startServer(t, fmt.Sprintf(`hostname = "mx.example.org"
+data_dir = "%%DATA%%"
+domains = ["example.org"]
+[smtp]
+listen = ["127.0.0.1:0"]
+milters = [%q]
+`, m.Addr), "alice@example.org")
+	_, tr := smtpSwaks(t, checkedMessage("bob@example.net", ""), "--server", s.Addr(t, "smtp", false),
+		"--helo", "client.test", "--from", "bob@example.net", "--to", "alice@example.org")
+	if r := tr.dataReplies(); len(r) != 1 || !strings.HasPrefix(r[0], "250 ") {
+		t.Fatalf("quarantined message: %q, want 250", r)
+	}
+	junk := mailtest.FolderMessages(t, mailRoot(s), "example.org/alice", ".Junk")
+	if len(junk) != 1 || len(mailtest.Messages(t, mailRoot(s), "example.org/alice")) != 0 {
+		t.Fatalf("%d in Junk, %d in INBOX; want 1 and 0", len(junk), len(mailtest.Messages(t, mailRoot(s), "example.org/alice")))
+	}
+	if !strings.Contains(junk[0], "X-Spam: Yes\n") {
+		t.Errorf("the quarantined message lacks the milter's header:\n%s", junk[0])
 	}
 }
