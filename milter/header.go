@@ -19,13 +19,13 @@ const maxHeaderName = 200
 // at position HeaderIndex (0 is the top; past the end appends);
 // smfi_chgheader replaces the HeaderIndex-th field of that name (counted
 // from 1), deletes it when the value is empty, and appends it when there
-// are fewer such fields.
+// are fewer such fields. h is changed in place (the caller owns it), so
+// that a milter's many modifications cost no copy of the header each.
 func editHeader(h msghdr.Header, mod gomilter.ModifyAction) (msghdr.Header, error) {
 	name := mod.HeaderName
 	if name == "" || len(name) > maxHeaderName || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r > '~' || r == ':' }) {
 		return h, fmt.Errorf("bad header field name %q", name)
 	}
-	h = slices.Clone(h)
 	value := strings.TrimLeft(strings.ReplaceAll(mod.HeaderValue, "\x00", ""), " \t")
 	switch mod.Code {
 	case gomilter.ActAddHeader:

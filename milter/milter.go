@@ -16,6 +16,8 @@
 package milter
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -192,10 +194,7 @@ func isEnhanced(s string, code int) bool {
 }
 
 // dialer dials one milter for one transaction and keeps the connection,
-// so that the transaction can bound each stage: the library sets a
-// deadline before each read and write, and stageConn keeps those from
-// reaching past the stage's end, so that a milter that keeps sending
-// "progress" packets cannot hold a stage longer than Timeout.
+// so that the transaction can bound each stage (stageConn).
 type dialer struct {
 	timeout time.Duration
 	conn    *stageConn
@@ -206,14 +205,107 @@ func (d *dialer) Dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.conn = &stageConn{Conn: c, until: time.Now().Add(d.timeout)}
+	d.conn = &stageConn{Conn: c}
+	d.conn.next(time.Now().Add(d.timeout), replyBudget, unlimited)
 	return d.conn, nil
 }
 
-// stageConn clamps deadlines to its stage's end.
+// Bounds on what a milter may send. go-milter reads whatever comes: any
+// number of SMFIR_PROGRESS packets (each renewing its read timeout), and at
+// the end of a message any number of modification packets of up to 1 MiB
+// each, all held in memory until the final reply (docs/upstream/go-milter.md).
+const (
+	// replyBudget is what a milter may send in answer to one command:
+	// its reply and progress packets (5 octets each).
+	replyBudget = 64 << 10
+	// maxModifications bounds one milter's modifications of one message
+	// (header fields, recipients, body chunks...).
+	maxModifications = 1000
+	// headerEditBudget is what the modifications other than a new body
+	// may take, in octets.
+	headerEditBudget = 2 << 20
+	unlimited        = -1
+)
+
+// errFlood is a milter that sent more than its stage allows.
+var errFlood = errors.New("milter sent more than a stage allows")
+
+// stageConn is a milter connection that bounds each stage of the
+// conversation: deadlines the library sets are clamped to the stage's end,
+// so that a milter sending progress packets cannot hold a stage longer
+// than Timeout; what the milter sends counts against the stage's budget
+// of octets and of packets other than progress, past which reading fails
+// (and the milter gets the default action).
 type stageConn struct {
 	net.Conn
-	until time.Time
+	until   time.Time
+	octets  int64 // octets the milter may still send in this stage
+	packets int   // packets other than progress it may still send; unlimited: no count
+
+	// Where the stream is in the framing (a 4-octet length, then that
+	// many octets, the first the command code).
+	head    [4]byte
+	headLen int
+	remain  uint32
+	atCode  bool
+	err     error
+}
+
+// next starts a stage that ends at until, with the milter allowed octets
+// and packets.
+func (c *stageConn) next(until time.Time, octets int64, packets int) {
+	c.until, c.octets, c.packets = until, octets, packets
+}
+
+// allow lets the milter send octets more in this stage (the answer to one
+// more command).
+func (c *stageConn) allow(octets int64) { c.octets += octets }
+
+func (c *stageConn) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if ferr := c.count(p[:n]); ferr != nil {
+			c.err = ferr
+			return 0, ferr
+		}
+	}
+	return n, err
+}
+
+// count follows the packets in b against the budgets.
+func (c *stageConn) count(b []byte) error {
+	c.octets -= int64(len(b))
+	if c.octets < 0 {
+		return fmt.Errorf("%w: more octets than allowed", errFlood)
+	}
+	for len(b) > 0 {
+		switch {
+		case c.remain == 0:
+			k := copy(c.head[c.headLen:], b)
+			c.headLen += k
+			b = b[k:]
+			if c.headLen == 4 {
+				c.remain = binary.BigEndian.Uint32(c.head[:])
+				c.headLen, c.atCode = 0, c.remain > 0
+			}
+		case c.atCode:
+			c.atCode = false
+			if b[0] != 'p' && c.packets != unlimited {
+				if c.packets--; c.packets < 0 {
+					return fmt.Errorf("%w: more than %d modifications", errFlood, maxModifications)
+				}
+			}
+			fallthrough
+		default:
+			k := min(uint32(len(b)), c.remain)
+			c.remain -= k
+			b = b[k:]
+		}
+	}
+	return nil
 }
 
 func (c *stageConn) clamp(t time.Time) time.Time {

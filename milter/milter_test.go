@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/textproto"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -302,7 +303,7 @@ func FuzzEditHeader(f *testing.F) {
 	f.Add(byte('h'), uint32(0), "Bad Name", "x")
 	f.Fuzz(func(t *testing.T, code byte, index uint32, name, value string) {
 		h, _, _ := msghdr.Read(bufio.NewReader(strings.NewReader(testMsg)), 0)
-		out, err := editHeader(h, gomilter.ModifyAction{Code: gomilter.ModifyActCode(code), HeaderIndex: index, HeaderName: name, HeaderValue: value})
+		out, err := editHeader(slices.Clone(h), gomilter.ModifyAction{Code: gomilter.ModifyActCode(code), HeaderIndex: index, HeaderName: name, HeaderValue: value})
 		if err != nil {
 			return
 		}
@@ -314,4 +315,104 @@ func FuzzEditHeader(f *testing.F) {
 			t.Fatal("the original header was changed")
 		}
 	})
+}
+
+// negotiate is a fake milter's answer to the option negotiation: its
+// protocol version and the actions it asks for.
+func negotiate(version, actions uint32) []byte {
+	opt := binary.BigEndian.AppendUint32(nil, version)
+	opt = binary.BigEndian.AppendUint32(opt, actions)
+	opt = binary.BigEndian.AppendUint32(opt, 0)
+	return fakemilter.Packet('O', string(opt))
+}
+
+// TestUnnegotiatedModification: a modification the milter did not
+// negotiate (or that we did not offer: changing the sender after the
+// downgrade to protocol version 2) is a protocol error; none of that
+// milter's changes are made, and it gets the default action.
+func TestUnnegotiatedModification(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opt  []byte
+		mods []string
+	}{
+		{"sender change, only add-header negotiated", negotiate(6, uint32(gomilter.OptAddHeader)), []string{"hX-Ok\x00yes\x00", "e<new@example.net>\x00"}},
+		{"recipient added, not negotiated", negotiate(6, uint32(gomilter.OptAddHeader|gomilter.OptChangeFrom)), []string{"+<c@example.org>\x00"}},
+		{"sender change after the version 2 downgrade", negotiate(2, 0x1ff), []string{"e<new@example.net>\x00"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+				switch code {
+				case 'O':
+					return [][]byte{c.opt}, ""
+				case 'E':
+					return mods(c.mods...), ""
+				}
+				return nil, ""
+			})
+			out, r := run(t, newClient(t, TempFail, time.Second, f.Addr))
+			if r == nil || r.Code != 451 {
+				t.Errorf("reply %v, want the default action's 451", r)
+			}
+			if out != nil && (out.From != nil || len(out.Add) != 0 || out.Header.Get("X-Ok") != "") {
+				t.Errorf("changes made: from %v add %q header %q", out.From, out.Add, out.Header.Bytes())
+			}
+		})
+	}
+}
+
+// TestModificationFlood: a milter that answers the end of a message with
+// more modifications than any filter makes, or with more replacement
+// body than the size limit, gets the default action at once, without
+// the client's memory or CPU growing with what it sends (go-milter holds
+// every modification until the final reply).
+func TestModificationFlood(t *testing.T) {
+	headers := slices.Repeat([][]byte{fakemilter.Packet('h', "X-Flood\x00value\x00")}, 200000)
+	chunk := fakemilter.Packet('b', strings.Repeat("x", 1<<20-8))
+	for _, c := range []struct {
+		name    string
+		packets [][]byte
+	}{
+		{"200000 added header fields", append(headers, fakemilter.Packet('c'))},
+		{"64 MiB of replacement body, 1 MiB allowed", append(slices.Repeat([][]byte{chunk}, 64), fakemilter.Packet('c'))},
+		{"progress packets in answer to a header field", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+				switch {
+				case code == 'E' && c.packets != nil:
+					return c.packets, ""
+				case code == 'L' && c.packets == nil:
+					return append(slices.Repeat([][]byte{fakemilter.Packet('p')}, 100000), fakemilter.Packet('c')), ""
+				}
+				return nil, ""
+			})
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			done := make(chan *Reply, 1)
+			go func() {
+				_, r := run(t, newClient(t, TempFail, 30*time.Second, f.Addr))
+				done <- r
+			}()
+			select {
+			case r := <-done:
+				if r == nil || r.Code != 451 {
+					t.Errorf("reply %v, want the default action's 451", r)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the flood held the transaction for 20s")
+			}
+			runtime.ReadMemStats(&after)
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v", d)
+			}
+			// 1 MiB of body, the header edits' budget, and the
+			// library's buffer of one packet (1 MiB) at a time.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 24<<20 {
+				t.Errorf("the client allocated %d MiB for the flood", alloc>>20)
+			}
+		})
+	}
 }

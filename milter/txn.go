@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,13 +45,24 @@ type session struct {
 	name string
 	s    *gomilter.ClientSession
 	conn *stageConn
-	done bool // accepted the message, or failed with Accept: not asked again
+	// allowed are the modifications negotiated: offered by us and asked
+	// for by the milter (the library keeps the milter's mask as it is).
+	allowed gomilter.OptAction
+	done    bool // accepted the message, or failed with Accept: not asked again
 }
 
-// stage starts a stage: the milter's replies must come within Timeout.
+// stage starts a stage: the milter's replies must come within Timeout,
+// and be no more than the answer to one command (allow adds the next).
 func (t *Txn) stage(m *session) {
 	if m.conn != nil {
-		m.conn.until = time.Now().Add(t.c.opts.Timeout)
+		m.conn.next(time.Now().Add(t.c.opts.Timeout), replyBudget, unlimited)
+	}
+}
+
+// allow lets a milter answer one more command in the stage.
+func (m *session) allow() {
+	if m.conn != nil {
+		m.conn.allow(replyBudget)
 	}
 }
 
@@ -136,18 +148,20 @@ func (t *Txn) open(ctx context.Context, m *session, tg target, from string) *Rep
 	if err := ctx.Err(); err != nil {
 		return t.fail(m, "connect", err)
 	}
-	s, d, err := t.dial(tg, actions)
+	offered := actions
+	s, d, err := t.dial(tg, offered)
 	if errors.Is(err, gomilter.ErrUnsupportedMilterVersion) {
 		// The library gives up on a milter of protocol version 2 to 5
 		// when we offer a version 6 action (changing the sender), instead
 		// of offering less (docs/upstream/go-milter.md): ask again
 		// without it.
-		s, d, err = t.dial(tg, actions&0x3f)
+		offered = actions & 0x3f
+		s, d, err = t.dial(tg, offered)
 	}
 	if err != nil {
 		return t.fail(m, "connect", err)
 	}
-	m.s, m.conn = s, d.conn
+	m.s, m.conn, m.allowed = s, d.conn, offered&s.ActionOpts
 	info := t.info
 	family, addr, name := gomilter.FamilyUnix, "", "localhost"
 	if info.IP != nil {
@@ -296,6 +310,7 @@ func (t *Txn) content(m *session, out *Outcome, body func() io.Reader, spoolDir 
 			// header before the milters see it).
 			continue
 		}
+		m.allow()
 		act, err := m.s.HeaderField(f.Name, headerValue(f))
 		if err != nil {
 			return t.fail(m, "header", err)
@@ -317,6 +332,7 @@ func (t *Txn) content(m *session, out *Outcome, body func() io.Reader, spoolDir 
 	for {
 		n, rerr := io.ReadFull(br, buf)
 		if n > 0 {
+			m.allow()
 			act, err := m.s.BodyChunk(buf[:n])
 			if err != nil {
 				return t.fail(m, "body", err)
@@ -336,6 +352,11 @@ func (t *Txn) content(m *session, out *Outcome, body func() io.Reader, spoolDir 
 		}
 	}
 	t.stage(m)
+	if m.conn != nil {
+		// The modifications come all at once, before the final reply:
+		// a new body, at most maxModifications of them.
+		m.conn.next(m.conn.until, replyBudget+headerEditBudget+max(maxBody, 0), maxModifications+1)
+	}
 	if err := m.s.Macros(gomilter.CodeEOB, "i", t.info.QueueID); err != nil {
 		return t.fail(m, "end of message", err)
 	}
@@ -363,15 +384,42 @@ func headerValue(f msghdr.Field) string {
 	return strings.ReplaceAll(v, "\r\n", "\n")
 }
 
-// apply carries out one milter's modifications.
+// needs is the negotiated action each modification requires (SMFIF_*).
+var needs = map[gomilter.ModifyActCode]gomilter.OptAction{
+	gomilter.ActAddHeader:    gomilter.OptAddHeader,
+	gomilter.ActInsertHeader: gomilter.OptAddHeader,
+	gomilter.ActChangeHeader: gomilter.OptChangeHeader,
+	gomilter.ActReplBody:     gomilter.OptChangeBody,
+	gomilter.ActAddRcpt:      gomilter.OptAddRcpt,
+	gomilter.ActDelRcpt:      gomilter.OptRemoveRcpt,
+	gomilter.ActQuarantine:   gomilter.OptQuarantine,
+	gomilter.ActChangeFrom:   gomilter.OptChangeFrom,
+}
+
+// apply carries out one milter's modifications. One it did not
+// negotiate is a protocol error, as in Postfix: none of its changes are
+// made, and it gets the default action.
 func (t *Txn) apply(m *session, out *Outcome, mods []gomilter.ModifyAction, spoolDir string, maxBody int64) error {
+	if len(mods) > maxModifications {
+		return fmt.Errorf("%w: %d modifications", errFlood, len(mods))
+	}
+	for _, mod := range mods {
+		if need, ok := needs[mod.Code]; !ok || m.allowed&need == 0 {
+			return fmt.Errorf("modification %q was not negotiated (actions %#x)", mod.Code, m.allowed)
+		}
+	}
 	var body *spool.Spool
+	// The header is edited in place, in a copy of its own: the caller's
+	// stays as it was should this milter fail half-way.
+	h := slices.Clone(out.Header)
 	for _, mod := range mods {
 		switch mod.Code {
 		case gomilter.ActAddHeader, gomilter.ActInsertHeader, gomilter.ActChangeHeader:
 			var err error
-			out.Header, err = editHeader(out.Header, mod)
-			if err != nil {
+			if h, err = editHeader(h, mod); err != nil {
+				if body != nil {
+					body.Close()
+				}
 				return err
 			}
 		case gomilter.ActReplBody:
@@ -382,6 +430,11 @@ func (t *Txn) apply(m *session, out *Outcome, mods []gomilter.ModifyAction, spoo
 				body.Close()
 				return fmt.Errorf("replaced body: %w", err)
 			}
+		}
+	}
+	out.Header = h
+	for _, mod := range mods {
+		switch mod.Code {
 		case gomilter.ActChangeFrom:
 			f := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(mod.From), "<"), ">")
 			out.From = &f
