@@ -12,6 +12,7 @@ import (
 	"mailroom/internal/mailtest"
 	"mailroom/internal/mailtest/dkimtest"
 	"mailroom/internal/mailtest/fakedns"
+	"mailroom/mailauth/dkim"
 )
 
 const dkimConfig = `hostname = "mx.example.org"
@@ -163,5 +164,43 @@ func TestDKIMKeygenSignVerify(t *testing.T) {
 	}
 	if rep, ok := dkimtest.DKIMPy(t, dns.Addr, crlf(dsn)); !ok {
 		t.Errorf("dkimpy did not verify the DSN:\n%s", rep)
+	}
+}
+
+// TestDKIMCheckVerdicts: `mailroom dkim check` tells a published key of the
+// same type that is not this one (exit 1, "does not match", with the
+// record to publish), and a DNS server that fails (exit 75: try again
+// later) from a key that is not published.
+func TestDKIMCheckVerdicts(t *testing.T) {
+	t.Parallel()
+	dns := fakedns.Start(t)
+	cfg, _ := mailtest.WriteConfig(t, fmt.Sprintf(`hostname = "mx.example.org"
+data_dir = "%%DATA%%"
+domains = ["example.org"]
+[dns]
+server = %q
+[[dkim]]
+domain = "example.org"
+selector = "mailroom"
+`, dns.Addr))
+	out, code := mailtest.RunBinary(t, cfg, "", "dkim", "keygen", "example.org")
+	if code != 0 {
+		t.Fatalf("keygen: exit %d\n%s", code, out)
+	}
+	name, ours := zoneRecord(t, out)
+	other, err := dkim.Generate(dkim.RSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, _ := dkim.RecordFor(other.Public())
+	dns.AddTXT(name, theirs)
+	out, code = mailtest.RunBinary(t, cfg, "", "dkim", "check", "example.org")
+	if code != 1 || !strings.Contains(out, name+": does not match the key") || !strings.Contains(out, "publish:") || !strings.Contains(strings.ReplaceAll(out, "\"\n", ""), ours[:40]) {
+		t.Errorf("another RSA key published: exit %d (want 1, does not match, what to publish)\n%s", code, out)
+	}
+	dns.ServFail("_domainkey.example.org")
+	out, code = mailtest.RunBinary(t, cfg, "", "dkim", "check", "example.org")
+	if code != 75 || !strings.Contains(out, name+": DNS lookup failed") || !strings.Contains(out, "try again later") {
+		t.Errorf("DNS failing: exit %d (want 75, try again later)\n%s", code, out)
 	}
 }

@@ -101,13 +101,21 @@ worker "rspamd_proxy" {
 `
 
 // rspamdRules are the test's local rules: a marker in the message makes
-// it spam (score 20, over reject's 15), and every message gets a header.
+// it spam (score 20, over reject's 15), another scores 8 (rspamd's
+// add_header action), and every message gets a header.
 const rspamdRules = `rspamd_config.MAILROOM_MARKER = {
   callback = function(task)
     return tostring(task:get_content()):find('MAILROOM-REJECT-ME', 1, true) ~= nil
   end,
   score = 20.0,
   description = 'the marker of mailroom tests',
+}
+rspamd_config.MAILROOM_SPAMMY = {
+  callback = function(task)
+    return tostring(task:get_content()):find('MAILROOM-SPAMMY', 1, true) ~= nil
+  end,
+  score = 8.0,
+  description = 'a marker that takes a message over add_header (6), below reject (15)',
 }
 rspamd_config.MAILROOM_SEEN = {
   callback = function(task)
@@ -156,9 +164,11 @@ func startRspamd(t *testing.T) *filter {
 }
 
 // TestRspamdMilter plugs a private rspamd into the MX as a milter: a
-// message with the marker is refused with rspamd's reply, any other gets
-// the header rspamd's rule adds. (A milter that is not there:
-// TestMilterFailuresKeepMail, "absent".)
+// message with the marker is refused with rspamd's reply; one over the
+// add_header score is delivered with the X-Spam field that action adds,
+// as the README says; any other gets the header rspamd's rule adds and
+// no X-Spam. (A milter that is not there: TestMilterFailuresKeepMail,
+// "absent".)
 func TestRspamdMilter(t *testing.T) {
 	t.Parallel()
 	rs := startRspamd(t)
@@ -184,15 +194,23 @@ milter_timeout = "60s"
 		t.Fatalf("clean message: %q", r)
 	}
 	m := mailtest.Messages(t, mailRoot(s), "example.org/alice")
-	if len(m) != 1 || !strings.Contains(m[0], "X-Mailroom-Rspamd: seen") {
-		t.Fatalf("the delivered message lacks rspamd's header:\n%q", m)
+	if len(m) != 1 || !strings.Contains(m[0], "X-Mailroom-Rspamd: seen") || strings.Contains(m[0], "X-Spam:") {
+		t.Fatalf("the delivered message lacks rspamd's header, or is marked spam:\n%q", m)
+	}
+	spammy := crlf("From: <bob@example.net>\nTo: alice@example.org\nSubject: maybe\n\nMAILROOM-SPAMMY\n")
+	if r := send(spammy); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("message over add_header: %q, want 250", r)
+	}
+	m = mailtest.Messages(t, mailRoot(s), "example.org/alice")
+	if len(m) != 2 || !strings.Contains(m[1], "X-Spam: Yes\n") {
+		t.Fatalf("the message over add_header lacks the X-Spam field rspamd's action adds:\n%q", m)
 	}
 	spam := crlf("From: <bob@example.net>\nTo: alice@example.org\nSubject: buy\n\nMAILROOM-REJECT-ME\n")
 	if r := send(spam); !strings.HasPrefix(r, "554 5.7.1 ") || !strings.Contains(r, "Spam message rejected") {
 		t.Errorf("marked message: %q, want rspamd's 554 5.7.1 Spam message rejected", r)
 	}
-	if n := len(mailtest.Messages(t, mailRoot(s), "example.org/alice")); n != 1 {
-		t.Errorf("%d messages delivered, want only the clean one", n)
+	if n := len(mailtest.Messages(t, mailRoot(s), "example.org/alice")); n != 2 {
+		t.Errorf("%d messages delivered, want the two not refused", n)
 	}
 }
 
