@@ -52,3 +52,59 @@ key = "other.key"
 		t.Errorf("no warning about relay.dns:\n%s", w)
 	}
 }
+
+// TestExampleDKIM loads examples/mailroom.toml with its [[dkim]] entries
+// uncommented (and data_dir somewhere the test can write the keys
+// `mailroom dkim keygen` would have made), so that what the example shows
+// is what Load takes.
+func TestExampleDKIM(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "examples", "mailroom.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var lines []string
+	inDKIM := false
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "# [[dkim]]") {
+			inDKIM = true
+		}
+		if inDKIM && strings.HasPrefix(l, "# ") {
+			l = strings.TrimPrefix(l, "# ")
+		} else if inDKIM {
+			inDKIM = false
+		}
+		lines = append(lines, strings.ReplaceAll(l, "/var/lib/mailroom", dir))
+	}
+	text := strings.Join(lines, "\n")
+	if strings.Count(text, "\n[[dkim]]") != 2 {
+		t.Fatalf("the example's [[dkim]] entries were not found:\n%s", text)
+	}
+	keyDir := filepath.Join(dir, "dkim", "example.org")
+	os.MkdirAll(keyDir, 0o700)
+	for sel, algo := range map[string]string{"mailroom": dkim.RSA, "mailroom-ed25519": dkim.Ed25519} {
+		k, err := dkim.Generate(algo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem, _ := dkim.MarshalKey(k)
+		if err := os.WriteFile(filepath.Join(keyDir, sel+".key"), pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "mailroom.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []DKIMKey{
+		{Domain: "example.org", Selector: "mailroom", Key: filepath.Join(keyDir, "mailroom.key")},
+		{Domain: "example.org", Selector: "mailroom-ed25519", Key: filepath.Join(keyDir, "mailroom-ed25519.key")},
+	}
+	if len(cfg.DKIM) != 2 || cfg.DKIM[0] != want[0] || cfg.DKIM[1] != want[1] {
+		t.Errorf("[[dkim]] = %+v, want %+v", cfg.DKIM, want)
+	}
+}

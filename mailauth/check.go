@@ -25,6 +25,7 @@ import (
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"mailroom/internal/msghdr"
+	"mailroom/internal/resolve"
 	"mailroom/mailauth/dkim"
 )
 
@@ -36,6 +37,11 @@ type Resolver interface {
 	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
 	LookupAddr(ctx context.Context, addr string) ([]string, error)
 }
+
+var (
+	_ Resolver = (*resolve.Resolver)(nil)
+	_ Resolver = (*net.Resolver)(nil)
+)
 
 // Action is what becomes of a message.
 type Action int

@@ -12,7 +12,7 @@ import (
 )
 
 // TestLibrariesAssertDNSErrorType shows the defect that counting works
-// around (docs/upstream/go-msgauth-errors.md): go-msgauth and the SPF
+// around (docs/upstream/go-msgauth.md): go-msgauth and the SPF
 // library tell a temporary DNS failure by asserting the error's type, so
 // a wrapped one, or a context's end, reads as permanent: dkim=permerror
 // and spf=permerror where RFC 6376 and 7208 call for temperror.

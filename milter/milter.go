@@ -54,8 +54,20 @@ func ParseAction(s string) (Action, error) {
 	return TempFail, fmt.Errorf("%q: use \"tempfail\", \"accept\", \"reject\" or \"quarantine\"", s)
 }
 
+// String is the action's name in milter_default_action, as ParseAction
+// reads it and logs show it.
 func (a Action) String() string {
-	return [...]string{"tempfail", "accept", "reject", "quarantine"}[a]
+	switch a {
+	case TempFail:
+		return "tempfail"
+	case Accept:
+		return "accept"
+	case Reject:
+		return "reject"
+	case Quarantine:
+		return "quarantine"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
 }
 
 // Options configure a Client.
@@ -146,17 +158,22 @@ func (r *Reply) Error() string { return fmt.Sprintf("%d %s %s", r.Code, r.Enhanc
 // Temporary reports a 4xx reply.
 func (r *Reply) Temporary() bool { return r.Code/100 == 4 }
 
-var (
-	replyReject   = &Reply{Code: 550, Enhanced: "5.7.1", Text: "Message refused by a content filter"}
-	replyTempFail = &Reply{Code: 451, Enhanced: "4.7.1", Text: "Content filter unavailable, try again later"}
-)
+// replyReject and replyTempFail are the default replies, a new value each
+// time: the caller owns what it is given.
+func replyReject() *Reply {
+	return &Reply{Code: 550, Enhanced: "5.7.1", Text: "Message refused by a content filter"}
+}
+
+func replyTempFail() *Reply {
+	return &Reply{Code: 451, Enhanced: "4.7.1", Text: "Content filter unavailable, try again later"}
+}
 
 // reply makes a milter's answer an SMTP reply: SMFIR_REPLYCODE's own text
 // ("554 5.7.1 Spam message rejected"), or the default ones.
 func reply(act *gomilter.Action) *Reply {
 	switch act.Code {
 	case gomilter.ActTempFail:
-		return replyTempFail
+		return replyTempFail()
 	case gomilter.ActReplyCode:
 		if act.SMTPCode/100 == 4 || act.SMTPCode/100 == 5 {
 			r := &Reply{Code: act.SMTPCode, Text: strings.TrimSpace(act.SMTPText)}
@@ -174,10 +191,10 @@ func reply(act *gomilter.Action) *Reply {
 			return r
 		}
 		if act.SMTPCode/100 == 4 {
-			return replyTempFail
+			return replyTempFail()
 		}
 	}
-	return replyReject
+	return replyReject()
 }
 
 func isEnhanced(s string, code int) bool {

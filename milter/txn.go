@@ -2,6 +2,7 @@ package milter
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,13 +22,21 @@ import (
 // ConnInfo describes the SMTP client and transaction for the milters
 // (the connect event and the macros Postfix sends).
 type ConnInfo struct {
-	IP       net.IP // nil for a unix-socket client
-	Port     int
-	Helo     string
-	TLS      string // protocol version ("TLSv1.3"), "" without TLS
-	Cipher   string
-	AuthUser string // the authenticated user, for {auth_authen}
-	QueueID  string // for the i macro
+	IP   net.IP // nil for a unix-socket client
+	Port int    // the client's port
+	// Name is the client's host name if verified (a PTR name that
+	// resolves back to IP), PTR the first PTR name whether or not it
+	// does; "" for none. Milters get them as Postfix gives them:
+	// {client_name} and {client_ptr} "unknown" without one, and the
+	// connect event's host name "[IP]" without a verified one (libmilter's
+	// xxfi_connect).
+	Name, PTR string
+	Helo      string
+	TLS       string // protocol version ("TLSv1.3"), "" without TLS
+	Cipher    string
+	AuthUser  string // the authenticated user, for {auth_authen}
+	AuthType  string // the SASL mechanism it used ("PLAIN"), for {auth_type}
+	QueueID   string // for the i macro
 }
 
 // Txn is one transaction's conversation with the milters. It is used by
@@ -82,9 +91,9 @@ func (t *Txn) fail(m *session, stage string, err error) *Reply {
 		}
 		return nil
 	case Reject:
-		return replyReject
+		return replyReject()
 	}
-	return replyTempFail
+	return replyTempFail()
 }
 
 // answer turns a milter's action at a stage into a reply (nil: go on).
@@ -163,9 +172,10 @@ func (t *Txn) open(ctx context.Context, m *session, tg target, from string) *Rep
 	}
 	m.s, m.conn, m.allowed = s, d.conn, offered&s.ActionOpts
 	info := t.info
-	family, addr, name := gomilter.FamilyUnix, "", "localhost"
+	family, addr, host, name, ptr := gomilter.FamilyUnix, "", "localhost", "localhost", "localhost"
 	if info.IP != nil {
-		family, addr, name = gomilter.FamilyInet, info.IP.String(), "["+info.IP.String()+"]"
+		family, addr, name, ptr = gomilter.FamilyInet, info.IP.String(), cmp.Or(info.Name, "unknown"), cmp.Or(info.PTR, "unknown")
+		host = cmp.Or(info.Name, "["+addr+"]")
 		if info.IP.To4() == nil {
 			family = gomilter.FamilyInet6
 		}
@@ -176,11 +186,11 @@ func (t *Txn) open(ctx context.Context, m *session, tg target, from string) *Rep
 	}{
 		{"connect", func() (*gomilter.Action, error) {
 			if err := s.Macros(gomilter.CodeConn, "j", t.c.opts.Hostname, "{daemon_name}", t.c.opts.Daemon,
-				"{client_addr}", addr, "{client_name}", name, "{client_port}", strconv.Itoa(info.Port),
+				"{client_addr}", addr, "{client_name}", name, "{client_ptr}", ptr, "{client_port}", strconv.Itoa(info.Port),
 				"_", name+" ["+addr+"]"); err != nil {
 				return nil, err
 			}
-			return s.Conn(name, family, uint16(info.Port), addr)
+			return s.Conn(host, family, uint16(info.Port), addr)
 		}},
 		{"helo", func() (*gomilter.Action, error) {
 			if info.TLS != "" {
@@ -193,7 +203,7 @@ func (t *Txn) open(ctx context.Context, m *session, tg target, from string) *Rep
 		{"mail", func() (*gomilter.Action, error) {
 			kv := []string{"i", info.QueueID, "{mail_addr}", from}
 			if info.AuthUser != "" {
-				kv = append(kv, "{auth_type}", "PLAIN", "{auth_authen}", info.AuthUser)
+				kv = append(kv, "{auth_type}", info.AuthType, "{auth_authen}", info.AuthUser)
 			}
 			if err := s.Macros(gomilter.CodeMail, kv...); err != nil {
 				return nil, err

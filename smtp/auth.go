@@ -40,7 +40,10 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if err := s.throttled(""); err != nil {
 		return nil, err
 	}
-	switch strings.ToUpper(mech) {
+	// Milters are told which mechanism authenticated the user
+	// ({auth_type}); s.user is set only once one has.
+	s.authMech = strings.ToUpper(mech)
+	switch s.authMech {
 	case sasl.Plain:
 		return saslErrors{sasl.NewPlainServer(func(identity, username, password string) error {
 			// RFC 4616: an authorization identity other than the

@@ -3,9 +3,11 @@ package smtp
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -42,6 +44,10 @@ type MailAuth struct {
 	// Milters filter each transaction in turn ([smtp] milters, or
 	// [submission]'s).
 	Milters *milter.Client
+	// Resolver finds the client's host name for the milters
+	// ({client_name}, forward-confirmed); nil gives them "unknown".
+	// *resolve.Resolver implements it.
+	Resolver NameResolver
 	// SpoolDir holds messages too large for memory while they are
 	// signed, checked or filtered ("" for the system's temporary
 	// directory). Files there are unlinked at once.
@@ -53,6 +59,14 @@ type MailAuth struct {
 // message cannot be attributed to a domain and goes out unsigned.
 type Signer interface {
 	Sign(msg io.Reader) (string, error)
+}
+
+var _ Signer = (*dkim.Signer)(nil)
+
+// NameResolver is the DNS the client's host name is looked up in.
+type NameResolver interface {
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
 }
 
 // maxCheckedHeader bounds the header of a message checked on the MX.

@@ -1,10 +1,13 @@
 package smtp
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"slices"
 	"strings"
+	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -37,16 +40,51 @@ func milterReply(r *milter.Reply) error {
 
 // milterInfo describes the session to the milters.
 func (s *session) milterInfo(id string) milter.ConnInfo {
-	info := milter.ConnInfo{IP: s.ip, Helo: s.helo, QueueID: id}
+	info := milter.ConnInfo{IP: s.ip, Port: s.port, Helo: s.helo, QueueID: id}
+	info.Name, info.PTR = s.names()
 	if s.tls != nil {
 		info.TLS = tls.VersionName(s.tls.Version)
 		info.Cipher = tls.CipherSuiteName(s.tls.CipherSuite)
 	}
 	if s.user != nil {
-		info.AuthUser = s.user.Address.String()
+		info.AuthUser, info.AuthType = s.user.Address.String(), s.authMech
 	}
 	return info
 }
+
+// maxPTRNames bounds the PTR names of the client that are tried.
+const maxPTRNames = 5
+
+// names returns the client's verified host name (a PTR name one of whose
+// addresses is the client's, forward-confirmed as Postfix's client name)
+// and its first PTR name, "" where there is none or no Resolver. They
+// are looked up once per session, within namesTimeout.
+func (s *session) names() (verified, ptr string) {
+	res := s.srv.opts.Auth.Resolver
+	if s.namesDone || res == nil || s.ip == nil {
+		return s.clientName, s.clientPTR
+	}
+	s.namesDone = true
+	ctx, cancel := context.WithTimeout(s.ctx, namesTimeout)
+	defer cancel()
+	ptrs, err := res.LookupAddr(ctx, s.ip.String())
+	if err != nil || len(ptrs) == 0 {
+		s.log.Debug("no PTR name for the client", "err", err)
+		return "", ""
+	}
+	s.clientPTR = strings.TrimSuffix(ptrs[0], ".")
+	for _, name := range ptrs[:min(len(ptrs), maxPTRNames)] {
+		ips, err := res.LookupIPAddr(ctx, name)
+		if err == nil && slices.ContainsFunc(ips, func(a net.IPAddr) bool { return a.IP.Equal(s.ip) }) {
+			s.clientName = strings.TrimSuffix(name, ".")
+			break
+		}
+	}
+	return s.clientName, s.clientPTR
+}
+
+// namesTimeout bounds the client name lookups of one session.
+const namesTimeout = 10 * time.Second
 
 // beginMilters starts the milters' part of a transaction at MAIL.
 func (s *session) beginMilters(txn *mda.Txn, from string) (*milter.Txn, error) {

@@ -2,13 +2,20 @@ package smtp_test
 
 import (
 	"bytes"
+	"encoding/base64"
+	"maps"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"mailroom/internal/mailtest"
+	"mailroom/internal/mailtest/fakedns"
 	"mailroom/internal/mailtest/fakemilter"
 	"mailroom/internal/mailtest/mailenv"
+	"mailroom/internal/resolve"
 	"mailroom/smtp"
 )
 
@@ -200,4 +207,111 @@ func TestSubmissionMilterAddsRemoteRecipient(t *testing.T) {
 	if len(q.msgs) != 1 || !slices.Equal(q.msgs[0].to, []string{"bob@example.org", "carol@remote.example"}) {
 		t.Fatalf("queued %+v, want one message to bob and carol", q.msgs)
 	}
+}
+
+// macroRecorder is a fake milter's answer that records the macros it is
+// sent ({name} -> value) and answers everything else as usual.
+type macroRecorder struct {
+	mu     sync.Mutex
+	macros map[string]string
+	host   string // the connect event's host name
+}
+
+func (m *macroRecorder) answer(code byte, data []byte) ([][]byte, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch code {
+	case 'D':
+		kv := strings.Split(strings.TrimSuffix(string(data[1:]), "\x00"), "\x00")
+		for i := 0; i+1 < len(kv); i += 2 {
+			m.macros[kv[i]] = kv[i+1]
+		}
+	case 'C':
+		m.host, _, _ = strings.Cut(string(data), "\x00")
+	}
+	return nil, ""
+}
+
+func (m *macroRecorder) get() (map[string]string, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.macros), m.host
+}
+
+// TestMilterMacros: milters get the client's port, its host name as
+// Postfix gives it ({client_name} forward-confirmed or "unknown",
+// {client_ptr} the PTR name; the connect event's name "[addr]" without a
+// confirmed one) and the SASL mechanism the user authenticated with.
+func TestMilterMacros(t *testing.T) {
+	dns := fakedns.Start(t,
+		"3.0.0.127.in-addr.arpa. 60 IN PTR client.example.",
+		"client.example. 60 IN A 127.0.0.3",
+		"2.0.0.127.in-addr.arpa. 60 IN PTR liar.example.",
+		"liar.example. 60 IN A 192.0.2.1",
+	)
+	res := resolve.New(resolve.Options{Server: dns.Addr})
+	for _, c := range []struct {
+		name       string
+		resolver   smtp.NameResolver
+		local      string // the client's address
+		clientName string
+		ptr        string
+		host       string
+	}{
+		{"confirmed name", res, "127.0.0.3", "client.example", "client.example", "client.example"},
+		{"PTR name that does not lead back", res, "127.0.0.2", "unknown", "liar.example", "[127.0.0.2]"},
+		{"no resolver", nil, "127.0.0.1", "unknown", "unknown", "[127.0.0.1]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newEnv(t)
+			rec := &macroRecorder{macros: map[string]string{}}
+			m := fakemilter.Start(t, rec.answer)
+			addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.MX,
+				Auth: smtp.MailAuth{Milters: milterClient(t, m.Addr), Resolver: c.resolver, SpoolDir: env.Dir}})
+			conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.local)}}).Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := mailtest.DialConn(t, conn)
+			d.Send("EHLO client.test")
+			d.Expect("250 ")
+			send(d, "s@remote.example", []string{"alice@example.org"}, "Subject: x", "", "y")
+			d.Expect("250 ")
+			got, host := rec.get()
+			port := strconv.Itoa(conn.LocalAddr().(*net.TCPAddr).Port)
+			want := map[string]string{"{client_addr}": c.local, "{client_port}": port, "{client_name}": c.clientName,
+				"{client_ptr}": c.ptr, "_": c.clientName + " [" + c.local + "]", "{daemon_name}": "smtp", "j": "mx.test"}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("macro %s = %q, want %q", k, got[k], v)
+				}
+			}
+			if host != c.host {
+				t.Errorf("connect event's host name %q, want %q", host, c.host)
+			}
+		})
+	}
+
+	t.Run("auth_type", func(t *testing.T) {
+		env := newEnv(t)
+		rec := &macroRecorder{macros: map[string]string{}}
+		m := fakemilter.Start(t, rec.answer)
+		addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, Queue: &fakeQueue{}, AuthFailureDelay: -1,
+			Auth: smtp.MailAuth{Milters: milterClient(t, m.Addr), SpoolDir: env.Dir}})
+		d := mailtest.Dial(t, "tcp", addr)
+		d.Send("EHLO client.test")
+		d.Expect("250 ")
+		d.Send("AUTH LOGIN")
+		d.Expect("334")
+		d.Send(base64.StdEncoding.EncodeToString([]byte("alice@example.org")))
+		d.Expect("334")
+		d.Send(base64.StdEncoding.EncodeToString([]byte("secret")))
+		d.Expect("235")
+		send(d, "alice@example.org", []string{"bob@example.org"}, "From: <alice@example.org>", "", "y")
+		d.Expect("250 ")
+		got, _ := rec.get()
+		if got["{auth_type}"] != "LOGIN" || got["{auth_authen}"] != "alice@example.org" {
+			t.Errorf("{auth_type} %q, {auth_authen} %q; want LOGIN, alice@example.org", got["{auth_type}"], got["{auth_authen}"])
+		}
+	})
 }

@@ -38,6 +38,13 @@ type session struct {
 	tls      *tls.ConnectionState
 	log      *slog.Logger
 
+	port     int    // the client's port, 0 for a pipe
+	authMech string // the SASL mechanism of the last AUTH
+	// clientName and clientPTR are the client's verified host name and
+	// its PTR name, looked up once, for the milters (names).
+	clientName, clientPTR string
+	namesDone             bool
+
 	user      *account.Account // after AUTH
 	authFails int              // failed or refused AUTH attempts
 
@@ -100,6 +107,9 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 		sess.ip = base.IP
 		sess.client = conns.ClientKey(base.IP)
 		sess.loopback = base.IP.IsLoopback()
+	}
+	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		sess.port = a.Port
 	}
 	if st, ok := c.TLSConnectionState(); ok {
 		sess.tls = &st

@@ -36,6 +36,8 @@ func (a *app) initAuth() error {
 	return nil
 }
 
+var _ queue.Signer = (*dkim.Signer)(nil)
+
 // queueSigner signs the queue's own DSNs (nil without keys: a nil
 // *dkim.Signer in the interface would not be nil).
 func (a *app) queueSigner() queue.Signer {
@@ -60,6 +62,7 @@ func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
 		// New fails only on addresses Validate refused.
 		ma.Milters, _ = milter.New(milter.Options{Milters: ms.Addrs, DefaultAction: ms.DefaultAction,
 			Timeout: ms.Timeout, Hostname: a.cfg.Hostname, Daemon: role.String(), Logger: a.log.With("proto", key)})
+		ma.Resolver = a.resolver
 	}
 	cs, _ := a.cfg.ChecksSettings()
 	if role == smtp.MX {

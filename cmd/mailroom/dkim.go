@@ -21,9 +21,14 @@ import (
 	"mailroom/mailauth/dkim"
 )
 
-// Default selectors of `mailroom dkim keygen`, one per algorithm so that
-// an RSA and an Ed25519 key can sign side by side.
-var defaultSelector = map[string]string{dkim.RSA: "mailroom", dkim.Ed25519: "mailroom-ed25519"}
+// defaultSelector is `mailroom dkim keygen`'s selector for algo, one per
+// algorithm so that an RSA and an Ed25519 key can sign side by side.
+func defaultSelector(algo string) string {
+	if algo == dkim.Ed25519 {
+		return "mailroom-ed25519"
+	}
+	return "mailroom"
+}
 
 func cmdDKIM(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -77,7 +82,7 @@ func dkimKeygen(args []string, stdout, stderr io.Writer) error {
 		return withExit(exitUsage, fmt.Errorf("-algo %q: use rsa or ed25519", *algo))
 	}
 	if *selector == "" {
-		*selector = defaultSelector[*algo]
+		*selector = defaultSelector(*algo)
 	}
 	if err := dkim.CheckSelector(*selector); err != nil {
 		return withExit(exitUsage, err)

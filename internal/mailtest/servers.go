@@ -25,6 +25,13 @@ func Dial(t testing.TB, network, addr string) *Dialog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return DialConn(t, c)
+}
+
+// DialConn is Dial over a connection the test made (from an address of
+// its choice, say).
+func DialConn(t testing.TB, c net.Conn) *Dialog {
+	t.Helper()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	t.Cleanup(func() { c.Close() })
 	d := &Dialog{t: t, conn: c, r: textproto.NewReader(bufio.NewReader(c))}
