@@ -4,6 +4,7 @@
 //	lmtpbench lmtp -addr 127.0.0.1:PORT -n 2000 -sessions 16 -users 16
 //	lmtpbench disk -dir DIR -n 2000 -workers 16 -maildirs 16
 //	lmtpbench count -dir MAILROOT -domain example.org
+//	lmtpbench fill -dir MAILDIR -n 100000 -sub cur
 //	lmtpbench port
 //	lmtpbench wait -addr 127.0.0.1:PORT
 //
@@ -15,7 +16,11 @@
 // create a file O_EXCL in tmp/, write -size bytes, fsync it, rename it into
 // new/, fsync new/. "count" counts the files in new/ and tmp/ of every
 // Maildir below MAILROOT/<domain>/*/Maildir, for the script to check that
-// the server really stored what it acknowledged. "port" prints a free
+// the server really stored what it acknowledged. "fill" puts -n messages
+// into one Maildir's new/ or cur/ (Dovecot's file names with S= and W=, as
+// both servers write them; not fsynced one by one, the file system is
+// synced once at the end), for a delivery into a folder that already
+// holds many messages. "port" prints a free
 // loopback port (bound to 127.0.0.1:0, then released) for a server that
 // must be told its port; "wait" waits until a server answers a connection
 // with a 220 greeting.
@@ -40,6 +45,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -54,6 +60,8 @@ func main() {
 		err = runDisk(os.Args[2:])
 	case "count":
 		err = runCount(os.Args[2:])
+	case "fill":
+		err = runFill(os.Args[2:])
 	case "port":
 		err = runPort()
 	case "wait":
@@ -68,7 +76,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: lmtpbench lmtp|disk|count|port|wait [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: lmtpbench lmtp|disk|count|fill|port|wait [flags]  (-h for flags)")
 	os.Exit(2)
 }
 
@@ -126,10 +134,11 @@ func runLMTP(args []string) error {
 	users := fs.Int("users", 16, "recipients user0..user<users-1>; session i delivers to user<i mod users>")
 	domain := fs.String("domain", "example.org", "recipient domain")
 	size := fs.Int("size", 4096, "message size in bytes, as sent")
+	rcpts := fs.Int("rcpts", 1, "recipients per message: session i sends to user<(i+k) mod users> for k < rcpts")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
 	fs.Parse(args)
-	if *addr == "" || *n < 1 || *sessions < 1 || *users < 1 {
-		return errors.New("lmtp: need -addr, -n >= 1, -sessions >= 1, -users >= 1")
+	if *addr == "" || *n < 1 || *sessions < 1 || *users < 1 || *rcpts < 1 || *rcpts > *users {
+		return errors.New("lmtp: need -addr, -n >= 1, -sessions >= 1, -users >= 1, 1 <= -rcpts <= -users")
 	}
 	from := "bench@sender.test"
 
@@ -160,8 +169,11 @@ func runLMTP(args []string) error {
 	start := time.Now()
 	deadline := start.Add(*timeout)
 	for i, c := range clients {
-		to := fmt.Sprintf("user%d@%s", i%*users, *domain)
-		msg := message(*size, from, to)
+		var to []string
+		for k := range *rcpts {
+			to = append(to, fmt.Sprintf("user%d@%s", (i+k)%*users, *domain))
+		}
+		msg := message(*size, from, to[0])
 		count := split(*n, *sessions, i)
 		lats[i] = make([]time.Duration, 0, count)
 		wg.Go(func() {
@@ -194,8 +206,8 @@ func runLMTP(args []string) error {
 	if firstErr != nil {
 		return fmt.Errorf("%d of %d delivered: %w", ok.Load(), *n, firstErr)
 	}
-	fmt.Printf("RESULT mode=lmtp sessions=%d users=%d n=%d secs=%.3f rate=%.1f %s\n",
-		*sessions, *users, ok.Load(), secs, float64(ok.Load())/secs, stats(slices.Concat(lats...)))
+	fmt.Printf("RESULT mode=lmtp sessions=%d users=%d rcpts=%d n=%d secs=%.3f rate=%.1f %s\n",
+		*sessions, *users, *rcpts, ok.Load(), secs, float64(ok.Load())/secs, stats(slices.Concat(lats...)))
 	return nil
 }
 
@@ -206,13 +218,15 @@ func cmp(old, new error) error {
 	return new
 }
 
-// deliver sends one message to one recipient and waits for its reply.
-func deliver(c *smtp.Client, from, to string, msg []byte) error {
+// deliver sends one message to its recipients and waits for their replies.
+func deliver(c *smtp.Client, from string, to []string, msg []byte) error {
 	if err := c.Mail(from, nil); err != nil {
 		return fmt.Errorf("MAIL: %w", err)
 	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return fmt.Errorf("RCPT: %w", err)
+	for _, rcpt := range to {
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return fmt.Errorf("RCPT %s: %w", rcpt, err)
+		}
 	}
 	w, err := c.Data()
 	if err != nil {
@@ -225,8 +239,10 @@ func deliver(c *smtp.Client, from, to string, msg []byte) error {
 	if err != nil {
 		return fmt.Errorf("DATA reply: %w", err)
 	}
-	if _, ok := resp[to]; !ok {
-		return fmt.Errorf("no reply for %s", to)
+	for _, rcpt := range to {
+		if _, ok := resp[rcpt]; !ok {
+			return fmt.Errorf("no reply for %s", rcpt)
+		}
 	}
 	return nil
 }
@@ -355,6 +371,49 @@ func runCount(args []string) error {
 		}
 	}
 	fmt.Printf("RESULT mode=count maildirs=%d new=%d cur=%d tmp=%d\n", len(mds), nNew, nCur, nTmp)
+	return nil
+}
+
+func runFill(args []string) error {
+	fs := flag.NewFlagSet("fill", flag.ExitOnError)
+	dir := fs.String("dir", "", "the Maildir (made with tmp/, new/ and cur/ if missing)")
+	n := fs.Int("n", 10000, "messages to add")
+	sub := fs.String("sub", "cur", "new or cur (cur: seen, :2,S)")
+	size := fs.Int("size", 2048, "bytes per message")
+	fs.Parse(args)
+	if *dir == "" || *n < 0 || (*sub != "new" && *sub != "cur") {
+		return errors.New("fill: need -dir, -n >= 0, -sub new|cur")
+	}
+	for _, s := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(*dir, s), 0o700); err != nil {
+			return err
+		}
+	}
+	data := bytes.ReplaceAll(message(*size, "fill@sender.test", "user@example.org"), []byte("\r\n"), []byte("\n"))
+	served := len(data) + bytes.Count(data, []byte("\n"))
+	info := ""
+	if *sub == "cur" {
+		info = ":2,S"
+	}
+	// Names as delivered a year ago, one second apart: older than any
+	// the servers give, so that sorting by name keeps the fill first.
+	t0 := time.Now().Add(-365 * 24 * time.Hour).Unix()
+	pid := os.Getpid()
+	for i := range *n {
+		name := fmt.Sprintf("%d.M%06dP%dQ%d.fill,S=%d,W=%d%s", t0+int64(i), i%1000000, pid, i, len(data), served, info)
+		if err := os.WriteFile(filepath.Join(*dir, *sub, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	d, err := os.Open(*dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs: %w", err)
+	}
+	fmt.Printf("RESULT mode=fill n=%d sub=%s\n", *n, *sub)
 	return nil
 }
 
