@@ -39,17 +39,30 @@ type Config struct {
 	// Domains receive mail locally. Example: ["example.org"].
 	Domains []string `toml:"domains"`
 
-	TLS        TLS      `toml:"tls"`
-	SMTP       Listener `toml:"smtp"`
+	TLS TLS `toml:"tls"`
+	// SMTP is the MX ([smtp]): mail from other servers to the domains,
+	// usually on port 25. It offers no AUTH and relays nothing; mail to
+	// an unknown user is refused at RCPT (550 5.1.1).
+	SMTP Listener `toml:"smtp"`
+	// Submission is where users send mail from their clients
+	// ([submission]): AUTH is required, on port 587 with STARTTLS
+	// (listen) and 465 with implicit TLS (listen_tls); mail to other
+	// domains goes out through the queue.
 	Submission Listener `toml:"submission"`
-	LMTP       LMTP     `toml:"lmtp"`
-	IMAP       IMAP     `toml:"imap"`
-	Limits     Limits   `toml:"limits"`
-	Delivery   Delivery `toml:"delivery"`
-	Relay      Relay    `toml:"relay"`
-	Queue      Queue    `toml:"queue"`
-	DNS        DNS      `toml:"dns"`
-	Checks     Checks   `toml:"checks"`
+	// LMTP takes mail from an MTA in front of mailroom, such as Postfix
+	// ([lmtp]), with one reply per recipient (RFC 2033).
+	LMTP LMTP `toml:"lmtp"`
+	IMAP IMAP `toml:"imap"`
+	// Limits bound what one client or message may take ([limits]), so
+	// that no client starves the others.
+	Limits Limits `toml:"limits"`
+	// Delivery says how mail is stored and where aliases and .forward
+	// files send it ([delivery]).
+	Delivery Delivery `toml:"delivery"`
+	Relay    Relay    `toml:"relay"`
+	Queue    Queue    `toml:"queue"`
+	DNS      DNS      `toml:"dns"`
+	Checks   Checks   `toml:"checks"`
 	// DKIM lists the keys that sign outgoing mail ([[dkim]] tables).
 	DKIM []DKIMKey `toml:"dkim"`
 	// Socketmap answers Postfix's lookups ([socketmap]).

@@ -20,11 +20,26 @@ type Key struct {
 	Default string
 	// Table marks a table ([limits]) or an array of tables ([[dkim]]).
 	Table bool
+	// Doc says what the key does, from the doc comment of its field in
+	// this package (paragraphs separated by a blank line), so that the
+	// manual page is the code's own documentation.
+	Doc string
 }
 
 var (
 	durationType = reflect.TypeFor[Duration]()
 )
+
+// notKeys are keys that tables of a shared shape have but do not take,
+// and why: Keys leaves them out (Validate refuses the first ones, and
+// the MX never asks for AUTH).
+var notKeys = map[string]string{
+	"smtp.listen_tls":            "implicit TLS belongs to [submission]",
+	"smtp.allow_insecure_auth":   "the MX role offers no AUTH",
+	"imap.milters":               "milters filter SMTP only",
+	"imap.milter_default_action": "milters filter SMTP only",
+	"imap.milter_timeout":        "milters filter SMTP only",
+}
 
 // Keys lists every key the configuration file may set, in the order of
 // the structs (tables after the keys of their parent).
@@ -46,30 +61,47 @@ func Keys() []Key {
 				continue
 			}
 			name := prefix + tag
+			if notKeys[name] != "" {
+				continue
+			}
 			switch {
-			case f.Type.Kind() == reflect.Struct && f.Type != durationType:
+			case isTable(f.Type) && f.Type.Kind() == reflect.Struct:
 				tables = append(tables, func() {
-					out = append(out, Key{Name: name, Type: "a table ([" + name + "])", Table: true})
+					out = append(out, Key{Name: name, Type: "a table ([" + name + "])", Table: true, Doc: keyDoc(t, f)})
 					walk(name+".", fv)
 				})
-			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct && f.Type.Elem() != durationType:
+			case isTable(f.Type):
 				tables = append(tables, func() {
-					out = append(out, Key{Name: name, Type: "an array of tables ([[" + name + "]])", Table: true})
+					out = append(out, Key{Name: name, Type: "an array of tables ([[" + name + "]])", Table: true, Doc: keyDoc(t, f)})
 					walk(name+".", reflect.New(f.Type.Elem()).Elem())
 				})
 			default:
-				out = append(out, Key{Name: name, Type: describeType(f.Type), Default: tomlValue(fv)})
+				out = append(out, Key{Name: name, Type: describeType(f.Type), Default: tomlValue(fv), Doc: keyDoc(t, f)})
 			}
 		}
 		for _, fn := range tables {
 			fn()
 		}
 	}
-	walk("", reflect.ValueOf(Default()).Elem())
+	def := Default()
+	def.Hostname = "" // the machine's, as its description says
+	walk("", reflect.ValueOf(def).Elem())
 	return out
 }
 
+// isTable says whether a field of type t is a table or an array of
+// tables in the file.
+func isTable(t reflect.Type) bool {
+	if t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct && t != durationType
+}
+
 func describeType(t reflect.Type) string {
+	if t.Kind() == reflect.Pointer { // optional, to tell unset from false or ""
+		t = t.Elem()
+	}
 	if t == durationType {
 		return `a duration such as "5m" or "90s"`
 	}
@@ -99,6 +131,12 @@ func describeType(t reflect.Type) string {
 }
 
 func tomlValue(v reflect.Value) string {
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return ""
+		}
+		v = v.Elem()
+	}
 	if v.Type() == durationType {
 		d := v.Interface().(Duration)
 		if d.Duration == 0 {

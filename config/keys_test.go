@@ -35,14 +35,9 @@ func TestKeysAgreeWithExample(t *testing.T) {
 	for _, k := range md.Keys() {
 		inExample[k.String()] = true
 	}
-	// Keys the example does not set, and why.
-	exempt := map[string]string{
-		"smtp.listen_tls":            "Validate refuses it (implicit TLS belongs to [submission])",
-		"smtp.allow_insecure_auth":   "the MX role offers no AUTH; [smtp] shares the listener table's shape",
-		"imap.milters":               "Validate refuses it (milters filter SMTP only)",
-		"imap.milter_default_action": "Validate refuses it",
-		"imap.milter_timeout":        "Validate refuses it",
-	}
+	// Keys the example does not set, and why: none (the keys of shared
+	// table shapes that a table does not take are not in Keys).
+	exempt := map[string]string{}
 	// A key the example shows in one table stands for the same key of
 	// tables that share its shape ("the same keys as [smtp]").
 	shown := map[string]bool{}
@@ -84,5 +79,49 @@ func TestTypeErrors(t *testing.T) {
 	}
 	if got := closest("completely_different"); got != "" {
 		t.Errorf("closest of nothing alike: %q, want none", got)
+	}
+}
+
+// TestKeysDocumented: every key says what it does, from its field's doc
+// comment (mailroom.toml(5) is made of these), in the file's names.
+func TestKeysDocumented(t *testing.T) {
+	docs := map[string]string{}
+	for _, k := range Keys() {
+		docs[k.Name] = k.Doc
+		if strings.TrimSpace(k.Doc) == "" {
+			t.Errorf("key %s has no description: give its field in config/ a doc comment", k.Name)
+		}
+		if _, ok := notKeys[k.Name]; ok {
+			t.Errorf("Keys lists %s, which its table does not take", k.Name)
+		}
+	}
+	for _, c := range []struct{ key, want, not string }{
+		// The field's Go name becomes the key's, first and further on.
+		{"limits.idle_timeout", "idle_timeout bounds every read", "IdleTimeout"},
+		{"limits.idle_timeout", "with min_data_rate,", "MinDataRate"},
+		{"relay.password", "password for username. Prefer password_file", "PasswordFile"},
+		// A field without a comment shares the one above that names it...
+		{"sieve.after", "before and after are the administrator's script files", ""},
+		{"sieve.max_script_size", "max_script_size the octets of one", ""},
+		// ...and only that one.
+		{"tls", "names the certificate used for STARTTLS", "domains receive"},
+		// A table is described by its field, or else by its type, without
+		// the "is the [imap] table" preamble.
+		{"imap", "Its listeners and a connection limit of its own", "is the [imap] table"},
+		{"smtp", "the MX", "Listener"},
+		// Names that are not the struct's keys stay as they are.
+		{"server.user", "(whose unit sets User= itself)", ""},
+		// Paragraphs are joined into lines.
+		{"delivery.allow_commands", "Off by default: a mail home may be writable by its user", "\n"},
+		// Trailing comments count.
+		{"tls.cert", "PEM certificate chain", ""},
+	} {
+		d := docs[c.key]
+		if !strings.Contains(d, c.want) || c.not != "" && strings.Contains(d, c.not) {
+			t.Errorf("%s: %q, want it to say %q and not %q", c.key, d, c.want, c.not)
+		}
+	}
+	if d := Keys()[0]; d.Name != "hostname" || d.Default != "" {
+		t.Errorf("hostname's default is the machine's, not shown as a value: %+v", d)
 	}
 }

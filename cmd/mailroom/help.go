@@ -176,6 +176,14 @@ Before it opens mailroom.db, serve (like every command that opens it) has the fi
 			run:     func(c *cmdIO) error { return cmdVersion(c.stdout) },
 		},
 		{
+			name:    "manpage",
+			usage:   []string{"manpage mailroom.8|mailroom.toml.5"},
+			summary: "Print a manual page, mailroom(8) (the commands) or mailroom.toml(5) (the configuration file), written from the same sources as the help, to be installed under man8 and man5.",
+			text:    `For example: mailroom manpage mailroom.8 > /usr/local/share/man/man8/mailroom.8; mailroom manpage mailroom.toml.5 > /usr/local/share/man/man5/mailroom.toml.5.`,
+			exit:    "0 written, 64 no such page.",
+			run:     func(c *cmdIO) error { return cmdManpage(c.args, c.stdout) },
+		},
+		{
 			name:    "help",
 			usage:   []string{"help [COMMAND | config]"},
 			summary: "Print the usage of every command, of one command, or every configuration key with its type and default.",
