@@ -97,13 +97,18 @@ func (c *conn) cmdAuthenticate(args []arg) error {
 // saslResponse reads the client's answer to a challenge: one string on a
 // line of its own.
 func (c *conn) saslResponse() (string, error) {
-	c.dec.line, c.dec.last = 0, 0
+	c.dec.begin()
+	c.dec.preAuth = true
 	a, err := c.dec.arg()
 	if err == nil {
 		err = c.dec.expect('\r')
 		if err == nil {
 			err = c.dec.expect('\n')
 		}
+	}
+	if !c.countPreAuth() {
+		c.done = true
+		return "", &response{"BYE", "", "Too much data before authentication"}
 	}
 	var se *syntaxError
 	switch {

@@ -52,9 +52,12 @@ type conn struct {
 	home      string
 	authFails int
 	bad       int
-	done      bool // LOGOUT, BYE: the loop ends
-	byeOnce   sync.Once
-	lastWords bool
+	// preAuthOctets counts what the client sent before it
+	// authenticated (maxPreAuthOctets).
+	preAuthOctets int
+	done          bool // LOGOUT, BYE: the loop ends
+	byeOnce       sync.Once
+	lastWords     bool
 }
 
 type deadlineWriter struct{ c *conn }
@@ -127,7 +130,12 @@ func (c *conn) next() bool {
 	defer c.cc.End() // and says BYE after it
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.dec.preAuth = c.user == ""
 	cmd, err := c.dec.readCommand()
+	if !c.countPreAuth() {
+		c.byeLocked("", "Too much data before authentication")
+		return false
+	}
 	var se *syntaxError
 	var tb *tooBigError
 	switch {
@@ -138,6 +146,10 @@ func (c *conn) next() bool {
 		return c.badCommand(se.msg)
 	case errors.Is(err, errLineTooLong):
 		c.byeLocked("", "Command too long")
+		return false
+	case errors.Is(err, errDesync):
+		c.log.Info("malformed literal; closing the connection", "event", "protocol_error", "err", err)
+		c.byeLocked("", "Malformed literal")
 		return false
 	case err != nil:
 		return false
@@ -151,6 +163,21 @@ func (c *conn) next() bool {
 		}
 	}
 	return !c.done
+}
+
+// countPreAuth adds the octets of the command just read to those sent
+// before authentication; false beyond maxPreAuthOctets, when the
+// connection must end.
+func (c *conn) countPreAuth() bool {
+	if c.user != "" {
+		return true
+	}
+	c.preAuthOctets += c.dec.consumed()
+	if c.preAuthOctets <= maxPreAuthOctets {
+		return true
+	}
+	c.log.Info("too much data before authentication; closing the connection", "event", "protocol_error", "octets", c.preAuthOctets)
+	return false
 }
 
 // badCommand answers a command that cannot be run as written, and ends

@@ -23,6 +23,8 @@ var fuzzSeeds = []string{
 	"STARTTLS\r\n",
 	"PUTSCRIPT \"x\" {99999+}\r\n",
 	"\"\\\"\r\n{}\r\n",
+	"PUTSCRIPT \"a\\x\" {25+}\r\nDELETESCRIPT \"precious\"\r\n",
+	"PUTSCRIPT \"a\" {9999999999999+}\r\nNOOP\r\n",
 }
 
 // FuzzSession runs whole sessions against the server over a pipe: no

@@ -41,6 +41,8 @@ type envOptions struct {
 	insecure   bool
 	throttle   *authdelay.Throttle
 	maxScripts int
+	// maxScriptSize is the server's and store's limit (0: 4096).
+	maxScriptSize int
 }
 
 var testAuth = AuthenticatorFunc(func(ctx context.Context, user, pass string) (string, error) {
@@ -58,15 +60,18 @@ var testAuth = AuthenticatorFunc(func(ctx context.Context, user, pass string) (s
 func newEnv(t *testing.T, o envOptions) *testEnv {
 	t.Helper()
 	e := &testEnv{root: t.TempDir(), log: &mailtest.LockedBuffer{}}
+	if o.maxScriptSize == 0 {
+		o.maxScriptSize = 4096
+	}
 	var err error
-	e.scripts, err = sievestore.New(sievestore.Options{MailRoot: e.root, MaxScripts: o.maxScripts, MaxScriptSize: 4096})
+	e.scripts, err = sievestore.New(sievestore.Options{MailRoot: e.root, MaxScripts: o.maxScripts, MaxScriptSize: o.maxScriptSize})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.scripts.Close() })
 	opts := Options{
 		Scripts: e.scripts, Auth: testAuth, AllowInsecureAuth: o.insecure,
-		Extensions: sieve.Extensions(), MaxRedirects: 4, MaxScriptSize: 4096,
+		Extensions: sieve.Extensions(), MaxRedirects: 4, MaxScriptSize: o.maxScriptSize,
 		Throttle: o.throttle,
 		Logger:   slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Panics:   mailtest.Panics,

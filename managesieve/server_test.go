@@ -305,3 +305,114 @@ func TestShutdown(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPreAuthBounds: a client that has not authenticated can make the
+// server hold no more than a few KiB for it: a literal beyond
+// maxPreAuthLiteral, or more than maxPreAuthOctets in all, ends the
+// connection, whatever the script size limit for users.
+func TestPreAuthBounds(t *testing.T) {
+	e := newEnv(t, envOptions{maxScriptSize: 256 << 10})
+	tests := []struct {
+		name string
+		send func(c *client)
+		want string
+	}{
+		{"literal over the pre-auth limit", func(c *client) {
+			c.send("NOOP " + lit(strings.Repeat("x", maxPreAuthLiteral+1)) + "\r\n")
+		}, `BYE "Command too long"`},
+		{"literals that add up over it", func(c *client) {
+			half := lit(strings.Repeat("x", maxPreAuthLiteral/2+1))
+			c.send("NOOP " + half + " " + half + "\r\n")
+		}, `BYE "Command too long"`},
+		{"a SASL response over it", func(c *client) {
+			c.send("AUTHENTICATE \"PLAIN\"\r\n")
+			if r, _ := c.br.ReadString('\n'); r != "\"\"\r\n" {
+				t.Fatalf("challenge: %q", r)
+			}
+			c.send(lit(strings.Repeat("A", maxPreAuthLiteral+4)) + "\r\n")
+		}, `BYE "Connection error"`},
+		{"endless small commands", func(c *client) {
+			cmd := `NOOP "` + strings.Repeat("x", 1000) + "\"\r\n"
+			for i := 0; (i+1)*len(cmd) <= maxPreAuthOctets; i++ {
+				c.send(cmd)
+				if r := c.response(); !strings.HasPrefix(r, "OK") {
+					c.t.Fatalf("command %d: %s", i, r)
+				}
+			}
+			c.send(cmd)
+		}, `BYE "Too much data before authentication"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.dial(t)
+			c.response()
+			tt.send(c)
+			if r := c.response(); r != tt.want {
+				t.Errorf("got %s, want %s", r, tt.want)
+			}
+		})
+	}
+	// Once authenticated, a literal up to the script limit is read, and
+	// all of a command's literals together are held to it.
+	c := e.dial(t)
+	c.response()
+	c.login()
+	script := "# " + strings.Repeat("x", 100<<10) + "\r\nkeep;\r\n"
+	if r := c.cmd("CHECKSCRIPT " + lit(script)); r != `OK "Script is valid"` {
+		t.Errorf("large script: %s", r)
+	}
+	big := lit(strings.Repeat("x", 100<<10))
+	if r := c.cmd("CHECKSCRIPT " + big + " " + big + " " + big); r != `NO (QUOTA/MAXSIZE) "The script is larger than 262144 octets"` {
+		t.Errorf("three literals: %s", r)
+	}
+	if r := c.cmd("NOOP"); r != `OK "Done"` {
+		t.Errorf("after: %s", r)
+	}
+}
+
+// TestLiteralResync: after a bad command, the literals it announced are
+// skipped, never read as commands (here a DELETESCRIPT hidden in a
+// script's text); a literal header that cannot be read ends the
+// connection, since nothing says where its octets end.
+func TestLiteralResync(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	home := "example.org/alice"
+	hidden := "DELETESCRIPT \"precious\"\r\n"
+	tests := []struct {
+		name  string
+		send  string
+		wants []string
+	}{
+		{"syntax error before a literal", `PUTSCRIPT "a\x" ` + lit(hidden) + "\r\nNOOP\r\n",
+			[]string{`NO "Only \\\" and \\\\ may be escaped in a quoted string"`, `OK "Done"`}},
+		{"two literals after the error", "PUTSCRIPT \"a\" 12x " + lit(hidden) + " " + lit(hidden) + "\r\nNOOP\r\n",
+			[]string{`NO "Expected a space or the end of the line after PUTSCRIPT"`, `OK "Done"`}},
+		{"error after a literal", `PUTSCRIPT "a" ` + lit("keep;") + " junk " + lit(hidden) + "\r\nNOOP\r\n",
+			[]string{`NO "Expected a string or a number"`, `OK "Done"`}},
+		{"literal over the limit", `PUTSCRIPT "a" ` + lit(strings.Repeat("#", 5000)+"\r\n"+hidden) + "\r\nNOOP\r\n",
+			[]string{`NO (QUOTA/MAXSIZE) "The script is larger than 4096 octets"`, `OK "Done"`}},
+		{"length too large", `PUTSCRIPT "a" {99999999999+}` + "\r\n" + hidden,
+			[]string{`BYE "Malformed literal"`}},
+		{"no } after the length", `PUTSCRIPT "a" {25x}` + "\r\n" + hidden,
+			[]string{`BYE "Malformed literal"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := e.scripts.Put(home, "precious", []byte("keep;")); err != nil {
+				t.Fatal(err)
+			}
+			c := e.dial(t)
+			c.response()
+			c.login()
+			c.send(tt.send)
+			for _, want := range tt.wants {
+				if r := c.response(); r != want {
+					t.Errorf("got %s, want %s", r, want)
+				}
+			}
+			if _, err := e.scripts.Get(home, "precious"); err != nil {
+				t.Errorf("the literal's text was run as a command: %v", err)
+			}
+		})
+	}
+}

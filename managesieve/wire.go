@@ -23,6 +23,14 @@ const (
 	// when it is over the script size limit, so that the session stays
 	// in step; a larger one ends the connection.
 	maxDiscard = 16 << 20
+	// maxPreAuthLiteral bounds a literal before authentication: enough
+	// for a SASL response, far less than a script. A larger one ends
+	// the connection instead of being read or skipped.
+	maxPreAuthLiteral = 4 << 10
+	// maxPreAuthOctets bounds everything a client sends before it
+	// authenticates, so that no one without a password can hold a
+	// connection busy with endless commands.
+	maxPreAuthOctets = 64 << 10
 )
 
 // argKind says what an argument was on the wire.
@@ -61,19 +69,36 @@ func (e *tooBigError) Error() string {
 	return fmt.Sprintf("a literal of %d octets is too large", e.size)
 }
 
-// errLineTooLong ends a connection whose command line never ends.
+// errLineTooLong ends a connection whose command line never ends, or
+// whose literals are too large to skip.
 var errLineTooLong = errors.New("command line too long")
+
+// errDesync ends a connection whose literal cannot be read as one: after
+// a malformed literal header nothing says where the literal's octets
+// end, and reading them as commands would run what the client meant as
+// a script's text.
+var errDesync = errors.New("malformed literal")
 
 // decoder reads commands.
 type decoder struct {
 	br *bufio.Reader
-	// maxLiteral bounds one literal (a script).
+	// maxLiteral bounds the literals of one command together (a
+	// script); preAuth, before authentication, bounds them to
+	// maxPreAuthLiteral and refuses to skip a larger one.
 	maxLiteral int
-	// line counts the octets of the command read outside literals.
-	line int
-	// last is the last octet readByte returned.
+	preAuth    bool
+	// line counts the octets of the command read outside literals;
+	// literals the octets of its literals.
+	line, literals int
+	// last is the last octet readByte returned; tail the last octets of
+	// the line, in which resync looks for a literal's header.
 	last byte
+	tail []byte
 }
+
+// maxTail is enough of a line's end to hold a literal header
+// ("{4294967295+}\r\n").
+const maxTail = 16
 
 func (d *decoder) readByte() (byte, error) {
 	b, err := d.br.ReadByte()
@@ -85,7 +110,27 @@ func (d *decoder) readByte() (byte, error) {
 		return 0, errLineTooLong
 	}
 	d.last = b
+	if len(d.tail) == maxTail {
+		d.tail = append(d.tail[:0], d.tail[1:]...)
+	}
+	d.tail = append(d.tail, b)
 	return b, nil
+}
+
+// begin starts a command (or a SASL response line).
+func (d *decoder) begin() {
+	d.line, d.literals, d.last, d.tail = 0, 0, 0, d.tail[:0]
+}
+
+// consumed is what the command took from the connection.
+func (d *decoder) consumed() int { return d.line + d.literals }
+
+// literalLimit is the most the literals of one command may hold.
+func (d *decoder) literalLimit() int {
+	if d.preAuth {
+		return min(d.maxLiteral, maxPreAuthLiteral)
+	}
+	return d.maxLiteral
 }
 
 func (d *decoder) peek() (byte, error) {
@@ -100,7 +145,7 @@ func (d *decoder) peek() (byte, error) {
 // the decoder at the end of the bad command's line; any other error
 // ends the connection.
 func (d *decoder) readCommand() (command, error) {
-	d.line, d.last = 0, 0
+	d.begin()
 	var cmd command
 	name, err := d.atom()
 	if err != nil {
@@ -136,27 +181,71 @@ func (d *decoder) readCommand() (command, error) {
 	}
 }
 
-// resync skips the rest of a bad command's line so that the next one
-// is read from its start, and returns err; a connection error or a line
-// that never ends replaces it.
+// resync skips the rest of a bad command so that the next one is read
+// from its start, and returns err; a connection error or a line that
+// never ends replaces it. The rest of the command includes the literals
+// announced at the ends of its lines (RFC 5804 §4: a literal's octets
+// follow its header's CRLF at once), which are skipped unread, as
+// their text is no command.
 func (d *decoder) resync(err error) error {
 	var se *syntaxError
 	var tb *tooBigError
 	if !errors.As(err, &se) && !errors.As(err, &tb) {
 		return err
 	}
-	if d.last == '\n' {
-		return err // the error was found at the end of the line
-	}
 	for {
-		b, rerr := d.readByte()
-		if rerr != nil {
-			return rerr
+		if d.last != '\n' {
+			b, rerr := d.readByte()
+			if rerr != nil {
+				return rerr
+			}
+			if b != '\n' {
+				continue
+			}
 		}
-		if b == '\n' {
+		n, ok := literalHeader(d.tail)
+		if !ok {
 			return err
 		}
+		if rerr := d.skip(n); rerr != nil {
+			return rerr
+		}
 	}
+}
+
+// literalHeader reports whether a line ends with a literal's header,
+// "{n+}" or "{n}" before its CRLF (or LF), and its length.
+func literalHeader(line []byte) (uint64, bool) {
+	s := strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r")
+	if !strings.HasSuffix(s, "}") {
+		return 0, false
+	}
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "}"), "+")
+	i := strings.LastIndexByte(s, '{')
+	if i < 0 || i == len(s)-1 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s[i+1:], 10, 64)
+	return n, err == nil
+}
+
+// skip throws away a literal's n octets, if it is small enough to be
+// worth it; a larger one, or any before authentication over
+// maxPreAuthLiteral, ends the connection.
+func (d *decoder) skip(n uint64) error {
+	limit := uint64(maxDiscard)
+	if d.preAuth {
+		limit = maxPreAuthLiteral
+	}
+	if n > limit || uint64(d.literals)+n > limit {
+		return fmt.Errorf("a literal of %d octets: %w", n, errLineTooLong)
+	}
+	if _, err := io.CopyN(io.Discard, d.br, int64(n)); err != nil {
+		return err
+	}
+	d.literals += int(n)
+	d.last, d.tail = 0, d.tail[:0]
+	return nil
 }
 
 func (d *decoder) expect(want byte) error {
@@ -247,11 +336,12 @@ func (d *decoder) quoted() (string, error) {
 
 // literal reads "n+}" CRLF and n octets after the "{" (RFC 5804 §4's
 // literal-c2s; the synchronizing form "{n}" is taken as well, since the
-// protocol has no continuation to wait for).
+// protocol has no continuation to wait for). A malformed header is
+// errDesync: the octets that follow cannot be told from commands.
 func (d *decoder) literal() (string, error) {
 	n, err := d.number()
 	if err != nil {
-		return "", err
+		return "", desync(err)
 	}
 	c, err := d.readByte()
 	if err != nil {
@@ -263,7 +353,7 @@ func (d *decoder) literal() (string, error) {
 		}
 	}
 	if c != '}' {
-		return "", &syntaxError{"Expected } after the literal's length"}
+		return "", fmt.Errorf("expected } after the literal's length: %w", errDesync)
 	}
 	if c, err = d.readByte(); err != nil {
 		return "", err
@@ -274,24 +364,30 @@ func (d *decoder) literal() (string, error) {
 		}
 	}
 	if c != '\n' {
-		return "", &syntaxError{"Expected CRLF after the literal's length"}
+		return "", fmt.Errorf("expected CRLF after the literal's length: %w", errDesync)
 	}
-	if n > uint64(d.maxLiteral) {
-		if n > maxDiscard {
-			return "", fmt.Errorf("a literal of %d octets: %w", n, errLineTooLong)
-		}
-		if _, err := io.CopyN(io.Discard, d.br, int64(n)); err != nil {
+	if uint64(d.literals)+n > uint64(d.literalLimit()) {
+		if err := d.skip(n); err != nil {
 			return "", err
 		}
-		d.last = 0
-		return "", &tooBigError{n}
+		return "", &tooBigError{uint64(d.literals)}
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(d.br, buf); err != nil {
 		return "", err
 	}
-	d.last = 0
+	d.literals += int(n)
+	d.last, d.tail = 0, d.tail[:0]
 	return string(buf), nil
+}
+
+// desync makes a syntax error in a literal's header errDesync.
+func desync(err error) error {
+	var se *syntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s: %w", se.msg, errDesync)
+	}
+	return err
 }
 
 // number reads 1*DIGIT, at most 4294967295 (RFC 5804 §4).
