@@ -64,8 +64,15 @@ type Checks struct {
 	// "quarantine" or "mark" take it. A From: that is malformed but
 	// names domains is checked against each of them instead.
 	BadFrom string `toml:"bad_from"`
+	// TempError is for a message whose verdict waits on a temporary DNS
+	// failure that could make it a refusal or a quarantine (the From:
+	// domain's DMARC record unreachable, or an SPF or DKIM check that
+	// could align failing temporarily under p=reject or p=quarantine):
+	// "defer" (451 4.7.0, the sender tries again; the default),
+	// "quarantine" or "mark". Never a refusal for good.
+	TempError string `toml:"temperror"`
 	// Timeout bounds all DNS lookups for one message; a check that runs
-	// out is a temperror and never refuses mail. Default "20s".
+	// out is a temperror (see TempError), never a refusal. Default "20s".
 	Timeout Duration `toml:"timeout"`
 	// TrustedNetworks are client networks whose mail is taken unchecked
 	// and unchanged (this host; a content filter that re-injects mail).
@@ -123,6 +130,13 @@ func (c *Config) checksSettings() (ChecksSettings, []error) {
 			bad(a.key, "%v", err)
 		}
 		*a.dst = act
+	}
+	if ch.TempError != "" {
+		act, err := mailauth.ParseTempAction(ch.TempError)
+		if err != nil {
+			bad("checks.temperror", "%v", err)
+		}
+		s.Policy.TempError = act
 	}
 	if s.Timeout == 0 {
 		s.Timeout = 20 * time.Second

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,15 +51,19 @@ type Action int
 const (
 	Mark       Action = iota // deliver, with Authentication-Results
 	Quarantine               // deliver into the recipients' Junk folders
+	Defer                    // refuse for now at the end of DATA (451 4.7.0): the sender tries again
 	Reject                   // refuse at the end of DATA (550 5.7.1)
 )
 
 // String is the action's name in the configuration ("mark",
-// "quarantine", "reject"), as ParseAction reads it and logs show it.
+// "quarantine", "defer", "reject"), as ParseAction reads it and logs
+// show it.
 func (a Action) String() string {
 	switch a {
 	case Quarantine:
 		return "quarantine"
+	case Defer:
+		return "defer"
 	case Reject:
 		return "reject"
 	}
@@ -76,6 +81,20 @@ func ParseAction(s string) (Action, error) {
 		return Reject, nil
 	}
 	return Mark, fmt.Errorf("%q: use \"reject\", \"quarantine\" or \"mark\"", s)
+}
+
+// ParseTempAction reads Policy.TempError's "defer", "quarantine" or
+// "mark": a temporary failure never refuses mail for good.
+func ParseTempAction(s string) (Action, error) {
+	switch s {
+	case "defer":
+		return Defer, nil
+	case "quarantine":
+		return Quarantine, nil
+	case "mark":
+		return Mark, nil
+	}
+	return Defer, fmt.Errorf("%q: use \"defer\", \"quarantine\" or \"mark\"", s)
 }
 
 // Policy says what is done with messages that fail.
@@ -98,12 +117,25 @@ type Policy struct {
 	// Reject (RFC 5322 §3.6 requires From:; large providers refuse such
 	// mail too).
 	BadFrom Action
+	// TempError is for a message whose verdict waits on a temporary DNS
+	// failure (SERVFAIL, the per-message timeout) that could make it a
+	// refusal or a quarantine: the From: domain's DMARC record could not
+	// be fetched and nothing aligned passed, or the record says reject
+	// or quarantine and an SPF or DKIM check that could have aligned
+	// failed temporarily, or SPF failed temporarily where SPFFail is
+	// stricter than Mark. It is never Reject: our or the sender's DNS
+	// trouble must not bounce mail (RFC 7489 §6.6.2, RFC 7208 §8.6).
+	// Default Defer (451 4.7.0, the sender tries again later); Mark
+	// delivers such mail as if it had passed, which lets a forger
+	// through while the domain's DNS is unreachable.
+	TempError Action
 }
 
 // DefaultPolicy follows each domain's published DMARC policy, refuses mail
-// without an author domain and only marks SPF failures.
+// without an author domain, only marks SPF failures and defers what a
+// temporary failure leaves undecided.
 func DefaultPolicy() Policy {
-	return Policy{DMARCReject: Reject, DMARCQuarantine: Quarantine, SPFFail: Mark, BadFrom: Reject}
+	return Policy{DMARCReject: Reject, DMARCQuarantine: Quarantine, SPFFail: Mark, BadFrom: Reject, TempError: Defer}
 }
 
 // Options configure a Checker. Resolver and AuthServID are required.
@@ -161,6 +193,10 @@ type Result struct {
 	Reason string
 	// Lookups is how many DNS questions were asked.
 	Lookups int
+	// Err is set when the message itself could not be read (the spool
+	// on a failing disk): nothing was decided, and the caller answers
+	// with a temporary failure.
+	Err error
 }
 
 // SPFResult is the SPF check of the MAIL FROM identity (or HELO, for the
@@ -185,21 +221,32 @@ type DKIMResult struct {
 // Check runs SPF, DKIM and DMARC on msg (the whole message, header and
 // body, as received) for env. Its questions share one deadline (Timeout);
 // a check that runs out of time is a temperror, which never refuses mail.
+//
+// SPF, the DKIM signatures and the From: domains' DMARC records are
+// looked up at the same time, so that a domain whose DNS never answers
+// (the envelope's, a signature's) cannot make the others' questions run
+// out of time: a forger must not turn the From: domain's p=reject into a
+// timeout.
 func (c *Checker) Check(ctx context.Context, env Envelope, h msghdr.Header, msg io.Reader) *Result {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	dns := &counting{r: c.opts.Resolver}
 	res := &Result{}
-	spfDone := make(chan struct{})
-	go func() {
-		defer close(spfDone)
-		res.SPF = c.checkSPF(ctx, dns, env)
-	}()
-	res.DKIM = c.verifyDKIM(ctx, dns, h, msg)
-	<-spfDone
-	res.DMARC = c.checkDMARC(ctx, dns, h, res)
-	c.decide(res)
+	var wg sync.WaitGroup
+	wg.Go(func() { res.SPF = c.checkSPF(ctx, dns, env) })
+	domains, malformed := h.AuthorDomains()
+	var records []dmarcRecord
+	var authorErr error
+	wg.Go(func() { records, authorErr = c.lookupDMARC(ctx, dns, domains) })
+	res.DKIM, res.Err = c.verifyDKIM(ctx, dns, h, msg)
+	wg.Wait()
 	res.Lookups = int(dns.n.Load())
+	if res.Err != nil {
+		return res
+	}
+	res.DMARC = c.evalDMARC(records, authorErr, res)
+	res.DMARC.MalformedFrom = malformed
+	c.decide(res)
 	return res
 }
 
@@ -229,8 +276,34 @@ func (c *Checker) checkSPF(ctx context.Context, dns Resolver, env Envelope) SPFR
 	return r
 }
 
+// readErr is the message as the verifier reads it: a failure to read it
+// (the spool's, not the message's) is kept, so that it is not taken for
+// a broken signature.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
 // verifyDKIM verifies the first MaxSignatures signatures of the message.
-func (c *Checker) verifyDKIM(ctx context.Context, dns Resolver, h msghdr.Header, msg io.Reader) []DKIMResult {
+// An error is a failure to read msg.
+func (c *Checker) verifyDKIM(ctx context.Context, dns Resolver, h msghdr.Header, msg io.Reader) ([]DKIMResult, error) {
+	re := &readErr{r: msg}
+	sigs := c.verifySignatures(ctx, dns, h, re)
+	if re.err != nil {
+		return nil, fmt.Errorf("read the message: %w", re.err)
+	}
+	return sigs, nil
+}
+
+func (c *Checker) verifySignatures(ctx context.Context, dns Resolver, h msghdr.Header, msg io.Reader) []DKIMResult {
 	var sigs []DKIMResult
 	for _, f := range h {
 		if !f.Is("DKIM-Signature") {
@@ -315,14 +388,26 @@ func (c *Checker) decide(res *Result) {
 		consider(p.DMARCReject, fmt.Sprintf("DMARC policy of %s is reject", d.Domain))
 	case d.Result == "fail" && d.Applied == "quarantine":
 		consider(p.DMARCQuarantine, fmt.Sprintf("DMARC policy of %s is quarantine", d.Domain))
+	case d.Result == "temperror" && d.Unsettled:
+		consider(min(p.TempError, Defer), fmt.Sprintf("temporary DNS failure checking DMARC for %s", d.Domain))
 	}
-	if d.Domain == "" {
+	switch {
+	case errors.Is(d.Err, errTooManyAuthors):
+		consider(p.BadFrom, fmt.Sprintf("more than %d From: domains", maxAuthorDomains))
+	case d.Domain == "":
 		consider(p.BadFrom, "no From: address with a domain")
 	}
 	// Without a usable DMARC verdict, SPF's own (RFC 7208 §8.4) is all
 	// there is.
-	if (d.Result == "none" || d.Result == "permerror") && res.SPF.Result == spf.Fail {
-		consider(p.SPFFail, fmt.Sprintf("SPF of %s fails for this host", res.SPF.Domain))
+	if d.Result == "none" || d.Result == "permerror" {
+		switch res.SPF.Result {
+		case spf.Fail:
+			consider(p.SPFFail, fmt.Sprintf("SPF of %s fails for this host", res.SPF.Domain))
+		case spf.TempError:
+			if p.SPFFail > Mark {
+				consider(min(p.TempError, Defer), fmt.Sprintf("temporary DNS failure checking SPF of %s", res.SPF.Domain))
+			}
+		}
 	}
 }
 

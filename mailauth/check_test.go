@@ -2,10 +2,13 @@ package mailauth_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"blitiri.com.ar/go/spf"
@@ -57,9 +60,28 @@ func newWorld(t *testing.T) *world {
 	for i := range 20 {
 		srv.Add(t, fmt.Sprintf(`chain%d.example. 60 IN TXT "v=spf1 include:chain%d.example -all"`, i, i+1))
 	}
+	// Temporary failures: an SPF include, a DKIM key and DMARC records
+	// whose servers fail (SERVFAIL).
+	srv.Add(t, `tmp.example. 60 IN TXT "v=spf1 include:dead.example -all"`,
+		`_dmarc.tmp.example. 60 IN TXT "v=DMARC1; p=reject"`,
+		`tmpq.example. 60 IN TXT "v=spf1 include:dead.example -all"`,
+		`_dmarc.tmpq.example. 60 IN TXT "v=DMARC1; p=quarantine"`,
+		`tmpnone.example. 60 IN TXT "v=spf1 include:dead.example -all"`,
+		`_dmarc.tmpnone.example. 60 IN TXT "v=DMARC1; p=none"`,
+		`nodmarctmp.example. 60 IN TXT "v=spf1 include:dead.example -all"`,
+		`keytmp.example. 60 IN TXT "v=spf1 -all"`,
+		`_dmarc.keytmp.example. 60 IN TXT "v=DMARC1; p=reject"`,
+		`dnsfail.example. 60 IN TXT "v=spf1 -all"`,
+		`dnsfailpass.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
+	)
+	srv.ServFail("dead.example")
+	srv.ServFail("_domainkey.keytmp.example")
+	srv.ServFail("_dmarc.dnsfail.example")
+	srv.ServFail("_dmarc.dnsfailpass.example")
 	srv.Hang("slow.example")
 	srv.Add(t, `_dmarc.slow.example. 60 IN TXT "v=DMARC1; p=reject"`)
-	s, err := dkim.NewSigner([]dkim.Key{{Domain: "good.example", Selector: "sel", Signer: k}, {Domain: "fwd.example", Selector: "sel", Signer: k}})
+	s, err := dkim.NewSigner([]dkim.Key{{Domain: "good.example", Selector: "sel", Signer: k}, {Domain: "fwd.example", Selector: "sel", Signer: k},
+		{Domain: "keytmp.example", Selector: "sel", Signer: k}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +122,8 @@ func TestChecksAndPolicy(t *testing.T) {
 	markAll := mailauth.Policy{DMARCReject: mailauth.Mark, DMARCQuarantine: mailauth.Mark, SPFFail: mailauth.Mark, BadFrom: mailauth.Mark}
 	strictSPFNoFrom := markAll
 	strictSPFNoFrom.SPFFail = mailauth.Reject
+	markTemp := mailauth.DefaultPolicy()
+	markTemp.TempError = mailauth.Mark
 	good := message("a@good.example")
 	// withFrom is good with its From: line replaced.
 	withFrom := func(from string) string { return strings.Replace(good, "From: <a@good.example>\r\n", from, 1) }
@@ -145,6 +169,26 @@ func TestChecksAndPolicy(t *testing.T) {
 		{"no From:, marked by policy", markAll, "127.0.0.1", "a@good.example", withFrom(""), spf.Pass, "", "permerror", "", mailauth.Mark},
 		{"no From:, SPF fail refused by spf_fail", strictSPFNoFrom, "127.0.0.1", "a@nodmarc.example", withFrom(""), spf.Fail, "", "permerror", "", mailauth.Reject},
 		{"broken DMARC record, SPF fail refused by spf_fail", strictSPF, "127.0.0.1", "a@broken.example", message("a@broken.example"), spf.Fail, "", "permerror", "", mailauth.Reject},
+
+		// A temporary failure never refuses for good (RFC 7489
+		// §6.6.2): where it could have made the difference, the message
+		// is deferred (451), per temperror.
+		{"SPF temperror under p=reject: deferred", mailauth.DefaultPolicy(), "127.0.0.1", "a@tmp.example", message("a@tmp.example"), spf.TempError, "", "temperror", "reject", mailauth.Defer},
+		{"SPF temperror under p=quarantine: deferred", mailauth.DefaultPolicy(), "127.0.0.1", "a@tmpq.example", message("a@tmpq.example"), spf.TempError, "", "temperror", "quarantine", mailauth.Defer},
+		{"SPF temperror under p=none: marked", mailauth.DefaultPolicy(), "127.0.0.1", "a@tmpnone.example", message("a@tmpnone.example"), spf.TempError, "", "temperror", "none", mailauth.Mark},
+		{"SPF temperror under p=reject, temperror = mark", markTemp, "127.0.0.1", "a@tmp.example", message("a@tmp.example"), spf.TempError, "", "temperror", "reject", mailauth.Mark},
+		{"SPF temperror of a domain that cannot align: refused", mailauth.DefaultPolicy(), "127.0.0.1", "a@tmp.example", message("a@reject.example"), spf.TempError, "", "fail", "reject", mailauth.Reject},
+		{"DKIM key lookup temperror under p=reject: deferred", mailauth.DefaultPolicy(), "127.0.0.1", "a@keytmp.example", w.signed(t, message("a@keytmp.example")), spf.Fail, "temperror", "temperror", "reject", mailauth.Defer},
+		{"DMARC record lookup SERVFAIL: deferred", mailauth.DefaultPolicy(), "127.0.0.1", "a@dnsfail.example", message("a@dnsfail.example"), spf.Fail, "", "temperror", "", mailauth.Defer},
+		{"DMARC record lookup SERVFAIL, SPF passes for the From: domain: marked", mailauth.DefaultPolicy(), "127.0.0.1", "a@dnsfailpass.example", message("a@dnsfailpass.example"), spf.Pass, "", "temperror", "", mailauth.Mark},
+		{"SPF temperror without DMARC, spf_fail = reject: deferred", strictSPF, "127.0.0.1", "a@nodmarctmp.example", message("a@nodmarctmp.example"), spf.TempError, "", "none", "", mailauth.Defer},
+		{"SPF temperror without DMARC: marked", mailauth.DefaultPolicy(), "127.0.0.1", "a@nodmarctmp.example", message("a@nodmarctmp.example"), spf.TempError, "", "none", "", mailauth.Mark},
+		// At most 5 From: domains are looked up; more is judged by
+		// bad_from rather than let the sixth hide.
+		{"six From: domains: bad_from", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example",
+			withFrom("From: a@good.example, b@x1.example, c@x2.example, d@x3.example, e@x4.example, f@reject.example\r\n"), spf.Pass, "", "permerror", "", mailauth.Reject},
+		{"five From: domains: each checked", mailauth.DefaultPolicy(), "127.0.0.1", "a@good.example",
+			withFrom("From: a@good.example, b@x1.example, c@x2.example, d@x3.example, f@reject.example\r\n"), spf.Pass, "", "fail", "reject", mailauth.Reject},
 
 		// The header goes on to the empty line, as mail readers and the
 		// DKIM verifier read it: a line that is not a field hides
@@ -209,8 +253,32 @@ func TestHostileSPFIsBounded(t *testing.T) {
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("a silent DNS held the check %v with a 2s timeout", d)
 	}
-	if r.SPF.Result != spf.TempError || r.DMARC.Result != "temperror" || r.Action != mailauth.Mark {
-		t.Errorf("silent DNS: spf=%s dmarc=%s action=%v; want temperror, temperror, mark", r.SPF.Result, r.DMARC.Result, r.Action)
+	if r.SPF.Result != spf.TempError || r.DMARC.Result != "temperror" || r.Action != mailauth.Defer {
+		t.Errorf("silent DNS: spf=%s dmarc=%s action=%v; want temperror, temperror, defer", r.SPF.Result, r.DMARC.Result, r.Action)
+	}
+	// An envelope domain whose DNS never answers does not use up the
+	// From: domain's time: its p=reject still refuses.
+	r = check(t, c, "127.0.0.1", "a@slow.example", message("a@reject.example"))
+	if r.SPF.Result != spf.TempError || r.DMARC.Result != "fail" || r.Action != mailauth.Reject {
+		t.Errorf("silent envelope domain, From: p=reject: spf=%s dmarc=%s (%v) action=%v; want temperror, fail, reject",
+			r.SPF.Result, r.DMARC.Result, r.DMARC.Err, r.Action)
+	}
+}
+
+// TestUnreadableMessage: a message the checks cannot read (a failing
+// spool) is an error, not a broken signature that DMARC would refuse.
+func TestUnreadableMessage(t *testing.T) {
+	w := newWorld(t)
+	msg := w.signed(t, message("a@good.example"))
+	h, _, err := msghdr.Read(bufio.NewReader(strings.NewReader(msg)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := io.MultiReader(strings.NewReader(msg[:len(msg)/2]), iotest.ErrReader(errors.New("input/output error")))
+	r := w.checker(mailauth.DefaultPolicy(), 5*time.Second).Check(t.Context(),
+		mailauth.Envelope{IP: net.ParseIP("192.0.2.9"), Helo: "client.test", MailFrom: "a@reject.example"}, h, broken)
+	if r.Err == nil || r.Action != mailauth.Mark {
+		t.Errorf("unreadable message: err %v, action %v, dkim %+v; want an error and no verdict", r.Err, r.Action, r.DKIM)
 	}
 }
 

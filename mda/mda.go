@@ -192,9 +192,11 @@ type Info struct {
 	Helo       string // HELO/LHLO argument, if any
 	RemoteAddr string // "[192.0.2.1]", "unix socket", or "" for local
 	TLS        string // e.g. "TLS1.3 with cipher TLS_AES_128_GCM_SHA256", if any
-	// Internal marks a message mailroom has already accepted (the queue
-	// delivering a local copy): the size limit was applied then, and the
-	// headers added since must not push it over and bounce it.
+	// Internal marks a message whose size mailroom has already limited:
+	// the queue delivering a local copy, or the SMTP server that applied
+	// the limit to what the client sent and added fields since
+	// (Authentication-Results, a milter's, a DKIM signature). Those
+	// fields must not push it over and bounce it.
 	Internal bool
 }
 

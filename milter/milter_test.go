@@ -3,7 +3,9 @@ package milter
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/textproto"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
@@ -239,6 +242,47 @@ func TestFailuresGetTheDefaultAction(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestOurTroubleIsTemporary: a failure on our side (the spooled body
+// unreadable, the session's context ended) is a tempfail whatever the
+// default action says: "reject" would bounce mail for a local, passing
+// failure, and "accept" would deliver it unfiltered.
+func TestOurTroubleIsTemporary(t *testing.T) {
+	m := fakemilter.Start(t, nil)
+	for _, action := range []Action{Reject, Accept, Quarantine} {
+		t.Run(action.String(), func(t *testing.T) {
+			c := newClient(t, action, 5*time.Second, m.Addr)
+			info := ConnInfo{IP: net.ParseIP("192.0.2.1"), Helo: "client.test"}
+			txn, r := c.Begin(t.Context(), info, "a@example.net")
+			if r != nil {
+				t.Fatalf("MAIL refused: %v", r)
+			}
+			h, _ := header(t)
+			unreadable := func() io.Reader {
+				return io.MultiReader(strings.NewReader("body "), iotest.ErrReader(errors.New("input/output error")))
+			}
+			out := txn.Message(t.Context(), h, unreadable, t.TempDir(), 1<<20)
+			txn.Close()
+			if out.Reply == nil || out.Reply.Code != 451 || out.Quarantine != "" {
+				t.Errorf("unreadable body: reply %v, quarantine %q; want 451", out.Reply, out.Quarantine)
+			}
+
+			ctx, cancel := context.WithCancel(t.Context())
+			txn, r = c.Begin(ctx, info, "a@example.net")
+			if r != nil {
+				t.Fatalf("MAIL refused: %v", r)
+			}
+			defer txn.Close()
+			cancel()
+			if r := txn.Rcpt(ctx, "b@example.org"); r == nil || r.Code != 451 {
+				t.Errorf("RCPT after the session's end: reply %v, want 451", r)
+			}
+			if _, r := c.Begin(ctx, info, "a@example.net"); r == nil || r.Code != 451 {
+				t.Errorf("MAIL after the session's end: reply %v, want 451", r)
+			}
+		})
 	}
 }
 

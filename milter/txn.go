@@ -96,6 +96,18 @@ func (t *Txn) fail(m *session, stage string, err error) *Reply {
 	return replyTempFail()
 }
 
+// abandon ends the conversation with a milter for trouble of our own
+// (the session ending, the spooled message unreadable), which is not the
+// milter's fault: the default action is for failed milters, and even
+// "reject" or "accept" must not turn a local, temporary failure into a
+// refusal for good or an unfiltered delivery. The reply is a tempfail.
+func (t *Txn) abandon(m *session, stage string, err error) *Reply {
+	m.done = true
+	t.c.log.Warn("milter conversation abandoned: temporary failure", "milter", m.name, "stage", stage, "err", err)
+	t.hangUp(m)
+	return replyTempFail()
+}
+
 // answer turns a milter's action at a stage into a reply (nil: go on).
 func (t *Txn) answer(m *session, stage string, act *gomilter.Action) *Reply {
 	switch act.Code {
@@ -155,7 +167,7 @@ func (t *Txn) dial(tg target, mask gomilter.OptAction) (*gomilter.ClientSession,
 
 func (t *Txn) open(ctx context.Context, m *session, tg target, from string) *Reply {
 	if err := ctx.Err(); err != nil {
-		return t.fail(m, "connect", err)
+		return t.abandon(m, "connect", err)
 	}
 	offered := actions
 	s, d, err := t.dial(tg, offered)
@@ -242,7 +254,7 @@ func (t *Txn) active() []*session {
 func (t *Txn) Rcpt(ctx context.Context, to string) *Reply {
 	for _, m := range t.active() {
 		if err := ctx.Err(); err != nil {
-			return t.fail(m, "rcpt", err)
+			return t.abandon(m, "rcpt", err)
 		}
 		t.stage(m)
 		if err := m.s.Macros(gomilter.CodeRcpt, "{rcpt_addr}", to); err != nil {
@@ -293,7 +305,7 @@ func (t *Txn) Message(ctx context.Context, h msghdr.Header, body func() io.Reade
 	out := &Outcome{Header: h}
 	for _, m := range t.active() {
 		if err := ctx.Err(); err != nil {
-			out.Reply = t.fail(m, "data", err)
+			out.Reply = t.abandon(m, "data", err)
 		} else {
 			bodyNow := body
 			if out.Body != nil {
@@ -358,7 +370,7 @@ func (t *Txn) content(m *session, out *Outcome, body func() io.Reader, spoolDir 
 			break
 		}
 		if rerr != nil {
-			return t.fail(m, "body", rerr)
+			return t.abandon(m, "body", fmt.Errorf("read the spooled body: %w", rerr))
 		}
 	}
 	t.stage(m)

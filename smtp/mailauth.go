@@ -92,6 +92,24 @@ func (s *session) trusted() bool {
 	return false
 }
 
+// holds reports whether the session's messages are held (hold) to be
+// checked, stripped of forged fields, filtered or signed before
+// delivery, as receive and submit decide. mda must not apply
+// max_message_bytes to them again (mda.Info.Internal): go-smtp has
+// applied it to what the client sent, and the fields added since
+// (Authentication-Results, a milter's, a DKIM signature) must not push
+// an accepted message over it into a 552 the client cannot help.
+func (s *session) holds() bool {
+	a := s.srv.opts.Auth
+	switch {
+	case a.Milters != nil:
+		return true
+	case s.srv.opts.Role == Submission:
+		return a.Signer != nil
+	}
+	return (a.Checker != nil || a.AuthServID != "") && !s.trusted()
+}
+
 // message is a received message held while it is checked, filtered
 // and signed: the header as fields, which those steps change, and the
 // body, as received or as a milter replaced it.
@@ -212,6 +230,9 @@ func (s *session) receive(env *envelope, r io.Reader) error {
 func (s *session) check(env *envelope, m *message) error {
 	a := s.srv.opts.Auth
 	res := a.Checker.Check(s.ctx, mailauth.Envelope{IP: s.ip, Helo: s.helo, MailFrom: env.from}, m.h, m.sp.Reader(0))
+	if res.Err != nil {
+		return s.reply(fmt.Errorf("check the message: %w", res.Err))
+	}
 	dkimResults := make([]string, len(res.DKIM))
 	for i, d := range res.DKIM {
 		dkimResults[i] = d.Result + ":" + d.Domain
@@ -223,6 +244,11 @@ func (s *session) check(env *envelope, m *message) error {
 	case mailauth.Reject:
 		s.log.Info("message refused", "event", "rejected", "from", env.from, "reason", res.Reason)
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Message refused: " + res.Reason}
+	case mailauth.Defer:
+		// RFC 7489 §6.6.2 and RFC 7208 §8.6: a temporary failure asks
+		// the sender to try again, never to give up.
+		s.log.Info("message deferred", "event", "deferred", "from", env.from, "reason", res.Reason)
+		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0}, Message: "Try again later: " + res.Reason}
 	case mailauth.Quarantine:
 		env.quarantine = res.Reason
 	}

@@ -69,7 +69,10 @@ func TestMXChecks(t *testing.T) {
 		`_dmarc.quarantine.example. 60 IN TXT "v=DMARC1; p=quarantine"`,
 		`good.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
 		`_dmarc.good.example. 60 IN TXT "v=DMARC1; p=reject"`,
+		`tmp.example. 60 IN TXT "v=spf1 include:dead.example -all"`,
+		`_dmarc.tmp.example. 60 IN TXT "v=DMARC1; p=reject"`,
 	)
+	dns.ServFail("dead.example")
 	checker := mailauth.New(mailauth.Options{Resolver: resolve.New(resolve.Options{Server: dns.Addr}), AuthServID: "mx.test",
 		Policy: mailauth.DefaultPolicy(), Timeout: 5 * time.Second})
 	forged := "Authentication-Results: mx.test; dmarc=pass header.from=bank.example"
@@ -89,6 +92,7 @@ func TestMXChecks(t *testing.T) {
 		{"p=quarantine", checker, nil, "a@quarantine.example", "250 ", ".Junk", []string{"Authentication-Results: mx.test;", "dmarc=fail"}, nil},
 		{"pass, forged field removed", checker, nil, "a@good.example", "250 ", "",
 			[]string{"Authentication-Results: mx.test; spf=pass", "dmarc=pass", other}, []string{"bank.example"}},
+		{"SPF SERVFAIL under p=reject: deferred, not refused", checker, nil, "a@tmp.example", "451 4.7.0 Try again later: temporary DNS failure", "", nil, nil},
 		{"no From: refused (bad_from)", checker, nil, "", "550 5.7.1 Message refused: no From: address", "", nil, nil},
 		{"checks off: forged field still removed", nil, nil, "a@reject.example", "250 ", "", []string{other}, []string{"bank.example", "Authentication-Results: mx.test"}},
 		{"trusted client: unchecked, unchanged", checker, loopback, "a@reject.example", "250 ", "", []string{forged, other}, nil},
@@ -176,5 +180,68 @@ func TestSubmissionSignsAfterMilters(t *testing.T) {
 		LookupTXT: func(name string) ([]string, error) { return res.LookupTXT(context.Background(), name) }})
 	if err != nil || len(vs) != 1 || vs[0].Err != nil {
 		t.Fatalf("verification %v %+v of\n%s", err, vs, msg)
+	}
+}
+
+// TestHeldMessageAtTheLimit: a message of exactly max_message_bytes is
+// taken however much the server adds to it before delivery
+// (Authentication-Results, a milter's field, a DKIM signature): 552 is
+// for what the client sent, never for our own fields. One octet more is
+// refused.
+func TestHeldMessageAtTheLimit(t *testing.T) {
+	const max = 10000 // newEnv's max_message_bytes
+	dns := fakedns.Start(t, `good.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`)
+	checker := mailauth.New(mailauth.Options{Resolver: resolve.New(resolve.Options{Server: dns.Addr}), AuthServID: "mx.test",
+		Policy: mailauth.DefaultPolicy(), Timeout: 5 * time.Second})
+	key, err := dkim.Generate(dkim.RSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := dkim.NewSigner([]dkim.Key{{Domain: "example.org", Selector: "sel", Signer: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addHeader := atEnd(mod('h', "X-Filtered\x00"+strings.Repeat("y", 500)+"\x00"), cont)
+	for _, c := range []struct {
+		name   string
+		role   smtp.Role
+		auth   func(m *fakemilter.Milter) smtp.MailAuth
+		from   string
+		header []string
+	}{
+		{"MX: checks and a milter", smtp.MX, func(m *fakemilter.Milter) smtp.MailAuth {
+			return smtp.MailAuth{Checker: checker, AuthServID: "mx.test", Milters: milterClient(t, m.Addr)}
+		}, "a@good.example", []string{"From: <a@good.example>"}},
+		{"submission: DKIM signature", smtp.Submission, func(*fakemilter.Milter) smtp.MailAuth {
+			return smtp.MailAuth{Signer: signer}
+		}, "alice@example.org", []string{"From: <alice@example.org>", "Date: Mon, 6 Jul 2026 10:00:00 +0000", "Message-ID: <1@example.org>"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newEnv(t)
+			m := fakemilter.Start(t, addHeader)
+			auth := c.auth(m)
+			auth.SpoolDir = env.Dir
+			addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: c.role, MaxMessageBytes: max, Queue: &fakeQueue{}, AuthFailureDelay: -1, Auth: auth})
+			for _, extra := range []int{0, 1} {
+				d := mailtest.Dial(t, "tcp", addr)
+				if c.role == smtp.Submission {
+					login(d)
+				} else {
+					d.Send("EHLO client.test")
+					d.Expect("250 ")
+				}
+				head := strings.Join(append(c.header, "Subject: big"), "\r\n") + "\r\n\r\n"
+				// DATA carries head, the body and its final CRLF.
+				body := strings.Repeat("x", max+extra-len(head)-2)
+				send(d, c.from, []string{"alice@example.org"}, append(append(c.header, "Subject: big", ""), body)...)
+				r := d.Reply()[0]
+				if want := []string{"250 ", "552 5.3.4"}[extra]; !strings.HasPrefix(r, want) {
+					t.Errorf("%d octets: %q, want %q", max+extra, r, want)
+				}
+			}
+			if got := mailtest.Messages(t, env.MailRoot, "example.org/alice"); len(got) != 1 || !strings.Contains(got[0], "xxxxx") {
+				t.Errorf("%d messages delivered, want the one at the limit", len(got))
+			}
+		})
 	}
 }

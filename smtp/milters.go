@@ -163,11 +163,13 @@ func (s *session) filter(env *envelope, m *message) error {
 // recipient a milter added and mda refuses is left out (logged): the
 // client never named it.
 func (s *session) rebuild(env *envelope, from string, add, del []string) error {
-	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info())
+	info := s.info()
+	info.Internal = true // a rebuilt transaction's message is held
+	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, info)
 	if err != nil {
 		s.log.Warn("a milter's new sender is refused; keeping the old one", "from", from, "err", err)
 		from = env.from
-		if txn, err = s.srv.opts.Deliverer.Begin(s.ctx, from, s.info()); err != nil {
+		if txn, err = s.srv.opts.Deliverer.Begin(s.ctx, from, info); err != nil {
 			return err
 		}
 	}

@@ -178,7 +178,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		s.log.Info("sender refused", "event", "rejected", "user", s.user.Address.String(), "from", from)
 		return errNotOwner
 	}
-	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, s.info())
+	info := s.info()
+	info.Internal = s.holds()
+	txn, err := s.srv.opts.Deliverer.Begin(s.ctx, from, info)
 	if err != nil {
 		return smtpconn.Rejected(log, smtpconn.Answer(log, s.conn, err))
 	}

@@ -45,7 +45,10 @@ func checksDNS(t *testing.T) (*fakedns.Server, string) {
 		`_dmarc.good.example. 60 IN TXT "v=DMARC1; p=reject"`,
 		`signed.example. 60 IN TXT "v=spf1 -all"`,
 		`_dmarc.signed.example. 60 IN TXT "v=DMARC1; p=reject"`,
+		`tmp.example. 60 IN TXT "v=spf1 include:dead.example -all"`,
+		`_dmarc.tmp.example. 60 IN TXT "v=DMARC1; p=reject"`,
 	)
+	dns.ServFail("dead.example") // tmp.example's SPF fails temporarily
 	k, err := dkim.Generate(dkim.RSA)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +71,8 @@ func checkedMessage(from, extra string) string {
 // DMARC policy is reject, quarantine and none (all failing, SPF -all):
 // 550 5.7.1 at the end of DATA, delivered to Junk, delivered marked. Mail
 // that passes (SPF; a DKIM signature made by dkimpy) gets
-// Authentication-Results saying so, and an Authentication-Results forged
+// Authentication-Results saying so; an SPF SERVFAIL under p=reject gets
+// 451 4.7.0, and an Authentication-Results forged
 // with this server's authserv-id is removed while another server's stays.
 func TestMXChecksAndPolicy(t *testing.T) {
 	t.Parallel()
@@ -107,6 +111,12 @@ func TestMXChecksAndPolicy(t *testing.T) {
 	}
 	if n := len(mailtest.Messages(t, root, alice)) + len(mailtest.FolderMessages(t, root, alice, ".Junk")); n != 0 {
 		t.Fatalf("the rejected message was delivered (%d files)", n)
+	}
+
+	// A temporary DNS failure that could make the difference is
+	// deferred, never refused for good.
+	if r := send("a@tmp.example", checkedMessage("a@tmp.example", "")); !strings.HasPrefix(r, "451 4.7.0 ") {
+		t.Errorf("SPF SERVFAIL under p=reject: %q, want 451 4.7.0", r)
 	}
 
 	if r := send("a@quarantine.example", checkedMessage("a@quarantine.example", "")); !strings.HasPrefix(r, "250 ") {
@@ -186,14 +196,16 @@ func TestMXChecksAndPolicy(t *testing.T) {
 
 // TestMXChecksPolicySettings: checks.dmarc_reject = "quarantine" turns
 // p=reject into Junk delivery; spf_fail = "reject" refuses an SPF fail
-// without DMARC; mail from a trusted network is taken unchecked; with
+// without DMARC; temperror = "mark" delivers what a temporary DNS
+// failure left open; mail from a trusted network is taken unchecked; with
 // enabled = false, forged Authentication-Results still go.
 func TestMXChecksPolicySettings(t *testing.T) {
 	t.Parallel()
 	dns, _ := checksDNS(t)
 	dns.Add(t, `nodmarc.example. 60 IN TXT "v=spf1 -all"`)
 	s := startServer(t, fmt.Sprintf(checksConfig, dns.Addr, `dmarc_reject = "quarantine"
-spf_fail = "reject"`), "alice@example.org")
+spf_fail = "reject"
+temperror = "mark"`), "alice@example.org")
 	mx := s.Addr(t, "smtp", false)
 	send := func(from string) string {
 		t.Helper()
@@ -212,6 +224,12 @@ spf_fail = "reject"`), "alice@example.org")
 	}
 	if r := send("a@nodmarc.example"); !strings.HasPrefix(r, "550 5.7.1 ") {
 		t.Errorf("SPF fail without DMARC with spf_fail=reject: %q, want 550 5.7.1", r)
+	}
+	if r := send("a@tmp.example"); !strings.HasPrefix(r, "250 ") {
+		t.Errorf("SPF SERVFAIL under p=reject with temperror=mark: %q, want 250", r)
+	}
+	if n := len(mailtest.Messages(t, mailRoot(s), "example.org/alice")); n != 1 {
+		t.Errorf("%d messages in INBOX, want the one temperror=mark let through", n)
 	}
 
 	asked := dns.QueriesFor("_dmarc.reject.example")
