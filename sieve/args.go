@@ -216,6 +216,12 @@ func (s *argScanner) finish(t *matchTags, keys arg) (matcher, error) {
 			if err != nil {
 				return m, c.errorf(keys.strs[i].pos, "invalid regular expression %q: %v", k.lit, err)
 			}
+			// A script (with what it includes) is compiled once per
+			// change, but each upload costs its regexes' compilation.
+			c.u.regexInsts += re.insts
+			if c.u.regexInsts > maxScriptRegexInsts {
+				return m, c.errorf(keys.strs[i].pos, "the regular expressions of the script are too complex (more than %d instructions together)", maxScriptRegexInsts)
+			}
 			m.res[i] = re
 		}
 	}

@@ -121,7 +121,14 @@ type unitCompiler struct {
 	// deps is every script named by an include, found or not (an
 	// optional one may appear later).
 	deps map[Dep]bool
+	// regexInsts adds up the programs of the constant :regex keys
+	// (maxScriptRegexInsts).
+	regexInsts int
 }
+
+// maxScriptRegexInsts bounds the regex programs of a script and the
+// scripts it includes together: ten of the largest one allows (about half a second of compilation).
+const maxScriptRegexInsts = 10 * maxRegexInsts
 
 func (u *unitCompiler) compile(src, name string, self Dep, depth int) (*Script, error) {
 	if len(src) > u.opts.Limits.MaxScriptSize {

@@ -344,10 +344,15 @@ func (r *run) regex(pattern string, fold bool) (*compiledRegex, error) {
 		return nil, err
 	}
 	re, err := compileRegex(pattern, fold)
+	if err == nil {
+		// Compiling costs about this per instruction of the program
+		// (measured on patterns near maxRegexInsts).
+		err = r.charge(re.insts * costRegexCompile)
+	}
 	if err != nil {
 		var re *regexError
 		if errors.As(err, &re) {
-			return nil, fmt.Errorf("invalid regular expression %q: %v", pattern, err)
+			return nil, fmt.Errorf("invalid regular expression %q: %w", pattern, err)
 		}
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package sieve
 import (
 	"context"
 	"errors"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"testing"
@@ -33,6 +34,12 @@ func TestHostile(t *testing.T) {
 		{"small budget", manyTests(`header :contains "subject" "zz"`, 100), Limits{MaxCost: 10000}, "cost limit"},
 		{"variables doubling", `require "variables";` + strings.Repeat(`set "a" "${a}${a}x";`+"\n", 5000) +
 			strings.Repeat(`set "b" "${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}";`+"\n", 2000), Limits{MaxCost: 20e6}, "cost limit"},
+		{"huge regex from a variable", `require ["regex", "variables"]; set "p" "` + strings.Repeat("[^a]{1000}", 8) + `";` +
+			`if header :regex "subject" "${p}" { discard; }`, Limits{}, "too complex"},
+		// Each pattern is new, so each is compiled: the compilation is
+		// what costs.
+		{"many regexes compiled at run time", `require ["regex", "variables"];` + strings.Repeat(`set "p" "${p}x";`+
+			`if string :regex "a" "`+strings.Repeat("[^a]{1000}", 2)+`${p}" { discard; }`+"\n", 200), Limits{}, "cost limit"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -62,6 +69,8 @@ func TestHostileCompile(t *testing.T) {
 			return b.String()
 		}(), "more than 255 variables"},
 		{"huge regex", `require "regex"; if header :regex "a" "` + strings.Repeat("(a{1000}){1000}", 1) + `" {}`, "invalid regular expression"},
+		{"regex over the size limit", `require "regex"; if header :regex "a" "` + strings.Repeat("[^a]{1000}", 8) + `" {}`, "too complex"},
+		{"many large regexes", `require "regex";` + strings.Repeat(`if header :regex "a" "`+strings.Repeat("[^a]{1000}", 2)+`" {}`, 26), "too complex (more than 50000 instructions together)"},
 		{"include loop", `require "include"; include "a";`, "loop"},
 	}
 	loader := mapLoader{"personal/a": `require "include"; include "b";`, "personal/b": `require "include"; include "a";`}
@@ -87,5 +96,25 @@ func TestCancelledRun(t *testing.T) {
 	_, err := s.Run(ctx, readTestMessage(t, testMsg), RunOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// TestRegexSize checks that the estimate of a regex program, which
+// refuses patterns before they are compiled, is never below the real
+// size.
+func TestRegexSize(t *testing.T) {
+	for _, p := range []string{"a", "abc", "a|b|c", "(a|b)*c+d?", "[a-z]{1000}", "(ab){2,5}", "x{3,}", "^a.b$",
+		"((a{10}){10}){10}", "(a|bc|def){7}", "", "[^a]{1000}[^b]{2}", "(a*)*(a|aa)*b$", "a{0}", "(a){0,1000}b"} {
+		tree, err := syntax.Parse(p, syntax.POSIX|syntax.OneLine|syntax.DotNL|syntax.ClassNL)
+		if err != nil {
+			t.Fatalf("%q: %v", p, err)
+		}
+		prog, err := syntax.Compile(tree.Simplify())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if est := regexSize(tree); est < int64(len(prog.Inst)) {
+			t.Errorf("%q: estimated %d instructions, has %d", p, est, len(prog.Inst))
+		}
 	}
 }

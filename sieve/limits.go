@@ -37,7 +37,10 @@ type Limits struct {
 	// message is kept. Regular expressions use Go's regexp package,
 	// whose matching time is linear in the text (RE2: no backtracking),
 	// so no pattern can take exponential time; the cost counts the text
-	// times the size of the pattern's program.
+	// times the size of the pattern's program, and the compilation of a
+	// pattern built from variables. A pattern's program is at most 5,000
+	// instructions and a script's constant patterns 50,000 together,
+	// estimated before compiling (compilation grows faster than that).
 	MaxCost int64
 }
 

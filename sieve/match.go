@@ -325,12 +325,21 @@ func glob(items []globItem, text string, fold bool, caps *[]string, steps *int64
 	return true
 }
 
+// maxRegexInsts bounds the program of one :regex key. Compiling takes
+// time and memory that grow faster than the program (an 8 KiB pattern of
+// bounded repeats, "[^a]{1000}" over and over, is 800,000 instructions
+// and seconds to compile), so the size is estimated from the parsed
+// pattern, cheaply, before anything is compiled. Real filters use a few
+// dozen instructions.
+const maxRegexInsts = 5000
+
 // compileRegex compiles a :regex key as the POSIX extended regular
 // expression that Pigeonhole takes (regcomp with REG_EXTENDED, and
 // REG_ICASE for i;ascii-casemap): leftmost-longest, "." and bracket
 // expressions also match a line end, "^" and "$" only at the ends.
 // Go's engine runs in time linear in the text, so no pattern can take
-// exponential time.
+// exponential time; a pattern whose program would be larger than
+// maxRegexInsts is refused before it is compiled.
 func compileRegex(pattern string, fold bool) (*compiledRegex, error) {
 	const maxPattern = 8192
 	if len(pattern) > maxPattern {
@@ -344,6 +353,9 @@ func compileRegex(pattern string, fold bool) (*compiledRegex, error) {
 	if err != nil {
 		return nil, &regexError{msg: err.Error()}
 	}
+	if n := regexSize(tree); n > maxRegexInsts {
+		return nil, &regexError{msg: "regular expression too complex (a program of about " + strconv.FormatInt(n, 10) + " instructions, more than " + strconv.Itoa(maxRegexInsts) + ")"}
+	}
 	re, err := regexp.Compile(tree.String())
 	if err != nil {
 		return nil, &regexError{msg: err.Error()}
@@ -354,6 +366,36 @@ func compileRegex(pattern string, fold bool) (*compiledRegex, error) {
 		return nil, &regexError{msg: err.Error()}
 	}
 	return &compiledRegex{re: re, insts: len(prog.Inst)}, nil
+}
+
+// regexSize estimates, from above, the instructions of the program
+// syntax.Compile would make of re: bounded repeats copy their operand
+// (Simplify). It saturates instead of overflowing.
+func regexSize(re *syntax.Regexp) int64 {
+	return regexNodeSize(re) + 3 // the program's fail, match and start
+}
+
+func regexNodeSize(re *syntax.Regexp) int64 {
+	const huge = 1 << 40
+	var sum int64
+	for _, sub := range re.Sub {
+		sum = min(sum+regexNodeSize(sub), huge)
+	}
+	switch re.Op {
+	case syntax.OpLiteral:
+		return int64(len(re.Rune))
+	case syntax.OpConcat:
+		return sum
+	case syntax.OpAlternate:
+		return sum + int64(len(re.Sub))
+	case syntax.OpCapture:
+		return sum + 2
+	case syntax.OpRepeat:
+		// {n} is n copies; {n,m} adds m-n optional ones, {n,} a star.
+		n := int64(max(re.Min, re.Max))
+		return min(n*(sum+1)+1, huge)
+	}
+	return sum + 1
 }
 
 // compiledRegex is a regular expression with the size of its program:

@@ -81,6 +81,9 @@ type run struct {
 const (
 	costGlobStep  = 10 // one step of a :matches pattern
 	costRegexStep = 10 // one instruction of a regex program on one octet
+	// costRegexCompile is one instruction of a regex program compiled
+	// while the script runs (a key with variables).
+	costRegexCompile = 10000
 )
 
 // charge counts work against Limits.MaxCost, and notices a cancelled
