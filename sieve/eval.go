@@ -1,6 +1,8 @@
 package sieve
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -223,7 +225,11 @@ func (t duplicateTest) eval(r *run) (bool, error) {
 	if id == "" {
 		return false, nil
 	}
-	key := "h=" + r.expand(t.handle) + "\x00id=" + id
+	// The id is whatever a header or variable holds (60 KiB is a valid
+	// header): it is remembered by its hash, of fixed size, as Pigeonhole
+	// does, so that no key is beyond what the memory can store.
+	sum := sha256.Sum256([]byte("h=" + r.expand(t.handle) + "\x00id=" + id))
+	key := hex.EncodeToString(sum[:])
 	seen := r.acc.dupKeys[key]
 	if !seen && r.opts.Env != nil {
 		var err error

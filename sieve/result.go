@@ -98,6 +98,8 @@ func (Vacation) action() {}
 // DuplicateMark is an identifier the duplicate test asks to remember
 // (RFC 7352 §3), once the delivery has succeeded.
 type DuplicateMark struct {
+	// Key is the SHA-256, in hex, of the handle and the id: 64
+	// characters however long the id.
 	Key    string
 	Period time.Duration
 }

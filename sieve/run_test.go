@@ -141,6 +141,21 @@ if duplicate :uniqueid "x" :handle "h" { fileinto "dup3"; }`
 	if got := canonical(run(), nil); !slices.Equal(got, []string{"store dup flags=", "store dup2 flags=", "store dup3 flags="}) {
 		t.Errorf("second run: %q", got)
 	}
+	// A long id (a header of 60 KiB) is remembered by a key of fixed
+	// size, which any store takes; another id differs.
+	long := mustCompile(t, `require "duplicate"; if duplicate :header "x-long" { discard; }`, Options{})
+	var keys []string
+	for _, v := range []string{"a", "b"} {
+		msg := "X-Long: " + strings.Repeat("x", 60000) + v + "\n" + testMsg
+		res, err := long.Run(context.Background(), readTestMessage(t, msg), RunOptions{Envelope: testEnvelope, Env: env})
+		if err != nil || len(res.Duplicates) != 1 {
+			t.Fatalf("long id: %v %+v", err, res)
+		}
+		keys = append(keys, res.Duplicates[0].Key)
+	}
+	if len(keys[0]) != 64 || keys[0] == keys[1] {
+		t.Errorf("keys of long ids: %.80q, %.80q (want 64 characters, distinct)", keys[0], keys[1])
+	}
 	env.err = errors.New("database down")
 	res, err := s.Run(context.Background(), readTestMessage(t, testMsg), RunOptions{Envelope: testEnvelope, Env: env})
 	if err == nil || !errors.Is(err, env.err) {
