@@ -183,7 +183,8 @@ func (t *Txn) stageBox(ctx context.Context, u *unit, sp *spool, trace traceInfo,
 			if unusable {
 				// RFC 5228 §4.1 leaves a fileinto that cannot be done to
 				// the implementation: the message goes to INBOX.
-				log.Warn("sieve fileinto failed; the message is kept in INBOX instead", "event", "sieve_fileinto_failed", "folder", x.Mailbox, "err", err)
+				log.Warn("sieve fileinto failed; the message is kept in INBOX instead", "event", "sieve_fileinto_failed", "folder", x.Mailbox,
+					"script", x.At.Script, "line", x.At.Pos.Line, "col", x.At.Pos.Col, "err", err)
 				if !kept {
 					if st, err = t.stageFolder(ctx, home, mailbox.Delivery{Flags: x.Flags}, open()); err != nil {
 						return fail(err)

@@ -185,8 +185,8 @@ func TestSieveKeeps(t *testing.T) {
 	cases := []struct {
 		name, src, log string
 	}{
-		{"missing folder", `require "fileinto"; fileinto "Nope";`, "folder=Nope"},
-		{"bad folder name", `require "fileinto"; fileinto "a.b";`, "sieve_fileinto_failed"},
+		{"missing folder", "require \"fileinto\";\nif true {\n  fileinto \"Nope\";\n}", "folder=Nope script=main line=3 col=3"},
+		{"bad folder name", `require "fileinto"; fileinto "a.b";`, "event=sieve_fileinto_failed folder=a.b script=main line=1 col=21"},
 		{"runtime error", "redirect \"a@x.example\";\nredirect \"b@x.example\";\nredirect \"c@x.example\";\nredirect \"d@x.example\";\n  redirect \"e@x.example\";", "line=5 col=3"},
 	}
 	for _, c := range cases {

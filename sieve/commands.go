@@ -31,6 +31,7 @@ type (
 		copy    bool // RFC 3894
 		create  bool // RFC 5490 §3.2
 		flags   *[]str
+		pos     Pos // of the command, for FileInto.At
 	}
 	redirectCmd struct {
 		addr str
@@ -140,7 +141,7 @@ func (c *compiler) fileinto(n *node) (command, error) {
 		return nil, err
 	}
 	s := c.scan(n)
-	var f fileintoCmd
+	f := fileintoCmd{pos: n.pos}
 	for {
 		a, ok := s.tag()
 		if !ok {

@@ -56,6 +56,17 @@ type FileInto struct {
 	Create  bool // RFC 5490 §3.2: create the folder if it is missing
 	Copy    bool // RFC 3894: did not cancel the implicit keep
 	Flags   []string
+	// At is the fileinto that decided it (the first, when several name
+	// the folder), so that a folder that cannot be used is logged with
+	// the script, line and column to fix.
+	At Origin
+}
+
+// Origin is a place in a script: the script's name and a line and
+// column.
+type Origin struct {
+	Script string
+	Pos    Pos
 }
 
 // Redirect sends the message on to another address (RFC 5228 §4.2).

@@ -179,7 +179,8 @@ func (f fileintoCmd) exec(r *run) error {
 	if name == "" {
 		return errors.New("fileinto: the mailbox name is empty")
 	}
-	return r.acc.add(FileInto{Mailbox: name, Create: f.create, Copy: f.copy, Flags: flags}, r.limits)
+	at := Origin{Script: r.cur.name, Pos: f.pos}
+	return r.acc.add(FileInto{Mailbox: name, Create: f.create, Copy: f.copy, Flags: flags, At: at}, r.limits)
 }
 
 func (c redirectCmd) exec(r *run) error {
