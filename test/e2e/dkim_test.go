@@ -20,10 +20,15 @@ data_dir = "%%DATA%%"
 domains = ["example.org"]
 [submission]
 listen = ["127.0.0.1:0"]
+[smtp]
+listen = ["127.0.0.1:0"]
+[delivery]
+aliases = %q
 [dns]
 server = %q
 [relay]
 mx_port = %d
+srs_secret = "dkim-test-secret"
 [queue]
 retry = ["1s"]
 [checks]
@@ -59,7 +64,7 @@ func zoneRecord(t *testing.T, out string) (string, string) {
 // then a message submitted with swaks leaves through the queue (MX found
 // through the same DNS) signed twice, and dkimpy and opendkim verify both
 // signatures as the remote MTA received them. A DSN from the postmaster
-// is signed too.
+// is signed too; forwarded mail is not signed again.
 func TestDKIMKeygenSignVerify(t *testing.T) {
 	t.Parallel()
 	mta := mailtest.StartMTA(t, "nobody@example.net")
@@ -67,7 +72,11 @@ func TestDKIMKeygenSignVerify(t *testing.T) {
 		"example.net. 60 IN MX 10 mx.example.net.",
 		"mx.example.net. 60 IN A 127.0.0.1",
 	)
-	cfg, dir := mailtest.WriteConfig(t, fmt.Sprintf(dkimConfig, dns.Addr, mta.Port))
+	aliases := filepath.Join(t.TempDir(), "aliases")
+	if err := os.WriteFile(aliases, []byte("fwd: bob@example.net\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, dir := mailtest.WriteConfig(t, fmt.Sprintf(dkimConfig, aliases, dns.Addr, mta.Port))
 
 	out, code := mailtest.RunBinary(t, cfg, "", "dkim", "check", "example.org")
 	if code != 1 || !strings.Contains(out, "mailroom._domainkey.example.org") {
@@ -164,6 +173,38 @@ func TestDKIMKeygenSignVerify(t *testing.T) {
 	}
 	if rep, ok := dkimtest.DKIMPy(t, dns.Addr, crlf(dsn)); !ok {
 		t.Errorf("dkimpy did not verify the DSN:\n%s", rep)
+	}
+
+	// Forwarded mail is not signed again: the alias fwd@ forwards to
+	// bob@example.net (a foreign envelope rewritten with SRS). A message alice
+	// submits to it carries the two signatures made at submission, once;
+	// one from outside whose From: names example.org gets none from us,
+	// which would vouch for what we did not write.
+	arrive := func(what string) mailtest.Received {
+		t.Helper()
+		select {
+		case <-mta.Arrived():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the remote MTA got nothing in 30s\n%s", what, s.Log())
+		}
+		all := mta.Got()
+		return all[len(all)-1]
+	}
+	submit("fwd@example.org")
+	fwd := arrive("submitted to the alias")
+	if n := strings.Count(fwd.Data, "DKIM-Signature:"); n != 2 {
+		t.Errorf("submitted, then forwarded: %d signatures, want the 2 made at submission", n)
+	}
+	if rep, ok := dkimtest.DKIMPy(t, dns.Addr, fwd.Data); !ok || strings.Count(rep, " pass") != 2 {
+		t.Errorf("dkimpy did not verify the forwarded message's signatures:\n%s", rep)
+	}
+	outside := crlf("From: <boss@example.org>\nTo: fwd@example.org\nSubject: from outside\n\nHello.\n")
+	_, tr := smtpSwaks(t, outside, "--server", s.Addr(t, "smtp", false), "--helo", "client.test", "--from", "x@example.net", "--to", "fwd@example.org")
+	if r := tr.dataReplies(); len(r) != 1 || !strings.HasPrefix(r[0], "250 ") {
+		t.Fatalf("MX to the alias: %q", r)
+	}
+	if got := arrive("from outside to the alias"); strings.Contains(got.Data, "DKIM-Signature:") || !strings.HasPrefix(got.From, "SRS0=") {
+		t.Errorf("mail from outside, forwarded with envelope %q (want SRS0=), was signed:\n%s", got.From, got.Data)
 	}
 }
 
