@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 )
 
 // memSpoolLimit is how much of a message is kept in memory before the spool
@@ -26,11 +27,23 @@ type spool struct {
 	cr   bool  // the last byte received was a CR not yet written
 }
 
+// fillBufs are fill's buffers: what was read, and it converted (a CR
+// held back from the previous read may come first). They are pooled:
+// allocating them for every message was two fifths of the bytes the
+// delivery path allocated.
+type fillBufs struct {
+	in  [32 << 10]byte
+	out [32<<10 + 1]byte
+}
+
+var fillPool = sync.Pool{New: func() any { return new(fillBufs) }}
+
 // fill reads r to the end. The size limit counts bytes as received, which
 // is what the client's SIZE and our max_message_bytes refer to.
 func (s *spool) fill(r io.Reader) error {
-	buf := make([]byte, 32*1024)
-	out := make([]byte, 0, len(buf)+1)
+	bufs := fillPool.Get().(*fillBufs)
+	defer fillPool.Put(bufs)
+	buf, out := bufs.in[:], bufs.out[:0]
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
@@ -58,20 +71,23 @@ func (s *spool) fill(r io.Reader) error {
 }
 
 // convert appends p to out with every CRLF turned into LF. A bare CR is
-// kept, byte for byte; a CR at the end of p waits for the next call.
+// kept, byte for byte; a CR at the end of p waits for the next call. It
+// copies the runs between CRs whole.
 func (s *spool) convert(out, p []byte) []byte {
-	for _, c := range p {
+	for len(p) > 0 {
 		if s.cr {
 			s.cr = false
-			if c != '\n' {
+			if p[0] != '\n' {
 				out = append(out, '\r')
 			}
 		}
-		if c == '\r' {
-			s.cr = true
-			continue
+		i := bytes.IndexByte(p, '\r')
+		if i < 0 {
+			return append(out, p...)
 		}
-		out = append(out, c)
+		out = append(out, p[:i]...)
+		s.cr = true
+		p = p[i+1:]
 	}
 	return out
 }

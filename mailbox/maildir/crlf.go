@@ -27,6 +27,9 @@ type lfWriter struct {
 }
 
 func (l *lfWriter) Write(p []byte) (int, error) {
+	if !l.toLF {
+		return l.count(p)
+	}
 	out := l.buf[:0]
 	for _, c := range p {
 		if l.toLF {
@@ -47,6 +50,26 @@ func (l *lfWriter) Write(p []byte) (int, error) {
 	}
 	l.buf = out
 	if _, err := l.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// count is Write without conversion: it counts p's bare LFs with two
+// scans for the whole slice (rather than a loop over its bytes) and
+// writes p itself.
+func (l *lfWriter) count(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	lfs := bytes.Count(p, []byte{'\n'}) - bytes.Count(p, []byte("\r\n"))
+	if l.lastCR && p[0] == '\n' {
+		lfs-- // the CR ended the previous write
+	}
+	l.bareLF += int64(lfs)
+	l.n += int64(len(p))
+	l.lastCR = p[len(p)-1] == '\r'
+	if _, err := l.w.Write(p); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -64,3 +64,36 @@ func FuzzCRLFReader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLFWriter checks lfWriter's counts against crlfRef and its output
+// against the input (or the input with CRLF turned into LF), written in
+// pieces of step bytes so that a CRLF may straddle two writes.
+func FuzzLFWriter(f *testing.F) {
+	f.Add([]byte("a\r\nb\nc\r\r\n\n"), uint16(1), false)
+	f.Add([]byte("a\r\nb\nc\r\r\n\n"), uint16(2), true)
+	f.Add(bytes.Repeat([]byte("x\r\n\n\r"), 3000), uint16(4095), false)
+	f.Fuzz(func(t *testing.T, data []byte, step uint16, toLF bool) {
+		var out bytes.Buffer
+		l := &lfWriter{w: &out, toLF: toLF}
+		for p := data; len(p) > 0; {
+			n := min(len(p), int(step)+1)
+			if w, err := l.Write(p[:n]); err != nil || w != n {
+				t.Fatalf("Write = %d, %v", w, err)
+			}
+			p = p[n:]
+		}
+		if err := l.flush(); err != nil {
+			t.Fatal(err)
+		}
+		want := data
+		if toLF {
+			want = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("wrote %q, want %q", out.Bytes(), want)
+		}
+		if l.n != int64(len(want)) || l.served() != int64(len(crlfRef(want))) {
+			t.Fatalf("counted %d bytes, %d served; want %d, %d", l.n, l.served(), len(want), len(crlfRef(want)))
+		}
+	})
+}

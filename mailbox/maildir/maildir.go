@@ -37,6 +37,7 @@
 package maildir
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -84,9 +85,9 @@ type Store struct {
 	// through os.Root. Tests set it to take that path.
 	noOpenat2 atomic.Bool
 
-	// syncFile is f.Sync in production; tests replace it to exercise the
-	// failure path.
-	syncFile func(*os.File) error
+	// syncFile is fsync(2) in production; tests replace it to exercise
+	// the failure path.
+	syncFile func(fd int) error
 	// committed, when set (by NewIndex), is told the mail home and
 	// folder of every delivery made visible. It must return at once:
 	// delivery never waits on readers.
@@ -127,7 +128,7 @@ func Open(opts Options) (*Store, error) {
 		rootDir:  rootDir,
 		host:     host,
 		pid:      os.Getpid(),
-		syncFile: (*os.File).Sync,
+		syncFile: fsync,
 	}, nil
 }
 
@@ -305,25 +306,53 @@ func (s *Store) writeFile(dir *os.File, name string, r io.Reader, toLF bool) (*l
 
 // writeFileTimed is writeFile that also sets the file's modification time
 // (a message's internal date, as Dovecot keeps it) unless mtime is zero.
+//
+// The file is written through the raw descriptor and a pooled buffer, so
+// that a message under the buffer's size (most mail) costs one write(2),
+// trace header and all, and no allocation of buffers.
 func (s *Store) writeFileTimed(dir *os.File, name string, r io.Reader, toLF bool, mtime time.Time) (*lfWriter, error) {
 	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), name)
-	lw := &lfWriter{w: f, toLF: toLF}
-	_, err = io.CopyBuffer(lw, r, make([]byte, 32<<10))
+	bufs := writePool.Get().(*writeBufs)
+	defer func() {
+		bufs.w.Reset(nil)
+		writePool.Put(bufs)
+	}()
+	bufs.w.Reset(fdWriter(fd))
+	lw := &lfWriter{w: bufs.w, toLF: toLF}
+	// Read into our buffer rather than io.Copy: the readers we are given
+	// (io.MultiReader) have a WriteTo that allocates its own.
+	for {
+		n, rerr := r.Read(bufs.in[:])
+		if n > 0 {
+			if _, err = lw.Write(bufs.in[:n]); err != nil {
+				break
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
 	if err == nil {
 		err = lw.flush()
+	}
+	if err == nil {
+		err = bufs.w.Flush()
 	}
 	if err == nil && !mtime.IsZero() {
 		tv := unix.NsecToTimeval(mtime.UnixNano())
 		err = unix.Futimes(fd, []unix.Timeval{tv, tv})
 	}
 	if err == nil {
-		err = s.syncFile(f)
+		err = s.syncFile(fd)
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -331,6 +360,47 @@ func (s *Store) writeFileTimed(dir *os.File, name string, r io.Reader, toLF bool
 		return nil, err
 	}
 	return lw, nil
+}
+
+// writeBufs are writeFileTimed's buffers: one for reading, one in front
+// of the file.
+type writeBufs struct {
+	in [32 << 10]byte
+	w  *bufio.Writer
+}
+
+var writePool = sync.Pool{New: func() any { return &writeBufs{w: bufio.NewWriterSize(nil, 64<<10)} }}
+
+// fdWriter writes to a file descriptor, with no os.File around it (whose
+// making costs an fcntl(2) per file).
+type fdWriter int
+
+func (fd fdWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(int(fd), p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, &os.PathError{Op: "write", Path: "message file", Err: err}
+		}
+		if m == 0 {
+			return n, io.ErrShortWrite
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// fsync is the production syncFile.
+func fsync(fd int) error {
+	for {
+		err := unix.Fsync(fd)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // Commit moves the message into new/ and returns once that rename is on

@@ -116,7 +116,7 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	}
 
 	var synced atomic.Int32
-	s.syncFile = func(*os.File) error { synced.Add(1); return errors.New("EIO") }
+	s.syncFile = func(int) error { synced.Add(1); return errors.New("EIO") }
 	if _, err := s.Stage(ctx, "d/u", strings.NewReader("msg")); err == nil || !strings.Contains(err.Error(), "EIO") {
 		t.Fatalf("Stage with failing fsync: %v", err)
 	}

@@ -207,11 +207,11 @@ func TestAppendDurability(t *testing.T) {
 	e := newIndexEnv(t)
 	f := e.folders(testHome)
 	ctx := context.Background()
-	e.store.syncFile = func(*os.File) error { return errors.New("EIO") }
+	e.store.syncFile = func(int) error { return errors.New("EIO") }
 	if _, _, err := f.Append(ctx, "INBOX", strings.NewReader("x\n"), nil, time.Time{}); err == nil {
 		t.Fatal("Append with a failing fsync succeeded")
 	}
-	e.store.syncFile = (*os.File).Sync
+	e.store.syncFile = fsync
 	for _, d := range []string{"tmp", "cur", "new"} {
 		if got := files(t, filepath.Join(e.md(testHome), d)); len(got) != 0 {
 			t.Errorf("%s/ = %v", d, got)

@@ -155,7 +155,7 @@ func (s *Store) keywordLetters(md string, kws []string) (string, error) {
 		}
 		_, err = f.WriteString(b.String())
 		if err == nil {
-			err = s.syncFile(f)
+			err = s.syncFile(int(f.Fd()))
 		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
