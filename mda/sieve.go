@@ -272,7 +272,11 @@ func logScriptError(log interface {
 		if !errors.As(e, &se) {
 			return false
 		}
-		log.Warn(msg, "event", "sieve_error", "script", se.Script, "line", se.Pos.Line, "col", se.Pos.Col, "err", e)
+		args := []any{"event", "sieve_error", "script", se.Script, "line", se.Pos.Line, "col", se.Pos.Col}
+		if len(se.Via) > 0 {
+			args = append(args, "included_from", se.IncludedFrom())
+		}
+		log.Warn(msg, append(args, "err", e)...)
 	}
 	return true
 }

@@ -182,16 +182,24 @@ if header :contains "subject" "Hello" { fileinto :create :flags ["\\Seen", "$wor
 // does not exist (without :create), a script that does not compile, one
 // that fails as it runs. The log names the script, line and column.
 func TestSieveKeeps(t *testing.T) {
+	redirects := "redirect \"a@x.example\";\nredirect \"b@x.example\";\nredirect \"c@x.example\";\nredirect \"d@x.example\";\n  redirect \"e@x.example\";"
 	cases := []struct {
 		name, src, log string
+		helper         string // a script "helper" that src may include
 	}{
-		{"missing folder", "require \"fileinto\";\nif true {\n  fileinto \"Nope\";\n}", "folder=Nope script=main line=3 col=3"},
-		{"bad folder name", `require "fileinto"; fileinto "a.b";`, "event=sieve_fileinto_failed folder=a.b script=main line=1 col=21"},
-		{"runtime error", "redirect \"a@x.example\";\nredirect \"b@x.example\";\nredirect \"c@x.example\";\nredirect \"d@x.example\";\n  redirect \"e@x.example\";", "line=5 col=3"},
+		{"missing folder", "require \"fileinto\";\nif true {\n  fileinto \"Nope\";\n}", "folder=Nope script=main line=3 col=3", ""},
+		{"bad folder name", `require "fileinto"; fileinto "a.b";`, "event=sieve_fileinto_failed folder=a.b script=main line=1 col=21", ""},
+		{"runtime error", redirects, "script=main line=5 col=3", ""},
+		{"runtime error in an included script", "require \"include\";\ninclude \"helper\";", "script=helper line=5 col=3 included_from=main:2:1", redirects},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := newSieveEnv(t)
+			if c.helper != "" {
+				if err := e.scripts.Put(aliceHome, "helper", []byte(c.helper)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			e.script(t, aliceHome, c.src)
 			if res := e.deliver(t, "carol@remote.example", sieveMsg, "alice@example.org"); res[0] != nil {
 				t.Fatal(res[0])

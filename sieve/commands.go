@@ -56,6 +56,7 @@ type (
 		script   *Script
 		once     bool
 		optional bool
+		pos      Pos // of the command, for Error.Via
 	}
 	vacationCmd struct {
 		period    time.Duration

@@ -155,7 +155,12 @@ func (u *unitCompiler) compile(src, name string, self Dep, depth int) (*Script, 
 
 func withScript(err error, name string) error {
 	var e *Error
-	if errors.As(err, &e) && e.Script == "" {
+	if !errors.As(err, &e) {
+		return err
+	}
+	if len(e.Via) > 0 && e.Via[0].Script == "" {
+		e.Via[0].Script = name
+	} else if e.Script == "" {
 		e.Script = name
 	}
 	return err
@@ -444,7 +449,7 @@ func (c *compiler) include(n *node) (command, error) {
 	if err := c.need(n.pos, "include", "include"); err != nil {
 		return nil, err
 	}
-	cmd := &includeCmd{}
+	cmd := &includeCmd{pos: n.pos}
 	loc := Personal
 	var seenLoc bool
 	var nameArg *arg
@@ -509,7 +514,14 @@ func (c *compiler) include(n *node) (command, error) {
 	}
 	s, err := c.u.compile(string(src), name, dep, c.depth+1)
 	if err != nil {
-		return nil, c.errorf(nameArg.pos, "in included %s script %q: %v", loc, name, err)
+		var e *Error
+		if !errors.As(err, &e) {
+			return nil, c.errorf(nameArg.pos, "in included %s script %q: %v", loc, name, err)
+		}
+		// The error's place is in the included script; this include
+		// is how it was reached (withScript names this script).
+		e.Via = append([]Origin{{Pos: n.pos}}, e.Via...)
+		return nil, e
 	}
 	cmd.script = s
 	return cmd, nil

@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"fmt"
+	"strings"
 )
 
 // Error is a script that cannot be compiled or run: it names the script
@@ -11,7 +12,11 @@ type Error struct {
 	Script string // the script's name, "" when not known
 	Pos    Pos    // zero when the error is not tied to a place
 	Msg    string
-	err    error // the cause of a run-time error, if any
+	// Via lists, for an error in an included script (RFC 6609), the
+	// include commands that led to it, the outermost first; Script and
+	// Pos are the place in the included script.
+	Via []Origin
+	err error // the cause of a run-time error, if any
 }
 
 // Unwrap gives errors.Is the cause of a run-time error (a cancelled
@@ -19,15 +24,34 @@ type Error struct {
 func (e *Error) Unwrap() error { return e.err }
 
 func (e *Error) Error() string {
+	s := e.Msg
 	switch {
 	case e.Script != "" && e.Pos.Line > 0:
-		return e.Script + ":" + e.Pos.String() + ": " + e.Msg
+		s = e.Script + ":" + e.Pos.String() + ": " + e.Msg
 	case e.Script != "":
-		return e.Script + ": " + e.Msg
+		s = e.Script + ": " + e.Msg
 	case e.Pos.Line > 0:
-		return e.Pos.String() + ": " + e.Msg
+		s = e.Pos.String() + ": " + e.Msg
 	}
-	return e.Msg
+	if len(e.Via) > 0 {
+		s += " (included from " + e.IncludedFrom() + ")"
+	}
+	return s
+}
+
+// IncludedFrom says where the script of an error in an included script
+// was included, innermost first ("m:2:9, main:3:9"); "" for an error in
+// the script that ran.
+func (e *Error) IncludedFrom() string {
+	var b strings.Builder
+	for i := len(e.Via) - 1; i >= 0; i-- {
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		o := e.Via[i]
+		b.WriteString(o.Script + ":" + o.Pos.String())
+	}
+	return b.String()
 }
 
 // node is what the parser builds: a command or a test (RFC 5228 §8.2).

@@ -213,7 +213,13 @@ func (c includeCmd) exec(r *run) error {
 	}
 	r.depth++
 	defer func() { r.depth-- }()
-	return r.script(c.script)
+	err := r.script(c.script)
+	var e *Error
+	if errors.As(err, &e) {
+		// r.cur is the including script again.
+		e.Via = append([]Origin{{Script: r.cur.name, Pos: c.pos}}, e.Via...)
+	}
+	return err
 }
 
 func (c setCmd) exec(r *run) error {

@@ -204,3 +204,46 @@ func TestRuntimeErrorPlace(t *testing.T) {
 		t.Fatalf("err = %v, want user.sieve:3:3", err)
 	}
 }
+
+// TestIncludeErrorPlace checks that an error in an included script, at
+// compile time or run time, names the included script, line and column,
+// and the includes that led to it.
+func TestIncludeErrorPlace(t *testing.T) {
+	loader := mapLoader{
+		"personal/a":   "keep;\n  fileinto \"x\";",
+		"personal/m":   "require \"include\";\ninclude \"a\";",
+		"personal/red": "redirect \"a@b.example\";\nredirect \"b@b.example\";\n redirect \"c@b.example\";",
+	}
+	cases := []struct {
+		name, src, script string
+		pos               Pos
+		via, msg          string
+		run               bool
+	}{
+		{"compile error", "require \"include\";\n\ninclude \"a\";", "a", Pos{2, 3}, "main:3:1",
+			`a:2:3: fileinto needs require "fileinto" (included from main:3:1)`, false},
+		{"through two includes", "require \"include\";\ninclude \"m\";", "a", Pos{2, 3}, "m:2:1, main:2:1",
+			`a:2:3: fileinto needs require "fileinto" (included from m:2:1, main:2:1)`, false},
+		{"run-time error", "require \"include\";\nkeep;\n include \"red\";", "red", Pos{3, 2}, "main:3:2",
+			"red:3:2: redirect: more than 2 redirects (included from main:3:2)", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts := Options{Name: "main", Loader: loader, Limits: Limits{MaxRedirects: 2}}
+			s, err := Compile([]byte(c.src), opts)
+			if c.run {
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = s.Run(context.Background(), readTestMessage(t, testMsg), RunOptions{Envelope: testEnvelope})
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v, want an *Error", err)
+			}
+			if e.Script != c.script || e.Pos != c.pos || e.IncludedFrom() != c.via || e.Error() != c.msg {
+				t.Errorf("got %s:%s via %q: %q\nwant %s:%s via %q: %q", e.Script, e.Pos, e.IncludedFrom(), e.Error(), c.script, c.pos, c.via, c.msg)
+			}
+		})
+	}
+}
