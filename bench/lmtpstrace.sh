@@ -139,6 +139,6 @@ for s in $SESSIONS; do
 	for who in mailroom dovecot; do
 		counts "$WORK/$who-$s.strace" | awk -v n="$N" -v r="$RCPTS" -v who="$who" '
 			$1 == "fsync" || $1 == "fdatasync" { f += $2 }
-			END { d = (f - n * r) / (n * r); printf "  %s: %.2f fsync+fdatasync per delivery; %.2f directory syncs per delivery (%.1f deliveries per sync)\n", who, f / (n * r), d, d > 0 ? 1 / d : 0 }'
+			END { d = (f - n * r) / (n * r); printf "  %s: %.2f fsync+fdatasync per delivery; %.2f directory syncs per delivery (%.1f deliveries per sync)\n", who, f / (n * r), d, (d > 0 ? 1 / d : 0) }'
 	done
 done
