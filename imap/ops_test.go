@@ -218,6 +218,51 @@ func TestTwoSessions(t *testing.T) {
 	}
 }
 
+// A keyword another session sets, or a message it adds carries, is
+// announced in FLAGS and PERMANENTFLAGS before the first response that
+// could use it (RFC 9051 §7.3.5; imaptest's stress run checks it as
+// "Keyword used without being in FLAGS"), also to a read-only session
+// (FLAGS only: it may store none).
+func TestKeywordsAnnouncedToOthers(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{})
+	for i := range 2 {
+		ts.deliver(t, "INBOX", msgN(i))
+	}
+	a := dialRaw(t, ts.addr)
+	a.login()
+	a.ok("SELECT INBOX")
+	b := dialRaw(t, ts.addr)
+	b.login()
+	b.ok("SELECT INBOX")
+	c := dialRaw(t, ts.addr)
+	c.login()
+	c.ok("EXAMINE INBOX")
+	const sys = `\Answered \Flagged \Deleted \Seen \Draft`
+	a.ok(`STORE 2 +FLAGS.SILENT ($Label1)`)
+	if u := b.ok("NOOP"); strings.Join(u, "|") != `* FLAGS (`+sys+` $Label1)|`+
+		`* OK [PERMANENTFLAGS (`+sys+` $Label1 \*)] Permanent flags|* 2 FETCH (UID 2 FLAGS ($Label1))` {
+		t.Errorf("b sees a's new keyword as %q", u)
+	}
+	if u := c.ok("NOOP"); strings.Join(u, "|") != `* FLAGS (`+sys+` $Label1)|`+
+		`* 2 FETCH (UID 2 FLAGS ($Label1))` {
+		t.Errorf("read-only c sees a's new keyword as %q", u)
+	}
+	// A known keyword again: no FLAGS.
+	a.ok(`STORE 1 +FLAGS.SILENT ($Label1)`)
+	if u := b.ok("NOOP"); strings.Join(u, "|") != `* 1 FETCH (UID 1 FLAGS ($Label1))` {
+		t.Errorf("b sees a known keyword as %q", u)
+	}
+	a.appendMsg("INBOX", "$Label2", "", msgN(3))
+	u := b.ok("NOOP")
+	if len(u) == 0 || u[0] != `* FLAGS (`+sys+` $Label1 $Label2)` {
+		t.Fatalf("b sees a's APPEND with a new keyword as %q", u)
+	}
+	if u := b.ok("FETCH 3 FLAGS"); strings.Join(u, "|") != `* 3 FETCH (FLAGS ($Label2))` {
+		t.Errorf("FETCH of the appended message: %q", u)
+	}
+}
+
 // IDLE reports a delivery at once, and one by another program within the
 // poll interval; also an expunge and a flag change by another session.
 func TestIdle(t *testing.T) {
