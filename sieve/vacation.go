@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"mime"
+	"mime/quotedprintable"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ReplyOptions describe the delivery a vacation reply answers.
@@ -131,21 +134,24 @@ func (v Vacation) MemoryKey(sender string) string {
 
 // BuildReply writes the reply, with CRLF line ends, ready for the queue
 // (whose envelope sender must be <>). from is what CheckReply returned.
+// Every line is within RFC 5322 §2.1.1's 998 octets: header fields are
+// folded, text that is not ASCII or has long words is RFC 2047 encoded,
+// and a reason with long lines goes quoted-printable.
 func (v Vacation) BuildReply(m *Message, o ReplyOptions, from string) []byte {
 	var b strings.Builder
 	header := func(name, value string) {
-		b.WriteString(name + ": " + oneLine(value) + "\r\n")
+		writeField(&b, name, oneLine(value))
 	}
 	if v.From != "" {
 		// RFC 5230 §4.3: :from, when it is an address.
 		if a, ok := parseRedirectAddress(v.From); ok {
 			from = v.From
-			if !strings.ContainsAny(v.From, "<") {
-				from = a
+			if !strings.ContainsAny(v.From, "<") || len(v.From) > maxMsgID {
+				from = a // a display name too long for a line is dropped
 			}
 		}
 	}
-	header("From", encodeHeaderAddress(from))
+	header("From", encodeHeaderAddress(oneLine(from)))
 	header("To", "<"+o.Sender+">")
 	subject := v.Subject
 	if subject == "" {
@@ -155,21 +161,23 @@ func (v Vacation) BuildReply(m *Message, o ReplyOptions, from string) []byte {
 			subject = "Auto: " + vals[0]
 		}
 	}
-	header("Subject", mime.QEncoding.Encode("utf-8", oneLine(subject)))
+	header("Subject", encodeText(truncateUTF8(oneLine(subject), maxSubject)))
 	header("Date", o.Now.Format(time.RFC1123Z))
 	header("Message-ID", "<"+randomID()+".vacation@"+o.Hostname+">")
 	// RFC 5230 §4.7 and RFC 3834 §3.1.4: the thread of the message.
-	msgID, hasID := m.first("message-id")
-	refs, hasRefs := m.first("references")
-	if hasID {
-		header("In-Reply-To", msgID)
-		if hasRefs {
-			header("References", refs+" "+msgID)
-		} else {
-			header("References", msgID)
+	msgID, _ := m.first("message-id")
+	refs, _ := m.first("references")
+	if ids := msgIDs(msgID); len(ids) > 0 {
+		header("In-Reply-To", ids[0])
+		refs += " " + ids[0]
+	}
+	if ids := msgIDs(refs); len(ids) > 0 {
+		if len(ids) > maxReferences {
+			// RFC 5322 §3.6.4 lets a reply trim the list: the first
+			// (the thread's root) and the latest.
+			ids = append(ids[:1], ids[len(ids)-maxReferences+1:]...)
 		}
-	} else if hasRefs {
-		header("References", refs)
+		header("References", strings.Join(ids, " "))
 	}
 	// RFC 3834 §5.1; Precedence and X-Auto-Response-Suppress keep
 	// older responders quiet, as Pigeonhole's replies do.
@@ -178,18 +186,204 @@ func (v Vacation) BuildReply(m *Message, o ReplyOptions, from string) []byte {
 	header("X-Auto-Response-Suppress", "All")
 	header("MIME-Version", "1.0")
 	reason := strings.ReplaceAll(strings.ReplaceAll(v.Reason, "\r\n", "\n"), "\n", "\r\n")
-	if !v.MIME {
-		header("Content-Type", "text/plain; charset=utf-8")
+	if !strings.HasSuffix(reason, "\r\n") {
+		reason += "\r\n"
+	}
+	if v.MIME {
+		// With :mime the reason is a MIME entity: its own header, an
+		// empty line and its body (RFC 5230 §4.6).
+		writeEntity(&b, reason)
+		return []byte(b.String())
+	}
+	header("Content-Type", "text/plain; charset=utf-8")
+	if hasLongLine(reason) {
+		header("Content-Transfer-Encoding", "quoted-printable")
+		b.WriteString("\r\n")
+		writeQP(&b, reason)
+	} else {
 		header("Content-Transfer-Encoding", "8bit")
 		b.WriteString("\r\n")
-	}
-	// With :mime the reason is a MIME entity: its own header, an empty
-	// line and its body (RFC 5230 §4.6).
-	b.WriteString(reason)
-	if !strings.HasSuffix(reason, "\r\n") {
-		b.WriteString("\r\n")
+		b.WriteString(reason)
 	}
 	return []byte(b.String())
+}
+
+const (
+	// maxLineLen is RFC 5322 §2.1.1's limit on a line, without CRLF.
+	maxLineLen = 998
+	// foldAt is where header fields are folded when they can be (RFC
+	// 5322 §2.1.1's 78 characters).
+	foldAt = 78
+	// maxSubject bounds the reply's subject (before encoding).
+	maxSubject = 512
+	// maxReferences bounds the ids of the reply's References.
+	maxReferences = 20
+	// maxMsgID drops ids longer than any real one, which could not be
+	// written within a line.
+	maxMsgID = 250
+)
+
+// writeField writes "name: value" folded at spaces so that lines stay
+// within foldAt where a space allows, and within maxLineLen always: a
+// word that would still be too long is cut (the callers encode or bound
+// what could be).
+func writeField(b *strings.Builder, name, value string) {
+	line := len(name) + 1
+	b.WriteString(name + ":")
+	for i, w := range strings.Split(strings.TrimLeft(value, " \t"), " ") {
+		if len(w) > maxLineLen-1 {
+			w = truncateUTF8(w, maxLineLen-1)
+		}
+		if i > 0 && line+1+len(w) > foldAt && w != "" {
+			b.WriteString("\r\n")
+			line = 0
+		}
+		b.WriteString(" " + w)
+		line += 1 + len(w)
+	}
+	b.WriteString("\r\n")
+}
+
+// encodeText makes unstructured text (a subject) safe for a header
+// field: as it is when it is printable ASCII in words that fold, else
+// RFC 2047 encoded words of at most 75 characters each.
+func encodeText(s string) string {
+	plain := true
+	for _, w := range strings.Fields(s) {
+		if len(w) > foldAt-10 || strings.Contains(w, "=?") {
+			plain = false
+		}
+	}
+	for i := 0; i < len(s) && plain; i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			plain = false
+		}
+	}
+	if plain {
+		return s
+	}
+	return qWords(s)
+}
+
+// qWords encodes s as Q encoded words (RFC 2047 §4.2), each at most 75
+// characters, not splitting a UTF-8 sequence.
+func qWords(s string) string {
+	const prefix, suffix = "=?utf-8?q?", "?="
+	const room = 75 - len(prefix) - len(suffix)
+	var out []string
+	var w strings.Builder
+	flush := func() {
+		if w.Len() > 0 {
+			out = append(out, prefix+w.String()+suffix)
+			w.Reset()
+		}
+	}
+	for _, r := range s {
+		var enc string
+		switch {
+		case r == ' ':
+			enc = "_"
+		case r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!*+-/", r)):
+			enc = string(r)
+		default:
+			var buf [utf8.UTFMax]byte
+			n := utf8.EncodeRune(buf[:], r)
+			for _, c := range buf[:n] {
+				enc += fmt.Sprintf("=%02X", c)
+			}
+		}
+		if w.Len()+len(enc) > room {
+			flush()
+		}
+		w.WriteString(enc)
+	}
+	flush()
+	return strings.Join(out, " ")
+}
+
+// msgIDs returns the message ids ("<...>") of a Message-ID, In-Reply-To
+// or References field, leaving out any too long to be real.
+func msgIDs(v string) []string {
+	var ids []string
+	for _, w := range strings.Fields(oneLine(v)) {
+		if strings.HasPrefix(w, "<") && strings.HasSuffix(w, ">") && len(w) <= maxMsgID {
+			ids = append(ids, w)
+		}
+	}
+	return ids
+}
+
+func hasLongLine(s string) bool {
+	for _, l := range strings.Split(s, "\r\n") {
+		if len(l) > maxLineLen {
+			return true
+		}
+	}
+	return false
+}
+
+func writeQP(b *strings.Builder, s string) {
+	w := quotedprintable.NewWriter(b)
+	io.WriteString(w, s)
+	w.Close()
+	if !strings.HasSuffix(b.String(), "\r\n") {
+		b.WriteString("\r\n")
+	}
+}
+
+// writeEntity writes a :mime reason after the reply's own header: only
+// its MIME fields (Content-*, RFC 2045 §9) are taken, so that it cannot
+// add or override others (a second From, an Auto-Submitted: no), each
+// folded; a single part whose body has lines over maxLineLen is
+// re-encoded quoted-printable.
+func writeEntity(b *strings.Builder, entity string) {
+	head, body, ok := strings.Cut(entity, "\r\n\r\n")
+	if !ok {
+		if strings.HasPrefix(entity, "\r\n") {
+			head, body = "", strings.TrimPrefix(entity, "\r\n")
+		} else {
+			head, body = entity, ""
+		}
+	}
+	var fields []string
+	for _, l := range strings.Split(head, "\r\n") {
+		switch {
+		case l == "":
+		case (l[0] == ' ' || l[0] == '\t') && len(fields) > 0:
+			fields[len(fields)-1] += " " + strings.TrimSpace(l)
+		default:
+			fields = append(fields, l)
+		}
+	}
+	var multipart bool
+	var kept [][2]string
+	for _, f := range fields {
+		name, value, ok := strings.Cut(f, ":")
+		name = strings.TrimSpace(name)
+		if !ok || !strings.HasPrefix(strings.ToLower(name), "content-") || !validFieldName(name) {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		if strings.EqualFold(name, "Content-Type") && strings.HasPrefix(strings.ToLower(value), "multipart/") {
+			multipart = true
+		}
+		kept = append(kept, [2]string{name, value})
+	}
+	qp := !multipart && hasLongLine(body)
+	for _, f := range kept {
+		if qp && strings.EqualFold(f[0], "Content-Transfer-Encoding") {
+			continue
+		}
+		writeField(b, f[0], f[1])
+	}
+	if qp {
+		writeField(b, "Content-Transfer-Encoding", "quoted-printable")
+		b.WriteString("\r\n")
+		writeQP(b, body)
+		return
+	}
+	b.WriteString("\r\n")
+	b.WriteString(body)
 }
 
 // oneLine keeps a value from breaking the header.

@@ -1,7 +1,10 @@
 package sieve
 
 import (
+	"fmt"
+	"io"
 	"mime"
+	"mime/quotedprintable"
 	"net/mail"
 	"strings"
 	"testing"
@@ -141,3 +144,79 @@ func (mimeDecoder) decode(s string) string {
 }
 
 type mimeWordDecoder = mime.WordDecoder
+
+// TestReplyLines checks that a reply is valid RFC 5322 whatever the
+// message and the script put in it: no line over 998 octets, header
+// text encoded (RFC 2047) or folded, a reason with long lines sent
+// quoted-printable, and a :mime reason unable to add header fields
+// other than MIME's.
+func TestReplyLines(t *testing.T) {
+	long := strings.Repeat("x", 3000)
+	var refs []string
+	for i := range 100 {
+		refs = append(refs, fmt.Sprintf("<ref%d@example.org>", i))
+	}
+	o := ReplyOptions{Sender: "alice@example.org", Recipient: "me@example.com", Hostname: "mx.example.com", Now: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)}
+	cases := []struct {
+		name     string
+		header   string
+		v        Vacation
+		check    map[string]string // decoded header values; "" = absent
+		body     string            // the decoded body
+		bodyType string
+	}{
+		{"long ASCII subject", "Subject: " + long + "\nMessage-ID: <m@example.org>\n", Vacation{Reason: "away"},
+			map[string]string{"Subject": ("Auto: " + long)[:maxSubject], "In-Reply-To": "<m@example.org>"}, "away\r\n", "text/plain; charset=utf-8"},
+		{"long non-ASCII subject", "Subject: " + strings.Repeat("Grüße ", 40) + "\n", Vacation{Reason: "away"},
+			map[string]string{"Subject": "Auto: " + strings.TrimSpace(strings.Repeat("Grüße ", 40))}, "away\r\n", ""},
+		{"many references", "Message-ID: <m@example.org>\nReferences: " + strings.Join(refs, "\n ") + "\n", Vacation{Reason: "away"},
+			map[string]string{"References": strings.Join(append(append([]string{refs[0]}, refs[len(refs)-maxReferences+2:]...), "<m@example.org>"), " ")}, "away\r\n", ""},
+		{"absurd message id", "Message-ID: <" + long + "@example.org>\n", Vacation{Reason: "away"},
+			map[string]string{"In-Reply-To": "", "References": ""}, "away\r\n", ""},
+		{"long reason line", "", Vacation{Reason: "Away until " + long + "\nBye."},
+			map[string]string{"Content-Transfer-Encoding": "quoted-printable"}, "Away until " + long + "\r\nBye.\r\n", "text/plain; charset=utf-8"},
+		{":mime with other fields", "", Vacation{MIME: true, Reason: "From: evil@example.net\nAuto-Submitted: no\nContent-Type: text/html;\n  charset=utf-8\n\n<p>" + long + "</p>\n"},
+			map[string]string{"From": "me@example.com", "Auto-Submitted": "auto-replied (vacation)", "Content-Transfer-Encoding": "quoted-printable"},
+			"<p>" + long + "</p>\r\n", "text/html; charset=utf-8"},
+		{"long display name", "", Vacation{Reason: "away", From: `"` + long + `" <me@example.com>`},
+			map[string]string{"From": "me@example.com"}, "away\r\n", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			msg := readTestMessage(t, "From: alice@example.org\nTo: me@example.com\n"+c.header+"\nhi\n")
+			raw := string(c.v.BuildReply(msg, o, "me@example.com"))
+			for i, l := range strings.Split(raw, "\r\n") {
+				if len(l) > 998 || strings.Contains(l, "\n") {
+					t.Fatalf("line %d is %d octets or has a bare LF: %.100q", i+1, len(l), l)
+				}
+			}
+			m, err := mail.ReadMessage(strings.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Header["From"]) != 1 || len(m.Header["Auto-Submitted"]) != 1 {
+				t.Errorf("From %q, Auto-Submitted %q: want one each", m.Header["From"], m.Header["Auto-Submitted"])
+			}
+			dec := new(mimeDecoder)
+			for name, want := range c.check {
+				if got := dec.decode(m.Header.Get(name)); got != want {
+					t.Errorf("%s: %.200q, want %.200q", name, got, want)
+				}
+			}
+			if c.bodyType != "" && m.Header.Get("Content-Type") != c.bodyType {
+				t.Errorf("Content-Type %q, want %q", m.Header.Get("Content-Type"), c.bodyType)
+			}
+			var body io.Reader = m.Body
+			if m.Header.Get("Content-Transfer-Encoding") == "quoted-printable" {
+				body = quotedprintable.NewReader(body)
+			}
+			got, err := io.ReadAll(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != c.body {
+				t.Errorf("body %.100q, want %.100q", got, c.body)
+			}
+		})
+	}
+}
