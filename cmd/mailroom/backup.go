@@ -330,6 +330,9 @@ func copyFile(src, dst string) error {
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = backup.KeepMtime(in, dst)
+	}
 	return err
 }
 

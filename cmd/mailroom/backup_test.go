@@ -18,6 +18,17 @@ import (
 // -force, which keeps the old data aside.
 func TestBackupRestore(t *testing.T) {
 	cfgPath, dataDir, _ := populated(t)
+	// A message's mtime is its INTERNALDATE: backup and restore keep it.
+	old := time.Date(2021, 5, 6, 7, 8, 9, 0, time.UTC)
+	inbox, _ := filepath.Glob(filepath.Join(dataDir, "mail/example.org/alice/Maildir/new/*"))
+	if len(inbox) == 0 {
+		t.Fatal("alice has no message in new/")
+	}
+	dated := inbox[0]
+	datedRel, _ := filepath.Rel(dataDir, dated)
+	if err := os.Chtimes(dated, time.Time{}, old); err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(mailtest.ShortTempDir(t), "b1")
 	out, code := cli(t, "", "backup", "-config", cfgPath, dir)
 	if code != 0 || !strings.Contains(out, "3 accounts, 10 messages, 1 queued") {
@@ -32,6 +43,11 @@ func TestBackupRestore(t *testing.T) {
 	otherData := filepath.Join(filepath.Dir(other), "data")
 	if out, code := cli(t, "", "restore", "-config", other, dir); code != 0 || !strings.Contains(out, "3 accounts, 10 messages, 1 queued") {
 		t.Fatalf("restore: %d %s", code, out)
+	}
+	for _, p := range []string{filepath.Join(dir, datedRel), filepath.Join(otherData, datedRel)} {
+		if st, err := os.Stat(p); err != nil || !st.ModTime().Equal(old) {
+			t.Errorf("%s: mtime not kept (the message's INTERNALDATE): %v", p, err)
+		}
 	}
 	list, _ := cli(t, "", "user", "list", "-config", other)
 	if strings.Count(list, "@example.org") != 3 {

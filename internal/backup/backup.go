@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -288,6 +289,9 @@ func (c *treeCopy) copyFile(src, rel string) error {
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = KeepMtime(in, dst)
+	}
 	if err != nil {
 		return fmt.Errorf("backup: copy %s: %w", src, err)
 	}
@@ -298,6 +302,19 @@ func (c *treeCopy) copyFile(src, rel string) error {
 	c.stats.Bytes += n
 	c.w.files[key] = hex.EncodeToString(h.Sum(nil))
 	return nil
+}
+
+// KeepMtime gives dst the modification time of src, an open file it
+// was copied from. A Maildir message's mtime is its IMAP INTERNALDATE
+// (for mailroom's index and for Dovecot alike), so a copy dated the day
+// of the backup would move every message to that day; it also lets
+// rsync --link-dest see an unchanged message as the same file.
+func KeepMtime(src *os.File, dst string) error {
+	st, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	return os.Chtimes(dst, time.Time{}, st.ModTime())
 }
 
 // Close writes the manifest and flushes the whole backup to disk.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"mailroom/internal/mailtest"
 )
@@ -170,5 +171,34 @@ func TestManifestEscapes(t *testing.T) {
 		if !ok || got != sum || gotName != name {
 			t.Errorf("%q: round trip gave %q %q %v", name, got, gotName, ok)
 		}
+	}
+}
+
+// TestCopyTreeKeepsMtime: a copied message keeps its modification time,
+// which is its IMAP INTERNALDATE in a Maildir.
+func TestCopyTreeKeepsMtime(t *testing.T) {
+	src := t.TempDir()
+	md := filepath.Join(src, "example.org/alice/Maildir")
+	maildir(t, md)
+	msg := filepath.Join(md, "cur/1.M1.mx:2,S")
+	write(t, msg, "Subject: old\n\nold\n")
+	old := time.Date(2019, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := os.Chtimes(msg, time.Time{}, old); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "b")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.CopyTree(t.Context(), src, "mail", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "mail/example.org/alice/Maildir/cur/1.M1.mx:2,S"))
+	if err != nil || !st.ModTime().Equal(old) {
+		t.Fatalf("copy's mtime %v (%v), want %v", st.ModTime(), err, old)
 	}
 }
