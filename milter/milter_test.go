@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -286,6 +287,46 @@ func TestOurTroubleIsTemporary(t *testing.T) {
 	}
 }
 
+// TestProtocolOptions: the stages a milter asks to leave out or not to
+// answer are offered (libmilter milters without a negotiate callback,
+// such as clamav-milter, hang up otherwise) and honoured: no HELO for
+// SMFIP_NOHELO, no reply awaited for SMFIP_NR_HDR; an option we did not
+// offer (SMFIP_RCPT_REJ) changes nothing.
+func TestProtocolOptions(t *testing.T) {
+	var mu sync.Mutex
+	var offered uint32
+	var codes []byte
+	asked := gomilter.OptNoHelo | gomilter.OptNoHeaderReply | gomilter.OptRcptRej | gomilter.OptNoUnknown
+	m := fakemilter.Start(t, func(code byte, data []byte) ([][]byte, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		codes = append(codes, code)
+		switch code {
+		case 'O':
+			offered = binary.BigEndian.Uint32(data[8:])
+			return [][]byte{negotiateProto(6, 0, asked)}, ""
+		case 'L':
+			return [][]byte{}, "" // SMFIP_NR_HDR: no reply
+		}
+		return nil, ""
+	})
+	out, r := run(t, newClient(t, TempFail, 5*time.Second, m.Addr))
+	if r != nil {
+		t.Fatalf("refused: %v", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := uint32(protocols); offered != want || offered&uint32(gomilter.OptNoHelo|gomilter.OptNoUnknown|gomilter.OptNoData) == 0 {
+		t.Errorf("offered protocol options %#x, want %#x", offered, want)
+	}
+	if bytes.IndexByte(codes, 'H') >= 0 || bytes.Count(codes, []byte{'L'}) != 5 || bytes.IndexByte(codes, 'E') < 0 {
+		t.Errorf("commands sent %q: want no HELO, the 5 header fields, the end of the message", codes)
+	}
+	if len(out.Header) != 5 {
+		t.Errorf("header after the milter: %d fields", len(out.Header))
+	}
+}
+
 // TestOldProtocolMilter: a milter of protocol version 2 (go-milter's own
 // server) is still spoken to, without the version 6 actions.
 func TestOldProtocolMilter(t *testing.T) {
@@ -363,10 +404,13 @@ func FuzzEditHeader(f *testing.F) {
 
 // negotiate is a fake milter's answer to the option negotiation: its
 // protocol version and the actions it asks for.
-func negotiate(version, actions uint32) []byte {
+func negotiate(version, actions uint32) []byte { return negotiateProto(version, actions, 0) }
+
+// negotiateProto is negotiate with protocol options asked for too.
+func negotiateProto(version, actions uint32, proto gomilter.OptProtocol) []byte {
 	opt := binary.BigEndian.AppendUint32(nil, version)
 	opt = binary.BigEndian.AppendUint32(opt, actions)
-	opt = binary.BigEndian.AppendUint32(opt, 0)
+	opt = binary.BigEndian.AppendUint32(opt, uint32(proto))
 	return fakemilter.Packet('O', string(opt))
 }
 

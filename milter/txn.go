@@ -149,18 +149,41 @@ func (c *Client) Begin(ctx context.Context, info ConnInfo, from string) (*Txn, *
 const actions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptChangeBody |
 	gomilter.OptAddRcpt | gomilter.OptRemoveRcpt | gomilter.OptQuarantine | gomilter.OptChangeFrom
 
-// dial connects to a milter and negotiates.
-func (t *Txn) dial(tg target, mask gomilter.OptAction) (*gomilter.ClientSession, *dialer, error) {
+// protocols are what a milter may ask of the conversation: to leave out
+// a stage (SMFIP_NOCONNECT... SMFIP_NOBODY, SMFIP_NOUNKNOWN, SMFIP_NODATA),
+// not to answer one (SMFIP_NR_*), to skip the rest of the body
+// (SMFIP_SKIP). go-milter's client honours each. A libmilter milter
+// without a negotiate callback (clamav-milter) asks to leave out the
+// stages it has no callback for and hangs up on an MTA that does not
+// offer that; Postfix offers them all. Not offered: SMFIP_RCPT_REJ (we
+// do not send refused recipients) and SMFIP_HDR_LEADSPC (header values
+// go without their leading space).
+const protocols = gomilter.OptNoConnect | gomilter.OptNoHelo | gomilter.OptNoMailFrom | gomilter.OptNoRcptTo |
+	gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH | gomilter.OptNoUnknown | gomilter.OptNoData |
+	gomilter.OptSkip | gomilter.OptNoHeaderReply | gomilter.OptNoConnReply | gomilter.OptNoHeloReply |
+	gomilter.OptNoMailReply | gomilter.OptNoRcptReply | gomilter.OptNoDataReply | gomilter.OptNoUnknownReply |
+	gomilter.OptNoEOHReply | gomilter.OptNoBodyReply
+
+// dial connects to a milter and negotiates. The library keeps the
+// protocol options the milter answers with as they are; only those we
+// offered are kept, so that a milter cannot make us, say, send header
+// values with their leading space or leave out a stage we did not offer
+// to.
+func (t *Txn) dial(tg target, mask gomilter.OptAction, proto gomilter.OptProtocol) (*gomilter.ClientSession, *dialer, error) {
 	d := &dialer{timeout: t.c.opts.Timeout}
 	cl := gomilter.NewClientWithOptions(tg.network, tg.addr, gomilter.ClientOptions{
 		Dialer:       d,
 		ReadTimeout:  t.c.opts.Timeout,
 		WriteTimeout: t.c.opts.Timeout,
 		ActionMask:   mask,
+		ProtocolMask: proto,
 	})
 	s, err := cl.Session()
 	if err != nil && d.conn != nil {
 		d.conn.Close()
+	}
+	if err == nil {
+		s.ProtocolOpts &= proto
 	}
 	return s, d, err
 }
@@ -170,14 +193,14 @@ func (t *Txn) open(ctx context.Context, m *session, tg target, from string) *Rep
 		return t.abandon(m, "connect", err)
 	}
 	offered := actions
-	s, d, err := t.dial(tg, offered)
+	s, d, err := t.dial(tg, offered, protocols)
 	if errors.Is(err, gomilter.ErrUnsupportedMilterVersion) {
 		// The library gives up on a milter of protocol version 2 to 5
-		// when we offer a version 6 action (changing the sender), instead
-		// of offering less (docs/upstream/go-milter.md): ask again
-		// without it.
+		// when we offer a version 6 action (changing the sender) or
+		// protocol option (SMFIP_SKIP, SMFIP_NR_*), instead of offering
+		// less (docs/upstream/go-milter.md): ask again without them.
 		offered = actions & 0x3f
-		s, d, err = t.dial(tg, offered)
+		s, d, err = t.dial(tg, offered, protocols&0x7f)
 	}
 	if err != nil {
 		return t.fail(m, "connect", err)
