@@ -20,6 +20,7 @@ import (
 
 	"mailroom/internal/address"
 	"mailroom/mailbox"
+	"mailroom/mda/alias"
 	"mailroom/sieve"
 )
 
@@ -379,7 +380,8 @@ func (t *Txn) vacation(ctx context.Context, u *unit, v sieve.Vacation, now time.
 	for _, i := range u.rcpts {
 		own = append(own, t.rcpts[i].Address.String())
 	}
-	o := sieve.ReplyOptions{Sender: t.from, Recipient: rcpt.String(), Own: own, Hostname: t.d.opts.Hostname, Now: now}
+	o := sieve.ReplyOptions{Sender: t.from, Recipient: rcpt.String(), Own: own, Hostname: t.d.opts.Hostname, Now: now,
+		Delivers: func(addr string) bool { return t.d.deliversTo(ctx, addr, u.leaf.Home) }}
 	from, skip := v.CheckReply(u.sieve.msg, o)
 	if skip != "" {
 		log.Info("no vacation reply", "event", "vacation_skipped", "reason", skip)
@@ -424,4 +426,21 @@ func (t *Txn) vacation(ctx context.Context, u *unit, v sieve.Vacation, now time.
 			log.Warn("vacation reply not remembered; the sender may get another", "err", err)
 		}
 	}
+}
+
+// deliversTo reports whether a local address delivers into home, through
+// aliases or as the account itself: whether it is one of that user's
+// addresses for vacation (RFC 5230 §4.5). A remote or unknown address,
+// or one that cannot be resolved now, is not.
+func (d *Deliverer) deliversTo(ctx context.Context, addr, home string) bool {
+	rc, err := d.Route(ctx, addr)
+	if err != nil {
+		return false
+	}
+	for _, l := range rc.leaves {
+		if l.Err == nil && l.Kind == alias.Mailbox && l.Home == home {
+			return true
+		}
+	}
+	return false
 }

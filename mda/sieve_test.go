@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"mailroom/internal/mailtest/mailenv"
 	"mailroom/internal/srs"
 	"mailroom/mda"
+	"mailroom/mda/alias"
 	"mailroom/sieve/sievestore"
 )
 
@@ -357,6 +359,42 @@ func TestSieveVacation(t *testing.T) {
 	e.deliver(t, "erin@remote.example", sieveMsg, "alice@example.org")
 	if len(e.fwd.enqueued) != 2 {
 		t.Errorf("no reply to a new sender: %d", len(e.fwd.enqueued))
+	}
+}
+
+// TestSieveVacationOwnAddresses: the reply goes when the message is
+// addressed to any address that delivers to the user (RFC 5230 §4.5):
+// the account, an alias of it, a subaddress, :addresses; not when it
+// names only others.
+func TestSieveVacationOwnAddresses(t *testing.T) {
+	aliases, err := alias.Parse(strings.NewReader("team: alice, bob\nbobs: bob\n"), "aliases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newSieveEnvWith(t, func(o *mda.Options) { o.Aliases = aliases })
+	e.script(t, aliceHome, `require "vacation"; vacation :addresses "Old <alice.old@elsewhere.example>" "Away.";`)
+	cases := []struct {
+		to    string
+		reply bool
+	}{
+		{"alice@example.org", true},
+		{"Team <team@example.org>", true},
+		{"alice+lists@example.org", true},
+		{"alice.old@elsewhere.example", true},
+		{"bobs@example.org", false},
+		{"bob@example.org, nobody@example.org", false},
+		{"someone@remote.example", false},
+	}
+	for i, c := range cases {
+		sender := fmt.Sprintf("sender%d@remote.example", i)
+		before := len(e.fwd.enqueued)
+		msg := strings.Replace(sieveMsg, "To: alice@example.org", "To: "+c.to, 1)
+		if res := e.deliver(t, sender, msg, "alice@example.org"); res[0] != nil {
+			t.Fatal(res[0])
+		}
+		if got := len(e.fwd.enqueued) > before; got != c.reply {
+			t.Errorf("To: %s: replied %v, want %v", c.to, got, c.reply)
+		}
 	}
 }
 

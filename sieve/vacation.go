@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"mime/quotedprintable"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,6 +24,12 @@ type ReplyOptions struct {
 	// Own lists the user's other addresses: the account's, and those of
 	// aliases that deliver to it (the address the message came to).
 	Own []string
+	// Delivers, if set, reports whether an address of the message's To,
+	// Cc or Bcc that is none of the above reaches the user all the same
+	// (an alias, a list of local people that includes the user): RFC
+	// 5230 §4.5's "user's addresses" are all that deliver to the user.
+	// It is asked about at most maxDeliversAsked addresses.
+	Delivers func(addr string) bool
 	// Hostname names this host in the reply's Message-ID.
 	Hostname string
 	Now      time.Time
@@ -41,9 +48,23 @@ func (v Vacation) CheckReply(m *Message, o ReplyOptions) (from, skip string) {
 		// RFC 5230 §4.5: never to the null sender.
 		return "", "the envelope sender is <>"
 	}
+	// RFC 5230 §4.5: the user's addresses are the recipient's, the
+	// account's and aliases' (Own) and those of :addresses, which a
+	// script may write as "Name <addr>" or with spaces; :from is one
+	// too (as Pigeonhole counts it), for a reply to it would go to the
+	// user.
 	own := append([]string{o.Recipient}, o.Own...)
-	for _, a := range append(own, v.Addresses...) {
-		if strings.EqualFold(a, o.Sender) {
+	for _, a := range v.Addresses {
+		if addr, ok := parseRedirectAddress(a); ok {
+			own = append(own, addr)
+		}
+	}
+	mine := own
+	if addr, ok := parseRedirectAddress(v.From); ok {
+		mine = append(slices.Clip(own), addr)
+	}
+	for _, a := range mine {
+		if sameAddress(a, o.Sender) {
 			return "", "the sender is one of the user's own addresses"
 		}
 	}
@@ -76,6 +97,7 @@ func (v Vacation) CheckReply(m *Message, o ReplyOptions) (from, skip string) {
 		return "", "the sender is a system address"
 	}
 	// RFC 5230 §4.5: only to messages addressed to the user.
+	var others []string
 	for _, h := range []string{"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"} {
 		for _, i := range m.byName[h] {
 			for _, a := range parseAddressList(m.fields[i].raw) {
@@ -84,20 +106,33 @@ func (v Vacation) CheckReply(m *Message, o ReplyOptions) (from, skip string) {
 				}
 				addr := unquoteLocal(a.local) + "@" + a.domain
 				for _, mine := range own {
-					if strings.EqualFold(addr, mine) {
+					if sameAddress(addr, mine) {
 						return mine, ""
 					}
 				}
-				for _, mine := range v.Addresses {
-					if strings.EqualFold(addr, mine) {
-						return mine, ""
-					}
+				if len(others) < maxDeliversAsked {
+					others = append(others, addr)
 				}
+			}
+		}
+	}
+	if o.Delivers != nil {
+		for _, addr := range others {
+			if o.Delivers(addr) {
+				return addr, ""
 			}
 		}
 	}
 	return "", "none of the user's addresses is in To, Cc or Bcc"
 }
+
+// maxDeliversAsked bounds the addresses of a message that
+// ReplyOptions.Delivers resolves (each an alias expansion).
+const maxDeliversAsked = 16
+
+// sameAddress compares two addresses as Pigeonhole does: the local part
+// and the domain without regard to ASCII case.
+func sameAddress(a, b string) bool { return asciiFoldEqual(a, b) }
 
 // stripParams drops a comment or parameter after the value
 // ("auto-replied (vacation)", "no; x=y").

@@ -45,6 +45,10 @@ func TestCheckReply(t *testing.T) {
 		{"in cc", "To: someone@example.net\nCc: \"Me\" <ME@EXAMPLE.COM>", nil, Vacation{}, "me@example.com", ""},
 		{"an own alias in to", "To: me.alias@example.com", nil, Vacation{}, "me.alias@example.com", ""},
 		{"an :addresses in to", "To: team@example.com", nil, Vacation{Addresses: []string{"team@example.com"}}, "team@example.com", ""},
+		{"an :addresses with a name", "To: Team <TEAM@example.com>", nil, Vacation{Addresses: []string{"The team <team@example.com>"}}, "team@example.com", ""},
+		{"sender in :addresses with spaces", "", func(o *ReplyOptions) { o.Sender = "x@example.com" }, Vacation{Addresses: []string{" x@example.com "}}, "", "own addresses"},
+		{"sender is the :from", "", func(o *ReplyOptions) { o.Sender = "away@example.com" }, Vacation{From: "Me <away@example.com>"}, "", "own addresses"},
+		{":from is not a recipient address", "To: away@example.com", nil, Vacation{From: "away@example.com"}, "", "none of the user's addresses"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
