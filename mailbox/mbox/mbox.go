@@ -66,6 +66,9 @@ type Options struct {
 	// are opened in their directory without following a symbolic link
 	// out of it. A path that would leave Root is ErrOutside.
 	Root *os.Root
+	// Order is the order the two locks are taken in (DotlockFirst by
+	// default).
+	Order LockOrder
 }
 
 func (o Options) withDefaults() Options {
@@ -189,6 +192,60 @@ func Append(ctx context.Context, path, from string, date time.Time, r io.Reader,
 		date = time.Now()
 	}
 
+	h, err := lockMbox(ctx, fsys, name, path, opts)
+	if err != nil {
+		return err
+	}
+	defer h.release()
+	n, _, err := h.append(ctx, from, date, r, "")
+	if err != nil {
+		return newError(path, "write", err)
+	}
+	opts.Logger.Debug("mbox append", "mbox", path, "bytes", n)
+	return nil
+}
+
+// LockOrder is the order in which a writer takes an mbox's two locks.
+type LockOrder int
+
+const (
+	// DotlockFirst takes the dotlock, then the fcntl lock: Postfix's,
+	// procmail's and Dovecot's default order ("dotlock fcntl").
+	DotlockFirst LockOrder = iota
+	// FcntlFirst takes the fcntl lock first, for sites whose other tools
+	// do so. Every writer of a file must use the same order: one holding
+	// the fcntl lock and waiting for the dotlock while another holds the
+	// dotlock and waits for the fcntl lock wait for each other until one
+	// times out, and no mail gets through meanwhile.
+	FcntlFirst
+)
+
+// ParseLockOrder reads a lock order as Dovecot's mbox_write_locks spells
+// it: "dotlock fcntl" (the default, also for "") or "fcntl dotlock".
+func ParseLockOrder(s string) (LockOrder, error) {
+	switch strings.Join(strings.Fields(s), " ") {
+	case "", "dotlock fcntl":
+		return DotlockFirst, nil
+	case "fcntl dotlock":
+		return FcntlFirst, nil
+	}
+	return 0, fmt.Errorf("mbox lock order %q: write \"dotlock fcntl\" or \"fcntl dotlock\"", s)
+}
+
+// held is an mbox locked for writing: its dotlock (nil where one cannot
+// be made) and the file, open for reading and appending, with its fcntl
+// lock.
+type held struct {
+	f      *os.File
+	dl     *dotlock
+	path   string
+	logger *slog.Logger
+}
+
+// lockMbox opens (creating) the mbox name in fsys (path in messages) and
+// takes both its locks in opts.Order, within opts.LockTimeout. Errors
+// are *Error.
+func lockMbox(ctx context.Context, fsys dirFS, name, path string, opts Options) (*held, error) {
 	lockCtx, cancel := context.WithTimeout(ctx, opts.LockTimeout)
 	defer cancel()
 	lockErr := func(err error) error {
@@ -197,43 +254,70 @@ func Append(ctx context.Context, path, from string, date time.Time, r io.Reader,
 		}
 		return err
 	}
-
-	dl, err := takeDotlock(lockCtx, fsys, name+".lock", opts)
-	if err != nil {
-		return newError(path, "dotlock", lockErr(err))
-	}
-	defer dl.release(opts.Logger)
-
-	f, err := openLocked(lockCtx, fsys, name, path, opts.Logger)
-	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			e.Err = lockErr(e.Err)
-			e.temp = temporary(e.Err)
-			return e
+	h := &held{path: path, logger: opts.Logger}
+	dot := func() error {
+		dl, err := takeDotlock(lockCtx, fsys, name+".lock", opts)
+		if err != nil {
+			return newError(path, "dotlock", lockErr(err))
 		}
-		return err
+		h.dl = dl
+		return nil
 	}
-	// Closing the descriptor drops the fcntl lock, before the dotlock goes.
-	defer f.Close()
+	fcntl := func() error {
+		f, err := openLocked(lockCtx, fsys, name, path, opts.Logger)
+		if err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				e.Err = lockErr(e.Err)
+				e.temp = temporary(e.Err)
+			}
+			return err
+		}
+		h.f = f
+		return nil
+	}
+	steps := []func() error{dot, fcntl}
+	if opts.Order == FcntlFirst {
+		steps = []func() error{fcntl, dot}
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			h.release()
+			return nil, err
+		}
+	}
+	return h, nil
+}
 
-	fi, err := f.Stat()
+// release drops the fcntl lock (by closing the file), then the dotlock.
+func (h *held) release() {
+	if h.f != nil {
+		h.f.Close()
+	}
+	h.dl.release(h.logger)
+}
+
+// append writes one message at the end of the held file (its From line
+// at the returned offset, after any separator the file lacked), with
+// extra (flag fields) at the end of its header, and fsyncs. On failure
+// it truncates the file back to the size it had, so that no reader sees
+// half a message. It returns the bytes appended.
+func (h *held) append(ctx context.Context, from string, date time.Time, r io.Reader, extra string) (n, at int64, err error) {
+	fi, err := h.f.Stat()
 	if err != nil {
-		return newError(path, "stat", err)
+		return 0, 0, fmt.Errorf("stat: %w", err)
 	}
 	size := fi.Size()
-	n, err := write(ctx, f, size, from, date, r)
+	n, at, err = write(ctx, h.f, size, from, date, r, extra)
 	if err != nil {
-		// Leave no half message: back to the size the locks found.
-		if terr := f.Truncate(size); terr != nil {
+		if terr := h.f.Truncate(size); terr != nil {
 			err = errors.Join(err, fmt.Errorf("truncate back to %d bytes: %w", size, terr))
-		} else if serr := f.Sync(); serr != nil {
+		} else if serr := h.f.Sync(); serr != nil {
 			err = errors.Join(err, fmt.Errorf("sync after truncate: %w", serr))
 		}
-		return newError(path, "write", err)
+		return 0, 0, err
 	}
-	opts.Logger.Debug("mbox append", "mbox", path, "bytes", n)
-	return nil
+	return n, at, nil
 }
 
 // openLocked opens (creating) the mbox and takes the fcntl lock. If the
@@ -308,30 +392,44 @@ func openFile(fsys dirFS, name, path string) (*os.File, error) {
 
 // write appends the separator the file still needs, the From line and the
 // quoted message at the end of f (whose size is size), then fsyncs. It
-// returns the number of bytes appended.
-func write(ctx context.Context, f *os.File, size int64, from string, date time.Time, r io.Reader) (int64, error) {
+// returns the number of bytes appended and the offset of the From line.
+func write(ctx context.Context, f *os.File, size int64, from string, date time.Time, r io.Reader, extra string) (n, at int64, err error) {
 	pad, err := padding(f, size)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	cw := &countWriter{w: f}
 	bw := bufio.NewWriterSize(cw, 64<<10)
 	bw.WriteString(pad)
-	if err := writeMessage(bw, from, date, &ctxReader{ctx: ctx, r: r}); err != nil {
-		return cw.n, err
+	if err := writeMessage(bw, fromLine(from, date), &ctxReader{ctx: ctx, r: r}, extra); err != nil {
+		return cw.n, 0, err
 	}
 	if err := f.Sync(); err != nil {
-		return cw.n, fmt.Errorf("fsync: %w", err)
+		return cw.n, 0, fmt.Errorf("fsync: %w", err)
 	}
-	return cw.n, nil
+	return cw.n, size + int64(len(pad)), nil
+}
+
+// fromLine is the From line (without its line end) of a message from
+// the envelope sender from, delivered at date: in local time, as
+// Postfix, procmail and Dovecot write it (the caller gives date in local
+// time) and Dovecot reads it back.
+func fromLine(from string, date time.Time) string {
+	return "From " + envelopeSender(from) + " " + date.Format(time.ANSIC)
 }
 
 // writeMessage writes one message in mboxrd form to bw and flushes it:
-// the From line, the quoted message, the empty line that ends it.
-func writeMessage(bw *bufio.Writer, from string, date time.Time, r io.Reader) error {
-	bw.WriteString("From " + envelopeSender(from) + " " + date.Format(time.ANSIC) + "\n")
+// the From line (given without its line end), the quoted message with
+// its hidden fields dropped and extra added at the end of its header,
+// the empty line that ends it.
+func writeMessage(bw *bufio.Writer, from string, r io.Reader, extra string) error {
+	bw.WriteString(from + "\n")
 	q := newQuoter(bw)
-	if _, err := io.Copy(q, r); err != nil {
+	hf := &headerFilter{w: q, extra: extra}
+	if _, err := io.Copy(hf, r); err != nil {
+		return err
+	}
+	if err := hf.Close(); err != nil {
 		return err
 	}
 	if err := q.Close(); err != nil {

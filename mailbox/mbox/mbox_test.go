@@ -144,7 +144,7 @@ func (r *recorder) has(sub string) bool {
 
 var testDate = time.Date(2026, 11, 25, 9, 5, 3, 0, time.UTC)
 
-const fromLine = "From alice@example.org Wed Nov 25 09:05:03 2026\n"
+const testFromLine = "From alice@example.org Wed Nov 25 09:05:03 2026\n"
 
 func appendString(t *testing.T, path, msg string, opts Options) error {
 	t.Helper()
@@ -205,7 +205,7 @@ func TestQuoting(t *testing.T) {
 			if err := appendString(t, path, tc.in, Options{}); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := readFile(t, path), fromLine+tc.file; got != want {
+			if got, want := readFile(t, path), testFromLine+tc.file; got != want {
 				t.Errorf("file:\n got %q\nwant %q", got, want)
 			}
 			msgs := split(t, path)
@@ -222,7 +222,7 @@ func TestQuoting(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := readFile(t, path2), fromLine+tc.file; got != want {
+			if got, want := readFile(t, path2), testFromLine+tc.file; got != want {
 				t.Errorf("one byte at a time:\n got %q\nwant %q", got, want)
 			}
 		})
@@ -255,11 +255,11 @@ func TestAppendToExisting(t *testing.T) {
 	cases := []struct {
 		name, existing, want string
 	}{
-		{"empty file", "", fromLine + "new\n\n"},
-		{"ends with empty line", fromLine + "old\n\n", fromLine + "old\n\n" + fromLine + "new\n\n"},
-		{"ends with one newline", fromLine + "old\n", fromLine + "old\n\n" + fromLine + "new\n\n"},
-		{"no final newline", fromLine + "old", fromLine + "old\n\n" + fromLine + "new\n\n"},
-		{"just a newline", "\n", "\n" + fromLine + "new\n\n"},
+		{"empty file", "", testFromLine + "new\n\n"},
+		{"ends with empty line", testFromLine + "old\n\n", testFromLine + "old\n\n" + testFromLine + "new\n\n"},
+		{"ends with one newline", testFromLine + "old\n", testFromLine + "old\n\n" + testFromLine + "new\n\n"},
+		{"no final newline", testFromLine + "old", testFromLine + "old\n\n" + testFromLine + "new\n\n"},
+		{"just a newline", "\n", "\n" + testFromLine + "new\n\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -341,7 +341,7 @@ func TestConcurrentWriters(t *testing.T) {
 func TestFcntlLockOtherProcess(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "mbox")
-	const old = fromLine + "old\n\n"
+	const old = testFromLine + "old\n\n"
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func TestFcntlLockOtherProcess(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got, want := readFile(t, path), old+fromLine+"new\n\n"; got != want {
+	if got, want := readFile(t, path), old+testFromLine+"new\n\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
@@ -375,7 +375,7 @@ func TestFcntlLockOtherProcess(t *testing.T) {
 func TestFcntlLockTimeout(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "mbox")
-	const old = fromLine + "old\n\n"
+	const old = testFromLine + "old\n\n"
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func TestDotlock(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if got := readFile(t, path); got != fromLine+"new\n\n" {
+		if got := readFile(t, path); got != testFromLine+"new\n\n" {
 			t.Errorf("got %q", got)
 		}
 	})
@@ -449,7 +449,7 @@ func TestDotlock(t *testing.T) {
 		if _, err := os.Lstat(path + ".lock"); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("dotlock left behind: %v", err)
 		}
-		if got := readFile(t, path); got != fromLine+"new\n\n" {
+		if got := readFile(t, path); got != testFromLine+"new\n\n" {
 			t.Errorf("got %q", got)
 		}
 	})
@@ -511,7 +511,7 @@ func TestTruncateBackOnFailure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "mbox")
-			const old = fromLine + "old\n" // no final empty line: padding is rolled back too
+			const old = testFromLine + "old\n" // no final empty line: padding is rolled back too
 			if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -557,7 +557,7 @@ func (c *cancelReader) Read(p []byte) (int, error) {
 func TestDiskFull(t *testing.T) {
 	dir := mountTmpfs(t, filepath.Join(t.TempDir(), "small"), "size=64k")
 	path := filepath.Join(dir, "mbox")
-	old := fromLine + strings.Repeat("old\n", 4<<10) + "\n"
+	old := testFromLine + strings.Repeat("old\n", 4<<10) + "\n"
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -763,13 +763,13 @@ func TestSplitErrors(t *testing.T) {
 }
 
 // normalize is what Append stores for msg: LF line ends and a final
-// newline on a non-empty message.
+// newline on a non-empty message, the hidden fields dropped.
 func normalize(msg []byte) []byte {
 	out := bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n"))
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, '\n')
 	}
-	return out
+	return []byte(dropHidden(string(out)))
 }
 
 func encode(t *testing.T, msgs ...[]byte) []byte {
@@ -780,7 +780,7 @@ func encode(t *testing.T, msgs ...[]byte) []byte {
 		if i%2 == 1 {
 			r = iotest.OneByteReader(r)
 		}
-		if err := writeMessage(bw, "s@x", testDate, r); err != nil {
+		if err := writeMessage(bw, fromLine("s@x", testDate), r, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -36,15 +36,21 @@ type Span struct {
 	Offset, Start, End int64
 	// FromLine is the "From " line without its line end.
 	FromLine []byte
-	// Hash is SHA-256 of the From line and the header block, which
-	// identifies a message across rewrites by other programs (they keep
-	// both, but move messages and change Status:).
+	// Hash is SHA-256 of the From line and the header block but for its
+	// hidden fields, which identifies a message across rewrites by other
+	// programs (they keep both, but move messages and change Status:).
 	Hash [sha256.Size]byte
 	// Quoted counts the lines matching ^>+From , from each of which a
 	// reader removes one '>' (mboxrd).
 	Quoted int64
 	// BareLF counts the line ends that are a lone LF, each served as CRLF.
 	BareLF int64
+	// Hidden is the served size (CRLF line ends) of the header fields
+	// that hold a mail store's state rather than the message's: Status:,
+	// X-Status:, X-Keywords:, X-UID:, X-IMAP: and X-IMAPbase: (see
+	// Hidden). They are not served, as Dovecot does not serve them,
+	// so that rewriting them (a flag change) never changes a message.
+	Hidden int64
 	// Status, XStatus and XKeywords are the values of the Status:,
 	// X-Status: and X-Keywords: header fields (mutt's and Dovecot's
 	// flags), nil where absent.
@@ -58,11 +64,39 @@ type Span struct {
 	// lacks the empty line ending its header (a writer that crashed, a
 	// file cut short).
 	Truncated bool
+
+	lastField byte // 'k' while reading X-Keywords (continueField)
 }
 
 // Served is the size of the message as IMAP serves it: mboxrd quoting
 // undone, every line end CRLF.
-func (s *Span) Served() int64 { return s.End - s.Start - s.Quoted + s.BareLF }
+func (s *Span) Served() int64 { return s.End - s.Start - s.Quoted + s.BareLF - s.Hidden }
+
+// hiddenFields are the header fields that mail stores keep their state
+// in (mutt's and Dovecot's flags, Dovecot's and UW-IMAP's UIDs): not
+// part of the message as served, nor of its fingerprint, and dropped
+// from messages written into a store (a sender cannot set a flag).
+var hiddenFields = []string{"Status", "X-Status", "X-Keywords", "X-UID", "X-IMAP", "X-IMAPbase"}
+
+// isHidden reports whether a header line (its start) is one of
+// hiddenFields.
+func isHidden(line []byte) bool {
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	if !ok {
+		return false
+	}
+	name = bytes.TrimRight(name, " \t")
+	for _, h := range hiddenFields {
+		if bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isContinuation reports whether a header line continues the field
+// before it (RFC 5322 folding).
+func isContinuation(line []byte) bool { return len(line) > 0 && (line[0] == ' ' || line[0] == '\t') }
 
 // ScanResult is what Scan reports of the file besides its messages.
 type ScanResult struct {
@@ -160,6 +194,7 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 		prevEmpt = true // the start counts as following an empty line
 		cur      *Span
 		inHeader bool
+		hiding   bool // the header field being read is hidden
 		hash           = sha256.New()
 		cl       int64 = -1 // Content-Length of cur, -1 if none
 		clEnd    int64 = -1 // where a confirmed Content-Length ends cur's body
@@ -205,7 +240,7 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 			hash.Reset()
 			hash.Write(l.head)
 			hash.Write([]byte{'\n'})
-			inHeader, cl, clEnd, pending, prevEmpt = true, -1, -1, false, false
+			inHeader, cl, clEnd, pending, prevEmpt, hiding = true, -1, -1, false, false, false
 			continue
 		}
 		if cur == nil {
@@ -235,8 +270,18 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 		prevEmpt = false
 		cur.BareLF += bareLF(&l)
 		if inHeader {
-			hash.Write(l.head)
-			hash.Write([]byte{'\n'})
+			if !isContinuation(l.head) {
+				hiding = isHidden(l.head)
+			}
+			if hiding {
+				cur.Hidden += l.n + bareLF(&l)
+				if isContinuation(l.head) {
+					continueField(cur, &l)
+				}
+			} else {
+				hash.Write(l.head)
+				hash.Write([]byte{'\n'})
+			}
 			headerField(cur, &l, &cl)
 		}
 		if isQuotedFrom(l.head) && !cur.Verbatim {
@@ -265,8 +310,20 @@ func bareLF(l *line) int64 {
 	return 0
 }
 
+// continueField adds a folded line to the X-Keywords value it continues
+// (the only one of the flag fields that runs long).
+func continueField(cur *Span, l *line) {
+	if cur.XKeywords != nil && cur.lastField == 'k' {
+		cur.XKeywords = append(append(cur.XKeywords, ' '), bytes.TrimSpace(l.head)...)
+	}
+}
+
 // headerField records the fields Scan reports.
 func headerField(cur *Span, l *line, cl *int64) {
+	if isContinuation(l.head) {
+		return
+	}
+	cur.lastField = 0
 	name, value, ok := bytes.Cut(l.head, []byte(":"))
 	if !ok {
 		return
@@ -278,7 +335,7 @@ func headerField(cur *Span, l *line, cl *int64) {
 	case bytes.EqualFold(name, []byte("X-Status")):
 		cur.XStatus = bytes.Clone(value)
 	case bytes.EqualFold(name, []byte("X-Keywords")):
-		cur.XKeywords = bytes.Clone(value)
+		cur.XKeywords, cur.lastField = bytes.Clone(value), 'k'
 	case bytes.EqualFold(name, []byte("Content-Length")):
 		if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
 			*cl = n
@@ -314,9 +371,10 @@ func (sc *scanner) confirm(body, n int64) int64 {
 }
 
 // NewReader returns the message s of f as IMAP serves it: lines ending
-// in CRLF, and (unless s is Verbatim) one '>' taken off each line that
-// matches ^>+From , which undoes the mboxrd quoting exactly. It reads
-// through the file, never holding more than a buffer.
+// in CRLF, the hidden header fields left out, and (unless s is Verbatim)
+// one '>' taken off each line that matches ^>+From , which undoes the
+// mboxrd quoting exactly. It reads through the file, never holding more
+// than a buffer.
 func NewReader(f io.ReaderAt, s *Span) io.Reader {
 	return &servedReader{
 		br:       bufio.NewReaderSize(io.NewSectionReader(f, s.Start, s.End-s.Start), maxLine),
@@ -332,6 +390,8 @@ type servedReader struct {
 	header   bool // still in the header (quoting is undone there too)
 	bol      bool // at the beginning of a line
 	cr       bool // a '\r' ended the last piece of a long line, held back
+	hiding   bool // in a hidden header field: its lines are skipped
+	skip     bool // the rest of a long hidden line is skipped
 	out      []byte
 	err      error
 }
@@ -358,6 +418,20 @@ func (r *servedReader) fill() {
 	if len(chunk) == 0 {
 		return
 	}
+	whole := chunk[len(chunk)-1] == '\n'
+	if r.skip {
+		r.skip, r.bol = !whole, whole
+		return
+	}
+	if r.bol && r.header && !r.cr {
+		if !isContinuation(chunk) {
+			r.hiding = isHidden(chunk)
+		}
+		if r.hiding {
+			r.skip, r.bol = !whole, whole
+			return
+		}
+	}
 	if r.cr {
 		r.cr = false
 		if chunk[0] == '\n' { // the held '\r' and this '\n' are one CRLF
@@ -371,7 +445,7 @@ func (r *servedReader) fill() {
 	if r.bol && (r.header || !r.verbatim) && isQuotedFrom(chunk) {
 		chunk = chunk[1:]
 	}
-	whole := len(chunk) > 0 && chunk[len(chunk)-1] == '\n'
+	whole = len(chunk) > 0 && chunk[len(chunk)-1] == '\n'
 	if whole {
 		body := chunk[:len(chunk)-1]
 		if r.bol && r.header && (len(body) == 0 || string(body) == "\r") {

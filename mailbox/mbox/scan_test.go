@@ -41,7 +41,7 @@ func mboxrd(t testing.TB, msgs ...string) []byte {
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
 	for _, m := range msgs {
-		if err := writeMessage(bw, "a@example.org", time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), strings.NewReader(m)); err != nil {
+		if err := writeMessage(bw, fromLine("a@example.org", time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)), strings.NewReader(m), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,7 +116,7 @@ func TestScanOthersFiles(t *testing.T) {
 		{name: "a Content-Length past the end", file: "From a\nContent-Length: 99999\n\nx\n\nFrom b\n\ny\n",
 			texts: []string{"Content-Length: 99999\r\n\r\nx\r\n", "\r\ny\r\n"}},
 		{name: "flags other programs wrote", file: "From a\nStatus: RO\nX-Status: AF\nX-Keywords: $Junk work\n\nb\n",
-			texts: []string{"Status: RO\r\nX-Status: AF\r\nX-Keywords: $Junk work\r\n\r\nb\r\n"},
+			texts: []string{"\r\nb\r\n"}, // read as flags, not served
 			check: func(t *testing.T, s []*Span) {
 				if string(s[0].Status) != "RO" || string(s[0].XStatus) != "AF" || string(s[0].XKeywords) != "$Junk work" {
 					t.Errorf("fields %q %q %q", s[0].Status, s[0].XStatus, s[0].XKeywords)
@@ -235,6 +235,7 @@ func served(m string) string {
 	if m != "" && !strings.HasSuffix(m, "\n") {
 		m += "\n"
 	}
+	m = dropHidden(m)
 	var b strings.Builder
 	for i := 0; i < len(m); i++ {
 		if m[i] == '\n' && (i == 0 || m[i-1] != '\r') {
@@ -243,4 +244,54 @@ func served(m string) string {
 		b.WriteByte(m[i])
 	}
 	return b.String()
+}
+
+// dropHidden removes the hidden fields (and their folded lines) from the
+// header of m (LF line ends), as a reader of the store sees it.
+func dropHidden(m string) string {
+	var b strings.Builder
+	header, hiding := true, false
+	for _, l := range strings.SplitAfter(m, "\n") {
+		if header {
+			if l == "\n" || l == "\r\n" {
+				header = false
+			} else {
+				if !isContinuation([]byte(l)) {
+					hiding = isHidden([]byte(l))
+				}
+				if hiding {
+					continue
+				}
+			}
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// TestScanHidden: the store's fields are read as flags, not served, not
+// in the fingerprint, folded or not.
+func TestScanHidden(t *testing.T) {
+	t.Parallel()
+	plain := "Subject: s\nFrom: a@b\n\nStatus: RO in the body\n"
+	withFlags := "Status: RO\nSubject: s\nX-Keywords: $Work\n  Later\nX-Status: AF\nFrom: a@b\nX-UID: 7\n\nStatus: RO in the body\n"
+	// Written by another program: mailroom's writer drops these fields.
+	file := append(mboxrd(t, plain), "From a@example.org Tue Jan  2 03:04:05 2024\n"+withFlags+"\n"...)
+	if w := mboxrd(t, withFlags); bytes.Contains(w, []byte("Status")) && !bytes.Contains(w, []byte("Status: RO in")) {
+		t.Errorf("the writer kept a hidden field: %q", w)
+	}
+	spans, texts, _ := scanAll(t, file)
+	if texts[0] != texts[1] || texts[1] != served(plain) {
+		t.Errorf("served %q and %q, want both %q", texts[0], texts[1], served(plain))
+	}
+	if spans[0].Hash != spans[1].Hash {
+		t.Error("the hidden fields changed the fingerprint")
+	}
+	s := spans[1]
+	if string(s.Status) != "RO" || string(s.XStatus) != "AF" || string(s.XKeywords) != "$Work Later" {
+		t.Errorf("flags read: Status %q X-Status %q X-Keywords %q", s.Status, s.XStatus, s.XKeywords)
+	}
+	if s.Served() != int64(len(texts[1])) {
+		t.Errorf("Served() %d, read %d", s.Served(), len(texts[1]))
+	}
 }
