@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/mutf7"
 )
 
 // Folder names. IMAP names are UTF-8 with "/" between levels; on disk a
@@ -64,7 +65,7 @@ func folderDir(name string) (canon, dir string, err error) {
 				return "", "", badName(name, "control character")
 			}
 		}
-		enc, err := encodeMUTF7(l)
+		enc, err := mutf7.Encode(l)
 		if err != nil {
 			return "", "", badName(name, err.Error())
 		}
@@ -87,7 +88,7 @@ func dirFolder(dir string) (name string, ok bool) {
 	}
 	levels := strings.Split(dir[1:], ".")
 	for i, l := range levels {
-		dec, err := decodeMUTF7(l)
+		dec, err := mutf7.Decode(l)
 		if err != nil {
 			return "", false
 		}

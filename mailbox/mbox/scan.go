@@ -194,7 +194,7 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 		prevEmpt = true // the start counts as following an empty line
 		cur      *Span
 		inHeader bool
-		hiding   bool // the header field being read is hidden
+		hiding   bool  // the header field being read is hidden
 		hash           = sha256.New()
 		cl       int64 = -1 // Content-Length of cur, -1 if none
 		clEnd    int64 = -1 // where a confirmed Content-Length ends cur's body

@@ -1,4 +1,8 @@
-package maildir
+// Package mutf7 is modified UTF-7 (RFC 3501 §5.1.3), the spelling of
+// folder names on disk that Dovecot uses for Maildir++ directories and
+// mbox files alike, so that folders copied to or from Dovecot keep their
+// names. go-imap has a codec but keeps it internal.
+package mutf7
 
 import (
 	"errors"
@@ -6,10 +10,6 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 )
-
-// Modified UTF-7 (RFC 3501 §5.1.3) is how folder names are spelled on disk,
-// as Dovecot spells them, so that a Maildir copied to Dovecot keeps its
-// folder names. go-imap has a codec but keeps it internal.
 
 // mutf7Alphabet is base64 with "," in place of "/" (RFC 3501 §5.1.3).
 const mutf7Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,"
@@ -24,15 +24,15 @@ var mutf7Index = func() (t [256]int8) {
 	return t
 }()
 
-// errMUTF7 is returned for a string that is not canonical modified UTF-7.
-var errMUTF7 = errors.New("invalid modified UTF-7")
+// ErrInvalid is returned for a string that is not canonical modified UTF-7.
+var ErrInvalid = errors.New("invalid modified UTF-7")
 
-// encodeMUTF7 encodes a UTF-8 string. Printable ASCII stands for itself,
+// Encode encodes a UTF-8 string. Printable ASCII stands for itself,
 // "&" becomes "&-", and every other run of characters is UTF-16BE in
 // modified base64 between "&" and "-". Invalid UTF-8 is an error.
-func encodeMUTF7(s string) (string, error) {
+func Encode(s string) (string, error) {
 	if !utf8.ValidString(s) {
-		return "", errMUTF7
+		return "", ErrInvalid
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
@@ -76,17 +76,17 @@ func encodeMUTF7(s string) (string, error) {
 	return b.String(), nil
 }
 
-// decodeMUTF7 decodes modified UTF-7, refusing anything that the encoder
+// Decode decodes modified UTF-7, refusing anything that the encoder
 // would not have produced (raw non-ASCII, printable ASCII in base64, bad
 // padding bits, broken surrogates, two encoded runs in a row), so that
 // every name has exactly one spelling on disk.
-func decodeMUTF7(s string) (string, error) {
+func Decode(s string) (string, error) {
 	var b strings.Builder
 	prevEncoded := false
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < 0x20 || c > 0x7e {
-			return "", errMUTF7
+			return "", ErrInvalid
 		}
 		if c != '&' {
 			b.WriteByte(c)
@@ -96,7 +96,7 @@ func decodeMUTF7(s string) (string, error) {
 		}
 		end := strings.IndexByte(s[i+1:], '-')
 		if end < 0 {
-			return "", errMUTF7
+			return "", ErrInvalid
 		}
 		run := s[i+1 : i+1+end]
 		i += end + 2
@@ -106,7 +106,7 @@ func decodeMUTF7(s string) (string, error) {
 			continue
 		}
 		if prevEncoded {
-			return "", errMUTF7
+			return "", ErrInvalid
 		}
 		prevEncoded = true
 		var units []uint16
@@ -115,7 +115,7 @@ func decodeMUTF7(s string) (string, error) {
 		for k := 0; k < len(run); k++ {
 			v := mutf7Index[run[k]]
 			if v < 0 {
-				return "", errMUTF7
+				return "", ErrInvalid
 			}
 			acc = acc<<6 | uint32(v)
 			bits += 6
@@ -127,7 +127,7 @@ func decodeMUTF7(s string) (string, error) {
 		}
 		// Leftover bits must be fewer than six and zero.
 		if bits >= 6 || acc != 0 || len(units) == 0 {
-			return "", errMUTF7
+			return "", ErrInvalid
 		}
 		for k := 0; k < len(units); k++ {
 			u := units[k]
@@ -135,18 +135,18 @@ func decodeMUTF7(s string) (string, error) {
 			switch {
 			case utf16.IsSurrogate(rune(u)):
 				if u >= 0xdc00 || k+1 >= len(units) {
-					return "", errMUTF7
+					return "", ErrInvalid
 				}
 				r = utf16.DecodeRune(rune(u), rune(units[k+1]))
 				if r == utf8.RuneError {
-					return "", errMUTF7
+					return "", ErrInvalid
 				}
 				k++
 			default:
 				r = rune(u)
 			}
 			if r >= 0x20 && r <= 0x7e {
-				return "", errMUTF7 // printable ASCII must stand for itself
+				return "", ErrInvalid // printable ASCII must stand for itself
 			}
 			b.WriteRune(r)
 		}
