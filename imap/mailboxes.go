@@ -219,6 +219,9 @@ func (s *session) List(w *listWriter, ref string, patterns []string, options *go
 				data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
 			}
 		}
+		if e.NoSelect && e.exists {
+			data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
+		}
 		if e.hasChildren {
 			data.Attrs = append(data.Attrs, goimap.MailboxAttrHasChildren)
 		} else {

@@ -4,6 +4,9 @@
 //
 //   - maildir: Maildir++ under <mail home>/Maildir, with mailroom's own
 //     fsync discipline (go-maildir does not fsync).
+//   - mbox: mboxrd files, INBOX in <mail home>/mbox and folders under
+//     <mail home>/mail/ as Dovecot lays them out, locked as Postfix and
+//     Dovecot lock them; with [delivery] format = "mbox".
 //
 // Every store delivers in two steps, Stage and Commit, so that a caller with
 // several recipients can make the message durable for all of them before

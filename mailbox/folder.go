@@ -43,6 +43,9 @@ type Folder struct {
 	// `\Junk`, `\Archive`), or "".
 	SpecialUse string
 	Subscribed bool
+	// NoSelect is a folder that can hold folders but no messages (in
+	// mbox, a directory; IMAP's \Noselect).
+	NoSelect bool
 }
 
 // Message is what the index keeps of one message.

@@ -2,7 +2,7 @@
 // checks, through the interface alone, the promises every store makes to
 // the IMAP server (UIDs that only grow, immutable snapshots, a modseq per
 // change, flags, copies and moves, folder operations, Watch). Each store
-// (maildir.Index, internal/memfolders, and mbox once it serves IMAP) runs
+// (maildir.Index, mbox.Store, internal/memfolders) runs
 // it from its own tests, so that the in-memory fake the IMAP tests use
 // cannot drift from the real stores. It imports only mailbox.
 package mailboxtest
@@ -392,15 +392,22 @@ func testFolderOps(t *testing.T, s Opener) {
 }
 
 // Rename keeps messages, UIDs and UIDVALIDITY and takes the children;
-// renaming INBOX moves its messages and leaves it empty.
+// renaming INBOX moves its messages and leaves it empty. (A folder that
+// holds messages has no children here: in mbox, as in Dovecot's, a
+// folder is a file or a directory, not both.)
 func testRename(t *testing.T, s Opener) {
 	f := open(t, s)
 	ctx := t.Context()
-	if err := f.Create(ctx, "Old/Child"); err != nil {
+	if err := f.Create(ctx, "Old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Create(ctx, "Tree/Child"); err != nil {
 		t.Fatal(err)
 	}
 	uid := appendMsg(t, f, "Old", "kept\n")
+	child := appendMsg(t, f, "Tree/Child", "below\n")
 	before := sync(t, f, "Old")
+	childBefore := sync(t, f, "Tree/Child")
 	if err := f.Rename(ctx, "Old", "New"); err != nil {
 		t.Fatal(err)
 	}
@@ -411,11 +418,24 @@ func testRename(t *testing.T, s Opener) {
 	if got := read(t, f, "New", uid); got != "kept\r\n" {
 		t.Errorf("renamed message reads %q", got)
 	}
-	if _, err := f.Sync(ctx, "New/Child"); err != nil {
-		t.Errorf("the child did not move: %v", err)
-	}
 	if _, err := f.Sync(ctx, "Old"); !errors.Is(err, mailbox.ErrNoFolder) {
 		t.Errorf("Sync of the old name: %v, want ErrNoFolder", err)
+	}
+	if err := f.Rename(ctx, "Tree", "Forest"); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := f.Sync(ctx, "Forest/Child")
+	if err != nil {
+		t.Fatalf("the child did not move: %v", err)
+	}
+	if moved.UIDValidity != childBefore.UIDValidity || !slices.Equal(uids(moved), []uint32{child}) {
+		t.Errorf("the moved child: UIDVALIDITY %d -> %d, UIDs %v, want [%d]", childBefore.UIDValidity, moved.UIDValidity, uids(moved), child)
+	}
+	if got := read(t, f, "Forest/Child", child); got != "below\r\n" {
+		t.Errorf("the moved child's message reads %q", got)
+	}
+	if _, err := f.Sync(ctx, "Tree/Child"); !errors.Is(err, mailbox.ErrNoFolder) {
+		t.Errorf("Sync of the child's old name: %v, want ErrNoFolder", err)
 	}
 	for _, c := range []struct {
 		what string
@@ -423,7 +443,7 @@ func testRename(t *testing.T, s Opener) {
 		want error
 	}{
 		{"Rename onto an existing folder", f.Rename(ctx, "New", "Sent"), mailbox.ErrFolderExists},
-		{"Rename into its own child", f.Rename(ctx, "New", "New/Child/X"), mailbox.ErrNotAllowed},
+		{"Rename into its own child", f.Rename(ctx, "Forest", "Forest/Child/X"), mailbox.ErrNotAllowed},
 		{"Rename of a missing folder", f.Rename(ctx, "No/Such", "Else"), mailbox.ErrNoFolder},
 	} {
 		if !errors.Is(c.err, c.want) {

@@ -197,7 +197,7 @@ func Append(ctx context.Context, path, from string, date time.Time, r io.Reader,
 		return err
 	}
 	defer h.release()
-	n, _, err := h.append(ctx, from, date, r, "")
+	n, _, err := h.appendMany(ctx, []outMessage{{from: fromLine(from, date), r: r}})
 	if err != nil {
 		return newError(path, "write", err)
 	}
@@ -297,29 +297,6 @@ func (h *held) release() {
 	h.dl.release(h.logger)
 }
 
-// append writes one message at the end of the held file (its From line
-// at the returned offset, after any separator the file lacked), with
-// extra (flag fields) at the end of its header, and fsyncs. On failure
-// it truncates the file back to the size it had, so that no reader sees
-// half a message. It returns the bytes appended.
-func (h *held) append(ctx context.Context, from string, date time.Time, r io.Reader, extra string) (n, at int64, err error) {
-	fi, err := h.f.Stat()
-	if err != nil {
-		return 0, 0, fmt.Errorf("stat: %w", err)
-	}
-	size := fi.Size()
-	n, at, err = write(ctx, h.f, size, from, date, r, extra)
-	if err != nil {
-		if terr := h.f.Truncate(size); terr != nil {
-			err = errors.Join(err, fmt.Errorf("truncate back to %d bytes: %w", size, terr))
-		} else if serr := h.f.Sync(); serr != nil {
-			err = errors.Join(err, fmt.Errorf("sync after truncate: %w", serr))
-		}
-		return 0, 0, err
-	}
-	return n, at, nil
-}
-
 // openLocked opens (creating) the mbox and takes the fcntl lock. If the
 // name was replaced while we waited for the lock (a reader that rewrites
 // the mbox through a new file and a rename), it starts over on the new
@@ -388,26 +365,6 @@ func openFile(fsys dirFS, name, path string) (*os.File, error) {
 		return nil, newError(path, "open", bad)
 	}
 	return f, nil
-}
-
-// write appends the separator the file still needs, the From line and the
-// quoted message at the end of f (whose size is size), then fsyncs. It
-// returns the number of bytes appended and the offset of the From line.
-func write(ctx context.Context, f *os.File, size int64, from string, date time.Time, r io.Reader, extra string) (n, at int64, err error) {
-	pad, err := padding(f, size)
-	if err != nil {
-		return 0, 0, err
-	}
-	cw := &countWriter{w: f}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	bw.WriteString(pad)
-	if err := writeMessage(bw, fromLine(from, date), &ctxReader{ctx: ctx, r: r}, extra); err != nil {
-		return cw.n, 0, err
-	}
-	if err := f.Sync(); err != nil {
-		return cw.n, 0, fmt.Errorf("fsync: %w", err)
-	}
-	return cw.n, size + int64(len(pad)), nil
 }
 
 // fromLine is the From line (without its line end) of a message from

@@ -79,3 +79,5 @@ func TestRoot(t *testing.T) {
 		t.Errorf("the target of a symlink inside the root was written: %q", b)
 	}
 }
+
+func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o700) }

@@ -30,10 +30,11 @@ import (
 // Span is one message as Scan found it in the file.
 type Span struct {
 	// Offset is where its "From " line starts; Start where the message
-	// itself (its header) starts, after that line; End where it ends,
+	// itself (its header) starts, after that line; Body where the empty
+	// line that ends its header is (End if it has none); End where it ends,
 	// before the empty line that separates it from the next message (or
 	// at the end of the file).
-	Offset, Start, End int64
+	Offset, Start, Body, End int64
 	// FromLine is the "From " line without its line end.
 	FromLine []byte
 	// Hash is SHA-256 of the From line and the header block but for its
@@ -208,6 +209,7 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 		}
 		cur.End = end
 		if inHeader {
+			cur.Body = end
 			cur.Truncated = true
 			hash.Sum(cur.Hash[:0])
 		}
@@ -256,6 +258,7 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 			prevEmpt = true
 			if inHeader {
 				inHeader = false
+				cur.Body = l.off
 				hash.Sum(cur.Hash[:0])
 				if cl >= 0 {
 					clEnd = sc.confirm(l.off+l.n, cl)

@@ -1,0 +1,833 @@
+package mbox
+
+// The IMAP index of the mbox files: what IMAP needs of each folder
+// (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, and per UID where the message is
+// in the file, a fingerprint of its From line and header, its flags,
+// internal date and modseq) kept in mailroom.db, so that UIDs stay the
+// same across restarts and across other programs' rewrites. The file
+// stays the truth: a sync compares it (size, mtime, inode, the bytes at
+// the last known end) with what the index last saw and takes in what
+// others did. An append by another program gives UIDs to the new
+// messages only; a rewrite (mutt deleting a message) is scanned again,
+// and each message keeps its UID when its fingerprint is found, in
+// order. Flags are the index's; those written in the file (Status:,
+// X-Status:, X-Keywords:) are read when a message is first seen and
+// when another program changed them, and written back when the file is
+// rewritten (EXPUNGE).
+//
+// bbolt layout, under the top-level bucket "mbox" (the Maildir index has
+// the same shape under "imap"):
+//
+//	meta/uidvalidity                      last UIDVALIDITY handed out
+//	homes/<home>/subs/<name>              subscribed folders
+//	homes/<home>/special/<name>           SPECIAL-USE attribute
+//	homes/<home>/folders/<name>/meta      see folderMeta.encode
+//	homes/<home>/folders/<name>/uids/<uid> see entry.encode
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
+
+	"mailroom/mailbox"
+	"mailroom/mailbox/index"
+)
+
+var (
+	bucketMbox    = []byte("mbox")
+	bucketMeta    = []byte("meta")
+	bucketHomes   = []byte("homes")
+	bucketSubs    = []byte("subs")
+	bucketSpecial = []byte("special")
+	bucketFolders = []byte("folders")
+	bucketUIDs    = []byte("uids")
+	keyMeta       = []byte("meta")
+	keyUIDV       = []byte("uidvalidity")
+)
+
+// fileState is what a sync saw of a folder's file.
+type fileState struct {
+	size, mtime int64
+	dev, ino    uint64
+	junk        int64  // bytes before the first From line
+	tail        []byte // the last bytes (up to tailLen) at size
+}
+
+const tailLen = 32
+
+func (a fileState) same(b fileState) bool {
+	return a.size == b.size && a.mtime == b.mtime && a.dev == b.dev && a.ino == b.ino
+}
+
+// entry is one message in the index.
+type entry struct {
+	uid                   uint32
+	modSeq                uint64
+	date                  int64 // internal date, Unix seconds
+	off, start, body, end int64 // From line, header, header's end, end
+	quoted, bareLF        int64
+	hidden                int64
+	verbatim, truncated   bool
+	hash                  [sha256.Size]byte
+	sig                   uint64 // of the flag fields as last seen in the file
+	flags                 index.Flags
+	kws                   []string
+}
+
+func (e *entry) span() *Span {
+	return &Span{Offset: e.off, Start: e.start, Body: e.body, End: e.end, Quoted: e.quoted, BareLF: e.bareLF, Hidden: e.hidden, Verbatim: e.verbatim, Truncated: e.truncated, Hash: e.hash}
+}
+
+func (e *entry) served() int64 { return e.span().Served() }
+
+// setSpan takes a span's place in the file.
+func (e *entry) setSpan(s *Span) {
+	e.off, e.start, e.body, e.end = s.Offset, s.Start, s.Body, s.End
+	e.quoted, e.bareLF, e.hidden, e.verbatim, e.truncated = s.Quoted, s.BareLF, s.Hidden, s.Verbatim, s.Truncated
+	e.hash, e.sig = s.Hash, flagSig(s)
+}
+
+// flagSig fingerprints the flag fields of a span, so that a sync can
+// tell another program's flag change from the fields mailroom wrote.
+func flagSig(s *Span) uint64 {
+	h := fnv.New64a()
+	h.Write(s.Status)
+	h.Write([]byte{0})
+	h.Write(s.XStatus)
+	h.Write([]byte{0})
+	h.Write(s.XKeywords)
+	return h.Sum64()
+}
+
+const entryVersion = 1
+
+func (e *entry) encode() []byte {
+	b := []byte{entryVersion}
+	b = binary.AppendUvarint(b, e.modSeq)
+	b = binary.AppendVarint(b, e.date)
+	for _, v := range []int64{e.off, e.start - e.off, e.body - e.start, e.end - e.body, e.quoted, e.bareLF, e.hidden} {
+		b = binary.AppendUvarint(b, uint64(v))
+	}
+	var bits byte
+	if e.verbatim {
+		bits |= 1
+	}
+	if e.truncated {
+		bits |= 2
+	}
+	b = append(b, bits, byte(e.flags))
+	b = binary.BigEndian.AppendUint64(b, e.sig)
+	b = append(b, e.hash[:]...)
+	for _, k := range e.kws {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+	}
+	return b
+}
+
+var errBadRecord = errors.New("bad index record")
+
+func decodeEntry(uid uint32, b []byte) (*entry, error) {
+	if len(b) < 1 || b[0] != entryVersion {
+		return nil, errBadRecord
+	}
+	b = b[1:]
+	bad := false
+	uv := func() int64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 || v > 1<<62 {
+			bad = true
+			return 0
+		}
+		b = b[n:]
+		return int64(v)
+	}
+	e := &entry{uid: uid}
+	e.modSeq = uint64(uv())
+	d, n := binary.Varint(b)
+	if n <= 0 {
+		return nil, errBadRecord
+	}
+	e.date, b = d, b[n:]
+	e.off = uv()
+	e.start = e.off + uv()
+	e.body = e.start + uv()
+	e.end = e.body + uv()
+	e.quoted, e.bareLF, e.hidden = uv(), uv(), uv()
+	if bad || len(b) < 2+8+sha256.Size {
+		return nil, errBadRecord
+	}
+	e.verbatim, e.truncated, e.flags = b[0]&1 != 0, b[0]&2 != 0, index.Flags(b[1])
+	e.sig = binary.BigEndian.Uint64(b[2:])
+	copy(e.hash[:], b[10:])
+	b = b[10+sha256.Size:]
+	for len(b) > 0 {
+		l := uv()
+		if bad || l > int64(len(b)) {
+			return nil, errBadRecord
+		}
+		e.kws = append(e.kws, string(b[:l]))
+		b = b[l:]
+	}
+	return e, nil
+}
+
+// folderMeta is a folder's record: its IMAP numbers and its file as last
+// seen.
+type folderMeta struct {
+	uidValidity, uidNext uint32
+	modSeq               uint64
+	file                 fileState
+}
+
+const metaVersion = 1
+
+func (m *folderMeta) encode() []byte {
+	b := []byte{metaVersion}
+	b = binary.BigEndian.AppendUint32(b, m.uidValidity)
+	b = binary.BigEndian.AppendUint32(b, m.uidNext)
+	b = binary.BigEndian.AppendUint64(b, m.modSeq)
+	for _, v := range []uint64{uint64(m.file.size), uint64(m.file.mtime), m.file.dev, m.file.ino, uint64(m.file.junk)} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return append(b, m.file.tail...)
+}
+
+func decodeMeta(b []byte) (folderMeta, bool) {
+	if len(b) < 57 || b[0] != metaVersion || len(b) > 57+tailLen {
+		return folderMeta{}, false
+	}
+	m := folderMeta{uidValidity: binary.BigEndian.Uint32(b[1:]), uidNext: binary.BigEndian.Uint32(b[5:]), modSeq: binary.BigEndian.Uint64(b[9:])}
+	v := func(i int) uint64 { return binary.BigEndian.Uint64(b[17+8*i:]) }
+	m.file = fileState{size: int64(v(0)), mtime: int64(v(1)), dev: v(2), ino: v(3), junk: int64(v(4)), tail: bytes.Clone(b[57:])}
+	return m, m.uidValidity != 0 && m.uidNext != 0
+}
+
+func uidKey(uid uint32) []byte { return binary.BigEndian.AppendUint32(nil, uid) }
+
+func homeBucket(tx *bolt.Tx, home string) *bolt.Bucket {
+	hb := tx.Bucket(bucketMbox).Bucket(bucketHomes).Bucket([]byte(home))
+	if hb == nil || hb.Bucket(bucketSubs) == nil || hb.Bucket(bucketSpecial) == nil || hb.Bucket(bucketFolders) == nil {
+		return nil
+	}
+	return hb
+}
+
+func makeHomeBucket(tx *bolt.Tx, home string) (*bolt.Bucket, error) {
+	hb, err := tx.Bucket(bucketMbox).Bucket(bucketHomes).CreateBucketIfNotExists([]byte(home))
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range [][]byte{bucketSubs, bucketSpecial, bucketFolders} {
+		if _, err := hb.CreateBucketIfNotExists(name); err != nil {
+			return nil, err
+		}
+	}
+	return hb, nil
+}
+
+// newUIDValidity is the UIDVALIDITY of a new index: the time, as Dovecot
+// picks it, but above any handed out before in this database (a folder
+// made again within the same second gets a new one).
+func newUIDValidity(tx *bolt.Tx) (uint32, error) {
+	v := uint32(time.Now().Unix())
+	mb := tx.Bucket(bucketMbox).Bucket(bucketMeta)
+	if last := mb.Get(keyUIDV); len(last) == 4 {
+		v = max(v, binary.BigEndian.Uint32(last)+1)
+	}
+	return v, mb.Put(keyUIDV, binary.BigEndian.AppendUint32(nil, v))
+}
+
+// specialFolder names home's folder of special use use, or "".
+func (s *Store) specialFolder(home, use string) string {
+	if s.opts.DB == nil {
+		return ""
+	}
+	var name string
+	s.opts.DB.View(func(tx *bolt.Tx) error {
+		hb := homeBucket(tx, home)
+		if hb == nil {
+			return nil
+		}
+		return hb.Bucket(bucketSpecial).ForEach(func(k, v []byte) error {
+			if name == "" && strings.EqualFold(string(v), use) {
+				name = string(k)
+			}
+			return nil
+		})
+	})
+	return name
+}
+
+// changed marks home's folder as changed by a delivery in this process
+// and wakes its watchers; it takes only short, I/O-free locks.
+func (s *Store) changed(home, name string) {
+	s.mu.Lock()
+	a := s.accts[home]
+	s.mu.Unlock()
+	if a == nil {
+		return
+	}
+	a.fmu.Lock()
+	f := a.folders[name]
+	a.fmu.Unlock()
+	if f != nil {
+		f.dirty.Store(true)
+		f.notify()
+	}
+}
+
+// account is the state shared by every session of one mail home.
+type account struct {
+	s    *Store
+	home string
+	// mu is held shared by operations on messages and exclusively by
+	// those that change the set of folders.
+	mu     sync.RWMutex
+	initMu sync.Mutex
+	inited bool
+
+	fmu     sync.Mutex
+	folders map[string]*folder
+}
+
+// folder is the state of one folder shared by the sessions of the
+// process.
+type folder struct {
+	a    *account
+	name string
+	p    place
+
+	mu          sync.Mutex
+	loaded      bool
+	uidValidity uint32
+	uidNext     uint32
+	modSeq      uint64
+	ents        []*entry // ascending UID, which is file order
+	file        fileState
+	snap        *mailbox.Snapshot
+	dirty       atomic.Bool
+
+	wmu sync.Mutex
+	wch chan struct{}
+}
+
+func (f *folder) watch() <-chan struct{} {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if f.wch == nil {
+		f.wch = make(chan struct{})
+	}
+	return f.wch
+}
+
+func (f *folder) notify() {
+	f.wmu.Lock()
+	if f.wch != nil {
+		close(f.wch)
+		f.wch = nil
+	}
+	f.wmu.Unlock()
+}
+
+func (a *account) folder(name string) (*folder, error) {
+	canon, _, err := canonical(name)
+	if err != nil {
+		return nil, err
+	}
+	a.fmu.Lock()
+	defer a.fmu.Unlock()
+	f := a.folders[canon]
+	if f == nil {
+		f = &folder{a: a, name: canon, p: a.s.place(a.home, canon)}
+		a.folders[canon] = f
+	}
+	return f, nil
+}
+
+// forget drops the shared state of a folder deleted or renamed, and
+// wakes its watchers. The caller holds a.mu exclusively.
+func (a *account) forget(name string) {
+	a.fmu.Lock()
+	var gone []*folder
+	for n, f := range a.folders {
+		if n == name || strings.HasPrefix(n, name+"/") {
+			gone = append(gone, f)
+			delete(a.folders, n)
+		}
+	}
+	a.fmu.Unlock()
+	for _, f := range gone {
+		f.mu.Lock()
+		f.loaded = false
+		f.mu.Unlock()
+		f.notify()
+	}
+}
+
+// load reads the folder's index, or starts an empty one under a new
+// UIDVALIDITY. The caller holds f.mu.
+func (f *folder) load() error {
+	db := f.a.s.opts.DB
+	var meta folderMeta
+	var ents []*entry
+	found := false
+	err := db.View(func(tx *bolt.Tx) error {
+		hb := homeBucket(tx, f.a.home)
+		if hb == nil {
+			return nil
+		}
+		fb := hb.Bucket(bucketFolders).Bucket([]byte(f.name))
+		if fb == nil {
+			return nil
+		}
+		m, ok := decodeMeta(fb.Get(keyMeta))
+		ub := fb.Bucket(bucketUIDs)
+		if !ok || ub == nil {
+			return nil
+		}
+		var bad error
+		ub.ForEach(func(k, v []byte) error {
+			if bad != nil {
+				return nil
+			}
+			var e *entry
+			if len(k) != 4 {
+				bad = errBadRecord
+				return nil
+			}
+			uid := binary.BigEndian.Uint32(k)
+			if e, bad = decodeEntry(uid, v); bad == nil && (uid == 0 || uid >= m.uidNext || e.modSeq > m.modSeq) {
+				bad = errBadRecord
+			}
+			if bad == nil {
+				ents = append(ents, e)
+			}
+			return nil
+		})
+		if bad != nil {
+			f.a.s.log.Warn("mbox index inconsistent: rebuilding it from the file", "home", f.a.home, "folder", f.name, "err", bad)
+			return nil
+		}
+		meta, found = m, true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mbox: read index of %s: %w", f.name, err)
+	}
+	if !found {
+		ents = nil
+		meta = folderMeta{uidNext: 1, modSeq: 1}
+		if err := db.Update(func(tx *bolt.Tx) error {
+			v, err := newUIDValidity(tx)
+			if err != nil {
+				return err
+			}
+			meta.uidValidity = v
+			return f.reset(tx, meta)
+		}); err != nil {
+			return fmt.Errorf("mbox: create index of %s: %w", f.name, err)
+		}
+	}
+	f.uidValidity, f.uidNext, f.modSeq, f.file = meta.uidValidity, meta.uidNext, meta.modSeq, meta.file
+	f.ents = ents
+	f.loaded = true
+	f.publish()
+	return nil
+}
+
+// reset replaces the folder's bucket by an empty one holding meta.
+func (f *folder) reset(tx *bolt.Tx, meta folderMeta) error {
+	hb, err := makeHomeBucket(tx, f.a.home)
+	if err != nil {
+		return err
+	}
+	if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(f.name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+		return err
+	}
+	fb, err := hb.Bucket(bucketFolders).CreateBucket([]byte(f.name))
+	if err != nil {
+		return err
+	}
+	if _, err := fb.CreateBucket(bucketUIDs); err != nil {
+		return err
+	}
+	return fb.Put(keyMeta, meta.encode())
+}
+
+// save writes the folder's meta and the given entries (put) and UIDs
+// (deleted) in one transaction. The caller holds f.mu; on failure the
+// folder is loaded again at the next sync.
+func (f *folder) save(put []*entry, del []uint32) error {
+	meta := folderMeta{f.uidValidity, f.uidNext, f.modSeq, f.file}
+	err := f.a.s.opts.DB.Update(func(tx *bolt.Tx) error {
+		hb, err := makeHomeBucket(tx, f.a.home)
+		if err != nil {
+			return err
+		}
+		fb, err := hb.Bucket(bucketFolders).CreateBucketIfNotExists([]byte(f.name))
+		if err != nil {
+			return err
+		}
+		ub, err := fb.CreateBucketIfNotExists(bucketUIDs)
+		if err != nil {
+			return err
+		}
+		for _, uid := range del {
+			if err := ub.Delete(uidKey(uid)); err != nil {
+				return err
+			}
+		}
+		for _, e := range put {
+			if err := ub.Put(uidKey(e.uid), e.encode()); err != nil {
+				return err
+			}
+		}
+		return fb.Put(keyMeta, meta.encode())
+	})
+	if err != nil {
+		f.loaded = false
+		return fmt.Errorf("mbox: update index of %s: %w", f.name, err)
+	}
+	return nil
+}
+
+// publish makes a new immutable snapshot and wakes the watchers.
+func (f *folder) publish() {
+	msgs := make([]mailbox.Message, len(f.ents))
+	lists := map[string][]string{}
+	for i, e := range f.ents {
+		key := string(rune('A'+e.flags&63)) + strings.Join(e.kws, " ")
+		fl, ok := lists[key]
+		if !ok {
+			fl = index.List(e.flags, e.kws)
+			lists[key] = fl
+		}
+		msgs[i] = mailbox.Message{UID: e.uid, Flags: fl, InternalDate: time.Unix(e.date, 0), Size: e.served(), ModSeq: e.modSeq}
+	}
+	f.snap = &mailbox.Snapshot{UIDValidity: f.uidValidity, UIDNext: f.uidNext, HighestModSeq: f.modSeq, Messages: msgs}
+}
+
+func (f *folder) find(uid uint32) *entry {
+	lo, hi := 0, len(f.ents)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if f.ents[m].uid < uid {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(f.ents) && f.ents[lo].uid == uid {
+		return f.ents[lo]
+	}
+	return nil
+}
+
+// statFile returns the state of the folder's file, or ok false if there
+// is none. A directory (a folder of folders) or anything else that is not
+// a regular file is ErrNoFolder.
+func (f *folder) statFile() (fileState, bool, error) {
+	var fi os.FileInfo
+	var err error
+	if f.p.abs {
+		fi, err = os.Lstat(f.p.String())
+	} else {
+		fi, err = f.a.s.root.Lstat(f.p.String())
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileState{}, false, nil
+	}
+	if err != nil {
+		return fileState{}, false, fmt.Errorf("mbox: stat %s: %w", f.p, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fileState{}, false, fmt.Errorf("%w: %s", mailbox.ErrNoFolder, f.name)
+	}
+	return stateOf(fi), true, nil
+}
+
+func stateOf(fi os.FileInfo) fileState {
+	st := fileState{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.dev, st.ino = uint64(sys.Dev), uint64(sys.Ino)
+	}
+	return st
+}
+
+// sync loads the folder if needed and takes in changes to its file. The
+// caller holds f.mu; locked, if not nil, is the file already held.
+func (f *folder) sync(ctx context.Context, locked *held) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	st, ok, err := f.statFile()
+	if err != nil {
+		return err
+	}
+	if !ok && f.name != inbox {
+		f.loaded = false
+		return fmt.Errorf("%w: %s", mailbox.ErrNoFolder, f.name)
+	}
+	if !f.loaded {
+		if err := f.load(); err != nil {
+			return err
+		}
+	}
+	if !f.dirty.Swap(false) && (st.same(f.file) || !ok && f.file.size == 0 && len(f.ents) == 0) {
+		return nil
+	}
+	if !ok {
+		// INBOX gone (removed by hand, or an empty spool file removed
+		// by its reader): no messages.
+		return f.merge(fileState{}, nil, 0)
+	}
+	if locked != nil {
+		return f.rescan(locked.f)
+	}
+	// A stable view: read under the file's locks, so that no message is
+	// seen half written.
+	h, unlock, err := f.a.s.lock(ctx, f.p)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return f.rescan(h.f)
+}
+
+// rescan reads what changed in the file (open, locked) since the last
+// sync: only what follows the last known message if the file grew with
+// its old bytes in place, else all of it.
+func (f *folder) rescan(file *os.File) error {
+	fi, err := file.Stat()
+	if err != nil {
+		return fmt.Errorf("mbox: stat %s: %w", f.p, err)
+	}
+	st := stateOf(fi)
+	st.tail = readTail(file, st.size)
+	if st.same(f.file) {
+		f.file = st
+		return nil
+	}
+	old := f.file
+	if len(f.ents) > 0 && st.dev == old.dev && st.ino == old.ino && st.size >= old.size &&
+		bytes.Equal(readTailAt(file, old.size, len(old.tail)), old.tail) {
+		last := f.ents[len(f.ents)-1]
+		var spans []*Span
+		_, err := Scan(file, last.off, st.size, func(s *Span) error {
+			c := *s
+			spans = append(spans, &c)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("mbox: read %s: %w", f.p, err)
+		}
+		if len(spans) > 0 && spans[0].Offset == last.off && spans[0].Hash == last.hash {
+			st.junk = old.junk
+			return f.merge(st, spans, len(f.ents)-1)
+		}
+	}
+	var spans []*Span
+	res, err := Scan(file, 0, st.size, func(s *Span) error {
+		c := *s
+		spans = append(spans, &c)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mbox: read %s: %w", f.p, err)
+	}
+	st.junk = res.Junk
+	if res.Junk > 0 && old.junk != res.Junk {
+		f.a.s.log.Warn("mbox: the file does not start with a From line: its first bytes are kept but not served", "mbox", f.p.String(), "bytes", res.Junk)
+	}
+	return f.merge(st, spans, 0)
+}
+
+func readTail(file *os.File, size int64) []byte { return readTailAt(file, size, tailLen) }
+
+// readTailAt returns the n bytes (fewer near the start) before end.
+func readTailAt(file *os.File, end int64, n int) []byte {
+	n = int(min(int64(n), end))
+	b := make([]byte, n)
+	k, _ := file.ReadAt(b, end-int64(n))
+	return b[:k]
+}
+
+// merge takes in the spans found from the folder's entry keep on (all
+// of them for keep 0): entries whose fingerprint is found again, in
+// order, keep their UIDs (and flags, unless another program changed the
+// flag fields); others are gone; new spans get new UIDs and the flags
+// their fields say.
+func (f *folder) merge(st fileState, spans []*Span, keep int) error {
+	byHash := map[[sha256.Size]byte][]*entry{}
+	for _, e := range f.ents[keep:] {
+		byHash[e.hash] = append(byHash[e.hash], e)
+	}
+	kept := append([]*entry(nil), f.ents[:keep]...)
+	var lastUID uint32
+	if keep > 0 {
+		lastUID = kept[keep-1].uid
+	}
+	modSeq := f.modSeq + 1
+	changed := false
+	var put []*entry
+	matched := map[*entry]bool{}
+	for _, s := range spans {
+		var e *entry
+		for q := byHash[s.Hash]; len(q) > 0; q = q[1:] {
+			if q[0].uid > lastUID {
+				e = q[0]
+				byHash[s.Hash] = q[1:]
+				break
+			}
+		}
+		if e != nil {
+			matched[e] = true
+			before := *e
+			sig := e.sig
+			e.setSpan(s)
+			if e.sig != sig {
+				// Another program changed the flags in the file.
+				e.flags, e.kws = SpanFlags(s)
+				e.modSeq, changed = modSeq, true
+			}
+			if e.off != before.off || e.end != before.end || e.sig != before.sig || e.hidden != before.hidden {
+				put = append(put, e)
+			}
+			if e.served() != before.served() {
+				changed = true
+			}
+		} else {
+			e = &entry{uid: f.uidNext, modSeq: modSeq, date: fromDate(s.FromLine, st.mtime)}
+			f.uidNext++
+			e.setSpan(s)
+			e.flags, e.kws = SpanFlags(s)
+			put = append(put, e)
+			changed = true
+		}
+		lastUID = e.uid
+		kept = append(kept, e)
+	}
+	var del []uint32
+	for _, e := range f.ents[keep:] {
+		if !matched[e] {
+			del = append(del, e.uid)
+			changed = true
+		}
+	}
+	if changed {
+		f.modSeq = modSeq
+	}
+	f.ents = kept
+	return f.apply(st, put, del)
+}
+
+// apply records the folder's new file state and changed entries (already
+// in f.ents), writes them, and publishes.
+func (f *folder) apply(st fileState, put []*entry, del []uint32) error {
+	f.file = st
+	if err := f.save(put, del); err != nil {
+		return err
+	}
+	f.publish()
+	f.notify()
+	return nil
+}
+
+// fromDate reads the date of a From line ("From sender Thu Nov 29
+// 22:33:52 2007", in local time, perhaps with a zone after the year), or
+// gives mtime (nanoseconds) for a line without a date it can read.
+func fromDate(line []byte, mtime int64) int64 {
+	rest, ok := bytes.CutPrefix(line, []byte(fromPrefix))
+	if ok {
+		if _, d, ok := bytes.Cut(rest, []byte(" ")); ok {
+			d = bytes.TrimSpace(d)
+			for _, layout := range []string{time.ANSIC, "Mon Jan _2 15:04:05 2006 -0700", "Mon Jan _2 15:04:05 MST 2006", "Mon Jan _2 15:04 2006"} {
+				n := min(len(d), len(layout)+2)
+				for k := n; k >= len(layout)-2 && k > 0; k-- {
+					if t, err := time.ParseInLocation(layout, string(d[:k]), time.Local); err == nil {
+						return t.Unix()
+					}
+				}
+			}
+		}
+	}
+	return time.Unix(0, mtime).Unix()
+}
+
+// openMessage opens the folder's file for reading one message, checking
+// that a From line is still where the index says.
+func (f *folder) openMessage(e *entry) (*os.File, error) {
+	dir, err := f.a.s.openDir(f.p)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	file, err := dir.OpenFile(f.p.name, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	var b [5]byte
+	if _, err := file.ReadAt(b[:], e.off); err != nil || string(b[:]) != fromPrefix {
+		file.Close()
+		return nil, errMoved
+	}
+	return file, nil
+}
+
+var errMoved = errors.New("the file changed under the index")
+
+// messageReader serves one message of an open file, seekable.
+type messageReader struct {
+	f    *os.File
+	s    *Span
+	r    io.Reader
+	pos  int64
+	size int64
+}
+
+func (m *messageReader) Read(p []byte) (int, error) {
+	if m.r == nil {
+		m.r = NewReader(m.f, m.s)
+		if _, err := io.CopyN(io.Discard, m.r, m.pos); err != nil && m.pos < m.size {
+			return 0, err
+		}
+	}
+	n, err := m.r.Read(p)
+	m.pos += int64(n)
+	return n, err
+}
+
+func (m *messageReader) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		off += m.pos
+	case io.SeekEnd:
+		off += m.size
+	}
+	if off < 0 {
+		return 0, errors.New("mbox: seek before the start of a message")
+	}
+	if off != m.pos {
+		m.r, m.pos = nil, off
+	}
+	return off, nil
+}
+
+func (m *messageReader) Close() error { return m.f.Close() }
