@@ -265,6 +265,28 @@ func TestHostileSPFIsBounded(t *testing.T) {
 	}
 }
 
+// TestDKIMSignaturesAreBounded: a message with 20 signatures, each of
+// another domain, costs at most MaxSignatures (5) key lookups, the rest
+// ignored; the five are reported in header order.
+func TestDKIMSignaturesAreBounded(t *testing.T) {
+	w := newWorld(t)
+	msg := message("a@good.example")
+	for i := range 20 {
+		msg = fmt.Sprintf("DKIM-Signature: v=1; a=rsa-sha256; d=sig%d.example; s=sel; h=From; bh=AAAA; b=AAAA\r\n", i) + msg
+	}
+	r := check(t, w.checker(mailauth.DefaultPolicy(), 5*time.Second), "127.0.0.1", "a@good.example", msg)
+	asked := 0
+	for i := range 20 {
+		asked += w.dns.QueriesFor(fmt.Sprintf("sel._domainkey.sig%d.example", i))
+	}
+	if asked > 5 || len(r.DKIM) != 5 || r.DKIM[0].Domain != "sig19.example" {
+		t.Errorf("20 signatures: %d key lookups, %d results (first %+v); want at most 5, 5 from the top", asked, len(r.DKIM), r.DKIM[0])
+	}
+	if r.DMARC.Result != "pass" || r.Action != mailauth.Mark {
+		t.Errorf("dmarc %s, action %v: the extra signatures must not change the verdict of aligned SPF", r.DMARC.Result, r.Action)
+	}
+}
+
 // TestUnreadableMessage: a message the checks cannot read (a failing
 // spool) is an error, not a broken signature that DMARC would refuse.
 func TestUnreadableMessage(t *testing.T) {
