@@ -74,6 +74,8 @@ func newWorld(t *testing.T) *world {
 		`dnsfail.example. 60 IN TXT "v=spf1 -all"`,
 		`dnsfailpass.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
 	)
+	srv.Add(t, `pct0.example. 60 IN TXT "v=spf1 -all"`, `_dmarc.pct0.example. 60 IN TXT "v=DMARC1; p=reject; pct=0"`,
+		`pct0q.example. 60 IN TXT "v=spf1 -all"`, `_dmarc.pct0q.example. 60 IN TXT "v=DMARC1; p=quarantine; pct=0"`)
 	srv.ServFail("dead.example")
 	srv.ServFail("_domainkey.keytmp.example")
 	srv.ServFail("_dmarc.dnsfail.example")
@@ -170,6 +172,10 @@ func TestChecksAndPolicy(t *testing.T) {
 		{"no From:, SPF fail refused by spf_fail", strictSPFNoFrom, "127.0.0.1", "a@nodmarc.example", withFrom(""), spf.Fail, "", "permerror", "", mailauth.Reject},
 		{"broken DMARC record, SPF fail refused by spf_fail", strictSPF, "127.0.0.1", "a@broken.example", message("a@broken.example"), spf.Fail, "", "permerror", "", mailauth.Reject},
 
+		// RFC 7489 §6.6.4: pct=0 applies the next milder policy to
+		// every failing message.
+		{"p=reject; pct=0: quarantined", mailauth.DefaultPolicy(), "127.0.0.1", "a@pct0.example", message("a@pct0.example"), spf.Fail, "", "fail", "quarantine", mailauth.Quarantine},
+		{"p=quarantine; pct=0: marked", mailauth.DefaultPolicy(), "127.0.0.1", "a@pct0q.example", message("a@pct0q.example"), spf.Fail, "", "fail", "none", mailauth.Mark},
 		// A temporary failure never refuses for good (RFC 7489
 		// §6.6.2): where it could have made the difference, the message
 		// is deferred (451), per temperror.
