@@ -254,9 +254,18 @@ func runDisk(args []string) error {
 	workers := fs.Int("workers", 1, "concurrent goroutines")
 	maildirs := fs.Int("maildirs", 0, "Maildirs to spread over; worker i uses maildir i mod maildirs (0: one per worker)")
 	size := fs.Int("size", 4096, "bytes per file")
+	mode := fs.String("mode", "rename", "rename (tmp/ then rename into new/) or tmpfile (O_TMPFILE in new/, then linkat)")
 	fs.Parse(args)
 	if *dir == "" || *n < 1 || *workers < 1 {
 		return errors.New("disk: need -dir, -n >= 1, -workers >= 1")
+	}
+	put := store
+	switch *mode {
+	case "rename":
+	case "tmpfile":
+		put = storeTmpfile
+	default:
+		return fmt.Errorf("disk: -mode rename or tmpfile, not %q", *mode)
 	}
 	if *maildirs <= 0 {
 		*maildirs = *workers
@@ -281,6 +290,8 @@ func runDisk(args []string) error {
 		lats     = make([][]time.Duration, *workers)
 	)
 	host, _ := os.Hostname()
+	var ru0, ru1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
 	start := time.Now()
 	for w := range *workers {
 		md := filepath.Join(*dir, strconv.Itoa(w%*maildirs))
@@ -289,7 +300,7 @@ func runDisk(args []string) error {
 			for j := range count {
 				t0 := time.Now()
 				name := fmt.Sprintf("%d.W%dQ%d.%s", t0.Unix(), w, j, host)
-				if err := store(md, name, data); err != nil {
+				if err := put(md, name, data); err != nil {
 					mu.Lock()
 					firstErr = cmp(firstErr, err)
 					mu.Unlock()
@@ -301,11 +312,13 @@ func runDisk(args []string) error {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
+	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
 	if firstErr != nil {
 		return firstErr
 	}
-	fmt.Printf("RESULT mode=disk workers=%d maildirs=%d n=%d secs=%.3f rate=%.1f %s\n",
-		*workers, *maildirs, *n, secs, float64(*n)/secs, stats(slices.Concat(lats...)))
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	fmt.Printf("RESULT mode=disk store=%s workers=%d maildirs=%d n=%d secs=%.3f rate=%.1f cpu_us=%.0f %s\n",
+		*mode, *workers, *maildirs, *n, secs, float64(*n)/secs, float64(cpu.Microseconds())/float64(*n), stats(slices.Concat(lats...)))
 	return nil
 }
 
@@ -330,6 +343,36 @@ func store(md, name string, data []byte) error {
 		return err
 	}
 	return syncDir(filepath.Join(md, "new"))
+}
+
+// storeTmpfile is store with O_TMPFILE: the file is made nameless in new/,
+// written and fsynced, then linked under its name (linkat with
+// AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH: run as root), and new/
+// is fsynced. tmp/ is not touched, and there is no rename.
+func storeTmpfile(md, name string, data []byte) error {
+	nd, err := unix.Open(filepath.Join(md, "new"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(nd)
+	fd, err := unix.Openat(nd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("O_TMPFILE: %w", err)
+	}
+	_, err = unix.Write(fd, data)
+	if err == nil {
+		err = unix.Fsync(fd)
+	}
+	if err == nil {
+		err = unix.Linkat(fd, "", nd, name, unix.AT_EMPTY_PATH)
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Fsync(nd)
+	}
+	return err
 }
 
 func syncDir(dir string) error {

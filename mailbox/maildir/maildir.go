@@ -97,6 +97,8 @@ type Store struct {
 	special atomic.Pointer[func(home, use string) string]
 	// kwLocks serialises the updates of each folder's dovecot-keywords.
 	kwLocks sync.Map // Maildir path -> *sync.Mutex
+	// dirCache keeps the Maildirs' tmp/ and new/ open for delivery.
+	dirCache dirCache
 }
 
 // Open opens (creating if needed) the mail root.
@@ -132,8 +134,13 @@ func Open(opts Options) (*Store, error) {
 	}, nil
 }
 
-// Close releases the mail root.
+// Close releases the mail root and the directories kept open.
 func (s *Store) Close() error {
+	s.dirCache.mu.Lock()
+	for md, d := range s.dirCache.dirs {
+		s.dirCache.dropLocked(md, d)
+	}
+	s.dirCache.mu.Unlock()
 	s.rootDir.Close()
 	return s.root.Close()
 }
@@ -158,17 +165,17 @@ func checkHome(home string) error {
 }
 
 // Staged is a message written durably into tmp/ but not yet visible; it
-// implements mailbox.Staged. It holds tmp/ open until Commit or Abort, so
-// that the rename and the cleanup act on the directory the file was
-// written in, by plain names, with no path to resolve again.
+// implements mailbox.Staged. It holds tmp/ (and new/) open until Commit or
+// Abort, so that the rename and the cleanup act on the directory the file
+// was written in, by plain names, with no path to resolve again.
 type Staged struct {
 	s       *Store
 	home    string
-	folder  string   // IMAP name of the folder, "INBOX" for the Maildir itself
-	md      string   // Maildir path relative to the root
-	tmp     *os.File // md/tmp
-	name    string   // base name in tmp/
-	final   string   // base name in new/
+	folder  string        // IMAP name of the folder, "INBOX" for the Maildir itself
+	md      string        // Maildir path relative to the root
+	dirs    *deliveryDirs // md/tmp and md/new (deliverdirs.go)
+	name    string        // base name in tmp/
+	final   string        // base name in new/
 	size    int64
 	visible bool // renamed into new/ (or cur/, with flags)
 	done    bool // committed or aborted: the directory is closed
@@ -253,33 +260,47 @@ func (s *Store) stage(ctx context.Context, home, folder, md string, r io.Reader)
 	if err := s.ensure(md); err != nil {
 		return nil, err
 	}
-	tmp, err := s.openDir(path.Join(md, "tmp"))
-	if errors.Is(err, fs.ErrNotExist) {
-		// Removed behind our back since: make it again.
-		s.ready.Delete(md)
-		if err = s.ensure(md); err == nil {
-			tmp, err = s.openDir(path.Join(md, "tmp"))
+	for retried := false; ; retried = true {
+		dirs, err := s.acquireDirs(md)
+		if isNotExist(err) && !retried {
+			// Removed behind our back since: make it again.
+			s.ready.Delete(md)
+			if err = s.ensure(md); err != nil {
+				return nil, err
+			}
+			continue
 		}
+		if err != nil {
+			return nil, fmt.Errorf("maildir: open %s: %w", md, err)
+		}
+		name := s.uniqueName()
+		lw, err := s.writeFile(dirs.tmp, name, r, false)
+		if isNotExist(err) && !retried {
+			// tmp/ alone was removed under its kept handle (the
+			// create failed, nothing was read): again, afresh.
+			s.releaseDirs(dirs)
+			s.dropDirs(md, dirs)
+			s.ready.Delete(md)
+			if err = s.ensure(md); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			s.releaseDirs(dirs)
+			return nil, fmt.Errorf("maildir: write %s/tmp/%s: %w", md, name, err)
+		}
+		return &Staged{
+			s:      s,
+			home:   home,
+			folder: folder,
+			md:     md,
+			dirs:   dirs,
+			name:   name,
+			final:  sizedName(name, lw.n, lw.served()),
+			size:   lw.n,
+		}, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("maildir: open %s/tmp: %w", md, err)
-	}
-	name := s.uniqueName()
-	lw, err := s.writeFile(tmp, name, r, false)
-	if err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("maildir: write %s/tmp/%s: %w", md, name, err)
-	}
-	return &Staged{
-		s:      s,
-		home:   home,
-		folder: folder,
-		md:     md,
-		tmp:    tmp,
-		name:   name,
-		final:  sizedName(name, lw.n, lw.served()),
-		size:   lw.n,
-	}, nil
 }
 
 // uniqueName returns a new Maildir unique name (without sizes or flags).
@@ -411,24 +432,35 @@ func (m *Staged) Commit(context.Context) error {
 		return nil
 	}
 	sub := m.sub()
-	newDir, err := m.s.openDir(path.Join(m.md, sub))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			// Removed behind our back: this delivery fails (4xx), the
-			// next one makes the Maildir again.
-			m.s.ready.Delete(m.md)
+	newDir := m.dirs.new
+	if sub != "new" {
+		d, err := m.s.openDir(path.Join(m.md, sub))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				// Removed behind our back: this delivery fails (4xx), the
+				// next one makes the Maildir again.
+				m.s.ready.Delete(m.md)
+			}
+			return fmt.Errorf("maildir: open %s/%s: %w", m.md, sub, err)
 		}
-		return fmt.Errorf("maildir: open %s/%s: %w", m.md, sub, err)
+		defer d.Close()
+		newDir = d
 	}
-	defer newDir.Close()
 	if len(m.kws) > 0 && m.letters == "" {
 		// Dovecot's way, before the file is visible: letters in the
 		// name, their keywords in dovecot-keywords.
+		var err error
 		if m.letters, err = m.s.keywordLetters(m.md, m.kws); err != nil {
 			return err
 		}
 	}
-	if err := unix.Renameat(int(m.tmp.Fd()), m.name, int(newDir.Fd()), m.visibleName()); err != nil {
+	if err := unix.Renameat(int(m.dirs.tmp.Fd()), m.name, int(newDir.Fd()), m.visibleName()); err != nil {
+		if isNotExist(err) {
+			// new/ (or tmp/) removed under its handle: this delivery
+			// fails (4xx), the next one makes the Maildir again.
+			m.s.dropDirs(m.md, m.dirs)
+			m.s.ready.Delete(m.md)
+		}
 		return fmt.Errorf("maildir: move %s/tmp/%s to %s/: %w", m.md, m.name, sub, err)
 	}
 	m.visible = true
@@ -436,7 +468,7 @@ func (m *Staged) Commit(context.Context) error {
 		return fmt.Errorf("maildir: sync %s/%s: %w", m.md, sub, err)
 	}
 	m.done = true
-	m.tmp.Close()
+	m.s.releaseDirs(m.dirs)
 	m.s.notifyCommitted(m.home, m.folder)
 	return nil
 }
@@ -463,10 +495,10 @@ func (m *Staged) Abort() error {
 			newDir.Close()
 		}
 	} else {
-		err = unix.Unlinkat(int(m.tmp.Fd()), m.name, 0)
+		err = unix.Unlinkat(int(m.dirs.tmp.Fd()), m.name, 0)
 	}
 	if !m.done {
-		m.tmp.Close()
+		m.s.releaseDirs(m.dirs)
 	}
 	wasVisible := m.visible
 	m.done, m.visible = true, false
