@@ -2,6 +2,7 @@ package imap
 
 import (
 	"strings"
+	"sync"
 
 	"mailroom/imap/internal/wire"
 )
@@ -33,14 +34,26 @@ type addrTok struct {
 	kind  tokKind
 	val   string
 	space bool // white space or a comment came before it
+	// off and end place val in the header value when it is a slice of
+	// it (raw); a quoted string with escapes or a comment is not.
+	off, end int
+	raw      bool
 }
 
 // maxAddrToks bounds the work on one header (a 1 MB header of commas).
 const maxAddrToks = 10000
 
-func tokenize(s string) []addrTok {
-	var toks []addrTok
+// tokPool holds token slices: a parse's tokens are dropped at its end
+// (the addresses keep only strings), and ENVELOPE parses several
+// headers per message.
+var tokPool = sync.Pool{New: func() any { return new([]addrTok) }}
+
+// tokenize appends the tokens of s to toks.
+func tokenize(toks []addrTok, s string) []addrTok {
 	space := false
+	add := func(kind tokKind, off, end int) {
+		toks = append(toks, addrTok{kind: kind, val: s[off:end], space: space, off: off, end: end, raw: true})
+	}
 	for i := 0; i < len(s) && len(toks) < maxAddrToks; {
 		c := s[i]
 		switch {
@@ -49,52 +62,47 @@ func tokenize(s string) []addrTok {
 			i++
 			continue
 		case c == '(':
-			depth, j := 0, i
-			var sb strings.Builder
-			for ; j < len(s); j++ {
-				if s[j] == '\\' && j+1 < len(s) {
-					j++
-					sb.WriteByte(s[j])
-					continue
-				}
-				if s[j] == '(' {
-					depth++
-					if depth == 1 {
-						continue
-					}
-				}
-				if s[j] == ')' {
-					depth--
-					if depth == 0 {
-						break
-					}
-				}
-				sb.WriteByte(s[j])
+			j, plain := commentEnd(s, i)
+			var val string
+			if plain {
+				val = strings.TrimSpace(s[i+1 : min(j, len(s))])
+			} else {
+				val = unescapeComment(s[i:min(j+1, len(s))])
 			}
-			toks = append(toks, addrTok{kind: tokComment, val: strings.TrimSpace(sb.String()), space: space})
+			toks = append(toks, addrTok{kind: tokComment, val: val, space: space})
 			space = true
 			i = j + 1
 			continue
 		case c == '"':
-			var sb strings.Builder
-			j := i + 1
+			j, plain := i+1, true
 			for ; j < len(s) && s[j] != '"'; j++ {
 				if s[j] == '\\' && j+1 < len(s) {
 					j++
+					plain = false
 				}
-				sb.WriteByte(s[j])
 			}
-			toks = append(toks, addrTok{kind: tokWord, val: sb.String(), space: space})
+			if plain {
+				add(tokWord, i+1, j)
+			} else {
+				var sb strings.Builder
+				for k := i + 1; k < j; k++ {
+					if s[k] == '\\' && k+1 < len(s) {
+						k++
+					}
+					sb.WriteByte(s[k])
+				}
+				toks = append(toks, addrTok{kind: tokWord, val: sb.String(), space: space})
+			}
 			i = j + 1
 		case c == '[':
 			j := strings.IndexByte(s[i:], ']')
 			if j < 0 {
 				j = len(s) - i - 1
 			}
-			toks = append(toks, addrTok{kind: tokLiteral, val: s[i : i+j+1], space: space})
+			add(tokLiteral, i, i+j+1)
 			i += j + 1
 		case strings.IndexByte("<>@:;,.", c) >= 0:
-			toks = append(toks, addrTok{kind: tokSpecial, val: s[i : i+1], space: space})
+			add(tokSpecial, i, i+1)
 			i++
 		default:
 			j := i
@@ -104,7 +112,7 @@ func tokenize(s string) []addrTok {
 			if j == i { // a stray "]" or ")"
 				j++
 			}
-			toks = append(toks, addrTok{kind: tokWord, val: s[i:j], space: space})
+			add(tokWord, i, j)
 			i = j
 		}
 		space = false
@@ -112,7 +120,105 @@ func tokenize(s string) []addrTok {
 	return toks
 }
 
+// commentEnd returns the index of the ")" that closes the comment at
+// s[i] (len(s) if none), and whether the comment holds neither an
+// escape nor a nested comment, so that its text is s[i+1:end].
+func commentEnd(s string, i int) (int, bool) {
+	depth, plain := 0, true
+	for j := i; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			plain = false
+			j++
+		case '(':
+			depth++
+			plain = plain && depth == 1
+		case ')':
+			if depth--; depth == 0 {
+				return j, plain
+			}
+		}
+	}
+	return len(s), plain
+}
+
+// unescapeComment is the text of the comment c (from its "("): escapes
+// undone, nested comments kept with their parentheses, trimmed.
+func unescapeComment(c string) string {
+	var sb strings.Builder
+	depth := 0
+	for j := 0; j < len(c); j++ {
+		if c[j] == '\\' && j+1 < len(c) {
+			j++
+			sb.WriteByte(c[j])
+			continue
+		}
+		if c[j] == '(' {
+			if depth++; depth == 1 {
+				continue
+			}
+		}
+		if c[j] == ')' {
+			if depth--; depth == 0 {
+				break
+			}
+		}
+		sb.WriteByte(c[j])
+	}
+	return strings.TrimSpace(sb.String())
+}
+
+// joined joins tokens into a string: a slice of the header value while
+// the tokens lie in it as they are joined (the usual case, no copy),
+// else built.
+type joined struct {
+	src        string
+	start, end int
+	sb         *strings.Builder // nil until the tokens stop lying in src
+}
+
+func (b *joined) len() int {
+	if b.sb != nil {
+		return b.sb.Len()
+	}
+	return b.end - b.start
+}
+
+// add appends t's text, after a space if sep and the span is not empty.
+func (b *joined) add(t *addrTok, sep bool) {
+	sep = sep && b.len() > 0
+	if b.sb == nil {
+		switch {
+		case t.raw && b.len() == 0:
+			b.start, b.end = t.off, t.end
+			return
+		case t.raw && !sep && t.off == b.end:
+			b.end = t.end
+			return
+		case t.raw && sep && t.off == b.end+1 && b.src[b.end] == ' ':
+			b.end = t.end
+			return
+		case !sep && t.val == "":
+			return
+		}
+		b.sb = &strings.Builder{}
+		b.sb.WriteString(b.src[b.start:b.end])
+	}
+	if sep {
+		b.sb.WriteByte(' ')
+	}
+	b.sb.WriteString(t.val)
+}
+
+func (b *joined) String() string {
+	if b.sb != nil {
+		return b.sb.String()
+	}
+	return b.src[b.start:b.end]
+}
+
 type addrParser struct {
+	src  string // the header value
 	toks []addrTok
 	i    int
 }
@@ -133,17 +239,14 @@ func (p *addrParser) is(special string) bool {
 // comments among them: words joined with spaces where the header had
 // them, and the last comment.
 func (p *addrParser) phrase() (text, local, comment string) {
-	var sb, lb strings.Builder
+	sb, lb := joined{src: p.src}, joined{src: p.src}
 	for t := p.peek(); t != nil; t = p.peek() {
 		switch {
 		case t.kind == tokComment:
 			comment = t.val
 		case t.kind == tokWord, t.kind == tokSpecial && t.val == ".":
-			if t.space && sb.Len() > 0 {
-				sb.WriteByte(' ')
-			}
-			sb.WriteString(t.val)
-			lb.WriteString(t.val)
+			sb.add(t, t.space)
+			lb.add(t, false)
 		default:
 			return sb.String(), lb.String(), comment
 		}
@@ -155,14 +258,14 @@ func (p *addrParser) phrase() (text, local, comment string) {
 // domain reads a domain: atoms, dots and domain literals, comments
 // skipped; it returns the last comment too.
 func (p *addrParser) domain() (string, string) {
-	var sb strings.Builder
+	sb := joined{src: p.src}
 	comment := ""
 	for t := p.peek(); t != nil; t = p.peek() {
 		switch {
 		case t.kind == tokComment:
 			comment = t.val
 		case t.kind == tokWord || t.kind == tokLiteral || (t.kind == tokSpecial && t.val == "."):
-			sb.WriteString(t.val)
+			sb.add(t, false)
 		default:
 			return sb.String(), comment
 		}
@@ -191,11 +294,11 @@ func (p *addrParser) addrSpec(local string) (wire.Address, string) {
 
 // angle reads "<" [route ":"] addr-spec ">" after its "<".
 func (p *addrParser) angle(name string) wire.Address {
-	var route strings.Builder
+	route := joined{src: p.src}
 	if p.is("@") {
 		for t := p.peek(); t != nil && !(t.kind == tokSpecial && (t.val == ":" || t.val == ">")); t = p.peek() {
 			if t.kind != tokComment {
-				route.WriteString(t.val)
+				route.add(t, false)
 			}
 			p.i++
 		}
@@ -217,7 +320,13 @@ func (p *addrParser) angle(name string) wire.Address {
 
 // parseAddressList reads an address list.
 func parseAddressList(s string) []wire.Address {
-	p := &addrParser{toks: tokenize(s)}
+	buf := tokPool.Get().(*[]addrTok)
+	p := &addrParser{src: s, toks: tokenize((*buf)[:0], s)}
+	defer func() {
+		clear(p.toks) // no strings of s kept alive in the pool
+		*buf = p.toks[:0]
+		tokPool.Put(buf)
+	}()
 	var out []wire.Address
 	inGroup := false
 	for p.peek() != nil {

@@ -82,7 +82,7 @@ func parseFields(raw []byte) []field {
 		}
 		cur = -1
 		if colon := bytes.IndexByte(line, ':'); colon > 0 {
-			if key := string(bytes.TrimRight(line[:colon], " \t")); validKey(key) {
+			if key := keyString(bytes.TrimRight(line[:colon], " \t")); validKey(key) {
 				fields = append(fields, field{key: key, raw: line[:n:n]})
 				cur, curStart = len(fields)-1, off
 			}
@@ -95,6 +95,23 @@ func parseFields(raw []byte) []field {
 		}
 	}
 	return fields
+}
+
+// commonKeys are field names as most messages spell them, which
+// keyString returns without a copy: a cached header block is parsed for
+// every FETCH ENVELOPE of its message.
+var commonKeys = [...]string{"Date", "Subject", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+	"In-Reply-To", "Message-ID", "References", "Received", "Return-Path", "Delivered-To",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "DKIM-Signature"}
+
+// keyString is the field name b as a string.
+func keyString(b []byte) string {
+	for _, k := range commonKeys {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
 }
 
 func validKey(k string) bool {
