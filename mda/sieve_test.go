@@ -236,6 +236,34 @@ func TestSieveKeeps(t *testing.T) {
 	})
 }
 
+// TestSieveIncludeUnreadable: an included script that cannot be read now
+// (a symbolic link loop stands for a disk error) defers that recipient
+// with a temporary error instead of delivering without the user's rules;
+// the other recipient is delivered.
+func TestSieveIncludeUnreadable(t *testing.T) {
+	e := newSieveEnv(t)
+	if err := e.scripts.Put(aliceHome, "lib", []byte(`require "fileinto"; fileinto "Lists";`)); err != nil {
+		t.Fatal(err)
+	}
+	e.script(t, aliceHome, `require "include"; include "lib";`)
+	lib := filepath.Join(e.MailRoot, aliceHome, "sieve", "lib.sieve")
+	os.Remove(lib)
+	if err := os.Symlink("lib.sieve", lib); err != nil {
+		t.Fatal(err)
+	}
+	res := e.deliver(t, "carol@remote.example", sieveMsg, "alice@example.org", "bob@example.org")
+	var pe *mda.PermanentError
+	if res[0] == nil || errors.As(res[0], &pe) {
+		t.Errorf("alice's result %v, want a temporary error", res[0])
+	}
+	if res[1] != nil {
+		t.Errorf("bob's result %v", res[1])
+	}
+	if n := len(mailtest.Messages(t, e.MailRoot, aliceHome)); n != 0 {
+		t.Errorf("alice's INBOX has %d messages, want none (deferred)", n)
+	}
+}
+
 // TestSieveReject: reject refuses the message for that recipient alone
 // (RFC 5429): the other is delivered.
 func TestSieveReject(t *testing.T) {

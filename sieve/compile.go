@@ -40,8 +40,18 @@ func (l Location) String() string {
 // wraps it) so that include :optional can skip the script.
 var ErrNotFound = errors.New("script not found")
 
+// ErrUnusable is a script that exists but can never be included (too
+// large, not a file); a Loader wraps it, and the including script does
+// not compile.
+var ErrUnusable = errors.New("script cannot be used")
+
 // Loader reads the scripts that include names. Names are as written in
-// the script; the Loader decides what is a valid name.
+// the script; the Loader decides what is a valid name. A script that
+// does not exist, or cannot by its name, is an error wrapping
+// ErrNotFound, one that can never be read ErrUnusable, and the including
+// script does not compile; any other error is trouble reading it, and
+// Compile returns it wrapped, not as an *Error, so that the script is
+// not taken for broken.
 type Loader interface {
 	Load(loc Location, name string) ([]byte, error)
 }
@@ -506,17 +516,21 @@ func (c *compiler) include(n *node) (command, error) {
 		return nil, c.errorf(nameArg.pos, "include of %s script %q: no scripts can be included here", loc, name)
 	}
 	src, err := c.u.opts.Loader.Load(loc, name)
-	if errors.Is(err, ErrNotFound) && cmd.optional {
+	switch {
+	case errors.Is(err, ErrNotFound) && cmd.optional:
 		return nil, nil
-	}
-	if err != nil {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnusable):
 		return nil, c.errorf(nameArg.pos, "include of %s script %q: %v", loc, name, err)
+	case err != nil:
+		// Not the script's fault (a disk error): the caller must not
+		// take the script for broken, so this is no *Error.
+		return nil, fmt.Errorf("%s:%s: include of %s script %q: %w", c.name, nameArg.pos, loc, name, err)
 	}
 	s, err := c.u.compile(string(src), name, dep, c.depth+1)
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
-			return nil, c.errorf(nameArg.pos, "in included %s script %q: %v", loc, name, err)
+			return nil, err // trouble reading a script it includes
 		}
 		// The error's place is in the included script; this include
 		// is how it was reached (withScript names this script).

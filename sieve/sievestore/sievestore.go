@@ -139,14 +139,25 @@ func (s *Store) adminScript(p string) (*sieve.Script, error) {
 	src, err := os.ReadFile(p)
 	if err != nil {
 		c.err = fmt.Errorf("sieve script %s: %w", p, err)
-	} else {
+	}
+	var seen []sieve.Dep
+	if err == nil {
 		c.script, c.err = sieve.Compile(src, sieve.Options{
 			Name: p, Self: p, SelfLocation: sieve.Global,
-			Loader: loader{s, ""}, Limits: s.opts.Limits, Separator: s.opts.Separator,
+			Loader: loader{s: s, seen: &seen}, Limits: s.opts.Limits, Separator: s.opts.Separator,
 		})
+		var se *sieve.Error
+		if c.err != nil && !errors.As(c.err, &se) {
+			return nil, c.err // trouble reading what it includes: not kept
+		}
 	}
-	if c.script != nil && s.opts.GlobalDir != "" {
-		for _, d := range c.script.Deps() {
+	if c.script != nil {
+		seen = c.script.Deps()
+	}
+	if s.opts.GlobalDir != "" {
+		// A script that failed is compiled again when what it
+		// included changes, as one that compiled.
+		for _, d := range seen {
 			g := path.Join(s.opts.GlobalDir, d.Name+suffix)
 			c.files["global:"+g] = globalSignature(g)
 		}
@@ -305,6 +316,19 @@ func (s *Store) read(p string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readOpen(f, p, max)
+}
+
+// readFile is read for a file outside the mail root (GlobalDir).
+func readFile(p string, max int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return readOpen(f, p, max)
+}
+
+func readOpen(f *os.File, p string, max int64) ([]byte, error) {
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
@@ -355,7 +379,7 @@ func (s *Store) Check(home, name string, src []byte) error {
 func (s *Store) compileOptions(home, name string) sieve.Options {
 	return sieve.Options{
 		Name: name, Self: name, SelfLocation: sieve.Personal,
-		Loader:    loader{s, home},
+		Loader:    loader{s: s, home: home},
 		Limits:    s.opts.Limits,
 		Separator: s.opts.Separator,
 	}
@@ -366,31 +390,46 @@ func (s *Store) compileOptions(home, name string) sieve.Options {
 type loader struct {
 	s    *Store
 	home string
+	// seen, if not nil, gets every script asked for, so that a cached
+	// compile error is dropped when one of them changes.
+	seen *[]sieve.Dep
 }
 
 func (l loader) Load(loc sieve.Location, name string) ([]byte, error) {
+	if l.seen != nil {
+		*l.seen = append(*l.seen, sieve.Dep{Location: loc, Name: name})
+	}
 	if err := CheckName(name); err != nil {
-		return nil, err
+		// No such script can exist: the include is the script's error.
+		return nil, fmt.Errorf("%w: %w", sieve.ErrNotFound, err)
 	}
 	if loc == sieve.Global {
 		if l.s.opts.GlobalDir == "" {
 			return nil, fmt.Errorf("no global scripts here: %w", sieve.ErrNotFound)
 		}
-		b, err := os.ReadFile(path.Join(l.s.opts.GlobalDir, name+suffix))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, sieve.ErrNotFound
-		}
-		return b, err
+		b, err := readFile(path.Join(l.s.opts.GlobalDir, name+suffix), int64(l.s.opts.Limits.MaxScriptSize))
+		return b, loadError(err)
 	}
 	if l.home == "" {
 		// An administrator's script has no personal scripts.
 		return nil, fmt.Errorf("an administrator's script includes only :global scripts: %w", sieve.ErrNotFound)
 	}
 	b, err := l.s.read(scriptPath(l.home, name), int64(l.s.opts.Limits.MaxScriptSize))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, sieve.ErrNotFound
+	return b, loadError(err)
+}
+
+// loadError tells sieve.Compile which errors are the script's: a missing
+// one, or one that can never be read; others are trouble to try again.
+func loadError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return sieve.ErrNotFound
+	case errors.Is(err, errTooLarge):
+		return fmt.Errorf("%w: %w", sieve.ErrUnusable, err)
 	}
-	return b, err
+	return err
 }
 
 // HaveSpace reports whether home may store a script name of size octets
@@ -622,10 +661,20 @@ func (s *Store) Scripts(ctx context.Context, home string) (*sieve.Script, error)
 	case err != nil:
 		return nil, err
 	default:
-		c.script, c.err = sieve.Compile(src, s.compileOptions(home, active))
-	}
-	if c.script != nil {
-		for _, d := range c.script.Deps() {
+		opts := s.compileOptions(home, active)
+		var seen []sieve.Dep
+		opts.Loader = loader{s: s, home: home, seen: &seen}
+		c.script, c.err = sieve.Compile(src, opts)
+		var se *sieve.Error
+		if c.err != nil && !errors.As(c.err, &se) {
+			// Trouble reading an included script: not cached, the
+			// delivery is tried again.
+			return nil, fmt.Errorf("sieve scripts of %s: %w", home, c.err)
+		}
+		if c.script != nil {
+			seen = c.script.Deps()
+		}
+		for _, d := range seen {
 			if d.Location == sieve.Personal {
 				p := scriptPath(home, d.Name)
 				c.files[p] = s.signature(p)

@@ -167,6 +167,57 @@ func TestScriptsCache(t *testing.T) {
 	}
 }
 
+// TestIncludedScriptErrors: an included script that does not compile is
+// the including script's error, and is compiled again once fixed; one
+// that cannot be read now (here a symbolic link loop) is trouble to try
+// again, not a broken script, and is not kept; one that can never be
+// read (a directory) is the script's error.
+func TestIncludedScriptErrors(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	dir := filepath.Join(root, home, "sieve")
+	if err := s.Put(home, "lib", []byte("keep;")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(home, "main", []byte("require \"include\";\ninclude \"lib\";")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActive(home, "main"); err != nil {
+		t.Fatal(err)
+	}
+	write := func(src string) {
+		os.Remove(filepath.Join(dir, "lib.sieve"))
+		if err := os.WriteFile(filepath.Join(dir, "lib.sieve"), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var se *sieve.Error
+	write("keep;\n  discard")
+	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) || se.Script != "lib" || se.Pos.Line != 2 || se.IncludedFrom() != "main:2:1" {
+		t.Fatalf("broken lib: %v, want lib:2 included from main:2:1", err)
+	}
+	write("discard;")
+	if sc, err := s.Scripts(ctx, home); sc == nil || err != nil {
+		t.Fatalf("lib fixed: %v %v, want the script", sc, err)
+	}
+	os.Remove(filepath.Join(dir, "lib.sieve"))
+	if err := os.Symlink("lib.sieve", filepath.Join(dir, "lib.sieve")); err != nil {
+		t.Fatal(err)
+	}
+	if sc, err := s.Scripts(ctx, home); err == nil || errors.As(err, &se) || sc != nil {
+		t.Fatalf("unreadable lib: %v %v, want an error that is no *sieve.Error", sc, err)
+	}
+	write("keep;")
+	if sc, err := s.Scripts(ctx, home); sc == nil || err != nil {
+		t.Fatalf("lib readable again: %v %v, want the script", sc, err)
+	}
+	os.Remove(filepath.Join(dir, "lib.sieve"))
+	os.Mkdir(filepath.Join(dir, "lib.sieve"), 0o700)
+	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) || !strings.Contains(err.Error(), "cannot be used") {
+		t.Errorf("a directory as lib: %v, want a *sieve.Error", err)
+	}
+}
+
 func TestMemory(t *testing.T) {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), 0o600, nil)
 	if err != nil {
