@@ -25,7 +25,8 @@
 # empty-folder row (goal: within 10 %), and mailroom/dovecot.
 #
 # Environment: N (2000), R (3), SESSIONS (16), FILLS ("0 10000 100000"),
-# SUBS ("new cur"), BENCH_DIR (/var/tmp; a real disk), KEEP=1, DOVECOT,
+# SUBS ("new cur"), BENCH_DIR (/var/tmp; a real disk), LOOPFS (a size such
+# as 8G: a fresh ext4 of that size for the run, see bench/lib.sh), KEEP=1, DOVECOT,
 # DOVECOT_LMTP, DOVECOT_MAIL_USER (as for bench/lmtp.sh).
 set -euo pipefail
 export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
@@ -65,6 +66,7 @@ BIN=$WORK/bin
 source "$REPO/bench/lib.sh"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
+bench_loopfs
 warn_tmpfs
 
 echo "building mailroom and lmtpbench..." >&2
@@ -81,22 +83,6 @@ dovecot_init
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
-# cpu_ticks PID: user + system clock ticks of PID and every process under
-# it, with the children it has reaped.
-cpu_ticks() {
-	local all=$1 frontier=$1 kids
-	while :; do
-		kids=$(for p in $frontier; do cat "/proc/$p/task/"*/children 2>/dev/null; done | xargs)
-		[[ -z $kids ]] && break
-		all="$all $kids" frontier=$kids
-	done
-	for p in $all; do
-		# Fields after the command name: utime stime cutime cstime are
-		# the 12th to 15th.
-		sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }'
-	done | awk '{ t += $1 } END { print t + 0 }'
-}
 
 # Folders: KEY is FILL-SUB ("0-new" for the empty folder).
 KEYS=()
@@ -138,7 +124,7 @@ check() {
 
 # run WHO ADDR MAILROOT PID REP
 run() {
-	local who=$1 addr=$2 mail=$3 pid=$4 rep=$5 out t0 t1 hz us
+	local who=$1 addr=$2 mail=$3 pid=$4 rep=$5 out t0 t1 us
 	"$LB" lmtp -addr "$addr" -n "$WARM" -sessions 1 -users 1 -domain "$DOMAIN" -size "$SIZE" >/dev/null ||
 		die "$who: warm-up delivery failed ($KEY)"
 	EXPECT[$who-$KEY]=$((EXPECT[$who-$KEY] + WARM))
@@ -148,8 +134,7 @@ run() {
 	t1=$(cpu_ticks "$pid")
 	EXPECT[$who-$KEY]=$((EXPECT[$who-$KEY] + N))
 	check "$who" "$mail"
-	hz=$(getconf CLK_TCK)
-	us=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", (b - a) * 1e6 / hz / n }')
+	us=$(us_per "$t0" "$t1" "$N")
 	echo "$KEY $SESSIONS $who $rep $(field rate "$out") $us $(field p50_ms "$out") $(field p99_ms "$out")" >>"$RESULTS"
 	printf '  %-8s %-12s run %s: %8s msg/s  %6s us CPU/msg  (p50 %s ms, p99 %s ms)\n' \
 		"$who" "$KEY" "$rep" "$(field rate "$out")" "$us" "$(field p50_ms "$out")" "$(field p99_ms "$out")" >&2

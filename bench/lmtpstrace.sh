@@ -23,7 +23,7 @@
 # fdatasync - one per message file) / deliveries.
 #
 # Environment: N (1000), SESSIONS ("1 4 16"), USERS (1: one Maildir), RCPTS
-# (1), BENCH_DIR (/var/tmp), KEEP=1, DOVECOT, DOVECOT_LMTP,
+# (1), BENCH_DIR (/var/tmp), LOOPFS (see bench/lib.sh), KEEP=1, DOVECOT, DOVECOT_LMTP,
 # DOVECOT_MAIL_USER (as for bench/lmtp.sh).
 set -euo pipefail
 export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
@@ -66,6 +66,7 @@ stop_strace() {
 }
 trap 'BENCH_RC=$?; stop_strace; bench_cleanup' EXIT
 trap 'exit 130' INT TERM
+bench_loopfs
 warn_tmpfs
 
 echo "building mailroom and lmtpbench..." >&2
