@@ -32,7 +32,7 @@ type Info struct {
 // RcptInfo is one recipient's state.
 type RcptInfo struct {
 	Addr      string    `json:"addr"`
-	State     string    `json:"state"` // pending, sent, failed, notified
+	State     State     `json:"state"`
 	Attempts  int       `json:"attempts"`
 	Next      time.Time `json:"next"`
 	LastError string    `json:"last_error,omitempty"`
@@ -55,7 +55,10 @@ func (q *Queue) List() ([]Info, error) {
 		}
 		return tx.Bucket(bucketHeld).ForEach(func(k, v []byte) error {
 			var h heldRecord
-			json.Unmarshal(v, &h)
+			if err := json.Unmarshal(v, &h); err != nil {
+				// Still listed, so that `queue drop` can remove it.
+				h.Reason = fmt.Sprintf("unreadable held record: %v", err)
+			}
 			inf := Info{ID: string(k), Created: h.Time}
 			if rec, err := decodeRecord(h.Raw); err == nil {
 				inf = infoOf(rec)
@@ -98,7 +101,7 @@ func (q *Queue) Flush() (int, error) {
 			}
 			dirty := false
 			for i := range rec.Rcpts {
-				if rc := &rec.Rcpts[i]; rc.State == statePending && rc.Next.After(now) {
+				if rc := &rec.Rcpts[i]; rc.State == StatePending && rc.Next.After(now) {
 					rc.Next, dirty = now, true
 				}
 			}
@@ -142,12 +145,6 @@ func (q *Queue) Drop(id string) error {
 	}
 	q.log.Info("message dropped", "event", "dropped", "queue_id", id)
 	return nil
-}
-
-// bodyExists is for tests: whether id's body file is on disk.
-func (q *Queue) bodyExists(id string) bool {
-	_, err := os.Stat(q.bodyPath(id))
-	return err == nil
 }
 
 // Orphans lists the body files in dir (a queue directory) that no record

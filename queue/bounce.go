@@ -44,7 +44,7 @@ func (q *Queue) Bounce(ctx context.Context, from string, failures []Failure, r i
 		if f.Err != nil {
 			why = f.Err.Error()
 		}
-		rec.Rcpts = append(rec.Rcpts, rcptState{Addr: f.Rcpt, State: stateFailed, Status: f.Status, LastError: why})
+		rec.Rcpts = append(rec.Rcpts, rcptState{Addr: f.Rcpt, State: StateFailed, Status: f.Status, LastError: why})
 	}
 	var hdr strings.Builder
 	readHeader(&hdr, r)

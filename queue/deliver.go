@@ -82,7 +82,7 @@ func (q *Queue) attempt(ctx context.Context, id string) time.Time {
 	now := time.Now()
 	var due []int
 	for i, rc := range rec.Rcpts {
-		if rc.State == statePending && !rc.Next.After(now) {
+		if rc.State == StatePending && !rc.Next.After(now) {
 			due = append(due, i)
 		}
 	}
@@ -90,7 +90,7 @@ func (q *Queue) attempt(ctx context.Context, id string) time.Time {
 	if !now.Before(rec.Created.Add(q.opts.MaxLifetime)) {
 		due = due[:0]
 		for i, rc := range rec.Rcpts {
-			if rc.State == statePending {
+			if rc.State == StatePending {
 				due = append(due, i)
 			}
 		}
@@ -201,7 +201,7 @@ func (q *Queue) apply(r *record, g *group, results []error, now time.Time) {
 		err := results[k]
 		log := q.log.With("queue_id", r.ID, "from", r.From, "rcpt", rc.Addr)
 		if err == nil {
-			rc.State = stateSent
+			rc.State = StateSent
 			rc.Attempts++
 			rc.LastError = ""
 			how := "smtp"
@@ -220,13 +220,13 @@ func (q *Queue) apply(r *record, g *group, results []error, now time.Time) {
 		}
 		switch {
 		case !temporary(err):
-			rc.State = stateFailed
+			rc.State = StateFailed
 			if rc.Status == "" || rc.Status[0] != '5' {
 				rc.Status = "5.0.0"
 			}
 			log.Info("bounced", "event", "bounced", "status", rc.Status, "err", err)
 		case expired:
-			rc.State = stateFailed
+			rc.State = StateFailed
 			rc.Expired = true
 			if rc.Status == "" || rc.Status[0] != '4' {
 				rc.Status = "4.4.7" // RFC 3463: delivery time expired
@@ -256,9 +256,9 @@ func (q *Queue) settle(id string, body *os.File) time.Time {
 	var failed, delayed []int
 	for i, rc := range rec.Rcpts {
 		switch rc.State {
-		case stateFailed:
+		case StateFailed:
 			failed = append(failed, i)
-		case statePending:
+		case StatePending:
 			delayed = append(delayed, i)
 		}
 	}

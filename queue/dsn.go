@@ -37,8 +37,8 @@ func (q *Queue) notify(rec *record, body io.ReaderAt, idx []int, delayed bool) e
 			cur.Warned = true
 		} else {
 			for _, i := range idx {
-				if cur.Rcpts[i].State == stateFailed {
-					cur.Rcpts[i].State = stateNotified
+				if cur.Rcpts[i].State == StateFailed {
+					cur.Rcpts[i].State = StateNotified
 				}
 			}
 		}

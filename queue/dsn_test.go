@@ -19,12 +19,12 @@ func TestDSNGolden(t *testing.T) {
 	q := &Queue{opts: Options{Hostname: "mx.test", MaxLifetime: 5 * 24 * time.Hour}}
 	created := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 	rec := &record{ID: "0123456789ABCDEF", From: "alice@example.org", Created: created, Rcpts: []rcptState{
-		{Addr: "bob@example.net", State: stateFailed, Status: "5.1.1", RemoteMTA: "mx.example.net",
+		{Addr: "bob@example.net", State: StateFailed, Status: "5.1.1", RemoteMTA: "mx.example.net",
 			Diag:      "smtp; 550 5.1.1 <bob@example.net>: Recipient address rejected: User unknown in virtual mailbox table, and this line is long enough to fold",
 			LastError: "mx.example.net said after RCPT TO:<bob@example.net>: 550 5.1.1 no such user"},
-		{Addr: "carol@example.net", State: statePending, Status: "4.4.1",
+		{Addr: "carol@example.net", State: StatePending, Status: "4.4.1",
 			LastError: "mx.example.net: connect: connection refused"},
-		{Addr: "jöran@bäcker.example", State: stateFailed, Status: "5.1.2", Diag: "X-Mailroom; no MX record for bäcker.example",
+		{Addr: "jöran@bäcker.example", State: StateFailed, Status: "5.1.2", Diag: "X-Mailroom; no MX record for bäcker.example",
 			LastError: "no MX record"},
 	}}
 	header := "From: Alice <alice@example.org>\r\nSubject: hello\r\nMessage-ID: <m1@example.org>\r\n"

@@ -12,7 +12,7 @@ import (
 // corrupt; never a panic.
 func FuzzDecodeRecord(f *testing.F) {
 	good := &record{V: 1, ID: "0123456789ABCDEF", From: "a@example.org", Created: time.Unix(1e9, 0).UTC(), Size: 3,
-		Rcpts: []rcptState{{Addr: "b@example.net", State: statePending, Next: time.Unix(1e9, 0).UTC()}}}
+		Rcpts: []rcptState{{Addr: "b@example.net", State: StatePending, Next: time.Unix(1e9, 0).UTC()}}}
 	f.Add(good.encode())
 	f.Add([]byte(`{"v":1,"id":"../../etc/passwd","rcpts":[]}`))
 	f.Add([]byte(`{"v":1}{"v":1}`))

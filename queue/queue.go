@@ -394,7 +394,7 @@ func (q *Queue) store(from string, rcpts []string, fill func(io.Writer) (*bodyWr
 	rec := &record{V: recordVersion, ID: id, From: from, Created: now, Size: bw.n, CRC: bw.crc.Sum32(),
 		Body8: bw.eightBit, UTF8Hdr: bw.utf8Hdr}
 	for _, rc := range rcpts {
-		rec.Rcpts = append(rec.Rcpts, rcptState{Addr: rc, State: statePending, Next: now})
+		rec.Rcpts = append(rec.Rcpts, rcptState{Addr: rc, State: StatePending, Next: now})
 	}
 	err = q.commit.do(func(tx *bolt.Tx) error {
 		if also != nil {

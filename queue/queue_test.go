@@ -177,6 +177,12 @@ func (h *harness) close() {
 	}
 }
 
+// bodyExists is for tests: whether id's body file is on disk.
+func (q *Queue) bodyExists(id string) bool {
+	_, err := os.Stat(q.bodyPath(id))
+	return err == nil
+}
+
 // settle lets fake time pass (bbolt's batch timer, retries) and waits
 // until every goroutine of the bubble is idle.
 func settle(d time.Duration) {
@@ -619,11 +625,11 @@ func TestShutdownGrace(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		takes     time.Duration // how long the peer takes to answer
-		wantState string
+		wantState State
 		attempts  int
 	}{
-		{"finishes within the grace", 5 * time.Second, stateSent, 1},
-		{"cut off after the grace", time.Minute, statePending, 0},
+		{"finishes within the grace", 5 * time.Second, StateSent, 1},
+		{"cut off after the grace", time.Minute, StatePending, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -655,7 +661,7 @@ func TestShutdownGrace(t *testing.T) {
 				h.open(t)
 				recs := h.records(t)
 				switch c.wantState {
-				case stateSent:
+				case StateSent:
 					if len(recs) != 0 || len(tr.sent()) != 1 {
 						t.Errorf("records %+v, sends %d: want the message sent once and gone", recs, len(tr.sent()))
 					}
@@ -722,6 +728,36 @@ func TestCorruptRecordAndBodyAreSetAside(t *testing.T) {
 			t.Errorf("after drop: %+v", list)
 		}
 		_ = good
+	})
+}
+
+// TestUnreadableHeldRecordIsListed: a held record that no longer decodes
+// is still listed, with a reason saying so, and can be dropped.
+func TestUnreadableHeldRecordIsListed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, &fakeTransport{}, nil)
+		h.close()
+		db, err := bolt.Open(filepath.Join(h.dir, "mailroom.db"), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketHeld).Put([]byte("0123456789ABCDEF"), []byte(`{"reason":`))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		h.open(t)
+		list, err := h.q.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 1 || !list[0].Held || !strings.Contains(list[0].Reason, "unreadable held record") {
+			t.Fatalf("List = %+v, want the held record with its reason", list)
+		}
+		if err := h.q.Drop(list[0].ID); err != nil {
+			t.Errorf("Drop: %v", err)
+		}
 	})
 }
 
@@ -841,7 +877,7 @@ func TestFinishedRecordRemovedOnOpen(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		rec.Rcpts[0].State = stateNotified
+		rec.Rcpts[0].State = StateNotified
 		return b.Put([]byte(id), rec.encode())
 	}); err != nil {
 		t.Fatal(err)

@@ -31,19 +31,25 @@ type record struct {
 	Rcpts  []rcptState `json:"rcpts"`
 }
 
-// Recipient states. A recipient moves from pending to sent, or to failed
-// and then, once its sender was told (or there is nobody to tell),
-// notified. A record whose recipients are all sent or notified is deleted.
+// State is where a recipient of a queued message stands. A recipient
+// moves from pending to sent, or to failed and then, once its sender was
+// told (or there is nobody to tell), notified. A record whose recipients
+// are all sent or notified is deleted. It is a type, not a bare string,
+// so that `queue list` and the queue compare states the compiler checks;
+// the stored and the control socket's JSON form is the string.
+type State string
+
+// The recipient states.
 const (
-	statePending  = "pending"
-	stateSent     = "sent"
-	stateFailed   = "failed"
-	stateNotified = "notified"
+	StatePending  State = "pending"
+	StateSent     State = "sent"
+	StateFailed   State = "failed"
+	StateNotified State = "notified"
 )
 
 type rcptState struct {
 	Addr     string    `json:"addr"`
-	State    string    `json:"state"`
+	State    State     `json:"state"`
 	Attempts int       `json:"attempts,omitempty"`
 	Next     time.Time `json:"next"`
 	// The last error, kept for `queue list` and the DSN.
@@ -103,7 +109,7 @@ func decodeRecord(b []byte) (*record, error) {
 			return nil, fmt.Errorf("%w: recipient %d: %w", errCorrupt, i, err)
 		}
 		switch rc.State {
-		case statePending, stateSent, stateFailed, stateNotified:
+		case StatePending, StateSent, StateFailed, StateNotified:
 		default:
 			return nil, fmt.Errorf("%w: recipient %d: unknown state %q", errCorrupt, i, rc.State)
 		}
@@ -131,7 +137,7 @@ func validID(s string) bool {
 // done reports whether nothing is left to do for the record.
 func (r *record) done() bool {
 	for _, rc := range r.Rcpts {
-		if rc.State == statePending || rc.State == stateFailed {
+		if rc.State == StatePending || rc.State == StateFailed {
 			return false
 		}
 	}
@@ -145,9 +151,9 @@ func (r *record) next(now time.Time) time.Time {
 	var t time.Time
 	for _, rc := range r.Rcpts {
 		switch rc.State {
-		case stateFailed:
+		case StateFailed:
 			return now
-		case statePending:
+		case StatePending:
 			if t.IsZero() || rc.Next.Before(t) {
 				t = rc.Next
 			}

@@ -218,12 +218,12 @@ func printQueue(w io.Writer, infos []queue.Info, now time.Time) {
 		var rcpts []string
 		attempts, next, lastErr := 0, time.Time{}, ""
 		for _, r := range inf.Rcpts {
-			if r.State != "pending" && r.State != "failed" {
+			if r.State != queue.StatePending && r.State != queue.StateFailed {
 				continue
 			}
 			rcpts = append(rcpts, r.Addr)
 			attempts = max(attempts, r.Attempts)
-			if r.State == "pending" && (next.IsZero() || r.Next.Before(next)) {
+			if r.State == queue.StatePending && (next.IsZero() || r.Next.Before(next)) {
 				next = r.Next
 			}
 			if lastErr == "" {
