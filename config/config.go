@@ -468,16 +468,7 @@ func checkHostPort(a string) error {
 }
 
 // SocketMode is lmtp.socket_mode as a file mode.
-func (c *Config) SocketMode() (os.FileMode, error) {
-	if c.LMTP.SocketMode == "" {
-		return 0o660, nil
-	}
-	m, err := strconv.ParseUint(c.LMTP.SocketMode, 8, 32)
-	if err != nil || m > 0o777 {
-		return 0, errors.New("not an octal mode from 0000 to 0777")
-	}
-	return os.FileMode(m), nil
-}
+func (c *Config) SocketMode() (os.FileMode, error) { return parseMode(c.LMTP.SocketMode) }
 
 // ForwardFiles is delivery.forward_files with its default applied.
 func (c *Config) ForwardFiles() bool {

@@ -53,13 +53,21 @@ type listenSpec struct {
 
 // configuredListeners lists every address serve listens on but the
 // control socket (which lives in data_dir and is made by the user itself).
-func configuredListeners(cfg *config.Config) []listenSpec {
+// Validate has checked the socket modes; an error here is still returned
+// rather than a socket made with mode 0.
+func configuredListeners(cfg *config.Config) ([]listenSpec, error) {
 	var out []listenSpec
-	lmtpMode, _ := cfg.SocketMode()
+	lmtpMode, err := cfg.SocketMode()
+	if err != nil {
+		return nil, fmt.Errorf("lmtp.socket_mode: %w", err)
+	}
 	for _, a := range cfg.LMTP.Listen {
 		out = append(out, listenSpec{a, listen.UnixOptions{Mode: lmtpMode, Group: cfg.LMTP.SocketGroup}})
 	}
-	smMode, _ := cfg.SocketmapMode()
+	smMode, err := cfg.SocketmapMode()
+	if err != nil {
+		return nil, fmt.Errorf("socketmap.socket_mode: %w", err)
+	}
 	for _, a := range cfg.Socketmap.Listen {
 		out = append(out, listenSpec{a, listen.UnixOptions{Mode: smMode, Group: cfg.Socketmap.SocketGroup}})
 	}
@@ -68,7 +76,7 @@ func configuredListeners(cfg *config.Config) []listenSpec {
 			out = append(out, listenSpec{addr: a})
 		}
 	}
-	return out
+	return out, nil
 }
 
 // runAs is the account [server] user names.
@@ -132,8 +140,12 @@ func dropPrivileges(cfg *config.Config, log *slog.Logger) (*prebound, error) {
 	if err := ownDataDir(cfg.DataDir, r); err != nil {
 		return nil, withExit(exitConfig, err)
 	}
+	specs, err := configuredListeners(cfg)
+	if err != nil {
+		return nil, withExit(exitConfig, err)
+	}
 	p := &prebound{byAddr: map[string]net.Listener{}}
-	for _, spec := range configuredListeners(cfg) {
+	for _, spec := range specs {
 		if _, dup := p.byAddr[spec.addr]; dup {
 			continue
 		}
