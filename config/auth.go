@@ -46,7 +46,8 @@ type Checks struct {
 	// Enabled turns the checks on. Default true.
 	Enabled *bool `toml:"enabled"`
 	// AuthServID names this server in Authentication-Results (RFC 8601);
-	// fields from outside that claim it are removed. Default: hostname.
+	// fields that claim it are removed from mail from outside and from
+	// every submitted message. Default: hostname.
 	AuthServID string `toml:"authserv_id"`
 	// DMARCReject is what happens to a message that fails DMARC where
 	// the From: domain publishes p=reject: "reject" (550 5.7.1 at the end

@@ -34,7 +34,10 @@ type MailAuth struct {
 	// AuthServID names this server in Authentication-Results; fields
 	// that claim it in mail from untrusted clients of the MX are removed
 	// (RFC 8601 §5), whether Checker is set or not: this host's users'
-	// software believes them. "" removes nothing.
+	// software believes them. On submission they are removed from every
+	// message, the trusted networks' too: only the MX writes them, and a
+	// user (or a webmail on this host) must not hand a colleague a
+	// "dmarc=pass" for a From: of somebody else's. "" removes nothing.
 	AuthServID string
 	// Trusted are client networks whose mail is taken as it is, neither
 	// checked nor changed, its Authentication-Results kept (the host
@@ -105,7 +108,7 @@ func (s *session) holds() bool {
 	case a.Milters != nil:
 		return true
 	case s.srv.opts.Role == Submission:
-		return a.Signer != nil
+		return a.Signer != nil || a.AuthServID != ""
 	}
 	return (a.Checker != nil || a.AuthServID != "") && !s.trusted()
 }
@@ -207,10 +210,7 @@ func (s *session) receive(env *envelope, r io.Reader) error {
 		}
 	}
 	if stripping {
-		var forged int
-		if m.h, forged = mailauth.StripForged(m.h, a.AuthServID); forged > 0 {
-			s.log.Debug("forged Authentication-Results removed", "from", env.from, "fields", forged)
-		}
+		s.stripForged(env, m)
 	}
 	if checking {
 		if err := s.check(env, m); err != nil {
@@ -222,6 +222,19 @@ func (s *session) receive(env *envelope, r io.Reader) error {
 	}
 	env.applyQuarantine()
 	return s.reply(env.txn.DeliverAll(s.ctx, m.reader()))
+}
+
+// stripForged removes the Authentication-Results fields that claim
+// this server's authserv-id (RFC 8601 §5).
+func (s *session) stripForged(env *envelope, m *message) {
+	id := s.srv.opts.Auth.AuthServID
+	if id == "" {
+		return
+	}
+	var forged int
+	if m.h, forged = mailauth.StripForged(m.h, id); forged > 0 {
+		s.log.Debug("forged Authentication-Results removed", "from", env.from, "fields", forged)
+	}
 }
 
 // check runs SPF, DKIM and DMARC, adds Authentication-Results and

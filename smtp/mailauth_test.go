@@ -245,3 +245,37 @@ func TestHeldMessageAtTheLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestSubmissionStripsForgedResults: a submitted message loses the
+// Authentication-Results fields that claim this server (RFC 8601 §5),
+// for local recipients and the queue alike, from loopback too (a webmail
+// on this host): a user must not hand a colleague "dmarc=pass" for a
+// From: of somebody else's. Another server's field stays.
+func TestSubmissionStripsForgedResults(t *testing.T) {
+	env := newEnv(t)
+	q := &fakeQueue{}
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, Queue: q, AuthFailureDelay: -1,
+		Auth: smtp.MailAuth{AuthServID: "mx.test", Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, SpoolDir: env.Dir}})
+	forged := "Authentication-Results: mx.test; dmarc=pass header.from=bank.example"
+	other := "Authentication-Results: other.example; spf=pass"
+	for _, to := range []string{"bob@example.org", "carol@remote.example"} {
+		d := mailtest.Dial(t, "tcp", addr)
+		login(d)
+		send(d, "alice@example.org", []string{to}, forged, other, "From: <ceo@bank.example>", "Subject: wire the money", "", "now")
+		d.Expect("250 ")
+	}
+	got := mailtest.Messages(t, env.MailRoot, "example.org/bob")
+	q.mu.Lock()
+	for _, m := range q.msgs {
+		got = append(got, m.data)
+	}
+	q.mu.Unlock()
+	if len(got) != 2 {
+		t.Fatalf("%d messages delivered or queued, want 2", len(got))
+	}
+	for _, m := range got {
+		if strings.Contains(m, "mx.test; dmarc=pass") || !strings.Contains(m, other) {
+			t.Errorf("the forged field stayed, or another server's went:\n%s", m)
+		}
+	}
+}

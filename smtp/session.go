@@ -317,7 +317,8 @@ func (s *session) submit(env *envelope, r io.Reader) error {
 		return s.reply(err)
 	}
 	var msg io.Reader = io.MultiReader(strings.NewReader(added), br)
-	if s.srv.opts.Auth.Signer != nil || env.milter != nil || env.rebuild {
+	a := s.srv.opts.Auth
+	if a.Signer != nil || env.milter != nil || env.rebuild || a.AuthServID != "" {
 		m, err := s.hold(msg)
 		if err != nil {
 			return s.reply(err)
@@ -326,6 +327,7 @@ func (s *session) submit(env *envelope, r io.Reader) error {
 		if err := s.wellFormed(env, m); err != nil {
 			return err
 		}
+		s.stripForged(env, m)
 		if err := s.filter(env, m); err != nil {
 			return s.finish(err)
 		}

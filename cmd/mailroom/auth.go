@@ -65,10 +65,13 @@ func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
 		ma.Resolver = a.resolver
 	}
 	cs, _ := a.cfg.ChecksSettings()
+	// Forged Authentication-Results naming this host go from
+	// submitted mail too (smtp.MailAuth.AuthServID).
+	ma.AuthServID = cs.AuthServID
 	if role == smtp.MX {
 		// Forged Authentication-Results naming this host go whether
-		// or not the checks run (RFC 8601 §5).
-		ma.AuthServID = cs.AuthServID
+		// or not the checks run (RFC 8601 §5), except from the
+		// trusted networks.
 		ma.Trusted = cs.Trusted
 		if cs.Enabled {
 			ma.Checker = mailauth.New(mailauth.Options{Resolver: a.resolver, AuthServID: cs.AuthServID,
