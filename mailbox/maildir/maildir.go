@@ -5,7 +5,8 @@
 // O_EXCL, every write checked, the file fsynced; Commit renames it into new/
 // and fsyncs new/ before returning. Only then may the caller acknowledge.
 // Directory fsyncs are shared between concurrent deliveries to the same
-// Maildir (group commit, see durable.Group). github.com/emersion/go-maildir does
+// Maildir (group commit, see durable.Group), and each Maildir's tmp/ and new/
+// stay open between deliveries (deliverdirs.go). github.com/emersion/go-maildir does
 // none of this, so delivery and the IMAP side are written here.
 //
 // Files are stored with LF line endings, as mutt, Dovecot and Postfix's
