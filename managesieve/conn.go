@@ -120,7 +120,7 @@ func (c *conn) next() bool {
 	if _, err := c.dec.br.Peek(1); err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			c.log.Info("idle for too long; logging out")
+			c.log.Info("idle for too long; logging out", "event", "idle_timeout")
 			c.bye("", "Idle for too long")
 		}
 		return false
@@ -256,7 +256,7 @@ func (c *conn) run(cmd command) {
 			c.done = true
 		}
 	default:
-		c.log.Warn("command failed", "cmd", cmd.name, "user", c.user, "err", err)
+		c.log.Warn("command failed", "event", "managesieve_error", "cmd", cmd.name, "err", err)
 		c.enc.response("NO", "TRYLATER", "Temporary server problem, try again later")
 	}
 }

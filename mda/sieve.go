@@ -81,6 +81,7 @@ type sieveEnv struct {
 	home string
 }
 
+// MailboxExists asks the store whether home has the folder.
 func (e sieveEnv) MailboxExists(ctx context.Context, name string) (bool, error) {
 	fs, ok := e.t.d.opts.Store.(FolderStore)
 	if !ok {
@@ -89,6 +90,7 @@ func (e sieveEnv) MailboxExists(ctx context.Context, name string) (bool, error) 
 	return fs.FolderExists(ctx, e.home, name)
 }
 
+// Duplicate asks the memory whether the id was seen in home.
 func (e sieveEnv) Duplicate(ctx context.Context, key string) (bool, error) {
 	m := e.t.d.opts.Sieve.Memory
 	if m == nil {
@@ -359,7 +361,7 @@ func (t *Txn) sieveAfter(ctx context.Context, boxes []*unit, now time.Time) {
 				keys[d.Key] = d.Period
 			}
 			if err := mem.Remember(ctx, home, "d", keys); err != nil {
-				log.Warn("sieve duplicate ids not remembered", "err", err)
+				log.Warn("sieve duplicate ids not remembered", "event", "sieve_error", "err", err)
 			}
 		}
 		if v := u.sieve.vacation; v != nil {
@@ -392,7 +394,7 @@ func (t *Txn) vacation(ctx context.Context, u *unit, v sieve.Vacation, now time.
 	if mem != nil {
 		seen, err := mem.Seen(ctx, u.leaf.Home, "v", key)
 		if err != nil {
-			log.Warn("no vacation reply: the memory of replies cannot be read", "err", err)
+			log.Warn("no vacation reply: the memory of replies cannot be read", "event", "vacation_failed", "err", err)
 			return
 		}
 		if seen {
@@ -401,14 +403,14 @@ func (t *Txn) vacation(ctx context.Context, u *unit, v sieve.Vacation, now time.
 		}
 	}
 	if t.d.opts.Forwarder == nil {
-		log.Warn("no vacation reply: no queue to send it")
+		log.Warn("no vacation reply: no queue to send it", "event", "vacation_failed")
 		return
 	}
 	reply := v.BuildReply(u.sieve.msg, o, from)
 	if s := t.d.opts.Sieve.Signer; s != nil {
 		sig, err := s.Sign(bytes.NewReader(reply))
 		if err != nil {
-			log.Warn("vacation reply not signed", "err", err)
+			log.Warn("vacation reply not signed", "event", "vacation_unsigned", "err", err)
 		} else {
 			reply = append([]byte(sig), reply...)
 		}
@@ -417,13 +419,13 @@ func (t *Txn) vacation(ctx context.Context, u *unit, v sieve.Vacation, now time.
 	// nothing answers the answer.
 	id, err := t.d.opts.Forwarder.Enqueue(ctx, "", []string{t.from}, bytes.NewReader(reply))
 	if err != nil {
-		log.Warn("vacation reply not queued", "err", err)
+		log.Warn("vacation reply not queued", "event", "vacation_failed", "err", err)
 		return
 	}
 	log.Info("vacation reply queued", "event", "vacation_sent", "to", t.from, "forward_id", id)
 	if mem != nil {
 		if err := mem.Remember(ctx, u.leaf.Home, "v", map[string]time.Duration{key: v.Period}); err != nil {
-			log.Warn("vacation reply not remembered; the sender may get another", "err", err)
+			log.Warn("vacation reply not remembered; the sender may get another", "event", "vacation_failed", "err", err)
 		}
 	}
 }

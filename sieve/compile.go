@@ -29,6 +29,8 @@ const (
 	Global
 )
 
+// String names the location as include's tags do: "personal" or
+// "global".
 func (l Location) String() string {
 	if l == Global {
 		return "global"

@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,6 +18,9 @@ func TestCompileErrors(t *testing.T) {
 		{"unclosed block", "if true {\n  keep;\n", "3:1", "expected a command or '}'"},
 		{"extension not required", "fileinto \"x\";", "1:1", `fileinto needs require "fileinto"`},
 		{"unknown extension", `require ["fileinto", "foo"];`, "1:22", `unsupported extension "foo"`},
+		{"Pigeonhole's editheader", `require ["editheader"];`, "1:10", `unsupported extension "editheader"`},
+		{"enotify", "require [\"fileinto\",\n  \"enotify\"];", "2:3", `unsupported extension "enotify"`},
+		{"an unknown comparator", `require "comparator-i;unicode-casemap";`, "1:9", `unsupported extension "comparator-i;unicode-casemap"`},
 		{"require after command", "keep;\nrequire \"fileinto\";", "2:1", "require must come before"},
 		{"require in block", "if true { require \"fileinto\"; }", "1:11", "only allowed at the top"},
 		{"missing key list", `if header :is "a" { keep; }`, "1:4", "header: expected 1 more argument"},
@@ -222,5 +226,25 @@ func TestScriptSizeLimit(t *testing.T) {
 	_, err := Compile([]byte(src), Options{Limits: Limits{MaxScriptSize: 50}})
 	if err == nil || !strings.Contains(err.Error(), "limit of 50") {
 		t.Fatalf("err = %v, want the size limit", err)
+	}
+}
+
+// TestExtensions checks that every extension issue 15 lists is offered
+// (and so announced over ManageSieve) and that each offered one can be
+// required.
+func TestExtensions(t *testing.T) {
+	listed := []string{"fileinto", "reject", "ereject", "envelope", "encoded-character", "comparator-i;ascii-numeric",
+		"relational", "regex", "variables", "subaddress", "body", "date", "include", "duplicate", "mailbox", "copy",
+		"imap4flags", "vacation", "vacation-seconds"}
+	offered := Extensions()
+	for _, e := range listed {
+		if !slices.Contains(offered, e) {
+			t.Errorf("%q is not offered", e)
+		}
+	}
+	for _, e := range offered {
+		if _, err := Compile([]byte(`require "`+e+`";`), Options{}); err != nil {
+			t.Errorf("require %q: %v", e, err)
+		}
 	}
 }

@@ -12,6 +12,7 @@ type Pos struct {
 	Line, Col int
 }
 
+// String is "line:column", as errors and logs show a place.
 func (p Pos) String() string { return fmt.Sprintf("%d:%d", p.Line, p.Col) }
 
 type tokenKind int

@@ -23,6 +23,8 @@ type Error struct {
 // context, an Environment's error).
 func (e *Error) Unwrap() error { return e.err }
 
+// Error is "script:line:col: message", with the includes that led to
+// an included script's error.
 func (e *Error) Error() string {
 	s := e.Msg
 	switch {

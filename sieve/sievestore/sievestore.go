@@ -58,6 +58,7 @@ type QuotaError struct {
 	Msg  string
 }
 
+// Error is the message for the user (RFC 5804 §1.3's QUOTA text).
 func (e *QuotaError) Error() string { return e.Msg }
 
 // Options configure a Store.
