@@ -71,6 +71,8 @@ type Config struct {
 	Server Server `toml:"server"`
 	// Log says how serve writes its log ([log]).
 	Log Log `toml:"log"`
+	// Metrics serves Prometheus metrics and a health check ([metrics]).
+	Metrics Metrics `toml:"metrics"`
 
 	// Sieve filters mail at final delivery with users' and the
 	// administrator's Sieve scripts ([sieve]).

@@ -40,6 +40,17 @@ type Server struct {
 	User string `toml:"user"`
 }
 
+// Metrics is the [metrics] table: an HTTP endpoint for Prometheus
+// (GET /metrics: messages, deliveries, rejections, logins, connections,
+// the queue, Go's runtime) and for health checks (GET /healthz: 200
+// "ok", or 503 and what is wrong). It has no authentication: keep it on
+// loopback or behind a firewall.
+type Metrics struct {
+	// Listen is the "host:port" to serve on. Default "" (off). Example:
+	// "127.0.0.1:9154".
+	Listen string `toml:"listen"`
+}
+
 // SocketmapMode is socketmap.socket_mode as a file mode.
 func (c *Config) SocketmapMode() (os.FileMode, error) { return parseMode(c.Socketmap.SocketMode) }
 
@@ -64,7 +75,7 @@ func absUnix(listen []string, base string) {
 }
 
 // validateDeploy checks the tables that put mailroom into a system:
-// [server] and [socketmap].
+// [server], [socketmap] and [metrics].
 func (c *Config) validateDeploy(bad func(key, format string, args ...any), checkAddr func(key, a string)) {
 	if c.Server.User != "" {
 		if _, err := user.Lookup(c.Server.User); err != nil {
@@ -80,6 +91,13 @@ func (c *Config) validateDeploy(bad func(key, format string, args ...any), check
 			continue
 		}
 		checkAddr(key, l)
+	}
+	if c.Metrics.Listen != "" {
+		if strings.HasPrefix(c.Metrics.Listen, "unix:") {
+			bad("metrics.listen", "%q: Prometheus scrapes over TCP: write \"127.0.0.1:9154\"", c.Metrics.Listen)
+		} else {
+			checkAddr("metrics.listen", c.Metrics.Listen)
+		}
 	}
 	if _, err := c.SocketmapMode(); err != nil {
 		bad("socketmap.socket_mode", "%q: %v: write an octal mode such as \"0660\"", c.Socketmap.SocketMode, err)

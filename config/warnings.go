@@ -53,6 +53,9 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
+	if c.Metrics.Listen != "" && !loopbackListen(c.Metrics.Listen) {
+		w = append(w, fmt.Sprintf("%s: metrics.listen %q is not on loopback: anyone who reaches it reads the metrics, which need no password (keep it on 127.0.0.1 or firewall it to the Prometheus server)", c.Path, c.Metrics.Listen))
+	}
 	return append(w, c.authWarnings()...)
 }
 

@@ -240,7 +240,7 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 	})
 	fail := func(err error) ([]error, error) {
 		t.abort(boxes, err)
-		t.logResults(p.units, sp.size)
+		t.logResults(p.units, sp.size, now)
 		return nil, err
 	}
 	// A mailbox copy refused for good (a Sieve reject) is bounced like
@@ -310,7 +310,7 @@ func (t *Txn) deliver(ctx context.Context, r io.Reader, atomic bool) ([]error, e
 	}
 	t.sieveAfter(ctx, boxes, now)
 	results = t.results(p)
-	t.logResults(p.units, sp.size)
+	t.logResults(p.units, sp.size, now)
 	if atomic {
 		// One reply for everybody: a failure only if nobody got it.
 		var first error
@@ -550,7 +550,10 @@ func (t *Txn) logExpansion(p *plan) {
 	}
 }
 
-func (t *Txn) logResults(units []*unit, size int64) {
+// logResults logs each recipient's outcome; delay is the time since the
+// whole message was received (since), as Postfix's delay= is since arrival.
+func (t *Txn) logResults(units []*unit, size int64, since time.Time) {
+	delay := t.d.opts.Now().Sub(since)
 	for _, u := range units {
 		for _, i := range u.rcpts {
 			rcpt := t.rcpts[i].Address.String()
@@ -560,11 +563,11 @@ func (t *Txn) logResults(units []*unit, size int64) {
 					event = "bounced"
 				}
 				t.log.Info("delivery failed", "event", event, "from", t.from, "rcpt", rcpt,
-					"kind", u.leaf.Kind.String(), "target", u.target(), "proto", t.info.Proto, "size", size, "err", u.err)
+					"kind", u.leaf.Kind.String(), "target", u.target(), "proto", t.info.Proto, "size", size, "delay", delay, "err", u.err)
 				continue
 			}
 			t.log.Info("delivered", "event", "delivered", "from", t.from, "rcpt", rcpt,
-				"kind", u.leaf.Kind.String(), "target", u.target(), "proto", t.info.Proto, "size", size)
+				"kind", u.leaf.Kind.String(), "target", u.target(), "proto", t.info.Proto, "size", size, "delay", delay)
 		}
 	}
 }

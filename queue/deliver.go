@@ -199,7 +199,8 @@ func (q *Queue) apply(r *record, g *group, results []error, now time.Time) {
 		}
 		rc := &r.Rcpts[i]
 		err := results[k]
-		log := q.log.With("queue_id", r.ID, "from", r.From, "rcpt", rc.Addr)
+		// delay: since the message was queued, as Postfix's delay=.
+		log := q.log.With("queue_id", r.ID, "from", r.From, "rcpt", rc.Addr, "delay", now.Sub(r.Created))
 		if err == nil {
 			rc.State = StateSent
 			rc.Attempts++

@@ -23,6 +23,7 @@ import (
 	"mailroom/config"
 	"mailroom/internal/authdelay"
 	"mailroom/internal/ctl"
+	"mailroom/internal/metrics"
 	"mailroom/internal/panics"
 	"mailroom/internal/resolve"
 	"mailroom/internal/srs"
@@ -63,6 +64,8 @@ type app struct {
 	signer   *dkim.Signer
 	// prebound are the listeners serve bound before it dropped root.
 	prebound *prebound
+	// metrics counts what serve does, with [metrics] listen (else nil).
+	metrics *metrics.Metrics
 }
 
 // errDBLocked means another process holds mailroom.db.

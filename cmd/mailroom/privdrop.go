@@ -76,6 +76,9 @@ func configuredListeners(cfg *config.Config) ([]listenSpec, error) {
 			out = append(out, listenSpec{addr: a})
 		}
 	}
+	if cfg.Metrics.Listen != "" {
+		out = append(out, listenSpec{addr: cfg.Metrics.Listen})
+	}
 	return out, nil
 }
 

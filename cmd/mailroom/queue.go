@@ -59,8 +59,10 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 		DelayWarning: delayWarning,
 		Concurrency:  qs.Concurrency,
 		Signer:       a.queueSigner(),
-		Logger:       a.log,
-		Panics:       a.panics,
+		// proto=queue tells its deliveries from mda's (the metrics'
+		// path label).
+		Logger: a.log.With("proto", "queue"),
+		Panics: a.panics,
 	})
 }
 

@@ -22,6 +22,7 @@ import (
 	"mailroom/internal/certs"
 	"mailroom/internal/ctl"
 	"mailroom/internal/listen"
+	"mailroom/internal/metrics"
 	"mailroom/lmtp"
 	"mailroom/smtp"
 	"mailroom/socketmap"
@@ -48,7 +49,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, stderr, *debug)
+	// With [metrics], every outcome record is counted as it is logged.
+	mx, log := withMetrics(cfg.Metrics.Listen, newLogger(cfg.Log, stderr, *debug))
 	// As root with [server] user: bind, then become that user before
 	// anything in data_dir is opened.
 	pre, err := dropPrivileges(cfg, log)
@@ -73,6 +75,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a.prebound = pre
+	a.metrics = mx
 	return serve(ctx, a)
 }
 
@@ -154,13 +157,15 @@ type services struct {
 	listeners []namedListener
 	// prebound are the listeners bound before privileges were dropped.
 	prebound *prebound
+	// metrics, if set, counts the connections of every listener.
+	metrics *metrics.Metrics
 }
 
 // buildServers creates the control socket and every configured server,
 // and opens their listeners; on error, what it opened is closed again.
 func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
 	cfg := a.cfg
-	svc := &services{ctl: ctl.NewServer(a.log, a.panics), prebound: a.prebound}
+	svc := &services{ctl: ctl.NewServer(a.log, a.panics), prebound: a.prebound, metrics: a.metrics}
 	for name, fn := range ops {
 		svc.ctl.Handle(name, func(ctx context.Context, args json.RawMessage, body io.Reader) (any, error) {
 			return fn(ctx, a, args, body)
@@ -210,7 +215,10 @@ func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
 		if msSrv != nil {
 			svc.servers = append(svc.servers, msSrv)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return svc.addMetrics(a)
 	}()
 	if err != nil {
 		for _, l := range svc.listeners {
@@ -226,6 +234,9 @@ func (svc *services) add(addr, proto string, uo listen.UnixOptions, serve func(n
 	l, err := svc.prebound.listen(addr, uo)
 	if err != nil {
 		return err
+	}
+	if svc.metrics != nil && proto != "metrics" {
+		l = svc.metrics.Listener(l, proto)
 	}
 	svc.listeners = append(svc.listeners, namedListener{l, proto, serve})
 	return nil

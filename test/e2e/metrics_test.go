@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"mailroom/internal/mailtest"
+)
+
+// metricsConfig has every way in, a smarthost that refuses (submitted
+// remote mail stays queued) and [metrics] on a port of its own.
+const metricsConfig = `hostname = "mx.test"
+data_dir = "%DATA%"
+domains = ["example.org"]
+[smtp]
+listen = ["127.0.0.1:0"]
+[submission]
+listen = ["127.0.0.1:0"]
+[lmtp]
+listen = ["127.0.0.1:0"]
+[imap]
+listen = ["127.0.0.1:0"]
+[relay]
+smarthost = "127.0.0.1:1"
+[metrics]
+listen = "127.0.0.1:0"
+`
+
+// TestMetrics: curl scrapes /metrics as Prometheus would, after mail was
+// received on each way in, refused for an unknown user, delivered,
+// queued for a smarthost that refuses, and a login failed on submission
+// and on IMAP, with an IMAP session held open; every count is the one
+// expected, the log has as many records as the counters count, and
+// /healthz says ok.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	curl := mailtest.NeedTool(t, "curl")
+	s := mailtest.StartServer(t, metricsConfig)
+	if out, code := s.Run(t, smtpPassword+"\n", "user", "add", "alice@example.org"); code != 0 {
+		t.Fatalf("user add: exit %d\n%s", code, out)
+	}
+	base := "http://" + s.Addr(t, "metrics", false)
+	mx, sub, lmtp := s.Addr(t, "smtp", false), s.Addr(t, "submission", false), s.Addr(t, "lmtp", false)
+	msg := crlf("Subject: metrics\n\nhello\n")
+
+	if tr := parseTranscript(swaks(t, msg, "--server", mx, "--from", "a@remote.test", "--to", "alice@example.org")); !strings.HasPrefix(last(tr.dataReplies()), "250") {
+		t.Fatalf("MX delivery refused: %q", tr.dataReplies())
+	}
+	out := swaks(t, msg, "--server", mx, "--from", "a@remote.test", "--to", "nobody@example.org")
+	if !strings.Contains(out, "<** 550 5.1.1") {
+		t.Fatalf("unknown user not refused with 550 5.1.1:\n%s", out)
+	}
+	lmtpSwaks(t, lmtp, false, msg, "a@remote.test", "alice@example.org")
+	out = swaks(t, msg, "--server", sub, "-a", "PLAIN", "-au", "alice@example.org", "-ap", smtpWrongPassword,
+		"--from", "alice@example.org", "--to", "friend@remote.test")
+	if !strings.Contains(out, "<** 535") {
+		t.Fatalf("wrong password not refused with 535:\n%s", out)
+	}
+	if tr := parseTranscript(swaks(t, msg, "--server", sub, "-a", "PLAIN", "-au", "alice@example.org", "-ap", smtpPassword,
+		"--from", "alice@example.org", "--to", "friend@remote.test")); !strings.HasPrefix(last(tr.dataReplies()), "250") {
+		t.Fatalf("submission refused: %q", tr.dataReplies())
+	}
+	ic := dialIMAP(t, s.Addr(t, "imap", false), nil)
+	if _, st := ic.cmd("LOGIN alice@example.org " + smtpWrongPassword); !strings.HasPrefix(st, "NO") {
+		t.Fatalf("IMAP LOGIN with a wrong password: %s", st)
+	}
+
+	// The queue tries the smarthost at once and defers.
+	var fams map[string]*dto.MetricFamily
+	mailtest.Eventually(t, 60*time.Second, "the queued message deferred", func() bool {
+		fams = scrape(t, curl, base+"/metrics")
+		v, _ := sample(fams, "mailroom_deliveries_total", "path", "queue", "result", "deferred")
+		return v >= 1
+	})
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"mailroom_messages_received_total", []string{"proto", "smtp"}, 1},
+		{"mailroom_messages_received_total", []string{"proto", "submission"}, 1},
+		{"mailroom_messages_received_total", []string{"proto", "lmtp"}, 1},
+		{"mailroom_messages_rejected_total", []string{"proto", "smtp", "reason", "5.1.1"}, 1},
+		{"mailroom_deliveries_total", []string{"path", "local", "result", "delivered"}, 2},
+		{"mailroom_delivery_duration_seconds", []string{"path", "local"}, 2}, // the histogram's count
+		{"mailroom_auth_failures_total", []string{"proto", "submission", "result", "failed"}, 1},
+		{"mailroom_auth_failures_total", []string{"proto", "imap", "result", "failed"}, 1},
+		{"mailroom_connections_total", []string{"listener", "smtp"}, 2},
+		{"mailroom_connections_total", []string{"listener", "submission"}, 2},
+		{"mailroom_connections_total", []string{"listener", "lmtp"}, 1},
+		{"mailroom_connections_open", []string{"listener", "imap"}, 1},
+		{"mailroom_imap_sessions", nil, 1},
+		{"mailroom_queue_messages", nil, 1},
+		{"mailroom_queue_pending_recipients", nil, 1},
+		{"mailroom_queue_held_messages", nil, 0},
+		{"mailroom_panics_total", nil, 0},
+		{"mailroom_build_info", nil, 1},
+	} {
+		got, ok := sample(fams, c.name, c.labels...)
+		if !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	if age, _ := sample(fams, "mailroom_queue_oldest_age_seconds"); age <= 0 || age > 600 {
+		t.Errorf("mailroom_queue_oldest_age_seconds = %v, want the few seconds since the submission", age)
+	}
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes"} {
+		if v, ok := sample(fams, name); !ok || v <= 0 {
+			t.Errorf("%s = %v (present %v): Go's runtime metrics missing", name, v, ok)
+		}
+	}
+	// The log and the counters are one source: as many records as counts.
+	recs := parseLog(t, s.Log(), "text")
+	for _, event := range []string{"received", "rejected", "delivered", "auth_failed", "deferred"} {
+		got, _ := sample(fams, "mailroom_log_events_total", "event", event)
+		if n := len(where(recs, "event", event)); float64(n) != got || n == 0 {
+			t.Errorf("event=%s: %d log records, %v counted", event, n, got)
+		}
+	}
+
+	// OpenMetrics when asked, as Prometheus asks.
+	om, err := exec.Command(curl, "-sSf", "-H", "Accept: application/openmetrics-text; version=1.0.0", base+"/metrics").Output()
+	if err != nil || !strings.HasSuffix(string(om), "# EOF\n") {
+		t.Errorf("OpenMetrics scrape: %v, ends %q", err, tail(string(om), 40))
+	}
+	if out, err := exec.Command(curl, "-sS", "-w", " %{http_code}", base+"/healthz").Output(); err != nil || string(out) != "ok\n 200" {
+		t.Errorf("curl /healthz: %q, %v; want ok and 200", out, err)
+	}
+	// Closed sessions leave the gauges.
+	ic.c.Close()
+	mailtest.Eventually(t, 30*time.Second, "the IMAP session gone from the gauge", func() bool {
+		v, ok := sample(scrape(t, curl, base+"/metrics"), "mailroom_imap_sessions")
+		return ok && v == 0
+	})
+}
+
+// scrape fetches url with curl and parses Prometheus's text format.
+func scrape(t *testing.T, curl, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	out, err := exec.Command(curl, "-sSf", url).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", url, err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(out)))
+	if err != nil {
+		t.Fatalf("%s is not Prometheus's text format: %v\n%s", url, err, out)
+	}
+	return fams
+}
+
+// sample returns the value of the sample of name whose labels include
+// the label/value pairs of kv: a counter's or gauge's value, a
+// histogram's count.
+func sample(fams map[string]*dto.MetricFamily, name string, kv ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if have[kv[i]] != kv[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func last(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[len(s)-1]
+}
