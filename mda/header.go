@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
 )
 
 // maxHops is the number of Received: headers beyond which a message is
@@ -14,6 +15,10 @@ const maxHops = 100
 // maxScan bounds how much of the header is read for loop detection; a
 // header larger than this is scanned only that far.
 const maxScan = 1 << 20
+
+// headerReaders are scanHeader's buffered readers (4 KiB each), pooled:
+// one per message was the largest allocation left on the delivery path.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // traceInfo is what the message's own header says about its path.
 type traceInfo struct {
@@ -26,7 +31,12 @@ type traceInfo struct {
 // Delivered-To: addresses.
 func scanHeader(r io.Reader) traceInfo {
 	ti := traceInfo{deliveredTo: map[string]bool{}}
-	br := bufio.NewReader(io.LimitReader(r, maxScan))
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(io.LimitReader(r, maxScan))
+	defer func() {
+		br.Reset(nil)
+		headerReaders.Put(br)
+	}()
 	var field []byte
 	flush := func() {
 		name, value, ok := bytes.Cut(field, []byte{':'})
