@@ -1,14 +1,12 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"mailroom/config"
 	"mailroom/internal/mailtest"
 )
 
@@ -61,14 +59,7 @@ func TestBackupRestore(t *testing.T) {
 			t.Errorf("%s: %d messages after restore, want 5", home, n)
 		}
 	}
-	cfg, err := config.Load(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testApp(t, other)
 	if _, err := a.accounts.Authenticate("bob@example.org", "pw-bob"); err != nil {
 		t.Errorf("bob's password after restore: %v", err)
 	}
@@ -109,11 +100,7 @@ func TestRepairFromBackup(t *testing.T) {
 	if code != 0 || strings.Count(out, "restored from") != 3 || strings.Contains(out, "without a password") {
 		t.Fatalf("check -repair -from: %d\n%s", code, out)
 	}
-	cfg, _ := config.Load(cfgPath)
-	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testApp(t, cfgPath)
 	defer a.Close()
 	if _, err := a.accounts.Authenticate("carol@example.org", "pw-carol"); err != nil {
 		t.Errorf("carol's password after repair from the backup: %v", err)

@@ -170,6 +170,18 @@ Before it opens mailroom.db, serve (like every command that opens it) has the fi
 			run:     func(c *cmdIO) error { return cmdDKIM(c.args, c.stdout, c.stderr) },
 		},
 		{
+			name:    "dovecot",
+			usage:   []string{"dovecot export [ADDRESS...] [-config FILE]"},
+			summary: "Hand the Maildirs back to Dovecot with their UIDs: write a dovecot-uidlist into every folder of every account (or of those named), with serve stopped.",
+			actions: []action{
+				{"export [ADDRESS...]", "bring each folder's index up to date with the disk and write its UIDVALIDITY, next UID and every message's UID as Dovecot's dovecot-uidlist"},
+			},
+			text:    `Point Dovecot at the Maildirs next (mail_location = maildir:DATA_DIR/mail/%d/%n/Maildir), before anything delivers into them: Dovecot takes the UIDs over and IMAP clients keep their caches. Keywords set in mailroom stay behind (Dovecot reads them from file names). Moving from Dovecot needs no command: a folder's first index takes its dovecot-uidlist and dovecot-keywords over.`,
+			exit:    "0 written, 67 no such account, 75 serve is running or the files could not be written.",
+			flagsOf: [][]string{{"export"}},
+			run:     func(c *cmdIO) error { return cmdDovecot(c.args, c.stdout, c.stderr) },
+		},
+		{
 			name:    "version",
 			usage:   []string{"version"},
 			summary: "Print the module version and the VCS revision mailroom was built from, the Go version and the platform.",

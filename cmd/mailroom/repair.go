@@ -42,8 +42,8 @@ import (
 //
 // It says what it could not save. It needs the database to itself.
 func repair(ctx context.Context, cfg *config.Config, from string, stdout io.Writer) error {
-	if err := ctl.Call(ctx, cfg.ControlSocket(), "ping", nil, nil, nil); !errors.Is(err, ctl.ErrNoServer) {
-		return withExit(exitTempFail, fmt.Errorf("mailroom serve is running (%s answers): stop it first, repair needs %s to itself", cfg.ControlSocket(), cfg.DBPath()))
+	if err := serverStopped(ctx, cfg, "stop it first, repair needs "+cfg.DBPath()+" to itself"); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return withExit(exitTempFail, fmt.Errorf("create data_dir: %w", err))
@@ -70,6 +70,15 @@ func repair(ctx context.Context, cfg *config.Config, from string, stdout io.Writ
 		}
 		return reindex(ctx, a, stdout)
 	})
+}
+
+// serverStopped returns an error (exit 75) saying what to do if serve
+// answers on the control socket.
+func serverStopped(ctx context.Context, cfg *config.Config, what string) error {
+	if err := ctl.Call(ctx, cfg.ControlSocket(), "ping", nil, nil, nil); !errors.Is(err, ctl.ErrNoServer) {
+		return withExit(exitTempFail, fmt.Errorf("mailroom serve is running (%s answers): %s", cfg.ControlSocket(), what))
+	}
+	return nil
 }
 
 // salvageDB replaces a damaged database by what can be read of it,

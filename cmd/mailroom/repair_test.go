@@ -18,7 +18,7 @@ import (
 // populated makes an installation with accounts, delivered mail and a
 // queued message, stops there (no server) and returns its config file,
 // data_dir and a copy of its mailroom.db.
-func populated(t *testing.T) (cfgPath, dataDir string, db []byte) {
+func populated(t *testing.T) (cfgPath, dataDir string, _ []byte) {
 	t.Helper()
 	cfgPath = writeConfig(t)
 	dataDir = filepath.Join(filepath.Dir(cfgPath), "data")
@@ -35,6 +35,25 @@ func populated(t *testing.T) (cfgPath, dataDir string, db []byte) {
 	}
 	// Index the folders, as an IMAP login would, so that the database
 	// holds the index too.
+	a := testApp(t, cfgPath)
+	if err := reindex(t.Context(), a, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.queue.Enqueue(t.Context(), "alice@example.org", []string{"friend@remote.example"}, strings.NewReader("Subject: out\r\n\r\nqueued\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	db, err := os.ReadFile(filepath.Join(dataDir, "mailroom.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, dataDir, db
+}
+
+// testApp opens the installation of the configuration file cfgPath, as
+// a command run without a server does; the caller closes it.
+func testApp(t *testing.T, cfgPath string) *app {
+	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -43,18 +62,7 @@ func populated(t *testing.T) (cfgPath, dataDir string, db []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := reindex(t.Context(), a, &bytes.Buffer{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.queue.Enqueue(t.Context(), "alice@example.org", []string{"friend@remote.example"}, strings.NewReader("Subject: out\r\n\r\nqueued\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
-	db, err = os.ReadFile(filepath.Join(dataDir, "mailroom.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfgPath, dataDir, db
+	return a
 }
 
 // damagedDB is one way mailroom.db can be found: apply returns the

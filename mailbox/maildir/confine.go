@@ -157,18 +157,25 @@ func (a *account) readHint(dir string) uint32 {
 
 // writeHint records v in the folder directory dir, durably.
 func (a *account) writeHint(dir string, v uint32) error {
+	return a.writeIn(dir, hintFile, []byte(strconv.FormatUint(uint64(v), 10)+"\n"))
+}
+
+// writeIn replaces the file name (a plain name) in the folder directory
+// dir by data, durably: a temporary file, fsynced, renamed over it, and
+// the directory fsynced.
+func (a *account) writeIn(dir, name string, data []byte) error {
 	d, err := a.openDir(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	tmp := durable.TempPrefix + hintFile
+	tmp := durable.TempPrefix + name
 	fd, err := unix.Openat(int(d.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
 	f := os.NewFile(uintptr(fd), tmp)
-	_, err = f.WriteString(strconv.FormatUint(uint64(v), 10) + "\n")
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -176,7 +183,7 @@ func (a *account) writeHint(dir string, v uint32) error {
 		err = cerr
 	}
 	if err == nil {
-		err = unix.Renameat(int(d.Fd()), tmp, int(d.Fd()), hintFile)
+		err = unix.Renameat(int(d.Fd()), tmp, int(d.Fd()), name)
 	}
 	if err == nil {
 		err = d.Sync()

@@ -2,7 +2,9 @@ package maildir
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mailroom/mailbox/index"
 	"strconv"
@@ -197,4 +199,51 @@ func (imp dovecotImport) keywordsOf(other string) []string {
 	}
 	_, kws := index.ParseFlags(words)
 	return kws
+}
+
+// ExportDovecot writes a dovecot-uidlist into every folder of the
+// account whose mail home is home, from the index: the folder's
+// UIDVALIDITY, its next UID and the UID of each message, in the format
+// Dovecot reads (version 3, as the import above takes it). Dovecot, given
+// the Maildir next, takes them over as mailroom took over its own, so
+// that IMAP clients keep their caches across a move back to Dovecot.
+// Each folder is brought up to date with the disk first.
+//
+// It is for leaving mailroom: an index lost afterwards would import the
+// file again, with UIDs that mailroom may have handed out since; so
+// nothing must deliver into the Maildir between the export and Dovecot.
+// Keywords stay behind (mailroom keeps them in the index, not in the
+// file names Dovecot reads them from).
+func (ix *Index) ExportDovecot(ctx context.Context, home string) (folders, messages int, err error) {
+	fs, err := ix.Open(ctx, home)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer fs.Close()
+	s := fs.(*session)
+	list, err := s.List(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, fo := range list {
+		// Durable first: the file must not name a UID the index could
+		// still lose.
+		if _, err := s.Sync(ctx, fo.Name); err != nil {
+			return folders, messages, fmt.Errorf("maildir: export %s of %s: %w", fo.Name, home, err)
+		}
+		err := s.withFolder(ctx, fo.Name, func(f *folder) error {
+			var b strings.Builder
+			fmt.Fprintf(&b, "3 V%d N%d\n", f.uidValidity, f.uidNext)
+			for _, e := range f.ents {
+				fmt.Fprintf(&b, "%d :%s\n", e.uid, e.key())
+			}
+			messages += len(f.ents)
+			return f.a.writeIn(f.dir, dovecotUIDList, []byte(b.String()))
+		})
+		if err != nil {
+			return folders, messages, fmt.Errorf("maildir: export %s of %s: %w", fo.Name, home, err)
+		}
+		folders++
+	}
+	return folders, messages, nil
 }

@@ -1,13 +1,17 @@
 package maildir
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"mailroom/mailbox"
 )
 
 // TestDovecotImport: a Maildir copied from Dovecot keeps its UIDVALIDITY,
@@ -108,4 +112,67 @@ func FuzzParseUIDList(f *testing.F) {
 		}
 		parseKeywords(strings.NewReader(in))
 	})
+}
+
+// TestDovecotExport: the uidlist written for Dovecot holds each folder's
+// UIDVALIDITY, next UID and every message's UID (gaps of expunged ones
+// kept); read back after the index is lost, as Dovecot reads it, it gives
+// the same UIDs.
+func TestDovecotExport(t *testing.T) {
+	t.Parallel()
+	e := newIndexEnv(t)
+	for i := range 4 {
+		e.deliver(testHome, fmt.Sprintf("Subject: %d\n\nbody\n", i))
+	}
+	f := e.folders(testHome)
+	ctx := t.Context()
+	before := mustSync(t, f, "INBOX")
+	if _, err := f.Expunge(ctx, "INBOX", []uint32{before.Messages[1].UID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Append(ctx, "Archive", strings.NewReader("Subject: kept\r\n\r\nx\r\n"), []string{`\Seen`}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.deliver(testHome, "Subject: late\n\nnot yet synced\n") // the export syncs first
+	folders, messages, err := e.ix.ExportDovecot(ctx, testHome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, archive := mustSync(t, f, "INBOX"), mustSync(t, f, "Archive")
+	if len(inbox.Messages) != 4 || messages != len(inbox.Messages)+len(archive.Messages) || folders < 2 {
+		t.Fatalf("export: %d folders, %d messages; INBOX %d, Archive %d", folders, messages, len(inbox.Messages), len(archive.Messages))
+	}
+	for _, c := range []struct {
+		dir  string
+		snap *mailbox.Snapshot
+	}{{"", inbox}, {".Archive", archive}} {
+		b, err := os.ReadFile(filepath.Join(e.md(testHome), c.dir, "dovecot-uidlist"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := parseUIDList(strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatalf("%s: the exported uidlist does not parse: %v\n%s", c.dir, err, b)
+		}
+		var uids []uint32
+		for _, u := range l.uids {
+			uids = append(uids, u)
+		}
+		slices.Sort(uids)
+		if l.uidValidity != c.snap.UIDValidity || l.uidNext != c.snap.UIDNext || !slices.Equal(uids, uidsOf(c.snap)) {
+			t.Errorf("%s: uidlist V%d N%d %v, want V%d N%d %v", c.dir, l.uidValidity, l.uidNext, uids, c.snap.UIDValidity, c.snap.UIDNext, uidsOf(c.snap))
+		}
+	}
+
+	// The index lost: the next one takes the exported UIDs, as Dovecot
+	// would.
+	e.close()
+	db, _ := bolt.Open(e.dbPath, 0o600, nil)
+	db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketIMAP) })
+	db.Close()
+	e.open()
+	again := mustSync(t, e.folders(testHome), "INBOX")
+	if again.UIDValidity != inbox.UIDValidity || !slices.Equal(uidsOf(again), uidsOf(inbox)) || again.UIDNext != inbox.UIDNext {
+		t.Errorf("read back: V%d %v N%d, want V%d %v N%d", again.UIDValidity, uidsOf(again), again.UIDNext, inbox.UIDValidity, uidsOf(inbox), inbox.UIDNext)
+	}
 }
