@@ -59,7 +59,14 @@ func (m *Message) decodedParts(max int) []bodyPart {
 // maxMIMEDepth bounds how deeply nested multiparts are followed.
 const maxMIMEDepth = 20
 
+// partOverhead is what each entity (part or multipart) takes from the
+// budget of decoded text besides its text, so that a message of many
+// empty parts cannot make the list of parts (and the comparisons over
+// it) grow without bound: with the default 1 MiB, at most 2,048.
+const partOverhead = 512
+
 func walkParts(e *gomessage.Entity, budget *int, depth int, out []bodyPart) []bodyPart {
+	*budget -= partOverhead
 	if depth > maxMIMEDepth || *budget <= 0 {
 		return out
 	}

@@ -247,3 +247,27 @@ func TestIncludeErrorPlace(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyManyParts: a message of very many empty parts gives the body
+// test a bounded list of parts (MaxBodySize counts each part), not one
+// entry per part.
+func TestBodyManyParts(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("From: a@example.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n")
+	for range 20000 {
+		b.WriteString("--b\n\n\n")
+	}
+	b.WriteString("--b\nContent-Type: text/plain\n\nneedle\n--b--\n")
+	m := readTestMessage(t, b.String())
+	parts := m.decodedParts(64 << 10)
+	if len(parts) > (64<<10)/partOverhead {
+		t.Errorf("%d parts kept, want at most %d", len(parts), (64<<10)/partOverhead)
+	}
+	// A needle in an early part is still found.
+	s := mustCompile(t, `require ["body", "fileinto"]; if body :text :contains "early" { fileinto "found"; }`, Options{})
+	early := strings.Replace(b.String(), "--b\n\n\n", "--b\n\nearly\n", 1)
+	res, err := s.Run(context.Background(), readTestMessage(t, early), RunOptions{Envelope: testEnvelope})
+	if err != nil || !slices.Contains(canonical(res, nil), "store found flags=") {
+		t.Errorf("early part: %v %q", err, canonical(res, nil))
+	}
+}
