@@ -224,3 +224,34 @@ func TestReplyLines(t *testing.T) {
 		})
 	}
 }
+
+// FuzzBuildReply: whatever the message and the script's arguments, the
+// reply parses, has no line over 998 octets nor a bare LF, and has one
+// From and one Auto-Submitted.
+func FuzzBuildReply(f *testing.F) {
+	f.Add("Subject: hi\nMessage-ID: <a@b>\nReferences: <c@d>\n", "away", "", "", false)
+	f.Add("Subject: "+strings.Repeat("ü", 600)+"\n", strings.Repeat("x", 2000), "Out\r\nBcc: x@y", "Me <me@example.com>", false)
+	f.Add("", "From: evil@x\nContent-Type: text/plain\n\n"+strings.Repeat("y", 1200), "", "", true)
+	f.Add("", "Content-Type: multipart/mixed; boundary=x\n\n--x\n\nhi\n--x--\n", "", "", true)
+	f.Fuzz(func(t *testing.T, header, reason, subject, from string, isMIME bool) {
+		m, err := ReadMessage(func() io.Reader { return strings.NewReader(header + "\nbody\n") }, int64(len(header)+6))
+		if err != nil {
+			t.Skip()
+		}
+		v := Vacation{Reason: reason, Subject: subject, From: from, MIME: isMIME}
+		o := ReplyOptions{Sender: "alice@example.org", Recipient: "me@example.com", Hostname: "mx.example.com", Now: time.Unix(0, 0).UTC()}
+		raw := string(v.BuildReply(m, o, "me@example.com"))
+		for _, l := range strings.Split(raw, "\r\n") {
+			if len(l) > 998 || strings.ContainsAny(l, "\n") {
+				t.Fatalf("line of %d octets or with a bare LF: %.100q", len(l), l)
+			}
+		}
+		msg, err := mail.ReadMessage(strings.NewReader(raw))
+		if err != nil {
+			t.Fatalf("the reply does not parse: %v\n%.500q", err, raw)
+		}
+		if len(msg.Header["From"]) != 1 || len(msg.Header["Auto-Submitted"]) != 1 {
+			t.Fatalf("From %q, Auto-Submitted %q", msg.Header["From"], msg.Header["Auto-Submitted"])
+		}
+	})
+}
