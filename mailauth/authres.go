@@ -31,8 +31,14 @@ func (res *Result) Header(authServID string) msghdr.Field {
 	dr := &authres.DMARCResult{Value: authres.ResultValue(res.DMARC.Result), From: res.DMARC.Domain}
 	if res.DMARC.Policy != "" {
 		// As other receivers write it: the published policy and the
-		// disposition applied.
-		dr.Reason = "p=" + res.DMARC.Policy + " dis=" + strings.ToUpper(res.DMARC.Applied)
+		// disposition applied, which is what this server did (a
+		// policy of ours may only mark what the domain would have
+		// refused; a refused or deferred message gets no field).
+		dis := "NONE"
+		if res.Action == Quarantine {
+			dis = "QUARANTINE"
+		}
+		dr.Reason = "p=" + strings.ToUpper(res.DMARC.Policy) + " dis=" + dis
 	}
 	results = append(results, dr)
 	return msghdr.New("Authentication-Results", authres.Format(authServID, results))

@@ -323,6 +323,23 @@ func TestHeader(t *testing.T) {
 	if mailauth.AuthServID(v) != "mx.test" {
 		t.Errorf("our own field's authserv-id reads as %q", mailauth.AuthServID(v))
 	}
+	// dis= is what was done: a p=reject failure that our policy only
+	// marks was not refused, and p=quarantine went to Junk.
+	markAll := mailauth.Policy{DMARCReject: mailauth.Mark, DMARCQuarantine: mailauth.Mark, SPFFail: mailauth.Mark, BadFrom: mailauth.Mark}
+	for _, c := range []struct {
+		policy mailauth.Policy
+		from   string
+		want   string
+	}{
+		{markAll, "a@reject.example", "dmarc=fail reason=\"p=REJECT dis=NONE\""},
+		{mailauth.DefaultPolicy(), "a@quarantine.example", "dmarc=fail reason=\"p=QUARANTINE dis=QUARANTINE\""},
+		{mailauth.DefaultPolicy(), "a@none.example", "dmarc=fail reason=\"p=NONE dis=NONE\""},
+	} {
+		r := check(t, w.checker(c.policy, 5*time.Second), "127.0.0.1", c.from, message(c.from))
+		if v := r.Header("mx.test").Value(); !strings.Contains(v, c.want) {
+			t.Errorf("%s: %s, want %s", c.from, v, c.want)
+		}
+	}
 	r = check(t, w.checker(mailauth.DefaultPolicy(), 5*time.Second), "127.0.0.1", "", message("a@nodmarc.example"))
 	if v := r.Header("mx.test").Value(); !strings.Contains(v, "smtp.helo=client.test") || !strings.Contains(v, "dkim=none") {
 		t.Errorf("null sender's field: %s", v)
