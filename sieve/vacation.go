@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"mime"
 	"mime/quotedprintable"
 	"slices"
 	"strings"
@@ -431,14 +430,35 @@ func oneLine(s string) string {
 	}, s)
 }
 
-// encodeHeaderAddress encodes a display name that is not ASCII.
+// encodeHeaderAddress writes "Name <addr>" for a header field: a name
+// that is not ASCII as encoded words of the characters RFC 2047 §5(3)
+// allows in a phrase (Go's mime.QEncoding leaves "," and '"', which would
+// split the address), an ASCII one quoted when it needs to be.
 func encodeHeaderAddress(s string) string {
 	lt := strings.IndexByte(s, '<')
 	if lt <= 0 {
 		return s
 	}
 	name := strings.TrimSpace(s[:lt])
-	return mime.QEncoding.Encode("utf-8", name) + " " + s[lt:]
+	if len(name) >= 2 && name[0] == '"' && name[len(name)-1] == '"' {
+		name = strings.NewReplacer(`\"`, `"`, `\\`, `\`).Replace(name[1 : len(name)-1])
+	}
+	if name == "" {
+		return s[lt:]
+	}
+	ascii := true
+	for i := 0; i < len(name); i++ {
+		if name[i] < ' ' || name[i] > '~' {
+			ascii = false
+		}
+	}
+	switch {
+	case !ascii:
+		name = qWords(name)
+	case strings.ContainsAny(name, `()<>[]:;@\,."`):
+		name = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name) + `"`
+	}
+	return name + " " + s[lt:]
 }
 
 func randomID() string {

@@ -185,6 +185,20 @@ func TestReplyLines(t *testing.T) {
 		{"long display name", "", Vacation{Reason: "away", From: `"` + long + `" <me@example.com>`},
 			map[string]string{"From": "me@example.com"}, "away\r\n", ""},
 	}
+	// A display name with a comma, with and without letters beyond
+	// ASCII, stays one address.
+	for _, name := range []string{"Jürgen, Müller", "Doe, John"} {
+		v := Vacation{Reason: "away", From: `"` + name + `" <me@example.com>`}
+		raw := v.BuildReply(readTestMessage(t, "From: alice@example.org\n\nhi\n"), o, "me@example.com")
+		m, err := mail.ReadMessage(strings.NewReader(string(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := (&mail.AddressParser{WordDecoder: new(mime.WordDecoder)}).Parse(m.Header.Get("From"))
+		if err != nil || a.Name != name || a.Address != "me@example.com" {
+			t.Errorf("From %q: %v, %+v; want %q <me@example.com>", m.Header.Get("From"), err, a, name)
+		}
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			msg := readTestMessage(t, "From: alice@example.org\nTo: me@example.com\n"+c.header+"\nhi\n")
