@@ -161,7 +161,9 @@ func (f *folder) apply(updates []entryUpdate, added, removed []*entry, meta fold
 	}
 	for _, e := range added {
 		f.ents = append(f.ents, e)
-		f.byKey[e.key()] = e
+		if f.byKey != nil {
+			f.byKey[e.key()] = e
+		}
 	}
 	f.publishDelta(updates, added, removed)
 }

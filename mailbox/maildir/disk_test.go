@@ -218,6 +218,43 @@ func TestCorruptIndexIsRebuilt(t *testing.T) {
 	}
 }
 
+// An index naming one file under two UIDs is damaged: it is rebuilt
+// (a new UIDVALIDITY, every file once) at the first scan that reads the
+// folder, which is where the map by unique name is first built.
+func TestDuplicateNameIsRebuilt(t *testing.T) {
+	t.Parallel()
+	e := newIndexEnv(t)
+	e.deliver(testHome, "a\n")
+	e.deliver(testHome, "b\n")
+	s1 := mustSync(t, e.folders(testHome), "INBOX")
+	if len(s1.Messages) != 2 {
+		t.Fatalf("before: %v", uidsOf(s1))
+	}
+	e.close()
+	db, _ := bolt.Open(e.dbPath, 0o600, nil)
+	db.Update(func(tx *bolt.Tx) error {
+		ub := homeBucket(tx, testHome).Bucket(bucketFolders).Bucket([]byte("INBOX")).Bucket(bucketUIDs)
+		return ub.Put(uidKey(s1.Messages[1].UID), slices.Clone(ub.Get(uidKey(s1.Messages[0].UID))))
+	})
+	db.Close()
+	e.open()
+	f := e.folders(testHome)
+	mustSync(t, f, "INBOX")
+	e.deliver(testHome, "c\n")
+	s2 := mustSync(t, f, "INBOX")
+	if s2.UIDValidity == s1.UIDValidity {
+		t.Errorf("UIDVALIDITY kept (%d) for an index with a name twice", s2.UIDValidity)
+	}
+	var got []string
+	for _, m := range s2.Messages {
+		got = append(got, readMsg(t, f, "INBOX", m.UID))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"a\r\n", "b\r\n", "c\r\n"}) {
+		t.Errorf("after the rebuild: %q", got)
+	}
+}
+
 func TestInboxRemovedByHand(t *testing.T) {
 	t.Parallel()
 	e := newIndexEnv(t)

@@ -32,7 +32,7 @@ type folder struct {
 	uidNext     uint32
 	modSeq      uint64
 	ents        []*entry          // ascending UID
-	byKey       map[string]*entry // by Maildir unique name
+	byKey       map[string]*entry // by Maildir unique name; nil until needed (keys)
 	seenNew     dirSeen
 	seenCur     dirSeen
 	gen         uint32

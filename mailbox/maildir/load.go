@@ -33,21 +33,22 @@ func (f *folder) load() error {
 	if err != nil {
 		return fmt.Errorf("maildir: read index of %s: %w", f.dir, err)
 	}
-	if st != nil && bad == nil {
-		f.byKey, bad = keyMap(st.ents)
-	}
 	if st == nil || bad != nil {
-		if bad != nil {
-			f.a.ix.log.Warn("index inconsistent: rebuilding it from the Maildir", "home", f.a.home, "folder", f.name, "err", bad)
-		}
-		if st, err = f.rebuild(); err != nil {
-			return err
-		}
-		f.byKey = map[string]*entry{}
+		return f.startAfresh(bad)
 	}
+	f.take(st)
+	return nil
+}
+
+// take makes st the folder's index in memory and publishes it. The map
+// by unique name is built when first needed (keys): a SELECT after a
+// restart, of a folder unchanged since, reads neither directory and
+// needs no map of every name.
+func (f *folder) take(st *stored) {
 	f.uidValidity, f.uidNext, f.modSeq = st.meta.uidValidity, st.meta.uidNext, st.meta.modSeq
 	f.uv.Store(st.meta.uidValidity)
 	f.ents = st.ents
+	f.byKey = nil
 	// What the last run saw of new/ and cur/ (index unchanged since):
 	// a first SELECT after a restart then reads neither if the folder
 	// did not change meanwhile.
@@ -56,7 +57,38 @@ func (f *folder) load() error {
 	f.loaded = true
 	f.publish()
 	f.durable.Store(f.snap)
+}
+
+// startAfresh rebuilds the folder's index (empty, a new UIDVALIDITY)
+// when there is none or bad says how it is damaged; the scan that
+// follows indexes every file.
+func (f *folder) startAfresh(bad error) error {
+	if bad != nil {
+		f.a.ix.log.Warn("index inconsistent: rebuilding it from the Maildir", "home", f.a.home, "folder", f.name, "err", bad)
+	}
+	// Writes to the old index first, so that none lands in the new one.
+	f.last.wait()
+	f.last = nil
+	st, err := f.rebuild()
+	if err != nil {
+		return err
+	}
+	f.take(st)
 	return nil
+}
+
+// keys is the folder's entries by unique name, built from ents the first
+// time a scan or a move needs it. A unique name twice is a damaged
+// index (the error says which).
+func (f *folder) keys() (map[string]*entry, error) {
+	if f.byKey == nil {
+		m, err := keyMap(f.ents)
+		if err != nil {
+			return nil, err
+		}
+		f.byKey = m
+	}
+	return f.byKey, nil
 }
 
 // readIndex reads the folder's index. It returns nil without an error if

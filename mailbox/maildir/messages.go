@@ -545,7 +545,8 @@ func (s *session) moveLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 		}
 		fn := parseFileName(e.name)
 		key := fn.key
-		if df.byKey[key] != nil {
+		// The name taken already (or the map unbuildable): a new one.
+		if keys, kerr := df.keys(); kerr != nil || keys[key] != nil {
 			key = sizedName(st.uniqueName(), e.disk, e.size)
 		}
 		ne := &entry{flags: e.flags, kws: e.kws, date: e.date, size: e.size, disk: e.disk, name: key + infoSuffix(e.flags, "")}

@@ -52,6 +52,13 @@ func (f *folder) scan() error {
 	if err != nil || l == nil {
 		return err
 	}
+	if _, bad := f.keys(); bad != nil {
+		// Found only now: the index was loaded without the map. Every
+		// file is indexed afresh from this listing.
+		if err := f.startAfresh(bad); err != nil {
+			return err
+		}
+	}
 	f.gen++
 	updates, adds, removed := f.diff(l)
 	var added []*entry
