@@ -204,6 +204,14 @@ func TestFailuresGetTheDefaultAction(t *testing.T) {
 				return nil, ""
 			}).Addr
 		},
+		"reply code 250": func(t *testing.T) string {
+			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
+				if code == 'E' {
+					return [][]byte{fakemilter.Packet('y', "250 2.0.0 fine\x00")}, ""
+				}
+				return nil, ""
+			}).Addr
+		},
 		"progress forever": func(t *testing.T) string {
 			return fakemilter.Start(t, func(code byte, _ []byte) ([][]byte, string) {
 				if code == 'E' {

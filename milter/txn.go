@@ -122,6 +122,12 @@ func (t *Txn) answer(m *session, stage string, act *gomilter.Action) *Reply {
 		m.done = true
 		t.c.log.Info("milter discards the message", "milter", m.name, "stage", stage)
 		return nil
+	case gomilter.ActReplyCode:
+		if c := act.SMTPCode / 100; c != 4 && c != 5 {
+			// Neither a refusal nor a tempfail: a protocol error, not
+			// the 550 it would otherwise become.
+			return t.fail(m, stage, fmt.Errorf("reply code %d is not 4xx or 5xx", act.SMTPCode))
+		}
 	}
 	r := reply(act)
 	t.c.log.Info("milter refuses", "milter", m.name, "stage", stage, "reply", r.Error())
