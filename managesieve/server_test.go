@@ -368,6 +368,11 @@ func TestPreAuthBounds(t *testing.T) {
 	if r := c.cmd("NOOP"); r != `OK "Done"` {
 		t.Errorf("after: %s", r)
 	}
+	// A script of the largest size, its name sent as a literal too.
+	max := "#" + strings.Repeat("x", 256<<10-8) + "\n\nkeep;" // 256 KiB
+	if r := c.cmd("PUTSCRIPT " + lit("largest") + " " + lit(max)); r != `OK "Putscript completed"` {
+		t.Errorf("a script of %d octets: %s", len(max), r)
+	}
 }
 
 // TestLiteralResync: after a bad command, the literals it announced are

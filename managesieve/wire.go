@@ -125,12 +125,14 @@ func (d *decoder) begin() {
 // consumed is what the command took from the connection.
 func (d *decoder) consumed() int { return d.line + d.literals }
 
-// literalLimit is the most the literals of one command may hold.
+// literalLimit is the most the literals of one command may hold: a
+// script and, as some clients send names as literals too, room for
+// names (of at most maxQuoted characters).
 func (d *decoder) literalLimit() int {
 	if d.preAuth {
 		return min(d.maxLiteral, maxPreAuthLiteral)
 	}
-	return d.maxLiteral
+	return d.maxLiteral + 2*4*maxQuoted
 }
 
 func (d *decoder) peek() (byte, error) {
@@ -366,7 +368,7 @@ func (d *decoder) literal() (string, error) {
 	if c != '\n' {
 		return "", fmt.Errorf("expected CRLF after the literal's length: %w", errDesync)
 	}
-	if uint64(d.literals)+n > uint64(d.literalLimit()) {
+	if n > uint64(min(d.maxLiteral, d.literalLimit())) || uint64(d.literals)+n > uint64(d.literalLimit()) {
 		if err := d.skip(n); err != nil {
 			return "", err
 		}
