@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +33,8 @@ listen = ["127.0.0.1:0"]
 listen = ["127.0.0.1:0"]
 [relay]
 smarthost = "127.0.0.1:1"
+[limits]
+max_connections_per_ip = 2
 [metrics]
 listen = "127.0.0.1:0"
 `
@@ -66,6 +73,26 @@ func TestMetrics(t *testing.T) {
 		"--from", "alice@example.org", "--to", "friend@remote.test")); !strings.HasPrefix(last(tr.dataReplies()), "250") {
 		t.Fatalf("submission refused: %q", tr.dataReplies())
 	}
+	// Connections from one address past max_connections_per_ip get 421.
+	dials, refused := 0, 0
+	for refused == 0 && dials < 6 {
+		dials++
+		c, err := net.DialTimeout("tcp", mx, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		greeting, _ := bufio.NewReader(c).ReadString('\n')
+		if strings.HasPrefix(greeting, "421 ") {
+			refused++
+		} else if !strings.HasPrefix(greeting, "220 ") {
+			t.Fatalf("MX greeting %q", greeting)
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("%d connections from one address, none refused with max_connections_per_ip = 2", dials)
+	}
 	ic := dialIMAP(t, s.Addr(t, "imap", false), nil)
 	if _, st := ic.cmd("LOGIN alice@example.org " + smtpWrongPassword); !strings.HasPrefix(st, "NO") {
 		t.Fatalf("IMAP LOGIN with a wrong password: %s", st)
@@ -91,7 +118,8 @@ func TestMetrics(t *testing.T) {
 		{"mailroom_delivery_duration_seconds", []string{"path", "local"}, 2}, // the histogram's count
 		{"mailroom_auth_failures_total", []string{"proto", "submission", "result", "failed"}, 1},
 		{"mailroom_auth_failures_total", []string{"proto", "imap", "result", "failed"}, 1},
-		{"mailroom_connections_total", []string{"listener", "smtp"}, 2},
+		{"mailroom_connections_total", []string{"listener", "smtp"}, float64(2 + dials)},
+		{"mailroom_connections_dropped_total", []string{"proto", "smtp", "reason", "limit"}, float64(refused)},
 		{"mailroom_connections_total", []string{"listener", "submission"}, 2},
 		{"mailroom_connections_total", []string{"listener", "lmtp"}, 1},
 		{"mailroom_connections_open", []string{"listener", "imap"}, 1},
@@ -124,6 +152,8 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
+	checkDashboard(t, fams)
+
 	// OpenMetrics when asked, as Prometheus asks.
 	om, err := exec.Command(curl, "-sSf", "-H", "Accept: application/openmetrics-text; version=1.0.0", base+"/metrics").Output()
 	if err != nil || !strings.HasSuffix(string(om), "# EOF\n") {
@@ -138,6 +168,72 @@ func TestMetrics(t *testing.T) {
 		v, ok := sample(scrape(t, curl, base+"/metrics"), "mailroom_imap_sessions")
 		return ok && v == 0
 	})
+}
+
+// checkDashboard: every query of contrib/grafana/mailroom.json names
+// metrics that the scrape has (a histogram's _bucket series by its
+// family), and groups by labels those metrics have.
+func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	data, err := os.ReadFile(contrib(t, "grafana/mailroom.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+		Templating struct {
+			List []struct{ Definition string }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("contrib/grafana/mailroom.json: %v", err)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("dashboard panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			exprs = append(exprs, q.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		exprs = append(exprs, v.Definition)
+	}
+	names := regexp.MustCompile(`\b(?:mailroom|go|process)_[a-z0-9_]+`)
+	groups := regexp.MustCompile(`\bby \(([^)]*)\)`)
+	for _, e := range exprs {
+		labels := map[string]bool{"le": true}
+		found := names.FindAllString(e, -1)
+		if len(found) == 0 {
+			t.Errorf("dashboard query %q names no metric of mailroom's", e)
+		}
+		for _, name := range found {
+			f := fams[name]
+			if base, ok := strings.CutSuffix(name, "_bucket"); ok && fams[base].GetType() == dto.MetricType_HISTOGRAM {
+				f = fams[base]
+			}
+			if f == nil {
+				t.Errorf("dashboard query %q: no metric %s in the scrape", e, name)
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = true
+				}
+			}
+		}
+		for _, g := range groups.FindAllStringSubmatch(e, -1) {
+			for _, l := range strings.Split(g[1], ",") {
+				if l = strings.TrimSpace(l); !labels[l] {
+					t.Errorf("dashboard query %q groups by %q, which its metrics do not have", e, l)
+				}
+			}
+		}
+	}
 }
 
 // scrape fetches url with curl and parses Prometheus's text format.
