@@ -70,6 +70,21 @@ func (a *app) queueStats() (metrics.QueueStats, error) {
 // health is GET /healthz: the database answers a read, and data_dir's
 // file system has room (full, every delivery gets 452).
 func (a *app) health(ctx context.Context) error {
+	if err := a.dbAlive(ctx); err != nil {
+		return err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(a.cfg.DataDir, &fs); err != nil {
+		return fmt.Errorf("data_dir %s: %w", a.cfg.DataDir, err)
+	}
+	if fs.Bavail == 0 {
+		return fmt.Errorf("data_dir %s: %w", a.cfg.DataDir, errDiskFull)
+	}
+	return nil
+}
+
+// dbAlive reports whether the database answers a read before ctx ends.
+func (a *app) dbAlive(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() {
 		done <- a.db.View(func(tx *bolt.Tx) error {
@@ -83,13 +98,6 @@ func (a *app) health(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 		return fmt.Errorf("database %s: no answer to a read in time", a.db.Path())
-	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(a.cfg.DataDir, &fs); err != nil {
-		return fmt.Errorf("data_dir %s: %w", a.cfg.DataDir, err)
-	}
-	if fs.Bavail == 0 {
-		return fmt.Errorf("data_dir %s: %w", a.cfg.DataDir, errDiskFull)
 	}
 	return nil
 }

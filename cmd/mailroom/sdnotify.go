@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
@@ -39,6 +41,42 @@ func sdReloading(log *slog.Logger) {
 // sdStopping says the two-phase shutdown has begun.
 func sdStopping(log *slog.Logger) {
 	sdNotify(log, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
+}
+
+// sdWatchdog feeds systemd's watchdog (WatchdogSec= in the unit: it
+// sets $WATCHDOG_USEC) at half its interval until ctx ends, each time
+// once the database has answered a read: a serve wedged on it, or
+// stuck altogether, stops feeding it, and systemd kills and restarts
+// it (Restart=on-failure). A full disk is no reason to restart, so it
+// is only /healthz's business.
+func sdWatchdog(ctx context.Context, a *app) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		a.log.Warn("systemd watchdog not fed", "err", err)
+		return
+	}
+	if interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, interval/2)
+		err := a.dbAlive(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Error("not feeding systemd's watchdog: the database does not answer", "err", err)
+			}
+			continue
+		}
+		sdNotify(a.log, daemon.SdNotifyWatchdog)
+	}
 }
 
 func sdNotify(log *slog.Logger, state string) {

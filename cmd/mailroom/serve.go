@@ -126,6 +126,7 @@ func serve(ctx context.Context, a *app) error {
 	stopQueue := runQueue(context.WithoutCancel(ctx), a, a.queue)
 	a.log.Info("mailroom started", "hostname", a.cfg.Hostname, "data_dir", a.cfg.DataDir, "domains", a.cfg.Domains, "pid", os.Getpid())
 
+	go sdWatchdog(gctx, a)
 	reloadOnHUP(gctx, a, certStore)
 	if ctx.Err() == nil {
 		a.log.Error("listener failed", "err", context.Cause(gctx))

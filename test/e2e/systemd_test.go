@@ -120,46 +120,14 @@ func TestSystemdSnippets(t *testing.T) {
 // stamp, then READY=1; SIGTERM gives STOPPING=1 and a clean exit.
 func TestServeNotifiesSystemd(t *testing.T) {
 	t.Parallel()
-	dir := mailtest.ShortTempDir(t)
-	notify := filepath.Join(dir, "notify")
-	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	cfg, data := mailtest.WriteConfig(t, `hostname = "mx.test"
-data_dir = "%DATA%"
-domains = ["example.org"]
-[lmtp]
-listen = ["unix:%DATA%/lmtp.sock"]
-`)
-	cmd := exec.Command(mailtest.Binary(t), "serve", "-config", cfg)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
-	var log mailtest.LockedBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// exited is closed once serve has exited, with its result in waitErr.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("mailroom serve log:\n%s", log.String())
-		}
-	})
+	sd := startNotified(t)
+	cmd, data := sd.cmd, sd.data
 	next := func(want string) string {
 		t.Helper()
-		nl.SetReadDeadline(time.Now().Add(30 * time.Second))
-		buf := make([]byte, 4096)
-		n, err := nl.Read(buf)
+		msg, err := sd.read(30 * time.Second)
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", want, err)
 		}
-		msg := string(buf[:n])
 		if !strings.HasPrefix(msg, want+"\n") && msg != want {
 			t.Fatalf("notification %q, want %s", msg, want)
 		}
@@ -191,11 +159,98 @@ listen = ["unix:%DATA%/lmtp.sock"]
 	cmd.Process.Signal(syscall.SIGTERM)
 	next("STOPPING=1")
 	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Errorf("serve exited with %v after SIGTERM, want 0", waitErr)
+	case <-sd.exited:
+		if sd.waitErr != nil {
+			t.Errorf("serve exited with %v after SIGTERM, want 0", sd.waitErr)
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatal("serve did not stop within 40s of SIGTERM")
 	}
+}
+
+// TestServeFeedsWatchdog: with $WATCHDOG_USEC (WatchdogSec= in the unit)
+// serve sends WATCHDOG=1 at half the interval; for another process's
+// $WATCHDOG_PID it sends none (TestServeNotifiesSystemd: none without).
+func TestServeFeedsWatchdog(t *testing.T) {
+	t.Parallel()
+	sd := startNotified(t, "WATCHDOG_USEC=400000")
+	var ready bool
+	pings := 0
+	for !ready || pings < 3 {
+		msg, err := sd.read(30 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d WATCHDOG=1 (ready %v): %v", pings, ready, err)
+		}
+		switch {
+		case msg == "WATCHDOG=1":
+			pings++
+		case strings.HasPrefix(msg, "READY=1\n"):
+			ready = true
+		default:
+			t.Fatalf("notification %q, want READY=1 or WATCHDOG=1", msg)
+		}
+	}
+
+	other := startNotified(t, "WATCHDOG_USEC=400000", "WATCHDOG_PID=1")
+	if msg, err := other.read(30 * time.Second); err != nil || !strings.HasPrefix(msg, "READY=1\n") {
+		t.Fatalf("first notification %q, %v; want READY=1", msg, err)
+	}
+	// Ten intervals: a ping would have come five times over.
+	if msg, err := other.read(4 * time.Second); err == nil {
+		t.Fatalf("serve watched as another process (WATCHDOG_PID=1) sent %q", msg)
+	}
+}
+
+// notified is a serve started as systemd starts a Type=notify service.
+type notified struct {
+	cmd  *exec.Cmd
+	data string
+	nl   *net.UnixConn
+	// exited is closed once serve has exited, with its result in waitErr.
+	exited  chan struct{}
+	waitErr error
+}
+
+// startNotified starts serve (LMTP on a socket in its data_dir) with
+// $NOTIFY_SOCKET naming a datagram socket of the test's, and env added.
+func startNotified(t *testing.T, env ...string) *notified {
+	t.Helper()
+	dir := mailtest.ShortTempDir(t)
+	notify := filepath.Join(dir, "notify")
+	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nl.Close() })
+	cfg, data := mailtest.WriteConfig(t, `hostname = "mx.test"
+data_dir = "%DATA%"
+domains = ["example.org"]
+[lmtp]
+listen = ["unix:%DATA%/lmtp.sock"]
+`)
+	cmd := exec.Command(mailtest.Binary(t), "serve", "-config", cfg)
+	cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+notify), env...)
+	var log mailtest.LockedBuffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sd := &notified{cmd: cmd, data: data, nl: nl, exited: make(chan struct{})}
+	go func() { sd.waitErr = cmd.Wait(); close(sd.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-sd.exited
+		if t.Failed() {
+			t.Logf("mailroom serve log:\n%s", log.String())
+		}
+	})
+	return sd
+}
+
+// read returns the next notification, waiting at most timeout.
+func (sd *notified) read(timeout time.Duration) (string, error) {
+	sd.nl.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 4096)
+	n, err := sd.nl.Read(buf)
+	return string(buf[:n]), err
 }
