@@ -193,8 +193,22 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // Delivery is the [delivery] table.
 type Delivery struct {
-	// Format is "maildir" (default) or "mbox".
+	// Format is "maildir" (default) or "mbox". With "mbox", INBOX is
+	// <home>/mbox and other folders are files under <home>/mail/, as
+	// Dovecot's mail_location = mbox:~/mail:INBOX=~/mbox lays them out.
+	// An account whose home holds the other format is refused (its mail
+	// waits) rather than given a second store.
 	Format string `toml:"format"`
+	// MboxInbox, with format = "mbox", keeps INBOX in a spool file
+	// instead: an absolute path with {local} (and optionally {domain}),
+	// such as "/var/mail/{local}", for mail(1) and old setups.
+	MboxInbox string `toml:"mbox_inbox"`
+	// MboxLockOrder is the order mbox writers take their locks in:
+	// "dotlock fcntl" (default, as Postfix, procmail and Dovecot) or
+	// "fcntl dotlock", for sites whose other tools lock that way. All
+	// writers of a file must agree: mixed orders deadlock until one side
+	// times out.
+	MboxLockOrder string `toml:"mbox_lock_order"`
 	// Aliases is the aliases(5) file. Optional.
 	Aliases string `toml:"aliases"`
 	// ForwardFiles honours .forward in each mail home. Default true.
@@ -427,10 +441,20 @@ func (c *Config) Validate() error {
 	}
 	switch c.Delivery.Format {
 	case "maildir":
+		if c.Delivery.MboxInbox != "" {
+			bad("delivery.mbox_inbox", "is for format = \"mbox\"")
+		}
 	case "mbox":
-		bad("delivery.format", "\"mbox\" is not supported yet: use \"maildir\"")
+		if p := c.Delivery.MboxInbox; p != "" && (!filepath.IsAbs(p) || !strings.Contains(p, "{local}")) {
+			bad("delivery.mbox_inbox", "%q: write an absolute path with {local} in it, such as \"/var/mail/{local}\"", p)
+		}
 	default:
 		bad("delivery.format", "%q: use \"maildir\" or \"mbox\"", c.Delivery.Format)
+	}
+	switch strings.Join(strings.Fields(c.Delivery.MboxLockOrder), " ") {
+	case "", "dotlock fcntl", "fcntl dotlock":
+	default:
+		bad("delivery.mbox_lock_order", "%q: write \"dotlock fcntl\" (the default) or \"fcntl dotlock\"", c.Delivery.MboxLockOrder)
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls", "set both cert and key, or neither")

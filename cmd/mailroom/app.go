@@ -29,6 +29,7 @@ import (
 	"mailroom/internal/srs"
 	"mailroom/mailauth/dkim"
 	"mailroom/mailbox/maildir"
+	"mailroom/mailbox/mbox"
 	"mailroom/mda"
 	"mailroom/mda/alias"
 	"mailroom/queue"
@@ -43,9 +44,12 @@ type app struct {
 	log      *slog.Logger
 	db       *bolt.DB
 	accounts *account.Store
-	store    *maildir.Store
-	mda      *mda.Deliverer
-	queue    *queue.Queue
+	store    mailStore
+	// maildir and mboxes are the store, as the one of the two it is.
+	maildir *maildir.Store
+	mboxes  *mbox.Store
+	mda     *mda.Deliverer
+	queue   *queue.Queue
 	// reloaded is the configuration as last reloaded by SIGHUP (nil:
 	// cfg). Only the reload goroutine uses it; everything else keeps to
 	// cfg, what serve started with, except the domains (reload.go).
@@ -110,8 +114,7 @@ func (a *app) init() error {
 	if err != nil {
 		return err
 	}
-	a.store, err = maildir.Open(maildir.Options{Root: a.cfg.MailRoot(), Hostname: a.cfg.Hostname})
-	if err != nil {
+	if err := a.openStore(); err != nil {
 		return err
 	}
 	spool := filepath.Join(a.cfg.DataDir, "spool")

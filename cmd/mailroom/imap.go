@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"math"
 	"net"
 	"sync"
@@ -17,7 +18,7 @@ import (
 // index stops listening to deliveries only once the server has stopped.
 type imapService struct {
 	srv  *imap.Server
-	ix   *maildir.Index
+	ix   io.Closer // the store's index
 	once sync.Once
 }
 
@@ -41,7 +42,7 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 	if len(cfg.IMAP.Listen)+len(cfg.IMAP.ListenTLS) == 0 {
 		return nil, nil
 	}
-	ix, err := maildir.NewIndex(a.db, a.store, maildir.IndexOptions{Logger: a.log.With("proto", "imap")})
+	store, ix, err := a.imapStore(maildir.IndexOptions{Logger: a.log.With("proto", "imap")})
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +51,7 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 		limit = uint32(n)
 	}
 	srv := imap.New(imap.Options{
-		Store: ix,
+		Store: store,
 		Auth: imap.AuthenticatorFunc(func(ctx context.Context, user, pass string) (string, error) {
 			acct, err := a.accounts.Authenticate(user, pass)
 			if err != nil {

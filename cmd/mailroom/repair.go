@@ -16,6 +16,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"mailroom/config"
+	"mailroom/imap"
 	"mailroom/internal/ctl"
 	"mailroom/internal/dbcheck"
 	"mailroom/internal/durable"
@@ -327,11 +328,11 @@ func importAccounts(a *app, dir string) ([]string, error) {
 // reindex brings the index of every folder of every account up to date
 // with the mail on disk and says what each holds.
 func reindex(ctx context.Context, a *app, stdout io.Writer) error {
-	ix, err := maildir.NewIndex(a.db, a.store, maildir.IndexOptions{Logger: slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	ix, closer, err := a.imapStore(maildir.IndexOptions{Logger: slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return withExit(exitTempFail, err)
 	}
-	defer ix.Close()
+	defer closer.Close()
 	accts, err := a.accounts.List()
 	if err != nil {
 		return withExit(exitTempFail, err)
@@ -352,7 +353,7 @@ func reindex(ctx context.Context, a *app, stdout io.Writer) error {
 	return nil
 }
 
-func indexHome(ctx context.Context, ix *maildir.Index, home string) (messages, folders int, err error) {
+func indexHome(ctx context.Context, ix imap.Store, home string) (messages, folders int, err error) {
 	sess, err := ix.Open(ctx, home)
 	if err != nil {
 		return 0, 0, err

@@ -20,9 +20,12 @@ const maxFilteredHeader = 256 << 10
 type headerFilter struct {
 	w     io.Writer
 	extra string
-	buf   []byte
-	done  bool // the header is behind: bytes pass through
-	err   error
+	// keepLength keeps Content-Length (a rewrite of a file, where it
+	// may be what delimits an unquoted body).
+	keepLength bool
+	buf        []byte
+	done       bool // the header is behind: bytes pass through
+	err        error
 }
 
 func (h *headerFilter) Write(p []byte) (int, error) {
@@ -98,7 +101,7 @@ func (h *headerFilter) emit(b []byte, withExtra bool) {
 		}
 		b = b[len(line):]
 		if !isContinuation(line) {
-			hiding = isHidden(line)
+			hiding = isHidden(line) && !(h.keepLength && isLength(line))
 		}
 		if !hiding {
 			h.pass(line)

@@ -47,10 +47,10 @@ type Span struct {
 	// BareLF counts the line ends that are a lone LF, each served as CRLF.
 	BareLF int64
 	// Hidden is the served size (CRLF line ends) of the header fields
-	// that hold a mail store's state rather than the message's: Status:,
-	// X-Status:, X-Keywords:, X-UID:, X-IMAP: and X-IMAPbase: (see
-	// Hidden). They are not served, as Dovecot does not serve them,
-	// so that rewriting them (a flag change) never changes a message.
+	// that hold a mail store's state rather than the message's
+	// (hiddenFields). They are not served, as Dovecot does not serve
+	// them, so that rewriting them (a flag change) never changes a
+	// message.
 	Hidden int64
 	// Status, XStatus and XKeywords are the values of the Status:,
 	// X-Status: and X-Keywords: header fields (mutt's and Dovecot's
@@ -74,10 +74,17 @@ type Span struct {
 func (s *Span) Served() int64 { return s.End - s.Start - s.Quoted + s.BareLF - s.Hidden }
 
 // hiddenFields are the header fields that mail stores keep their state
-// in (mutt's and Dovecot's flags, Dovecot's and UW-IMAP's UIDs): not
-// part of the message as served, nor of its fingerprint, and dropped
-// from messages written into a store (a sender cannot set a flag).
-var hiddenFields = []string{"Status", "X-Status", "X-Keywords", "X-UID", "X-IMAP", "X-IMAPbase"}
+// in (mutt's and Dovecot's flags, Dovecot's and UW-IMAP's UIDs, the
+// Content-Length of mboxcl that Dovecot adds): not part of the message
+// as served, nor of its fingerprint, and dropped from messages written
+// into a store (a sender cannot set a flag). Dovecot hides the same.
+var hiddenFields = []string{"Status", "X-Status", "X-Keywords", "X-UID", "X-IMAP", "X-IMAPbase", "Content-Length"}
+
+// isLength reports whether a header line is a Content-Length field.
+func isLength(line []byte) bool {
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	return ok && bytes.EqualFold(bytes.TrimRight(name, " \t"), []byte("Content-Length"))
+}
 
 // isHidden reports whether a header line (its start) is one of
 // hiddenFields.

@@ -310,26 +310,10 @@ func syncRoot(r *os.Root) error {
 	return err
 }
 
-// FormatError is a mail home kept in the other format: delivering or
-// serving mbox beside it would start a second store, so the store
-// refuses, temporarily (mail waits in the queue while the administrator
-// converts the home or sets the format back).
-type FormatError struct {
-	Home, Found string
-}
-
-func (e *FormatError) Error() string {
-	return fmt.Sprintf("mail home %s holds a %s, but [delivery] format is \"mbox\": refusing to start a second store beside it; convert it (mailroom convert) or set format = \"maildir\"", e.Home, e.Found)
-}
-
-// Temporary reports true: the mail is kept until the configuration or the
-// home is fixed.
-func (e *FormatError) Temporary() bool { return true }
-
 // checkFormat refuses a home that holds a Maildir.
 func (s *Store) checkFormat(home string) error {
 	if fi, err := s.root.Lstat(path.Join(home, "Maildir")); err == nil && fi.IsDir() {
-		return &FormatError{Home: home, Found: "Maildir (Maildir/)"}
+		return &mailbox.FormatError{Home: home, Found: "a Maildir (Maildir/)", Format: "mbox"}
 	}
 	return nil
 }

@@ -158,7 +158,9 @@ func TestFlagsWrittenOnRewrite(t *testing.T) {
 		t.Errorf("a rewrite changed what is served: %q, was %q", got, before)
 	}
 	raw, _ := os.ReadFile(filepath.Join(s.opts.Root, testHome, "mbox"))
-	for _, want := range []string{"Subject: 2\nStatus: RO\nX-Status: AF\nX-Keywords: $Work\n\nbody 2\n", "Subject: 0\n\nbody 0\n"} {
+	snapNow := mustSync(t, f, "INBOX")
+	base := fmt.Sprintf("Subject: 0\nX-IMAPbase: %010d %010d $Work\nX-UID: %d\n\nbody 0\n", snapNow.UIDValidity, snapNow.UIDNext, u[0])
+	for _, want := range []string{fmt.Sprintf("Subject: 2\nStatus: RO\nX-Status: AF\nX-Keywords: $Work\nX-UID: %d\n\nbody 2\n", u[2]), base} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("file lacks %q:\n%s", want, raw)
 		}
@@ -293,7 +295,7 @@ func TestFormatRefused(t *testing.T) {
 	s := newTestStore(t, StoreOptions{})
 	os.MkdirAll(filepath.Join(s.opts.Root, testHome, "Maildir", "cur"), 0o700)
 	_, err := s.Stage(t.Context(), testHome, strings.NewReader("x\n"))
-	var fe *FormatError
+	var fe *mailbox.FormatError
 	if !errors.As(err, &fe) || !fe.Temporary() || !strings.Contains(err.Error(), "Maildir") {
 		t.Errorf("Stage: %v, want a temporary FormatError", err)
 	}

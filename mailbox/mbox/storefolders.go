@@ -816,7 +816,13 @@ func (f *folder) rewrite(h *held, gone map[uint32]bool) error {
 		if !e.truncated {
 			extra = flagFields(e.flags, e.kws)
 		}
-		hf := &headerFilter{w: bw, extra: extra}
+		if len(kept) == 1 && !e.truncated {
+			extra = imapBase(f.uidValidity, f.uidNext, f.ents, gone) + extra
+		}
+		if !e.truncated {
+			extra += fmt.Sprintf("X-UID: %d\n", e.uid)
+		}
+		hf := &headerFilter{w: bw, extra: extra, keepLength: true}
 		if _, err := io.Copy(hf, io.NewSectionReader(h.f, e.start, e.end-e.start)); err != nil {
 			return fmt.Errorf("mbox: rewrite %s: %w", f.p, err)
 		}
@@ -885,6 +891,33 @@ func (f *folder) rewrite(h *held, gone map[uint32]bool) error {
 	f.ents = kept
 	f.modSeq++
 	return f.apply(st, put, del)
+}
+
+// imapBase is the X-IMAPbase field a rewrite puts in the first
+// message, as Dovecot and UW-IMAP do: UIDVALIDITY, UIDNEXT and every
+// keyword in the folder (Dovecot reads an X-Keywords: keyword only if it
+// is listed here). With it and each message's X-UID:, Dovecot shows the
+// messages under mailroom's UIDs.
+func imapBase(uidValidity, uidNext uint32, ents []*entry, gone map[uint32]bool) string {
+	seen := map[string]bool{}
+	var kws []string
+	for _, e := range ents {
+		if gone[e.uid] {
+			continue
+		}
+		for _, k := range e.kws {
+			if !seen[k] {
+				seen[k] = true
+				kws = append(kws, k)
+			}
+		}
+	}
+	sort.Strings(kws)
+	b := fmt.Sprintf("X-IMAPbase: %010d %010d", uidValidity, uidNext)
+	if len(kws) > 0 {
+		b += " " + strings.Join(kws, " ")
+	}
+	return b + "\n"
 }
 
 // twoFolders runs fn with both folders synced and locked, in name order.
