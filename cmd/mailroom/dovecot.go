@@ -47,7 +47,10 @@ func cmdDovecot(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		ix, err := maildir.NewIndex(a.db, a.store, maildir.IndexOptions{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if a.maildir == nil {
+			return withExit(exitUsage, errors.New("dovecot export writes Maildir's dovecot-uidlist: with format = \"mbox\", Dovecot reads the UIDs from the X-IMAPbase and X-UID fields mailroom writes when it rewrites a file"))
+		}
+		ix, err := maildir.NewIndex(a.db, a.maildir, maildir.IndexOptions{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		if err != nil {
 			return withExit(exitTempFail, err)
 		}

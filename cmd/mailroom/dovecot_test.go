@@ -31,7 +31,7 @@ func mailroomView(t *testing.T, cfgPath, home string) folderView {
 	t.Helper()
 	a := testApp(t, cfgPath)
 	defer a.Close()
-	ix, err := maildir.NewIndex(a.db, a.store, maildir.IndexOptions{})
+	ix, err := maildir.NewIndex(a.db, a.maildir, maildir.IndexOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
