@@ -415,7 +415,7 @@ func (t *Txn) vacation(ctx context.Context, u *unit, v sieve.Vacation, now time.
 			reply = append([]byte(sig), reply...)
 		}
 	}
-	// RFC 3834 §3.3 and RFC 5230 §4.5: the envelope sender is <>, so that
+	// RFC 3834 §3.3 and RFC 5230 §5.1: the envelope sender is <>, so that
 	// nothing answers the answer.
 	id, err := t.d.opts.Forwarder.Enqueue(ctx, "", []string{t.from}, bytes.NewReader(reply))
 	if err != nil {

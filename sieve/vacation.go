@@ -189,7 +189,7 @@ func (v Vacation) BuildReply(m *Message, o ReplyOptions, from string) []byte {
 	header("To", "<"+o.Sender+">")
 	subject := v.Subject
 	if subject == "" {
-		// RFC 5230 §4.4 and Pigeonhole: "Auto: " and the subject.
+		// RFC 5230 §5 and Pigeonhole: "Auto: " and the subject.
 		subject = "Automated reply"
 		if vals := m.values("subject", nil); len(vals) > 0 {
 			subject = "Auto: " + vals[0]
@@ -198,7 +198,7 @@ func (v Vacation) BuildReply(m *Message, o ReplyOptions, from string) []byte {
 	header("Subject", encodeText(truncateUTF8(oneLine(subject), maxSubject)))
 	header("Date", o.Now.Format(time.RFC1123Z))
 	header("Message-ID", "<"+randomID()+".vacation@"+o.Hostname+">")
-	// RFC 5230 §4.7 and RFC 3834 §3.1.4: the thread of the message.
+	// RFC 5230 §5 and RFC 3834 §3.1.4: the thread of the message.
 	msgID, _ := m.first("message-id")
 	refs, _ := m.first("references")
 	if ids := msgIDs(msgID); len(ids) > 0 {
@@ -225,7 +225,7 @@ func (v Vacation) BuildReply(m *Message, o ReplyOptions, from string) []byte {
 	}
 	if v.MIME {
 		// With :mime the reason is a MIME entity: its own header, an
-		// empty line and its body (RFC 5230 §4.6).
+		// empty line and its body (RFC 5230 §4.4).
 		writeEntity(&b, reason)
 		return []byte(b.String())
 	}
