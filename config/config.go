@@ -69,6 +69,8 @@ type Config struct {
 	Socketmap Socketmap `toml:"socketmap"`
 	// Server says how serve runs as a process ([server]).
 	Server Server `toml:"server"`
+	// Accounts says how account passwords are kept ([accounts]).
+	Accounts Accounts `toml:"accounts"`
 	// Log says how serve writes its log ([log]).
 	Log Log `toml:"log"`
 	// Metrics serves Prometheus metrics and a health check ([metrics]).
@@ -249,6 +251,7 @@ func Default() *Config {
 			CommandTimeout: Duration{10 * time.Minute}},
 		Sieve:       defaultSieve(),
 		ManageSieve: ManageSieve{MaxConnections: 100},
+		Accounts:    Accounts{BcryptCost: DefaultBcryptCost},
 	}
 }
 
@@ -479,6 +482,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAuth()...)
 	c.validateDeploy(bad, checkAddr)
 	c.validateSieve(bad, checkAddr)
+	c.validateAccounts(bad)
 	return errors.Join(errs...)
 }
 

@@ -110,7 +110,7 @@ func (a *app) init() error {
 	if err := a.initAuth(); err != nil {
 		return err
 	}
-	a.accounts, err = account.Open(a.db, account.Options{Domains: a.cfg.Domains})
+	a.accounts, err = account.Open(a.db, account.Options{Domains: a.cfg.Domains, BcryptCost: a.cfg.Accounts.BcryptCost})
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ data_dir = "data"
 domains = ["example.org"]
 [lmtp]
 listen = ["127.0.0.1:0"]
-`), 0o600)
+`+mailtest.CheapBcrypt), 0o600)
 	return p
 }
 

@@ -101,15 +101,27 @@ func Binary(t testing.TB) string {
 
 // WriteConfig writes configTOML, with %DATA% replaced by a fresh short
 // temporary directory, to <dir>/mailroom.toml and returns the file and dir.
+// Unless configTOML has an [accounts] table, it adds one with CheapBcrypt:
+// at bcrypt's default cost each `user add` and each login of the race-built
+// binary takes seconds, and the tests make hundreds.
 func WriteConfig(t testing.TB, configTOML string) (path, dir string) {
 	t.Helper()
 	dir = ShortTempDir(t)
 	path = filepath.Join(dir, "mailroom.toml")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(configTOML, "%DATA%", dir)), 0o600); err != nil {
+	text := strings.ReplaceAll(configTOML, "%DATA%", dir)
+	if !strings.Contains(text, "[accounts]") {
+		text += "\n" + CheapBcrypt
+	}
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path, dir
 }
+
+// CheapBcrypt is an [accounts] table with bcrypt's least work factor, for
+// the configurations of tests (the hashes are still bcrypt's, checked the
+// same way).
+const CheapBcrypt = "[accounts]\nbcrypt_cost = 4\n"
 
 // Server is a `mailroom serve` process started for a test.
 type Server struct {

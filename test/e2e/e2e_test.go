@@ -293,10 +293,5 @@ func (tr transcript) dataReplies() []string {
 // with %DATA% replaced by a fresh data_dir, like mailtest.StartServer.
 func writeConfig(t *testing.T, config string) (path, dir string) {
 	t.Helper()
-	dir = mailtest.ShortTempDir(t)
-	path = filepath.Join(dir, "mailroom.toml")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "%DATA%", dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, dir
+	return mailtest.WriteConfig(t, config)
 }
