@@ -84,3 +84,27 @@ func TestSieveCommands(t *testing.T) {
 		t.Errorf(".active after deactivate: %v", err)
 	}
 }
+
+// TestSieveLimitsWiring: [sieve]'s limits reach the scripts' runs and
+// the store's quotas.
+func TestSieveLimitsWiring(t *testing.T) {
+	cfg := queueConfig(t, "[sieve]\nmax_redirects = 2\nmax_actions = 7\nmax_scripts = 3\nmax_script_size = 1000\n")
+	s, err := openSieve(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if l := s.Limits(); l.MaxRedirects != 2 || l.MaxActions != 7 {
+		t.Errorf("limits %+v, want 2 redirects and 7 actions", l)
+	}
+	if s.MaxScriptSize() != 1000 {
+		t.Errorf("max script size %d", s.MaxScriptSize())
+	}
+	home := "example.org/alice"
+	for i, name := range []string{"a", "b", "c", "d"} {
+		err := s.Put(home, name, []byte("keep;"))
+		if (i < 3) != (err == nil) {
+			t.Errorf("script %d: %v (max_scripts = 3)", i+1, err)
+		}
+	}
+}
