@@ -21,6 +21,7 @@ import (
 	"mailroom/internal/ctl"
 	"mailroom/internal/dbcheck"
 	"mailroom/internal/durable"
+	"mailroom/mailbox/maildir"
 	"mailroom/queue"
 )
 
@@ -201,6 +202,7 @@ func verifyBackup(ctx context.Context, dir string) (*backupInfo, error) {
 func cmdRestore(args []string, stdout, stderr io.Writer) error {
 	fs, cf := newFlagSet("restore", stderr)
 	force := fs.Bool("force", false, "move the database, mail and queue already in data_dir aside (as NAME.before-restore-TIME) instead of refusing")
+	keepUIDs := fs.Bool("keep-uids", false, "keep each folder's UIDVALIDITY, when no client can have seen mail after the backup (it was taken with the server stopped, before a move)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -242,6 +244,11 @@ func cmdRestore(args []string, stdout, stderr io.Writer) error {
 	if err := copyFile(filepath.Join(dir, "mailroom.db"), tmp); err != nil {
 		return withExit(exitTempFail, fmt.Errorf("restore the database: %w", err))
 	}
+	renewed, err := renewUIDValidity(tmp, *keepUIDs)
+	if err != nil {
+		os.Remove(tmp)
+		return withExit(exitTempFail, fmt.Errorf("restore the database: %w", err))
+	}
 	if err := syncTree(cfg.DataDir); err != nil {
 		return withExit(exitTempFail, err)
 	}
@@ -251,9 +258,30 @@ func cmdRestore(args []string, stdout, stderr io.Writer) error {
 	if err := durable.SyncDir(cfg.DataDir); err != nil {
 		return withExit(exitTempFail, err)
 	}
+	if renewed > 0 {
+		fmt.Fprintf(stdout, "index: %d folders under a new UIDVALIDITY: mail clients fetch them again (rather than trust UIDs that mail received after the backup had)\n", renewed)
+	}
 	fmt.Fprintf(stdout, "restored %s (taken %s): %d accounts, %d messages, %d queued; start mailroom serve\n",
 		dir, info.Created.Format(time.RFC3339), info.Accounts, info.Messages, info.Queued)
 	return nil
+}
+
+// renewUIDValidity gives every folder of the database at path a new
+// UIDVALIDITY unless keep: the UIDs handed out after the backup was
+// taken would otherwise be handed out again to other messages.
+func renewUIDValidity(path string, keep bool) (int, error) {
+	if keep {
+		return 0, nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return 0, err
+	}
+	n, err := maildir.RenewUIDValidity(db)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
 }
 
 // clearForRestore refuses (or with force, moves aside) what data_dir

@@ -3,11 +3,14 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"mailroom/internal/mailtest"
+	"mailroom/mailbox"
+	"mailroom/mailbox/maildir"
 )
 
 // TestBackupRestore: a backup taken without a server restores into an
@@ -39,13 +42,25 @@ func TestBackupRestore(t *testing.T) {
 	// Into a new installation.
 	other := writeConfig(t)
 	otherData := filepath.Join(filepath.Dir(other), "data")
-	if out, code := cli(t, "", "restore", "-config", other, dir); code != 0 || !strings.Contains(out, "3 accounts, 10 messages, 1 queued") {
+	if out, code := cli(t, "", "restore", "-config", other, dir); code != 0 || !strings.Contains(out, "3 accounts, 10 messages, 1 queued") || !strings.Contains(out, "under a new UIDVALIDITY") {
 		t.Fatalf("restore: %d %s", code, out)
 	}
 	for _, p := range []string{filepath.Join(dir, datedRel), filepath.Join(otherData, datedRel)} {
 		if st, err := os.Stat(p); err != nil || !st.ModTime().Equal(old) {
 			t.Errorf("%s: mtime not kept (the message's INTERNALDATE): %v", p, err)
 		}
+	}
+	// Under a new UIDVALIDITY, with the same UIDs; -keep-uids keeps it.
+	was, now := inboxOf(t, cfgPath, "example.org/alice"), inboxOf(t, other, "example.org/alice")
+	if now.UIDValidity <= was.UIDValidity || !slices.Equal(uidList(now), uidList(was)) {
+		t.Errorf("restored INBOX: V%d %v; before V%d %v: want a new UIDVALIDITY and the same UIDs", now.UIDValidity, uidList(now), was.UIDValidity, uidList(was))
+	}
+	kept := writeConfig(t)
+	if out, code := cli(t, "", "restore", "-keep-uids", "-config", kept, dir); code != 0 || strings.Contains(out, "new UIDVALIDITY") {
+		t.Fatalf("restore -keep-uids: %d %s", code, out)
+	}
+	if k := inboxOf(t, kept, "example.org/alice"); k.UIDValidity != was.UIDValidity || !slices.Equal(uidList(k), uidList(was)) {
+		t.Errorf("restore -keep-uids: V%d %v, want V%d %v", k.UIDValidity, uidList(k), was.UIDValidity, uidList(was))
 	}
 	list, _ := cli(t, "", "user", "list", "-config", other)
 	if strings.Count(list, "@example.org") != 3 {
@@ -105,4 +120,44 @@ func TestRepairFromBackup(t *testing.T) {
 	if _, err := a.accounts.Authenticate("carol@example.org", "pw-carol"); err != nil {
 		t.Errorf("carol's password after repair from the backup: %v", err)
 	}
+}
+
+// inboxOf is the INBOX of home as the index of the installation of
+// cfgPath has it.
+func inboxOf(t *testing.T, cfgPath, home string) *mailbox.Snapshot {
+	t.Helper()
+	sess, done := openFolders(t, cfgPath, home)
+	defer done()
+	snap, err := sess.Sync(t.Context(), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// openFolders opens the folders of home in the installation of cfgPath,
+// as an IMAP session would; done closes them and the installation.
+func openFolders(t *testing.T, cfgPath, home string) (sess mailbox.Folders, done func()) {
+	t.Helper()
+	a := testApp(t, cfgPath)
+	ix, err := maildir.NewIndex(a.db, a.maildir, maildir.IndexOptions{})
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	sess, err = ix.Open(t.Context(), home)
+	if err != nil {
+		ix.Close()
+		a.Close()
+		t.Fatal(err)
+	}
+	return sess, func() { sess.Close(); ix.Close(); a.Close() }
+}
+
+func uidList(s *mailbox.Snapshot) []uint32 {
+	var out []uint32
+	for _, m := range s.Messages {
+		out = append(out, m.UID)
+	}
+	return out
 }

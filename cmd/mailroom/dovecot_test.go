@@ -14,7 +14,6 @@ import (
 
 	"mailroom/internal/mailtest"
 	"mailroom/mailbox"
-	"mailroom/mailbox/maildir"
 )
 
 // folderView is what an IMAP client keeps of a folder: its UIDVALIDITY
@@ -29,19 +28,9 @@ type folderView struct {
 // that the UIDs have a gap and the flags a change.
 func mailroomView(t *testing.T, cfgPath, home string) folderView {
 	t.Helper()
-	a := testApp(t, cfgPath)
-	defer a.Close()
-	ix, err := maildir.NewIndex(a.db, a.maildir, maildir.IndexOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
+	sess, done := openFolders(t, cfgPath, home)
+	defer done()
 	ctx := context.Background()
-	sess, err := ix.Open(ctx, home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	snap, err := sess.Sync(ctx, "INBOX")
 	if err != nil || len(snap.Messages) < 3 {
 		t.Fatalf("INBOX of %s: %v %+v", home, err, snap)

@@ -150,9 +150,9 @@ Before it opens mailroom.db, serve (like every command that opens it) has the fi
 		},
 		{
 			name:    "restore",
-			usage:   []string{"restore [-force] [-config FILE] DIR"},
+			usage:   []string{"restore [-force] [-keep-uids] [-config FILE] DIR"},
 			summary: "Put the backup in DIR back into data_dir, with serve stopped.",
-			text:    `The backup is verified first. A data_dir that already holds a database, mail or a queue is refused unless -force, which moves them aside (NAME.before-restore-TIME). The database is put in place last, so that a restore cut short leaves no database (which every command refuses) rather than one without its mail. Messages received after the backup are not in it; UIDs are those the backup recorded.`,
+			text:    `The backup is verified first. A data_dir that already holds a database, mail or a queue is refused unless -force, which moves them aside (NAME.before-restore-TIME). The database is put in place last, so that a restore cut short leaves no database (which every command refuses) rather than one without its mail. Messages received after the backup are not in it. Every folder keeps its messages, UIDs, flags and keywords, under a new UIDVALIDITY: mail clients may have seen UIDs handed out after the backup, to mail it does not hold, which the restored folder would hand out again; so they fetch each folder again instead of trusting their caches. -keep-uids keeps the UIDVALIDITY, for a backup after which no client saw any change (taken with the server stopped, to move it).`,
 			exit:    "0 restored, 65 the backup is damaged or data_dir holds data, 75 it could not be written.",
 			flagsOf: [][]string{nil},
 			run:     func(c *cmdIO) error { return cmdRestore(c.args, c.stdout, c.stderr) },

@@ -176,3 +176,55 @@ func TestDovecotExport(t *testing.T) {
 		t.Errorf("read back: V%d %v N%d, want V%d %v N%d", again.UIDValidity, uidsOf(again), again.UIDNext, inbox.UIDValidity, uidsOf(inbox), inbox.UIDNext)
 	}
 }
+
+// TestRenewUIDValidity: after a restore, every folder gets a UIDVALIDITY
+// larger than any before and keeps its messages, UIDs, flags and
+// keywords; a folder made afterwards gets a larger one still.
+func TestRenewUIDValidity(t *testing.T) {
+	t.Parallel()
+	e := newIndexEnv(t)
+	for i := range 3 {
+		e.deliver(testHome, fmt.Sprintf("Subject: %d\n\nbody\n", i))
+	}
+	f := e.folders(testHome)
+	ctx := t.Context()
+	inbox := mustSync(t, f, "INBOX")
+	if _, err := f.SetFlags(ctx, "INBOX", []uint32{inbox.Messages[0].UID}, mailbox.FlagsAdd, []string{`\Flagged`, "$Work"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Append(ctx, "Archive", strings.NewReader("Subject: a\r\n\r\nx\r\n"), []string{`\Seen`}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]*mailbox.Snapshot{"INBOX": mustSync(t, f, "INBOX"), "Archive": mustSync(t, f, "Archive")}
+	e.close()
+	db, err := bolt.Open(e.dbPath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := RenewUIDValidity(db)
+	db.Close()
+	if err != nil || n < 2 {
+		t.Fatalf("RenewUIDValidity: %d folders, %v", n, err)
+	}
+	e.open()
+	f = e.folders(testHome)
+	highest := uint32(0)
+	for name, b := range before {
+		a := mustSync(t, f, name)
+		if a.UIDValidity <= b.UIDValidity || !slices.Equal(uidsOf(a), uidsOf(b)) || a.UIDNext != b.UIDNext {
+			t.Errorf("%s: V%d %v N%d, want a larger UIDVALIDITY than %d and the UIDs %v N%d", name, a.UIDValidity, uidsOf(a), a.UIDNext, b.UIDValidity, uidsOf(b), b.UIDNext)
+		}
+		for i, m := range a.Messages {
+			if !slices.Equal(m.Flags, b.Messages[i].Flags) {
+				t.Errorf("%s UID %d: flags %v, were %v", name, m.UID, m.Flags, b.Messages[i].Flags)
+			}
+		}
+		highest = max(highest, a.UIDValidity)
+	}
+	if err := f.Create(ctx, "Later"); err != nil {
+		t.Fatal(err)
+	}
+	if later := mustSync(t, f, "Later"); later.UIDValidity <= highest {
+		t.Errorf("a folder made after the renewal: UIDVALIDITY %d, not above %d", later.UIDValidity, highest)
+	}
+}

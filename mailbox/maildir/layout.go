@@ -127,3 +127,46 @@ func (f *folder) bucket(tx *bolt.Tx) (*bolt.Bucket, error) {
 	}
 	return fb, nil
 }
+
+// RenewUIDValidity gives every folder of the index in db a new
+// UIDVALIDITY, larger than any handed out before, keeping its messages,
+// UIDs, flags and keywords. It is for a database put back from a backup:
+// clients may have seen UIDs handed out after the backup was taken, to
+// mail the backup does not hold, and the restored folder would hand them
+// out again to other mail (RFC 9051 §2.3.1.1 forbids that under one
+// UIDVALIDITY); under a new one, clients fetch the folder again instead
+// of trusting their caches. It returns how many folders it renewed.
+func RenewUIDValidity(db *bolt.DB) (folders int, err error) {
+	err = db.Update(func(tx *bolt.Tx) error {
+		top := tx.Bucket(bucketIMAP)
+		if top == nil || top.Bucket(bucketMeta) == nil || top.Bucket(bucketHomes) == nil {
+			return nil // no index yet
+		}
+		homes := top.Bucket(bucketHomes)
+		next := uint32(time.Now().Unix())
+		if last := top.Bucket(bucketMeta).Get(keyUIDV); len(last) == 4 {
+			next = max(next, binary.BigEndian.Uint32(last)+1)
+		}
+		return homes.ForEachBucket(func(home []byte) error {
+			fs := homes.Bucket(home).Bucket(bucketFolders)
+			if fs == nil {
+				return nil
+			}
+			return fs.ForEachBucket(func(name []byte) error {
+				fb := fs.Bucket(name)
+				m, ok := decodeMeta(fb.Get(keyMeta))
+				if !ok {
+					return nil // rebuilt under a new one when opened
+				}
+				m.uidValidity = max(next, m.uidValidity+1)
+				next = m.uidValidity + 1
+				if err := fb.Put(keyMeta, m.encode()); err != nil {
+					return err
+				}
+				folders++
+				return noteUIDValidity(tx, m.uidValidity)
+			})
+		})
+	})
+	return folders, err
+}
