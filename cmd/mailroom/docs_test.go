@@ -110,15 +110,16 @@ func mailroomCommands(block string) [][]string {
 	return out
 }
 
-// TestAdminGuide: every mailroom command line in docs/ names a command,
-// an action and flags that exist, and every toml block is a
-// configuration mailroom accepts, so that the guide cannot drift from
+// TestAdminGuide: every mailroom command line in docs/ and the README
+// names a command, an action and flags that exist, and every toml block
+// is a configuration mailroom accepts, so that neither can drift from
 // the program.
 func TestAdminGuide(t *testing.T) {
 	docs, err := filepath.Glob(filepath.Join(mailtest.ModuleRoot(t), "docs", "*.md"))
 	if err != nil || len(docs) == 0 {
 		t.Fatalf("no docs/*.md: %v", err)
 	}
+	docs = append(docs, filepath.Join(mailtest.ModuleRoot(t), "README.md"))
 	commandsSeen := 0
 	for _, doc := range docs {
 		for _, b := range codeBlocks(t, doc) {
@@ -138,7 +139,7 @@ func TestAdminGuide(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d mailroom command lines in docs/", commandsSeen)
+	t.Logf("%d mailroom command lines in docs/ and README.md", commandsSeen)
 	if commandsSeen < 10 {
 		t.Errorf("only %d mailroom command lines found in docs/: the parser is broken", commandsSeen)
 	}
