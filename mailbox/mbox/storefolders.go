@@ -370,11 +370,49 @@ func (s *session) Create(ctx context.Context, name string) error {
 	if _, err := s.a.s.root.Lstat(p.String()); err == nil {
 		return fmt.Errorf("%w: %s", mailbox.ErrFolderExists, canon)
 	}
+	if err := s.emptyParents(ctx, canon); err != nil {
+		return err
+	}
 	if err := s.a.s.makeFile(p); err != nil {
 		return err
 	}
 	s.a.forget(canon)
 	return s.a.s.opts.DB.Update(func(tx *bolt.Tx) error { return s.a.dropIndex(tx, canon) })
+}
+
+// emptyParents turns the folders above canon that are empty files into
+// directories, so that CREATE of a child of a folder just made (a client
+// building a tree) works; a parent that holds messages stays, and the
+// CREATE is refused. The caller holds a.mu exclusively.
+func (s *session) emptyParents(ctx context.Context, canon string) error {
+	levels := strings.Split(canon, "/")
+	for i := 1; i < len(levels); i++ {
+		parent := strings.Join(levels[:i], "/")
+		if parent == inbox {
+			continue
+		}
+		p := s.a.s.place(s.a.home, parent)
+		fi, err := s.a.s.root.Lstat(p.String())
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+			continue
+		}
+		_, unlock, err := s.a.s.lock(ctx, p)
+		if err != nil {
+			return err
+		}
+		if fi, err = s.a.s.root.Lstat(p.String()); err == nil && fi.Size() == 0 {
+			err = s.a.s.root.Remove(p.String())
+		}
+		unlock()
+		if err != nil {
+			return fmt.Errorf("mbox: make %s a folder of folders: %w", parent, err)
+		}
+		s.a.forget(parent)
+		if err := s.a.s.opts.DB.Update(func(tx *bolt.Tx) error { return s.a.dropIndex(tx, parent) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Delete removes a folder's file and index; a directory (a folder of

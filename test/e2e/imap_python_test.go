@@ -92,8 +92,17 @@ const walkIdleSubject = "Delivered while idling"
 // against the messages delivered here, as stored in the Maildir.
 func TestIMAPPythonWalk(t *testing.T) {
 	t.Parallel()
+	for _, f := range storeFormats {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			pythonWalk(t, f.name, f.config)
+		})
+	}
+}
+
+func pythonWalk(t *testing.T, format, config string) {
 	python := mailtest.NeedTool(t, "python3")
-	s := startIMAPServer(t, "", "alice@example.org")
+	s := startIMAPServer(t, config, "alice@example.org")
 
 	type specMessage struct {
 		Name      string  `json:"name"`
@@ -107,11 +116,11 @@ func TestIMAPPythonWalk(t *testing.T) {
 		{"multi", "dave@example.com", walkMulti, "<multi-2@example.com>"},
 		{"big", "bob@example.org", walkBig, "<big-3@example.org>"},
 	} {
-		before := maildirNew(t, filepath.Join(s.DataDir, "mail"), "example.org/alice")
+		before := storedMessages(t, s, format, "example.org/alice")
 		at := deliverLMTP(t, s.LMTP, m.from, "alice@example.org", m.text)
-		got := newSince(t, filepath.Join(s.DataDir, "mail"), "example.org/alice", before)
+		got := storedMessages(t, s, format, "example.org/alice")[len(before):]
 		if len(got) != 1 {
-			t.Fatalf("delivering %s: %d new files in Maildir/new, want 1", m.name, len(got))
+			t.Fatalf("delivering %s: %d new messages in the store, want 1", m.name, len(got))
 		}
 		if tr := splitTrace(t, got[0].Data); tr.Rest != m.text {
 			t.Fatalf("%s stored as %q, want %q after the trace fields", m.name, tr.Rest, m.text)

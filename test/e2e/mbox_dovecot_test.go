@@ -14,10 +14,46 @@ import (
 	"testing"
 
 	"mailroom/internal/mailtest"
+	"mailroom/mailbox/mbox"
 )
 
 // mboxConfig is imapConfigTemplate's extra part for an mbox store.
 const mboxConfig = "[delivery]\nformat = \"mbox\"\n"
+
+// storeFormats are the two stores, for the IMAP tests that run on both
+// (their extra configuration for startIMAPServer).
+var storeFormats = []struct{ name, config string }{
+	{"maildir", ""},
+	{"mbox", mboxConfig},
+}
+
+// storedMessages returns the messages in home's INBOX as stored: the
+// files of Maildir/new in delivery order, or the messages of the mbox
+// (its quoting undone, as mbox.Split reads them).
+func storedMessages(t *testing.T, s *imapServer, format, home string) []stored {
+	t.Helper()
+	root := filepath.Join(s.DataDir, "mail")
+	if format != "mbox" {
+		return maildirNew(t, root, home)
+	}
+	f, err := os.Open(filepath.Join(root, home, "mbox"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	msgs, err := mbox.Split(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]stored, len(msgs))
+	for i, m := range msgs {
+		out[i] = stored{Name: fmt.Sprint(i), Data: string(m.Body)}
+	}
+	return out
+}
 
 // dovecotIMAP runs Dovecot's imap (dovecot-imapd) preauthenticated on
 // stdin and stdout as the owner of the mail home home (an absolute
