@@ -59,10 +59,8 @@ func openQueue(a *app, qc config.Queue) (*queue.Queue, error) {
 		DelayWarning: delayWarning,
 		Concurrency:  qs.Concurrency,
 		Signer:       a.queueSigner(),
-		// proto=queue tells its deliveries from mda's (the metrics'
-		// path label).
-		Logger: a.log.With("proto", "queue"),
-		Panics: a.panics,
+		Logger:       a.log,
+		Panics:       a.panics,
 	})
 }
 

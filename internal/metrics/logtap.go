@@ -13,15 +13,14 @@ func (m *Metrics) Log(next slog.Handler) slog.Handler {
 	return &logTap{next: next, m: m}
 }
 
-// queueProto is the proto of the outgoing queue's records (the logger
-// serve gives it): its deliveries are counted under path "queue".
-const queueProto = "queue"
-
 // fields are the keys of a record that the counters read.
 type fields struct {
 	event, proto, reply string
 	delay               time.Duration
 	hasDelay            bool
+	// kind (mailbox, command, file, ...) is on mda's delivery records
+	// and not on the outgoing queue's: it tells the two paths apart.
+	hasKind bool
 }
 
 func (f *fields) set(a slog.Attr) {
@@ -33,6 +32,8 @@ func (f *fields) set(a slog.Attr) {
 		f.proto = v.String()
 	case "reply":
 		f.reply = v.String()
+	case "kind":
+		f.hasKind = true
 	case "delay":
 		if v.Kind() == slog.KindDuration {
 			f.delay, f.hasDelay = v.Duration(), true
@@ -86,9 +87,9 @@ func (h *logTap) Handle(ctx context.Context, r slog.Record) error {
 // count adds one outcome record to the counters.
 func (m *Metrics) count(f fields, msg string) {
 	m.events.WithLabelValues(f.event).Inc()
-	path := "local"
-	if f.proto == queueProto {
-		path = "queue"
+	path := "queue"
+	if f.hasKind {
+		path = "local"
 	}
 	switch f.event {
 	case "received":

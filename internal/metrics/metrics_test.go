@@ -64,15 +64,16 @@ func TestLogCounts(t *testing.T) {
 		{
 			name: "local and queue deliveries with their delays",
 			recs: []logged{
-				{nil, "delivered", []any{"event", "delivered", "proto", "smtp", "delay", 3 * time.Millisecond}},
-				{nil, "delivered", []any{"event", "delivered", "proto", "LMTP", "delay", 70 * time.Millisecond}},
-				{nil, "delivery failed", []any{"event", "deferred", "proto", "smtp"}},
-				{nil, "delivery failed", []any{"event", "bounced", "proto", "local"}},
-				{[]any{"proto", "queue"}, "sent", []any{"event", "sent", "via", "smtp", "delay", 2 * time.Hour}},
-				{[]any{"proto", "queue"}, "deferred", []any{"event", "deferred"}},
-				{[]any{"proto", "queue"}, "expired", []any{"event", "expired"}},
+				{nil, "delivered", []any{"event", "delivered", "kind", "mailbox", "proto", "smtp", "delay", 3 * time.Millisecond}},
+				{nil, "delivered", []any{"event", "delivered", "kind", "command", "proto", "LMTP", "delay", 70 * time.Millisecond}},
+				{nil, "delivery failed", []any{"event", "deferred", "kind", "mailbox", "proto", "smtp"}},
+				{nil, "delivery failed", []any{"event", "bounced", "kind", "file", "proto", "local"}},
+				// The queue's records: no kind.
+				{[]any{"queue_id", "Q", "delay", 2 * time.Hour}, "sent", []any{"event", "sent", "via", "smtp"}},
+				{[]any{"queue_id", "Q"}, "deferred", []any{"event", "deferred", "status", "4.4.1"}},
+				{[]any{"queue_id", "Q"}, "expired", []any{"event", "expired"}},
 				// A delay that is not a duration is not observed.
-				{[]any{"proto", "queue"}, "sent", []any{"event", "sent", "delay", "soon"}},
+				{nil, "sent", []any{"event", "sent", "delay", "soon"}},
 			},
 			want: []string{
 				`mailroom_deliveries_total{path="local",result="delivered"} 2`,
@@ -316,4 +317,34 @@ func grep(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestReloaded: a failed reload sets config_last_reload_successful to 0
+// and keeps the time of the last full one; a good one sets both.
+func TestReloaded(t *testing.T) {
+	t.Parallel()
+	m := New(Options{})
+	if got := testutil.ToFloat64(m.reloadOK); got != 1 {
+		t.Fatalf("at the start: %v, want 1", got)
+	}
+	start := testutil.ToFloat64(m.reloadTime)
+	if start <= 0 {
+		t.Fatalf("no start time: %v", start)
+	}
+	m.Reloaded(false)
+	if got := testutil.ToFloat64(m.reloadOK); got != 0 {
+		t.Errorf("after a failed reload: %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.reloadTime); got != start {
+		t.Errorf("a failed reload moved the time of the last good one: %v, want %v", got, start)
+	}
+	m.Reloaded(true)
+	if got := testutil.ToFloat64(m.reloadOK); got != 1 {
+		t.Errorf("after a good reload: %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.reloadTime); got < start {
+		t.Errorf("time of the good reload %v before the start's %v", got, start)
+	}
+	var none *Metrics
+	none.Reloaded(true) // no [metrics]: nothing to record, no panic
 }
