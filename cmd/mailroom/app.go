@@ -22,6 +22,7 @@ import (
 	"mailroom/account"
 	"mailroom/config"
 	"mailroom/internal/authdelay"
+	"mailroom/internal/certs"
 	"mailroom/internal/ctl"
 	"mailroom/internal/metrics"
 	"mailroom/internal/panics"
@@ -70,6 +71,8 @@ type app struct {
 	prebound *prebound
 	// metrics counts what serve does, with [metrics] listen (else nil).
 	metrics *metrics.Metrics
+	// certs is serve's [tls] key pair (nil without one).
+	certs *certs.Store
 }
 
 // errDBLocked means another process holds mailroom.db.

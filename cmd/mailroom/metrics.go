@@ -35,6 +35,9 @@ func (svc *services) addMetrics(a *app) error {
 		Health:  a.health,
 		Logger:  a.log,
 	})
+	if a.certs != nil {
+		a.metrics.CertificateExpiry(a.certs.NotAfter)
+	}
 	svc.servers = append(svc.servers, srv)
 	return svc.add(a.cfg.Metrics.Listen, "metrics", listen.UnixOptions{}, srv.Serve)
 }

@@ -13,10 +13,11 @@ import (
 // delivery and the MX's relay decision follow it from the next command or
 // recipient on). A file with an error is refused and logged, and the old
 // configuration stays in force; changes to keys that need a restart
-// (listeners, data_dir, limits...) are logged as such.
-func reloadConfig(a *app) {
+// (listeners, data_dir, limits...) are logged as such. It reports
+// whether the file was taken.
+func reloadConfig(a *app) bool {
 	if a.cfg.Path == "" {
-		return
+		return true
 	}
 	prev := a.reloaded
 	if prev == nil {
@@ -25,18 +26,18 @@ func reloadConfig(a *app) {
 	next, err := config.Load(a.cfg.Path)
 	if err != nil {
 		a.log.Error("configuration not reloaded; the old one stays in force", "file", a.cfg.Path, "err", err)
-		return
+		return false
 	}
 	if !slices.Equal(next.Domains, prev.Domains) {
 		// account first: a user add for a new domain may follow at once.
 		if err := a.accounts.SetDomains(next.Domains); err != nil {
 			a.log.Error("configuration not reloaded; the old one stays in force", "file", a.cfg.Path, "err", err)
-			return
+			return false
 		}
 		if err := a.mda.SetDomains(next.Domains); err != nil {
 			a.accounts.SetDomains(prev.Domains)
 			a.log.Error("configuration not reloaded; the old one stays in force", "file", a.cfg.Path, "err", err)
-			return
+			return false
 		}
 		a.log.Info("domains reloaded", "domains", next.Domains,
 			"added", missingFrom(next.Domains, prev.Domains), "removed", missingFrom(prev.Domains, next.Domains))
@@ -48,6 +49,7 @@ func reloadConfig(a *app) {
 	}
 	a.reloaded = next
 	a.log.Info("configuration reloaded", "file", a.cfg.Path)
+	return true
 }
 
 // missingFrom lists the entries of a that b lacks.

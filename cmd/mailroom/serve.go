@@ -106,6 +106,7 @@ func serve(ctx context.Context, a *app) error {
 	if err != nil {
 		return withExit(exitConfig, err)
 	}
+	a.certs = certStore
 	svc, err := buildServers(a, tlsConfig)
 	if err != nil {
 		return withExit(exitTempFail, err)
@@ -299,13 +300,18 @@ func reloadOnHUP(ctx context.Context, a *app, certStore *certs.Store) {
 // certificate again; what fails to load is logged and the old one stays
 // in force.
 func reload(a *app, certStore *certs.Store) {
-	reloadConfig(a)
+	ok := reloadConfig(a)
+	// The metrics say whether everything was taken (an alert on a
+	// reload that was not, as for Prometheus's own).
+	defer func() { a.metrics.Reloaded(ok) }()
 	if err := reloadAliases(a); err != nil {
 		a.log.Error("aliases file not reloaded; the old table stays in force", "err", err)
+		ok = false
 	}
 	if certStore != nil {
 		if err := certStore.Reload(); err != nil {
 			a.log.Error("TLS certificate not reloaded; the old one stays in use", "err", err)
+			ok = false
 			return
 		}
 		a.log.Info("TLS certificate reloaded")

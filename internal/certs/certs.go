@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // Store is a reloadable key pair.
@@ -32,6 +33,16 @@ func (s *Store) Reload() error {
 	}
 	s.current.Store(&c)
 	return nil
+}
+
+// NotAfter is when the certificate in use expires (its first one, the
+// server's own, for a chain), for the metrics: a renewal that did not
+// happen, or was not reloaded, shows before clients refuse it.
+func (s *Store) NotAfter() time.Time {
+	if leaf := s.current.Load().Leaf; leaf != nil {
+		return leaf.NotAfter
+	}
+	return time.Time{}
 }
 
 // Config returns a server configuration that always presents the current

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"os"
 	"testing"
+	"time"
 
 	"mailroom/internal/mailtest"
 )
@@ -16,6 +17,9 @@ func TestLoadAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := s.Config().GetCertificate(&tls.ClientHelloInfo{})
+	if until := time.Until(s.NotAfter()); until < 23*time.Hour || until > 25*time.Hour {
+		t.Errorf("NotAfter is %v from now, want the test certificate's 24h", until)
+	}
 
 	// A renewed certificate is picked up by Reload.
 	mailtest.TestCert(t, dir)
@@ -25,6 +29,9 @@ func TestLoadAndReload(t *testing.T) {
 	second, _ := s.Config().GetCertificate(&tls.ClientHelloInfo{})
 	if string(first.Certificate[0]) == string(second.Certificate[0]) {
 		t.Fatal("Reload kept the old certificate")
+	}
+	if !s.NotAfter().Equal(second.Leaf.NotAfter) {
+		t.Errorf("NotAfter %v after a reload, want the renewed certificate's %v", s.NotAfter(), second.Leaf.NotAfter)
 	}
 
 	// A broken file keeps the last good pair.

@@ -17,6 +17,7 @@ package metrics
 
 import (
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -47,6 +48,8 @@ type Metrics struct {
 	accepted *prometheus.CounterVec
 	open     *prometheus.GaugeVec
 	imap     prometheus.Gauge
+
+	reloadOK, reloadTime prometheus.Gauge
 }
 
 // New returns Metrics with every mailroom metric and Go's runtime and
@@ -101,8 +104,41 @@ func New(opts Options) *Metrics {
 		ConstLabels: prometheus.Labels{"version": opts.Version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	m.reg.MustRegister(m.received, m.rejected, m.deliveries, m.latency, m.authFails, m.refused, m.events,
+	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_last_reload_successful",
+		Help: "1 if the last SIGHUP reload took the configuration, the aliases file and the key pair (or none came yet), 0 if it kept an old one (the log says which).",
+	})
+	m.reloadOK.Set(1)
+	m.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
+		Help: "When the configuration was last loaded in full (the start, or a SIGHUP), as a Unix time.",
+	})
+	m.reloadTime.SetToCurrentTime()
+	m.reg.MustRegister(m.reloadOK, m.reloadTime, m.received, m.rejected, m.deliveries, m.latency, m.authFails, m.refused, m.events,
 		m.accepted, m.open, m.imap, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Reloaded records a SIGHUP reload: ok if everything was taken. A nil
+// Metrics records nothing.
+func (m *Metrics) Reloaded(ok bool) {
+	if m == nil {
+		return
+	}
+	if !ok {
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloadOK.Set(1)
+	m.reloadTime.SetToCurrentTime()
+}
+
+// CertificateExpiry adds the expiry of the TLS certificate in use, as
+// notAfter tells it at each scrape.
+func (m *Metrics) CertificateExpiry(notAfter func() time.Time) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate in use expires, as a Unix time (alert well before: a renewal that failed, or was not reloaded with SIGHUP).",
+	}, func() float64 { return float64(notAfter().Unix()) }))
 }

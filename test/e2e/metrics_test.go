@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +26,9 @@ import (
 const metricsConfig = `hostname = "mx.test"
 data_dir = "%DATA%"
 domains = ["example.org"]
+[tls]
+cert = "%CERT%"
+key = "%KEY%"
 [smtp]
 listen = ["127.0.0.1:0"]
 [submission]
@@ -48,7 +54,10 @@ listen = "127.0.0.1:0"
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	curl := mailtest.NeedTool(t, "curl")
-	s := mailtest.StartServer(t, metricsConfig)
+	cert, key := mailtest.TestCert(t, mailtest.ShortTempDir(t))
+	cfgText := strings.NewReplacer("%CERT%", cert, "%KEY%", key).Replace(metricsConfig)
+	cfgPath, dir := mailtest.WriteConfig(t, cfgText)
+	s := mailtest.StartServerConfig(t, cfgPath, dir)
 	if out, code := s.Run(t, smtpPassword+"\n", "user", "add", "alice@example.org"); code != 0 {
 		t.Fatalf("user add: exit %d\n%s", code, out)
 	}
@@ -129,6 +138,7 @@ func TestMetrics(t *testing.T) {
 		{"mailroom_queue_held_messages", nil, 0},
 		{"mailroom_panics_total", nil, 0},
 		{"mailroom_build_info", nil, 1},
+		{"mailroom_config_last_reload_successful", nil, 1},
 	} {
 		got, ok := sample(fams, c.name, c.labels...)
 		if !ok || got != c.want {
@@ -137,6 +147,9 @@ func TestMetrics(t *testing.T) {
 	}
 	if age, _ := sample(fams, "mailroom_queue_oldest_age_seconds"); age <= 0 || age > 600 {
 		t.Errorf("mailroom_queue_oldest_age_seconds = %v, want the few seconds since the submission", age)
+	}
+	if v, _ := sample(fams, "mailroom_tls_certificate_expiry_timestamp_seconds"); v != float64(certNotAfter(t, cert, key).Unix()) {
+		t.Errorf("mailroom_tls_certificate_expiry_timestamp_seconds = %v, want the certificate's %v", v, certNotAfter(t, cert, key).Unix())
 	}
 	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes"} {
 		if v, ok := sample(fams, name); !ok || v <= 0 {
@@ -162,6 +175,30 @@ func TestMetrics(t *testing.T) {
 	if out, err := exec.Command(curl, "-sS", "-w", " %{http_code}", base+"/healthz").Output(); err != nil || string(out) != "ok\n 200" {
 		t.Errorf("curl /healthz: %q, %v; want ok and 200", out, err)
 	}
+	// A reload that cannot take the file shows; the next good one too.
+	started, _ := sample(fams, "mailroom_config_last_reload_success_timestamp_seconds")
+	reloaded := func(want float64) {
+		t.Helper()
+		if err := syscall.Kill(s.PID(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		mailtest.Eventually(t, 30*time.Second, fmt.Sprintf("mailroom_config_last_reload_successful %v", want), func() bool {
+			v, _ := sample(scrape(t, curl, base+"/metrics"), "mailroom_config_last_reload_successful")
+			return v == want
+		})
+	}
+	if err := os.WriteFile(cfgPath, []byte("domains = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloaded(0)
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloaded(1)
+	if now, _ := sample(scrape(t, curl, base+"/metrics"), "mailroom_config_last_reload_success_timestamp_seconds"); now < started {
+		t.Errorf("last good reload at %v, before the start's %v", now, started)
+	}
+
 	// Closed sessions leave the gauges.
 	ic.c.Close()
 	mailtest.Eventually(t, 30*time.Second, "the IMAP session gone from the gauge", func() bool {
@@ -234,6 +271,16 @@ func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
 			}
 		}
 	}
+}
+
+// certNotAfter is the expiry of the PEM key pair's certificate.
+func certNotAfter(t *testing.T, cert, key string) time.Time {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair.Leaf.NotAfter
 }
 
 // scrape fetches url with curl and parses Prometheus's text format.
