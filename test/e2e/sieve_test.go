@@ -213,6 +213,32 @@ func TestSieveVacationAndRedirect(t *testing.T) {
 	if n := len(maildirNew(t, mailRoot(s), "example.org/alice")); n != 2 {
 		t.Errorf("alice has %d messages, want both", n)
 	}
+	// A long thread: the reply's References is folded within RFC 5322's
+	// lines, and dkimpy still verifies the signature over it.
+	var refs []string
+	for i := range 60 {
+		refs = append(refs, fmt.Sprintf("<thread-message-%02d@remote.example>", i))
+	}
+	deliverLMTP(t, lmtpAddr, "erin@remote.example", "alice@example.org",
+		"From: erin@remote.example\nTo: alice@example.org\nSubject: re: long thread\nMessage-ID: <m3@remote.example>\nReferences: "+
+			strings.Join(refs, "\n ")+"\n\nand?\n")
+	select {
+	case <-mta.Arrived():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no vacation reply to the long thread in 30s\n%s", s.Log())
+	}
+	long := mta.Got()[1]
+	for i, l := range strings.Split(long.Data, "\r\n") {
+		if len(l) > 998 {
+			t.Errorf("reply line %d is %d octets", i+1, len(l))
+		}
+	}
+	if !strings.Contains(long.Data, "<thread-message-00@remote.example>") || !strings.Contains(long.Data, "<m3@remote.example>") {
+		t.Errorf("the reply's References lacks the thread's first or the message:\n%s", long.Data)
+	}
+	if rep, ok := dkimtest.DKIMPy(t, dns.Addr, long.Data); !ok {
+		t.Errorf("dkimpy did not verify the long-thread reply:\n%s\n%s", rep, long.Data)
+	}
 
 	deliverLMTP(t, lmtpAddr, "dave@remote.example", "bob@example.org", "From: dave@remote.example\nSubject: fwd me\n\nplease\n")
 	select {
@@ -221,10 +247,10 @@ func TestSieveVacationAndRedirect(t *testing.T) {
 		t.Fatalf("the redirect did not arrive in 30s\n%s", s.Log())
 	}
 	got := mta.Got()
-	if len(got) != 2 {
-		t.Fatalf("the MX got %d messages, want the reply and the redirect (no second reply)", len(got))
+	if len(got) != 3 {
+		t.Fatalf("the MX got %d messages, want the two replies and the redirect (no second reply to carol)", len(got))
 	}
-	fwd := got[1]
+	fwd := got[2]
 	if !strings.HasPrefix(fwd.From, "SRS0=") || !strings.HasSuffix(fwd.From, "@example.org") || len(fwd.To) != 1 || fwd.To[0] != "bob@remote.example" {
 		t.Errorf("redirect envelope %q -> %q, want an SRS0 sender", fwd.From, fwd.To)
 	}
