@@ -37,7 +37,7 @@ func cmdDovecot(args []string, stdout, stderr io.Writer) error {
 	if err := serverStopped(ctx, cfg, "stop it, and deliveries, before handing the Maildirs to Dovecot"); err != nil {
 		return err
 	}
-	a, err := openChecked(cfg, slog.New(slog.DiscardHandler), time.Second)
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
 	if err != nil {
 		return err
 	}
