@@ -185,9 +185,17 @@ func reply(act *gomilter.Action) *Reply {
 			} else {
 				r.Enhanced = "5.7.1"
 			}
-			// Only the first line: the text goes into one reply line.
+			// Only the first line: the text goes into one reply line,
+			// and no other control character reaches the client's
+			// terminal or log (RFC 5321 §4.2's textstring).
 			r.Text, _, _ = strings.Cut(r.Text, "\r")
 			r.Text, _, _ = strings.Cut(r.Text, "\n")
+			r.Text = strings.Map(func(c rune) rune {
+				if c < ' ' && c != '\t' || c == 0x7f {
+					return ' '
+				}
+				return c
+			}, r.Text)
 			return r
 		}
 		if act.SMTPCode/100 == 4 {
@@ -202,8 +210,10 @@ func isEnhanced(s string, code int) bool {
 	if len(parts) != 3 || parts[0] != strconv.Itoa(code/100) {
 		return false
 	}
+	// RFC 3463 §2: subject and detail are 1 to 3 digits (Atoi would
+	// take "+1" and "0000").
 	for _, p := range parts[1:] {
-		if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 999 {
+		if len(p) < 1 || len(p) > 3 || strings.ContainsFunc(p, func(c rune) bool { return c < '0' || c > '9' }) {
 			return false
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/textproto"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -406,6 +407,45 @@ func FuzzEditHeader(f *testing.F) {
 		}
 		if string(h.Bytes()) != testMsg[:strings.Index(testMsg, "\r\n\r\n")+4] {
 			t.Fatal("the original header was changed")
+		}
+	})
+}
+
+// enhancedCode is RFC 3463's class.subject.detail, subject and detail of
+// one to three digits.
+var enhancedCode = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
+
+// FuzzReply: whatever code and text a milter's SMFIR_REPLYCODE carries,
+// the reply is a 4xx or 5xx of one line with no control characters, its
+// enhanced code well formed and of the same class, and a 4xx stays
+// temporary.
+func FuzzReply(f *testing.F) {
+	f.Add(uint16(554), "5.7.1 Spam message rejected")
+	f.Add(uint16(450), "try later")
+	f.Add(uint16(550), "5.+1.1 signed")
+	f.Add(uint16(550), "5.0000.1 long")
+	f.Add(uint16(451), "4.7.1 first\r\nsecond")
+	f.Add(uint16(250), "2.0.0 fine")
+	f.Add(uint16(550), "5.7.1 bell\x07 and esc\x1b")
+	f.Fuzz(func(t *testing.T, code uint16, text string) {
+		for _, act := range []*gomilter.Action{
+			{Code: gomilter.ActReplyCode, SMTPCode: int(code), SMTPText: text},
+			{Code: gomilter.ActTempFail},
+			{Code: gomilter.ActReject},
+		} {
+			r := reply(act)
+			if r.Code/100 != 4 && r.Code/100 != 5 {
+				t.Fatalf("%d %q: reply code %d", code, text, r.Code)
+			}
+			if !enhancedCode.MatchString(r.Enhanced) || int(r.Enhanced[0]-'0') != r.Code/100 {
+				t.Fatalf("%d %q: enhanced code %q for %d", code, text, r.Enhanced, r.Code)
+			}
+			if strings.ContainsFunc(r.Text, func(c rune) bool { return c < ' ' && c != '\t' || c == 0x7f }) {
+				t.Fatalf("%d %q: reply text %q has control characters", code, text, r.Text)
+			}
+			if code/100 == 4 && act.Code == gomilter.ActReplyCode && !r.Temporary() {
+				t.Fatalf("%d %q: a temporary reply became %d", code, text, r.Code)
+			}
 		}
 	})
 }
