@@ -271,6 +271,28 @@ func TestHostileSPFIsBounded(t *testing.T) {
 	}
 }
 
+// TestSPFLookupLimitIsTen: the limit is RFC 7208 §4.6.4's own, not a
+// stricter one that would fail senders who keep to it: a chain of 10
+// includes (10 lookups that count) passes, one of 11 is a permerror.
+func TestSPFLookupLimitIsTen(t *testing.T) {
+	w := newWorld(t)
+	c := w.checker(mailauth.DefaultPolicy(), 5*time.Second)
+	for _, n := range []int{9, 10, 11} {
+		for i := range n {
+			w.dns.Add(t, fmt.Sprintf(`l%d-%d.example. 60 IN TXT "v=spf1 include:l%d-%d.example -all"`, n, i, n, i+1))
+		}
+		w.dns.Add(t, fmt.Sprintf(`l%d-%d.example. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"`, n, n))
+		from := fmt.Sprintf("a@l%d-0.example", n)
+		want := spf.Pass
+		if n > 10 {
+			want = spf.PermError
+		}
+		if r := check(t, c, "127.0.0.1", from, message(from)); r.SPF.Result != want {
+			t.Errorf("%d includes: spf=%s (%v), want %s", n, r.SPF.Result, r.SPF.Err, want)
+		}
+	}
+}
+
 // TestDKIMSignaturesAreBounded: a message with 20 signatures, each of
 // another domain, costs at most MaxSignatures (5) key lookups, the rest
 // ignored; the five are reported in header order.
