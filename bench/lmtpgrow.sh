@@ -24,6 +24,11 @@
 # master and every process under it), each as a ratio to the same system's
 # empty-folder row (goal: within 10 %), and mailroom/dovecot.
 #
+# IDLE=1: during mailroom's timed runs an IMAP client (`lmtpbench idle`)
+# has INBOX selected and IDLEs, as a mail client watching the folder does;
+# its EXISTS updates are counted. Dovecot's rows stay without one (its IMAP
+# is not set up here), so compare mailroom's rows with and without.
+#
 # Environment: N (2000), R (3), SESSIONS (16), FILLS ("0 10000 100000"),
 # SUBS ("new cur"), BENCH_DIR (/var/tmp; a real disk), LOOPFS (a size such
 # as 8G: a fresh ext4 of that size for the run, see bench/lib.sh), KEEP=1, DOVECOT,
@@ -76,6 +81,12 @@ LB=$BIN/lmtpbench
 MR=$WORK/mailroom
 LMTP_SECTION='[lmtp]
 listen = ["127.0.0.1:0"]'
+if [[ ${IDLE:-0} == 1 ]]; then
+	LMTP_SECTION="$LMTP_SECTION
+[imap]
+listen = [\"127.0.0.1:0\"]
+allow_insecure_auth = true"
+fi
 mr_accounts "$LMTP_SECTION" user0
 DV=$WORK/dovecot
 dovecot_init
@@ -128,10 +139,23 @@ run() {
 	"$LB" lmtp -addr "$addr" -n "$WARM" -sessions 1 -users 1 -domain "$DOMAIN" -size "$SIZE" >/dev/null ||
 		die "$who: warm-up delivery failed ($KEY)"
 	EXPECT[$who-$KEY]=$((EXPECT[$who-$KEY] + WARM))
+	local idler= line
+	if [[ ${IDLE:-0} == 1 && $who == mailroom ]]; then
+		coproc IDLER { "$LB" idle -addr "$MR_IMAP" -user "user0@$DOMAIN" -pass benchpassword; }
+		idler=$IDLER_PID
+		read -r line <&"${IDLER[0]}" || die "the IMAP client did not start"
+		[[ $line == idling ]] || die "the IMAP client: $line"
+	fi
 	t0=$(cpu_ticks "$pid")
 	out=$("$LB" lmtp -addr "$addr" -n "$N" -sessions "$SESSIONS" -users 1 -domain "$DOMAIN" -size "$SIZE" -timeout 10m) ||
 		die "$who: delivery failed ($KEY)"
 	t1=$(cpu_ticks "$pid")
+	if [[ -n $idler ]]; then
+		exec {IDLER[1]}>&-
+		read -r line <&"${IDLER[0]}" || true
+		wait "$idler" || true
+		echo "  (IMAP IDLE client: $line)" >&2
+	fi
 	EXPECT[$who-$KEY]=$((EXPECT[$who-$KEY] + N))
 	check "$who" "$mail"
 	us=$(us_per "$t0" "$t1" "$N")
@@ -150,6 +174,7 @@ for ((rep = 1; rep <= R; rep++)); do
 		# The mail root stays (it holds the filled folder); the rest of
 		# data_dir is made afresh each run, as in bench/lmtp.sh.
 		start_mailroom "$mrroot" "$LMTP_SECTION" lmtp
+		MR_IMAP=$(grep -o "proto=imap addr=127\.0\.0\.1:[0-9]*" "$mrroot/serve.log" | head -1 | sed 's/.*addr=//')
 		run mailroom "$MR_ADDR" "$mrroot/mail" "$MR_PID" "$rep"
 		stop_mailroom
 		prepare dovecot "$KEY"
@@ -164,6 +189,7 @@ elapsed=$(($(date +%s) - start))
 
 echo
 echo "LMTP delivery into a filled folder: $N messages of $SIZE bytes per run over $SESSIONS sessions, one Maildir, $R runs, medians"
+[[ ${IDLE:-0} == 1 ]] && echo "IDLE=1: an IMAP client IDLEs on mailroom's INBOX during its runs (not Dovecot's)"
 echo "host: $(nproc) CPUs, $(uname -sr); filesystem: $fstype on $(df --output=source "$WORK" | tail -1) ($WORK); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "mailroom: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'); dovecot: $DV_VERSION (mail_fsync = optimized)"
 printf '%-13s | %16s | %16s | %11s | %11s | %10s | %10s | %9s | %9s\n' folder "mailroom msg/s" "dovecot msg/s" "mr/empty" "dv/empty" "mr/dovecot" "(paired)" "mr us/msg" "dv us/msg"

@@ -5,6 +5,7 @@
 //	lmtpbench disk -dir DIR -n 2000 -workers 16 -maildirs 16
 //	lmtpbench count -dir MAILROOT -domain example.org
 //	lmtpbench fill -dir MAILDIR -n 100000 -sub cur
+//	lmtpbench idle -addr 127.0.0.1:PORT -user U -pass P
 //	lmtpbench port
 //	lmtpbench wait -addr 127.0.0.1:PORT
 //
@@ -20,7 +21,9 @@
 // into one Maildir's new/ or cur/ (Dovecot's file names with S= and W=, as
 // both servers write them; not fsynced one by one, the file system is
 // synced once at the end), for a delivery into a folder that already
-// holds many messages. "port" prints a free
+// holds many messages. "idle" logs in over IMAP (plain LOGIN, loopback),
+// selects INBOX and IDLEs until stdin closes, then prints how many EXISTS
+// updates it got: a client watching the folder while mail arrives. "port" prints a free
 // loopback port (bound to 127.0.0.1:0, then released) for a server that
 // must be told its port; "wait" waits until a server answers a connection
 // with a 220 greeting.
@@ -31,15 +34,18 @@ package main
 import (
 	"mailroom/bench/internal/benchnet"
 
+	"bufio"
 	"bytes"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +68,8 @@ func main() {
 		err = runCount(os.Args[2:])
 	case "fill":
 		err = runFill(os.Args[2:])
+	case "idle":
+		err = runIdle(os.Args[2:])
 	case "port":
 		err = runPort()
 	case "wait":
@@ -76,7 +84,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: lmtpbench lmtp|disk|count|fill|port|wait [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: lmtpbench lmtp|disk|count|fill|idle|port|wait [flags]  (-h for flags)")
 	os.Exit(2)
 }
 
@@ -457,6 +465,70 @@ func runFill(args []string) error {
 		return fmt.Errorf("syncfs: %w", err)
 	}
 	fmt.Printf("RESULT mode=fill n=%d sub=%s\n", *n, *sub)
+	return nil
+}
+
+func runIdle(args []string) error {
+	fs := flag.NewFlagSet("idle", flag.ExitOnError)
+	addr := fs.String("addr", "", "IMAP server, host:port")
+	user := fs.String("user", "", "login")
+	pass := fs.String("pass", "", "password")
+	fs.Parse(args)
+	if *addr == "" || *user == "" {
+		return errors.New("idle: need -addr and -user")
+	}
+	conn, err := net.DialTimeout("tcp", *addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	// until reads lines up to the one starting with prefix.
+	until := func(prefix string) error {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return fmt.Errorf("waiting for %q: %w", prefix, err)
+			}
+			if strings.HasPrefix(line, prefix) {
+				if strings.HasPrefix(line, prefix+"OK") || prefix == "+" || prefix == "* OK" {
+					return nil
+				}
+				return fmt.Errorf("server said %q", strings.TrimSpace(line))
+			}
+		}
+	}
+	if err := until("* OK"); err != nil {
+		return err
+	}
+	fmt.Fprintf(conn, "a LOGIN %q %q\r\n", *user, *pass)
+	if err := until("a "); err != nil {
+		return err
+	}
+	fmt.Fprintf(conn, "b SELECT INBOX\r\n")
+	if err := until("b "); err != nil {
+		return err
+	}
+	fmt.Fprintf(conn, "c IDLE\r\n")
+	if err := until("+"); err != nil {
+		return err
+	}
+	fmt.Println("idling") // the script waits for this line
+	var exists atomic.Int64
+	go func() {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "* ") && strings.HasSuffix(strings.TrimSpace(line), " EXISTS") {
+				exists.Add(1)
+			}
+		}
+	}()
+	io.Copy(io.Discard, os.Stdin)
+	fmt.Fprintf(conn, "DONE\r\n")
+	fmt.Printf("RESULT mode=idle exists=%d\n", exists.Load())
 	return nil
 }
 
