@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // folder is the state of one folder shared by all sessions of the
@@ -61,8 +62,7 @@ type folder struct {
 	hmu sync.RWMutex
 	h   *dirHandles // new/ and cur/, kept open (handles.go)
 
-	wmu sync.Mutex
-	wch chan struct{}
+	watchers index.Watcher
 }
 
 // dirSeen is what a scan saw of a directory: its mtime, and whether that
@@ -75,24 +75,10 @@ type dirSeen struct {
 }
 
 // watch returns a channel closed at the folder's next change.
-func (f *folder) watch() <-chan struct{} {
-	f.wmu.Lock()
-	defer f.wmu.Unlock()
-	if f.wch == nil {
-		f.wch = make(chan struct{})
-	}
-	return f.wch
-}
+func (f *folder) watch() <-chan struct{} { return f.watchers.Watch() }
 
 // notify wakes the folder's watchers; it never blocks on them.
-func (f *folder) notify() {
-	f.wmu.Lock()
-	if f.wch != nil {
-		close(f.wch)
-		f.wch = nil
-	}
-	f.wmu.Unlock()
-}
+func (f *folder) notify() { f.watchers.Notify() }
 
 // sync loads the folder if needed and takes in changes on disk. The
 // caller holds f.mu.

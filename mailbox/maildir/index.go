@@ -12,12 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
-
-// defaultFolders are made, subscribed, for a new account (with INBOX).
-var defaultFolders = []struct{ name, use string }{
-	{"Sent", `\Sent`}, {"Drafts", `\Drafts`}, {"Trash", `\Trash`}, {"Junk", `\Junk`}, {"Archive", `\Archive`},
-}
 
 // IndexOptions configure an Index.
 type IndexOptions struct {
@@ -206,8 +202,8 @@ func (a *account) init() error {
 		return fmt.Errorf("maildir: read index of %s: %w", a.home, err)
 	}
 	if !known {
-		for _, d := range defaultFolders {
-			_, dir, _ := folderDir(d.name)
+		for _, d := range index.DefaultFolders() {
+			_, dir, _ := folderDir(d.Name)
 			if p := path.Join(a.md, dir); !a.exists(p) {
 				if err := a.create(p); err != nil {
 					return err
@@ -226,8 +222,8 @@ func (a *account) init() error {
 				return err
 			}
 			subs, special := hb.Bucket(bucketSubs), hb.Bucket(bucketSpecial)
-			for _, d := range defaultFolders {
-				if err := special.Put([]byte(d.name), []byte(d.use)); err != nil {
+			for _, d := range index.DefaultFolders() {
+				if err := special.Put([]byte(d.Name), []byte(d.Use)); err != nil {
 					return err
 				}
 			}

@@ -57,6 +57,7 @@ import (
 
 	"mailroom/internal/durable"
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // Options configure a Store.
@@ -149,18 +150,10 @@ func (s *Store) Close() error {
 // Maildir returns the Maildir path of home relative to the mail root.
 func Maildir(home string) string { return path.Join(home, "Maildir") }
 
-// checkHome refuses home names that are not plain relative paths. Opening
-// beneath the root would stop an escape anyway; this gives a clear error
-// first.
+// checkHome refuses home names that are not plain relative paths.
 func checkHome(home string) error {
-	if home == "" || path.IsAbs(home) || path.Clean(home) != home || strings.HasPrefix(home, "..") ||
-		strings.ContainsAny(home, "\x00\\") {
-		return fmt.Errorf("maildir: invalid mail home %q", home)
-	}
-	for _, elem := range strings.Split(home, "/") {
-		if elem == ".." || elem == "." || strings.HasPrefix(elem, ".") {
-			return fmt.Errorf("maildir: invalid mail home %q", home)
-		}
+	if err := index.CheckHome(home); err != nil {
+		return fmt.Errorf("maildir: %w", err)
 	}
 	return nil
 }
@@ -238,11 +231,7 @@ func (s *Store) StageSpecial(ctx context.Context, home, use string, r io.Reader)
 		name = (*f)(home, use)
 	}
 	if name == "" {
-		for _, d := range defaultFolders {
-			if strings.EqualFold(d.use, use) {
-				name = d.name
-			}
-		}
+		name = index.DefaultFolderOf(use)
 	}
 	if name == "" {
 		return nil, fmt.Errorf("maildir: no folder of special use %q", use)

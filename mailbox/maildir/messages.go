@@ -184,19 +184,6 @@ func (d *dirs) close() {
 	}
 }
 
-// dedupe returns uids without repeats, in their first order.
-func dedupe(uids []uint32) []uint32 {
-	seen := make(map[uint32]bool, len(uids))
-	out := make([]uint32, 0, len(uids))
-	for _, u := range uids {
-		if !seen[u] {
-			seen[u] = true
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
 // SetFlags changes flags: Maildir flags by renaming each file (into cur/),
 // keywords in the index only. Every changed message gets the folder's next
 // modseq.
@@ -208,7 +195,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 		addSys, addKw := index.ParseFlags(flags)
 		var updates []entryUpdate
 		var err error
-		for _, uid := range dedupe(uids) {
+		for _, uid := range index.Dedupe(uids) {
 			e := f.find(uid)
 			if e == nil {
 				continue
@@ -318,7 +305,7 @@ func (f *folder) undoAdded(names []string) func() {
 // removed) and returns their entries.
 func (f *folder) unlink(d *dirs, uids []uint32) ([]*entry, error) {
 	var removed []*entry
-	for _, uid := range dedupe(uids) {
+	for _, uid := range index.Dedupe(uids) {
 		e := f.find(uid)
 		if e == nil {
 			continue
@@ -407,7 +394,7 @@ func (s *session) copyLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 	dd := &dirs{a: s.a, st: st, dir: df.dir}
 	defer dd.close()
 	var added []*entry
-	for _, uid := range dedupe(uids) {
+	for _, uid := range index.Dedupe(uids) {
 		e := sf.find(uid)
 		if e == nil {
 			continue
@@ -531,7 +518,7 @@ func (s *session) moveLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 	dd := &dirs{a: s.a, st: st, dir: df.dir}
 	defer dd.close()
 	var added, removed []*entry
-	for _, uid := range dedupe(uids) {
+	for _, uid := range index.Dedupe(uids) {
 		e := sf.find(uid)
 		if e == nil {
 			continue

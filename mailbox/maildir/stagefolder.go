@@ -47,7 +47,7 @@ func (s *Store) StageFolder(ctx context.Context, home string, d mailbox.Delivery
 			md = path.Join(md, dir)
 		}
 	}
-	if canon != inbox && !d.Create && !isDefaultFolder(canon) {
+	if canon != inbox && !d.Create && !index.IsDefaultFolder(canon) {
 		ok, err := s.dirExists(md)
 		if err != nil {
 			return nil, err
@@ -74,21 +74,10 @@ func (s *Store) FolderExists(ctx context.Context, home, name string) (bool, erro
 	if err != nil {
 		return false, nil // a name that cannot be a folder names none
 	}
-	if canon == inbox || isDefaultFolder(canon) {
+	if canon == inbox || index.IsDefaultFolder(canon) {
 		return true, nil
 	}
 	return s.dirExists(path.Join(Maildir(home), dir))
-}
-
-// isDefaultFolder reports whether name is one of defaultFolders, which
-// exist for every account (made when first used).
-func isDefaultFolder(name string) bool {
-	for _, d := range defaultFolders {
-		if d.name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // dirExists reports whether md is a Maildir (has cur/).

@@ -119,29 +119,10 @@ func (s *Store) Close() error { return s.root.Close() }
 
 const inbox = "INBOX"
 
-// defaultFolders are made, subscribed, for a new account (with INBOX).
-var defaultFolders = []struct{ name, use string }{
-	{"Sent", `\Sent`}, {"Drafts", `\Drafts`}, {"Trash", `\Trash`}, {"Junk", `\Junk`}, {"Archive", `\Archive`},
-}
-
-func isDefaultFolder(name string) bool {
-	for _, d := range defaultFolders {
-		if d.name == name {
-			return true
-		}
-	}
-	return false
-}
-
 // checkHome refuses home names that are not plain relative paths.
 func checkHome(home string) error {
-	if home == "" || path.IsAbs(home) || path.Clean(home) != home || strings.ContainsAny(home, "\x00\\") {
-		return fmt.Errorf("mbox: invalid mail home %q", home)
-	}
-	for _, elem := range strings.Split(home, "/") {
-		if elem == ".." || elem == "." || strings.HasPrefix(elem, ".") {
-			return fmt.Errorf("mbox: invalid mail home %q", home)
-		}
+	if err := index.CheckHome(home); err != nil {
+		return fmt.Errorf("mbox: %w", err)
 	}
 	return nil
 }
@@ -431,11 +412,7 @@ func (s *Store) StageSpecial(ctx context.Context, home, use string, r io.Reader)
 	}
 	name := s.specialFolder(home, use)
 	if name == "" {
-		for _, d := range defaultFolders {
-			if strings.EqualFold(d.use, use) {
-				name = d.name
-			}
-		}
+		name = index.DefaultFolderOf(use)
 	}
 	if name == "" {
 		return nil, fmt.Errorf("mbox: no folder of special use %q", use)
@@ -497,7 +474,7 @@ func (s *Store) FolderExists(ctx context.Context, home, name string) (bool, erro
 	if err != nil {
 		return false, nil
 	}
-	if canon == inbox || isDefaultFolder(canon) {
+	if canon == inbox || index.IsDefaultFolder(canon) {
 		return true, nil
 	}
 	fi, err := s.root.Lstat(s.place(home, canon).String())

@@ -72,7 +72,11 @@ func (a *account) init() error {
 		return nil
 	})
 	if !known {
-		for _, name := range append([]string{inbox}, defaultFolderNames()...) {
+		names := []string{inbox}
+		for _, d := range index.DefaultFolders() {
+			names = append(names, d.Name)
+		}
+		for _, name := range names {
 			if err := a.s.makeFile(a.s.place(a.home, name)); err != nil && !errors.Is(err, mailbox.ErrFolderExists) {
 				return err
 			}
@@ -86,8 +90,8 @@ func (a *account) init() error {
 			if err != nil {
 				return err
 			}
-			for _, d := range defaultFolders {
-				if err := hb.Bucket(bucketSpecial).Put([]byte(d.name), []byte(d.use)); err != nil {
+			for _, d := range index.DefaultFolders() {
+				if err := hb.Bucket(bucketSpecial).Put([]byte(d.Name), []byte(d.Use)); err != nil {
 					return err
 				}
 			}
@@ -104,14 +108,6 @@ func (a *account) init() error {
 	}
 	a.inited = true
 	return nil
-}
-
-func defaultFolderNames() []string {
-	var out []string
-	for _, d := range defaultFolders {
-		out = append(out, d.name)
-	}
-	return out
 }
 
 // makeFile makes an empty mbox at p (and the directories on its way),
@@ -727,19 +723,6 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 	return uidValidity, uid, err
 }
 
-// dedupe returns uids without repeats, in their first order.
-func dedupe(uids []uint32) []uint32 {
-	seen := make(map[uint32]bool, len(uids))
-	out := make([]uint32, 0, len(uids))
-	for _, u := range uids {
-		if !seen[u] {
-			seen[u] = true
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
 // SetFlags changes flags in the index; they are written into the file
 // when it is next rewritten (as Dovecot's lazy writes do).
 func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op mailbox.FlagOp, flags []string) (*mailbox.Snapshot, error) {
@@ -748,7 +731,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 		addSys, addKw := index.ParseFlags(flags)
 		var put []*entry
 		modSeq := f.modSeq + 1
-		for _, uid := range dedupe(uids) {
+		for _, uid := range index.Dedupe(uids) {
 			e := f.find(uid)
 			if e == nil {
 				continue
@@ -997,7 +980,7 @@ func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, d
 // copyLocked appends copies of the messages of uids in sf to df.
 func copyLocked(ctx context.Context, sf, df *folder, uids []uint32) (src, dst []uint32, err error) {
 	var es []*entry
-	for _, u := range dedupe(uids) {
+	for _, u := range index.Dedupe(uids) {
 		if e := sf.find(u); e != nil {
 			es = append(es, e)
 		}

@@ -324,27 +324,12 @@ type folder struct {
 	snap        *mailbox.Snapshot
 	dirty       atomic.Bool
 
-	wmu sync.Mutex
-	wch chan struct{}
+	watchers index.Watcher
 }
 
-func (f *folder) watch() <-chan struct{} {
-	f.wmu.Lock()
-	defer f.wmu.Unlock()
-	if f.wch == nil {
-		f.wch = make(chan struct{})
-	}
-	return f.wch
-}
+func (f *folder) watch() <-chan struct{} { return f.watchers.Watch() }
 
-func (f *folder) notify() {
-	f.wmu.Lock()
-	if f.wch != nil {
-		close(f.wch)
-		f.wch = nil
-	}
-	f.wmu.Unlock()
-}
+func (f *folder) notify() { f.watchers.Notify() }
 
 func (a *account) folder(name string) (*folder, error) {
 	canon, _, err := canonical(name)
