@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"mailroom/internal/mailtest"
@@ -19,6 +20,7 @@ import (
 	"mailroom/internal/srs"
 	"mailroom/mda"
 	"mailroom/mda/alias"
+	"mailroom/sieve"
 	"mailroom/sieve/sievestore"
 )
 
@@ -236,21 +238,20 @@ func TestSieveKeeps(t *testing.T) {
 	})
 }
 
-// TestSieveIncludeUnreadable: an included script that cannot be read now
-// (a symbolic link loop stands for a disk error) defers that recipient
-// with a temporary error instead of delivering without the user's rules;
-// the other recipient is delivered.
+// TestSieveIncludeUnreadable: when the scripts cannot be read now (the
+// store's error is no *sieve.Error: a disk error), that recipient is
+// deferred with a temporary error instead of delivered without the
+// user's rules, and the other is delivered; an included script that can
+// never be read (a symbolic link loop) is the script's error: the
+// message is kept in INBOX and the log says where.
 func TestSieveIncludeUnreadable(t *testing.T) {
-	e := newSieveEnv(t)
-	if err := e.scripts.Put(aliceHome, "lib", []byte(`require "fileinto"; fileinto "Lists";`)); err != nil {
-		t.Fatal(err)
-	}
-	e.script(t, aliceHome, `require "include"; include "lib";`)
-	lib := filepath.Join(e.MailRoot, aliceHome, "sieve", "lib.sieve")
-	os.Remove(lib)
-	if err := os.Symlink("lib.sieve", lib); err != nil {
-		t.Fatal(err)
-	}
+	var failing failingScripts
+	e := newSieveEnvWith(t, func(o *mda.Options) {
+		failing.SieveScripts = o.Sieve.Scripts
+		o.Sieve.Scripts = &failing
+	})
+	e.script(t, aliceHome, `require "fileinto"; fileinto "Lists";`)
+	failing.err = fmt.Errorf("sieve scripts of %s: include of personal script \"lib\": %w", aliceHome, syscall.EIO)
 	res := e.deliver(t, "carol@remote.example", sieveMsg, "alice@example.org", "bob@example.org")
 	var pe *mda.PermanentError
 	if res[0] == nil || errors.As(res[0], &pe) {
@@ -262,6 +263,40 @@ func TestSieveIncludeUnreadable(t *testing.T) {
 	if n := len(mailtest.Messages(t, e.MailRoot, aliceHome)); n != 0 {
 		t.Errorf("alice's INBOX has %d messages, want none (deferred)", n)
 	}
+
+	failing.err = nil
+	if err := e.scripts.Put(aliceHome, "lib", []byte(`require "fileinto"; fileinto "Lists";`)); err != nil {
+		t.Fatal(err)
+	}
+	e.script(t, aliceHome, "require \"include\";\ninclude \"lib\";")
+	lib := filepath.Join(e.MailRoot, aliceHome, "sieve", "lib.sieve")
+	os.Remove(lib)
+	if err := os.Symlink("lib.sieve", lib); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.deliver(t, "carol@remote.example", sieveMsg, "alice@example.org"); res[0] != nil {
+		t.Fatalf("with a symbolic link loop: %v, want delivered", res[0])
+	}
+	if n := len(mailtest.Messages(t, e.MailRoot, aliceHome)); n != 1 {
+		t.Errorf("alice's INBOX has %d messages, want 1 (the implicit keep)", n)
+	}
+	if !strings.Contains(e.log.String(), "script=main line=2 col=9") {
+		t.Errorf("the log lacks the include's place:\n%s", e.log)
+	}
+}
+
+// failingScripts is a SieveScripts that fails with err for aliceHome
+// while it is set.
+type failingScripts struct {
+	mda.SieveScripts
+	err error
+}
+
+func (f *failingScripts) Sequence(ctx context.Context, home string) ([]*sieve.Script, error) {
+	if f.err != nil && home == aliceHome {
+		return nil, f.err
+	}
+	return f.SieveScripts.Sequence(ctx, home)
 }
 
 // TestSieveReject: reject refuses the message for that recipient alone

@@ -3,6 +3,7 @@ package sieve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -270,4 +271,51 @@ func TestBodyManyParts(t *testing.T) {
 	if err != nil || !slices.Contains(canonical(res, nil), "store found flags=") {
 		t.Errorf("early part: %v %q", err, canonical(res, nil))
 	}
+}
+
+// errLoader fails every Load with err.
+type errLoader struct{ err error }
+
+func (l errLoader) Load(Location, string) ([]byte, error) { return nil, l.err }
+
+// TestIncludeLoadErrors: a script that cannot be read now is no *Error
+// (the caller tries again later), even through another include; a
+// missing or unusable one is the script's *Error.
+func TestIncludeLoadErrors(t *testing.T) {
+	disk := errors.New("input/output error")
+	cases := []struct {
+		err     error
+		isError bool
+	}{
+		{disk, false},
+		{ErrNotFound, true},
+		{fmt.Errorf("%w: a directory", ErrUnusable), true},
+	}
+	for _, c := range cases {
+		_, err := Compile([]byte("require \"include\";\ninclude \"lib\";"), Options{Name: "main", Loader: errLoader{c.err}})
+		var e *Error
+		if errors.As(err, &e) != c.isError || !c.isError && !errors.Is(err, disk) {
+			t.Errorf("loader error %v: Compile = %v (want *Error: %v)", c.err, err, c.isError)
+		}
+	}
+	// Through a script that includes the unreadable one.
+	loader := chainLoader{mapLoader{"personal/m": "require \"include\";\ninclude \"deep\";"}, disk}
+	_, err := Compile([]byte("require \"include\";\ninclude \"m\";"), Options{Name: "main", Loader: loader})
+	var e *Error
+	if errors.As(err, &e) || !errors.Is(err, disk) {
+		t.Errorf("nested: %v, want the disk error, no *Error", err)
+	}
+}
+
+// chainLoader serves m and fails the rest with err.
+type chainLoader struct {
+	m   mapLoader
+	err error
+}
+
+func (l chainLoader) Load(loc Location, name string) ([]byte, error) {
+	if b, err := l.m.Load(loc, name); err == nil {
+		return b, nil
+	}
+	return nil, l.err
 }

@@ -420,17 +420,32 @@ func (l loader) Load(loc sieve.Location, name string) ([]byte, error) {
 }
 
 // loadError tells sieve.Compile which errors are the script's: a missing
-// one, or one that can never be read; others are trouble to try again.
+// one, or one that can never be read (too large, not a file, a symbolic
+// link that loops or leads out of the mail root, no permission); only
+// the errors that another try may not meet (the disk, the process out
+// of files or memory) are trouble to try again, since deferring mail for
+// a state that lasts would end in a bounce days later.
 func loadError(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
 		return sieve.ErrNotFound
-	case errors.Is(err, errTooLarge):
-		return fmt.Errorf("%w: %w", sieve.ErrUnusable, err)
+	case transient(err):
+		return err
 	}
-	return err
+	return fmt.Errorf("%w: %w", sieve.ErrUnusable, err)
+}
+
+// transient reports the errors of reading a file that may pass.
+func transient(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EIO, syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM,
+		syscall.EAGAIN, syscall.EINTR, syscall.ETIMEDOUT, syscall.ESTALE, syscall.EBUSY} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // HaveSpace reports whether home may store a script name of size octets

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,9 +172,8 @@ func TestScriptsCache(t *testing.T) {
 
 // TestIncludedScriptErrors: an included script that does not compile is
 // the including script's error, and is compiled again once fixed; one
-// that cannot be read now (here a symbolic link loop) is trouble to try
-// again, not a broken script, and is not kept; one that can never be
-// read (a directory) is the script's error.
+// that can never be read (a symbolic link loop, a directory) is the
+// script's error too.
 func TestIncludedScriptErrors(t *testing.T) {
 	s, root := newStore(t)
 	ctx := context.Background()
@@ -204,8 +206,8 @@ func TestIncludedScriptErrors(t *testing.T) {
 	if err := os.Symlink("lib.sieve", filepath.Join(dir, "lib.sieve")); err != nil {
 		t.Fatal(err)
 	}
-	if sc, err := s.Scripts(ctx, home); err == nil || errors.As(err, &se) || sc != nil {
-		t.Fatalf("unreadable lib: %v %v, want an error that is no *sieve.Error", sc, err)
+	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) || !strings.Contains(err.Error(), "cannot be used") {
+		t.Fatalf("lib a symbolic link loop: %v, want a *sieve.Error (it lasts)", err)
 	}
 	write("keep;")
 	if sc, err := s.Scripts(ctx, home); sc == nil || err != nil {
@@ -215,6 +217,30 @@ func TestIncludedScriptErrors(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "lib.sieve"), 0o700)
 	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) || !strings.Contains(err.Error(), "cannot be used") {
 		t.Errorf("a directory as lib: %v, want a *sieve.Error", err)
+	}
+}
+
+// TestLoadError: only errors that may pass are trouble to try again;
+// the others make the include the script's error.
+func TestLoadError(t *testing.T) {
+	pe := func(e error) error { return &fs.PathError{Op: "open", Path: "lib.sieve", Err: e} }
+	cases := []struct {
+		err                     error
+		notFound, unusable, tmp bool
+	}{
+		{pe(syscall.ENOENT), true, false, false},
+		{fmt.Errorf("%w: not a regular file", errTooLarge), false, true, false},
+		{pe(syscall.ELOOP), false, true, false},
+		{pe(syscall.EACCES), false, true, false},
+		{errors.New("path escapes from parent"), false, true, false},
+		{pe(syscall.EIO), false, false, true},
+		{pe(syscall.EMFILE), false, false, true},
+	}
+	for _, c := range cases {
+		got := loadError(c.err)
+		if errors.Is(got, sieve.ErrNotFound) != c.notFound || errors.Is(got, sieve.ErrUnusable) != c.unusable || (got == c.err) != c.tmp {
+			t.Errorf("loadError(%v) = %v", c.err, got)
+		}
 	}
 }
 
