@@ -672,7 +672,9 @@ func (s *Store) Scripts(ctx context.Context, home string) (*sieve.Script, error)
 	case errors.Is(err, fs.ErrNotExist):
 		// Named active but gone (removed by hand): no filtering.
 		return nil, nil
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, errTooLarge), err != nil && !transient(err):
+		// A state that lasts (a looping link, no permission): the
+		// script's error, not one to defer mail for (loadError).
 		c.err = &sieve.Error{Script: active, Msg: err.Error()}
 	case err != nil:
 		return nil, err

@@ -163,6 +163,12 @@ func TestScriptsCache(t *testing.T) {
 	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) {
 		t.Errorf("a directory as the active script: %v, want a *sieve.Error", err)
 	}
+	// A looping symbolic link as the active script: its error too.
+	os.Remove(filepath.Join(root, home, "sieve", "main.sieve"))
+	os.Symlink("main.sieve", filepath.Join(root, home, "sieve", "main.sieve"))
+	if _, err := s.Scripts(ctx, home); !errors.As(err, &se) {
+		t.Errorf("a symbolic link loop as the active script: %v, want a *sieve.Error", err)
+	}
 	// A .active that we did not write: no active script.
 	os.WriteFile(filepath.Join(root, home, "sieve", ".active"), bytes.Repeat([]byte("x"), 4096), 0o600)
 	if sc, err := s.Scripts(ctx, home); sc != nil || err != nil {
