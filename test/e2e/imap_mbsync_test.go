@@ -162,8 +162,17 @@ func mbsyncMessage(id, subject string) string {
 // sync changes nothing on either side.
 func TestIMAPMbsync(t *testing.T) {
 	t.Parallel()
+	for _, f := range storeFormats {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			mbsyncRound(t, f.config)
+		})
+	}
+}
+
+func mbsyncRound(t *testing.T, config string) {
 	bin := mailtest.NeedTool(t, "mbsync")
-	s := startIMAPServer(t, "", "alice@example.org")
+	s := startIMAPServer(t, config, "alice@example.org")
 	const user = "alice@example.org"
 
 	for i := 1; i <= 3; i++ {
