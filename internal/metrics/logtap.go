@@ -18,9 +18,10 @@ type fields struct {
 	event, proto, reply string
 	delay               time.Duration
 	hasDelay            bool
-	// kind (mailbox, command, file, ...) is on mda's delivery records
-	// and not on the outgoing queue's: it tells the two paths apart.
-	hasKind bool
+	// attempts and status are on the outgoing queue's delivery records
+	// (sent: attempts; bounced: status), never on mda's: they tell the
+	// two paths apart.
+	queued bool
 }
 
 func (f *fields) set(a slog.Attr) {
@@ -32,8 +33,8 @@ func (f *fields) set(a slog.Attr) {
 		f.proto = v.String()
 	case "reply":
 		f.reply = v.String()
-	case "kind":
-		f.hasKind = true
+	case "attempts", "status":
+		f.queued = true
 	case "delay":
 		if v.Kind() == slog.KindDuration {
 			f.delay, f.hasDelay = v.Duration(), true
@@ -87,9 +88,9 @@ func (h *logTap) Handle(ctx context.Context, r slog.Record) error {
 // count adds one outcome record to the counters.
 func (m *Metrics) count(f fields, msg string) {
 	m.events.WithLabelValues(f.event).Inc()
-	path := "queue"
-	if f.hasKind {
-		path = "local"
+	path := "local"
+	if f.queued {
+		path = "queue"
 	}
 	switch f.event {
 	case "received":

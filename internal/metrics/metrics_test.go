@@ -68,20 +68,24 @@ func TestLogCounts(t *testing.T) {
 				{nil, "delivered", []any{"event", "delivered", "kind", "command", "proto", "LMTP", "delay", 70 * time.Millisecond}},
 				{nil, "delivery failed", []any{"event", "deferred", "kind", "mailbox", "proto", "smtp"}},
 				{nil, "delivery failed", []any{"event", "bounced", "kind", "file", "proto", "local"}},
-				// The queue's records: no kind.
-				{[]any{"queue_id", "Q", "delay", 2 * time.Hour}, "sent", []any{"event", "sent", "via", "smtp"}},
-				{[]any{"queue_id", "Q"}, "deferred", []any{"event", "deferred", "status", "4.4.1"}},
-				{[]any{"queue_id", "Q"}, "expired", []any{"event", "expired"}},
+				// mda's failure of a whole transaction (the body could not be spooled).
+				{nil, "message not accepted", []any{"event", "deferred", "from", "a@b"}},
+				// The queue's records: attempts, status.
+				{[]any{"queue_id", "Q", "delay", 2 * time.Hour}, "sent", []any{"event", "sent", "via", "smtp", "attempts", 1}},
+				{[]any{"queue_id", "Q"}, "deferred", []any{"event", "deferred", "status", "4.4.1", "attempts", 2}},
+				{[]any{"queue_id", "Q"}, "expired", []any{"event", "expired", "status", "4.4.7", "attempts", 9}},
+				{[]any{"queue_id", "Q"}, "bounced", []any{"event", "bounced", "status", "5.1.1"}},
 				// A delay that is not a duration is not observed.
-				{nil, "sent", []any{"event", "sent", "delay", "soon"}},
+				{nil, "sent", []any{"event", "sent", "delay", "soon", "attempts", 1}},
 			},
 			want: []string{
 				`mailroom_deliveries_total{path="local",result="delivered"} 2`,
-				`mailroom_deliveries_total{path="local",result="deferred"} 1`,
+				`mailroom_deliveries_total{path="local",result="deferred"} 2`,
 				`mailroom_deliveries_total{path="local",result="bounced"} 1`,
 				`mailroom_deliveries_total{path="queue",result="delivered"} 2`,
 				`mailroom_deliveries_total{path="queue",result="deferred"} 1`,
 				`mailroom_deliveries_total{path="queue",result="expired"} 1`,
+				`mailroom_deliveries_total{path="queue",result="bounced"} 1`,
 				`mailroom_delivery_duration_seconds_bucket{path="local",le="0.005"} 1`,
 				`mailroom_delivery_duration_seconds_bucket{path="local",le="0.1"} 2`,
 				`mailroom_delivery_duration_seconds_count{path="local"} 2`,
