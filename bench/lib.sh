@@ -110,7 +110,7 @@ log_path = $DV/dovecot.log
 # and new/ is fdatasynced before LMTP answers 250; the same promise as
 # mailroom's. Index files are not fsynced.
 mail_fsync = optimized
-mail_location = maildir:$mail/%d/%n/Maildir
+mail_location = ${DV_MAIL_LOCATION:-maildir:$mail/%d/%n/Maildir}
 first_valid_uid = $DV_UID
 first_valid_gid = $DV_GID
 $DV_SERVICE_USERS
@@ -197,7 +197,7 @@ listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 log_path = $DV/dovecot.log
-mail_location = maildir:$mail/%d/%n/Maildir
+mail_location = ${DV_MAIL_LOCATION:-maildir:$mail/%d/%n/Maildir}
 first_valid_uid = $DV_UID
 first_valid_gid = $DV_GID
 $DV_SERVICE_USERS
