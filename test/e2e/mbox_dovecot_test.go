@@ -273,3 +273,52 @@ func TestMboxDovecot(t *testing.T) {
 		t.Errorf("flags of Dovecot's message: %q", gotFlags[2])
 	}
 }
+
+// mboxServerConfig is serverConfig with the mbox store.
+var mboxServerConfig = serverConfig + mboxConfig
+
+// TestMboxDeliver: `mailroom deliver` with format = "mbox", through a
+// running server and alone, stores the message in <home>/mbox with the
+// envelope sender in its From line, exactly (trace fields first). A
+// home that holds a Maildir is
+// refused with exit 75 (the log says why: mailbox.FormatError, tested in
+// mailbox/mbox), and nothing is stored beside it.
+func TestMboxDeliver(t *testing.T) {
+	t.Parallel()
+	for _, setup := range deliverSetups {
+		t.Run(setup.name, func(t *testing.T) {
+			t.Parallel()
+			run, root := setup.setup(t, mboxServerConfig, "alice@example.org", "bob@example.org")
+			if out, code := run(t, deliverMessage, "deliver", "-f", "carol@example.net", "alice@example.org"); code != 0 {
+				t.Fatalf("mailroom deliver: exit %d\n%s", code, out)
+			}
+			f, err := os.Open(filepath.Join(root, "example.org", "alice", "mbox"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := mbox.Split(f)
+			f.Close()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("alice's mbox: %d messages, %v", len(msgs), err)
+			}
+			if msgs[0].Sender != "carol@example.net" {
+				t.Errorf("From line sender %q", msgs[0].Sender)
+			}
+			tr := splitTrace(t, string(msgs[0].Body))
+			if tr.ReturnPath != "<carol@example.net>" || tr.Rest != deliverMessage+"\n" {
+				t.Errorf("stored %q (Return-Path %s), want %q after the trace fields", tr.Rest, tr.ReturnPath, deliverMessage+"\n")
+			}
+			// bob's home holds a Maildir: refused, temporarily.
+			if err := os.MkdirAll(filepath.Join(root, "example.org", "bob", "Maildir", "cur"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			out, code := run(t, "Subject: x\n\ny\n", "deliver", "bob@example.org")
+			if code != exTempFail {
+				t.Errorf("delivery to a home holding a Maildir: exit %d, want %d\n%s", code, exTempFail, out)
+			}
+			if _, err := os.Stat(filepath.Join(root, "example.org", "bob", "mbox")); err == nil {
+				t.Error("an mbox was made beside bob's Maildir")
+			}
+		})
+	}
+}
