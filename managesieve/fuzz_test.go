@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"mailroom/internal/mailtest"
 	"mailroom/sieve"
@@ -45,18 +43,7 @@ func FuzzSession(f *testing.F) {
 	go srv.Serve(l)
 	f.Cleanup(func() { srv.Close(); scripts.Close() })
 	f.Fuzz(func(t *testing.T, session []byte) {
-		c, err := l.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		out := make(chan []byte, 1)
-		go func() { b, _ := io.ReadAll(c); out <- b }()
-		c.Write(session)
-		c.Write([]byte("\r\nLOGOUT\r\n"))
-		c.Close()
-		reply := <-out
+		reply := mailtest.PlaySession(t, l, session, []byte("\r\nLOGOUT\r\n"))
 		if !bytes.Contains(reply, []byte("OK \"mailroom ManageSieve server ready\"\r\n")) {
 			t.Fatalf("no greeting: %q", reply)
 		}
