@@ -10,15 +10,20 @@ import (
 
 // Header is the Authentication-Results field (RFC 8601) for res, with
 // authServID naming this server: spf, one dkim per signature (header.d,
-// header.s, header.b) and dmarc.
+// header.s, header.b) and dmarc. It is folded, one result a line, so that
+// no line outgrows RFC 5322's 998 octets (a field longer than that would
+// be refused by the next MTA, or by our own reading of the message): the
+// values the sender chose are left out when no address or domain could be
+// so long (RFC 5321 §4.5.3.1: 255 octets), rather than cut into something
+// they were not.
 func (res *Result) Header(authServID string) msghdr.Field {
 	var results []authres.Result
 	s := res.SPF
 	sr := &authres.SPFResult{Value: authres.ResultValue(s.Result)}
 	if s.Identity == "helo" {
-		sr.Helo = s.Value
+		sr.Helo = bounded(s.Value)
 	} else {
-		sr.From = s.Value
+		sr.From = bounded(s.Value)
 	}
 	results = append(results, sr)
 	if len(res.DKIM) == 0 {
@@ -26,9 +31,9 @@ func (res *Result) Header(authServID string) msghdr.Field {
 	}
 	for _, d := range res.DKIM {
 		results = append(results, &authres.GenericResult{Method: "dkim", Value: authres.ResultValue(d.Result),
-			Params: map[string]string{"header.d": d.Domain, "header.s": d.Selector, "header.b": d.B}})
+			Params: map[string]string{"header.d": bounded(d.Domain), "header.s": bounded(d.Selector), "header.b": d.B}})
 	}
-	dr := &authres.DMARCResult{Value: authres.ResultValue(res.DMARC.Result), From: res.DMARC.Domain}
+	dr := &authres.DMARCResult{Value: authres.ResultValue(res.DMARC.Result), From: bounded(res.DMARC.Domain)}
 	if res.DMARC.Policy != "" {
 		// As other receivers write it: the published policy and the
 		// disposition applied, which is what this server did (a
@@ -41,7 +46,75 @@ func (res *Result) Header(authServID string) msghdr.Field {
 		dr.Reason = "p=" + strings.ToUpper(res.DMARC.Policy) + " dis=" + dis
 	}
 	results = append(results, dr)
-	return msghdr.New("Authentication-Results", authres.Format(authServID, results))
+	return msghdr.New("Authentication-Results", fold(authres.Format(bounded(authServID), results)))
+}
+
+// maxValue is the longest property value written: an address or domain
+// of RFC 5321 §4.5.3.1 (a path is 256 octets with its angle brackets).
+const maxValue = 255
+
+// bounded is v, or "" (which authres leaves out) when v is longer than
+// any address or domain can be.
+func bounded(v string) string {
+	if len(v) > maxValue {
+		return ""
+	}
+	return v
+}
+
+// foldAt is where fold breaks a result's line when it can (RFC 5322
+// §2.1.1's 78 characters).
+const foldAt = 78
+
+// fold puts a line break (which msghdr.New makes CRLF and a tab) after
+// each ";" that ends a result, and at a space between properties where a
+// line would pass foldAt; never inside a quoted-string or a comment, whose
+// spaces are part of the value. A space before a ";" goes.
+func fold(v string) string {
+	var b strings.Builder
+	line := 0 // length of the line so far
+	lastSpace := -1
+	quoted, depth := false, 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0) && i+1 < len(v):
+			b.WriteByte(c)
+			i++
+			c = v[i]
+		case c == '"' && depth == 0:
+			quoted = !quoted
+		case c == '(' && !quoted:
+			depth++
+		case c == ')' && !quoted && depth > 0:
+			depth--
+		case c == ' ' && !quoted && depth == 0:
+			if i+1 < len(v) && v[i+1] == ';' {
+				// authres writes "dkim=none ;" for a result without
+				// properties.
+				continue
+			}
+			if i > 0 && v[i-1] == ';' {
+				b.WriteByte('\n')
+				line, lastSpace = 0, -1
+				continue
+			}
+			lastSpace = b.Len()
+		}
+		b.WriteByte(c)
+		line++
+		if line > foldAt && lastSpace >= 0 {
+			// Break at the last space: what followed it moves to the
+			// new line.
+			out := []byte(b.String())
+			out[lastSpace] = '\n'
+			b.Reset()
+			b.Write(out)
+			line = len(out) - lastSpace - 1
+			lastSpace = -1
+		}
+	}
+	return b.String()
 }
 
 // AuthServID returns the authserv-id of an Authentication-Results field

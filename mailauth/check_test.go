@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
+	"github.com/emersion/go-msgauth/authres"
 
 	"mailroom/internal/mailtest/fakedns"
 	"mailroom/internal/msghdr"
@@ -366,6 +367,89 @@ func TestHeader(t *testing.T) {
 	if v := r.Header("mx.test").Value(); !strings.Contains(v, "smtp.helo=client.test") || !strings.Contains(v, "dkim=none") {
 		t.Errorf("null sender's field: %s", v)
 	}
+}
+
+// TestHeaderLines: the field keeps to RFC 5322 §2.1.1 (no line over 998
+// octets; folded, one result a line, before 78 where it can be) whatever
+// the sender put in the values it names: a long envelope sender, HELO
+// name, From: domain, and several signatures with long d= and s= tags.
+// A value no address or domain can have (over 255 octets, RFC 5321
+// §4.5.3.1) is left out rather than cut to something it is not; the
+// field reads back as one, with its authserv-id and every result.
+func TestHeaderLines(t *testing.T) {
+	w := newWorld(t)
+	c := w.checker(mailauth.DefaultPolicy(), 5*time.Second)
+	long := strings.Repeat("x", 300) + ".example"
+	msg := message("a@" + long)
+	for i := range 5 {
+		msg = fmt.Sprintf("DKIM-Signature: v=1; a=rsa-sha256; d=%s%d; s=%s; h=From; bh=AAAA; b=AAAA\r\n", long, i, strings.Repeat("s", 400)) + msg
+	}
+	msg = w.signed(t, msg)
+	h, _, err := msghdr.Read(bufio.NewReader(strings.NewReader(msg)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []mailauth.Envelope{
+		{IP: net.ParseIP("127.0.0.1"), Helo: "client.test", MailFrom: strings.Repeat("a", 900) + "@" + long},
+		{IP: net.ParseIP("127.0.0.1"), Helo: strings.Repeat("h", 900) + ".example"},
+		{IP: net.ParseIP("127.0.0.1"), Helo: "client.test", MailFrom: "a@good.example"},
+	} {
+		r := c.Check(t.Context(), env, h, strings.NewReader(msg))
+		f := r.Header("mx.test")
+		for line := range strings.Lines(string(f.Raw)) {
+			if len(line) > 998+2 {
+				t.Errorf("a line of %d octets:\n%.200s...", len(line), line)
+			}
+			if strings.Contains(line, strings.Repeat("x", 300)) || strings.Contains(line, strings.Repeat("s", 300)) || strings.Contains(line, strings.Repeat("h", 300)) {
+				t.Errorf("an impossible value was written: %.200s...", line)
+			}
+		}
+		back, _, err := msghdr.Read(bufio.NewReader(strings.NewReader(string(f.Raw)+"\r\n")), 0)
+		if err != nil || len(back) != 1 {
+			t.Fatalf("the field reads back as %d fields (%v):\n%s", len(back), err, f.Raw)
+		}
+		id, results, err := authres.Parse(back[0].Value())
+		if err != nil || id != "mx.test" || len(results) != 1+len(r.DKIM)+1 {
+			t.Errorf("authres.Parse: %q, %d results (want %d), %v:\n%s", id, len(results), 2+len(r.DKIM), err, f.Raw)
+		}
+		if env.MailFrom == "a@good.example" && !strings.Contains(back[0].Value(), "smtp.mailfrom=a@good.example") {
+			t.Errorf("an ordinary sender is not named:\n%s", f.Raw)
+		}
+	}
+}
+
+// FuzzHeader: whatever names the sender chose, the field is one field of
+// lines within 998 octets, and it says what the unfolded field says.
+func FuzzHeader(f *testing.F) {
+	f.Add("a@good.example", "client.test", "good.example", "sel", "good.example", "reject")
+	f.Add(`"a; (b)  c"@x.example`, "h", "d (x", `s"q`, "", "")
+	f.Add(strings.Repeat("a ", 200), "", strings.Repeat("d", 80), strings.Repeat("s ", 60), "x", "none")
+	f.Fuzz(func(t *testing.T, mailFrom, helo, d, sel, from, policy string) {
+		r := &mailauth.Result{
+			SPF:   mailauth.SPFResult{Result: spf.Fail, Identity: "mailfrom", Value: mailFrom},
+			DKIM:  []mailauth.DKIMResult{{Result: "fail", Domain: d, Selector: sel, B: "AAAA"}, {Result: "pass", Domain: from, Selector: helo}},
+			DMARC: mailauth.DMARCResult{Result: "fail", Domain: from, Policy: policy},
+		}
+		if mailFrom == "" {
+			r.SPF.Identity, r.SPF.Value = "helo", helo
+		}
+		raw := string(r.Header("mx.test").Raw)
+		for line := range strings.Lines(raw) {
+			if len(line) > 1000 {
+				t.Fatalf("a line of %d octets", len(line))
+			}
+		}
+		back, _, err := msghdr.Read(bufio.NewReader(strings.NewReader(raw+"\r\n")), 0)
+		if err != nil || len(back) != 1 {
+			t.Fatalf("%d fields read back (%v):\n%q", len(back), err, raw)
+		}
+		unfolded := strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(back[0].Value())
+		_, want, werr := authres.Parse(unfolded)
+		_, got, gerr := authres.Parse(back[0].Value())
+		if (werr == nil) != (gerr == nil) || len(want) != len(got) {
+			t.Fatalf("folded: %d results (%v), unfolded %d (%v):\n%q", len(got), gerr, len(want), werr, raw)
+		}
+	})
 }
 
 func TestStripForged(t *testing.T) {

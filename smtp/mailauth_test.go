@@ -91,7 +91,7 @@ func TestMXChecks(t *testing.T) {
 		{"p=reject", checker, nil, "a@reject.example", "550 5.7.1 Message refused: DMARC policy of reject.example is reject", "", nil, nil},
 		{"p=quarantine", checker, nil, "a@quarantine.example", "250 ", ".Junk", []string{"Authentication-Results: mx.test;", "dmarc=fail"}, nil},
 		{"pass, forged field removed", checker, nil, "a@good.example", "250 ", "",
-			[]string{"Authentication-Results: mx.test; spf=pass", "dmarc=pass", other}, []string{"bank.example"}},
+			[]string{"Authentication-Results: mx.test;\n\tspf=pass", "dmarc=pass", other}, []string{"bank.example"}},
 		{"SPF SERVFAIL under p=reject: deferred, not refused", checker, nil, "a@tmp.example", "451 4.7.0 Try again later: temporary DNS failure", "", nil, nil},
 		{"no From: refused (bad_from)", checker, nil, "", "550 5.7.1 Message refused: no From: address", "", nil, nil},
 		{"checks off: forged field still removed", nil, nil, "a@reject.example", "250 ", "", []string{other}, []string{"bank.example", "Authentication-Results: mx.test"}},
