@@ -137,9 +137,15 @@ func (s *Store) adminScript(p string) (*sieve.Script, error) {
 		}
 	}
 	c := &cached{active: sig, files: map[string]fileSig{}}
-	src, err := os.ReadFile(p)
-	if err != nil {
-		c.err = fmt.Errorf("sieve script %s: %w", p, err)
+	src, err := readFile(p, int64(s.opts.Limits.MaxScriptSize))
+	switch {
+	case err != nil && transient(err):
+		return nil, fmt.Errorf("sieve script %s: %w", p, err) // not kept: tried again
+	case err != nil:
+		// Gone or unreadable for good: like a script that does not
+		// compile, it is skipped and logged by each delivery, which
+		// goes on (`mailroom check` refuses it).
+		c.err = &sieve.Error{Script: p, Msg: err.Error()}
 	}
 	var seen []sieve.Dep
 	if err == nil {

@@ -226,6 +226,42 @@ func TestIncludedScriptErrors(t *testing.T) {
 	}
 }
 
+// TestAdminScriptGone: an administrator's script removed after start is
+// skipped as one that does not compile (a *sieve.Error naming the file),
+// and the user's script still runs; put back, it runs again.
+func TestAdminScriptGone(t *testing.T) {
+	root := t.TempDir()
+	before := filepath.Join(t.TempDir(), "spam.sieve")
+	if err := os.WriteFile(before, []byte("keep;"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{MailRoot: root, Before: []string{before}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Put(home, "main", []byte("keep;")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActive(home, "main"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if seq, err := s.Sequence(ctx, home); len(seq) != 2 || err != nil {
+		t.Fatalf("with both: %d scripts, %v", len(seq), err)
+	}
+	os.Remove(before)
+	seq, err := s.Sequence(ctx, home)
+	var se *sieve.Error
+	if len(seq) != 1 || !errors.As(err, &se) || se.Script != before {
+		t.Errorf("before script gone: %d scripts, %v; want the user's and a *sieve.Error naming %s", len(seq), err, before)
+	}
+	os.WriteFile(before, []byte("keep;"), 0o600)
+	if seq, err := s.Sequence(ctx, home); len(seq) != 2 || err != nil {
+		t.Errorf("put back: %d scripts, %v", len(seq), err)
+	}
+}
+
 // TestLoadError: only errors that may pass are trouble to try again;
 // the others make the include the script's error.
 func TestLoadError(t *testing.T) {
