@@ -197,8 +197,8 @@ Before it opens mailroom.db, serve (like every command that opens it) has the fi
 		},
 		{
 			name:    "help",
-			usage:   []string{"help [COMMAND | config]"},
-			summary: "Print the usage of every command, of one command, or every configuration key with its type and default.",
+			usage:   []string{"help [COMMAND | config [KEY]]"},
+			summary: "Print the usage of every command, of one command, every configuration key with its type and default, or what one key (limits.idle_timeout) or table (limits) does.",
 			run:     func(c *cmdIO) error { return cmdHelp(c.args, c.stdout) },
 		},
 	}
@@ -340,6 +340,8 @@ func cmdHelp(args []string, stdout io.Writer) error {
 	case len(args) == 1 && args[0] == "config":
 		writeConfigHelp(stdout)
 		return nil
+	case len(args) == 2 && args[0] == "config":
+		return writeKeyHelp(stdout, args[1])
 	case len(args) == 1:
 		if c := lookupCommand(args[0]); c != nil {
 			c.writeHelp(stdout)
@@ -377,4 +379,32 @@ func writeConfigHelp(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-24s %s%s\n", name, k.Type, def)
 	}
+}
+
+// writeKeyHelp prints what the key or table name does, as
+// mailroom.toml(5) says it.
+func writeKeyHelp(w io.Writer, name string) error {
+	keys := config.Keys()
+	i := slices.IndexFunc(keys, func(k config.Key) bool { return k.Name == name })
+	if i < 0 {
+		return withExit(exitUsage, fmt.Errorf("no key %q: mailroom help config lists every key", name))
+	}
+	k := keys[i]
+	head := k.Name + ": " + k.Type
+	if k.Default != "" {
+		head += ", default " + k.Default
+	}
+	fmt.Fprintln(w, head)
+	for _, p := range paragraphs(k.Doc) {
+		fmt.Fprintf(w, "\n%s\n", wrap(p, 78, ""))
+	}
+	if k.Table {
+		fmt.Fprintln(w, "\nkeys:")
+		for _, sub := range keys {
+			if strings.HasPrefix(sub.Name, k.Name+".") {
+				fmt.Fprintf(w, "  %s\n", sub.Name)
+			}
+		}
+	}
+	return nil
 }

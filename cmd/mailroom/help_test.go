@@ -44,6 +44,16 @@ func TestHelp(t *testing.T) {
 	if out, code := cli(t, "", "help", "config"); code != 0 || !strings.Contains(out, "\n[limits]\n") || !regexp.MustCompile(`max_recipients +an integer, default 100`).MatchString(out) {
 		t.Errorf("help config: %d %s", code, out)
 	}
+	if out, code := cli(t, "", "help", "config", "limits.idle_timeout"); code != 0 || !strings.HasPrefix(out, `limits.idle_timeout: a duration such as "5m" or "90s", default "5m"`) ||
+		!strings.Contains(out, "idle_timeout bounds every read") {
+		t.Errorf("help config limits.idle_timeout: %d %s", code, out)
+	}
+	if out, code := cli(t, "", "help", "config", "limits"); code != 0 || !strings.Contains(out, "\n  limits.max_recipients\n") {
+		t.Errorf("help config limits: %d %s", code, out)
+	}
+	if out, code := cli(t, "", "help", "config", "limits.nosuch"); code != exitUsage || !strings.Contains(out, "no key") {
+		t.Errorf("help config limits.nosuch: %d %s", code, out)
+	}
 	if out, code := cli(t, "", "help", "nosuch"); code != exitUsage || !strings.Contains(out, "no help for") {
 		t.Errorf("help nosuch: %d %s", code, out)
 	}
