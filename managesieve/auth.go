@@ -10,6 +10,7 @@ import (
 
 	"mailroom/account"
 	"mailroom/internal/authdelay"
+	"mailroom/internal/saslogin"
 )
 
 // AUTHENTICATE (RFC 5804 §2.1) with PLAIN (RFC 4616) and LOGIN, and
@@ -51,7 +52,7 @@ func (c *conn) cmdAuthenticate(args []arg) error {
 			return check(username, password)
 		})
 	} else {
-		server = &loginServer{check: check}
+		server = saslogin.NewServer(check)
 	}
 	var resp []byte
 	if len(args) == 2 {
@@ -201,34 +202,4 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-// loginServer is the server side of the LOGIN mechanism (draft-murchison-
-// sasl-login), which go-sasl provides only as a client; Thunderbird and
-// sieve-connect offer it.
-type loginServer struct {
-	check    func(username, password string) error
-	username string
-	step     int
-}
-
-func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch l.step {
-	case 0:
-		l.step++
-		if len(response) > 0 { // initial response: the user name
-			l.username = string(response)
-			l.step++
-			return []byte("Password:"), false, nil
-		}
-		return []byte("Username:"), false, nil
-	case 1:
-		l.username = string(response)
-		l.step++
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step++
-		return nil, true, l.check(l.username, string(response))
-	}
-	return nil, false, errors.New("unexpected response")
 }

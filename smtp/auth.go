@@ -9,6 +9,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailroom/internal/authdelay"
+	"mailroom/internal/saslogin"
 )
 
 // AuthMechanisms offers PLAIN and LOGIN (RFC 4954) on submission, and only
@@ -54,7 +55,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			return s.authenticate(username, password)
 		})}, nil
 	case sasl.Login:
-		return saslErrors{&loginServer{check: s.authenticate}}, nil
+		return saslErrors{saslogin.NewServer(s.authenticate)}, nil
 	}
 	return nil, errMechanism
 }
@@ -126,34 +127,4 @@ func (s *session) authFailed(username string, err error) error {
 	s.log.Warn("authentication failed", "event", "auth_failed", "user", username, "wait", wait, "err", err)
 	s.attemptFailed()
 	return gosmtp.ErrAuthFailed
-}
-
-// loginServer is the server side of the LOGIN mechanism (draft-murchison-
-// sasl-login), which go-sasl provides only as a client: Thunderbird and
-// Outlook still use it.
-type loginServer struct {
-	check    func(username, password string) error
-	username string
-	step     int
-}
-
-func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch l.step {
-	case 0:
-		l.step++
-		if len(response) > 0 { // initial response: the user name
-			l.username = string(response)
-			l.step++
-			return []byte("Password:"), false, nil
-		}
-		return []byte("Username:"), false, nil
-	case 1:
-		l.username = string(response)
-		l.step++
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step++
-		return nil, true, l.check(l.username, string(response))
-	}
-	return nil, false, errors.New("unexpected response")
 }

@@ -97,23 +97,6 @@ func FuzzMissingHeaders(f *testing.F) {
 	})
 }
 
-func TestLoginServer(t *testing.T) {
-	var got [2]string
-	l := &loginServer{check: func(u, p string) error { got = [2]string{u, p}; return nil }}
-	if c, done, _ := l.Next(nil); string(c) != "Username:" || done {
-		t.Fatalf("step 1: %q %v", c, done)
-	}
-	if c, done, _ := l.Next([]byte("alice")); string(c) != "Password:" || done {
-		t.Fatalf("step 2: %q %v", c, done)
-	}
-	if _, done, err := l.Next([]byte("pw")); !done || err != nil || got != [2]string{"alice", "pw"} {
-		t.Fatalf("step 3: %v %v %v", done, err, got)
-	}
-	if _, _, err := l.Next([]byte("more")); err == nil {
-		t.Fatal("a fourth step was accepted")
-	}
-}
-
 type nopAccounts struct{}
 
 func (nopAccounts) Authenticate(addr, password string) (account.Account, error) {
