@@ -245,3 +245,46 @@ selector = "mailroom"
 		t.Errorf("DNS failing: exit %d (want 75, try again later)\n%s", code, out)
 	}
 }
+
+// TestDKIMKeygenSelector: -selector names the record and the key file
+// (a rollover's second key), a selector that is not DNS labels (a path)
+// is refused before anything is written, and so is a domain that is not
+// one of ours.
+func TestDKIMKeygenSelector(t *testing.T) {
+	t.Parallel()
+	cfg, dir := mailtest.WriteConfig(t, `hostname = "mx.example.org"
+data_dir = "%DATA%"
+domains = ["example.org"]
+`)
+	out, code := mailtest.RunBinary(t, cfg, "", "dkim", "keygen", "example.org", "-selector", "s2026", "-algo", "ed25519")
+	if code != 0 {
+		t.Fatalf("keygen -selector s2026: exit %d\n%s", code, out)
+	}
+	if name, value := zoneRecord(t, out); name != "s2026._domainkey.example.org" || !strings.Contains(value, "k=ed25519") {
+		t.Errorf("keygen -selector s2026 printed %s %s", name, value)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "dkim", "example.org", "s2026.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the key s2026.key: %v", err)
+	}
+	for _, args := range [][]string{
+		{"example.org", "-selector", "../../evil"},
+		{"example.org", "-selector", "a/b"},
+		{"example.org", "-selector", "-x"},
+		{"example.net"},
+	} {
+		out, code := mailtest.RunBinary(t, cfg, "", append([]string{"dkim", "keygen"}, args...)...)
+		if code != 64 {
+			t.Errorf("keygen %q: exit %d, want 64\n%s", args, code, out)
+		}
+	}
+	var files []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".key") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) != 1 {
+		t.Errorf("key files after the refusals: %q, want only s2026.key", files)
+	}
+}
