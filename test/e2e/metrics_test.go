@@ -166,6 +166,14 @@ func TestMetrics(t *testing.T) {
 	}
 
 	checkDashboard(t, fams)
+	checkAlertRules(t, fams)
+	// Prometheus's own linter finds nothing to say about the names,
+	// types and help texts.
+	lint := exec.Command(mailtest.NeedTool(t, "promtool"), "check", "metrics")
+	lint.Stdin = strings.NewReader(scrapeRaw(t, curl, base+"/metrics"))
+	if out, err := lint.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 
 	// OpenMetrics when asked, as Prometheus asks.
 	om, err := exec.Command(curl, "-sSf", "-H", "Accept: application/openmetrics-text; version=1.0.0", base+"/metrics").Output()
@@ -208,8 +216,7 @@ func TestMetrics(t *testing.T) {
 }
 
 // checkDashboard: every query of contrib/grafana/mailroom.json names
-// metrics that the scrape has (a histogram's _bucket series by its
-// family), and groups by labels those metrics have.
+// metrics that the scrape has, and groups by labels those metrics have.
 func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
 	t.Helper()
 	data, err := os.ReadFile(contrib(t, "grafana/mailroom.json"))
@@ -240,13 +247,42 @@ func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
 	for _, v := range dash.Templating.List {
 		exprs = append(exprs, v.Definition)
 	}
+	checkQueries(t, "contrib/grafana/mailroom.json", fams, exprs)
+}
+
+// checkAlertRules: the same for the rules of
+// contrib/prometheus/mailroom.rules.yml (but up, which Prometheus makes).
+func checkAlertRules(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	data, err := os.ReadFile(contrib(t, "prometheus/mailroom.rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exprs []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+expr: (.+)$`).FindAllStringSubmatch(string(data), -1) {
+		if !strings.HasPrefix(m[1], "up{") {
+			exprs = append(exprs, m[1])
+		}
+	}
+	if len(exprs) < 5 {
+		t.Fatalf("contrib/prometheus/mailroom.rules.yml: %d rules read", len(exprs))
+	}
+	checkQueries(t, "contrib/prometheus/mailroom.rules.yml", fams, exprs)
+}
+
+// checkQueries: each PromQL expression of file names metrics that the
+// scrape has (a histogram's _bucket series by its family), and groups by
+// labels those metrics have.
+func checkQueries(t *testing.T, file string, fams map[string]*dto.MetricFamily, exprs []string) {
+	t.Helper()
 	names := regexp.MustCompile(`\b(?:mailroom|go|process)_[a-z0-9_]+`)
 	groups := regexp.MustCompile(`\bby \(([^)]*)\)`)
 	for _, e := range exprs {
-		labels := map[string]bool{"le": true}
+		// le is a histogram's; job and instance Prometheus adds.
+		labels := map[string]bool{"le": true, "job": true, "instance": true}
 		found := names.FindAllString(e, -1)
 		if len(found) == 0 {
-			t.Errorf("dashboard query %q names no metric of mailroom's", e)
+			t.Errorf("%s: query %q names no metric of mailroom's", file, e)
 		}
 		for _, name := range found {
 			f := fams[name]
@@ -254,7 +290,7 @@ func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
 				f = fams[base]
 			}
 			if f == nil {
-				t.Errorf("dashboard query %q: no metric %s in the scrape", e, name)
+				t.Errorf("%s: query %q: no metric %s in the scrape", file, e, name)
 				continue
 			}
 			for _, m := range f.GetMetric() {
@@ -266,7 +302,7 @@ func checkDashboard(t *testing.T, fams map[string]*dto.MetricFamily) {
 		for _, g := range groups.FindAllStringSubmatch(e, -1) {
 			for _, l := range strings.Split(g[1], ",") {
 				if l = strings.TrimSpace(l); !labels[l] {
-					t.Errorf("dashboard query %q groups by %q, which its metrics do not have", e, l)
+					t.Errorf("%s: query %q groups by %q, which its metrics do not have", file, e, l)
 				}
 			}
 		}
@@ -283,15 +319,22 @@ func certNotAfter(t *testing.T, cert, key string) time.Time {
 	return pair.Leaf.NotAfter
 }
 
-// scrape fetches url with curl and parses Prometheus's text format.
-func scrape(t *testing.T, curl, url string) map[string]*dto.MetricFamily {
+// scrapeRaw fetches url with curl.
+func scrapeRaw(t *testing.T, curl, url string) string {
 	t.Helper()
 	out, err := exec.Command(curl, "-sSf", url).Output()
 	if err != nil {
 		t.Fatalf("curl %s: %v", url, err)
 	}
+	return string(out)
+}
+
+// scrape fetches url with curl and parses Prometheus's text format.
+func scrape(t *testing.T, curl, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	out := scrapeRaw(t, curl, url)
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(string(out)))
+	fams, err := p.TextToMetricFamilies(strings.NewReader(out))
 	if err != nil {
 		t.Fatalf("%s is not Prometheus's text format: %v\n%s", url, err, out)
 	}
