@@ -450,6 +450,55 @@ func FuzzReply(f *testing.F) {
 	})
 }
 
+// FuzzStageCount: the stage budget follows the milter's packet framing
+// however the stream is cut into reads: it counts the packets other than
+// progress exactly as a reading of the whole stream at once does, the
+// octets too, and never panics.
+func FuzzStageCount(f *testing.F) {
+	f.Add(append(fakemilter.Packet('p'), fakemilter.Packet('h', "X-A\x00v\x00")...), uint8(3))
+	f.Add([]byte("\x00\x00\x00\x00\x00\x00\x00\x01c"), uint8(1))
+	f.Add([]byte("\xff\xff\xff\xffc"), uint8(2))
+	f.Fuzz(func(t *testing.T, stream []byte, cut uint8) {
+		// The reference: whole packets, front to back.
+		want := 0
+		for b := stream; len(b) >= 4; {
+			n := binary.BigEndian.Uint32(b)
+			b = b[4:]
+			if n > 0 && len(b) > 0 && b[0] != 'p' {
+				want++
+			}
+			b = b[min(uint64(n), uint64(len(b))):]
+		}
+		c := &stageConn{}
+		c.next(time.Time{}, int64(len(stream)), 1<<30)
+		step := int(cut%16) + 1
+		for i := 0; i < len(stream); i += step {
+			if err := c.count(stream[i:min(i+step, len(stream))]); err != nil {
+				t.Fatalf("within budget: %v", err)
+			}
+		}
+		if got := 1<<30 - c.packets; got != want || c.octets != 0 {
+			t.Fatalf("cut every %d: %d packets counted, %d octets left; want %d and 0", step, got, c.octets, want)
+		}
+		// One packet fewer allowed than sent, or one octet fewer: the
+		// stage fails.
+		if want > 0 {
+			c := &stageConn{}
+			c.next(time.Time{}, int64(len(stream)), want-1)
+			if c.count(stream) == nil {
+				t.Fatalf("%d packets passed a budget of %d", want, want-1)
+			}
+		}
+		if len(stream) > 0 {
+			c := &stageConn{}
+			c.next(time.Time{}, int64(len(stream)-1), unlimited)
+			if c.count(stream) == nil {
+				t.Fatal("an octet over the budget passed")
+			}
+		}
+	})
+}
+
 // negotiate is a fake milter's answer to the option negotiation: its
 // protocol version and the actions it asks for.
 func negotiate(version, actions uint32) []byte { return negotiateProto(version, actions, 0) }
