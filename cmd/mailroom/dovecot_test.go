@@ -38,7 +38,18 @@ func mailroomView(t *testing.T, cfgPath, home string) folderView {
 	if _, err := sess.Expunge(ctx, "INBOX", []uint32{snap.Messages[1].UID}); err != nil {
 		t.Fatal(err)
 	}
-	if snap, err = sess.SetFlags(ctx, "INBOX", []uint32{snap.Messages[1].UID}, mailbox.FlagsAdd, []string{`\Flagged`}); err != nil {
+	if _, err = sess.SetFlags(ctx, "INBOX", []uint32{snap.Messages[1].UID}, mailbox.FlagsAdd, []string{`\Flagged`}); err != nil {
+		t.Fatal(err)
+	}
+	return readView(t, sess)
+}
+
+// readView is INBOX as the session sees it.
+func readView(t *testing.T, sess mailbox.Folders) folderView {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := sess.Sync(ctx, "INBOX")
+	if err != nil {
 		t.Fatal(err)
 	}
 	v := folderView{uidValidity: snap.UIDValidity, byUID: map[uint32]string{}}
@@ -63,9 +74,10 @@ func mailroomView(t *testing.T, cfgPath, home string) folderView {
 	return v
 }
 
-// dovecotView reads INBOX of user as Dovecot's imap(1) serves it, run
-// preauthenticated on the Maildirs under mailRoot.
-func dovecotView(t *testing.T, mailRoot, user string) folderView {
+// dovecotIMAP runs Dovecot's imap(1) preauthenticated as user on the
+// Maildirs under mailRoot, with the IMAP commands given (CRLF-ended), and
+// returns what it answered; a NO or BAD fails the test.
+func dovecotIMAP(t *testing.T, mailRoot, user, commands string) string {
 	t.Helper()
 	mailtest.NeedTool(t, "doveconf") // dovecot-core
 	imapBin := "/usr/lib/dovecot/imap"
@@ -85,19 +97,27 @@ func dovecotView(t *testing.T, mailRoot, user string) folderView {
 	local, domain, _ := strings.Cut(user, "@")
 	cmd := exec.Command(imapBin, "-c", filepath.Join(dir, "dovecot.conf"))
 	cmd.Env = append(os.Environ(), "USER="+user, "HOME="+filepath.Join(mailRoot, domain, local))
-	cmd.Stdin = strings.NewReader("a SELECT INBOX\r\nb UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\nc LOGOUT\r\n")
+	cmd.Stdin = strings.NewReader(commands + "z LOGOUT\r\n")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "b OK") {
+	if err != nil || strings.Contains(string(out), " NO ") || strings.Contains(string(out), " BAD ") {
 		t.Fatalf("Dovecot's imap: %v\n%s", err, out)
 	}
+	return string(out)
+}
+
+// dovecotView reads INBOX of user as Dovecot's imap(1) serves it, run
+// preauthenticated on the Maildirs under mailRoot.
+func dovecotView(t *testing.T, mailRoot, user string) folderView {
+	t.Helper()
+	out := dovecotIMAP(t, mailRoot, user, "a SELECT INBOX\r\nb UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
 	v := folderView{byUID: map[uint32]string{}}
-	if m := regexp.MustCompile(`UIDVALIDITY (\d+)`).FindStringSubmatch(string(out)); m != nil {
+	if m := regexp.MustCompile(`UIDVALIDITY (\d+)`).FindStringSubmatch(out); m != nil {
 		fmt.Sscan(m[1], &v.uidValidity)
 	}
 	// * 1 FETCH (UID 1 FLAGS (\Seen) BODY[HEADER.FIELDS (SUBJECT)] {21}
 	// Subject: message 0
 	fetchRE := regexp.MustCompile(`(?s)\* \d+ FETCH \(UID (\d+) FLAGS \(([^)]*)\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: ([^\r]*)\r\n`)
-	for _, m := range fetchRE.FindAllStringSubmatch(string(out), -1) {
+	for _, m := range fetchRE.FindAllStringSubmatch(out, -1) {
 		var uid uint32
 		fmt.Sscan(m[1], &uid)
 		flags := strings.Fields(m[2])
@@ -156,6 +176,52 @@ func TestDovecotExport(t *testing.T) {
 	for uid, m := range want.byUID {
 		if got.byUID[uid] != m {
 			t.Errorf("UID %d: Dovecot has %q, mailroom %q", uid, got.byUID[uid], m)
+		}
+	}
+}
+
+// TestMoveFromDovecot: a Maildir that Dovecot wrote (messages appended,
+// one expunged, flags and a keyword set through its own imap), copied
+// into a mail home as docs/admin.md says, is served by mailroom with
+// Dovecot's UIDVALIDITY, UIDs, flags and keywords.
+func TestMoveFromDovecot(t *testing.T) {
+	dovecotRoot := filepath.Join(mailtest.ShortTempDir(t), "mail")
+	if err := os.MkdirAll(filepath.Join(dovecotRoot, "example.org", "alice"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	openUp(t, dovecotRoot)
+	var cmds strings.Builder
+	for i := range 4 {
+		msg := fmt.Sprintf("From: x@remote.example\r\nSubject: from dovecot %d\r\n\r\nbody %d\r\n", i, i)
+		fmt.Fprintf(&cmds, "a%d APPEND INBOX {%d+}\r\n%s\r\n", i, len(msg), msg)
+	}
+	cmds.WriteString("s SELECT INBOX\r\nd UID STORE 2 +FLAGS.SILENT (\\Deleted)\r\ne EXPUNGE\r\n" +
+		"f UID STORE 3 +FLAGS.SILENT (\\Flagged $Work)\r\ng UID STORE 4 +FLAGS.SILENT (\\Seen)\r\n")
+	dovecotIMAP(t, dovecotRoot, "alice@example.org", cmds.String())
+	want := dovecotView(t, dovecotRoot, "alice@example.org")
+	if len(want.byUID) != 3 || !strings.Contains(want.byUID[3], "$Work") {
+		t.Fatalf("Dovecot's INBOX: %+v", want)
+	}
+
+	cfgPath := writeConfig(t)
+	if out, code := cli(t, "pw\n", "user", "add", "alice@example.org", "-config", cfgPath); code != 0 {
+		t.Fatalf("user add: %d %s", code, out)
+	}
+	// docs/admin.md, "Moving from Dovecot", step 3.
+	home := filepath.Join(filepath.Dir(cfgPath), "data", "mail", "example.org", "alice")
+	os.RemoveAll(filepath.Join(home, "Maildir"))
+	if err := os.CopyFS(filepath.Join(home, "Maildir"), os.DirFS(filepath.Join(dovecotRoot, "example.org", "alice", "Maildir"))); err != nil {
+		t.Fatal(err)
+	}
+	sess, done := openFolders(t, cfgPath, "example.org/alice")
+	defer done()
+	got := readView(t, sess)
+	if got.uidValidity != want.uidValidity || len(got.byUID) != len(want.byUID) {
+		t.Fatalf("mailroom: UIDVALIDITY %d, %d messages; Dovecot: %d, %d", got.uidValidity, len(got.byUID), want.uidValidity, len(want.byUID))
+	}
+	for uid, m := range want.byUID {
+		if got.byUID[uid] != m {
+			t.Errorf("UID %d: mailroom has %q, Dovecot %q", uid, got.byUID[uid], m)
 		}
 	}
 }
