@@ -478,3 +478,77 @@ func TestSpoolInbox(t *testing.T) {
 		t.Errorf("after expunging all: %q", raw)
 	}
 }
+
+// TestStaleDotlock: a dotlock left by a crashed writer (older than
+// StaleLock) is broken, and the delivery goes through.
+func TestStaleDotlock(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, StoreOptions{Lock: Options{LockTimeout: 5 * time.Second, StaleLock: time.Minute}})
+	deliver(t, s, "", "Subject: first\n\nx\n")
+	lock := filepath.Join(s.opts.Root, testHome, "mbox.lock")
+	if err := os.WriteFile(lock, []byte("99999\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(lock, old, old)
+	deliver(t, s, "", "Subject: second\n\ny\n")
+	if _, err := os.Stat(lock); err == nil {
+		t.Error("the stale dotlock is still there")
+	}
+	if n := len(mustSync(t, openFolders(t, s), "INBOX").Messages); n != 2 {
+		t.Errorf("%d messages, want 2", n)
+	}
+}
+
+// TestBinaryAndBig: binary data (NULs, no line ends, a lone CR) and a
+// 100 MiB message come back as they were given, the big one served from
+// the file without being held in memory.
+func TestBinaryAndBig(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, StoreOptions{})
+	bin := "Subject: bin\n\n\x00\x01\xff\rFrom \x00no line end"
+	deliver(t, s, "", bin)
+	var big strings.Builder
+	big.WriteString("Subject: big\n\n")
+	line := strings.Repeat("0123456789", 10) + "\n"
+	for big.Len() < 100<<20 {
+		big.WriteString(line)
+	}
+	deliver(t, s, "", big.String())
+	f := openFolders(t, s)
+	snap := mustSync(t, f, "INBOX")
+	if len(snap.Messages) != 2 {
+		t.Fatalf("%d messages", len(snap.Messages))
+	}
+	if got, want := content(t, f, "INBOX", snap.Messages[0].UID), "Subject: bin\r\n\r\n\x00\x01\xff\rFrom \x00no line end\r\n"; got != want {
+		t.Errorf("binary message %q, want %q", got, want)
+	}
+	want := int64(big.Len() + strings.Count(big.String(), "\n"))
+	if snap.Messages[1].Size != want {
+		t.Errorf("big message: size %d, want %d", snap.Messages[1].Size, want)
+	}
+	r, size, err := f.Open(t.Context(), "INBOX", snap.Messages[1].UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// The end, after a seek: what a partial FETCH asks for.
+	if _, err := r.Seek(size-int64(len(line)+1), io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	tail, err := io.ReadAll(r)
+	if err != nil || string(tail) != strings.ReplaceAll(line, "\n", "\r\n") {
+		t.Errorf("the big message's last line %q, %v", tail, err)
+	}
+}
+
+// FuzzFromDate: any From line gives a date (its own or the file's) and
+// never a panic.
+func FuzzFromDate(f *testing.F) {
+	f.Add([]byte("From a@b Thu Nov 29 22:33:52 2007"))
+	f.Add([]byte("From alice@vm  Thu Dec 03 15:07:12 2026 +0200"))
+	f.Add([]byte("From "))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		fromDate(line, 12345e9)
+	})
+}
