@@ -73,7 +73,9 @@ type Config struct {
 	Accounts Accounts `toml:"accounts"`
 	// Log says how serve writes its log ([log]).
 	Log Log `toml:"log"`
-	// Metrics serves Prometheus metrics and a health check ([metrics]).
+	// Metrics serves Prometheus metrics (GET /metrics) and a health
+	// check (GET /healthz: 200 "ok", or 503 and what is wrong) over HTTP,
+	// without authentication: keep it on loopback ([metrics]).
 	Metrics Metrics `toml:"metrics"`
 
 	// Sieve filters mail at final delivery with users' and the

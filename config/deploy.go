@@ -46,8 +46,9 @@ type Server struct {
 // "ok", or 503 and what is wrong). It has no authentication: keep it on
 // loopback or behind a firewall.
 type Metrics struct {
-	// Listen is the "host:port" to serve on. Default "" (off). Example:
-	// "127.0.0.1:9154".
+	// Listen is the TCP "host:port" to serve on; a loopback address
+	// unless a firewall guards it (check warns otherwise). Default ""
+	// (off). Example: "127.0.0.1:9154".
 	Listen string `toml:"listen"`
 }
 

@@ -3,7 +3,7 @@
 // them.
 //
 // The message and login counters are counted from the log: every outcome
-// already has one Info record with an event key (accepted, delivered,
+// already has one Info record with an event key (received, delivered,
 // deferred, bounced, rejected, auth_failed, ...; see STYLE, "Logging"),
 // and Metrics.Log wraps the logger's handler so that each such record is
 // also counted. The log and the metrics therefore cannot disagree, as
@@ -62,7 +62,7 @@ func New(opts Options) *Metrics {
 	}, []string{"proto"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "messages_rejected_total",
-		Help: "Senders, recipients and messages refused for good, by protocol and reason: the reply's enhanced status code (5.1.1: no such user) or, without one, what was refused (relay_denied, ...).",
+		Help: "Senders, recipients and messages refused for good, by protocol (empty for a message the delivery agent refused after DATA: too big, a loop) and reason: the reply's enhanced status code (5.1.1: no such user) or, without one, what was refused (relay_denied, ...).",
 	}, []string{"proto", "reason"})
 	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "deliveries_total",
