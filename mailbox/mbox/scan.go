@@ -56,6 +56,9 @@ type Span struct {
 	// X-Status: and X-Keywords: header fields (mutt's and Dovecot's
 	// flags), nil where absent.
 	Status, XStatus, XKeywords []byte
+	// XUID and XIMAPBase are the values of X-UID: and X-IMAPbase: (the
+	// UIDs Dovecot and UW-IMAP keep in the file), nil where absent.
+	XUID, XIMAPBase []byte
 	// Verbatim: the body's length is a Content-Length the file
 	// confirms (mboxcl), so "From " lines inside it are text and no
 	// quoting is undone (mboxcl2 does not quote); Quoted is then the
@@ -346,6 +349,10 @@ func headerField(cur *Span, l *line, cl *int64) {
 		cur.XStatus = bytes.Clone(value)
 	case bytes.EqualFold(name, []byte("X-Keywords")):
 		cur.XKeywords, cur.lastField = bytes.Clone(value), 'k'
+	case bytes.EqualFold(name, []byte("X-UID")):
+		cur.XUID = bytes.Clone(value)
+	case bytes.EqualFold(name, []byte("X-IMAPbase")):
+		cur.XIMAPBase = bytes.Clone(value)
 	case bytes.EqualFold(name, []byte("Content-Length")):
 		if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
 			*cl = n

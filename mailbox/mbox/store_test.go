@@ -552,3 +552,29 @@ func FuzzFromDate(f *testing.F) {
 		fromDate(line, 12345e9)
 	})
 }
+
+// TestDovecotUIDsTakenOver: a file that Dovecot indexed (X-IMAPbase in
+// its first message, X-UID in each) keeps Dovecot's UIDVALIDITY and UIDs
+// in a new index; a UID out of order gets a new one; the next delivery
+// gets Dovecot's UIDNEXT.
+func TestDovecotUIDsTakenOver(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, StoreOptions{})
+	dir := filepath.Join(s.opts.Root, testHome)
+	os.MkdirAll(dir, 0o700)
+	file := "From a@b Thu Nov 29 22:33:52 2007\nSubject: a\nX-IMAPbase: 1234567 0000000010 $Work\nX-UID: 3\n\nA\n\n" +
+		"From a@b Thu Nov 29 22:33:53 2007\nSubject: b\nX-UID: 7    \n\nB\n\n" +
+		"From a@b Thu Nov 29 22:33:54 2007\nSubject: c\nX-UID: 5\n\nC\n\n"
+	if err := os.WriteFile(filepath.Join(dir, "mbox"), []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := openFolders(t, s)
+	snap := mustSync(t, f, "INBOX")
+	if snap.UIDValidity != 1234567 || !slices.Equal(snapUIDs(snap), []uint32{3, 7, 10}) || snap.UIDNext != 11 {
+		t.Fatalf("UIDVALIDITY %d, UIDs %v, UIDNEXT %d; want 1234567, [3 7 10], 11", snap.UIDValidity, snapUIDs(snap), snap.UIDNext)
+	}
+	deliver(t, s, "", "Subject: d\n\nD\n")
+	if got := snapUIDs(mustSync(t, f, "INBOX")); !slices.Equal(got, []uint32{3, 7, 10, 11}) {
+		t.Errorf("after a delivery: %v", got)
+	}
+}

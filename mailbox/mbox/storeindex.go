@@ -35,6 +35,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -673,6 +674,7 @@ func (f *folder) merge(st fileState, spans []*Span, keep int) error {
 	changed := false
 	var put []*entry
 	matched := map[*entry]bool{}
+	takeOver := f.uidNext == 1 && len(f.ents) == 0 && len(spans) > 0 && f.takeDovecotUIDs(spans[0])
 	for _, s := range spans {
 		var e *entry
 		for q := byHash[s.Hash]; len(q) > 0; q = q[1:] {
@@ -700,7 +702,11 @@ func (f *folder) merge(st fileState, spans []*Span, keep int) error {
 			}
 		} else {
 			e = &entry{uid: f.uidNext, modSeq: modSeq, date: fromDate(s.FromLine, st.mtime)}
-			f.uidNext++
+			if u, err := strconv.ParseUint(string(s.XUID), 10, 32); takeOver && err == nil && uint32(u) > lastUID && uint32(u) < f.uidNext {
+				e.uid = uint32(u) // Dovecot's UID, below its UIDNEXT
+			} else {
+				f.uidNext++
+			}
 			e.setSpan(s)
 			e.flags, e.kws = SpanFlags(s)
 			put = append(put, e)
@@ -721,6 +727,26 @@ func (f *folder) merge(st fileState, spans []*Span, keep int) error {
 	}
 	f.ents = kept
 	return f.apply(st, put, del)
+}
+
+// takeDovecotUIDs starts an index that has handed out no UID under the
+// UIDVALIDITY and UIDNEXT that Dovecot (or UW-IMAP) wrote into the
+// file's first message (X-IMAPbase), so that the messages keep the UIDs
+// of their X-UID fields and clients of the old server need not fetch
+// everything again, as the Maildir index takes over a dovecot-uidlist.
+func (f *folder) takeDovecotUIDs(first *Span) bool {
+	fields := strings.Fields(string(first.XIMAPBase))
+	if len(fields) < 2 {
+		return false
+	}
+	v, err1 := strconv.ParseUint(fields[0], 10, 32)
+	next, err2 := strconv.ParseUint(fields[1], 10, 32)
+	if err1 != nil || err2 != nil || v == 0 || next < 2 {
+		return false
+	}
+	f.uidValidity, f.uidNext = uint32(v), uint32(next)
+	f.a.s.log.Info("taking over the UIDs in the mbox file", "home", f.a.home, "folder", f.name, "uidvalidity", v, "uidnext", next)
+	return true
 }
 
 // apply records the folder's new file state and changed entries (already

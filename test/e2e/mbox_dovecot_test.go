@@ -199,7 +199,8 @@ func TestMboxDovecot(t *testing.T) {
 
 	ic := dialIMAP(t, s.IMAP, nil)
 	ic.login("alice@example.org")
-	ic.ok("SELECT INBOX")
+	uidValidity := regexp.MustCompile(`UIDVALIDITY (\d+)`)
+	mrUV := uidValidity.FindStringSubmatch(strings.Join(ic.ok("SELECT INBOX"), "\n"))
 	ic.ok(`STORE 1 +FLAGS (\Seen \Flagged $Work)`)
 	ic.ok(`STORE 2 +FLAGS (\Deleted)`)
 	ic.ok("EXPUNGE")
@@ -218,8 +219,16 @@ func TestMboxDovecot(t *testing.T) {
 	uids := ic.ok("UID SEARCH ALL")
 
 	// Dovecot reads the file mailroom wrote.
-	out := dovecotIMAP(t, home, "a SELECT INBOX", "b FETCH 1:* (FLAGS BODY.PEEK[])")
+	out := dovecotIMAP(t, home, "a SELECT INBOX", "b FETCH 1:* (UID FLAGS BODY.PEEK[])")
 	dv, dvFlags := fetchedBodies(t, out)
+	// The rewrite's X-IMAPbase and X-UID fields: Dovecot shows
+	// mailroom's UIDVALIDITY and UIDs.
+	if dvUV := uidValidity.FindStringSubmatch(out); mrUV == nil || dvUV == nil || dvUV[1] != mrUV[1] {
+		t.Errorf("UIDVALIDITY: mailroom %v, Dovecot %v", mrUV, dvUV)
+	}
+	if want := strings.Fields(strings.Join(uids, " ")); len(want) < 4 || !strings.Contains(out, "UID "+want[2]+" ") || !strings.Contains(out, "UID "+want[3]+" ") {
+		t.Errorf("Dovecot does not show mailroom's UIDs %v:\n%s", want, out)
+	}
 	if len(dv) != 2 {
 		t.Fatalf("Dovecot sees %d messages, want 2:\n%s", len(dv), out)
 	}
