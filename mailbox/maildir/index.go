@@ -28,6 +28,9 @@ type IndexOptions struct {
 	// its changes; an error fails the write. Tests hold writes back or
 	// fail them with it.
 	writeHook func() error
+	// listHook, if set, is called after a scan has read a folder's new/
+	// or cur/ (sub), under the folder's lock.
+	listHook func(sub string)
 }
 
 // Index serves the folders of the Maildirs below a Store's mail root to
@@ -44,9 +47,17 @@ type Index struct {
 	commits *committer   // index writes, grouped (committer.go)
 	// commitChunk is IndexOptions.commitChunk or its default.
 	commitChunk int
+	listHook    func(sub string) // IndexOptions.listHook
 
 	mu    sync.Mutex
 	accts map[string]*account
+}
+
+// listed tells the test hook, if any, that a scan read sub.
+func (ix *Index) listed(sub string) {
+	if ix.listHook != nil {
+		ix.listHook(sub)
+	}
 }
 
 // NewIndex returns an Index keeping its data in db (mailroom.db, under its
@@ -73,7 +84,7 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	if chunk <= 0 {
 		chunk = defaultCommitChunk
 	}
-	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db), commitChunk: chunk,
+	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db), commitChunk: chunk, listHook: opts.listHook,
 		commits: &committer{db: db, chunk: chunk, hook: opts.writeHook}}
 	hook := ix.delivered
 	ix.hook = &hook

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -373,5 +375,61 @@ func TestSnapshotsStayImmutable(t *testing.T) {
 	}
 	if len(s3.Messages[0].Flags) != 0 || len(s2.Messages[0].Flags) != 0 {
 		t.Errorf("an earlier snapshot changed: %v %v", s2.Messages[0].Flags, s3.Messages[0].Flags)
+	}
+}
+
+// TestDeliveryDuringScanLeavesCurUnread: a message delivered while a scan
+// reads new/ makes the scan read new/ again, but not an unchanged cur/,
+// which may be large (a session watching the folder scans at every
+// delivery). The message is in the snapshot.
+func TestDeliveryDuringScanLeavesCurUnread(t *testing.T) {
+	t.Parallel()
+	const home = "example.org/w"
+	var mu sync.Mutex
+	var reads []string
+	var during atomic.Bool
+	dir := t.TempDir()
+	e := &indexEnv{t: t, root: filepath.Join(dir, "mail"), dbPath: filepath.Join(dir, "mailroom.db")}
+	e.opts.listHook = func(sub string) {
+		mu.Lock()
+		reads = append(reads, sub)
+		mu.Unlock()
+		if sub == "new" && during.CompareAndSwap(true, false) {
+			e.deliver(home, "Subject: during\n\nx\n")
+			// The delivery's own mtime may fall in the clock tick of the
+			// last change: make the change plain.
+			if err := os.Chtimes(filepath.Join(e.md(home), "new"), time.Time{}, time.Now().Add(time.Second)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	e.open()
+	t.Cleanup(e.close)
+	e.deliver(home, "Subject: first\n\nx\n")
+	old := time.Now().Add(-time.Hour)
+	cur := filepath.Join(e.md(home), "cur")
+	if err := os.WriteFile(filepath.Join(cur, "1000000000.M1P1Q1.mx.test,S=15,W=17:2,S"), []byte("Subject: old\n\nx\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(cur, old, old); err != nil {
+		t.Fatal(err)
+	}
+	f := e.folders(home)
+	if n := len(mustSync(t, f, "INBOX").Messages); n != 2 {
+		t.Fatalf("%d messages, want 2", n)
+	}
+	mu.Lock()
+	reads = nil
+	mu.Unlock()
+	during.Store(true)
+	e.deliver(home, "Subject: second\n\nx\n")
+	snap := mustSync(t, f, "INBOX")
+	if n := len(snap.Messages); n != 4 {
+		t.Fatalf("%d messages after the delivery during the scan, want 4", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(reads, []string{"new", "new"}) {
+		t.Fatalf("the scan read %v, want new/ twice and cur/ not at all", reads)
 	}
 }

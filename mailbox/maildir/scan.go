@@ -88,7 +88,11 @@ func (f *folder) list(newD, curD *os.File) (*listing, error) {
 		}
 		dirty := f.newDirty.Swap(false)
 		l.readNew = attempt > 0 || dirty || !f.seenNew.fresh(&l.stNew)
-		l.readCur = attempt > 0 || !f.seenCur.fresh(&l.stCur)
+		// cur/ is read again only if it is not what the last scan saw:
+		// a file moved into it while new/ was read moves its mtime. A
+		// delivery into new/ during the read (mail arriving all the
+		// time) must not make every watching session read a large cur/.
+		l.readCur = !f.seenCur.fresh(&l.stCur)
 		if !l.readNew && !l.readCur {
 			return nil, nil
 		}
@@ -100,11 +104,15 @@ func (f *folder) list(newD, curD *os.File) (*listing, error) {
 			if l.newNames, err = readFrom(newD); err != nil {
 				return nil, fmt.Errorf("maildir: read %s/new: %w", f.dir, err)
 			}
+			f.a.ix.listed("new")
 		}
 		if l.readCur {
 			if l.curNames, err = readFrom(curD); err != nil {
 				return nil, fmt.Errorf("maildir: read %s/cur: %w", f.dir, err)
 			}
+			f.a.ix.listed("cur")
+		} else {
+			l.curNames = nil
 		}
 		// A file moving from new/ to cur/ after the fstats above changes
 		// cur/'s mtime (or cur/ was not sure and is read anyway), so a
