@@ -99,7 +99,7 @@ func writeMan8(w io.Writer) {
 	}
 	fmt.Fprintln(w, ".fi")
 	fmt.Fprintln(w, ".SH DESCRIPTION")
-	paras(w, `mailroom receives mail for the domains of its configuration file, mailroom.toml(5): as a domain's MX on SMTP, from users on submission, or from an MTA in front of it over LMTP or as its local delivery agent (deliver). It delivers it into Maildirs in the mail homes under data_dir, through aliases, .forward files and Sieve scripts, sends mail for other domains out through its queue, and serves the mailboxes over IMAP.
+	paras(w, `mailroom receives mail for the domains of its configuration file, mailroom.toml(5): as a domain's MX on SMTP, from users on submission, or from an MTA in front of it over LMTP or as its local delivery agent (deliver). It delivers it into Maildirs (or mbox files, with [delivery] format = "mbox") in the mail homes under data_dir, through aliases, .forward files and Sieve scripts, sends mail for other domains out through its queue, and serves the mailboxes over IMAP.
 
 "serve" runs the server. The other commands work whether it runs or not: while it runs they ask it through the control socket in data_dir, and otherwise they open mailroom.db themselves, so they must run as the user mailroom runs as.
 
@@ -115,7 +115,7 @@ func writeMan8(w io.Writer) {
 	for _, f := range [][2]string{
 		{config.DefaultPath, "the configuration file, mailroom.toml(5)"},
 		{"DATA_DIR/mailroom.db", "accounts, the mailbox index (UIDs, flags), the queue's records and Sieve state, in one bbolt file; back it up with mailroom backup, never by copying it while serve runs"},
-		{"DATA_DIR/mail/DOMAIN/USER/", "a mail home: Maildir++ (cur, new, tmp and .Folder directories), .forward and sieve/"},
+		{"DATA_DIR/mail/DOMAIN/USER/", "a mail home: its Maildir++ (Maildir/ with cur, new, tmp and .Folder directories) or mbox files, .forward and sieve/"},
 		{"DATA_DIR/queue/", "the bodies of queued outgoing messages"},
 		{"DATA_DIR/dkim/DOMAIN/SELECTOR.key", "DKIM private keys written by mailroom dkim keygen"},
 		{"DATA_DIR/control.sock", "the control socket through which commands reach a running serve"},
