@@ -6,6 +6,7 @@
 //	smtpbench port
 //	smtpbench wait -addr 127.0.0.1:PORT
 //	smtpbench dns -zone FILE
+//	smtpbench send -s S -m M -r R -l SIZE -f FROM -t TO [-auth USER:PASS] HOST:PORT
 //
 // "run" starts the clock, runs the load generator given after "--" (Postfix's
 // smtp-source) and waits for it to exit: that is the accept time, when the
@@ -23,7 +24,8 @@
 // "port" prints a free loopback port (bound to 127.0.0.1:0, then released)
 // for a server that must be told its port; "wait" waits until a server
 // answers a connection with a 220 greeting. "dns" serves a zone on
-// loopback for the MX's checks (dns.go).
+// loopback for the MX's checks (dns.go). "send" is a load generator like
+// smtp-source that can authenticate, for submission (send.go).
 //
 // Each mode prints one line "RESULT key=value ...", which the script parses.
 package main
@@ -59,6 +61,8 @@ func main() {
 		err = runWait(os.Args[2:])
 	case "dns":
 		err = runDNS(os.Args[2:])
+	case "send":
+		err = runSend(os.Args[2:])
 	default:
 		usage()
 	}
@@ -69,7 +73,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: smtpbench run|count|port|wait|dns [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: smtpbench run|count|port|wait|dns|send [flags]  (-h for flags)")
 	os.Exit(2)
 }
 
