@@ -390,7 +390,9 @@ type Staged struct {
 	tmp        *os.File
 	from       string
 	extra      string // flag fields
-	at, n      int64  // where Commit put it
+	at         int64  // where Commit put its From line
+	before     int64  // the file's size before Commit
+	end        int64  // and after
 	file       os.FileInfo
 	committed  bool
 	done       bool
@@ -513,8 +515,12 @@ func (m *Staged) Commit(ctx context.Context) error {
 	if err != nil {
 		return newError(m.p.String(), "write", err)
 	}
-	m.at, m.n, m.committed = at[0], n, true
-	m.file, _ = h.f.Stat()
+	m.at, m.committed = at[0], true
+	if m.file, err = h.f.Stat(); err == nil {
+		// The file's end, and its size before (n counts the separator
+		// written before the From line too).
+		m.end, m.before = m.file.Size(), m.file.Size()-n
+	}
 	m.tmp.Close()
 	m.s.changed(m.home, m.name)
 	return nil
@@ -540,11 +546,11 @@ func (m *Staged) Abort() error {
 	if err != nil {
 		return fmt.Errorf("mbox: stat %s: %w", m.p, err)
 	}
-	if !os.SameFile(fi, m.file) || fi.Size() != m.at+m.n {
+	if m.file == nil || !os.SameFile(fi, m.file) || fi.Size() != m.end {
 		m.s.log.Warn("mbox: a message to take back is no longer last in its file: left there", "mbox", m.p.String(), "offset", m.at)
 		return nil
 	}
-	if err := h.f.Truncate(fi.Size() - m.n); err != nil {
+	if err := h.f.Truncate(m.before); err != nil {
 		return fmt.Errorf("mbox: take back the message at %d in %s: %w", m.at, m.p, err)
 	}
 	if err := h.f.Sync(); err != nil {
