@@ -177,6 +177,12 @@ func reply(act *gomilter.Action) *Reply {
 	case gomilter.ActReplyCode:
 		if act.SMTPCode/100 == 4 || act.SMTPCode/100 == 5 {
 			r := &Reply{Code: act.SMTPCode, Text: strings.TrimSpace(act.SMTPText)}
+			if r.Code == 421 {
+				// RFC 5321 §3.8: 421 says the server closes the
+				// session, which a milter's refusal of one message
+				// does not do (Postfix disconnects; we go on).
+				r.Code = 451
+			}
 			// An enhanced code at the start of the text (RFC 3463).
 			if code, rest, ok := strings.Cut(r.Text, " "); ok && isEnhanced(code, act.SMTPCode) {
 				r.Enhanced, r.Text = code, strings.TrimSpace(rest)

@@ -145,6 +145,7 @@ func TestRefusals(t *testing.T) {
 		{"tempfail at RCPT", 'R', fakemilter.Packet('t'), 451, "4.7.1", ""},
 		{"reply code at end", 'E', fakemilter.Packet('y', "554 5.7.1 Spam message rejected\x00"), 554, "5.7.1", "Spam message rejected"},
 		{"reply code without enhanced code", 'N', fakemilter.Packet('y', "450 try later\x00"), 450, "4.7.1", "try later"},
+		{"421 without closing is 451", 'E', fakemilter.Packet('y', "421 4.7.0 go away\x00"), 451, "4.7.0", "go away"},
 		{"multi-line reply", 'E', fakemilter.Packet('y', "550 5.7.0 first\r\n550 5.7.0 second\x00"), 550, "5.7.0", "first"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -417,8 +418,8 @@ var enhancedCode = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
 
 // FuzzReply: whatever code and text a milter's SMFIR_REPLYCODE carries,
 // the reply is a 4xx or 5xx of one line with no control characters, its
-// enhanced code well formed and of the same class, and a 4xx stays
-// temporary.
+// enhanced code well formed and of the same class, a 4xx stays
+// temporary, and none is a 421 (which says the session is closing).
 func FuzzReply(f *testing.F) {
 	f.Add(uint16(554), "5.7.1 Spam message rejected")
 	f.Add(uint16(450), "try later")
@@ -434,7 +435,7 @@ func FuzzReply(f *testing.F) {
 			{Code: gomilter.ActReject},
 		} {
 			r := reply(act)
-			if r.Code/100 != 4 && r.Code/100 != 5 {
+			if r.Code/100 != 4 && r.Code/100 != 5 || r.Code == 421 {
 				t.Fatalf("%d %q: reply code %d", code, text, r.Code)
 			}
 			if !enhancedCode.MatchString(r.Enhanced) || int(r.Enhanced[0]-'0') != r.Code/100 {
