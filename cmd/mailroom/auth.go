@@ -48,8 +48,9 @@ func (a *app) queueSigner() queue.Signer {
 }
 
 // mailAuth is the SMTP server's signing, checks and milters for role.
-// Validate has accepted the settings, so they parse.
-func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
+// Validate has accepted the settings, so they parse; an error is still
+// returned rather than a server that skips its milters or checks.
+func (a *app) mailAuth(role smtp.Role) (smtp.MailAuth, error) {
 	ma := smtp.MailAuth{SpoolDir: filepath.Join(a.cfg.DataDir, "spool")}
 	if role == smtp.Submission && a.signer != nil {
 		ma.Signer = a.signer
@@ -58,13 +59,21 @@ func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
 	if role == smtp.Submission {
 		key, l = "submission", a.cfg.Submission
 	}
-	if ms, _ := config.MilterSettings(key, l); len(ms.Addrs) > 0 {
-		// New fails only on addresses Validate refused.
-		ma.Milters, _ = milter.New(milter.Options{Milters: ms.Addrs, DefaultAction: ms.DefaultAction,
-			Timeout: ms.Timeout, Hostname: a.cfg.Hostname, Daemon: role.String(), Logger: a.log.With("proto", key)})
+	ms, err := config.MilterSettings(key, l)
+	if err != nil {
+		return ma, err
+	}
+	if len(ms.Addrs) > 0 {
+		if ma.Milters, err = milter.New(milter.Options{Milters: ms.Addrs, DefaultAction: ms.DefaultAction,
+			Timeout: ms.Timeout, Hostname: a.cfg.Hostname, Daemon: role.String(), Logger: a.log.With("proto", key)}); err != nil {
+			return ma, fmt.Errorf("%s milters: %w", key, err)
+		}
 		ma.Resolver = a.resolver
 	}
-	cs, _ := a.cfg.ChecksSettings()
+	cs, err := a.cfg.ChecksSettings()
+	if err != nil {
+		return ma, err
+	}
 	// Forged Authentication-Results naming this host go from
 	// submitted mail too (smtp.MailAuth.AuthServID).
 	ma.AuthServID = cs.AuthServID
@@ -78,5 +87,5 @@ func (a *app) mailAuth(role smtp.Role) smtp.MailAuth {
 				Policy: cs.Policy, Timeout: cs.Timeout})
 		}
 	}
-	return ma
+	return ma, nil
 }

@@ -189,7 +189,11 @@ func buildServers(a *app, tlsConfig *tls.Config) (*services, error) {
 			if len(role.conf.Listen)+len(role.conf.ListenTLS) == 0 {
 				continue
 			}
-			srv := smtp.New(a.smtpOptions(role.role, role.conf, tlsConfig))
+			opts, err := a.smtpOptions(role.role, role.conf, tlsConfig)
+			if err != nil {
+				return withExit(exitConfig, err)
+			}
+			srv := smtp.New(opts)
 			svc.servers = append(svc.servers, srv)
 			name := role.role.String()
 			for _, addr := range role.conf.Listen {
@@ -344,8 +348,12 @@ func (svc *services) shutdown(log *slog.Logger, stopQueue func()) {
 }
 
 // smtpOptions configures an SMTP server for role.
-func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Config) smtp.Options {
+func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Config) (smtp.Options, error) {
 	cfg := a.cfg
+	auth, err := a.mailAuth(role)
+	if err != nil {
+		return smtp.Options{}, err
+	}
 	return smtp.Options{
 		Role:              role,
 		Hostname:          cfg.Hostname,
@@ -363,10 +371,10 @@ func (a *app) smtpOptions(role smtp.Role, l config.Listener, tlsConfig *tls.Conf
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MinDataRate:       cfg.Limits.MinDataRate,
 		Throttle:          a.throttle,
-		Auth:              a.mailAuth(role),
+		Auth:              auth,
 		Logger:            a.log,
 		Panics:            a.panics,
-	}
+	}, nil
 }
 
 type namedListener struct {
