@@ -182,6 +182,14 @@ Before it opens mailroom.db, serve (like every command that opens it) has the fi
 			run:     func(c *cmdIO) error { return cmdDovecot(c.args, c.stdout, c.stderr) },
 		},
 		{
+			name:    "convert",
+			usage:   []string{"convert -to mbox|maildir [ADDRESS...] [-config FILE]"},
+			summary: "Copy every account's mail (or that of those named) into the other store format, with serve stopped, check it, and move the old store aside.",
+			text:    `Each folder is copied with its flags, keywords and internal dates, and its message count and bytes are checked on the copy; then the old store is renamed (Maildir.converted, or mbox.converted and mail.converted in the mail home), never deleted. Set [delivery] format to the new format before starting serve again. An mbox folder cannot hold both messages and folders: a Maildir folder that does is refused, and that account is left as it was.`,
+			exit:    "0 converted, 64 no -to, 67 no such account, 75 serve is running, or a copy failed or did not check out.",
+			run:     func(c *cmdIO) error { return cmdConvert(c.args, c.stdout, c.stderr) },
+		},
+		{
 			name:    "version",
 			usage:   []string{"version"},
 			summary: "Print the module version and the VCS revision mailroom was built from, the Go version and the platform.",

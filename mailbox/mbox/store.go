@@ -59,6 +59,10 @@ type StoreOptions struct {
 	DB *bolt.DB
 	// Logger receives what the store notices (nil discards).
 	Logger *slog.Logger
+	// Converting lets a home hold a Maildir beside the mbox files, for
+	// `mailroom convert` alone (which moves the Maildir aside once the
+	// copy is checked); otherwise such a home is refused (FormatError).
+	Converting bool
 }
 
 // Store delivers into and serves the mbox files below one mail root. It
@@ -293,6 +297,9 @@ func syncRoot(r *os.Root) error {
 
 // checkFormat refuses a home that holds a Maildir.
 func (s *Store) checkFormat(home string) error {
+	if s.opts.Converting {
+		return nil
+	}
 	if fi, err := s.root.Lstat(path.Join(home, "Maildir")); err == nil && fi.IsDir() {
 		return &mailbox.FormatError{Home: home, Found: "a Maildir (Maildir/)", Format: "mbox"}
 	}
