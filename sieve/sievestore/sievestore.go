@@ -92,6 +92,10 @@ type Store struct {
 	cache sync.Map // home -> *cached
 	size  atomic.Int64
 	admin sync.Map // path -> *cached
+	// rootDir is the mail root opened for openat2 (scriptdir_linux.go);
+	// noOpenat2 is set once the kernel refuses it.
+	rootDir   *os.File
+	noOpenat2 atomic.Bool
 }
 
 // New opens the store.
@@ -110,7 +114,12 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sieve scripts: open the mail root: %w", err)
 	}
-	return &Store{opts: opts, root: root}, nil
+	rootDir, err := os.Open(opts.MailRoot)
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("sieve scripts: open the mail root: %w", err)
+	}
+	return &Store{opts: opts, root: root, rootDir: rootDir}, nil
 }
 
 // CheckAdmin compiles the administrator's before and after scripts, for
@@ -132,7 +141,7 @@ func (s *Store) adminScript(p string) (*sieve.Script, error) {
 	sig := globalSignature(p)
 	if v, ok := s.admin.Load(p); ok {
 		c := v.(*cached)
-		if c.active == sig && c.validFiles(s) {
+		if c.active == sig && c.validFiles(scriptDir{s: s, fd: -1, missing: true}) {
 			return c.script, c.err
 		}
 	}
@@ -203,7 +212,7 @@ func (s *Store) Sequence(ctx context.Context, home string) ([]*sieve.Script, err
 }
 
 // Close releases the mail root.
-func (s *Store) Close() error { return s.root.Close() }
+func (s *Store) Close() error { return errors.Join(s.root.Close(), s.rootDir.Close()) }
 
 // Limits are the limits scripts are compiled with.
 func (s *Store) Limits() sieve.Limits { return s.opts.Limits }
@@ -656,13 +665,15 @@ func (s *Store) Scripts(ctx context.Context, home string) (*sieve.Script, error)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sig := s.signature(path.Join(home, dirName, activeFile))
+	dir := s.openScriptDir(home)
+	defer dir.close()
+	sig := dir.sig(activeFile)
 	if sig == (fileSig{}) {
-		return nil, nil // no active script: the common case, one stat
+		return nil, nil // no active script: the common case, one openat2
 	}
 	if v, ok := s.cache.Load(home); ok {
 		c := v.(*cached)
-		if c.valid(s, sig) {
+		if c.active == sig && c.validFiles(dir) {
 			return c.script, c.err
 		}
 	}
@@ -672,7 +683,7 @@ func (s *Store) Scripts(ctx context.Context, home string) (*sieve.Script, error)
 	}
 	c := &cached{active: sig, files: map[string]fileSig{}}
 	main := scriptPath(home, active)
-	c.files[main] = s.signature(main)
+	c.files[personal+active+suffix] = dir.sig(active + suffix)
 	src, err := s.read(main, int64(s.opts.Limits.MaxScriptSize))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -700,8 +711,7 @@ func (s *Store) Scripts(ctx context.Context, home string) (*sieve.Script, error)
 		}
 		for _, d := range seen {
 			if d.Location == sieve.Personal {
-				p := scriptPath(home, d.Name)
-				c.files[p] = s.signature(p)
+				c.files[personal+d.Name+suffix] = dir.sig(d.Name + suffix)
 			} else if s.opts.GlobalDir != "" {
 				p := path.Join(s.opts.GlobalDir, d.Name+suffix)
 				c.files["global:"+p] = globalSignature(p)
@@ -722,6 +732,8 @@ const maxCached = 10000
 
 type cached struct {
 	active fileSig
+	// files are the signatures of the scripts read: "personal:NAME.sieve"
+	// in the home's script directory, "global:PATH" outside the mail root.
 	files  map[string]fileSig
 	script *sieve.Script
 	err    error
@@ -757,17 +769,30 @@ func globalSignature(p string) fileSig {
 	return sigOf(fi)
 }
 
-func (c *cached) valid(s *Store, active fileSig) bool {
-	return c.active == active && c.validFiles(s)
+const personal = "personal:"
+
+// scriptDir is a home's script directory held open while a delivery
+// checks whether its files changed (scriptdir_linux.go).
+type scriptDir struct {
+	s       *Store
+	home    string
+	fd      int  // -1: through os.Root
+	missing bool // no such directory
 }
 
-func (c *cached) validFiles(s *Store) bool {
+func scriptDirPath(home, name string) string { return path.Join(home, dirName, name) }
+
+// validFiles reports whether the files the script was compiled from
+// are as they were; dir is the home's script directory.
+func (c *cached) validFiles(dir scriptDir) bool {
 	for p, sig := range c.files {
 		var now fileSig
 		if g, ok := strings.CutPrefix(p, "global:"); ok {
 			now = globalSignature(g)
+		} else if name, ok := strings.CutPrefix(p, personal); ok {
+			now = dir.sig(name)
 		} else {
-			now = s.signature(p)
+			return false
 		}
 		if now != sig {
 			return false
