@@ -126,7 +126,10 @@ func (m multiStaged) Abort() error {
 // decide, or into INBOX (Junk when quarantined) when it has none.
 func (t *Txn) stageBox(ctx context.Context, u *unit, sp *spool, trace traceInfo, now time.Time) (mailbox.Staged, error) {
 	home := u.leaf.Home
-	open := func() io.Reader { return sp.withHeader(t.traceHeaders(u, now)) }
+	// The trace fields are the same for every copy and every read of
+	// the header by the scripts: built once.
+	hdr := t.traceHeaders(u, now)
+	open := func() io.Reader { return sp.withHeader(hdr) }
 	so := t.d.opts.Sieve
 	if so.Scripts == nil || t.junk {
 		return t.stage(ctx, home, open())
@@ -141,7 +144,7 @@ func (t *Txn) stageBox(ctx context.Context, u *unit, sp *spool, trace traceInfo,
 	if len(scripts) == 0 {
 		return t.stage(ctx, home, open())
 	}
-	msg, err := sieve.ReadMessage(open, int64(len(t.traceHeaders(u, now)))+sp.size)
+	msg, err := sieve.ReadMessage(open, int64(len(hdr))+sp.size)
 	if err != nil {
 		return nil, err
 	}

@@ -551,3 +551,29 @@ func TestSieveRedirectSRSAndSignedVacation(t *testing.T) {
 		t.Errorf("reply not signed over what was queued:\n%s", reply)
 	}
 }
+
+// TestSieveSeesTraceFields: the script reads the header as stored, with
+// the trace fields delivery puts before it (built once per recipient),
+// and every copy it makes carries the same ones.
+func TestSieveSeesTraceFields(t *testing.T) {
+	e := newSieveEnv(t)
+	e.script(t, aliceHome, `require ["fileinto", "mailbox"];
+if allof (header :is "delivered-to" "alice@example.org", header :is "x-original-to" "alice@example.org",
+	header :contains "received" "mx.test") { fileinto :create "Traced"; keep; }`)
+	if res := e.deliver(t, "carol@remote.example", sieveMsg, "alice@example.org"); res[0] != nil {
+		t.Fatal(res[0])
+	}
+	inbox := mailtest.Messages(t, e.MailRoot, aliceHome)
+	filed := folder(t, e.MailRoot, aliceHome, ".Traced")
+	if len(inbox) != 1 || len(filed) != 1 {
+		t.Fatalf("INBOX has %d messages, Traced %d; want one each (the script did not see the trace fields?)", len(inbox), len(filed))
+	}
+	for _, body := range filed {
+		if body != inbox[0] {
+			t.Errorf("the copies differ:\nINBOX:\n%s\nTraced:\n%s", inbox[0], body)
+		}
+		if !strings.HasPrefix(body, "Return-Path: <carol@remote.example>\nX-Original-To: alice@example.org\nDelivered-To: alice@example.org\nReceived: ") {
+			t.Errorf("the copy lacks the trace fields:\n%s", body)
+		}
+	}
+}
