@@ -8,7 +8,8 @@
 // Every write is durable before it returns (temporary file, fsync,
 // rename, fsync of the directory), so an acknowledged PUTSCRIPT or
 // SETACTIVE survives a crash. All files are reached through an os.Root
-// at the mail root: no name can lead outside it. It also compiles the
+// at the mail root, or (the checks for changes at each delivery) through
+// openat2 with RESOLVE_BENEATH: no name can lead outside it. It also compiles the
 // active script, once per change (Scripts), and remembers vacation
 // replies and duplicate ids in mailroom.db (Memory).
 package sievestore
