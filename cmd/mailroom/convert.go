@@ -39,7 +39,7 @@ func cmdConvert(args []string, stdout, stderr io.Writer) error {
 	if err := serverStopped(ctx, cfg, "stop it, and deliveries, before converting the mail"); err != nil {
 		return err
 	}
-	a, err := openChecked(cfg, slog.New(slog.DiscardHandler), time.Second)
+	a, err := openApp(cfg, slog.New(slog.DiscardHandler), time.Second)
 	if err != nil {
 		return err
 	}

@@ -154,7 +154,8 @@ func writeDamaged(t *testing.T, path string, d damagedDB, db []byte) {
 // command either works or refuses with one line naming the file and the
 // way out, exit 75 (so that an MTA retries a delivery), and leaves the
 // file as it found it; no command panics (dovecot export did, with
-// SIGBUS in bbolt's freelist, until it checked the file as the others do).
+// SIGBUS in bbolt's freelist, until it checked the file as the others do;
+// convert opened the file unchecked too).
 func TestDamagedDatabaseRefused(t *testing.T) {
 	cfgPath, dataDir, db := populated(t)
 	dbPath := filepath.Join(dataDir, "mailroom.db")
@@ -170,6 +171,7 @@ func TestDamagedDatabaseRefused(t *testing.T) {
 				{"queue", "list"},
 				{"route", "alice@example.org"},
 				{"dovecot", "export"},
+				{"convert", "-to", "maildir"},
 				{"backup", filepath.Join(t.TempDir(), "b")},
 			} {
 				out, code := cli(t, "Subject: s\n\nb\n", append(cmd, "-config", cfgPath)...)
