@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -61,7 +62,9 @@ type MailAuth struct {
 // From: domain has no key; an error wrapping dkim.ErrNoFrom means the
 // message cannot be attributed to a domain and goes out unsigned.
 type Signer interface {
-	Sign(msg io.Reader) (string, error)
+	// SignHeader signs the message of header h and the body read from
+	// body: the session holds the header as fields already.
+	SignHeader(h msghdr.Header, body io.Reader) (string, error)
 }
 
 var _ Signer = (*dkim.Signer)(nil)
@@ -140,11 +143,20 @@ func (s *session) hold(r io.Reader) (*message, error) {
 	return &message{sp: sp, h: h, off: int64(off)}, nil
 }
 
+// headerReaders are the buffers held messages' headers are read through
+// (64 KiB: the longest header line taken), reused: a new one per message
+// was most of the garbage a signed or checked message made.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // header reads the header of a spooled message from r: too long is the
 // client's doing (552 5.3.4), anything else a failure of ours that reply
 // makes a 451.
 func (s *session) header(r io.Reader) (msghdr.Header, int, error) {
-	h, off, err := msghdr.Read(bufio.NewReaderSize(r, 64<<10), maxCheckedHeader)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	h, off, err := msghdr.Read(br, maxCheckedHeader)
+	br.Reset(nil)
+	headerReaders.Put(br)
 	switch {
 	case errors.Is(err, msghdr.ErrTooLong):
 		s.log.Info("message refused", "event", "rejected", "err", err)
@@ -274,7 +286,7 @@ func (s *session) check(env *envelope, m *message) error {
 // opendkim does: the receiving side judges it, and refusing the user's
 // mail would help nobody.
 func (s *session) signature(m *message) (string, error) {
-	sig, err := s.srv.opts.Auth.Signer.Sign(m.reader())
+	sig, err := s.srv.opts.Auth.Signer.SignHeader(m.h, m.bodyReader())
 	switch {
 	case errors.Is(err, dkim.ErrNoFrom):
 		s.log.Debug("not DKIM-signed: no usable From: field", "err", err)

@@ -1,21 +1,25 @@
 package dkim_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto"
 	"crypto/rsa"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"mailroom/internal/mailtest"
 	"mailroom/internal/mailtest/dkimtest"
 	"mailroom/internal/mailtest/fakedns"
+	"mailroom/internal/msghdr"
 	"mailroom/internal/resolve"
 	"mailroom/mailauth/dkim"
 )
@@ -377,4 +381,60 @@ func FuzzParseRecord(f *testing.F) {
 		var buf bytes.Buffer
 		buf.WriteString(r.KeyType)
 	})
+}
+
+// TestBareLFSignsAsCRLF: a message with bare LF line ends (a local
+// program's, header continuation lines too) is signed as the queue sends
+// it, with CRLF, and a signature made in the middle of a CRLF split
+// across reads still holds; SignHeader signs as Sign does.
+func TestBareLFSignsAsCRLF(t *testing.T) {
+	srv := fakedns.Start(t)
+	keys := dualKeys(t)
+	publish(t, srv, keys)
+	s, err := dkim.NewSigner(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf := "From: Alice <alice@example.org>\nSubject: folded\n\tover two lines\nTo: bob@example.net\n\n" +
+		"body  with   spaces \nline two\n\n\n"
+	sent := strings.ReplaceAll(lf, "\n", "\r\n")
+	big := sent + strings.Repeat("0123456789 abcdefghijklmnopqrstuvwxyz\r\n", 5000) // past one chunk
+	for name, c := range map[string]struct{ signed, sent string }{
+		"bare LF":       {lf, sent},
+		"CRLF":          {sent, sent},
+		"over a chunk":  {big, big},
+		"one byte read": {sent, sent},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var r io.Reader = strings.NewReader(c.signed)
+			if name == "one byte read" {
+				r = iotest.OneByteReader(r)
+			}
+			sig, err := s.Sign(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, err := range verifyGo(t, srv.Addr, sig+c.sent) {
+				if err != nil {
+					t.Errorf("go-msgauth: signature %d: %v", i, err)
+				}
+			}
+			if out, ok := dkimpy(t, srv.Addr, sig+c.sent); !ok || strings.Count(out, " pass") != 2 {
+				t.Errorf("dkimpy did not verify both signatures:\n%s", out)
+			}
+		})
+	}
+	h, off, err := msghdr.Read(bufio.NewReader(strings.NewReader(lf)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := s.SignHeader(h, strings.NewReader(lf[off:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range verifyGo(t, srv.Addr, sig+sent) {
+		if err != nil {
+			t.Errorf("SignHeader: go-msgauth: signature %d: %v", i, err)
+		}
+	}
 }
