@@ -83,6 +83,29 @@ func (s *Span) Served() int64 { return s.End - s.Start - s.Quoted + s.BareLF - s
 // into a store (a sender cannot set a flag). Dovecot hides the same.
 var hiddenFields = []string{"Status", "X-Status", "X-Keywords", "X-UID", "X-IMAP", "X-IMAPbase", "Content-Length"}
 
+// unhashedFields are served but not part of a message's fingerprint:
+// mutt adds Lines: (beside Content-Length:) to every message after the
+// first one it changes when it rewrites a file, and a message must keep
+// its UID through that (its served size grows by the line, as in
+// Dovecot, which serves it too).
+var unhashedFields = []string{"Lines"}
+
+// isUnhashed reports whether a header line (its start) is one of
+// unhashedFields.
+func isUnhashed(line []byte) bool {
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	if !ok {
+		return false
+	}
+	name = bytes.TrimRight(name, " \t")
+	for _, h := range unhashedFields {
+		if bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
+
 // isLength reports whether a header line is a Content-Length field.
 func isLength(line []byte) bool {
 	name, _, ok := bytes.Cut(line, []byte(":"))
@@ -206,6 +229,7 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 		cur      *Span
 		inHeader bool
 		hiding   bool  // the header field being read is hidden
+		unhashed bool  // the header field being read is not fingerprinted
 		hash           = sha256.New()
 		cl       int64 = -1 // Content-Length of cur, -1 if none
 		clEnd    int64 = -1 // where a confirmed Content-Length ends cur's body
@@ -252,7 +276,7 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 			hash.Reset()
 			hash.Write(l.head)
 			hash.Write([]byte{'\n'})
-			inHeader, cl, clEnd, pending, prevEmpt, hiding = true, -1, -1, false, false, false
+			inHeader, cl, clEnd, pending, prevEmpt, hiding, unhashed = true, -1, -1, false, false, false, false
 			continue
 		}
 		if cur == nil {
@@ -285,13 +309,14 @@ func (sc *scanner) run(fn func(*Span) error) (ScanResult, error) {
 		if inHeader {
 			if !isContinuation(l.head) {
 				hiding = isHidden(l.head)
+				unhashed = isUnhashed(l.head)
 			}
 			if hiding {
 				cur.Hidden += l.n + bareLF(&l)
 				if isContinuation(l.head) {
 					continueField(cur, &l)
 				}
-			} else {
+			} else if !unhashed {
 				hash.Write(l.head)
 				hash.Write([]byte{'\n'})
 			}

@@ -295,3 +295,24 @@ func TestScanHidden(t *testing.T) {
 		t.Errorf("Served() %d, read %d", s.Served(), len(texts[1]))
 	}
 }
+
+// TestScanLinesUnhashed: mutt's Lines: field (added with Content-Length:
+// when mutt rewrites a file) is served but leaves the fingerprint as it
+// was, so that the message keeps its UID (TestMboxMutt in test/e2e).
+func TestScanLinesUnhashed(t *testing.T) {
+	t.Parallel()
+	plain := "Subject: s\nFrom: a@b\n\nbody\n"
+	mutts := "Subject: s\nFrom: a@b\nContent-Length: 5\nLines: 1\n\nbody\n"
+	file := append(mboxrd(t, plain), "From a@example.org Tue Jan  2 03:04:05 2024\n"+mutts+"\n"...)
+	spans, texts, _ := scanAll(t, file)
+	if spans[0].Hash != spans[1].Hash {
+		t.Error("Lines: changed the fingerprint")
+	}
+	if want := served("Subject: s\nFrom: a@b\nLines: 1\n\nbody\n"); texts[1] != want {
+		t.Errorf("served %q, want %q (Lines: kept)", texts[1], want)
+	}
+	other, _, _ := scanAll(t, mboxrd(t, "Subject: t\nFrom: a@b\n\nbody\n"))
+	if other[0].Hash == spans[0].Hash {
+		t.Error("another Subject: gives the same fingerprint")
+	}
+}
