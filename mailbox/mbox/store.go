@@ -80,6 +80,10 @@ type Store struct {
 
 	mu    sync.Mutex
 	accts map[string]*account
+
+	// rewriteHook, set by tests only, is called at each step of a
+	// rewrite (see folder.rewrite), to crash or race there.
+	rewriteHook func(step string)
 }
 
 // OpenStore opens the store over opts.Root.

@@ -818,6 +818,11 @@ func (f *folder) rewrite(h *held, gone map[uint32]bool) error {
 			dir.Remove(tmpName)
 		}
 	}()
+	hook := f.a.s.rewriteHook
+	if hook == nil {
+		hook = func(string) {}
+	}
+	hook("created")
 	var kept []*entry
 	bw := bufio.NewWriterSize(tmp, 256<<10)
 	if f.file.junk > 0 {
@@ -851,13 +856,19 @@ func (f *folder) rewrite(h *held, gone map[uint32]bool) error {
 			return fmt.Errorf("mbox: rewrite %s: %w", f.p, err)
 		}
 		bw.WriteString("\n")
+		if len(kept) == 1 && f.a.s.rewriteHook != nil {
+			bw.Flush()
+			hook("partial")
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("mbox: rewrite %s: %w", f.p, err)
 	}
+	hook("written")
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("mbox: rewrite %s: fsync: %w", f.p, err)
 	}
+	hook("synced")
 	nfi, err := tmp.Stat()
 	if err != nil {
 		return err
@@ -887,13 +898,16 @@ func (f *folder) rewrite(h *held, gone map[uint32]bool) error {
 			return fmt.Errorf("mbox: rewrite %s: %w", f.p, err)
 		}
 	}
+	hook("checked")
 	if err := dir.Rename(tmpName, f.p.name); err != nil {
 		return fmt.Errorf("mbox: rewrite %s: %w", f.p, err)
 	}
 	ok = true
+	hook("renamed")
 	if err := syncRoot(dir); err != nil {
 		return fmt.Errorf("mbox: rewrite %s: sync the directory: %w", f.p, err)
 	}
+	hook("dir-synced")
 	nfi, err = tmp.Stat()
 	if err != nil {
 		return err
