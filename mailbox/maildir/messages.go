@@ -102,6 +102,7 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 		if err := unix.Renameat(int(tmp.Fd()), unique, int(cur.Fd()), final); err != nil {
 			return err
 		}
+		f.ownChange(false, int(cur.Fd()))
 		if err := f.commit(nil, []*entry{e}, nil, f.undoAdded([]string{final})); err != nil {
 			return err
 		}
@@ -158,6 +159,17 @@ func (d *dirs) fd(inNew bool) (int, error) {
 		d.dirtyCur = true
 	}
 	return int(f.Fd()), nil
+}
+
+// owned tells f that its directories d changed were changed by f itself
+// (folder.ownChange); the caller holds f.mu.
+func (d *dirs) owned(f *folder) {
+	if d.dirtyNew {
+		f.ownChange(true, int(d.new.Fd()))
+	}
+	if d.dirtyCur {
+		f.ownChange(false, int(d.cur.Fd()))
+	}
 }
 
 // sync fsyncs the directories changed.
@@ -230,6 +242,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 			}
 			updates = append(updates, entryUpdate{e, u})
 		}
+		d.owned(f)
 		err = f.finish(err, updates, nil)
 		snap = f.snap
 		return err
@@ -245,6 +258,7 @@ func (s *session) Expunge(ctx context.Context, name string, uids []uint32) (*mai
 	defer d.close()
 	err := s.changeFolder(ctx, name, d, func(f *folder) error {
 		removed, err := f.unlink(d, uids)
+		d.owned(f)
 		err = f.finish(err, nil, removed)
 		snap = f.snap
 		return err
@@ -427,6 +441,7 @@ func (s *session) copyLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 		added = append(added, ne)
 		src = append(src, uid)
 	}
+	dd.owned(df)
 	if len(added) > 0 {
 		names := make([]string, len(added))
 		for i, e := range added {
@@ -499,6 +514,7 @@ func (s *session) Move(ctx context.Context, name string, uids []uint32, dest str
 			d := &dirs{a: s.a, st: s.a.ix.store, dir: sf.dir}
 			defer d.close()
 			removed, err := sf.unlink(d, src)
+			d.owned(sf)
 			err = sf.finish(err, nil, removed)
 			if serr := d.sync(); err == nil {
 				err = serr
@@ -549,6 +565,8 @@ func (s *session) moveLocked(sf, df *folder, uids []uint32) (src, dst []uint32, 
 		removed = append(removed, e)
 		src = append(src, uid)
 	}
+	sd.owned(sf)
+	dd.owned(df)
 	// The destination first: a crash in between leaves the message in
 	// both indexes, and the source's next sync drops it there.
 	if len(added) > 0 {

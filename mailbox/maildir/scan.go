@@ -87,12 +87,14 @@ func (f *folder) list(newD, curD *os.File) (*listing, error) {
 			return nil, fmt.Errorf("maildir: stat %s/cur: %w", f.dir, err)
 		}
 		dirty := f.newDirty.Swap(false)
-		l.readNew = attempt > 0 || dirty || !f.seenNew.fresh(&l.stNew)
+		l.readNew = attempt > 0 || dirty || !f.seenNew.fresh(&l.stNew, l.now)
 		// cur/ is read again only if it is not what the last scan saw:
 		// a file moved into it while new/ was read moves its mtime. A
 		// delivery into new/ during the read (mail arriving all the
 		// time) must not make every watching session read a large cur/.
-		l.readCur = !f.seenCur.fresh(&l.stCur)
+		// A delivery (into cur/, with flags) may hide behind the mtime
+		// of the folder's own change, though: then it is read.
+		l.readCur = !f.seenCur.fresh(&l.stCur, l.now) || dirty && f.seenCur.own
 		if !l.readNew && !l.readCur {
 			return nil, nil
 		}
