@@ -8,6 +8,7 @@
 #   bench/imap.sh                       # 10,000 and 100,000 messages, R=3
 #   SIZES=10000 R=5 bench/imap.sh
 #   SIZES=100000 IDLE=0 bench/imap.sh   # no idle-connection test
+#   FORMAT=mbox bench/imap.sh           # both servers on one mbox file
 #
 # For every mailbox size N, bench/imapbench gen writes one Maildir of N
 # messages (1-50 KiB, log-uniform; 30 % multipart, some with a base64
@@ -64,6 +65,17 @@
 # among the sharers, so PSS is the fair figure for Dovecot; for one process
 # the two are close).
 #
+# FORMAT=mbox (issue 13) runs the same operations on an mbox instead: the
+# generated Maildir's messages, in name order, written once into one mbox
+# file (mboxrd: a From line, ^>*From  quoted, an empty line after each;
+# the Maildir flags as Status: and X-Status:, as mutt and Dovecot write
+# them), of which each server gets its own copy as INBOX: mailroom with
+# [delivery] format = "mbox" (<home>/mbox), Dovecot with mail_location =
+# mbox:~/mail:INBOX=~/mbox (Debian's defaults otherwise: mbox_lazy_writes,
+# dotlock + fcntl). cold removes mailroom's index (mailroom.db) and
+# Dovecot's (~/mail/.imap), and puts the pristine copy of the file back
+# if a server changed it; the page cache is warmed by reading the file.
+#
 # Dovecot's configuration is bench/lib.sh's start_dovecot_imap: Debian's
 # defaults (one imap-login process per connection before login, one imap
 # process per connection after, index files inside the Maildir, no FTS
@@ -71,7 +83,7 @@
 # mailroom: `mailroom serve` with [imap] listen on 127.0.0.1 and
 # allow_insecure_auth (LOGIN in clear on loopback).
 #
-# Environment: SIZES ("10000 100000"), R (3), IDLE (1000; 0 skips the
+# Environment: FORMAT (maildir; or mbox), SIZES ("10000 100000"), R (3), IDLE (1000; 0 skips the
 # memory test), DROP_CACHES (auto: the cold-nocache row where the kernel
 # allows; 0: never), BENCH_DIR (/var/tmp: where the work directory goes; a
 # real disk, not tmpfs), KEEP=1 (keep the work directory), SEED (1),
@@ -91,6 +103,7 @@ SEED=${SEED:-1}
 SYSTEMS=${SYSTEMS:-"mailroom dovecot"}
 DOVECOT=${DOVECOT:-/usr/sbin/dovecot}
 DOVECOT_IMAP=${DOVECOT_IMAP:-/usr/lib/dovecot/imap}
+FORMAT=${FORMAT:-maildir}
 MBSYNC=${MBSYNC:-$(command -v mbsync || echo /usr/bin/mbsync)}
 DOMAIN=example.org
 LOCAL=alice
@@ -124,6 +137,7 @@ for who in $SYSTEMS; do
 	[[ $who == mailroom || $who == dovecot ]] || die "SYSTEMS may hold 'mailroom' and 'dovecot', not '$who'"
 done
 [[ $DROP_CACHES == auto || $DROP_CACHES == 0 ]] || die "DROP_CACHES is auto or 0, not '$DROP_CACHES'"
+[[ $FORMAT == maildir || $FORMAT == mbox ]] || die "FORMAT is maildir or mbox, not '$FORMAT'"
 
 REPO=${BENCH_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 # shellcheck source=bench/lib.sh
@@ -175,6 +189,12 @@ max_connections = 5000
 [limits]
 max_connections = 5000
 max_connections_per_ip = 5000'
+if [[ $FORMAT == mbox ]]; then
+	IMAP_SECTION+='
+[delivery]
+format = "mbox"'
+	export DV_MAIL_LOCATION="mbox:~/mail:INBOX=~/mbox"
+fi
 if [[ " $SYSTEMS " == *" mailroom "* ]]; then
 	echo "creating the mailroom account $ADDRESS..." >&2
 	mr_accounts "$IMAP_SECTION" "$LOCAL"
@@ -196,6 +216,43 @@ mr_data() { echo "$MR/n$1"; }
 mr_maildir() { echo "$MR/n$1/mail/$DOMAIN/$LOCAL/Maildir"; }
 dv_root() { echo "$DV/n$1"; }
 dv_maildir() { echo "$DV/n$1/$DOMAIN/$LOCAL/Maildir"; }
+# FORMAT=mbox: each server's mbox file, and the pristine one.
+mr_mbox() { echo "$MR/n$1/mail/$DOMAIN/$LOCAL/mbox"; }
+dv_mbox() { echo "$DV/n$1/$DOMAIN/$LOCAL/mbox"; }
+gen_mbox() { echo "$WORK/gen/n$1/mbox"; }
+
+# maildir_to_mbox MAILDIR OUT: FORMAT=mbox's file (see the top).
+maildir_to_mbox() {
+	python3 - "$1" "$2" <<'PY'
+import os, re, sys
+src, out = sys.argv[1], sys.argv[2]
+quote = re.compile(rb"^(>*From )", re.M)
+with open(out, "wb") as w:
+    for name in sorted(os.listdir(os.path.join(src, "cur"))):
+        data = open(os.path.join(src, "cur", name), "rb").read()
+        flags = name.rsplit(":2,", 1)[1] if ":2," in name else ""
+        fields = b"Status: RO\n" if "S" in flags else b""
+        x = "".join(l for f, l in (("R", "A"), ("F", "F"), ("D", "T"), ("T", "D")) if f in flags)
+        if x:
+            fields += b"X-Status: " + x.encode() + b"\n"
+        end = data.find(b"\n\n")
+        head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
+        if not body.endswith(b"\n"):
+            body += b"\n"
+        w.write(b"From bench@example.net Mon Jan  1 00:00:00 2024\n")
+        w.write(quote.sub(rb">\1", head + fields + body))
+        w.write(b"\n")
+PY
+}
+
+# restore_mbox FILE N: puts the pristine mbox of N messages back at FILE
+# if it differs (a server rewrote it).
+restore_mbox() {
+	if ! cmp -s "$(gen_mbox "$2")" "$1"; then
+		cp "$(gen_mbox "$2")" "$1"
+		chown --reference="$(dirname "$1")" "$1"
+	fi
+}
 
 # server_start WHO N [keep]: starts WHO on its copy of the N-message
 # mailbox; without "keep", its index is removed first. Sets ADDR and PID.
@@ -207,13 +264,22 @@ server_start() {
 		# mailroom-uidvalidity, as Dovecot's does in its dovecot* files.
 		if [[ -z $keep ]]; then
 			cp "$MR/template/mailroom.db" "$(mr_data "$n")/mailroom.db"
-			rm -f "$(mr_maildir "$n")"/mailroom-*
+			if [[ $FORMAT == mbox ]]; then
+				restore_mbox "$(mr_mbox "$n")" "$n"
+			else
+				rm -f "$(mr_maildir "$n")"/mailroom-*
+			fi
 		fi
 		[[ $nocache_now == 1 ]] && { drop_page_cache || die "could not drop the page cache"; }
 		mr_serve "$(mr_data "$n")" "$IMAP_SECTION" imap
 		ADDR=$MR_ADDR PID=$MR_PID
 	else
-		[[ -n $keep ]] || rm -f "$(dv_maildir "$n")"/dovecot*
+		if [[ -z $keep && $FORMAT == mbox ]]; then
+			rm -rf "$(dirname "$(dv_mbox "$n")")/mail/.imap"
+			restore_mbox "$(dv_mbox "$n")" "$n"
+		elif [[ -z $keep ]]; then
+			rm -f "$(dv_maildir "$n")"/dovecot*
+		fi
 		[[ $nocache_now == 1 ]] && { drop_page_cache || die "could not drop the page cache"; }
 		start_dovecot_imap "$(dv_root "$n")" "$("$IB" port)" "$DV/passwd"
 		ADDR=$DV_ADDR PID=$DV_PID
@@ -354,8 +420,12 @@ server_run() {
 		server_stop "$who"
 	fi
 	server_start "$who" "$n" keep
-	if [[ $who == mailroom ]]; then md=$(mr_maildir "$n"); else md=$(dv_maildir "$n"); fi
-	find "$md/cur" -type f -exec cat {} + >/dev/null
+	if [[ $FORMAT == mbox ]]; then
+		if [[ $who == mailroom ]]; then cat "$(mr_mbox "$n")" >/dev/null; else cat "$(dv_mbox "$n")" >/dev/null; fi
+	else
+		if [[ $who == mailroom ]]; then md=$(mr_maildir "$n"); else md=$(dv_maildir "$n"); fi
+		find "$md/cur" -type f -exec cat {} + >/dev/null
+	fi
 	select_op warm "$n" "$who" "$rep"
 	select_op again "$n" "$who" "$rep"
 	op flags "$n" "$who" "$rep" "$n"
@@ -383,8 +453,16 @@ for n in $SIZES; do
 	GEN_BYTES[$n]=$(field bytes "$out")
 	mkdir -p "$(mr_data "$n")/mail/$DOMAIN/$LOCAL" "$(dv_root "$n")/$DOMAIN/$LOCAL"
 	[[ -f $MR/template/mailroom.db ]] && cp "$MR/template/mailroom.db" "$(mr_data "$n")/"
-	cp -a "$WORK/gen/n$n/Maildir" "$(mr_maildir "$n")"
-	cp -a "$WORK/gen/n$n/Maildir" "$(dv_maildir "$n")"
+	if [[ $FORMAT == mbox ]]; then
+		echo "writing them into one mbox..." >&2
+		maildir_to_mbox "$WORK/gen/n$n/Maildir" "$(gen_mbox "$n")"
+		rm -rf "$WORK/gen/n$n/Maildir"
+		cp "$(gen_mbox "$n")" "$(mr_mbox "$n")"
+		cp "$(gen_mbox "$n")" "$(dv_mbox "$n")"
+	else
+		cp -a "$WORK/gen/n$n/Maildir" "$(mr_maildir "$n")"
+		cp -a "$WORK/gen/n$n/Maildir" "$(dv_maildir "$n")"
+	fi
 	chown -R "$DV_UID:$DV_GID" "$(dv_root "$n")"
 done
 
@@ -424,7 +502,12 @@ echo "IMAP benchmark: $R runs per figure, medians (spread = (max-min)/median ove
 echo "paired = median of the per-run ratios mailroom/dovecot); times in ms, lower is better"
 echo "host: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr); filesystem: $fstype on $(df --output=source "$WORK" | tail -1) ($WORK)"
 echo "mailroom: $MR_VERSION, $(go version | awk '{print $3}')"
-echo "dovecot:  $DV_VERSION, Debian defaults (maildir, index in the Maildir, no FTS), mail uid $DV_USER"
+if [[ $FORMAT == mbox ]]; then
+	echo "format:   mbox (one file of N messages, a copy per server; mailroom [delivery] format = \"mbox\")"
+	echo "dovecot:  $DV_VERSION, mail_location = $DV_MAIL_LOCATION, Debian defaults otherwise (index in ~/mail/.imap, no FTS), mail uid $DV_USER"
+else
+	echo "dovecot:  $DV_VERSION, Debian defaults (maildir, index in the Maildir, no FTS), mail uid $DV_USER"
+fi
 echo "mbsync:   $("$MBSYNC" --version 2>/dev/null | head -1)"
 echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows in the spreads)"
 if [[ $nocache == 1 ]]; then

@@ -11,6 +11,7 @@
 #
 # For every session count it runs, R times and interleaved, a fresh mail
 # root for each: `mailroom serve` and a private Dovecot (bench/lib.sh),
+# mailroom first in odd runs and Dovecot first in even ones,
 # each fed by bench/lmtpbench (go-smtp's LMTP client): every session
 # connects and says LHLO before the clock starts, then delivers its share
 # of N 4 KiB messages one at a time, session i to user<i mod USERS>. Both
@@ -97,14 +98,22 @@ run() {
 start=$(date +%s)
 for ((rep = 1; rep <= R; rep++)); do
 	echo "run $rep of $R" >&2
+	# mailroom first in odd runs, Dovecot first in even ones.
+	order="mailroom dovecot"
+	((rep % 2)) || order="dovecot mailroom"
 	for s in $SESSIONS; do
-		start_mailroom "$MR/$s-$rep" "$SECTION" lmtp
-		run mailroom "$MR_ADDR" "$MR/$s-$rep/mail" "$s" "$rep" "$MR_PID"
-		stop_mailroom
-		start_dovecot "$DV/$s-$rep" "$("$LB" port)"
-		"$LB" wait -addr "$DV_ADDR" || die "Dovecot is not answering on $DV_ADDR: $(tail -5 "$DV/dovecot.log")"
-		run dovecot "$DV_ADDR" "$DV/$s-$rep" "$s" "$rep" "$(<"$DV/run/master.pid")"
-		stop_dovecot
+		for who in $order; do
+			if [[ $who == mailroom ]]; then
+				start_mailroom "$MR/$s-$rep" "$SECTION" lmtp
+				run mailroom "$MR_ADDR" "$MR/$s-$rep/mail" "$s" "$rep" "$MR_PID"
+				stop_mailroom
+			else
+				start_dovecot "$DV/$s-$rep" "$("$LB" port)"
+				"$LB" wait -addr "$DV_ADDR" || die "Dovecot is not answering on $DV_ADDR: $(tail -5 "$DV/dovecot.log")"
+				run dovecot "$DV_ADDR" "$DV/$s-$rep" "$s" "$rep" "$(<"$DV/run/master.pid")"
+				stop_dovecot
+			fi
+		done
 	done
 done
 elapsed=$(($(date +%s) - start))
