@@ -1,7 +1,9 @@
 // Package index holds what a store's IMAP index needs whatever the
 // format of its files (Maildir, mbox): the system flags and keywords of a
-// message and how STORE changes them. It knows nothing of files or of
-// bbolt's layout, which the stores keep.
+// message and how STORE changes them, and the shape of the index in
+// mailroom.db that both stores share (Tree: homes, subscriptions, special
+// use, UIDVALIDITY, a bucket of records per folder). It knows nothing of
+// files, nor of what a folder's records hold, which the stores keep.
 package index
 
 import (

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // The header cache (mailbox.HeaderCache): the ENVELOPE header fields of
@@ -235,16 +236,12 @@ func (c *cacheWriter) flush() {
 func (c *cacheWriter) write(batch cacheBuf) {
 	c.db.Update(func(tx *bolt.Tx) error {
 		for k, m := range batch {
-			hb := homeBucket(tx, k.home)
-			if hb == nil {
-				continue
-			}
-			fb := hb.Bucket(bucketFolders).Bucket([]byte(k.name))
+			fb := tree.Folder(tx, k.home, k.name)
 			if fb == nil {
 				continue
 			}
-			meta, ok := decodeMeta(fb.Get(keyMeta))
-			ub := fb.Bucket(bucketUIDs)
+			meta, ok := decodeMeta(index.Meta(fb))
+			ub := index.UIDs(fb)
 			if !ok || ub == nil {
 				continue
 			}
@@ -260,7 +257,7 @@ func (c *cacheWriter) write(batch cacheBuf) {
 			cb.FillPercent = 0.9 // mostly appended in UID order
 			for _, u := range uids {
 				v := m[u]
-				key := uidKey(u)
+				key := index.UIDKey(u)
 				if v.uv != meta.uidValidity || ub.Get(key) == nil {
 					continue
 				}
@@ -338,18 +335,14 @@ func (s *session) CachedFields(ctx context.Context, name string, uids []uint32) 
 		}
 	}
 	err = s.a.ix.db.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, s.a.home)
-		if hb == nil {
-			return nil
-		}
-		fb := hb.Bucket(bucketFolders).Bucket([]byte(canon))
+		fb := tree.Folder(tx, s.a.home, canon)
 		if fb == nil {
 			return nil
 		}
 		if f != nil {
 			// Entries of another UIDVALIDITY than the one the caller's
 			// UIDs are from are not theirs.
-			if meta, ok := decodeMeta(fb.Get(keyMeta)); !ok || (f.uv.Load() != 0 && meta.uidValidity != f.uv.Load()) {
+			if meta, ok := decodeMeta(index.Meta(fb)); !ok || (f.uv.Load() != 0 && meta.uidValidity != f.uv.Load()) {
 				return nil
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"mailroom/internal/mailtest"
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 func cacheOf(t *testing.T, f mailbox.Folders) mailbox.HeaderCache {
@@ -38,11 +39,11 @@ func storedEntries(t *testing.T, db *bolt.DB, name string) int {
 	t.Helper()
 	n := 0
 	db.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, testHome)
+		hb := tree.Home(tx, testHome)
 		if hb == nil {
 			return nil
 		}
-		fb := hb.Bucket(bucketFolders).Bucket([]byte(name))
+		fb := index.Folders(hb).Bucket([]byte(name))
 		if fb == nil || fb.Bucket(bucketCache) == nil {
 			return nil
 		}
@@ -164,7 +165,7 @@ func TestHeaderCacheGoesWithMessage(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := db.Update(func(tx *bolt.Tx) error {
-				return homeBucket(tx, testHome).Bucket(bucketFolders).Bucket([]byte(inbox)).Delete(keyMeta)
+				return tree.Folder(tx, testHome, inbox).Delete([]byte("meta"))
 			}); err != nil {
 				t.Fatal(err)
 			}

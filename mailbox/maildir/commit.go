@@ -108,12 +108,12 @@ func (f *folder) encode(updates []entryUpdate, removed, added []*entry, meta fol
 	if len(removed) > 0 {
 		w.dels = make([][]byte, len(removed))
 		for i, e := range removed {
-			w.dels[i] = uidKey(e.uid)
+			w.dels[i] = index.UIDKey(e.uid)
 		}
 	}
 	w.puts = make([][2][]byte, 0, len(updates)+len(added))
 	for _, u := range updates {
-		w.puts = append(w.puts, [2][]byte{uidKey(u.u.uid), u.u.encode()})
+		w.puts = append(w.puts, [2][]byte{index.UIDKey(u.u.uid), u.u.encode()})
 	}
 	// Keys and records from one buffer each (bbolt keeps them until the
 	// commit).

@@ -24,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // errEarlierWrite is the error of a write made on a state that an
@@ -184,11 +185,11 @@ func (c *committer) write(batch []*indexWrite) {
 
 // apply makes the write's changes in tx.
 func (w *indexWrite) apply(tx *bolt.Tx) error {
-	fb, err := w.f.bucket(tx)
+	fb, err := tree.MakeFolder(tx, w.f.a.home, w.f.name)
 	if err != nil {
 		return err
 	}
-	ub := fb.Bucket(bucketUIDs)
+	ub := index.UIDs(fb)
 	if w.fill {
 		ub.FillPercent = 0.9 // appended in UID order: fuller pages
 	}
@@ -208,5 +209,5 @@ func (w *indexWrite) apply(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return fb.Put(keyMeta, w.meta)
+	return index.PutMeta(fb, w.meta)
 }

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // Changes made to the Maildir by other programs (an MDA, mutt, a human)
@@ -168,11 +169,11 @@ func TestRebuildLostIndex(t *testing.T) {
 			db.Update(func(tx *bolt.Tx) error {
 				switch drop {
 				case "folder":
-					return homeBucket(tx, testHome).Bucket(bucketFolders).DeleteBucket([]byte("INBOX"))
+					return index.Folders(tree.Home(tx, testHome)).DeleteBucket([]byte("INBOX"))
 				case "home":
-					return tx.Bucket(bucketIMAP).Bucket(bucketHomes).DeleteBucket([]byte(testHome))
+					return tree.Homes(tx).DeleteBucket([]byte(testHome))
 				default:
-					return tx.DeleteBucket(bucketIMAP)
+					return tx.DeleteBucket(tree.Name())
 				}
 			})
 			db.Close()
@@ -208,7 +209,7 @@ func TestCorruptIndexIsRebuilt(t *testing.T) {
 	e.close()
 	db, _ := bolt.Open(e.dbPath, 0o600, nil)
 	db.Update(func(tx *bolt.Tx) error {
-		return homeBucket(tx, testHome).Bucket(bucketFolders).Bucket([]byte("INBOX")).Bucket(bucketUIDs).Put(uidKey(1), []byte{9, 9})
+		return index.UIDs(tree.Folder(tx, testHome, "INBOX")).Put(index.UIDKey(1), []byte{9, 9})
 	})
 	db.Close()
 	e.open()
@@ -233,8 +234,8 @@ func TestDuplicateNameIsRebuilt(t *testing.T) {
 	e.close()
 	db, _ := bolt.Open(e.dbPath, 0o600, nil)
 	db.Update(func(tx *bolt.Tx) error {
-		ub := homeBucket(tx, testHome).Bucket(bucketFolders).Bucket([]byte("INBOX")).Bucket(bucketUIDs)
-		return ub.Put(uidKey(s1.Messages[1].UID), slices.Clone(ub.Get(uidKey(s1.Messages[0].UID))))
+		ub := index.UIDs(tree.Folder(tx, testHome, "INBOX"))
+		return ub.Put(index.UIDKey(s1.Messages[1].UID), slices.Clone(ub.Get(index.UIDKey(s1.Messages[0].UID))))
 	})
 	db.Close()
 	e.open()
@@ -300,7 +301,7 @@ func TestIndexLostTwiceInOneSecond(t *testing.T) {
 		e.deliver(testHome, "more\n")
 		e.close()
 		db, _ := bolt.Open(e.dbPath, 0o600, nil)
-		db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketIMAP) })
+		db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(tree.Name()) })
 		db.Close()
 		e.open()
 	}

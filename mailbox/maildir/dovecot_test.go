@@ -61,7 +61,7 @@ func TestDovecotImport(t *testing.T) {
 	// Index lost later: no second import, a new UIDVALIDITY.
 	e.close()
 	db, _ := bolt.Open(e.dbPath, 0o600, nil)
-	db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketIMAP) })
+	db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(tree.Name()) })
 	db.Close()
 	e.open()
 	if s2 := mustSync(t, e.folders(testHome), "INBOX"); s2.UIDValidity == s.UIDValidity || len(s2.Messages) != 4 {
@@ -168,7 +168,7 @@ func TestDovecotExport(t *testing.T) {
 	// would.
 	e.close()
 	db, _ := bolt.Open(e.dbPath, 0o600, nil)
-	db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketIMAP) })
+	db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(tree.Name()) })
 	db.Close()
 	e.open()
 	again := mustSync(t, e.folders(testHome), "INBOX")

@@ -1,7 +1,6 @@
 package maildir
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -14,9 +13,9 @@ import (
 	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"mailroom/mailbox"
+	"mailroom/mailbox/index"
 )
 
 // session is one IMAP session's handle on an account; it implements
@@ -147,12 +146,12 @@ func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
 	names = append([]string{inbox}, names...)
 	out := make([]mailbox.Folder, len(names))
 	err = s.a.ix.db.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, s.a.home)
+		hb := tree.Home(tx, s.a.home)
 		for i, n := range names {
 			out[i].Name = n
 			if hb != nil {
-				out[i].Subscribed = hb.Bucket(bucketSubs).Get([]byte(n)) != nil
-				out[i].SpecialUse = string(hb.Bucket(bucketSpecial).Get([]byte(n)))
+				out[i].Subscribed = index.Subs(hb).Get([]byte(n)) != nil
+				out[i].SpecialUse = string(index.Special(hb).Get([]byte(n)))
 			}
 		}
 		return nil
@@ -222,16 +221,7 @@ func (a *account) dirExists(dir string) bool {
 
 // dropIndex deletes a folder's index (not its subscription).
 func (a *account) dropIndex(canon string) error {
-	err := a.ix.db.Update(func(tx *bolt.Tx) error {
-		hb, err := makeHomeBucket(tx, a.home)
-		if err != nil {
-			return err
-		}
-		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-			return err
-		}
-		return nil
-	})
+	err := a.ix.db.Update(func(tx *bolt.Tx) error { return tree.DropFolder(tx, a.home, canon) })
 	if err != nil {
 		return fmt.Errorf("maildir: drop index of %s: %w", canon, err)
 	}
@@ -269,14 +259,14 @@ func (s *session) Delete(ctx context.Context, name string) error {
 	}
 	s.a.forget(canon)
 	err = s.a.ix.db.Update(func(tx *bolt.Tx) error {
-		hb, err := makeHomeBucket(tx, s.a.home)
+		if err := tree.DropFolder(tx, s.a.home, canon); err != nil {
+			return err
+		}
+		hb, err := tree.MakeHome(tx, s.a.home)
 		if err != nil {
 			return err
 		}
-		if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(canon)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-			return err
-		}
-		return hb.Bucket(bucketSpecial).Delete([]byte(canon))
+		return index.Special(hb).Delete([]byte(canon))
 	})
 	if err != nil {
 		return fmt.Errorf("maildir: delete index of %s: %w", canon, err)
@@ -373,38 +363,13 @@ func (s *session) Rename(ctx context.Context, oldName, newName string) error {
 		return err
 	}
 	err = s.a.ix.db.Update(func(tx *bolt.Tx) error {
-		hb, err := makeHomeBucket(tx, s.a.home)
+		hb, err := tree.MakeHome(tx, s.a.home)
 		if err != nil {
 			return err
 		}
 		for _, r := range renames {
-			from, to := []byte(r[0]), []byte(r[1])
-			fb := hb.Bucket(bucketFolders)
-			if err := fb.DeleteBucket(to); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+			if err := index.MoveFolder(hb, r[0], r[1]); err != nil {
 				return err
-			}
-			if src := fb.Bucket(from); src != nil {
-				dst, err := fb.CreateBucket(to)
-				if err != nil {
-					return err
-				}
-				if err := copyBucket(dst, src); err != nil {
-					return err
-				}
-				if err := fb.DeleteBucket(from); err != nil {
-					return err
-				}
-			}
-			for _, bn := range [][]byte{bucketSubs, bucketSpecial} {
-				b := hb.Bucket(bn)
-				if v := b.Get(from); v != nil {
-					if err := b.Put(to, v); err != nil {
-						return err
-					}
-					if err := b.Delete(from); err != nil {
-						return err
-					}
-				}
 			}
 		}
 		return nil
@@ -413,21 +378,6 @@ func (s *session) Rename(ctx context.Context, oldName, newName string) error {
 		return fmt.Errorf("maildir: rename index of %s: %w", oldCanon, err)
 	}
 	return nil
-}
-
-// copyBucket copies src's keys and sub-buckets into dst. Keys and values
-// are copied out of src, which the caller deletes in the same transaction.
-func copyBucket(dst, src *bolt.Bucket) error {
-	return src.ForEach(func(k, v []byte) error {
-		if v != nil {
-			return dst.Put(bytes.Clone(k), bytes.Clone(v))
-		}
-		d, err := dst.CreateBucket(bytes.Clone(k))
-		if err != nil {
-			return err
-		}
-		return copyBucket(d, src.Bucket(k))
-	})
 }
 
 // renameInbox moves INBOX's messages into a new folder newCanon.
@@ -470,14 +420,14 @@ func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error
 		return err
 	}
 	err = s.a.ix.db.Update(func(tx *bolt.Tx) error {
-		hb, err := makeHomeBucket(tx, s.a.home)
+		hb, err := tree.MakeHome(tx, s.a.home)
 		if err != nil {
 			return err
 		}
 		if on {
-			return hb.Bucket(bucketSubs).Put([]byte(canon), nil)
+			return index.Subs(hb).Put([]byte(canon), nil)
 		}
-		return hb.Bucket(bucketSubs).Delete([]byte(canon))
+		return index.Subs(hb).Delete([]byte(canon))
 	})
 	if err != nil {
 		return fmt.Errorf("maildir: subscribe %s: %w", canon, err)
@@ -494,11 +444,11 @@ func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	err := s.a.ix.db.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, s.a.home)
+		hb := tree.Home(tx, s.a.home)
 		if hb == nil {
 			return nil
 		}
-		return hb.Bucket(bucketSubs).ForEach(func(k, _ []byte) error {
+		return index.Subs(hb).ForEach(func(k, _ []byte) error {
 			names = append(names, string(k))
 			return nil
 		})

@@ -64,16 +64,7 @@ func (ix *Index) listed(sub string) {
 // own top-level bucket) for the Maildirs of store, and registers with
 // store so that deliveries wake Watch.
 func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
-	if err := db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketIMAP)
-		if err == nil {
-			_, err = b.CreateBucketIfNotExists(bucketHomes)
-		}
-		if err == nil {
-			_, err = b.CreateBucketIfNotExists(bucketMeta)
-		}
-		return err
-	}); err != nil {
+	if err := db.Update(tree.Create); err != nil {
 		return nil, fmt.Errorf("maildir: create index bucket: %w", err)
 	}
 	log := opts.Logger
@@ -133,11 +124,11 @@ func (ix *Index) delivered(home, folder string) {
 func (ix *Index) specialFolder(home, use string) string {
 	var name string
 	ix.db.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, home)
+		hb := tree.Home(tx, home)
 		if hb == nil {
 			return nil
 		}
-		return hb.Bucket(bucketSpecial).ForEach(func(k, v []byte) error {
+		return index.Special(hb).ForEach(func(k, v []byte) error {
 			if name == "" && strings.EqualFold(string(v), use) {
 				name = string(k)
 			}
@@ -207,7 +198,7 @@ func (a *account) init() error {
 	}
 	var known bool
 	if err := a.ix.db.View(func(tx *bolt.Tx) error {
-		known = homeBucket(tx, a.home) != nil
+		known = tree.Home(tx, a.home) != nil
 		return nil
 	}); err != nil {
 		return fmt.Errorf("maildir: read index of %s: %w", a.home, err)
@@ -228,11 +219,11 @@ func (a *account) init() error {
 			return err
 		}
 		if err := a.ix.db.Update(func(tx *bolt.Tx) error {
-			hb, err := makeHomeBucket(tx, a.home)
+			hb, err := tree.MakeHome(tx, a.home)
 			if err != nil {
 				return err
 			}
-			subs, special := hb.Bucket(bucketSubs), hb.Bucket(bucketSpecial)
+			subs, special := index.Subs(hb), index.Special(hb)
 			for _, d := range index.DefaultFolders() {
 				if err := special.Put([]byte(d.Name), []byte(d.Use)); err != nil {
 					return err

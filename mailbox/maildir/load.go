@@ -5,12 +5,12 @@ package maildir
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
+
+	"mailroom/mailbox/index"
 )
 
 // stored is what bbolt holds of a folder's index, as read by readIndex.
@@ -96,16 +96,12 @@ func (f *folder) keys() (map[string]*entry, error) {
 // folder's meta (a UID at or above UIDNEXT, a modseq above HIGHESTMODSEQ).
 func (f *folder) readIndex() (st *stored, bad, err error) {
 	err = f.a.ix.db.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, f.a.home)
-		if hb == nil {
-			return nil
-		}
-		fb := hb.Bucket(bucketFolders).Bucket([]byte(f.name))
+		fb := tree.Folder(tx, f.a.home, f.name)
 		if fb == nil {
 			return nil
 		}
-		meta, ok := decodeMeta(fb.Get(keyMeta))
-		ub := fb.Bucket(bucketUIDs)
+		meta, ok := decodeMeta(index.Meta(fb))
+		ub := index.UIDs(fb)
 		if !ok || ub == nil {
 			return nil
 		}
@@ -217,19 +213,8 @@ func (f *folder) rebuild() (*stored, error) {
 // resetBucket replaces the folder's bucket by an empty one holding meta,
 // and records meta's UIDVALIDITY as handed out.
 func (f *folder) resetBucket(tx *bolt.Tx, meta folderMeta) error {
-	hb, err := makeHomeBucket(tx, f.a.home)
-	if err != nil {
+	if err := tree.NoteUIDValidity(tx, meta.uidValidity); err != nil {
 		return err
 	}
-	if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(f.name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-		return err
-	}
-	if err := noteUIDValidity(tx, meta.uidValidity); err != nil {
-		return err
-	}
-	fb, err := f.bucket(tx)
-	if err != nil {
-		return err
-	}
-	return fb.Put(keyMeta, meta.encode())
+	return tree.ResetFolder(tx, f.a.home, f.name, meta.encode())
 }

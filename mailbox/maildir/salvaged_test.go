@@ -10,8 +10,8 @@ import (
 // `mailroom check -repair` may leave after damage) is indexed again from
 // the Maildir instead of crashing on the missing bucket.
 func TestIndexWithPartsMissing(t *testing.T) {
-	for _, part := range [][]byte{bucketFolders, bucketSubs, bucketSpecial} {
-		t.Run(string(part), func(t *testing.T) {
+	for _, part := range []string{"folders", "subs", "special"} {
+		t.Run(part, func(t *testing.T) {
 			e := newIndexEnv(t)
 			e.deliver(testHome, "Subject: one\n\nbody\n")
 			if got := len(mustSync(t, e.folders(testHome), inbox).Messages); got != 1 {
@@ -23,7 +23,7 @@ func TestIndexWithPartsMissing(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := db.Update(func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketIMAP).Bucket(bucketHomes).Bucket([]byte(testHome)).DeleteBucket(part)
+				return tree.Homes(tx).Bucket([]byte(testHome)).DeleteBucket([]byte(part))
 			}); err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
+
+	"mailroom/mailbox/index"
 )
 
 // What a scan saw of a folder's new/ and cur/ (dirSeen: device, inode,
@@ -115,16 +117,12 @@ func (ix *Index) saveSeen() error {
 	}
 	err := ix.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range recs {
-			hb := homeBucket(tx, r.home)
-			if hb == nil {
-				continue
-			}
-			fb := hb.Bucket(bucketFolders).Bucket([]byte(r.name))
+			fb := tree.Folder(tx, r.home, r.name)
 			if fb == nil {
 				continue
 			}
 			// Only over the index the record was made with.
-			if meta, ok := decodeMeta(fb.Get(keyMeta)); !ok || meta.uidValidity != r.uv {
+			if meta, ok := decodeMeta(index.Meta(fb)); !ok || meta.uidValidity != r.uv {
 				continue
 			}
 			if err := fb.Put(keySeen, r.val); err != nil {

@@ -79,7 +79,7 @@ func TestRestartTrustsUnchangedDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		return homeBucket(tx, testHome).Bucket(bucketFolders).Bucket([]byte(inbox)).Put(keySeen, []byte{seenVersion, 1, 2})
+		return tree.Folder(tx, testHome, inbox).Put(keySeen, []byte{seenVersion, 1, 2})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"mailroom/mailbox/index"
 )
 
 // TestStageSpecial delivers a quarantined message into the account's
@@ -46,7 +48,7 @@ func TestStageSpecial(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := e.db.Update(func(tx *bolt.Tx) error {
-		b := homeBucket(tx, testHome).Bucket(bucketSpecial)
+		b := index.Special(tree.Home(tx, testHome))
 		if err := b.Delete([]byte("Junk")); err != nil {
 			return err
 		}

@@ -105,16 +105,7 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	}
 	s := &Store{opts: opts, root: root, log: log, accts: map[string]*account{}}
 	if opts.DB != nil {
-		if err := opts.DB.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists(bucketMbox)
-			if err == nil {
-				_, err = b.CreateBucketIfNotExists(bucketHomes)
-			}
-			if err == nil {
-				_, err = b.CreateBucketIfNotExists(bucketMeta)
-			}
-			return err
-		}); err != nil {
+		if err := opts.DB.Update(tree.Create); err != nil {
 			root.Close()
 			return nil, fmt.Errorf("mbox: create index bucket: %w", err)
 		}

@@ -68,7 +68,7 @@ func (a *account) init() error {
 	db := a.s.opts.DB
 	var known bool
 	db.View(func(tx *bolt.Tx) error {
-		known = homeBucket(tx, a.home) != nil
+		known = tree.Home(tx, a.home) != nil
 		return nil
 	})
 	if !known {
@@ -86,17 +86,17 @@ func (a *account) init() error {
 			return err
 		}
 		if err := db.Update(func(tx *bolt.Tx) error {
-			hb, err := makeHomeBucket(tx, a.home)
+			hb, err := tree.MakeHome(tx, a.home)
 			if err != nil {
 				return err
 			}
 			for _, d := range index.DefaultFolders() {
-				if err := hb.Bucket(bucketSpecial).Put([]byte(d.Name), []byte(d.Use)); err != nil {
+				if err := index.Special(hb).Put([]byte(d.Name), []byte(d.Use)); err != nil {
 					return err
 				}
 			}
 			for _, f := range append(existing, mailbox.Folder{Name: inbox}) {
-				if err := hb.Bucket(bucketSubs).Put([]byte(f.Name), nil); err != nil {
+				if err := index.Subs(hb).Put([]byte(f.Name), nil); err != nil {
 					return err
 				}
 			}
@@ -270,14 +270,14 @@ func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
 	}
 	out := append([]mailbox.Folder{{Name: inbox}}, names...)
 	err = s.a.s.opts.DB.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, s.a.home)
+		hb := tree.Home(tx, s.a.home)
 		if hb == nil {
 			return nil
 		}
 		for i := range out {
 			n := []byte(out[i].Name)
-			out[i].Subscribed = hb.Bucket(bucketSubs).Get(n) != nil
-			out[i].SpecialUse = string(hb.Bucket(bucketSpecial).Get(n))
+			out[i].Subscribed = index.Subs(hb).Get(n) != nil
+			out[i].SpecialUse = string(index.Special(hb).Get(n))
 		}
 		return nil
 	})
@@ -292,11 +292,11 @@ func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	err := s.a.s.opts.DB.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, s.a.home)
+		hb := tree.Home(tx, s.a.home)
 		if hb == nil {
 			return nil
 		}
-		return hb.Bucket(bucketSubs).ForEach(func(k, _ []byte) error {
+		return index.Subs(hb).ForEach(func(k, _ []byte) error {
 			names = append(names, string(k))
 			return nil
 		})
@@ -314,24 +314,24 @@ func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error
 		return err
 	}
 	return s.a.s.opts.DB.Update(func(tx *bolt.Tx) error {
-		hb, err := makeHomeBucket(tx, s.a.home)
+		hb, err := tree.MakeHome(tx, s.a.home)
 		if err != nil {
 			return err
 		}
 		if on {
-			return hb.Bucket(bucketSubs).Put([]byte(canon), nil)
+			return index.Subs(hb).Put([]byte(canon), nil)
 		}
-		return hb.Bucket(bucketSubs).Delete([]byte(canon))
+		return index.Subs(hb).Delete([]byte(canon))
 	})
 }
 
 // dropIndex deletes the index of a folder (and of those below it).
 func (a *account) dropIndex(tx *bolt.Tx, canon string) error {
-	hb, err := makeHomeBucket(tx, a.home)
+	hb, err := tree.MakeHome(tx, a.home)
 	if err != nil {
 		return err
 	}
-	fb := hb.Bucket(bucketFolders)
+	fb := index.Folders(hb)
 	var names [][]byte
 	fb.ForEach(func(k, _ []byte) error {
 		if n := string(k); n == canon || strings.HasPrefix(n, canon+"/") {
@@ -448,8 +448,8 @@ func (s *session) Delete(ctx context.Context, name string) error {
 		if err := s.a.dropIndex(tx, canon); err != nil {
 			return err
 		}
-		hb, _ := makeHomeBucket(tx, s.a.home)
-		return hb.Bucket(bucketSpecial).Delete([]byte(canon))
+		hb, _ := tree.MakeHome(tx, s.a.home)
+		return index.Special(hb).Delete([]byte(canon))
 	})
 }
 
@@ -519,71 +519,16 @@ func (s *session) Rename(ctx context.Context, oldName, newName string) error {
 	s.a.forget(oldCanon)
 	s.a.forget(newCanon)
 	return s.a.s.opts.DB.Update(func(tx *bolt.Tx) error {
-		hb, err := makeHomeBucket(tx, s.a.home)
+		hb, err := tree.MakeHome(tx, s.a.home)
 		if err != nil {
 			return err
 		}
-		moveKey := func(k []byte) []byte {
-			return []byte(newCanon + strings.TrimPrefix(string(k), oldCanon))
-		}
-		under := func(k []byte) bool {
-			n := string(k)
-			return n == oldCanon || strings.HasPrefix(n, oldCanon+"/")
-		}
-		fb := hb.Bucket(bucketFolders)
-		var buckets [][]byte
-		fb.ForEach(func(k, v []byte) error {
-			if v == nil && under(k) {
-				buckets = append(buckets, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		for _, k := range buckets {
-			src := fb.Bucket(k)
-			dst, err := fb.CreateBucketIfNotExists(moveKey(k))
-			if err != nil {
+		for _, n := range index.NamesUnder(hb, oldCanon) {
+			if err := index.MoveFolder(hb, n, newCanon+strings.TrimPrefix(n, oldCanon)); err != nil {
 				return err
-			}
-			if err := copyBucket(dst, src); err != nil {
-				return err
-			}
-			if err := fb.DeleteBucket(k); err != nil {
-				return err
-			}
-		}
-		for _, bn := range [][]byte{bucketSubs, bucketSpecial} {
-			b := hb.Bucket(bn)
-			var keys [][2][]byte
-			b.ForEach(func(k, v []byte) error {
-				if under(k) {
-					keys = append(keys, [2][]byte{append([]byte(nil), k...), append([]byte(nil), v...)})
-				}
-				return nil
-			})
-			for _, kv := range keys {
-				if err := b.Put(moveKey(kv[0]), kv[1]); err != nil {
-					return err
-				}
-				if err := b.Delete(kv[0]); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
-	})
-}
-
-// copyBucket copies src's keys and sub-buckets into dst.
-func copyBucket(dst, src *bolt.Bucket) error {
-	return src.ForEach(func(k, v []byte) error {
-		if v != nil {
-			return dst.Put(append([]byte(nil), k...), append([]byte(nil), v...))
-		}
-		d, err := dst.CreateBucketIfNotExists(append([]byte(nil), k...))
-		if err != nil {
-			return err
-		}
-		return copyBucket(d, src.Bucket(k))
 	})
 }
 

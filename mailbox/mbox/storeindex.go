@@ -15,8 +15,8 @@ package mbox
 // when another program changed them, and written back when the file is
 // rewritten (EXPUNGE).
 //
-// bbolt layout, under the top-level bucket "mbox" (the Maildir index has
-// the same shape under "imap"):
+// bbolt layout, under the top-level bucket "mbox" (index.Tree, the shape
+// the Maildir index has under "imap"):
 //
 //	meta/uidvalidity                      last UIDVALIDITY handed out
 //	homes/<home>/subs/<name>              subscribed folders
@@ -43,24 +43,15 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 
 	"mailroom/mailbox"
 	"mailroom/mailbox/index"
 )
 
-var (
-	bucketMbox    = []byte("mbox")
-	bucketMeta    = []byte("meta")
-	bucketHomes   = []byte("homes")
-	bucketSubs    = []byte("subs")
-	bucketSpecial = []byte("special")
-	bucketFolders = []byte("folders")
-	bucketUIDs    = []byte("uids")
-	keyMeta       = []byte("meta")
-	keyUIDV       = []byte("uidvalidity")
-)
+// tree is the mbox index's part of mailroom.db (mailbox/index holds what
+// it shares with the Maildir index).
+var tree = index.NewTree("mbox")
 
 // fileState is what a sync saw of a folder's file.
 type fileState struct {
@@ -220,41 +211,6 @@ func decodeMeta(b []byte) (folderMeta, bool) {
 	return m, m.uidValidity != 0 && m.uidNext != 0
 }
 
-func uidKey(uid uint32) []byte { return binary.BigEndian.AppendUint32(nil, uid) }
-
-func homeBucket(tx *bolt.Tx, home string) *bolt.Bucket {
-	hb := tx.Bucket(bucketMbox).Bucket(bucketHomes).Bucket([]byte(home))
-	if hb == nil || hb.Bucket(bucketSubs) == nil || hb.Bucket(bucketSpecial) == nil || hb.Bucket(bucketFolders) == nil {
-		return nil
-	}
-	return hb
-}
-
-func makeHomeBucket(tx *bolt.Tx, home string) (*bolt.Bucket, error) {
-	hb, err := tx.Bucket(bucketMbox).Bucket(bucketHomes).CreateBucketIfNotExists([]byte(home))
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range [][]byte{bucketSubs, bucketSpecial, bucketFolders} {
-		if _, err := hb.CreateBucketIfNotExists(name); err != nil {
-			return nil, err
-		}
-	}
-	return hb, nil
-}
-
-// newUIDValidity is the UIDVALIDITY of a new index: the time, as Dovecot
-// picks it, but above any handed out before in this database (a folder
-// made again within the same second gets a new one).
-func newUIDValidity(tx *bolt.Tx) (uint32, error) {
-	v := uint32(time.Now().Unix())
-	mb := tx.Bucket(bucketMbox).Bucket(bucketMeta)
-	if last := mb.Get(keyUIDV); len(last) == 4 {
-		v = max(v, binary.BigEndian.Uint32(last)+1)
-	}
-	return v, mb.Put(keyUIDV, binary.BigEndian.AppendUint32(nil, v))
-}
-
 // specialFolder names home's folder of special use use, or "".
 func (s *Store) specialFolder(home, use string) string {
 	if s.opts.DB == nil {
@@ -262,11 +218,11 @@ func (s *Store) specialFolder(home, use string) string {
 	}
 	var name string
 	s.opts.DB.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, home)
+		hb := tree.Home(tx, home)
 		if hb == nil {
 			return nil
 		}
-		return hb.Bucket(bucketSpecial).ForEach(func(k, v []byte) error {
+		return index.Special(hb).ForEach(func(k, v []byte) error {
 			if name == "" && strings.EqualFold(string(v), use) {
 				name = string(k)
 			}
@@ -375,16 +331,12 @@ func (f *folder) load() error {
 	var ents []*entry
 	found := false
 	err := db.View(func(tx *bolt.Tx) error {
-		hb := homeBucket(tx, f.a.home)
-		if hb == nil {
-			return nil
-		}
-		fb := hb.Bucket(bucketFolders).Bucket([]byte(f.name))
+		fb := tree.Folder(tx, f.a.home, f.name)
 		if fb == nil {
 			return nil
 		}
-		m, ok := decodeMeta(fb.Get(keyMeta))
-		ub := fb.Bucket(bucketUIDs)
+		m, ok := decodeMeta(index.Meta(fb))
+		ub := index.UIDs(fb)
 		if !ok || ub == nil {
 			return nil
 		}
@@ -421,12 +373,11 @@ func (f *folder) load() error {
 		ents = nil
 		meta = folderMeta{uidNext: 1, modSeq: 1}
 		if err := db.Update(func(tx *bolt.Tx) error {
-			v, err := newUIDValidity(tx)
-			if err != nil {
+			meta.uidValidity = tree.NextUIDValidity(tx, 0)
+			if err := tree.NoteUIDValidity(tx, meta.uidValidity); err != nil {
 				return err
 			}
-			meta.uidValidity = v
-			return f.reset(tx, meta)
+			return tree.ResetFolder(tx, f.a.home, f.name, meta.encode())
 		}); err != nil {
 			return fmt.Errorf("mbox: create index of %s: %w", f.name, err)
 		}
@@ -438,54 +389,28 @@ func (f *folder) load() error {
 	return nil
 }
 
-// reset replaces the folder's bucket by an empty one holding meta.
-func (f *folder) reset(tx *bolt.Tx, meta folderMeta) error {
-	hb, err := makeHomeBucket(tx, f.a.home)
-	if err != nil {
-		return err
-	}
-	if err := hb.Bucket(bucketFolders).DeleteBucket([]byte(f.name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-		return err
-	}
-	fb, err := hb.Bucket(bucketFolders).CreateBucket([]byte(f.name))
-	if err != nil {
-		return err
-	}
-	if _, err := fb.CreateBucket(bucketUIDs); err != nil {
-		return err
-	}
-	return fb.Put(keyMeta, meta.encode())
-}
-
 // save writes the folder's meta and the given entries (put) and UIDs
 // (deleted) in one transaction. The caller holds f.mu; on failure the
 // folder is loaded again at the next sync.
 func (f *folder) save(put []*entry, del []uint32) error {
 	meta := folderMeta{f.uidValidity, f.uidNext, f.modSeq, f.file}
 	err := f.a.s.opts.DB.Update(func(tx *bolt.Tx) error {
-		hb, err := makeHomeBucket(tx, f.a.home)
+		fb, err := tree.MakeFolder(tx, f.a.home, f.name)
 		if err != nil {
 			return err
 		}
-		fb, err := hb.Bucket(bucketFolders).CreateBucketIfNotExists([]byte(f.name))
-		if err != nil {
-			return err
-		}
-		ub, err := fb.CreateBucketIfNotExists(bucketUIDs)
-		if err != nil {
-			return err
-		}
+		ub := index.UIDs(fb)
 		for _, uid := range del {
-			if err := ub.Delete(uidKey(uid)); err != nil {
+			if err := ub.Delete(index.UIDKey(uid)); err != nil {
 				return err
 			}
 		}
 		for _, e := range put {
-			if err := ub.Put(uidKey(e.uid), e.encode()); err != nil {
+			if err := ub.Put(index.UIDKey(e.uid), e.encode()); err != nil {
 				return err
 			}
 		}
-		return fb.Put(keyMeta, meta.encode())
+		return index.PutMeta(fb, meta.encode())
 	})
 	if err != nil {
 		f.loaded = false
