@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -65,6 +67,8 @@ type Signer interface {
 	// SignHeader signs the message of header h and the body read from
 	// body: the session holds the header as fields already.
 	SignHeader(h msghdr.Header, body io.Reader) (string, error)
+	// Signs reports whether mail From: domain is signed.
+	Signs(domain string) bool
 }
 
 var _ Signer = (*dkim.Signer)(nil)
@@ -278,6 +282,51 @@ func (s *session) check(env *envelope, m *message) error {
 		env.quarantine = res.Reason
 	}
 	m.h = append(msghdr.Header{res.Header(a.AuthServID)}, m.h...)
+	return nil
+}
+
+// errFromNotOwned refuses a submitted message whose From: names a
+// colleague, or cannot be read, in a domain that mailroom signs for.
+func errFromNotOwned(what string) error {
+	return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1},
+		Message: "From: header " + what + " not owned by the authenticated user"}
+}
+
+// authorOwned checks the From: field of a submitted message against the
+// login before it is signed, as MAIL FROM is checked (owns): every
+// address of a domain that the Signer signs for must be the user's own
+// (with or without an extension) or an alias that reaches the user's
+// mailbox, and a From: that does not parse as addresses must not name
+// such a domain at all. Otherwise the message is refused (550 5.7.1 at
+// the end of DATA): our signature would make a receiver's DMARC pass a
+// message in a colleague's name, and so would SPF, aligned through the
+// user's own envelope, were it sent unsigned. Addresses of other
+// domains (a foreign From:, or a local domain without a key) are not
+// ours to vouch for: such a message goes out unsigned, and the
+// receiving side judges it by that domain's own policy, as it would
+// from Postfix with opendkim (docs/design/dkim.md).
+func (s *session) authorOwned(env *envelope, h msghdr.Header) error {
+	signer := s.srv.opts.Auth.Signer
+	domains, malformed := h.AuthorDomains()
+	signed := slices.ContainsFunc(domains, signer.Signs)
+	if !signed {
+		return nil
+	}
+	addrs, err := h.FromAddresses()
+	if malformed || err != nil {
+		s.log.Info("message refused", "event", "rejected", "user", s.user.Address.String(), "from", env.from,
+			"reason", "From: header unreadable", "from_header", h.Get("From"))
+		return errFromNotOwned("unreadable, naming a signed domain,")
+	}
+	for _, a := range addrs {
+		at := strings.LastIndexByte(a, '@')
+		if !signer.Signs(a[at+1:]) || s.owns(a) {
+			continue
+		}
+		s.log.Info("message refused", "event", "rejected", "user", s.user.Address.String(), "from", env.from,
+			"reason", "From: header not owned", "from_header", a)
+		return errFromNotOwned("address <" + a + ">")
+	}
 	return nil
 }
 

@@ -279,3 +279,68 @@ func TestSubmissionStripsForgedResults(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmissionFromMustBeOwned: before a submitted message is signed,
+// its From: is checked against the login as MAIL FROM is: the user's
+// own addresses (and aliases that reach the user) of a domain with a key
+// are signed; a colleague's, or a From: unreadable but naming a signed
+// domain, is refused at the end of DATA (550 5.7.1) and nothing is
+// queued; a foreign domain's address goes out unsigned.
+func TestSubmissionFromMustBeOwned(t *testing.T) {
+	env := newEnv(t)
+	key, err := dkim.Generate(dkim.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := dkim.NewSigner([]dkim.Key{{Domain: "example.org", Selector: "sel", Signer: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQueue{}
+	addr, _ := mailenv.StartSMTP(t, env, smtp.Options{Role: smtp.Submission, Queue: q, Delimiter: "+", AuthFailureDelay: -1,
+		Auth: smtp.MailAuth{Signer: signer, SpoolDir: env.Dir}})
+	d := mailtest.Dial(t, "tcp", addr)
+	login(d)
+	for _, c := range []struct {
+		from   string // the From: field's value; "" for none
+		reply  string
+		signed bool
+	}{
+		{"Alice <alice@example.org>", "250 ", true},
+		{"<ALICE+news@Example.org>", "250 ", true},
+		{"<sales@example.org>", "250 ", true}, // an alias that reaches alice
+		{"<bob@example.org>", "550 5.7.1", false},
+		{"<support@example.org>", "550 5.7.1", false},       // an alias that does not
+		{"<postmaster@mx.example.org>", "550 5.7.1", false}, // signed with the parent's key
+		{"<alice@example.org>, <bob@example.org>", "550 5.7.1", false},
+		{"bob@example.org <unterminated", "550 5.7.1", false}, // unreadable, names example.org
+		{"<alice@elsewhere.example>", "250 ", false},          // not ours to sign: unsigned
+		{"", "250 ", false},
+	} {
+		t.Run(c.from, func(t *testing.T) {
+			q.mu.Lock()
+			before := len(q.msgs)
+			q.mu.Unlock()
+			var header []string
+			if c.from != "" {
+				header = append(header, "From: "+c.from)
+			}
+			send(d, "alice@example.org", []string{"carol@remote.example"}, append(header, "Subject: from test", "", "body")...)
+			if r := d.Reply(); !strings.HasPrefix(r[0], c.reply) {
+				t.Fatalf("reply %q, want %s", r, c.reply)
+			}
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			switch {
+			case c.reply != "250 " && len(q.msgs) != before:
+				t.Fatalf("a refused message was queued:\n%s", q.msgs[len(q.msgs)-1].data)
+			case c.reply == "250 " && len(q.msgs) != before+1:
+				t.Fatalf("queued %d messages, want one", len(q.msgs)-before)
+			case c.reply == "250 ":
+				if msg := q.msgs[len(q.msgs)-1].data; strings.Contains(msg, "DKIM-Signature:") != c.signed {
+					t.Errorf("signed = %v, want %v:\n%s", !c.signed, c.signed, msg)
+				}
+			}
+		})
+	}
+}

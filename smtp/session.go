@@ -334,9 +334,13 @@ func (s *session) submit(env *envelope, r io.Reader) error {
 		// Every submitted message is signed, local recipients' copies
 		// too: one of them may forward it, and the signature must be
 		// made here, where the author is known, not by the forwarder.
-		// After the milters, so that it covers what they changed.
+		// After the milters, so that it covers what they changed;
+		// only a From: that the user owns (authorOwned).
 		sig := ""
 		if s.srv.opts.Auth.Signer != nil {
+			if err := s.authorOwned(env, m.h); err != nil {
+				return err
+			}
 			if sig, err = s.signature(m); err != nil {
 				return s.reply(err)
 			}

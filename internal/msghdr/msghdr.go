@@ -214,6 +214,26 @@ func (h Header) Count(name string) int {
 	return n
 }
 
+// FromAddresses returns every address of the From: fields (RFC 5322
+// §3.6.2), as written (local part and domain), in order. An unparsable
+// field is an error.
+func (h Header) FromAddresses() ([]string, error) {
+	var addrs []string
+	for _, f := range h {
+		if !f.Is("From") {
+			continue
+		}
+		list, err := mail.ParseAddressList(f.Value())
+		if err != nil {
+			return nil, fmt.Errorf("from field: %w", err)
+		}
+		for _, a := range list {
+			addrs = append(addrs, a.Address)
+		}
+	}
+	return addrs, nil
+}
+
 // FromDomains returns the domain of each address of the From: fields
 // (RFC 5322 §3.6.2), lower-cased: what DKIM signing and DMARC (RFC 7489
 // §6.6.1, the RFC5322.From domain) are about. An unparsable field is an

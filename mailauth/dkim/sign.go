@@ -87,6 +87,12 @@ func (s *Signer) KeysFor(domain string) []Key {
 	return nil
 }
 
+// Signs reports whether mail From: domain would be signed (KeysFor has
+// keys for it): the submission server lets a user put only their own
+// addresses of such a domain in From:, since the signature vouches for
+// them.
+func (s *Signer) Signs(domain string) bool { return len(s.KeysFor(domain)) > 0 }
+
 // ErrNoFrom is a message Sign cannot attribute to a domain: no From:
 // field, or one that does not parse. Such a message goes out unsigned.
 var ErrNoFrom = errors.New("no parsable From: address")
