@@ -14,11 +14,13 @@ import (
 
 // internalDates returns the dates of the messages at idx (indexes into
 // the view) that the view has none for; nil if there are none or the
-// store keeps every date in its snapshots.
-func (s *session) internalDates(idx []int) map[uint32]time.Time {
+// store keeps every date in its snapshots. A message the store no longer
+// has (expunged by another session, still in this session's view) has
+// no entry.
+func (s *session) internalDates(idx []int) (map[uint32]time.Time, error) {
 	ld, ok := s.folders.(mailbox.LazyDates)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	var uids []uint32
 	for _, i := range idx {
@@ -27,21 +29,26 @@ func (s *session) internalDates(idx []int) map[uint32]time.Time {
 		}
 	}
 	if len(uids) == 0 {
-		return nil
+		return nil, nil
 	}
 	dates, err := ld.InternalDates(s.ctx, s.name, uids)
-	if err != nil && s.ctx.Err() == nil {
-		s.log.Warn("reading internal dates failed", "folder", s.name, "err", err)
+	if err != nil {
+		return nil, s.fail("read internal dates", err)
 	}
-	return dates
+	if dates == nil {
+		dates = map[uint32]time.Time{}
+	}
+	return dates, nil
 }
 
-// dateOf is m's internal date, from dates where the view has none.
-func dateOf(m *mailbox.Message, dates map[uint32]time.Time) time.Time {
-	if m.InternalDate.IsZero() {
-		return dates[m.UID]
+// dateOf is m's internal date, from dates where the view has none; false
+// if the store was asked for it and has none (the message is gone).
+func dateOf(m *mailbox.Message, dates map[uint32]time.Time) (time.Time, bool) {
+	if !m.InternalDate.IsZero() || dates == nil {
+		return m.InternalDate, true
 	}
-	return m.InternalDate
+	d, ok := dates[m.UID]
+	return d, ok
 }
 
 // needsDates says whether criteria look at the internal date.

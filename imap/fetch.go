@@ -43,10 +43,19 @@ func (s *session) Fetch(w *fetchWriter, numSet goimap.NumSet, options *goimap.Fe
 			entries = s.cachedFields(hc, idx[k:min(k+cacheChunk, len(idx))])
 		}
 		if options.InternalDate && k%cacheChunk == 0 {
-			dates = s.internalDates(idx[k:min(k+cacheChunk, len(idx))])
+			if dates, err = s.internalDates(idx[k:min(k+cacheChunk, len(idx))]); err != nil {
+				return err
+			}
 		}
 		m := s.view.Messages[i]
-		m.InternalDate = dateOf(&m, dates)
+		var dated bool
+		if m.InternalDate, dated = dateOf(&m, dates); !dated {
+			// Expunged by another session before its date was read:
+			// no INTERNALDATE of the year 1 (imaptest's stress saw
+			// one), but no response, as for a file gone.
+			expunged = true
+			continue
+		}
 		flagsChanged := false
 		if nm, ok := seen[m.UID]; ok {
 			m.Flags, flagsChanged = nm.Flags, true

@@ -426,3 +426,45 @@ func TestMaildirInternalDateWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+// TestMaildirInternalDateOfExpunged: a message another session expunged
+// before this one read its (lazy) date gets no FETCH response, and the
+// FETCH a NO [EXPUNGEISSUED], rather than an INTERNALDATE of the year 1
+// (imaptest's stress: "INTERNALDATE changed").
+func TestMaildirInternalDateOfExpunged(t *testing.T) {
+	t.Parallel()
+	e := startMaildir(t, t.TempDir())
+	for i := range 3 {
+		e.deliver(t, msg(i))
+	}
+	a := e.login(t, nil)
+	if _, err := a.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	b := e.login(t, nil)
+	if _, err := b.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Store(goimap.SeqSetNum(2), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Expunge().Collect(); err != nil {
+		t.Fatal(err)
+	}
+	// Not told of the expunge yet (no EXPUNGE during a FETCH).
+	msgs, err := a.Fetch(goimap.SeqSetNum(1, 2, 3), &goimap.FetchOptions{UID: true, InternalDate: true}).Collect()
+	var seqs []uint32
+	for _, m := range msgs {
+		seqs = append(seqs, m.SeqNum)
+		if m.InternalDate.Year() < 2000 {
+			t.Errorf("message %d: INTERNALDATE %v", m.SeqNum, m.InternalDate)
+		}
+	}
+	if !slices.Equal(seqs, []uint32{1, 3}) {
+		t.Errorf("FETCH responses for %v, want messages 1 and 3", seqs)
+	}
+	var ie *goimap.Error
+	if !errors.As(err, &ie) || ie.Code != "EXPUNGEISSUED" {
+		t.Errorf("FETCH: %v, want NO [EXPUNGEISSUED]", err)
+	}
+}

@@ -56,9 +56,13 @@ func (s *session) Search(uidKind bool, criteria *goimap.SearchCriteria, options 
 			for k := i; k < min(i+cacheChunk, len(msgs)); k++ {
 				chunk = append(chunk, k)
 			}
-			dates = s.internalDates(chunk)
+			var err error
+			if dates, err = s.internalDates(chunk); err != nil {
+				return nil, err
+			}
 		}
-		l := lazy{sc: &sc, onPanic: s.recordPanic, date: dateOf(&msgs[i], dates)}
+		date, _ := dateOf(&msgs[i], dates) // zero for a message gone
+		l := lazy{sc: &sc, onPanic: s.recordPanic, date: date}
 		if hc != nil {
 			if i%cacheChunk == 0 {
 				chunk = chunk[:0]
