@@ -94,7 +94,7 @@ func (c *conn) startTLS(tag string, _ bool) error {
 	c.nc, c.tls = tc, true
 	c.br = bufio.NewReaderSize(tc, 4096)
 	c.dec.Reset(c.br)
-	c.enc.Reset(deadlineWriter{c})
+	c.enc.Reset(&c.out)
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	goimap "github.com/emersion/go-imap/v2"
 
 	"mailroom/imap/internal/wire"
+	"mailroom/internal/conns"
 )
 
 // The command loop: one goroutine per connection reads a command, runs
@@ -55,8 +56,10 @@ type conn struct {
 	dec *wire.Decoder
 
 	// wmu serialises responses: held by the loop while a command runs,
-	// by the IDLE goroutine while it writes, and by bye.
+	// by the IDLE goroutine while it writes, and by bye. It guards out
+	// (whose LastWords says BYE is being written) and enc over it.
 	wmu sync.Mutex
+	out conns.Writer
 	enc *wire.Encoder
 
 	state   connState
@@ -64,23 +67,8 @@ type conn struct {
 	rev2    bool // ENABLE IMAP4rev2: no RECENT, no \Recent (RFC 9051 §E)
 	tag     string
 	cmdName string
-	// lastWords: BYE is being written; wmu guards it.
-	lastWords bool
 
 	byeOnce sync.Once
-}
-
-// deadlineWriter sets a write deadline before each write to the socket:
-// writeTimeout, or a second for the last words (BYE).
-type deadlineWriter struct{ c *conn }
-
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	d := writeTimeout
-	if w.c.lastWords {
-		d = time.Second
-	}
-	w.c.nc.SetWriteDeadline(time.Now().Add(d))
-	return w.c.nc.Write(p)
 }
 
 // serveConn runs the connection until the client logs out or goes away.
@@ -100,7 +88,8 @@ func (s *Server) serveConn(nc net.Conn) {
 	c.br = bufio.NewReaderSize(nc, 4096)
 	c.dec = wire.NewDecoder(c.br)
 	c.dec.Literal = c.acceptLiteral
-	c.enc = wire.NewEncoder(deadlineWriter{c})
+	c.out = conns.Writer{Conn: &c.nc, Timeout: writeTimeout}
+	c.enc = wire.NewEncoder(&c.out)
 	c.ss = s.newSession(c)
 	defer func() {
 		if v := recover(); v != nil {
@@ -371,7 +360,7 @@ func (c *conn) byeLocked(text string) {
 }
 
 func (c *conn) writeBye(text string) {
-	c.lastWords = true
+	c.out.LastWords = true
 	c.enc.Status("*", goimap.StatusResponseTypeBye, "", text)
 	c.enc.Flush()
 }

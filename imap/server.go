@@ -99,8 +99,7 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	throttle *authdelay.Throttle // nil: no throttle (AuthFailureDelay < 0)
-	ctx      context.Context     // cancelled by Close: ends logins' delays and IDLE
-	stop     context.CancelFunc
+	ctx      context.Context     // conns.Context, cancelled by Close: ends logins' delays and IDLE
 
 	connID atomic.Uint64
 	recent recentTracker
@@ -153,7 +152,7 @@ func New(opts Options) *Server {
 		Refusal:           []byte("* BYE [UNAVAILABLE] Too many connections, try later\r\n"),
 		Logger:            s.log,
 	})
-	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.ctx = s.conns.Context()
 	return s
 }
 
@@ -196,24 +195,13 @@ func (s *Server) serve(l net.Listener) error {
 // expire, in which case it closes them as Close does. IMAP clients stay
 // connected for hours, so Shutdown does not wait for them to leave.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.conns.Shutdown()
-	err := s.conns.Wait(ctx)
-	s.Close()
-	return err
+	return s.conns.Stop(ctx, closeWait)
 }
 
-// Close closes every listener and connection at once.
+// Close closes every listener and connection at once, then gives the
+// sessions up to closeWait to leave the store, which the caller closes
+// next.
 func (s *Server) Close() error {
-	s.conns.Shutdown()
-	s.stop()
-	s.conns.Close()
-	// The caller closes the store next: give the sessions a moment to
-	// leave it (their connections are closed, their contexts cancelled;
-	// a session is closed before its connection).
-	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
-	defer cancel()
-	if s.conns.Wait(ctx) != nil {
-		s.log.Warn("sessions still busy after Close", "wait", closeWait)
-	}
+	s.conns.CloseWait(closeWait)
 	return nil
 }

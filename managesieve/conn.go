@@ -43,8 +43,10 @@ type conn struct {
 	nc  net.Conn // raw, or TLS over it after STARTTLS
 	dec decoder
 	// wmu serialises writes: the loop holds it while a command runs,
-	// a shutdown's BYE takes it when the connection is idle.
+	// a shutdown's BYE takes it when the connection is idle. It guards
+	// out (whose LastWords says BYE is being written) and enc over it.
 	wmu sync.Mutex
+	out conns.Writer
 	enc encoder
 
 	tls       bool
@@ -57,18 +59,6 @@ type conn struct {
 	preAuthOctets int
 	done          bool // LOGOUT, BYE: the loop ends
 	byeOnce       sync.Once
-	lastWords     bool
-}
-
-type deadlineWriter struct{ c *conn }
-
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	d := writeTimeout
-	if w.c.lastWords {
-		d = time.Second
-	}
-	w.c.nc.SetWriteDeadline(time.Now().Add(d))
-	return w.c.nc.Write(p)
 }
 
 func (s *Server) serveConn(nc net.Conn) {
@@ -78,7 +68,8 @@ func (s *Server) serveConn(nc net.Conn) {
 		log: s.log.With("conn", s.connID.Add(1), "remote", nc.RemoteAddr().String())}
 	c.connLog = c.log
 	c.dec = decoder{br: bufio.NewReaderSize(nc, 4096), maxLiteral: s.opts.MaxScriptSize}
-	c.enc = encoder{bw: bufio.NewWriterSize(deadlineWriter{c}, 4096)}
+	c.out = conns.Writer{Conn: &c.nc, Timeout: writeTimeout}
+	c.enc = encoder{bw: bufio.NewWriterSize(&c.out, 4096)}
 	defer func() {
 		if v := recover(); v != nil {
 			s.opts.Panics.Record(c.log, "managesieve", v)
@@ -375,7 +366,7 @@ func (c *conn) cmdStartTLS(_ []arg) error {
 	tc.SetDeadline(time.Time{})
 	c.nc, c.tls = tc, true
 	c.dec.br = bufio.NewReaderSize(tc, 4096)
-	c.enc = encoder{bw: bufio.NewWriterSize(deadlineWriter{c}, 4096)}
+	c.enc = encoder{bw: bufio.NewWriterSize(&c.out, 4096)}
 	c.capabilities()
 	c.enc.response("OK", "", "TLS negotiation successful")
 	return nil
@@ -410,7 +401,7 @@ func (c *conn) byeLocked(code, text string) {
 }
 
 func (c *conn) writeBye(code, text string) {
-	c.lastWords = true
+	c.out.LastWords = true
 	c.enc.response("BYE", code, text)
 	c.enc.flush()
 }

@@ -88,8 +88,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	log    *slog.Logger
-	ctx    context.Context // cancelled by Close
-	stop   context.CancelFunc
+	ctx    context.Context // conns.Context, cancelled by Close
 	connID atomic.Uint64
 	conns  *conns.Set
 }
@@ -125,7 +124,7 @@ func New(opts Options) *Server {
 		Refusal:           []byte("BYE (TRYLATER) \"Too many connections, try later\"\r\n"),
 		Logger:            s.log,
 	})
-	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.ctx = s.conns.Context()
 	return s
 }
 
@@ -142,21 +141,12 @@ func (s *Server) Serve(l net.Listener) error {
 // BYE to each client and waits for the connections to end or ctx to
 // expire, when it closes them as Close does.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.conns.Shutdown()
-	err := s.conns.Wait(ctx)
-	s.Close()
-	return err
+	return s.conns.Stop(ctx, closeWait)
 }
 
-// Close closes every listener and connection at once.
+// Close closes every listener and connection at once, then gives the
+// sessions up to closeWait to finish the command they are in.
 func (s *Server) Close() error {
-	s.conns.Shutdown()
-	s.stop()
-	s.conns.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
-	defer cancel()
-	if s.conns.Wait(ctx) != nil {
-		s.log.Warn("sessions still busy after Close", "wait", closeWait)
-	}
+	s.conns.CloseWait(closeWait)
 	return nil
 }

@@ -74,8 +74,7 @@ const writeTimeout = 30 * time.Second
 type Server struct {
 	opts  Options
 	log   *slog.Logger
-	ctx   context.Context // cancelled by Close: lookups in progress end
-	stop  context.CancelFunc
+	ctx   context.Context // conns.Context, cancelled by Close: lookups in progress end
 	conns *conns.Set
 }
 
@@ -92,9 +91,8 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("proto", "socketmap")
-	ctx, stop := context.WithCancel(context.Background())
-	return &Server{opts: opts, log: log, ctx: ctx, stop: stop,
-		conns: conns.New(conns.Options{MaxConns: opts.MaxConns, IdleTimeout: opts.IdleTimeout, Logger: log})}
+	cs := conns.New(conns.Options{MaxConns: opts.MaxConns, IdleTimeout: opts.IdleTimeout, Logger: log})
+	return &Server{opts: opts, log: log, ctx: cs.Context(), conns: cs}
 }
 
 // Serve accepts connections on l until Shutdown or Close, and returns
@@ -117,7 +115,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops at once: lookups in progress are cancelled and every
 // connection is closed.
 func (s *Server) Close() error {
-	s.stop()
 	s.conns.Close()
 	return nil
 }

@@ -9,13 +9,16 @@
 //   - bound each read with an idle timeout, and each request (what the
 //     client sends between two replies: a command line, a message) with
 //     a deadline that grows with what arrives (MinDataRate), so that a
-//     client trickling a byte at a time cannot hold a connection;
+//     client trickling a byte at a time cannot hold a connection; and,
+//     for a server that runs its own sessions, each write (Writer);
 //   - know which connections are busy (Conn.Begin, Conn.End), so that a
 //     shutdown closes the idle ones at once and lets the busy ones finish;
 //   - stop in two phases: Shutdown (stop accepting, end idle connections,
-//     end busy ones as they become idle), then Close (cut the rest), with
-//     Wait and Working for the caller that must not close its stores under
-//     a delivery still in its fsyncs.
+//     end busy ones as they become idle), then Close (cut the rest and
+//     cancel Context), with Wait and Working for the caller that must not
+//     close its stores under a delivery still in its fsyncs; Stop and
+//     CloseWait are both phases as a server that runs its own sessions
+//     (IMAP, ManageSieve) offers them.
 //
 // It knows no protocol: what to write to a refused client is
 // Options.Refusal, and how to end an idle connection politely (IMAP's BYE)
@@ -76,6 +79,9 @@ type Options struct {
 type Set struct {
 	opts Options
 	log  *slog.Logger
+	// ctx is the sessions' base context, cancelled by Close.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -108,8 +114,14 @@ func New(opts Options) *Set {
 	}
 	s.gone = sync.NewCond(&s.mu)
 	s.idle = sync.NewCond(&s.mu)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
+
+// Context is cancelled by Close: the base of the contexts of a server's
+// sessions, so that what they wait for (a login's delay, an IDLE, a
+// lookup) ends when the server is closed.
+func (s *Set) Context() context.Context { return s.ctx }
 
 const (
 	// maxRefusing is how many refused TLS connections are answered at
@@ -282,10 +294,11 @@ func (s *Set) Shutdown() {
 // something of its own (a login's failure delay) should stop waiting.
 func (s *Set) ShuttingDown() <-chan struct{} { return s.shutdown }
 
-// Close is the second phase: it closes the listeners and every
-// connection at once.
+// Close is the second phase: it closes the listeners, cancels Context
+// and closes every connection at once.
 func (s *Set) Close() {
 	s.Shutdown()
+	s.cancel()
 	s.mu.Lock()
 	all := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -300,6 +313,32 @@ func (s *Set) Close() {
 // Wait waits until every connection has been closed, or ctx ends.
 func (s *Set) Wait(ctx context.Context) error {
 	return s.waitFor(ctx, func() bool { return len(s.conns) == 0 }, s.gone)
+}
+
+// Stop is the Shutdown of a server that runs its own sessions (IMAP,
+// ManageSieve): the first phase, a wait for the connections to end until
+// ctx ends, then CloseWait for whatever is left. It returns ctx's error
+// if connections outlived it. Clients of such servers stay connected for
+// hours, so the first phase ends idle ones rather than waiting for them
+// to leave.
+func (s *Set) Stop(ctx context.Context, closeWait time.Duration) error {
+	s.Shutdown()
+	err := s.Wait(ctx)
+	s.CloseWait(closeWait)
+	return err
+}
+
+// CloseWait is Close, then a wait of at most d for the sessions to leave
+// (their connections are closed and their contexts cancelled; a session
+// unregisters its connection when it closes it last), since the caller
+// closes its stores next. Sessions still there after d are logged.
+func (s *Set) CloseWait(d time.Duration) {
+	s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if s.Wait(ctx) != nil {
+		s.log.Warn("sessions still busy after Close", "wait", d)
+	}
 }
 
 // Working marks work under way that must finish before the server's

@@ -153,6 +153,70 @@ func TestShutdownPhases(t *testing.T) {
 	}
 }
 
+// TestStop: Stop, as IMAP and ManageSieve shut down, ends the idle
+// connection at once, waits for the busy one until its deadline, then
+// closes it and cancels Context; CloseWait waits for the session that
+// still holds its connection and gives up after its bound.
+func TestStop(t *testing.T) {
+	s := New(Options{})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	accepted := accepting(t, s.Listen(l))
+	var server [2]*Conn
+	for i := range server {
+		c, _ := net.Dial("tcp", l.Addr().String())
+		defer c.Close()
+		server[i] = (<-accepted).(*Conn)
+	}
+	server[0].OnShutdown(func() { server[0].Close() })
+	server[1].Begin()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := s.Stop(ctx, 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop with a busy connection = %v, want the deadline's error", err)
+	}
+	// The busy session never unregistered its connection: CloseWait
+	// waited its bound for it.
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("Stop returned after %v, before its deadline and CloseWait's bound", d)
+	}
+	if s.Context().Err() == nil {
+		t.Fatal("Context not cancelled by Stop's Close")
+	}
+	// Close cut the busy connection below the session.
+	server[1].Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := server[1].Conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read of the busy connection after Stop: %v, want it closed", err)
+	}
+	if s.Len() != 1 {
+		t.Fatalf("Len = %d, want the busy session's connection still registered", s.Len())
+	}
+	server[1].Close()
+	if s.Len() != 0 {
+		t.Fatalf("Len = %d after the session closed its connection", s.Len())
+	}
+}
+
+// TestStopIdle: with only idle connections, Stop returns nil as soon as
+// their sessions have closed them.
+func TestStopIdle(t *testing.T) {
+	s := New(Options{})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	accepted := accepting(t, s.Listen(l))
+	c, _ := net.Dial("tcp", l.Addr().String())
+	defer c.Close()
+	sc := (<-accepted).(*Conn)
+	sc.OnShutdown(func() { sc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx, 10*time.Second); err != nil {
+		t.Fatalf("Stop with an idle connection: %v", err)
+	}
+	if s.Context().Err() == nil {
+		t.Fatal("Context not cancelled by Stop")
+	}
+}
+
 func TestFrom(t *testing.T) {
 	s := New(Options{})
 	a, b := net.Pipe()
