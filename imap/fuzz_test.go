@@ -3,57 +3,14 @@ package imap
 import (
 	"bufio"
 	"bytes"
-	"io"
-	"net"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+
+	"mailroom/internal/mailtest"
 )
-
-// pipeListener hands net.Pipe ends to the server, for whole-session
-// fuzzing without sockets. Its connections report a loopback address.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *pipeListener) dial() (net.Conn, error) {
-	c, s := net.Pipe()
-	select {
-	case l.conns <- loopbackPipe{s}:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
-
-type loopbackPipe struct{ net.Conn }
-
-func (loopbackPipe) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
 
 var fuzzSeeds = []string{
 	"a1 LOGIN alice secret\r\na2 SELECT INBOX\r\na3 FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[])\r\n",
@@ -72,7 +29,7 @@ func FuzzSession(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
-	l := newPipeListener()
+	l := mailtest.NewPipeListener()
 	ts := start(f, Options{IdleTimeout: 5 * time.Second, AuthFailureDelay: -1}, l)
 	for i := range 3 {
 		ts.deliver(f, "INBOX", msgN(i))
@@ -83,19 +40,9 @@ func FuzzSession(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, session []byte) {
-		c, err := l.dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		// A session left waiting (for a literal, for DONE) ends at the
-		// deadline; "*" and DONE end AUTHENTICATE and IDLE sooner.
-		c.SetDeadline(time.Now().Add(time.Second))
-		out := make(chan []byte, 1)
-		go func() { b, _ := io.ReadAll(c); out <- b }()
-		c.Write(session)
-		c.Write([]byte("\r\n*\r\nDONE\r\nz9 LOGOUT\r\n"))
-		reply := <-out
+		// "*" and DONE end AUTHENTICATE and IDLE; the end of the client's
+		// half ends a literal left waiting for.
+		reply := mailtest.PlaySession(t, l, session, []byte("\r\n*\r\nDONE\r\nz9 LOGOUT\r\n"))
 		if !bytes.HasPrefix(reply, []byte("* OK")) {
 			t.Fatalf("no greeting: %q", reply)
 		}
