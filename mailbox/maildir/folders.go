@@ -145,15 +145,11 @@ func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
 	}
 	names = append([]string{inbox}, names...)
 	out := make([]mailbox.Folder, len(names))
+	for i, n := range names {
+		out[i].Name = n
+	}
 	err = s.a.ix.db.View(func(tx *bolt.Tx) error {
-		hb := tree.Home(tx, s.a.home)
-		for i, n := range names {
-			out[i].Name = n
-			if hb != nil {
-				out[i].Subscribed = index.Subs(hb).Get([]byte(n)) != nil
-				out[i].SpecialUse = string(index.Special(hb).Get([]byte(n)))
-			}
-		}
+		tree.Describe(tx, s.a.home, out)
 		return nil
 	})
 	return out, err
@@ -262,11 +258,7 @@ func (s *session) Delete(ctx context.Context, name string) error {
 		if err := tree.DropFolder(tx, s.a.home, canon); err != nil {
 			return err
 		}
-		hb, err := tree.MakeHome(tx, s.a.home)
-		if err != nil {
-			return err
-		}
-		return index.Special(hb).Delete([]byte(canon))
+		return tree.ClearSpecial(tx, s.a.home, canon)
 	})
 	if err != nil {
 		return fmt.Errorf("maildir: delete index of %s: %w", canon, err)
@@ -419,16 +411,7 @@ func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error
 	if err != nil {
 		return err
 	}
-	err = s.a.ix.db.Update(func(tx *bolt.Tx) error {
-		hb, err := tree.MakeHome(tx, s.a.home)
-		if err != nil {
-			return err
-		}
-		if on {
-			return index.Subs(hb).Put([]byte(canon), nil)
-		}
-		return index.Subs(hb).Delete([]byte(canon))
-	})
+	err = s.a.ix.db.Update(func(tx *bolt.Tx) error { return tree.SetSubscribed(tx, s.a.home, canon, on) })
 	if err != nil {
 		return fmt.Errorf("maildir: subscribe %s: %w", canon, err)
 	}
@@ -444,14 +427,8 @@ func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	err := s.a.ix.db.View(func(tx *bolt.Tx) error {
-		hb := tree.Home(tx, s.a.home)
-		if hb == nil {
-			return nil
-		}
-		return index.Subs(hb).ForEach(func(k, _ []byte) error {
-			names = append(names, string(k))
-			return nil
-		})
+		names = tree.Subscriptions(tx, s.a.home)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: list subscriptions: %w", err)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"strings"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -124,16 +123,8 @@ func (ix *Index) delivered(home, folder string) {
 func (ix *Index) specialFolder(home, use string) string {
 	var name string
 	ix.db.View(func(tx *bolt.Tx) error {
-		hb := tree.Home(tx, home)
-		if hb == nil {
-			return nil
-		}
-		return index.Special(hb).ForEach(func(k, v []byte) error {
-			if name == "" && strings.EqualFold(string(v), use) {
-				name = string(k)
-			}
-			return nil
-		})
+		name = tree.SpecialFolder(tx, home, use)
+		return nil
 	})
 	return name
 }
@@ -219,22 +210,7 @@ func (a *account) init() error {
 			return err
 		}
 		if err := a.ix.db.Update(func(tx *bolt.Tx) error {
-			hb, err := tree.MakeHome(tx, a.home)
-			if err != nil {
-				return err
-			}
-			subs, special := index.Subs(hb), index.Special(hb)
-			for _, d := range index.DefaultFolders() {
-				if err := special.Put([]byte(d.Name), []byte(d.Use)); err != nil {
-					return err
-				}
-			}
-			for _, name := range append(existing, inbox) {
-				if err := subs.Put([]byte(name), nil); err != nil {
-					return err
-				}
-			}
-			return nil
+			return tree.InitHome(tx, a.home, append(existing, inbox))
 		}); err != nil {
 			return fmt.Errorf("maildir: create index of %s: %w", a.home, err)
 		}

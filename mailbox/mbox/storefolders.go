@@ -85,23 +85,11 @@ func (a *account) init() error {
 		if err != nil {
 			return err
 		}
-		if err := db.Update(func(tx *bolt.Tx) error {
-			hb, err := tree.MakeHome(tx, a.home)
-			if err != nil {
-				return err
-			}
-			for _, d := range index.DefaultFolders() {
-				if err := index.Special(hb).Put([]byte(d.Name), []byte(d.Use)); err != nil {
-					return err
-				}
-			}
-			for _, f := range append(existing, mailbox.Folder{Name: inbox}) {
-				if err := index.Subs(hb).Put([]byte(f.Name), nil); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		subs := []string{inbox}
+		for _, f := range existing {
+			subs = append(subs, f.Name)
+		}
+		if err := db.Update(func(tx *bolt.Tx) error { return tree.InitHome(tx, a.home, subs) }); err != nil {
 			return fmt.Errorf("mbox: create index of %s: %w", a.home, err)
 		}
 		a.s.log.Info("new account index", "home", a.home, "format", "mbox", "folders", len(existing)+1)
@@ -270,15 +258,7 @@ func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
 	}
 	out := append([]mailbox.Folder{{Name: inbox}}, names...)
 	err = s.a.s.opts.DB.View(func(tx *bolt.Tx) error {
-		hb := tree.Home(tx, s.a.home)
-		if hb == nil {
-			return nil
-		}
-		for i := range out {
-			n := []byte(out[i].Name)
-			out[i].Subscribed = index.Subs(hb).Get(n) != nil
-			out[i].SpecialUse = string(index.Special(hb).Get(n))
-		}
+		tree.Describe(tx, s.a.home, out)
 		return nil
 	})
 	return out, err
@@ -292,14 +272,8 @@ func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	err := s.a.s.opts.DB.View(func(tx *bolt.Tx) error {
-		hb := tree.Home(tx, s.a.home)
-		if hb == nil {
-			return nil
-		}
-		return index.Subs(hb).ForEach(func(k, _ []byte) error {
-			names = append(names, string(k))
-			return nil
-		})
+		names = tree.Subscriptions(tx, s.a.home)
+		return nil
 	})
 	return names, err
 }
@@ -313,16 +287,7 @@ func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error
 	if err != nil {
 		return err
 	}
-	return s.a.s.opts.DB.Update(func(tx *bolt.Tx) error {
-		hb, err := tree.MakeHome(tx, s.a.home)
-		if err != nil {
-			return err
-		}
-		if on {
-			return index.Subs(hb).Put([]byte(canon), nil)
-		}
-		return index.Subs(hb).Delete([]byte(canon))
-	})
+	return s.a.s.opts.DB.Update(func(tx *bolt.Tx) error { return tree.SetSubscribed(tx, s.a.home, canon, on) })
 }
 
 // dropIndex deletes the index of a folder (and of those below it).
@@ -448,8 +413,7 @@ func (s *session) Delete(ctx context.Context, name string) error {
 		if err := s.a.dropIndex(tx, canon); err != nil {
 			return err
 		}
-		hb, _ := tree.MakeHome(tx, s.a.home)
-		return index.Special(hb).Delete([]byte(canon))
+		return tree.ClearSpecial(tx, s.a.home, canon)
 	})
 }
 

@@ -218,16 +218,8 @@ func (s *Store) specialFolder(home, use string) string {
 	}
 	var name string
 	s.opts.DB.View(func(tx *bolt.Tx) error {
-		hb := tree.Home(tx, home)
-		if hb == nil {
-			return nil
-		}
-		return index.Special(hb).ForEach(func(k, v []byte) error {
-			if name == "" && strings.EqualFold(string(v), use) {
-				name = string(k)
-			}
-			return nil
-		})
+		name = tree.SpecialFolder(tx, home, use)
+		return nil
 	})
 	return name
 }
