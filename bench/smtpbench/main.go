@@ -6,7 +6,8 @@
 //	smtpbench port
 //	smtpbench wait -addr 127.0.0.1:PORT
 //	smtpbench dns -zone FILE
-//	smtpbench send -s S -m M -r R -l SIZE -f FROM -t TO [-auth USER:PASS] HOST:PORT
+//	smtpbench send -s S -m M -r R -l SIZE -f FROM -t TO [-auth USER:PASS] [-message FILE] HOST:PORT
+//	smtpbench signed -from FROM -l SIZE -out FILE -zone ZONEFILE
 //
 // "run" starts the clock, runs the load generator given after "--" (Postfix's
 // smtp-source) and waits for it to exit: that is the accept time, when the
@@ -25,7 +26,8 @@
 // for a server that must be told its port; "wait" waits until a server
 // answers a connection with a 220 greeting. "dns" serves a zone on
 // loopback for the MX's checks (dns.go). "send" is a load generator like
-// smtp-source that can authenticate, for submission (send.go).
+// smtp-source that can authenticate, for submission (send.go), or send one
+// DKIM-signed message that "signed" wrote (signed.go), for the MX's checks.
 //
 // Each mode prints one line "RESULT key=value ...", which the script parses.
 package main
@@ -63,6 +65,8 @@ func main() {
 		err = runDNS(os.Args[2:])
 	case "send":
 		err = runSend(os.Args[2:])
+	case "signed":
+		err = runSigned(os.Args[2:])
 	default:
 		usage()
 	}
@@ -73,7 +77,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: smtpbench run|count|port|wait|dns|send [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: smtpbench run|count|port|wait|dns|send|signed [flags]  (-h for flags)")
 	os.Exit(2)
 }
 

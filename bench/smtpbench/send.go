@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +23,8 @@ import (
 // signing domain, To, Subject, Date, Message-ID, MIME) and a body of
 // SIZE octets. With -auth user:password it authenticates (AUTH PLAIN)
 // once per session; without, it does not (Postfix signing for its
-// InternalHosts).
+// InternalHosts). With -message FILE every message is that file, byte for
+// byte (-l is then unused): a DKIM-signed message from "smtpbench signed".
 func runSend(args []string) error {
 	fs := flag.NewFlagSet("send", flag.ExitOnError)
 	sessions := fs.Int("s", 1, "sessions (connections) in parallel")
@@ -33,6 +35,7 @@ func runSend(args []string) error {
 	to := fs.String("t", "user@example.org", "first recipient; the others are 1user@, 2user@, ...")
 	helo := fs.String("helo", "client.bench.test", "HELO name")
 	auth := fs.String("auth", "", "user:password for AUTH PLAIN (none if empty)")
+	message := fs.String("message", "", "file whose content is every message (instead of a generated one)")
 	fs.Parse(args)
 	if fs.NArg() != 1 || *sessions < 1 || *messages < 1 || *rcpts < 1 {
 		return errors.New("send: [flags] HOST:PORT, with -s, -m and -r at least 1")
@@ -51,6 +54,14 @@ func runSend(args []string) error {
 		}
 	}
 	body := strings.Repeat(strings.Repeat("x", 70)+"\r\n", *size/72+1)[:*size]
+	fixed := ""
+	if *message != "" {
+		b, err := os.ReadFile(*message)
+		if err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		fixed = string(b)
+	}
 	var next sync.Mutex
 	left := *messages
 	take := func() bool {
@@ -62,7 +73,7 @@ func runSend(args []string) error {
 	errs := make(chan error, *sessions)
 	var wg sync.WaitGroup
 	for s := range *sessions {
-		wg.Go(func() { errs <- session(addr, *helo, *auth, *from, rcptList, body, s, take) })
+		wg.Go(func() { errs <- session(addr, *helo, *auth, *from, rcptList, body, fixed, s, take) })
 	}
 	wg.Wait()
 	close(errs)
@@ -74,8 +85,9 @@ func runSend(args []string) error {
 	return nil
 }
 
-// session is one connection that sends messages while take says so.
-func session(addr, helo, auth, from string, rcpts []string, body string, id int, take func() bool) error {
+// session is one connection that sends messages while take says so:
+// fixed, or if that is empty, a message made of body.
+func session(addr, helo, auth, from string, rcpts []string, body, fixed string, id int, take func() bool) error {
 	c, err := smtp.Dial(addr)
 	if err != nil {
 		return fmt.Errorf("session %d: %w", id, err)
@@ -91,9 +103,12 @@ func session(addr, helo, auth, from string, rcpts []string, body string, id int,
 		}
 	}
 	for n := 0; take(); n++ {
-		msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: bench %d.%d\r\nDate: %s\r\nMessage-ID: <%d.%d.%d@bench.test>\r\n"+
-			"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n%s",
-			from, rcpts[0], id, n, time.Now().Format(time.RFC1123Z), time.Now().UnixNano(), id, n, body)
+		msg := fixed
+		if msg == "" {
+			msg = fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: bench %d.%d\r\nDate: %s\r\nMessage-ID: <%d.%d.%d@bench.test>\r\n"+
+				"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n%s",
+				from, rcpts[0], id, n, time.Now().Format(time.RFC1123Z), time.Now().UnixNano(), id, n, body)
+		}
 		if err := c.SendMail(from, rcpts, strings.NewReader(msg)); err != nil {
 			return fmt.Errorf("session %d, message %d: %w", id, n, err)
 		}
