@@ -334,20 +334,13 @@ func (c *conn) ok(tag, code, text string) error {
 // for goroutines other than the loop, and for the loop between commands.
 func (c *conn) bye(text string) {
 	c.byeOnce.Do(func() {
-		done := make(chan struct{})
-		go func() {
-			// A command stuck writing to a client that does not read
-			// holds wmu; closing the socket frees it.
-			select {
-			case <-done:
-			case <-time.After(writeTimeout):
-				c.raw.Close()
-			}
-		}()
+		// A command stuck writing to a client that does not read
+		// holds wmu; closing the socket frees it.
+		cut := time.AfterFunc(writeTimeout, func() { c.raw.Close() })
 		c.wmu.Lock()
 		c.writeBye(text)
 		c.wmu.Unlock()
-		close(done)
+		cut.Stop()
 		c.raw.Close()
 	})
 }

@@ -376,20 +376,13 @@ func (c *conn) cmdStartTLS(_ []arg) error {
 // shutdown).
 func (c *conn) bye(code, text string) {
 	c.byeOnce.Do(func() {
-		done := make(chan struct{})
-		go func() {
-			// A command stuck writing to a client that does not read
-			// holds wmu; closing the socket frees it.
-			select {
-			case <-done:
-			case <-time.After(writeTimeout):
-				c.raw.Close()
-			}
-		}()
+		// A command stuck writing to a client that does not read
+		// holds wmu; closing the socket frees it.
+		cut := time.AfterFunc(writeTimeout, func() { c.raw.Close() })
 		c.wmu.Lock()
 		c.writeBye(code, text)
 		c.wmu.Unlock()
-		close(done)
+		cut.Stop()
 		c.raw.Close()
 	})
 }
