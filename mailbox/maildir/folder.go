@@ -38,11 +38,10 @@ type folder struct {
 	seenCur     dirSeen
 	gen         uint32
 	snap        *mailbox.Snapshot
-	msgs        []mailbox.Message // snap.Messages, with room to append
-	flagCache   map[string][]string
-	imp         *dovecotImport // for the first scan of a new index
-	last        *indexWrite    // the last change handed to the committer
-	loadedEpoch uint64         // epoch when loaded
+	snaps       index.Snapshots // makes snap
+	imp         *dovecotImport  // for the first scan of a new index
+	last        *indexWrite     // the last change handed to the committer
+	loadedEpoch uint64          // epoch when loaded
 
 	// epoch moves on when a write to the folder's index fails
 	// (committer.go): memory is then ahead of the disk, and the next

@@ -53,7 +53,7 @@ func (f *folder) take(st *stored) {
 	// a first SELECT after a restart then reads neither if the folder
 	// did not change meanwhile.
 	f.seenNew, f.seenCur = st.seenNew, st.seenCur
-	f.flagCache = map[string][]string{}
+	f.snaps.ForgetFlags()
 	f.loaded = true
 	f.publish()
 	f.durable.Store(f.snap)

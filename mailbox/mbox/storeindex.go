@@ -26,6 +26,7 @@ package mbox
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -35,6 +36,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -271,6 +273,7 @@ type folder struct {
 	ents        []*entry // ascending UID, which is file order
 	file        fileState
 	snap        *mailbox.Snapshot
+	snaps       index.Snapshots // makes snap
 	dirty       atomic.Bool
 
 	watchers index.Watcher
@@ -411,37 +414,23 @@ func (f *folder) save(put []*entry, del []uint32) error {
 	return nil
 }
 
-// publish makes a new immutable snapshot and wakes the watchers.
+// publish makes a new immutable snapshot.
 func (f *folder) publish() {
-	msgs := make([]mailbox.Message, len(f.ents))
-	lists := map[string][]string{}
+	msgs := index.Make(len(f.ents))
 	for i, e := range f.ents {
-		key := string(rune('A'+e.flags&63)) + strings.Join(e.kws, " ")
-		fl, ok := lists[key]
-		if !ok {
-			fl = index.List(e.flags, e.kws)
-			lists[key] = fl
-		}
-		msgs[i] = mailbox.Message{UID: e.uid, Flags: fl, InternalDate: time.Unix(e.date, 0), Size: e.served(), ModSeq: e.modSeq}
+		msgs[i] = mailbox.Message{UID: e.uid, Flags: f.snaps.Flags(e.flags, e.kws), InternalDate: time.Unix(e.date, 0), Size: e.served(), ModSeq: e.modSeq}
 	}
-	f.snap = &mailbox.Snapshot{UIDValidity: f.uidValidity, UIDNext: f.uidNext, HighestModSeq: f.modSeq, Messages: msgs}
+	f.snap = f.snaps.Set(index.Counters{UIDValidity: f.uidValidity, UIDNext: f.uidNext, ModSeq: f.modSeq}, msgs)
 }
 
 func (f *folder) find(uid uint32) *entry {
-	lo, hi := 0, len(f.ents)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if f.ents[m].uid < uid {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	if lo < len(f.ents) && f.ents[lo].uid == uid {
-		return f.ents[lo]
+	if i, ok := slices.BinarySearchFunc(f.ents, uid, byUID); ok {
+		return f.ents[i]
 	}
 	return nil
 }
+
+func byUID(e *entry, uid uint32) int { return cmp.Compare(e.uid, uid) }
 
 // statFile returns the state of the folder's file, or ok false if there
 // is none. A directory (a folder of folders) or anything else that is not
