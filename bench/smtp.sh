@@ -419,17 +419,17 @@ run_mailroom_mx() {
 
 # unverified ROOT FIELD: the first delivered copy below ROOT whose header
 # field matching FIELD (with its continuation lines) does not say
-# dkim=pass twice (both signatures), if any.
+# dkim=pass twice (both signatures), if any. One awk reads them all.
 unverified() {
-	local f
-	for f in "$1"/*/Maildir/new/* "$1"/*/Maildir/cur/*; do
-		[[ -f $f ]] || continue
-		awk -v re="$2" '/^\r?$/ { exit } $0 ~ re { on = 1; print; next } on && /^[ \t]/ { print; next } { on = 0 }' "$f" |
-			grep -o 'dkim=pass' | wc -l | grep -qx 2 || {
-			echo "$f"
-			return
-		}
-	done
+	find "$1" -type f \( -path '*/Maildir/new/*' -o -path '*/Maildir/cur/*' \) -print0 |
+		xargs -0 -r awk -v re="$2" '
+			function judge() { if (f != "" && n != 2) { print f; bad = 1; exit } }
+			FNR == 1 { judge(); f = FILENAME; n = 0; on = 0 }
+			/^\r?$/ { nextfile }
+			$0 ~ re { on = 1; n += gsub(/dkim=pass/, "&"); next }
+			on && /^[ \t]/ { n += gsub(/dkim=pass/, "&"); next }
+			{ on = 0 }
+			END { if (!bad) judge() }' | head -1 || true
 }
 
 # unsigned ROOT: the first delivered copy below ROOT without a
