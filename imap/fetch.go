@@ -26,10 +26,11 @@ func (s *session) Fetch(w *fetchWriter, numSet goimap.NumSet, options *goimap.Fe
 	if err != nil {
 		return err
 	}
-	// ENVELOPE comes from the store's header cache where it has an entry
-	// (asked for cacheChunk messages at a time), and fills it where not.
+	// ENVELOPE and BODYSTRUCTURE come from the store's header cache
+	// where it has them (asked for cacheChunk messages at a time), and
+	// fill it where not (bscache.go).
 	var hc mailbox.HeaderCache
-	if options.Envelope {
+	if options.Envelope || options.BodyStructure != nil {
 		hc = s.headerCache()
 	}
 	req := &fetchReq{options: options, hc: hc}
@@ -60,11 +61,17 @@ func (s *session) Fetch(w *fetchWriter, numSet goimap.NumSet, options *goimap.Fe
 		if nm, ok := seen[m.UID]; ok {
 			m.Flags, flagsChanged = nm.Flags, true
 		}
-		var env *wire.Envelope
+		fm := fetchMsg{seq: uint32(i + 1), m: m, flagsChanged: flagsChanged}
 		if e, ok := entries[m.UID]; ok {
-			env = envelopeOf(fieldsOf(e))
+			block, cs := splitEntry(e)
+			if options.Envelope {
+				fm.env = envelopeOf(fieldsOf(block))
+			}
+			if fm.bsCached = cs != nil; !w.c.enc.UTF8 {
+				fm.bs = cs
+			}
 		}
-		err := s.fetchOne(w, req, fetchMsg{seq: uint32(i + 1), m: m, flagsChanged: flagsChanged, env: env})
+		err := s.fetchOne(w, req, fm)
 		if errors.Is(err, errGone) {
 			expunged = true
 			continue
@@ -147,12 +154,15 @@ type fetchReq struct {
 
 // fetchMsg is one message of a FETCH: its sequence number, its state,
 // whether that state has flags the client has not been told yet (a
-// non-peek fetch set \Seen), and its ENVELOPE if the header cache had it.
+// non-peek fetch set \Seen), and its ENVELOPE and BODYSTRUCTURE if the
+// header cache had them.
 type fetchMsg struct {
 	seq          uint32
 	m            mailbox.Message
 	flagsChanged bool
 	env          *wire.Envelope
+	bs           *cachedStructure
+	bsCached     bool // the entry has the structure (bs may be nil: UTF8=ACCEPT)
 }
 
 // fetchOne writes one message's response. Without msg.env the ENVELOPE
@@ -165,7 +175,8 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 	)
 	options, hc, m, env := req.options, req.hc, msg.m, msg.env
 	items.env = env
-	if needsContent(options, env != nil) {
+	have := known{env: env != nil, bs: msg.bs != nil}
+	if needsContent(options, have) {
 		r, size, err := s.folders.Open(s.ctx, s.name, m.UID)
 		if errors.Is(err, mailbox.ErrNoMessage) {
 			return errGone
@@ -174,7 +185,7 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 			return s.fail("open message", err)
 		}
 		defer r.Close()
-		if wholeOnly(options, env != nil) {
+		if wholeOnly(options, have) {
 			// BODY[] (mbsync's and most clients' download) needs no parsing.
 			c = &content{r: r, size: size}
 			items.sections = make([][]byte, len(options.BodySection))
@@ -187,18 +198,22 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 			if err == nil {
 				c.onPanic = s.recordPanic
 				defer c.release() // after the spans are written
-				err = c.items(options, &items)
+				err = c.items(options, have, &items)
 			}
 		}
 		if err != nil {
 			s.log.Error("read message", "folder", s.name, "uid", m.UID, "err", err)
 			return errTemporary
 		}
+		var cs *cachedStructure
+		if items.bs != nil && hc != nil && !msg.bsCached {
+			cs = encodeStructure(items.bs)
+		}
 		if options.Envelope && items.env == nil {
 			items.env = envelopeOf(c.fields)
-			if hc != nil {
-				hc.CacheFields(s.name, m.UID, cachedBlock(c.fields))
-			}
+		}
+		if hc != nil && (!have.env && options.Envelope || cs != nil) {
+			hc.CacheFields(s.name, m.UID, entryWith(cachedBlock(c.fields), cs))
 		}
 	}
 	rw := w.CreateMessage(msg.seq)
@@ -226,7 +241,11 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 	if options.Envelope {
 		rw.WriteEnvelope(items.env)
 	}
-	if options.BodyStructure != nil {
+	switch {
+	case options.BodyStructure == nil:
+	case msg.bs != nil:
+		rw.WriteCachedStructure(msg.bs.ext, msg.bs.basic)
+	default:
 		rw.WriteBodyStructure(items.bs)
 	}
 	for i, sec := range options.BodySection {
@@ -258,10 +277,13 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 	return rw.Close()
 }
 
+// known is what a FETCH has of a message from the header cache already.
+type known struct{ env, bs bool }
+
 // wholeOnly says whether every item that needs the message is the whole
 // message as stored (BODY[], BODY.PEEK[], with or without <partial>).
-func wholeOnly(o *goimap.FetchOptions, haveEnv bool) bool {
-	if (o.Envelope && !haveEnv) || o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+func wholeOnly(o *goimap.FetchOptions, k known) bool {
+	if (o.Envelope && !k.env) || (o.BodyStructure != nil && !k.bs) || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
 		return false
 	}
 	for _, sec := range o.BodySection {
@@ -272,15 +294,16 @@ func wholeOnly(o *goimap.FetchOptions, haveEnv bool) bool {
 	return true
 }
 
-// needsContent says whether the message must be read; haveEnv: the
-// ENVELOPE is known already.
-func needsContent(o *goimap.FetchOptions, haveEnv bool) bool {
-	return (o.Envelope && !haveEnv) || o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+// needsContent says whether the message must be read, given what is
+// known of it already.
+func needsContent(o *goimap.FetchOptions, k known) bool {
+	return (o.Envelope && !k.env) || (o.BodyStructure != nil && !k.bs) || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
 }
 
-// items computes everything that needs the message's content.
-func (c *content) items(o *goimap.FetchOptions, it *fetchItems) error {
-	if o.BodyStructure != nil {
+// items computes everything that needs the message's content and is not
+// known already.
+func (c *content) items(o *goimap.FetchOptions, k known, it *fetchItems) error {
+	if o.BodyStructure != nil && !k.bs {
 		bs, err := c.bodyStructure()
 		if err != nil {
 			return err

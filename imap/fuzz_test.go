@@ -90,7 +90,7 @@ func FuzzMessage(f *testing.F) {
 			}
 		}
 		var it fetchItems
-		if err := c.items(opts, &it); err != nil {
+		if err := c.items(opts, known{}, &it); err != nil {
 			t.Fatal(err)
 		}
 		for _, sp := range it.spans {

@@ -147,3 +147,96 @@ func headerList(h gotextproto.Header) []string {
 	}
 	return out
 }
+
+// FETCH BODYSTRUCTURE and BODY answer byte for byte the same from a store
+// without a header cache, from one filling its cache, and from the filled
+// cache (bscache.go); the ENVELOPEs of entries that carry a structure are
+// the same too, and a session with UTF8=ACCEPT gets its own encoding.
+func TestFetchBodyStructureCached(t *testing.T) {
+	t.Parallel()
+	msgs := envelopeCorpus(t)
+	plain := start(t, Options{})
+	cstore := memfolders.NewWithHeaderCache()
+	cached := start(t, Options{Store: cstore})
+	for _, m := range msgs {
+		plain.deliver(t, "INBOX", string(m))
+		cached.deliver(t, "INBOX", string(m))
+	}
+	fetch := func(ts *testServer, utf8 bool, cmd string) string {
+		r := dialRaw(t, ts.addr)
+		r.login()
+		if utf8 {
+			r.ok("ENABLE UTF8=ACCEPT")
+		}
+		r.ok("SELECT INBOX")
+		return strings.Join(r.ok("%s", cmd), "\n")
+	}
+	const bs = "FETCH 1:* (BODYSTRUCTURE)"
+	want := fetch(plain, false, bs)
+	if n := strings.Count(want, "BODYSTRUCTURE ("); n != len(msgs) {
+		t.Fatalf("%d BODYSTRUCTUREs for %d messages:\n%s", n, len(msgs), want)
+	}
+	if got := fetch(cached, false, bs); got != want {
+		t.Errorf("filling the cache:\n%s\nwithout a cache:\n%s", got, want)
+	}
+	if st := cstore.CacheStats(); st.Stored != len(msgs) || st.Hits != 0 {
+		t.Errorf("after the first FETCH: %+v, want %d stored, no hits", st, len(msgs))
+	}
+	if got := fetch(cached, false, bs); got != want {
+		t.Errorf("from the cache:\n%s\nwithout a cache:\n%s", got, want)
+	}
+	if st := cstore.CacheStats(); st.Hits != len(msgs) || st.Stored != len(msgs) {
+		t.Errorf("after the second FETCH: %+v, want %d hits, nothing more stored", st, len(msgs))
+	}
+	for _, cmd := range []string{"FETCH 1:* (BODY)", "FETCH 1:* (ENVELOPE)", "FETCH 1:* (BODY ENVELOPE BODYSTRUCTURE UID)", "FETCH 1:* (BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (Subject)])"} {
+		if got, want := fetch(cached, false, cmd), fetch(plain, false, cmd); got != want {
+			t.Errorf("%s from the cache:\n%s\nwithout:\n%s", cmd, got, want)
+		}
+	}
+	if st := cstore.CacheStats(); st.Stored != len(msgs) {
+		t.Errorf("%d entries stored after the cache was full, want %d", st.Stored, len(msgs))
+	}
+	if got, want := fetch(cached, true, bs), fetch(plain, true, bs); got != want {
+		t.Errorf("UTF8=ACCEPT from the cache:\n%s\nwithout:\n%s", got, want)
+	}
+	if st := cstore.CacheStats(); st.Stored != len(msgs) {
+		t.Errorf("a UTF8=ACCEPT session stored %d entries again", st.Stored-len(msgs))
+	}
+}
+
+// An entry's structure trailer is found only where it was written, and
+// only in this version; a damaged one is ignored.
+func TestSplitEntry(t *testing.T) {
+	t.Parallel()
+	cs := &cachedStructure{ext: []byte(`("text" "plain" NIL NIL NIL "7bit" 3 1 NIL NIL NIL NIL)`), basic: []byte(`("text" "plain" NIL NIL NIL "7bit" 3 1)`)}
+	block := []byte("Subject: a\r\n b\r\nFrom: x@y\r\n")
+	for _, tc := range []struct {
+		name      string
+		entry     []byte
+		block     string
+		ext, body string
+	}{
+		{"fields only", block, string(block), "", ""},
+		{"fields and structure", entryWith(block, cs), string(block), string(cs.ext), string(cs.basic)},
+		{"no fields, structure", entryWith(nil, cs), "", string(cs.ext), string(cs.basic)},
+		{"empty", []byte{}, "", "", ""},
+		{"another version", append(append([]byte{}, block...), "\r\nBODYSTRUCTURE0 3 abcdef"...), string(block), "", ""},
+		{"bad length", append(append([]byte{}, block...), "\r\nBODYSTRUCTURE1 99 abc"...), string(block), "", ""},
+		{"no length", append(append([]byte{}, block...), "\r\nBODYSTRUCTURE1 abc"...), string(block), "", ""},
+	} {
+		b, got := splitEntry(tc.entry)
+		if string(b) != tc.block {
+			t.Errorf("%s: block %q, want %q", tc.name, b, tc.block)
+		}
+		var ext, body string
+		if got != nil {
+			ext, body = string(got.ext), string(got.basic)
+		}
+		if ext != tc.ext || body != tc.body {
+			t.Errorf("%s: structure %q %q, want %q %q", tc.name, ext, body, tc.ext, tc.body)
+		}
+		if f, want := fieldsOf(tc.entry), fieldsOf([]byte(tc.block)); (len(f) > 0 || len(want) > 0) && !reflect.DeepEqual(f, want) {
+			t.Errorf("%s: fieldsOf gives %q, want %q", tc.name, f, want)
+		}
+	}
+}

@@ -59,6 +59,17 @@ func (r *fetchResponse) WriteBodyStructure(bs goimap.BodyStructure) {
 	}
 }
 
+// WriteCachedStructure writes BODY, BODYSTRUCTURE or both, as asked, from
+// their encoded forms (bscache.go).
+func (r *fetchResponse) WriteCachedStructure(ext, basic []byte) {
+	if r.names.Body {
+		r.item("BODY ").Raw(basic)
+	}
+	if r.names.BodyStructure {
+		r.item("BODYSTRUCTURE ").Raw(ext)
+	}
+}
+
 // WriteBodySection starts a body section of size bytes; the caller
 // writes them and closes the writer.
 func (r *fetchResponse) WriteBodySection(sec *goimap.FetchItemBodySection, size int64) io.WriteCloser {

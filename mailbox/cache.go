@@ -23,7 +23,10 @@ type HeaderCache interface {
 	// A message cached without any such field has an empty, non-nil
 	// entry. UIDs with no entry are absent from the map.
 	CachedFields(ctx context.Context, name string, uids []uint32) (map[uint32][]byte, error)
-	// CacheFields records the fields of one message (same form). It never
+	// CacheFields records the fields of one message (same form; the
+	// IMAP server may add, after an empty line, more of what it computed
+	// from the message, such as its BODYSTRUCTURE: a store keeps the
+	// bytes as given and returns them as they were). It never
 	// waits for the disk: entries may be written later, in batches, and
 	// a crash may lose them (they are only a cache). Entries of a message
 	// go when the message goes.

@@ -108,6 +108,10 @@ func (e *Encoder) Flush() error {
 // Err is the first write error.
 func (e *Encoder) Err() error { return e.err }
 
+// Raw writes b as it is: bytes another Encoder wrote (a cached
+// BODYSTRUCTURE).
+func (e *Encoder) Raw(b []byte) *Encoder { e.raw(b); return e }
+
 // Atom writes s as it is: an atom, a keyword, a number already formatted.
 func (e *Encoder) Atom(s string) *Encoder { e.rawString(s); return e }
 
