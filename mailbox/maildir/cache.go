@@ -326,9 +326,7 @@ func (s *session) CachedFields(ctx context.Context, name string, uids []uint32) 
 	// The buffer before the database: an entry the writer moves from
 	// one to the other meanwhile is then seen in at least one.
 	var buffered map[uint32][]byte
-	s.a.fmu.Lock()
-	f := s.a.folders[canon]
-	s.a.fmu.Unlock()
+	f := s.a.folders.Lookup(canon)
 	if f != nil {
 		if uv := f.uv.Load(); uv != 0 {
 			buffered = s.a.ix.cache.buffered(k, uv, sorted)

@@ -251,9 +251,7 @@ func TestConcurrentChangesDurable(t *testing.T) {
 
 // stored checks that bbolt holds uid in INBOX with keyword kw.
 func (e *indexEnv) stored(uid uint32, kw string) error {
-	e.ix.mu.Lock()
-	a := e.ix.accts[testHome]
-	e.ix.mu.Unlock()
+	a := e.ix.accts.Lookup(testHome)
 	f := &folder{a: a, name: inbox, dir: a.md}
 	st, bad, err := f.readIndex()
 	if err != nil || bad != nil || st == nil {

@@ -82,11 +82,7 @@ func (s *session) locked(ctx context.Context, name string, fn func(f *folder) er
 		if errors.Is(err, mailbox.ErrNoFolder) {
 			// Keep no state for names that are not folders: a client
 			// trying many names must not grow the map.
-			s.a.fmu.Lock()
-			if s.a.folders[f.name] == f && !f.loaded {
-				delete(s.a.folders, f.name)
-			}
-			s.a.fmu.Unlock()
+			s.a.folders.DropIf(f.name, f, func(f *folder) bool { return !f.loaded })
 		}
 		return nil, false, err
 	}

@@ -345,10 +345,7 @@ func TestMissingFoldersKeepNoState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := e.ix.accts[testHome]
-	a.fmu.Lock()
-	n := len(a.folders)
-	a.fmu.Unlock()
+	n := len(e.ix.accts.Lookup(testHome).folders.All())
 	if n > 1 {
 		t.Errorf("%d folder states kept after syncing missing folders", n)
 	}

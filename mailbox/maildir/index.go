@@ -48,8 +48,7 @@ type Index struct {
 	commitChunk int
 	listHook    func(sub string) // IndexOptions.listHook
 
-	mu    sync.Mutex
-	accts map[string]*account
+	accts index.Shared[account] // by home
 }
 
 // listed tells the test hook, if any, that a scan read sub.
@@ -74,7 +73,7 @@ func NewIndex(db *bolt.DB, store *Store, opts IndexOptions) (*Index, error) {
 	if chunk <= 0 {
 		chunk = defaultCommitChunk
 	}
-	ix := &Index{db: db, store: store, log: log, accts: map[string]*account{}, cache: newCacheWriter(db), commitChunk: chunk, listHook: opts.listHook,
+	ix := &Index{db: db, store: store, log: log, cache: newCacheWriter(db), commitChunk: chunk, listHook: opts.listHook,
 		commits: &committer{db: db, chunk: chunk, hook: opts.writeHook}}
 	hook := ix.delivered
 	ix.hook = &hook
@@ -104,16 +103,11 @@ func (ix *Index) Close() error {
 // delivered is called by Commit: it marks home's folder as changed and
 // wakes its watchers. It takes only short, I/O-free locks.
 func (ix *Index) delivered(home, folder string) {
-	ix.mu.Lock()
-	a := ix.accts[home]
-	ix.mu.Unlock()
+	a := ix.accts.Lookup(home)
 	if a == nil {
 		return
 	}
-	a.fmu.Lock()
-	f := a.folders[folder]
-	a.fmu.Unlock()
-	if f != nil {
+	if f := a.folders.Lookup(folder); f != nil {
 		f.newDirty.Store(true)
 		f.notify()
 	}
@@ -140,13 +134,7 @@ func (ix *Index) Open(ctx context.Context, home string) (mailbox.Folders, error)
 	if err := checkHome(home); err != nil {
 		return nil, err
 	}
-	ix.mu.Lock()
-	a := ix.accts[home]
-	if a == nil {
-		a = &account{ix: ix, home: home, md: Maildir(home), folders: map[string]*folder{}}
-		ix.accts[home] = a
-	}
-	ix.mu.Unlock()
+	a := ix.accts.Get(home, func() *account { return &account{ix: ix, home: home, md: Maildir(home)} })
 	if err := a.init(); err != nil {
 		return nil, err
 	}
@@ -170,8 +158,7 @@ type account struct {
 	mdRoot *os.Root
 	mdDir  *os.File
 
-	fmu     sync.Mutex
-	folders map[string]*folder // by canonical IMAP name; made on first use
+	folders index.Shared[folder] // by canonical IMAP name; made on first use
 }
 
 // init makes sure the Maildir exists and, for an account the index has
@@ -265,25 +252,14 @@ func (a *account) folder(name string) (*folder, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.fmu.Lock()
-	defer a.fmu.Unlock()
-	f := a.folders[canon]
-	if f == nil {
-		f = &folder{a: a, name: canon, dir: path.Join(a.md, dir)}
-		a.folders[canon] = f
-	}
-	return f, nil
+	return a.folders.Get(canon, func() *folder { return &folder{a: a, name: canon, dir: path.Join(a.md, dir)} }), nil
 }
 
 // forget drops the shared state of a folder that was deleted or renamed,
 // and wakes its watchers so that their sessions notice. The caller holds
 // a.mu exclusively.
 func (a *account) forget(name string) {
-	a.fmu.Lock()
-	f := a.folders[name]
-	delete(a.folders, name)
-	a.fmu.Unlock()
-	if f != nil {
+	if f := a.folders.Drop(name); f != nil {
 		f.mu.Lock()
 		f.loaded = false
 		f.mu.Unlock()

@@ -87,20 +87,8 @@ func (ix *Index) saveSeen() error {
 		val        []byte
 	}
 	var recs []rec
-	ix.mu.Lock()
-	accts := make([]*account, 0, len(ix.accts))
-	for _, a := range ix.accts {
-		accts = append(accts, a)
-	}
-	ix.mu.Unlock()
-	for _, a := range accts {
-		a.fmu.Lock()
-		fs := make([]*folder, 0, len(a.folders))
-		for _, f := range a.folders {
-			fs = append(fs, f)
-		}
-		a.fmu.Unlock()
-		for _, f := range fs {
+	for _, a := range ix.accts.All() {
+		for _, f := range a.folders.All() {
 			f.mu.Lock()
 			if f.loaded && (f.seenNew.sure || f.seenCur.sure) {
 				h := loadHint{n: uint32(len(f.ents))}

@@ -78,8 +78,7 @@ type Store struct {
 	// instead of polling the dotlock.
 	writers sync.Map // string -> *sync.Mutex
 
-	mu    sync.Mutex
-	accts map[string]*account
+	accts index.Shared[account] // by home
 
 	// rewriteHook, set by tests only, is called at each step of a
 	// rewrite (see folder.rewrite), to crash or race there.
@@ -103,7 +102,7 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	if opts.Lock.Logger == nil || opts.Logger != nil {
 		opts.Lock.Logger = log
 	}
-	s := &Store{opts: opts, root: root, log: log, accts: map[string]*account{}}
+	s := &Store{opts: opts, root: root, log: log}
 	if opts.DB != nil {
 		if err := opts.DB.Update(tree.Create); err != nil {
 			root.Close()

@@ -44,13 +44,7 @@ func (s *Store) Open(ctx context.Context, home string) (mailbox.Folders, error) 
 	if err := s.checkFormat(home); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	a := s.accts[home]
-	if a == nil {
-		a = &account{s: s, home: home, folders: map[string]*folder{}}
-		s.accts[home] = a
-	}
-	s.mu.Unlock()
+	a := s.accts.Get(home, func() *account { return &account{s: s, home: home} })
 	if err := a.init(); err != nil {
 		return nil, err
 	}
@@ -214,11 +208,7 @@ func (s *session) withFolder(ctx context.Context, name string, fn func(f *folder
 	defer f.mu.Unlock()
 	if err := f.sync(ctx, nil); err != nil {
 		if errors.Is(err, mailbox.ErrNoFolder) {
-			s.a.fmu.Lock()
-			if s.a.folders[f.name] == f && !f.loaded {
-				delete(s.a.folders, f.name)
-			}
-			s.a.fmu.Unlock()
+			s.a.folders.DropIf(f.name, f, func(f *folder) bool { return !f.loaded })
 		}
 		return err
 	}

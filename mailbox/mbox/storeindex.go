@@ -229,16 +229,11 @@ func (s *Store) specialFolder(home, use string) string {
 // changed marks home's folder as changed by a delivery in this process
 // and wakes its watchers; it takes only short, I/O-free locks.
 func (s *Store) changed(home, name string) {
-	s.mu.Lock()
-	a := s.accts[home]
-	s.mu.Unlock()
+	a := s.accts.Lookup(home)
 	if a == nil {
 		return
 	}
-	a.fmu.Lock()
-	f := a.folders[name]
-	a.fmu.Unlock()
-	if f != nil {
+	if f := a.folders.Lookup(name); f != nil {
 		f.dirty.Store(true)
 		f.notify()
 	}
@@ -254,8 +249,7 @@ type account struct {
 	initMu sync.Mutex
 	inited bool
 
-	fmu     sync.Mutex
-	folders map[string]*folder
+	folders index.Shared[folder] // by canonical IMAP name; made on first use
 }
 
 // folder is the state of one folder shared by the sessions of the
@@ -288,28 +282,13 @@ func (a *account) folder(name string) (*folder, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.fmu.Lock()
-	defer a.fmu.Unlock()
-	f := a.folders[canon]
-	if f == nil {
-		f = &folder{a: a, name: canon, p: a.s.place(a.home, canon)}
-		a.folders[canon] = f
-	}
-	return f, nil
+	return a.folders.Get(canon, func() *folder { return &folder{a: a, name: canon, p: a.s.place(a.home, canon)} }), nil
 }
 
 // forget drops the shared state of a folder deleted or renamed, and
 // wakes its watchers. The caller holds a.mu exclusively.
 func (a *account) forget(name string) {
-	a.fmu.Lock()
-	var gone []*folder
-	for n, f := range a.folders {
-		if n == name || strings.HasPrefix(n, name+"/") {
-			gone = append(gone, f)
-			delete(a.folders, n)
-		}
-	}
-	a.fmu.Unlock()
+	gone := a.folders.Remove(func(n string) bool { return n == name || strings.HasPrefix(n, name+"/") })
 	for _, f := range gone {
 		f.mu.Lock()
 		f.loaded = false
