@@ -6,6 +6,7 @@
 package durable
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // TempPrefix starts the names of files being written; a directory scan
@@ -94,10 +96,48 @@ func (d *DirSyncer) Sync() error {
 // that lets many concurrent writers into one directory pay for one fsync
 // instead of one each, without weakening the promise: a caller returns only
 // after an fsync that started after its call. The zero value is ready.
+//
+// Callers that will call Do soon (a delivery writing its file) say so
+// with Expect; a round that finds such callers on its way waits for them,
+// at most about as long as the last fsync took, so that one fsync covers
+// them too rather than the next. The wait costs the waiting callers up to
+// one fsync of latency and saves an fsync (a device flush) for every
+// caller it gathers.
 type Group struct {
-	mu      sync.Mutex
-	running bool
-	next    *round // the round new callers join; nil if none is waiting
+	mu       sync.Mutex
+	running  bool
+	next     *round        // the round new callers join; nil if none is waiting
+	expected int           // callers announced by Expect, not yet in Do or Leave
+	arrived  chan struct{} // closed when expected falls to 0, while a round waits
+	last     time.Duration // how long the last fsync took
+	maxWait  time.Duration // maxGather unless a test set it
+}
+
+// maxGather bounds a round's wait for expected callers.
+const maxGather = 5 * time.Millisecond
+
+// Expect says that the caller will call Do (or Leave) soon.
+func (g *Group) Expect() {
+	g.mu.Lock()
+	g.expected++
+	g.mu.Unlock()
+}
+
+// Leave withdraws an Expect whose caller will not call Do.
+func (g *Group) Leave() {
+	g.mu.Lock()
+	g.arriveLocked()
+	g.mu.Unlock()
+}
+
+func (g *Group) arriveLocked() {
+	if g.expected > 0 {
+		g.expected--
+	}
+	if g.expected == 0 && g.arrived != nil {
+		close(g.arrived)
+		g.arrived = nil
+	}
 }
 
 type round struct {
@@ -109,17 +149,25 @@ type round struct {
 
 // Do returns once an fsync that started after the call has finished.
 // Every caller of one Group must pass an fsync of the same thing, valid
-// until Do returns.
-func (g *Group) Do(fsync func() error) error {
+// until Do returns. A caller that said Expect calls DoExpected instead.
+func (g *Group) Do(fsync func() error) error { return g.do(fsync, false) }
+
+// DoExpected is Do for a caller that said Expect.
+func (g *Group) DoExpected(fsync func() error) error { return g.do(fsync, true) }
+
+func (g *Group) do(fsync func() error, expected bool) error {
 	g.mu.Lock()
+	if expected {
+		g.arriveLocked()
+	}
 	if g.next == nil {
 		g.next = &round{done: make(chan struct{}), fsync: fsync}
 	}
 	r := g.next
 	r.members++
 	if !g.running {
+		// r stays g.next, open to callers, until run closes it.
 		g.running = true
-		g.next = nil
 		g.mu.Unlock()
 		g.run(r)
 	} else {
@@ -132,16 +180,45 @@ func (g *Group) Do(fsync func() error) error {
 // run syncs round r, then starts the round that filled up meanwhile in a
 // new goroutine, so that no caller waits for rounds after its own.
 func (g *Group) run(r *round) {
+	g.gather()
+	g.mu.Lock()
+	g.next = nil // r is closed to new callers: they join the next round
+	g.mu.Unlock()
+	start := time.Now()
 	r.err = r.fsync()
+	took := time.Since(start)
 	close(r.done)
 	g.mu.Lock()
-	next := g.next
-	g.next = nil
+	g.last = took
+	next := g.next // stays g.next, open to callers, until run(next) closes it
 	if next == nil {
 		g.running = false
 	}
 	g.mu.Unlock()
 	if next != nil {
 		go g.run(next)
+	}
+}
+
+// gather waits, before a round's fsync, for the callers announced by
+// Expect to join it, at most as long as the last fsync took (bounded by
+// maxGather). Callers joining meanwhile join the round that waits, which
+// is still g.next.
+func (g *Group) gather() {
+	g.mu.Lock()
+	if g.expected == 0 || g.last == 0 {
+		g.mu.Unlock()
+		return
+	}
+	if g.arrived == nil {
+		g.arrived = make(chan struct{})
+	}
+	arrived, wait := g.arrived, min(g.last, cmp.Or(g.maxWait, maxGather))
+	g.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-arrived:
+	case <-t.C:
 	}
 }

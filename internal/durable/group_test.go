@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func waitABit() { runtime.Gosched() }
@@ -57,5 +58,45 @@ func TestGroupSync(t *testing.T) {
 	wg.Wait()
 	if n := started.Load(); n != 2 {
 		t.Errorf("%d fsyncs for %d concurrent callers: want 2 (one running, one shared by the rest)", n, waiters+1)
+	}
+}
+
+// TestGroupGathers: a round that starts while another caller is expected
+// (Expect, as a delivery writing its file) waits for it, so that one fsync
+// covers both; a Leave ends the wait as well.
+func TestGroupGathers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		arrive func(g *Group, fsync func() error)
+	}{
+		// Two callers, one fsync: the second's call came after the
+		// first's, and both returned after it.
+		{"the expected caller joins", func(g *Group, fsync func() error) { g.DoExpected(fsync) }},
+		{"the expected caller leaves", func(g *Group, fsync func() error) { g.Leave() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var g Group
+			// A long last fsync and no bound: only the arrival ends the wait.
+			g.last, g.maxWait = time.Hour, time.Hour
+			var fsyncs atomic.Int64
+			fsync := func() error { fsyncs.Add(1); return nil }
+			g.Expect()
+			first := make(chan struct{})
+			go func() { g.Do(fsync); close(first) }()
+			for {
+				g.mu.Lock()
+				waiting := g.arrived != nil
+				g.mu.Unlock()
+				if waiting {
+					break
+				}
+				waitABit()
+			}
+			tc.arrive(&g, fsync)
+			<-first
+			if n := fsyncs.Load(); n != 1 {
+				t.Errorf("%d fsyncs, want 1", n)
+			}
+		})
 	}
 }

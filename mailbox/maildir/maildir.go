@@ -163,16 +163,19 @@ func checkHome(home string) error {
 // Abort, so that the rename and the cleanup act on the directory the file
 // was written in, by plain names, with no path to resolve again.
 type Staged struct {
-	s       *Store
-	home    string
-	folder  string        // IMAP name of the folder, "INBOX" for the Maildir itself
-	md      string        // Maildir path relative to the root
-	dirs    *deliveryDirs // md/tmp and md/new (deliverdirs.go)
-	name    string        // base name in tmp/
-	final   string        // base name in new/
-	size    int64
-	visible bool // renamed into new/ (or cur/, with flags)
-	done    bool // committed or aborted: the directory is closed
+	s      *Store
+	home   string
+	folder string        // IMAP name of the folder, "INBOX" for the Maildir itself
+	md     string        // Maildir path relative to the root
+	dirs   *deliveryDirs // md/tmp and md/new (deliverdirs.go)
+	name   string        // base name in tmp/
+	final  string        // base name in new/
+	// expected is new/'s group commit, told by stage that this message
+	// will commit soon (durable.Group.Expect), until Commit or Abort.
+	expected *durable.Group
+	size     int64
+	visible  bool // renamed into new/ (or cur/, with flags)
+	done     bool // committed or aborted: the directory is closed
 	// flags and kws are the message's first flags (StageFolder): with
 	// any, Commit moves it into cur/ instead of new/; letters are the
 	// keywords' Dovecot letters, once assigned.
@@ -264,7 +267,14 @@ func (s *Store) stage(ctx context.Context, home, folder, md string, r io.Reader)
 			return nil, fmt.Errorf("maildir: open %s: %w", md, err)
 		}
 		name := s.uniqueName()
+		// A round of new/'s fsyncs starting while this file is written
+		// waits a little for its Commit (durable.Group.Expect).
+		newSync := s.syncer(path.Join(md, "new"))
+		newSync.Expect()
 		lw, err := s.writeFile(dirs.tmp, name, r, false)
+		if err != nil {
+			newSync.Leave()
+		}
 		if isNotExist(err) && !retried {
 			// tmp/ alone was removed under its kept handle (the
 			// create failed, nothing was read): again, afresh.
@@ -281,14 +291,15 @@ func (s *Store) stage(ctx context.Context, home, folder, md string, r io.Reader)
 			return nil, fmt.Errorf("maildir: write %s/tmp/%s: %w", md, name, err)
 		}
 		return &Staged{
-			s:      s,
-			home:   home,
-			folder: folder,
-			md:     md,
-			dirs:   dirs,
-			name:   name,
-			final:  sizedName(name, lw.n, lw.served()),
-			size:   lw.n,
+			s:        s,
+			home:     home,
+			folder:   folder,
+			md:       md,
+			dirs:     dirs,
+			name:     name,
+			final:    sizedName(name, lw.n, lw.served()),
+			expected: newSync,
+			size:     lw.n,
 		}, nil
 	}
 }
@@ -421,6 +432,7 @@ func (m *Staged) Commit(context.Context) error {
 	if m.visible || m.done {
 		return nil
 	}
+	defer m.leaveSync() // if it fails before the fsync
 	sub := m.sub()
 	newDir := m.dirs.new
 	if sub != "new" {
@@ -454,13 +466,34 @@ func (m *Staged) Commit(context.Context) error {
 		return fmt.Errorf("maildir: move %s/tmp/%s to %s/: %w", m.md, m.name, sub, err)
 	}
 	m.visible = true
-	if err := m.s.syncDir(path.Join(m.md, sub), newDir); err != nil {
+	if err := m.syncVisible(sub, newDir); err != nil {
 		return fmt.Errorf("maildir: sync %s/%s: %w", m.md, sub, err)
 	}
 	m.done = true
 	m.s.releaseDirs(m.dirs)
 	m.s.notifyCommitted(m.home, m.folder)
 	return nil
+}
+
+// syncVisible fsyncs sub/ (open as d) through its group commit, which
+// new/'s has been waiting for since stage.
+func (m *Staged) syncVisible(sub string, d *os.File) error {
+	g := m.expected
+	m.expected = nil
+	if sub == "new" && g != nil {
+		return g.DoExpected(d.Sync)
+	}
+	m.leaveSync()
+	return m.s.syncDir(path.Join(m.md, sub), d)
+}
+
+// leaveSync withdraws the message from new/'s group commit, if it is
+// still expected there.
+func (m *Staged) leaveSync() {
+	if m.expected != nil {
+		m.expected.Leave()
+		m.expected = nil
+	}
 }
 
 // notifyCommitted tells the index (if any) that a folder of home changed.
@@ -474,6 +507,7 @@ func (s *Store) notifyCommitted(home, folder string) {
 // message may already have been seen by a reader; callers abort a committed
 // message only before acknowledging it, when a duplicate is the worst case.
 func (m *Staged) Abort() error {
+	m.leaveSync()
 	if m.done && !m.visible {
 		return nil
 	}
@@ -504,8 +538,13 @@ func (m *Staged) Abort() error {
 // syncDir fsyncs dir (open as d), sharing the fsync with concurrent
 // callers for the same directory.
 func (s *Store) syncDir(dir string, d *os.File) error {
+	return s.syncer(dir).Do(d.Sync)
+}
+
+// syncer is the group commit of dir's fsyncs.
+func (s *Store) syncer(dir string) *durable.Group {
 	g, _ := s.syncers.LoadOrStore(dir, new(durable.Group))
-	return g.(*durable.Group).Do(d.Sync)
+	return g.(*durable.Group)
 }
 
 func (s *Store) fsyncDir(dir string) error {
