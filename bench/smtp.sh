@@ -99,8 +99,9 @@
 # started again for the next run, and the other systems go on.
 #
 # Environment: N (2000), R (3), SESSIONS ("1 16"), RCPTS ("1 5"), AUTH (0),
-# OPENDKIM (found on PATH or in /usr/sbin), BENCH_MSGS (2000, for the CPU
-# benchmarks),
+# OPENDKIM (found on PATH or in /usr/sbin), OD_RESOLVER (nameservers, or
+# unbound-conf: the ResolverConfiguration that crashes opendkim),
+# BENCH_MSGS (2000, for the CPU benchmarks),
 # BENCH_DIR (/var/tmp: where the work directory goes; must be a real disk,
 # not tmpfs), KEEP=1 (keep the work directory), SMTP_SOURCE, POSTFIX,
 # POSTCONF (found on PATH or in /usr/sbin), DOVECOT (/usr/sbin/dovecot),
@@ -261,6 +262,29 @@ trusted_networks = []"
 	OD_DIR=$(mktemp -d /run/mrbench-opendkim.XXXXXX)
 	chmod 711 "$OD_DIR"
 	OD_SOCK=$OD_DIR/opendkim.sock
+	# The fake DNS is named with Nameservers (libunbound's
+	# ub_ctx_set_fwd, which takes addr@port), not with a
+	# ResolverConfiguration file: opendkim 2.11 applies that file again
+	# for every message (dkim_dns_config and libvbr's vbr_dns_config,
+	# from the milter's threads), and libunbound parses it with a flex
+	# lexer that is not reentrant, so concurrent sessions kill opendkim
+	# ("fatal flex scanner internal error--end of buffer missed", exit
+	# status 2, or a SIGSEGV): it died at 4 and 16 sessions. libunbound
+	# queries a forwarder on localhost without being told.
+	# OD_RESOLVER=unbound-conf brings the old setting back, to see that.
+	if [[ ${OD_RESOLVER:-nameservers} == unbound-conf ]]; then
+		OD_RESOLVER_LINE="ResolverConfiguration $OD_DIR/unbound.conf"
+		cat >"$OD_DIR/unbound.conf" <<EOF
+server:
+  do-not-query-localhost: no
+  module-config: "iterator"
+forward-zone:
+  name: "."
+  forward-addr: ${DNS_ADDR%:*}@${DNS_ADDR#*:}
+EOF
+	else
+		OD_RESOLVER_LINE="Nameservers ${DNS_ADDR%:*}@${DNS_ADDR#*:}"
+	fi
 	cat >"$OD_DIR/opendkim.conf" <<EOF
 Syslog no
 Socket local:$OD_SOCK
@@ -269,16 +293,8 @@ PidFile $OD_DIR/opendkim.pid
 Mode v
 InternalHosts 192.0.2.254
 AuthservID postfix.bench.test
-ResolverConfiguration $OD_DIR/unbound.conf
+$OD_RESOLVER_LINE
 TemporaryDirectory $OD_DIR
-EOF
-	cat >"$OD_DIR/unbound.conf" <<EOF
-server:
-  do-not-query-localhost: no
-  module-config: "iterator"
-forward-zone:
-  name: "."
-  forward-addr: ${DNS_ADDR%:*}@${DNS_ADDR#*:}
 EOF
 	start_opendkim verify
 	OD_VERSION=$("$OPENDKIM" -V 2>&1 | head -1)
