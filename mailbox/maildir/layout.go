@@ -1,8 +1,6 @@
 package maildir
 
 import (
-	"encoding/binary"
-
 	bolt "go.etcd.io/bbolt"
 
 	"mailroom/mailbox/index"
@@ -52,18 +50,19 @@ type folderMeta struct {
 	modSeq               uint64
 }
 
-func (m folderMeta) encode() []byte {
-	b := binary.BigEndian.AppendUint32(nil, m.uidValidity)
-	b = binary.BigEndian.AppendUint32(b, m.uidNext)
-	return binary.BigEndian.AppendUint64(b, m.modSeq)
+func (m folderMeta) counters() index.Counters {
+	return index.Counters{UIDValidity: m.uidValidity, UIDNext: m.uidNext, ModSeq: m.modSeq}
 }
 
+// encode is the folder's meta record: its counters alone.
+func (m folderMeta) encode() []byte { return index.AppendCounters(nil, m.counters()) }
+
 func decodeMeta(b []byte) (folderMeta, bool) {
-	if len(b) != 16 {
+	if len(b) != index.CountersSize {
 		return folderMeta{}, false
 	}
-	m := folderMeta{binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:]), binary.BigEndian.Uint64(b[8:])}
-	return m, m.uidValidity != 0 && m.uidNext != 0
+	c, ok := index.ReadCounters(b)
+	return folderMeta{c.UIDValidity, c.UIDNext, c.ModSeq}, ok
 }
 
 // RenewUIDValidity gives every folder of the index in db a new

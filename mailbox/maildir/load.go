@@ -128,6 +128,7 @@ func decodeRecords(ub *bolt.Bucket, meta folderMeta, hint loadHint) ([]*entry, e
 		ents  = make([]*entry, 0, min(hint.n, 1<<24))
 	)
 	names.Grow(int(min(hint.nameBytes, 1<<30)))
+	counters := meta.counters()
 	c := ub.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if len(k) != 4 {
@@ -140,7 +141,7 @@ func decodeRecords(ub *bolt.Bucket, meta folderMeta, hint loadHint) ([]*entry, e
 		slab = append(slab, entry{uid: uid})
 		e := &slab[len(slab)-1]
 		name, err := e.decode(v)
-		if err == nil && (uid == 0 || uid >= meta.uidNext || e.modSeq > meta.modSeq) {
+		if err == nil && !counters.Holds(uid, e.modSeq) {
 			err = errBadRecord
 		}
 		if err != nil {

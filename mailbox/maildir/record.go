@@ -9,6 +9,8 @@ import (
 	"errors"
 	"math"
 	"strings"
+
+	"mailroom/mailbox/index"
 )
 
 // entry is one message in the index.
@@ -66,10 +68,7 @@ func (e *entry) appendTo(b []byte) []byte {
 		b = append(b, 0)
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.kws)))
-	for _, k := range e.kws {
-		b = binary.AppendUvarint(b, uint64(len(k)))
-		b = append(b, k...)
-	}
+	b = index.AppendKeywords(b, e.kws)
 	return append(b, e.name...)
 }
 
@@ -120,12 +119,12 @@ func (e *entry) decode(b []byte) ([]byte, error) {
 		return nil, errBadRecord
 	}
 	for range nk {
-		l := uv()
-		if l > uint64(len(b)) {
+		var k string
+		var ok bool
+		if k, b, ok = index.ReadKeyword(b); !ok {
 			return nil, errBadRecord
 		}
-		e.kws = append(e.kws, string(b[:l]))
-		b = b[l:]
+		e.kws = append(e.kws, k)
 	}
 	if len(b) == 0 || b[0] == '.' || bytes.IndexByte(b, '/') >= 0 || bytes.IndexByte(b, 0) >= 0 {
 		return nil, errBadRecord

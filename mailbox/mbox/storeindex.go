@@ -128,11 +128,7 @@ func (e *entry) encode() []byte {
 	b = append(b, bits, byte(e.flags))
 	b = binary.BigEndian.AppendUint64(b, e.sig)
 	b = append(b, e.hash[:]...)
-	for _, k := range e.kws {
-		b = binary.AppendUvarint(b, uint64(len(k)))
-		b = append(b, k...)
-	}
-	return b
+	return index.AppendKeywords(b, e.kws)
 }
 
 var errBadRecord = errors.New("bad index record")
@@ -172,12 +168,12 @@ func decodeEntry(uid uint32, b []byte) (*entry, error) {
 	copy(e.hash[:], b[10:])
 	b = b[10+sha256.Size:]
 	for len(b) > 0 {
-		l := uv()
-		if bad || l > int64(len(b)) {
+		var k string
+		var ok bool
+		if k, b, ok = index.ReadKeyword(b); !ok {
 			return nil, errBadRecord
 		}
-		e.kws = append(e.kws, string(b[:l]))
-		b = b[l:]
+		e.kws = append(e.kws, k)
 	}
 	return e, nil
 }
@@ -192,11 +188,12 @@ type folderMeta struct {
 
 const metaVersion = 1
 
+func (m *folderMeta) counters() index.Counters {
+	return index.Counters{UIDValidity: m.uidValidity, UIDNext: m.uidNext, ModSeq: m.modSeq}
+}
+
 func (m *folderMeta) encode() []byte {
-	b := []byte{metaVersion}
-	b = binary.BigEndian.AppendUint32(b, m.uidValidity)
-	b = binary.BigEndian.AppendUint32(b, m.uidNext)
-	b = binary.BigEndian.AppendUint64(b, m.modSeq)
+	b := index.AppendCounters([]byte{metaVersion}, m.counters())
 	for _, v := range []uint64{uint64(m.file.size), uint64(m.file.mtime), m.file.dev, m.file.ino, uint64(m.file.junk)} {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
@@ -207,10 +204,11 @@ func decodeMeta(b []byte) (folderMeta, bool) {
 	if len(b) < 57 || b[0] != metaVersion || len(b) > 57+tailLen {
 		return folderMeta{}, false
 	}
-	m := folderMeta{uidValidity: binary.BigEndian.Uint32(b[1:]), uidNext: binary.BigEndian.Uint32(b[5:]), modSeq: binary.BigEndian.Uint64(b[9:])}
-	v := func(i int) uint64 { return binary.BigEndian.Uint64(b[17+8*i:]) }
+	c, ok := index.ReadCounters(b[1:])
+	m := folderMeta{uidValidity: c.UIDValidity, uidNext: c.UIDNext, modSeq: c.ModSeq}
+	v := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+index.CountersSize+8*i:]) }
 	m.file = fileState{size: int64(v(0)), mtime: int64(v(1)), dev: v(2), ino: v(3), junk: int64(v(4)), tail: bytes.Clone(b[57:])}
-	return m, m.uidValidity != 0 && m.uidNext != 0
+	return m, ok
 }
 
 // specialFolder names home's folder of special use use, or "".
@@ -325,7 +323,7 @@ func (f *folder) load() error {
 				return nil
 			}
 			uid := binary.BigEndian.Uint32(k)
-			if e, bad = decodeEntry(uid, v); bad == nil && (uid == 0 || uid >= m.uidNext || e.modSeq > m.modSeq) {
+			if e, bad = decodeEntry(uid, v); bad == nil && !m.counters().Holds(uid, e.modSeq) {
 				bad = errBadRecord
 			}
 			if bad == nil {
