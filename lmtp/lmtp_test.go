@@ -52,7 +52,7 @@ func TestDialogs(t *testing.T) {
 		{"HELO and EHLO are not LMTP", []step{{"HELO x", "500 5.5.1"}, {"EHLO x", "500 5.5.1"}}},
 		{"MAIL before LHLO is out of sequence", []step{{"MAIL FROM:<a@b.example>", "503 5.5.1"}}},
 		{"RCPT before MAIL is out of sequence", []step{{"LHLO c", "250"}, {"RCPT TO:<alice@example.org>", "503 5.5.1"}}},
-		{"DATA without an accepted recipient gets 503 (RFC 2033 4.2)", []step{
+		{"DATA without an accepted recipient gets 503 (RFC 2033 §4.2)", []step{
 			{"LHLO c", "250"}, {"MAIL FROM:<a@b.example>", "250"},
 			{"RCPT TO:<nobody@example.org>", "550 5.1.1"}, {"DATA", "503 5.5.1"},
 			{"BDAT 3 LAST\r\nabcNOOP", "503 5.5.1"}, {"", "250"},
