@@ -418,12 +418,34 @@ func (sc *scanner) confirm(body, n int64) int64 {
 // mboxrd quoting exactly. It reads through the file, never holding more
 // than a buffer.
 func NewReader(f io.ReaderAt, s *Span) io.Reader {
+	var src io.Reader = io.NewSectionReader(f, s.Start, s.End-s.Start)
+	if s.Body > s.Start && s.Body < s.End {
+		// The first read stops after the header, which is all that an
+		// ENVELOPE or a header SEARCH reads of most messages.
+		src = &firstRead{r: src, n: s.Body - s.Start + 2}
+	}
 	return &servedReader{
-		br:       bufio.NewReaderSize(io.NewSectionReader(f, s.Start, s.End-s.Start), maxLine),
+		// No bigger than the message (most are far below maxLine): a
+		// line longer than the buffer is read through in pieces anyway.
+		br:       bufio.NewReaderSize(src, int(min(max(s.End-s.Start, 16), maxLine))),
 		verbatim: s.Verbatim,
 		header:   true,
 		bol:      true,
 	}
+}
+
+// firstRead limits the first Read of r to n bytes.
+type firstRead struct {
+	r io.Reader
+	n int64
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	if f.n > 0 && int64(len(p)) > f.n {
+		p = p[:f.n]
+	}
+	f.n = 0
+	return f.r.Read(p)
 }
 
 type servedReader struct {

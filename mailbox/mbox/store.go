@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -79,6 +80,9 @@ type Store struct {
 	writers sync.Map // string -> *sync.Mutex
 
 	accts index.Shared[account] // by home
+
+	// cacheBytes is what the header caches of all folders hold.
+	cacheBytes atomic.Int64
 
 	// rewriteHook, set by tests only, is called at each step of a
 	// rewrite (see folder.rewrite), to crash or race there.

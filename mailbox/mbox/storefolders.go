@@ -505,6 +505,9 @@ func (s *session) renameInbox(ctx context.Context, newCanon string) error {
 
 // Open returns a message as IMAP serves it.
 func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSeekCloser, int64, error) {
+	if r, size, ok := s.openUnchanged(ctx, name, uid); ok {
+		return r, size, nil
+	}
 	for attempt := 0; ; attempt++ {
 		var file *os.File
 		var span *Span
@@ -531,6 +534,38 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 			return nil, 0, err
 		}
 	}
+}
+
+// openUnchanged is Open's common case, without a sync: the folder is
+// loaded and the folder's shared descriptor (acquire) shows the size,
+// mtime and inode the index last saw, so that the message is where the
+// index says. Anything else (false) is left to the full path.
+func (s *session) openUnchanged(ctx context.Context, name string, uid uint32) (io.ReadSeekCloser, int64, bool) {
+	if s.check(ctx) != nil {
+		return nil, 0, false
+	}
+	s.a.mu.RLock()
+	defer s.a.mu.RUnlock()
+	f, err := s.a.folder(name)
+	if err != nil {
+		return nil, 0, false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.find(uid)
+	if !f.loaded || f.dirty.Load() || e == nil {
+		return nil, 0, false
+	}
+	file, release, ok := f.acquire()
+	if !ok {
+		return nil, 0, false
+	}
+	var b [5]byte
+	if _, err := file.ReadAt(b[:], e.off); err != nil || string(b[:]) != fromPrefix {
+		release()
+		return nil, 0, false
+	}
+	return &messageReader{f: file, s: e.span(), size: e.served(), release: release}, e.served(), true
 }
 
 // pending is a message on its way into a folder.

@@ -267,6 +267,11 @@ type folder struct {
 	snap        *mailbox.Snapshot
 	snaps       index.Snapshots // makes snap
 	dirty       atomic.Bool
+	// uv is uidValidity for the header cache, which reads it without mu
+	// (0 until loaded).
+	uv      atomic.Uint32
+	cache   headerCache
+	readers readers
 
 	watchers index.Watcher
 }
@@ -290,7 +295,10 @@ func (a *account) forget(name string) {
 	for _, f := range gone {
 		f.mu.Lock()
 		f.loaded = false
+		f.uv.Store(0)
 		f.mu.Unlock()
+		f.cache.clear(a.s)
+		f.readers.drop()
 		f.notify()
 	}
 }
@@ -397,6 +405,7 @@ func (f *folder) publish() {
 	for i, e := range f.ents {
 		msgs[i] = mailbox.Message{UID: e.uid, Flags: f.snaps.Flags(e.flags, e.kws), InternalDate: time.Unix(e.date, 0), Size: e.served(), ModSeq: e.modSeq}
 	}
+	f.uv.Store(f.uidValidity)
 	f.snap = f.snaps.Set(index.Counters{UIDValidity: f.uidValidity, UIDNext: f.uidNext, ModSeq: f.modSeq}, msgs)
 }
 
@@ -636,6 +645,7 @@ func (f *folder) takeDovecotUIDs(first *Span) bool {
 // in f.ents), writes them, and publishes.
 func (f *folder) apply(st fileState, put []*entry, del []uint32) error {
 	f.file = st
+	f.cache.drop(f.a.s, del)
 	if err := f.save(put, del); err != nil {
 		return err
 	}
@@ -689,11 +699,12 @@ var errMoved = errors.New("the file changed under the index")
 
 // messageReader serves one message of an open file, seekable.
 type messageReader struct {
-	f    *os.File
-	s    *Span
-	r    io.Reader
-	pos  int64
-	size int64
+	f       *os.File
+	release func() // gives back a shared f (nil: f is the reader's own)
+	s       *Span
+	r       io.Reader
+	pos     int64
+	size    int64
 }
 
 func (m *messageReader) Read(p []byte) (int, error) {
@@ -724,4 +735,14 @@ func (m *messageReader) Seek(off int64, whence int) (int64, error) {
 	return off, nil
 }
 
-func (m *messageReader) Close() error { return m.f.Close() }
+func (m *messageReader) Close() error {
+	if release := m.release; release != nil {
+		m.release, m.f = nil, nil
+		release()
+		return nil
+	}
+	if m.f == nil {
+		return nil // closed before
+	}
+	return m.f.Close()
+}
