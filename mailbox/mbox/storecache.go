@@ -18,8 +18,8 @@ import (
 // maxCacheBytes for the Store (beyond it new entries are dropped).
 
 // maxCacheBytes bounds the fields cached by a Store, all folders
-// together (about 130,000 messages of typical ENVELOPE fields).
-const maxCacheBytes = 64 << 20
+// together (about 300,000 messages of ENVELOPE fields and BODYSTRUCTURE).
+const maxCacheBytes = 256 << 20
 
 var _ mailbox.HeaderCache = (*session)(nil)
 
