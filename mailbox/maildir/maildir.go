@@ -1,9 +1,16 @@
 // Package maildir delivers mail into Maildir++ directories under a mail
 // root: <root>/<home>/Maildir/{tmp,new,cur}.
 //
-// Durability (DESIGN.md "Promises"): a message is written to tmp/ with
-// O_EXCL, every write checked, the file fsynced; Commit renames it into new/
-// and fsyncs new/ before returning. Only then may the caller acknowledge.
+// Durability (DESIGN.md "Promises"): a message is written to tmp/, every
+// write checked, the file fsynced; Commit puts it into new/ and fsyncs new/
+// before returning. Only then may the caller acknowledge. Where the kernel
+// offers O_TMPFILE the file is made in tmp/ without a name and Commit links
+// it into new/ (linkat), so that tmp/ is not touched at all: on ext4
+// without a journal every fsync of a file newly named in tmp/ also writes
+// tmp/'s directory block and inode, which the deliveries into one Maildir
+// then queue for (tmpfile.go). Elsewhere the file is created in tmp/ with
+// O_EXCL and renamed. Either way the message is complete and on disk
+// before it has a name in new/, and a crash leaves at most a file in tmp/.
 // Directory fsyncs are shared between concurrent deliveries to the same
 // Maildir (group commit, see durable.Group), and each Maildir's tmp/ and new/
 // stay open between deliveries (deliverdirs.go). github.com/emersion/go-maildir does
@@ -82,6 +89,11 @@ type Store struct {
 	// by create in this process), each with its one creation.
 	ready sync.Map // Maildir path -> *onceErr
 
+	// noTmpfile is set if O_TMPFILE files cannot be made and linked
+	// under the mail root (tmpfile.go); delivery then writes named files
+	// in tmp/ and renames them. Tests set it to take that path.
+	noTmpfile atomic.Bool
+
 	// noOpenat2 is set once openat2 turns out to be unavailable (old
 	// kernel, seccomp filter); from then on directories are opened
 	// through os.Root. Tests set it to take that path.
@@ -127,13 +139,15 @@ func Open(opts Options) (*Store, error) {
 	}
 	// Maildir file names may not contain "/" or ":"; the spec's escapes.
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Store{
+	s := &Store{
 		root:     root,
 		rootDir:  rootDir,
 		host:     host,
 		pid:      os.Getpid(),
 		syncFile: fsync,
-	}, nil
+	}
+	s.noTmpfile.Store(!s.tmpfileWorks())
+	return s, nil
 }
 
 // Close releases the mail root and the directories kept open.
@@ -168,8 +182,12 @@ type Staged struct {
 	folder string        // IMAP name of the folder, "INBOX" for the Maildir itself
 	md     string        // Maildir path relative to the root
 	dirs   *deliveryDirs // md/tmp and md/new (deliverdirs.go)
-	name   string        // base name in tmp/
+	name   string        // base name in tmp/ (unused by a tmpfile)
 	final  string        // base name in new/
+	// tmpfile says the message is an unnamed file (O_TMPFILE) open as
+	// fd until Commit links it or Abort closes it.
+	tmpfile bool
+	fd      int
 	// expected is new/'s group commit, told by stage that this message
 	// will commit soon (durable.Group.Expect), until Commit or Abort.
 	expected *durable.Group
@@ -271,7 +289,11 @@ func (s *Store) stage(ctx context.Context, home, folder, md string, r io.Reader)
 		// waits a little for its Commit (durable.Group.Expect).
 		newSync := s.syncer(path.Join(md, "new"))
 		newSync.Expect()
-		lw, err := s.writeFile(dirs.tmp, name, r, false)
+		fd, lw, err := s.writeTmpfile(dirs.tmp, r)
+		tmpfile := !errors.Is(err, errNoTmpfile)
+		if !tmpfile {
+			lw, err = s.writeFile(dirs.tmp, name, r, false)
+		}
 		if err != nil {
 			newSync.Leave()
 		}
@@ -298,6 +320,8 @@ func (s *Store) stage(ctx context.Context, home, folder, md string, r io.Reader)
 			dirs:     dirs,
 			name:     name,
 			final:    sizedName(name, lw.n, lw.served()),
+			tmpfile:  tmpfile,
+			fd:       fd,
 			expected: newSync,
 			size:     lw.n,
 		}, nil
@@ -337,6 +361,67 @@ func (s *Store) writeFileTimed(dir *os.File, name string, r io.Reader, toLF bool
 	if err != nil {
 		return nil, err
 	}
+	lw, err := s.fill(fd, r, toLF, mtime)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		unix.Unlinkat(int(dir.Fd()), name, 0)
+		return nil, err
+	}
+	return lw, nil
+}
+
+// writeTmpfile writes r (as it is) into an unnamed file in dir and
+// fsyncs it, returning its descriptor, which the caller closes. The error
+// is errNoTmpfile, with nothing read, where O_TMPFILE cannot be used.
+func (s *Store) writeTmpfile(dir *os.File, r io.Reader) (int, *lfWriter, error) {
+	if s.noTmpfile.Load() {
+		return -1, nil, errNoTmpfile
+	}
+	fd, err := openTmpfile(int(dir.Fd()))
+	if err != nil {
+		var st unix.Stat_t
+		if err != errNoTmpfile && unix.Fstat(int(dir.Fd()), &st) == nil && st.Nlink == 0 {
+			// tmp/ was removed under its handle, which makes ext4
+			// answer EPERM: the caller makes the Maildir again.
+			err = unix.ENOENT
+		}
+		return -1, nil, err
+	}
+	lw, err := s.fill(fd, r, false, time.Time{})
+	if err != nil {
+		unix.Close(fd) // the file goes with it
+		return -1, nil, err
+	}
+	return fd, lw, nil
+}
+
+// errNoTmpfile says that O_TMPFILE is not available here.
+var errNoTmpfile = errors.New("O_TMPFILE unavailable")
+
+// tmpfileWorks tries an unnamed file linked into the mail root and
+// removed again: O_TMPFILE needs the file system's support, and the link
+// needs /proc (tmpfile_linux.go).
+func (s *Store) tmpfileWorks() bool {
+	dirfd := int(s.rootDir.Fd())
+	fd, err := openTmpfile(dirfd)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	name := ".tmpfile-check." + s.uniqueName()
+	if err := linkTmpfile(fd, dirfd, name); err != nil {
+		return false
+	}
+	unix.Unlinkat(dirfd, name, 0)
+	return true
+}
+
+// fill copies r into the file open as fd (turning CRLF into LF if toLF),
+// sets its modification time unless mtime is zero, and fsyncs it.
+func (s *Store) fill(fd int, r io.Reader, toLF bool, mtime time.Time) (*lfWriter, error) {
+	var err error
 	bufs := writePool.Get().(*writeBufs)
 	defer func() {
 		bufs.w.Reset(nil)
@@ -374,11 +459,7 @@ func (s *Store) writeFileTimed(dir *os.File, name string, r io.Reader, toLF bool
 	if err == nil {
 		err = s.syncFile(fd)
 	}
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		unix.Unlinkat(int(dir.Fd()), name, 0)
 		return nil, err
 	}
 	return lw, nil
@@ -456,7 +537,13 @@ func (m *Staged) Commit(context.Context) error {
 			return err
 		}
 	}
-	if err := unix.Renameat(int(m.dirs.tmp.Fd()), m.name, int(newDir.Fd()), m.visibleName()); err != nil {
+	var err error
+	if m.tmpfile {
+		err = linkTmpfile(m.fd, int(newDir.Fd()), m.visibleName())
+	} else {
+		err = unix.Renameat(int(m.dirs.tmp.Fd()), m.name, int(newDir.Fd()), m.visibleName())
+	}
+	if err != nil {
 		if isNotExist(err) {
 			// new/ (or tmp/) removed under its handle: this delivery
 			// fails (4xx), the next one makes the Maildir again.
@@ -465,6 +552,7 @@ func (m *Staged) Commit(context.Context) error {
 		}
 		return fmt.Errorf("maildir: move %s/tmp/%s to %s/: %w", m.md, m.name, sub, err)
 	}
+	m.closeTmpfile()
 	m.visible = true
 	if err := m.syncVisible(sub, newDir); err != nil {
 		return fmt.Errorf("maildir: sync %s/%s: %w", m.md, sub, err)
@@ -496,6 +584,14 @@ func (m *Staged) leaveSync() {
 	}
 }
 
+// closeTmpfile closes the unnamed file's descriptor, if still open.
+func (m *Staged) closeTmpfile() {
+	if m.tmpfile && m.fd >= 0 {
+		unix.Close(m.fd)
+		m.fd = -1
+	}
+}
+
 // notifyCommitted tells the index (if any) that a folder of home changed.
 func (s *Store) notifyCommitted(home, folder string) {
 	if f := s.committed.Load(); f != nil {
@@ -518,6 +614,8 @@ func (m *Staged) Abort() error {
 			err = unix.Unlinkat(int(newDir.Fd()), m.visibleName(), 0)
 			newDir.Close()
 		}
+	} else if m.tmpfile {
+		m.closeTmpfile() // an unnamed file goes with its descriptor
 	} else {
 		err = unix.Unlinkat(int(m.dirs.tmp.Fd()), m.name, 0)
 	}

@@ -23,6 +23,9 @@ func newStore(t *testing.T) (*Store, string) {
 	if strings.HasPrefix(t.Name(), "TestWithoutOpenat2/") {
 		s.noOpenat2.Store(true) // the fallback path, for that test's subtests
 	}
+	if strings.HasPrefix(t.Name(), "TestWithoutTmpfile/") {
+		s.noTmpfile.Store(true) // named files in tmp/, renamed
+	}
 	t.Cleanup(func() { s.Close() })
 	return s, root
 }
@@ -52,8 +55,14 @@ func TestStageCommit(t *testing.T) {
 	if got := listDir(t, filepath.Join(md, "new")); len(got) != 0 {
 		t.Fatalf("visible before Commit: %v", got)
 	}
-	if got := listDir(t, filepath.Join(md, "tmp")); len(got) != 1 {
-		t.Fatalf("tmp/ = %v", got)
+	// A staged message is an unnamed file (O_TMPFILE), or a named one
+	// in tmp/ where that is unavailable.
+	wantTmp := 0
+	if s.noTmpfile.Load() {
+		wantTmp = 1
+	}
+	if got := listDir(t, filepath.Join(md, "tmp")); len(got) != wantTmp {
+		t.Fatalf("tmp/ = %v, want %d files", got, wantTmp)
 	}
 	if err := m.Commit(ctx); err != nil {
 		t.Fatal(err)
@@ -193,6 +202,34 @@ func TestWithoutOpenat2(t *testing.T) {
 	t.Run("Abort", TestAbort)
 	t.Run("HostileHomes", TestHostileHomes)
 	t.Run("FailedWrite", TestFailedWriteLeavesNothing)
+}
+
+// TestWithoutTmpfile runs the delivery tests again with named files in
+// tmp/, renamed into new/, as where O_TMPFILE is unavailable.
+func TestWithoutTmpfile(t *testing.T) {
+	t.Parallel()
+	t.Run("StageCommit", TestStageCommit)
+	t.Run("Abort", TestAbort)
+	t.Run("FailedWrite", TestFailedWriteLeavesNothing)
+	t.Run("RemovedByHand", TestMaildirRemovedByHand)
+}
+
+// TestTmpfileInUse: this kernel and file system have O_TMPFILE and the
+// link through /proc, so delivery takes that path (the tests above run
+// it, and TestWithoutTmpfile the other); a crash before Commit leaves
+// nothing.
+func TestTmpfileInUse(t *testing.T) {
+	t.Parallel()
+	s, root := newStore(t)
+	if s.noTmpfile.Load() {
+		t.Fatal("O_TMPFILE or the link through /proc/self/fd is unavailable here")
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmpfile-check") {
+			t.Errorf("the check's file %s stayed in the mail root", e.Name())
+		}
+	}
 }
 
 // TestMaildirRemovedByHand: a Maildir (or its new/) removed while the
