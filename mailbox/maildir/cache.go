@@ -290,7 +290,7 @@ func (c *cacheWriter) shutdown() {
 // CacheFields buffers the header fields of a message; see
 // mailbox.HeaderCache. It takes no lock that disk I/O is done under.
 func (s *session) CacheFields(name string, uid uint32, fields []byte) {
-	if s.closed.Load() || uid == 0 {
+	if s.Closed() || uid == 0 {
 		return
 	}
 	f, err := s.a.folder(name)
@@ -308,7 +308,7 @@ func (s *session) CacheFields(name string, uid uint32, fields []byte) {
 // have an entry, in one read transaction plus the buffer; see
 // mailbox.HeaderCache.
 func (s *session) CachedFields(ctx context.Context, name string, uids []uint32) (map[uint32][]byte, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
 	canon, _, err := folderDir(name)

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -22,27 +21,11 @@ import (
 // mailbox.Folders. All state is in the shared account, so a session costs
 // a few words of memory.
 type session struct {
-	a      *account
-	closed atomic.Bool
+	index.Session // Close
+	a             *account
 }
 
 var _ mailbox.Folders = (*session)(nil)
-
-var errClosed = errors.New("maildir: folders closed")
-
-func (s *session) check(ctx context.Context) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	return ctx.Err()
-}
-
-// Close ends the session's use of the account. Shared state stays cached
-// for the next session.
-func (s *session) Close() error {
-	s.closed.Store(true)
-	return nil
-}
 
 // withFolder runs fn on the named folder, synced with the disk, holding
 // the account shared and the folder exclusively; then, with no lock held,
@@ -66,7 +49,7 @@ func (s *session) withFolder(ctx context.Context, name string, fn func(f *folder
 // folder's last index write, and whether fn (or the sync before it)
 // made any.
 func (s *session) locked(ctx context.Context, name string, fn func(f *folder) error) (last *indexWrite, own bool, err error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, false, err
 	}
 	s.a.mu.RLock()
@@ -130,7 +113,7 @@ func (s *session) Watch(name string) <-chan struct{} {
 // List returns INBOX and every folder in the Maildir, sorted, with their
 // subscription and special use.
 func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
 	s.a.mu.RLock()
@@ -153,7 +136,7 @@ func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
 
 // Create makes a folder, and its missing parents, durably.
 func (s *session) Create(ctx context.Context, name string) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	canon, _, err := folderDir(name)
@@ -223,7 +206,7 @@ func (a *account) dropIndex(canon string) error {
 // Delete removes a folder with its messages and index; its children and
 // its subscription stay (RFC 3501 §6.3.4).
 func (s *session) Delete(ctx context.Context, name string) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	canon, dir, err := folderDir(name)
@@ -280,7 +263,7 @@ func (a *account) syncMaildir() error {
 // UIDVALIDITY kept), subscriptions and special use. Renaming INBOX moves
 // its messages into a new folder and leaves INBOX empty.
 func (s *session) Rename(ctx context.Context, oldName, newName string) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	oldCanon, oldDir, err := folderDir(oldName)
@@ -400,7 +383,7 @@ func (s *session) renameInbox(ctx context.Context, newCanon string) error {
 // SetSubscribed subscribes or unsubscribes a folder name; the folder need
 // not exist (RFC 3501 §6.3.6).
 func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	canon, _, err := folderDir(name)
@@ -418,7 +401,7 @@ func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error
 // folder exists or not: deleting a folder keeps its subscription (RFC
 // 9051 §6.3.7), and IMAP's LIST (SUBSCRIBED) shows it as \NonExistent.
 func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
 	var names []string

@@ -19,7 +19,7 @@ import (
 // as served. A file renamed or removed behind the index's back is found
 // again by a sync; one that is gone is mailbox.ErrNoMessage.
 func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSeekCloser, int64, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, 0, err
 	}
 	s.a.mu.RLock()
@@ -353,7 +353,7 @@ func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, d
 // lockedTwo runs fn for twoFolders and returns the folders' last index
 // writes.
 func (s *session) lockedTwo(ctx context.Context, src, dst string, fn func(sf, df *folder) error) ([]*indexWrite, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
 	s.a.mu.RLock()
@@ -366,16 +366,7 @@ func (s *session) lockedTwo(ctx context.Context, src, dst string, fn func(sf, df
 	if err != nil {
 		return nil, err
 	}
-	first, second := sf, df
-	if second.name < first.name {
-		first, second = second, first
-	}
-	first.mu.Lock()
-	defer first.mu.Unlock()
-	if second != first {
-		second.mu.Lock()
-		defer second.mu.Unlock()
-	}
+	defer index.LockTwo(&sf.mu, sf.name, &df.mu, df.name)()
 	if err := sf.sync(ctx); err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func (c *headerCache) clearLocked(s *Store) {
 // CacheFields records the header fields of a message; see
 // mailbox.HeaderCache. It takes only the cache's lock.
 func (s *session) CacheFields(name string, uid uint32, fields []byte) {
-	if s.closed.Load() || uid == 0 {
+	if s.Closed() || uid == 0 {
 		return
 	}
 	f, err := s.a.folder(name)
@@ -115,7 +115,7 @@ func (s *session) CacheFields(name string, uid uint32, fields []byte) {
 // CachedFields returns the cached header fields of those of uids that
 // have an entry; see mailbox.HeaderCache.
 func (s *session) CachedFields(ctx context.Context, name string, uids []uint32) (map[uint32][]byte, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
 	f, err := s.a.folder(name)

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -171,31 +170,16 @@ func (a *account) listNames() ([]mailbox.Folder, error) {
 
 // session is one IMAP session's handle on an account.
 type session struct {
-	a      *account
-	closed atomic.Bool
+	index.Session // Close
+	a             *account
 }
 
 var _ mailbox.Folders = (*session)(nil)
 
-var errClosed = errors.New("mbox: folders closed")
-
-func (s *session) check(ctx context.Context) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	return ctx.Err()
-}
-
-// Close ends the session; the shared state stays for the next one.
-func (s *session) Close() error {
-	s.closed.Store(true)
-	return nil
-}
-
 // withFolder runs fn on the named folder, synced with its file, holding
 // the account shared and the folder exclusively.
 func (s *session) withFolder(ctx context.Context, name string, fn func(f *folder) error) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	s.a.mu.RLock()
@@ -237,7 +221,7 @@ func (s *session) Watch(name string) <-chan struct{} {
 
 // List returns INBOX and the folders below <home>/mail.
 func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
 	s.a.mu.RLock()
@@ -257,7 +241,7 @@ func (s *session) List(ctx context.Context) ([]mailbox.Folder, error) {
 // Subscriptions returns every subscribed name, whether its folder exists
 // or not.
 func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return nil, err
 	}
 	var names []string
@@ -270,7 +254,7 @@ func (s *session) Subscriptions(ctx context.Context) ([]string, error) {
 
 // SetSubscribed subscribes or unsubscribes a name.
 func (s *session) SetSubscribed(ctx context.Context, name string, on bool) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	canon, _, err := canonical(name)
@@ -305,7 +289,7 @@ func (a *account) dropIndex(tx *bolt.Tx, canon string) error {
 // Create makes an empty folder file and the directories above it. A
 // folder below one that holds messages is ErrNotAllowed (see the layout).
 func (s *session) Create(ctx context.Context, name string) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	canon, _, err := canonical(name)
@@ -369,7 +353,7 @@ func (s *session) emptyParents(ctx context.Context, canon string) error {
 // Delete removes a folder's file and index; a directory (a folder of
 // folders) only when it is empty.
 func (s *session) Delete(ctx context.Context, name string) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	canon, _, err := canonical(name)
@@ -411,7 +395,7 @@ func (s *session) Delete(ctx context.Context, name string) error {
 // it), with their indexes, subscriptions and special use. Renaming INBOX
 // moves its messages to a new folder.
 func (s *session) Rename(ctx context.Context, oldName, newName string) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	oldCanon, _, err := canonical(oldName)
@@ -541,7 +525,7 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 // mtime and inode the index last saw, so that the message is where the
 // index says. Anything else (false) is left to the full path.
 func (s *session) openUnchanged(ctx context.Context, name string, uid uint32) (io.ReadSeekCloser, int64, bool) {
-	if s.check(ctx) != nil {
+	if s.Check(ctx) != nil {
 		return nil, 0, false
 	}
 	s.a.mu.RLock()
@@ -891,7 +875,7 @@ func imapBase(uidValidity, uidNext uint32, ents []*entry, gone map[uint32]bool) 
 
 // twoFolders runs fn with both folders synced and locked, in name order.
 func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, df *folder) error) error {
-	if err := s.check(ctx); err != nil {
+	if err := s.Check(ctx); err != nil {
 		return err
 	}
 	s.a.mu.RLock()
@@ -904,16 +888,7 @@ func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, d
 	if err != nil {
 		return err
 	}
-	first, second := sf, df
-	if second.name < first.name {
-		first, second = second, first
-	}
-	first.mu.Lock()
-	defer first.mu.Unlock()
-	if second != first {
-		second.mu.Lock()
-		defer second.mu.Unlock()
-	}
+	defer index.LockTwo(&sf.mu, sf.name, &df.mu, df.name)()
 	if err := sf.sync(ctx, nil); err != nil {
 		return err
 	}
