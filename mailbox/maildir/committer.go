@@ -176,10 +176,12 @@ func (c *committer) write(batch []*indexWrite) {
 			w.f.durable.Store(w.snap)
 		}
 		w.dels, w.puts, w.meta, w.snap = nil, nil, nil, nil // a folder keeps its last write
-		close(w.done)
+		// Watchers first: a session that waited for its change has
+		// woken the others' IDLE by the time it answers.
 		if wake {
 			w.f.notify()
 		}
+		close(w.done)
 	}
 }
 
