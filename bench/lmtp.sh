@@ -185,7 +185,7 @@ echo
 echo "LMTP delivery benchmark: $N messages of $SIZE bytes per run, $R runs per figure, medians"
 echo "(spread = (max-min)/median over the runs; paired = median of the per-run ratios, runs interleaved)"
 echo "host: $(nproc) CPUs, $(uname -sr); filesystem: $fstype on $(df --output=source "$WORK" | tail -1) ($WORK)"
-echo "mailroom: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), $(go version | awk '{print $3}'); fsync file, rename, fsync new/ (group commit) before 250"
+echo "mailroom: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), $(go version | awk '{print $3}'); fsync file (O_TMPFILE in tmp/), link into new/ (tmp/ file and rename where O_TMPFILE is missing), fsync new/ (group commit) before 250"
 echo "dovecot:  $DV_VERSION, mail_fsync = optimized: fsync file, rename, fdatasync new/ before 250 (+ uidlist, index); mail uid $DV_USER"
 echo "disk:     lmtpbench disk: O_EXCL create in tmp/, write, fsync, rename into new/, fsync new/, one goroutine per session"
 for variant in $VARIANTS; do
