@@ -160,3 +160,24 @@ func List(sys Flags, kws []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Change is one STORE's change of flags (RFC 9051 §6.4.6), its flags
+// parsed once for every message it names.
+type Change struct {
+	op  mailbox.FlagOp
+	sys Flags
+	kws []string
+}
+
+// NewChange parses a STORE's flags.
+func NewChange(op mailbox.FlagOp, flags []string) Change {
+	sys, kws := ParseFlags(flags)
+	return Change{op: op, sys: sys, kws: kws}
+}
+
+// To returns a message's flags after the change, and whether they differ
+// from sys and kws (a message whose flags stay gets no new modseq).
+func (c Change) To(sys Flags, kws []string) (Flags, []string, bool) {
+	nsys, nkw := Apply(sys, kws, c.op, c.sys, c.kws)
+	return nsys, nkw, nsys != sys || !SameKeywords(nkw, kws)
+}

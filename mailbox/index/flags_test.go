@@ -49,3 +49,15 @@ func TestList(t *testing.T) {
 		t.Fatalf("List = %v, want %v", got, want)
 	}
 }
+
+// A Change says which messages it leaves as they were.
+func TestChange(t *testing.T) {
+	t.Parallel()
+	c := NewChange(mailbox.FlagsAdd, []string{`\Seen`, "Work"})
+	if sys, kws, ok := c.To(Flagged, nil); !ok || sys != Flagged|Seen || !slices.Equal(kws, []string{"Work"}) {
+		t.Errorf("To = %v %v %v", sys, kws, ok)
+	}
+	if _, _, ok := c.To(Seen, []string{"work"}); ok {
+		t.Error("a message that has the flags already is changed")
+	}
+}

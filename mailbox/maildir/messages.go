@@ -204,7 +204,7 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 	d := &dirs{a: s.a, st: s.a.ix.store}
 	defer d.close()
 	err := s.changeFolder(ctx, name, d, func(f *folder) error {
-		addSys, addKw := index.ParseFlags(flags)
+		change := index.NewChange(op, flags)
 		var updates []entryUpdate
 		var err error
 		for _, uid := range index.Dedupe(uids) {
@@ -212,8 +212,8 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 			if e == nil {
 				continue
 			}
-			nsys, nkw := index.Apply(e.flags, e.kws, op, addSys, addKw)
-			if nsys == e.flags && index.SameKeywords(nkw, e.kws) {
+			nsys, nkw, changed := change.To(e.flags, e.kws)
+			if !changed {
 				continue
 			}
 			u := *e

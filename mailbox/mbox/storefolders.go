@@ -646,7 +646,7 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op mailbox.FlagOp, flags []string) (*mailbox.Snapshot, error) {
 	var snap *mailbox.Snapshot
 	err := s.withFolder(ctx, name, func(f *folder) error {
-		addSys, addKw := index.ParseFlags(flags)
+		change := index.NewChange(op, flags)
 		var put []*entry
 		modSeq := f.modSeq + 1
 		for _, uid := range index.Dedupe(uids) {
@@ -654,8 +654,8 @@ func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op m
 			if e == nil {
 				continue
 			}
-			nsys, nkw := index.Apply(e.flags, e.kws, op, addSys, addKw)
-			if nsys == e.flags && index.SameKeywords(nkw, e.kws) {
+			nsys, nkw, changed := change.To(e.flags, e.kws)
+			if !changed {
 				continue
 			}
 			e.flags, e.kws, e.modSeq = nsys, nkw, modSeq
