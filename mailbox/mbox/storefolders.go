@@ -497,6 +497,9 @@ func (s *session) Open(ctx context.Context, name string, uid uint32) (io.ReadSee
 		var span *Span
 		var size int64
 		err := s.withFolder(ctx, name, func(f *folder) error {
+			if err := f.need(); err != nil {
+				return err
+			}
 			e := f.find(uid)
 			if e == nil {
 				return fmt.Errorf("%w: uid %d in %s", mailbox.ErrNoMessage, uid, name)
@@ -570,6 +573,9 @@ func (f *folder) appendTo(ctx context.Context, msgs []pending) ([]uint32, error)
 	defer unlock()
 	// Others' appends first, so that the file's end is where ours start.
 	if err := f.sync(ctx, h); err != nil {
+		return nil, err
+	}
+	if err := f.need(); err != nil {
 		return nil, err
 	}
 	outs := make([]outMessage, len(msgs))
@@ -646,6 +652,9 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 func (s *session) SetFlags(ctx context.Context, name string, uids []uint32, op mailbox.FlagOp, flags []string) (*mailbox.Snapshot, error) {
 	var snap *mailbox.Snapshot
 	err := s.withFolder(ctx, name, func(f *folder) error {
+		if err := f.need(); err != nil {
+			return err
+		}
 		change := index.NewChange(op, flags)
 		var put []*entry
 		modSeq := f.modSeq + 1
@@ -686,6 +695,9 @@ func (s *session) Expunge(ctx context.Context, name string, uids []uint32) (*mai
 
 // expunge removes uids from the file. The caller holds f.mu.
 func (f *folder) expunge(ctx context.Context, uids []uint32) error {
+	if err := f.need(); err != nil {
+		return err
+	}
 	gone := map[uint32]bool{}
 	for _, u := range uids {
 		if f.find(u) != nil {
@@ -714,6 +726,9 @@ func (f *folder) expunge(ctx context.Context, uids []uint32) error {
 // fsynced. A crash at any moment leaves the old file or the new one,
 // never a mix; a delivery waiting for the locks appends to the new one.
 func (f *folder) rewrite(h *held, gone map[uint32]bool) error {
+	if err := f.need(); err != nil {
+		return err
+	}
 	dir, err := f.a.s.openDir(f.p)
 	if err != nil {
 		return err
@@ -902,6 +917,9 @@ func (s *session) twoFolders(ctx context.Context, src, dst string, fn func(sf, d
 
 // copyLocked appends copies of the messages of uids in sf to df.
 func copyLocked(ctx context.Context, sf, df *folder, uids []uint32) (src, dst []uint32, err error) {
+	if err := sf.need(); err != nil {
+		return nil, nil, err
+	}
 	var es []*entry
 	for _, u := range index.Dedupe(uids) {
 		if e := sf.find(u); e != nil {
