@@ -26,6 +26,12 @@ type entryUpdate struct {
 // the next modseq. undo, if not nil, is called should the write fail: it
 // removes the files the change added. The caller holds f.mu.
 func (f *folder) commit(updates []entryUpdate, added, removed []*entry, undo func()) error {
+	if err := f.need(); err != nil {
+		if undo != nil {
+			undo()
+		}
+		return err
+	}
 	if f.epoch.Load() != f.loadedEpoch {
 		// An earlier write failed: memory is ahead of the disk until
 		// the next sync reads the folder again.

@@ -253,7 +253,7 @@ func TestConcurrentChangesDurable(t *testing.T) {
 func (e *indexEnv) stored(uid uint32, kw string) error {
 	a := e.ix.accts.Lookup(testHome)
 	f := &folder{a: a, name: inbox, dir: a.md}
-	st, bad, err := f.readIndex()
+	st, bad, err := f.readIndex(false)
 	if err != nil || bad != nil || st == nil {
 		return fmt.Errorf("read index: %v, %v", err, bad)
 	}

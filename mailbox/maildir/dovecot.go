@@ -232,6 +232,9 @@ func (ix *Index) ExportDovecot(ctx context.Context, home string) (folders, messa
 			return folders, messages, fmt.Errorf("maildir: export %s of %s: %w", fo.Name, home, err)
 		}
 		err := s.withFolder(ctx, fo.Name, func(f *folder) error {
+			if err := f.need(); err != nil {
+				return err
+			}
 			var b strings.Builder
 			fmt.Fprintf(&b, "3 V%d N%d\n", f.uidValidity, f.uidNext)
 			for _, e := range f.ents {

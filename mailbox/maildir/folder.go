@@ -32,7 +32,9 @@ type folder struct {
 	uidValidity uint32
 	uidNext     uint32
 	modSeq      uint64
-	ents        []*entry          // ascending UID
+	ents        []*entry          // ascending UID; see lazy
+	lazy        bool              // ents not read yet: load made snap alone (need)
+	hint        loadHint          // from the seen record, for saveSeen while lazy
 	byKey       map[string]*entry // by Maildir unique name; nil until needed (keys)
 	seenNew     dirSeen
 	seenCur     dirSeen

@@ -52,6 +52,11 @@ func (f *folder) scan() error {
 	if err != nil || l == nil {
 		return err
 	}
+	// The entries, before keys can take a failure to read them for a
+	// damaged index.
+	if err := f.need(); err != nil {
+		return err
+	}
 	if _, bad := f.keys(); bad != nil {
 		// Found only now: the index was loaded without the map. Every
 		// file is indexed afresh from this listing.

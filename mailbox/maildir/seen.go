@@ -91,9 +91,12 @@ func (ix *Index) saveSeen() error {
 		for _, f := range a.folders.All() {
 			f.mu.Lock()
 			if f.loaded && (f.seenNew.sure || f.seenCur.sure) {
-				h := loadHint{n: uint32(len(f.ents))}
-				for _, e := range f.ents {
-					h.nameBytes += uint32(len(e.name))
+				h := f.hint // the entries not read since the load
+				if !f.lazy {
+					h = loadHint{n: uint32(len(f.ents))}
+					for _, e := range f.ents {
+						h.nameBytes += uint32(len(e.name))
+					}
 				}
 				recs = append(recs, rec{a.home, f.name, f.uidValidity, encodeSeen(f.seenNew, f.seenCur, h)})
 			}

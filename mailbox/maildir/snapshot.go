@@ -48,8 +48,11 @@ func (f *folder) publishDelta(updates []entryUpdate, added, removed []*entry) {
 }
 
 // setSnap publishes the snapshot of msgs.
-func (f *folder) setSnap(msgs []mailbox.Message) {
-	f.snap = f.snaps.Set(index.Counters{UIDValidity: f.uidValidity, UIDNext: f.uidNext, ModSeq: f.modSeq}, msgs)
+func (f *folder) setSnap(msgs []mailbox.Message) { f.snap = f.snaps.Set(f.counters(), msgs) }
+
+// counters are the folder's IMAP numbers.
+func (f *folder) counters() index.Counters {
+	return index.Counters{UIDValidity: f.uidValidity, UIDNext: f.uidNext, ModSeq: f.modSeq}
 }
 
 func (f *folder) message(e *entry) mailbox.Message {
@@ -74,8 +77,12 @@ func (f *folder) publish() {
 	f.setSnap(msgs)
 }
 
-// find returns the entry with uid, or nil.
+// find returns the entry with uid, or nil if there is none (or the
+// entries cannot be read: need says why to those who ask it first).
 func (f *folder) find(uid uint32) *entry {
+	if f.need() != nil {
+		return nil
+	}
 	if i, ok := slices.BinarySearchFunc(f.ents, uid, byUID); ok {
 		return f.ents[i]
 	}
