@@ -9,24 +9,31 @@ import (
 	"mailroom/imap/internal/wire"
 )
 
-// BODYSTRUCTURE in the header cache: once computed (the message opened
-// and its MIME structure parsed, every part read through), a message's
-// BODYSTRUCTURE and BODY are kept, as the response bytes, in its
-// HeaderCache entry after the header block and an empty line, which the
-// block's readers (fieldsOf) stop at:
+// ENVELOPE and BODYSTRUCTURE in the header cache: once computed, a
+// message's ENVELOPE, and its BODYSTRUCTURE and BODY (the message opened
+// and its MIME structure parsed, every part read through), are kept, as
+// the response bytes, in its HeaderCache entry after the header block and
+// an empty line, which the block's readers (fieldsOf) stop at:
 //
 //	<cached header fields>\r\n
-//	BODYSTRUCTURE1 <length of the first> <BODYSTRUCTURE><BODY>
+//	ENVELOPE1 <length> <ENVELOPE>BODYSTRUCTURE1 <length of the first> <BODYSTRUCTURE><BODY>
 //
-// Dovecot keeps BODYSTRUCTURE in its cache file the same way; under
-// imaptest's stress, FETCH BODYSTRUCTURE of messages fetched before was
-// 13 % of the server's CPU. The "1" is the version of how they are
-// computed: a change to that (bodyStructure, sanitize, the encoder)
-// changes it, so that no entry shows an old form. They are encoded
-// without UTF8=ACCEPT (8-bit strings as literals), which every session
-// may be sent; a session with UTF8=ACCEPT enabled computes its own.
+// either record may be absent. Dovecot keeps both in its cache file the
+// same way ("imap.envelope", "imap.bodystructure"); under imaptest's
+// stress, FETCH BODYSTRUCTURE of messages fetched before was 13 % of the
+// server's CPU, and a FETCH 1:* (ENVELOPE) answered from the header
+// block spent most of its time parsing the address lists and encoding
+// them again. The "1"s are the versions of how they are computed: a
+// change to that (envelopeOf, the address parser, bodyStructure,
+// sanitize, the encoder) changes them, so that no entry shows an old
+// form. They are encoded without UTF8=ACCEPT (8-bit strings as literals,
+// UTF-8 text as encoded-words), which every session may be sent; a
+// session with UTF8=ACCEPT enabled computes its own.
 
-const structureTag = "BODYSTRUCTURE1 "
+const (
+	envelopeTag  = "ENVELOPE1 "
+	structureTag = "BODYSTRUCTURE1 "
+)
 
 // cachedStructure is a message's BODYSTRUCTURE and BODY, encoded.
 type cachedStructure struct{ ext, basic []byte }
@@ -45,29 +52,67 @@ func encodeStructure(bs goimap.BodyStructure) *cachedStructure {
 	return &cachedStructure{ext: all[:n:n], basic: all[n:]}
 }
 
-// entryWith is a HeaderCache entry: the header block, and cs if not nil.
-func entryWith(block []byte, cs *cachedStructure) []byte {
-	if cs == nil {
-		return block
+// encodeEnvelope encodes env for the cache (nil if the encoder fails).
+func encodeEnvelope(env *wire.Envelope) []byte {
+	var b bytes.Buffer
+	e := wire.NewEncoder(&b)
+	e.Envelope(env)
+	if e.Flush() != nil {
+		return nil
 	}
-	n := strconv.Itoa(len(cs.ext))
-	b := make([]byte, 0, len(block)+2+len(structureTag)+len(n)+1+len(cs.ext)+len(cs.basic))
-	b = append(b, block...)
-	b = append(b, "\r\n"...)
-	b = append(b, structureTag...)
-	b = append(b, n...)
-	b = append(b, ' ')
-	b = append(b, cs.ext...)
-	return append(b, cs.basic...)
+	return b.Bytes()
 }
 
-// splitEntry parts a HeaderCache entry into its header block and its
-// cached structure (nil if none, or not of this version).
-func splitEntry(entry []byte) ([]byte, *cachedStructure) {
+// newEntry is the HeaderCache entry of a message with these fields: its
+// header block and encoded ENVELOPE, and its structure if cs is not nil.
+func newEntry(fields []field, cs *cachedStructure) []byte {
+	return entryWith(cachedBlock(fields), encodeEnvelope(envelopeOf(fields)), cs)
+}
+
+// entryWith is a HeaderCache entry: the header block, and env and cs
+// where not nil.
+func entryWith(block, env []byte, cs *cachedStructure) []byte {
+	if env == nil && cs == nil {
+		return block
+	}
+	var ne, ns string
+	n := len(block) + 2
+	if env != nil {
+		ne = strconv.Itoa(len(env))
+		n += len(envelopeTag) + len(ne) + 1 + len(env)
+	}
+	if cs != nil {
+		ns = strconv.Itoa(len(cs.ext))
+		n += len(structureTag) + len(ns) + 1 + len(cs.ext) + len(cs.basic)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, block...)
+	b = append(b, "\r\n"...)
+	if env != nil {
+		b = append(b, envelopeTag...)
+		b = append(b, ne...)
+		b = append(b, ' ')
+		b = append(b, env...)
+	}
+	if cs != nil {
+		b = append(b, structureTag...)
+		b = append(b, ns...)
+		b = append(b, ' ')
+		b = append(b, cs.ext...)
+		b = append(b, cs.basic...)
+	}
+	return b
+}
+
+// splitEntry parts a HeaderCache entry into its header block, its
+// cached ENVELOPE and its cached structure (nil where there is none, or
+// not of this version).
+func splitEntry(entry []byte) ([]byte, []byte, *cachedStructure) {
 	off := 0
 	for off < len(entry) {
-		if bytes.HasPrefix(entry[off:], []byte("\r\n")) {
-			return entry[:off], parseStructure(entry[off+2:])
+		if entry[off] == '\r' && off+1 < len(entry) && entry[off+1] == '\n' {
+			env, rest := parseRecord(entry[off+2:], envelopeTag)
+			return entry[:off], env, parseStructure(rest)
 		}
 		n := bytes.IndexByte(entry[off:], '\n')
 		if n < 0 {
@@ -75,22 +120,38 @@ func splitEntry(entry []byte) ([]byte, *cachedStructure) {
 		}
 		off += n + 1
 	}
-	return entry, nil
+	return entry, nil, nil
+}
+
+// parseRecord reads a "<tag><length> <bytes>" record at the start of t:
+// the bytes, and what follows them; nil and t if there is none.
+func parseRecord(t []byte, tag string) ([]byte, []byte) {
+	rest, ok := bytes.CutPrefix(t, []byte(tag))
+	if !ok {
+		return nil, t
+	}
+	sp := bytes.IndexByte(rest, ' ')
+	if sp <= 0 || sp > 10 {
+		return nil, t
+	}
+	n := 0
+	for _, c := range rest[:sp] {
+		if c < '0' || c > '9' {
+			return nil, t
+		}
+		n = n*10 + int(c-'0')
+	}
+	rest = rest[sp+1:]
+	if n <= 0 || n > len(rest) {
+		return nil, t
+	}
+	return rest[:n:n], rest[n:]
 }
 
 func parseStructure(t []byte) *cachedStructure {
-	rest, ok := bytes.CutPrefix(t, []byte(structureTag))
-	if !ok {
+	b, rest := parseRecord(t, structureTag)
+	if b == nil || len(rest) == 0 {
 		return nil
 	}
-	sp := bytes.IndexByte(rest, ' ')
-	if sp <= 0 {
-		return nil
-	}
-	n, err := strconv.Atoi(string(rest[:sp]))
-	rest = rest[sp+1:]
-	if err != nil || n <= 0 || n >= len(rest) {
-		return nil
-	}
-	return &cachedStructure{ext: rest[:n:n], basic: rest[n:]}
+	return &cachedStructure{ext: b, basic: rest}
 }

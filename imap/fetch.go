@@ -63,9 +63,21 @@ func (s *session) Fetch(w *fetchWriter, numSet goimap.NumSet, options *goimap.Fe
 		}
 		fm := fetchMsg{seq: uint32(i + 1), m: m, flagsChanged: flagsChanged}
 		if e, ok := entries[m.UID]; ok {
-			block, cs := splitEntry(e)
+			block, env, cs := splitEntry(e)
 			if options.Envelope {
-				fm.env = envelopeOf(fieldsOf(block))
+				if env == nil {
+					// An entry from before ENVELOPEs were cached: the
+					// next FETCH finds it.
+					fm.env = envelopeOf(fieldsOf(block))
+					env = encodeEnvelope(fm.env)
+					hc.CacheFields(s.name, m.UID, entryWith(block, env, cs))
+				}
+				switch {
+				case !w.c.enc.UTF8:
+					fm.envRaw = env
+				case fm.env == nil:
+					fm.env = envelopeOf(fieldsOf(block))
+				}
 			}
 			if fm.bsCached = cs != nil; !w.c.enc.UTF8 {
 				fm.bs = cs
@@ -155,12 +167,14 @@ type fetchReq struct {
 // fetchMsg is one message of a FETCH: its sequence number, its state,
 // whether that state has flags the client has not been told yet (a
 // non-peek fetch set \Seen), and its ENVELOPE and BODYSTRUCTURE if the
-// header cache had them.
+// header cache had them (envRaw: the ENVELOPE encoded, for a session
+// without UTF8=ACCEPT; env: computed from the cached fields).
 type fetchMsg struct {
 	seq          uint32
 	m            mailbox.Message
 	flagsChanged bool
 	env          *wire.Envelope
+	envRaw       []byte
 	bs           *cachedStructure
 	bsCached     bool // the entry has the structure (bs may be nil: UTF8=ACCEPT)
 }
@@ -175,7 +189,7 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 	)
 	options, hc, m, env := req.options, req.hc, msg.m, msg.env
 	items.env = env
-	have := known{env: env != nil, bs: msg.bs != nil}
+	have := known{env: env != nil || msg.envRaw != nil, bs: msg.bs != nil}
 	if needsContent(options, have) {
 		r, size, err := s.folders.Open(s.ctx, s.name, m.UID)
 		if errors.Is(err, mailbox.ErrNoMessage) {
@@ -209,11 +223,11 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 		if items.bs != nil && hc != nil && !msg.bsCached {
 			cs = encodeStructure(items.bs)
 		}
-		if options.Envelope && items.env == nil {
+		if options.Envelope && !have.env {
 			items.env = envelopeOf(c.fields)
 		}
 		if hc != nil && (!have.env && options.Envelope || cs != nil) {
-			hc.CacheFields(s.name, m.UID, entryWith(cachedBlock(c.fields), cs))
+			hc.CacheFields(s.name, m.UID, newEntry(c.fields, cs))
 		}
 	}
 	rw := w.CreateMessage(msg.seq)
@@ -238,7 +252,11 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 	if options.RFC822Size {
 		rw.WriteRFC822Size(m.Size)
 	}
-	if options.Envelope {
+	switch {
+	case !options.Envelope:
+	case msg.envRaw != nil:
+		rw.WriteCachedEnvelope(msg.envRaw)
+	default:
 		rw.WriteEnvelope(items.env)
 	}
 	switch {

@@ -11,6 +11,7 @@ import (
 	gotextproto "github.com/emersion/go-message/textproto"
 
 	"mailroom/internal/memfolders"
+	"mailroom/mailbox"
 )
 
 // envelopeCorpus is the nasty corpus and a few ordinary messages, among
@@ -204,29 +205,41 @@ func TestFetchBodyStructureCached(t *testing.T) {
 	}
 }
 
-// An entry's structure trailer is found only where it was written, and
-// only in this version; a damaged one is ignored.
+// An entry's ENVELOPE and structure records are found only where they
+// were written, and only in this version; a damaged one is ignored.
 func TestSplitEntry(t *testing.T) {
 	t.Parallel()
 	cs := &cachedStructure{ext: []byte(`("text" "plain" NIL NIL NIL "7bit" 3 1 NIL NIL NIL NIL)`), basic: []byte(`("text" "plain" NIL NIL NIL "7bit" 3 1)`)}
+	env := []byte("(NIL {3}\r\na\r\n NIL NIL NIL NIL NIL NIL NIL NIL)")
 	block := []byte("Subject: a\r\n b\r\nFrom: x@y\r\n")
+	with := func(tail string) []byte { return append(append([]byte{}, block...), tail...) }
 	for _, tc := range []struct {
-		name      string
-		entry     []byte
-		block     string
-		ext, body string
+		name       string
+		entry      []byte
+		block, env string
+		ext, body  string
 	}{
-		{"fields only", block, string(block), "", ""},
-		{"fields and structure", entryWith(block, cs), string(block), string(cs.ext), string(cs.basic)},
-		{"no fields, structure", entryWith(nil, cs), "", string(cs.ext), string(cs.basic)},
-		{"empty", []byte{}, "", "", ""},
-		{"another version", append(append([]byte{}, block...), "\r\nBODYSTRUCTURE0 3 abcdef"...), string(block), "", ""},
-		{"bad length", append(append([]byte{}, block...), "\r\nBODYSTRUCTURE1 99 abc"...), string(block), "", ""},
-		{"no length", append(append([]byte{}, block...), "\r\nBODYSTRUCTURE1 abc"...), string(block), "", ""},
+		{"fields only", block, string(block), "", "", ""},
+		{"fields and structure", entryWith(block, nil, cs), string(block), "", string(cs.ext), string(cs.basic)},
+		{"no fields, structure", entryWith(nil, nil, cs), "", "", string(cs.ext), string(cs.basic)},
+		{"fields and envelope", entryWith(block, env, nil), string(block), string(env), "", ""},
+		{"all", entryWith(block, env, cs), string(block), string(env), string(cs.ext), string(cs.basic)},
+		{"no fields, envelope", entryWith(nil, env, cs), "", string(env), string(cs.ext), string(cs.basic)},
+		{"empty", []byte{}, "", "", "", ""},
+		{"another version", with("\r\nBODYSTRUCTURE0 3 abcdef"), string(block), "", "", ""},
+		{"bad length", with("\r\nBODYSTRUCTURE1 99 abc"), string(block), "", "", ""},
+		{"no length", with("\r\nBODYSTRUCTURE1 abc"), string(block), "", "", ""},
+		{"envelope of another version", with("\r\nENVELOPE0 3 abcBODYSTRUCTURE1 1 ab"), string(block), "", "", ""},
+		{"envelope too long", with("\r\nENVELOPE1 99 abc"), string(block), "", "", ""},
+		{"envelope length not a number", with("\r\nENVELOPE1 -3 abc"), string(block), "", "", ""},
+		{"envelope, bad structure", with("\r\nENVELOPE1 3 abcBODYSTRUCTURE1 2 ab"), string(block), "abc", "", ""},
 	} {
-		b, got := splitEntry(tc.entry)
+		b, e, got := splitEntry(tc.entry)
 		if string(b) != tc.block {
 			t.Errorf("%s: block %q, want %q", tc.name, b, tc.block)
+		}
+		if string(e) != tc.env || (e == nil) != (tc.env == "") {
+			t.Errorf("%s: envelope %q, want %q", tc.name, e, tc.env)
 		}
 		var ext, body string
 		if got != nil {
@@ -238,5 +251,62 @@ func TestSplitEntry(t *testing.T) {
 		if f, want := fieldsOf(tc.entry), fieldsOf([]byte(tc.block)); (len(f) > 0 || len(want) > 0) && !reflect.DeepEqual(f, want) {
 			t.Errorf("%s: fieldsOf gives %q, want %q", tc.name, f, want)
 		}
+	}
+}
+
+// An entry of only header fields (written before ENVELOPEs were cached)
+// answers FETCH ENVELOPE as the message would, and gets its ENVELOPE
+// record then: the next FETCH stores nothing. A session with UTF8=ACCEPT
+// gets its own encoding from entries that have the record.
+func TestFetchEnvelopeOldEntries(t *testing.T) {
+	t.Parallel()
+	msgs := envelopeCorpus(t)
+	plain := start(t, Options{})
+	cstore := memfolders.NewWithHeaderCache()
+	cached := start(t, Options{Store: cstore})
+	var uids []uint32
+	for _, m := range msgs {
+		plain.deliver(t, "INBOX", string(m))
+		uids = append(uids, cached.deliver(t, "INBOX", string(m)))
+	}
+	f, err := cstore.Open(t.Context(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := f.(mailbox.HeaderCache)
+	for i, m := range msgs {
+		c, err := newContent(bytes.NewReader(crlfBytes(m)), int64(len(crlfBytes(m))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc.CacheFields("INBOX", uids[i], cachedBlock(c.fields))
+	}
+	fetch := func(ts *testServer, utf8 bool, cmd string) string {
+		r := dialRaw(t, ts.addr)
+		r.login()
+		if utf8 {
+			r.ok("ENABLE UTF8=ACCEPT")
+		}
+		r.ok("SELECT INBOX")
+		return strings.Join(r.ok("%s", cmd), "\n")
+	}
+	const cmd = "FETCH 1:* (ENVELOPE)"
+	want := fetch(plain, false, cmd)
+	before := cstore.CacheStats()
+	if got := fetch(cached, false, cmd); got != want {
+		t.Errorf("from old entries:\n%s\nwithout a cache:\n%s", got, want)
+	}
+	st := cstore.CacheStats()
+	if st.Hits-before.Hits != len(msgs) || st.Stored-before.Stored != len(msgs) {
+		t.Errorf("first FETCH: %+v after %+v, want %d hits and entries stored", st, before, len(msgs))
+	}
+	if got := fetch(cached, false, cmd); got != want {
+		t.Errorf("from the records:\n%s\nwithout a cache:\n%s", got, want)
+	}
+	if got, want := fetch(cached, true, cmd), fetch(plain, true, cmd); got != want {
+		t.Errorf("UTF8=ACCEPT from the records:\n%s\nwithout a cache:\n%s", got, want)
+	}
+	if after := cstore.CacheStats(); after.Stored != st.Stored {
+		t.Errorf("%d entries stored again", after.Stored-st.Stored)
 	}
 }

@@ -49,6 +49,9 @@ func (r *fetchResponse) WriteRFC822Size(n int64) { r.item("RFC822.SIZE ").Number
 
 func (r *fetchResponse) WriteEnvelope(env *wire.Envelope) { r.item("ENVELOPE ").Envelope(env) }
 
+// WriteCachedEnvelope writes an ENVELOPE from its encoded form (bscache.go).
+func (r *fetchResponse) WriteCachedEnvelope(env []byte) { r.item("ENVELOPE ").Raw(env) }
+
 // WriteBodyStructure writes BODY, BODYSTRUCTURE or both, as asked.
 func (r *fetchResponse) WriteBodyStructure(bs goimap.BodyStructure) {
 	if r.names.Body {

@@ -257,7 +257,7 @@ func (s *session) load(m mailbox.Message, l *lazy) error {
 	}
 	l.c.onPanic = s.recordPanic
 	if l.hc != nil {
-		l.hc.CacheFields(s.name, m.UID, cachedBlock(l.c.fields))
+		l.hc.CacheFields(s.name, m.UID, newEntry(l.c.fields, nil))
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ import (
 // maxCacheBytes for the Store (beyond it new entries are dropped).
 
 // maxCacheBytes bounds the fields cached by a Store, all folders
-// together (about 300,000 messages of ENVELOPE fields and BODYSTRUCTURE).
+// together (about 200,000 messages of ENVELOPE fields, encoded ENVELOPE
+// and BODYSTRUCTURE).
 const maxCacheBytes = 256 << 20
 
 var _ mailbox.HeaderCache = (*session)(nil)
