@@ -33,6 +33,9 @@ import (
 
 var bucketCache = []byte("cache")
 
+// arenaChunk is the size of the buffers CachedFields copies entries into.
+const arenaChunk = 256 << 10
+
 const (
 	// cacheBatch is the most entries written in one transaction.
 	cacheBatch = 4096
@@ -348,15 +351,11 @@ func (s *session) CachedFields(ctx context.Context, name string, uids []uint32) 
 		if cb == nil {
 			return nil
 		}
-		// One allocation for every value found.
-		type hit struct {
-			uid        uint32
-			start, end int
-		}
-		var (
-			arena = make([]byte, 0, 512*len(sorted)) // never nil: an empty entry is non-nil
-			hits  = make([]hit, 0, len(sorted))
-		)
+		// The values are copied (bbolt's are valid only in the
+		// transaction) into chunks of arenaChunk bytes, a few
+		// allocations for a thousand entries and no copy of what was
+		// copied already, as growing one buffer would do.
+		var arena []byte
 		cur := cb.Cursor()
 		var key [4]byte
 		binary.BigEndian.PutUint32(key[:], sorted[0])
@@ -378,12 +377,13 @@ func (s *session) CachedFields(ctx context.Context, name string, uids []uint32) 
 				continue
 			}
 			if _, ok := buffered[u]; !ok {
-				hits = append(hits, hit{u, len(arena), len(arena) + len(cv)})
+				if cap(arena)-len(arena) < len(cv) || arena == nil {
+					arena = make([]byte, 0, max(arenaChunk, len(cv))) // never nil: an empty entry is non-nil
+				}
+				n := len(arena)
 				arena = append(arena, cv...)
+				out[u] = arena[n:len(arena):len(arena)]
 			}
-		}
-		for _, h := range hits {
-			out[h.uid] = arena[h.start:h.end:h.end]
 		}
 		return nil
 	})
