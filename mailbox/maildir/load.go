@@ -180,7 +180,7 @@ func (f *folder) readIndex(snapshot bool) (st *stored, bad, err error) {
 		s := &stored{meta: meta}
 		s.seenNew, s.seenCur, s.hint = decodeSeen(fb.Get(keySeen))
 		if snapshot {
-			s.msgs, bad = decodeMessages(ub, meta, f.snaps.Flags)
+			s.msgs, bad = decodeMessages(ub, meta, s.hint, f.snaps.Flags)
 		} else {
 			s.ents, bad = decodeRecords(ub, meta, s.hint)
 		}
@@ -235,13 +235,21 @@ func decodeRecords(ub *bolt.Bucket, meta folderMeta, hint loadHint) ([]*entry, e
 }
 
 // decodeMessages decodes every record of a folder's uids bucket into the
-// messages of a snapshot, without keeping the entries; flagsOf gives a
-// message's flag list (index.Snapshots.Flags).
-func decodeMessages(ub *bolt.Bucket, meta folderMeta, flagsOf func(index.Flags, []string) []string) ([]mailbox.Message, error) {
-	n := 0
+// messages of a snapshot, without keeping the entries; hint (from the
+// seen record) sizes them, and flagsOf gives a message's flag list
+// (index.Snapshots.Flags).
+func decodeMessages(ub *bolt.Bucket, meta folderMeta, hint loadHint, flagsOf func(index.Flags, []string) []string) ([]mailbox.Message, error) {
 	c := ub.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		n++
+	// The array is sized once, by the hint the last run left or else by
+	// counting: growing it would copy it over fresh memory again. A hint
+	// beyond a million messages is counted instead, so that a damaged
+	// record cannot make it allocate gigabytes.
+	n := int(hint.n)
+	if n == 0 || n > 1<<20 {
+		n = 0
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
 	}
 	msgs := index.Make(n)[:0]
 	counters := meta.counters()
