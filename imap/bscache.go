@@ -55,6 +55,7 @@ func encodeStructure(bs goimap.BodyStructure) *cachedStructure {
 // encodeEnvelope encodes env for the cache (nil if the encoder fails).
 func encodeEnvelope(env *wire.Envelope) []byte {
 	var b bytes.Buffer
+	b.Grow(512)
 	e := wire.NewEncoder(&b)
 	e.Envelope(env)
 	if e.Flush() != nil {

@@ -187,9 +187,9 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 		items fetchItems
 		c     *content
 	)
-	options, hc, m, env := req.options, req.hc, msg.m, msg.env
+	options, hc, m, env, envRaw := req.options, req.hc, msg.m, msg.env, msg.envRaw
 	items.env = env
-	have := known{env: env != nil || msg.envRaw != nil, bs: msg.bs != nil}
+	have := known{env: env != nil || envRaw != nil, bs: msg.bs != nil}
 	if needsContent(options, have) {
 		r, size, err := s.folders.Open(s.ctx, s.name, m.UID)
 		if errors.Is(err, mailbox.ErrNoMessage) {
@@ -227,7 +227,20 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 			items.env = envelopeOf(c.fields)
 		}
 		if hc != nil && (!have.env && options.Envelope || cs != nil) {
-			hc.CacheFields(s.name, m.UID, newEntry(c.fields, cs))
+			// The ENVELOPE is encoded once, for the cache and, without
+			// UTF8=ACCEPT, for this response.
+			raw := envRaw
+			if raw == nil {
+				e := items.env
+				if e == nil {
+					e = envelopeOf(c.fields)
+				}
+				raw = encodeEnvelope(e)
+			}
+			hc.CacheFields(s.name, m.UID, entryWith(cachedBlock(c.fields), raw, cs))
+			if !w.c.enc.UTF8 {
+				envRaw = raw
+			}
 		}
 	}
 	rw := w.CreateMessage(msg.seq)
@@ -254,8 +267,8 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 	}
 	switch {
 	case !options.Envelope:
-	case msg.envRaw != nil:
-		rw.WriteCachedEnvelope(msg.envRaw)
+	case envRaw != nil:
+		rw.WriteCachedEnvelope(envRaw)
 	default:
 		rw.WriteEnvelope(items.env)
 	}
