@@ -54,20 +54,94 @@ func encodeStructure(bs goimap.BodyStructure) *cachedStructure {
 
 // encodeEnvelope encodes env for the cache (nil if the encoder fails).
 func encodeEnvelope(env *wire.Envelope) []byte {
-	var b bytes.Buffer
-	b.Grow(512)
-	e := wire.NewEncoder(&b)
+	return appendEnvelope(make([]byte, 0, 512), env)
+}
+
+// appender is an io.Writer that appends to a slice.
+type appender []byte
+
+func (a *appender) Write(p []byte) (int, error) {
+	*a = append(*a, p...)
+	return len(p), nil
+}
+
+// appendEnvelope appends env, encoded for the cache, to b; nil if the
+// encoder fails.
+func appendEnvelope(b []byte, env *wire.Envelope) []byte {
+	a := appender(b)
+	e := wire.NewEncoder(&a)
 	e.Envelope(env)
 	if e.Flush() != nil {
 		return nil
 	}
-	return b.Bytes()
+	return a
 }
 
 // newEntry is the HeaderCache entry of a message with these fields: its
 // header block and encoded ENVELOPE, and its structure if cs is not nil.
 func newEntry(fields []field, cs *cachedStructure) []byte {
-	return entryWith(cachedBlock(fields), encodeEnvelope(envelopeOf(fields)), cs)
+	entry, _ := buildEntry(fields, nil, envelopeOf(fields), cs)
+	return entry
+}
+
+// envLenDigits is how many digits the length of an ENVELOPE record is
+// written with (zero-padded, so that the record is written in place).
+const envLenDigits = 8
+
+// buildEntry builds a HeaderCache entry in one buffer: the header block
+// of fields, the ENVELOPE as env encodes (or envRaw, already encoded, if
+// not nil), and cs if not nil. It returns the entry and the encoded
+// ENVELOPE within it (nil if it could not be encoded: the entry has
+// none then).
+func buildEntry(fields []field, envRaw []byte, env *wire.Envelope, cs *cachedStructure) ([]byte, []byte) {
+	n := 2 + len(envelopeTag) + envLenDigits + 1 + 512
+	for _, f := range fields {
+		if isCachedKey(f.key) {
+			n += len(f.raw)
+		}
+	}
+	if cs != nil {
+		n += len(structureTag) + 11 + len(cs.ext) + len(cs.basic)
+	}
+	b := make([]byte, 0, n)
+	for _, f := range fields {
+		if isCachedKey(f.key) {
+			b = append(b, f.raw...)
+		}
+	}
+	b = append(b, "\r\n"...)
+	head := len(b)
+	b = append(b, envelopeTag...)
+	at := len(b)
+	b = append(b, "00000000 "...)
+	start := len(b)
+	var e []byte
+	if envRaw != nil {
+		e = append(b, envRaw...)
+	} else {
+		e = appendEnvelope(b, env)
+	}
+	var raw []byte
+	if l := len(e) - start; e != nil && l > 0 && l < 1e8 {
+		b = e
+		for i, v := at+envLenDigits-1, l; i >= at; i, v = i-1, v/10 {
+			b[i] = byte('0' + v%10)
+		}
+		raw = b[start:len(b):len(b)]
+	} else {
+		b = b[:head]
+	}
+	if cs != nil {
+		b = append(b, structureTag...)
+		b = strconv.AppendInt(b, int64(len(cs.ext)), 10)
+		b = append(b, ' ')
+		b = append(b, cs.ext...)
+		b = append(b, cs.basic...)
+	}
+	if raw == nil && cs == nil {
+		b = b[:head-2]
+	}
+	return b, raw
 }
 
 // entryWith is a HeaderCache entry: the header block, and env and cs

@@ -69,8 +69,9 @@ func (s *session) Fetch(w *fetchWriter, numSet goimap.NumSet, options *goimap.Fe
 					// An entry from before ENVELOPEs were cached: the
 					// next FETCH finds it.
 					fm.env = envelopeOf(fieldsOf(block))
-					env = encodeEnvelope(fm.env)
-					hc.CacheFields(s.name, m.UID, entryWith(block, env, cs))
+					if env = encodeEnvelope(fm.env); env != nil {
+						hc.CacheFields(s.name, m.UID, entryWith(block, env, cs))
+					}
 				}
 				switch {
 				case !w.c.enc.UTF8:
@@ -227,18 +228,15 @@ func (s *session) fetchOne(w *fetchWriter, req *fetchReq, msg fetchMsg) error {
 			items.env = envelopeOf(c.fields)
 		}
 		if hc != nil && (!have.env && options.Envelope || cs != nil) {
-			// The ENVELOPE is encoded once, for the cache and, without
-			// UTF8=ACCEPT, for this response.
-			raw := envRaw
-			if raw == nil {
-				e := items.env
-				if e == nil {
-					e = envelopeOf(c.fields)
-				}
-				raw = encodeEnvelope(e)
+			// The ENVELOPE is encoded once, into the entry, which
+			// this response (without UTF8=ACCEPT) writes it from.
+			e := items.env
+			if e == nil && envRaw == nil {
+				e = envelopeOf(c.fields)
 			}
-			hc.CacheFields(s.name, m.UID, entryWith(cachedBlock(c.fields), raw, cs))
-			if !w.c.enc.UTF8 {
+			entry, raw := buildEntry(c.fields, envRaw, e, cs)
+			hc.CacheFields(s.name, m.UID, entry)
+			if !w.c.enc.UTF8 && raw != nil {
 				envRaw = raw
 			}
 		}

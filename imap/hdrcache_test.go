@@ -310,3 +310,34 @@ func TestFetchEnvelopeOldEntries(t *testing.T) {
 		t.Errorf("%d entries stored again", after.Stored-st.Stored)
 	}
 }
+
+// buildEntry's entry, written in one buffer, reads back as the header
+// block, ENVELOPE and structure it was given, with or without a
+// structure and from an encoded ENVELOPE as from a parsed one.
+func TestBuildEntry(t *testing.T) {
+	t.Parallel()
+	cs := &cachedStructure{ext: []byte(`("text" "plain" NIL NIL NIL "7bit" 3 1 NIL NIL NIL NIL)`), basic: []byte(`("text" "plain" NIL NIL NIL "7bit" 3 1)`)}
+	for i, msg := range envelopeCorpus(t) {
+		c, err := newContent(bytes.NewReader(crlfBytes(msg)), int64(len(crlfBytes(msg))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := envelopeOf(c.fields)
+		want := encodeEnvelope(env)
+		for _, s := range []*cachedStructure{nil, cs} {
+			for _, raw := range [][]byte{nil, want} {
+				entry, got := buildEntry(c.fields, raw, env, s)
+				if string(got) != string(want) {
+					t.Errorf("message %d: ENVELOPE %q, want %q", i, got, want)
+				}
+				block, e, gs := splitEntry(entry)
+				if string(block) != string(cachedBlock(c.fields)) || string(e) != string(want) {
+					t.Errorf("message %d: entry %q reads back as %q and %q", i, entry, block, e)
+				}
+				if (gs == nil) != (s == nil) || s != nil && (string(gs.ext) != string(s.ext) || string(gs.basic) != string(s.basic)) {
+					t.Errorf("message %d: entry %q has structure %+v, want %+v", i, entry, gs, s)
+				}
+			}
+		}
+	}
+}

@@ -26,9 +26,10 @@ type HeaderCache interface {
 	// CacheFields records the fields of one message (same form; the
 	// IMAP server may add, after an empty line, more of what it computed
 	// from the message, such as its BODYSTRUCTURE: a store keeps the
-	// bytes as given and returns them as they were). It never
-	// waits for the disk: entries may be written later, in batches, and
-	// a crash may lose them (they are only a cache). Entries of a message
-	// go when the message goes.
+	// bytes as given and returns them as they were). The store may keep
+	// fields itself, without a copy: the caller must not change it
+	// afterwards. It never waits for the disk: entries may be written
+	// later, in batches, and a crash may lose them (they are only a
+	// cache). Entries of a message go when the message goes.
 	CacheFields(name string, uid uint32, fields []byte)
 }

@@ -115,7 +115,7 @@ func (c *cacheWriter) put(k cacheFolder, uid, uv uint32, fields []byte) {
 		c.n--
 		c.bytes -= len(old.fields)
 	}
-	m[uid] = cacheVal{uv: uv, fields: append([]byte{}, fields...)}
+	m[uid] = cacheVal{uv: uv, fields: fields} // the caller's, not to be changed (mailbox.HeaderCache)
 	c.n++
 	c.bytes += len(fields)
 	if c.n == 1 {
