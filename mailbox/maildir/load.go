@@ -119,13 +119,6 @@ func sameUIDs(ents []*entry, msgs []mailbox.Message) bool {
 	return true
 }
 
-// count is the number of messages in the folder.
-func (f *folder) count() int {
-	if f.lazy {
-		return len(f.snap.Messages)
-	}
-	return len(f.ents)
-}
 
 // startAfresh rebuilds the folder's index (empty, a new UIDVALIDITY)
 // when there is none or bad says how it is damaged; the scan that
