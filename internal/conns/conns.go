@@ -26,6 +26,7 @@
 package conns
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -70,6 +71,15 @@ type Options struct {
 	// the bytes to send instead of p, or nil to send p as it is. It sees
 	// plaintext only on connections without TLS.
 	Rewrite func(p []byte) []byte
+	// LinePerRead makes each Read return at most one line (up to and
+	// including its LF) of what arrived, and nothing once the connection
+	// is closed, until TLS starts (a line beginning with a TLS record's
+	// first byte, 0x16: from then on reads are whole). It is for go-smtp,
+	// which goes on answering the commands already in its buffer after
+	// it closed a connection ("Too many errors"), with no session: each
+	// such RCPT or MAIL panicked (docs/upstream/go-smtp.md, 6). With one
+	// line at a time, its next read after the close fails instead.
+	LinePerRead bool
 	// Logger receives a record per refused connection.
 	Logger *slog.Logger
 }
@@ -418,6 +428,14 @@ type Conn struct {
 
 	mu         sync.Mutex
 	onShutdown func()
+
+	// Read's buffer for Options.LinePerRead: what arrived and was not
+	// handed out yet is rbuf[rpos:rend], then rerr.
+	rbuf       []byte
+	rpos, rend int
+	rerr       error
+	midLine    bool // the last byte handed out was not an LF
+	whole      bool // TLS started: reads are no longer cut at lines
 }
 
 // From finds the Conn under a connection a protocol library hands its
@@ -440,6 +458,47 @@ func From(nc net.Conn) *Conn {
 }
 
 func (c *Conn) Read(p []byte) (int, error) {
+	if !c.set.opts.LinePerRead || c.whole && c.rpos == c.rend {
+		return c.read(p)
+	}
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	if c.rpos == c.rend {
+		if err := c.rerr; err != nil {
+			c.rerr = nil
+			return 0, err
+		}
+		if c.rbuf == nil {
+			c.rbuf = make([]byte, 16<<10)
+		}
+		n, err := c.read(c.rbuf)
+		c.rpos, c.rend, c.rerr = 0, n, err
+		if n == 0 {
+			c.rerr = nil
+			return 0, err
+		}
+	}
+	b := c.rbuf[c.rpos:c.rend]
+	if !c.midLine && b[0] == 0x16 {
+		c.whole = true
+	}
+	if !c.whole {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[:i+1]
+		}
+	}
+	n := copy(p, b)
+	c.rpos += n
+	if n > 0 {
+		c.midLine = p[n-1] != '\n'
+	}
+	return n, nil
+}
+
+// read is one read of the connection, bounded by the idle timeout and
+// the minimum data rate.
+func (c *Conn) read(p []byte) (int, error) {
 	d := c.set.opts.IdleTimeout
 	if d <= 0 {
 		return c.Conn.Read(p)

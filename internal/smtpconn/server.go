@@ -101,7 +101,10 @@ func NewServer(opts Options, newSession func(*gosmtp.Conn) (gosmtp.Session, erro
 		// RFC 5321 §3.1: a server may answer 421 instead of 220.
 		Refusal: []byte("421 4.7.0 " + opts.Hostname + " Too many connections, try again later\r\n"),
 		Rewrite: func(p []byte) []byte { return fixReply(p, announce) },
-		Logger:  s.log,
+		// go-smtp answers the commands in its buffer after it closed
+		// the connection, without a session (docs/upstream/go-smtp.md, 6).
+		LinePerRead: true,
+		Logger:      s.log,
 	})
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(newSession))
 	gs.LMTP = opts.LMTP

@@ -119,7 +119,6 @@ func sameUIDs(ents []*entry, msgs []mailbox.Message) bool {
 	return true
 }
 
-
 // startAfresh rebuilds the folder's index (empty, a new UIDVALIDITY)
 // when there is none or bad says how it is damaged; the scan that
 // follows indexes every file.
