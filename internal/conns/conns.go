@@ -472,7 +472,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if c.rbuf == nil {
 			c.rbuf = make([]byte, 16<<10)
 		}
-		n, err := c.read(c.rbuf)
+		// No more than the caller asked for: a read with no LF in it
+		// then gives the caller what a read of its own would have.
+		n, err := c.read(c.rbuf[:min(len(c.rbuf), len(p))])
 		c.rpos, c.rend, c.rerr = 0, n, err
 		if n == 0 {
 			c.rerr = nil
