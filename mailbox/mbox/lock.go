@@ -22,6 +22,9 @@ const (
 	maxRetry   = 500 * time.Millisecond
 )
 
+// pidLine is what a dotlock holds: this process's pid and a newline.
+var pidLine = strconv.Itoa(os.Getpid()) + "\n"
+
 // dotlock is a held <mbox>.lock file.
 type dotlock struct {
 	fsys dirFS
@@ -42,11 +45,13 @@ func takeDotlock(ctx context.Context, fsys dirFS, lockPath string, opts Options)
 	delay := firstRetry
 	logged := false
 	for {
-		f, err := fsys.OpenFile(lockPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+		// O_NONBLOCK changes nothing for a new regular file, but spares
+		// os.File the four fcntl calls that would set it and take it back.
+		f, err := fsys.OpenFile(lockPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
 		if err == nil {
 			// The holder's pid, as liblockfile and procmail write it, so
 			// that tools on this host can tell a live lock from a stale one.
-			_, werr := f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+			_, werr := f.WriteString(pidLine)
 			fi, serr := f.Stat()
 			cerr := f.Close()
 			if err = errors.Join(werr, serr, cerr); err != nil {

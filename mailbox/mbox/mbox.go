@@ -237,6 +237,8 @@ func ParseLockOrder(s string) (LockOrder, error) {
 // lock.
 type held struct {
 	f      *os.File
+	fi     os.FileInfo // f's state when locked, or when the last appendMany began
+	end    int64       // f's size after the last appendMany
 	dl     *dotlock
 	path   string
 	logger *slog.Logger
@@ -264,7 +266,7 @@ func lockMbox(ctx context.Context, fsys dirFS, name, path string, opts Options) 
 		return nil
 	}
 	fcntl := func() error {
-		f, err := openLocked(lockCtx, fsys, name, path, opts.Logger)
+		f, fi, err := openLocked(lockCtx, fsys, name, path, opts.Logger)
 		if err != nil {
 			var e *Error
 			if errors.As(err, &e) {
@@ -273,7 +275,7 @@ func lockMbox(ctx context.Context, fsys dirFS, name, path string, opts Options) 
 			}
 			return err
 		}
-		h.f = f
+		h.f, h.fi = f, fi
 		return nil
 	}
 	steps := []func() error{dot, fcntl}
@@ -297,39 +299,52 @@ func (h *held) release() {
 	h.dl.release(h.logger)
 }
 
-// openLocked opens (creating) the mbox and takes the fcntl lock. If the
-// name was replaced while we waited for the lock (a reader that rewrites
-// the mbox through a new file and a rename), it starts over on the new
-// file, since appending to the old one would lose the message.
-func openLocked(ctx context.Context, fsys dirFS, name, path string, logger *slog.Logger) (*os.File, error) {
+// openLocked opens (creating) the mbox and takes the fcntl lock,
+// returning the file and its state under the lock. If the name was
+// replaced while we waited for the lock (a reader that rewrites the mbox
+// through a new file and a rename), it starts over on the new file,
+// since appending to the old one would lose the message.
+func openLocked(ctx context.Context, fsys dirFS, name, path string, logger *slog.Logger) (*os.File, os.FileInfo, error) {
 	for attempt := 0; ; attempt++ {
 		f, err := openFile(fsys, name, path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := lockFile(ctx, f, logger); err != nil {
 			f.Close()
-			return nil, newError(path, "lock", err)
+			return nil, nil, newError(path, "lock", err)
 		}
 		fi, err := f.Stat()
 		if err != nil {
 			f.Close()
-			return nil, newError(path, "stat", err)
+			return nil, nil, newError(path, "stat", err)
 		}
 		cur, err := fsys.Lstat(name)
+		if err == nil && cur.Mode()&os.ModeSymlink != 0 {
+			// An os.Root follows a symlink that stays inside it,
+			// O_NOFOLLOW or not: what was opened must be what the
+			// name is.
+			f.Close()
+			return nil, nil, newError(path, "open", ErrSymlink)
+		}
 		if err == nil && os.SameFile(fi, cur) {
-			return f, nil
+			if err := checkMbox(fi); err != nil {
+				f.Close()
+				return nil, nil, newError(path, "open", err)
+			}
+			return f, fi, nil
 		}
 		f.Close()
 		if attempt == 3 {
-			return nil, newError(path, "lock", errors.New("the file keeps being replaced"))
+			return nil, nil, newError(path, "lock", errors.New("the file keeps being replaced"))
 		}
 	}
 }
 
 // openFile opens name in fsys (path in messages) for appending without
-// following a symlink or blocking on a FIFO, and checks it is a plain file
-// with one link.
+// following a symlink or blocking on a FIFO, and checks that it is a
+// plain file before it is locked; openLocked checks the rest under the
+// lock.
 func openFile(fsys dirFS, name, path string) (*os.File, error) {
 	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
 	if err != nil {
@@ -343,28 +358,27 @@ func openFile(fsys dirFS, name, path string) (*os.File, error) {
 		f.Close()
 		return nil, newError(path, "stat", err)
 	}
-	var bad error
-	// An os.Root follows a symlink that stays inside it, O_NOFOLLOW or
-	// not: what was opened must be what the name is.
-	if cur, err := fsys.Lstat(name); err == nil && cur.Mode()&os.ModeSymlink != 0 {
-		bad = ErrSymlink
-	}
-	switch {
-	case bad != nil:
-	case !fi.Mode().IsRegular():
-		bad = fmt.Errorf("%w (%v)", ErrNotRegular, fi.Mode().Type())
-	case fi.Mode().Perm()&0o111 != 0:
-		bad = fmt.Errorf("%w: it is executable", ErrUnsafe)
-	default:
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && uint64(st.Nlink) > 1 {
-			bad = fmt.Errorf("%w: it has %d hard links", ErrUnsafe, st.Nlink)
-		}
-	}
-	if bad != nil {
+	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, newError(path, "open", bad)
+		return nil, newError(path, "open", fmt.Errorf("%w (%v)", ErrNotRegular, fi.Mode().Type()))
 	}
 	return f, nil
+}
+
+// checkMbox refuses a file that is not safe to append to: one that is
+// executable, or has other hard links (a link to some other file that
+// the mail would land in).
+func checkMbox(fi os.FileInfo) error {
+	switch {
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%w (%v)", ErrNotRegular, fi.Mode().Type())
+	case fi.Mode().Perm()&0o111 != 0:
+		return fmt.Errorf("%w: it is executable", ErrUnsafe)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && uint64(st.Nlink) > 1 {
+		return fmt.Errorf("%w: it has %d hard links", ErrUnsafe, st.Nlink)
+	}
+	return nil
 }
 
 // fromLine is the From line (without its line end) of a message from

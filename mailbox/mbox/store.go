@@ -79,6 +79,12 @@ type Store struct {
 	// instead of polling the dotlock.
 	writers sync.Map // string -> *sync.Mutex
 
+	// ready holds the directories (relative to the mail root) that
+	// deliveries found in place, in a home found to hold no Maildir, so
+	// that the next deliveries there look for neither again. A directory
+	// found missing at delivery leaves it (see lock).
+	ready sync.Map // string -> struct{}
+
 	accts index.Shared[account] // by home
 
 	// cacheBytes is what the header caches of all folders hold.
@@ -319,6 +325,11 @@ func (s *Store) writer(p place) *sync.Mutex {
 func (s *Store) lock(ctx context.Context, p place) (*held, func(), error) {
 	dir, err := s.openDir(p)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !p.abs {
+			// Removed behind our back: this delivery fails (4xx), the
+			// next one makes the directory again.
+			s.ready.Delete(p.dir)
+		}
 		return nil, nil, fmt.Errorf("mbox: open %s: %w", p.dir, err)
 	}
 	mu := s.writer(p)
@@ -336,11 +347,68 @@ func (s *Store) lock(ctx context.Context, p place) (*held, func(), error) {
 	}, nil
 }
 
-// spool copies r into an anonymous temporary file in home (made and
-// unlinked at once, so that nothing is left after a crash), read back
-// from its start. Nothing is visible in any folder yet, and no lock is
-// held while a slow sender or client trickles the message in.
-func (s *Store) spool(ctx context.Context, home string, r io.Reader) (*os.File, error) {
+// stageMemory is the largest message held in memory between Stage (or
+// an APPEND's upload) and the append to its file; a larger one waits in
+// an anonymous file in its home. A delivery from the agent is in memory
+// already up to the same size (mda's spool), and a file of its own cost
+// a 4 KiB message some twenty system calls.
+const stageMemory = 1 << 20
+
+// stageBufs are the buffers of messages held in memory, reused: a fresh
+// one per message meant fresh pages, and a page's first touch is dear.
+var stageBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// spooled is a message taken in before its folder's file is locked.
+type spooled struct {
+	mem  *bytes.Buffer // the message, if it fits in stageMemory
+	file *os.File      // else this anonymous file holds it
+	size int64
+}
+
+// reader reads the message from its start; each call gives a new reader.
+func (sp *spooled) reader() io.Reader {
+	if sp.file != nil {
+		return io.NewSectionReader(sp.file, 0, sp.size)
+	}
+	return bytes.NewReader(sp.mem.Bytes())
+}
+
+// close lets the message go.
+func (sp *spooled) close() error {
+	var err error
+	if sp.file != nil {
+		err = sp.file.Close()
+		sp.file = nil
+	}
+	if sp.mem != nil {
+		if sp.mem.Cap() <= 2*stageMemory {
+			sp.mem.Reset()
+			stageBufs.Put(sp.mem)
+		}
+		sp.mem = nil
+	}
+	return err
+}
+
+// spool takes r in: into memory up to stageMemory, beyond that into an
+// anonymous temporary file in home (made and unlinked at once, so that
+// nothing is left after a crash). Nothing is visible in any folder yet,
+// and no lock is held while a slow sender or client trickles the message
+// in.
+func (s *Store) spool(ctx context.Context, home string, r io.Reader) (*spooled, error) {
+	cr := &ctxReader{ctx: ctx, r: r}
+	buf := stageBufs.Get().(*bytes.Buffer)
+	sp := &spooled{mem: buf}
+	n, err := buf.ReadFrom(io.LimitReader(cr, stageMemory+1))
+	if err != nil {
+		sp.close()
+		return nil, fmt.Errorf("mbox: spool a message in %s: %w", home, err)
+	}
+	if n <= stageMemory {
+		sp.size = n
+		return sp, nil
+	}
+	defer sp.close() // the buffer: the file takes over
 	if err := s.mkdirs(home); err != nil {
 		return nil, err
 	}
@@ -352,23 +420,24 @@ func (s *Store) spool(ctx context.Context, home string, r io.Reader) (*os.File, 
 		return nil, fmt.Errorf("mbox: spool a message in %s: %w", home, err)
 	}
 	s.root.Remove(name)
-	if _, err := io.CopyBuffer(f, &ctxReader{ctx: ctx, r: r}, make([]byte, 64<<10)); err != nil {
+	written, err := f.Write(buf.Bytes())
+	if err == nil {
+		var more int64
+		more, err = io.CopyBuffer(f, cr, make([]byte, 64<<10))
+		written += int(more)
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("mbox: spool a message in %s: %w", home, err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return &spooled{file: f, size: int64(written)}, nil
 }
 
 // returnPath reads the envelope sender from the Return-Path: field of
-// the message in f (what mda writes first), for its From line; "" (the
-// From line's MAILER-DAEMON) if none. f is left at its start.
-func returnPath(f *os.File) string {
-	defer f.Seek(0, io.SeekStart)
-	br := bufio.NewReaderSize(io.LimitReader(f, 64<<10), 4096)
+// the message r (what mda writes first), for its From line; "" (the
+// From line's MAILER-DAEMON) if none.
+func returnPath(r io.Reader) string {
+	br := bufio.NewReaderSize(io.LimitReader(r, 64<<10), 4096)
 	for {
 		line, err := br.ReadSlice('\n')
 		t := bytes.TrimRight(line, "\r\n")
@@ -392,7 +461,7 @@ type Staged struct {
 	s          *Store
 	home, name string
 	p          place
-	tmp        *os.File
+	msg        *spooled
 	from       string
 	extra      string // flag fields
 	at         int64  // where Commit put its From line
@@ -436,9 +505,6 @@ func (s *Store) StageFolder(ctx context.Context, home string, d mailbox.Delivery
 	if err := checkHome(home); err != nil {
 		return nil, err
 	}
-	if err := s.checkFormat(home); err != nil {
-		return nil, err
-	}
 	canon := inbox
 	if d.Folder != "" {
 		c, _, err := canonical(d.Folder)
@@ -457,17 +523,38 @@ func (s *Store) StageFolder(ctx context.Context, home string, d mailbox.Delivery
 			return nil, fmt.Errorf("mbox: %s: %w", canon, mailbox.ErrNoFolder)
 		}
 	}
-	if !p.abs {
-		if err := s.mkdirs(p.dir); err != nil {
-			return nil, err
-		}
+	if err := s.prepare(home, p); err != nil {
+		return nil, err
 	}
-	tmp, err := s.spool(ctx, home, r)
+	msg, err := s.spool(ctx, home, r)
 	if err != nil {
 		return nil, err
 	}
 	sys, kws := index.ParseFlags(d.Flags)
-	return &Staged{s: s, home: home, name: canon, p: p, tmp: tmp, from: returnPath(tmp), extra: flagFields(sys, kws)}, nil
+	return &Staged{s: s, home: home, name: canon, p: p, msg: msg, from: returnPath(msg.reader()), extra: flagFields(sys, kws)}, nil
+}
+
+// prepare checks that home is an mbox home and makes the directory of
+// the file at p, once: what a delivery found ready stays so for the
+// next ones (Store.ready).
+func (s *Store) prepare(home string, p place) error {
+	key := p.dir
+	if p.abs {
+		key = home
+	}
+	if _, ok := s.ready.Load(key); ok {
+		return nil
+	}
+	if err := s.checkFormat(home); err != nil {
+		return err
+	}
+	if !p.abs {
+		if err := s.mkdirs(p.dir); err != nil {
+			return err
+		}
+	}
+	s.ready.Store(key, struct{}{})
+	return nil
 }
 
 // FolderExists reports whether home has the folder name, as a file (a
@@ -495,13 +582,7 @@ func (s *Store) FolderExists(ctx context.Context, home, name string) (bool, erro
 }
 
 // Size is the size of the message as spooled.
-func (m *Staged) Size() int64 {
-	fi, err := m.tmp.Stat()
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
+func (m *Staged) Size() int64 { return m.msg.size }
 
 // Commit appends the message to its folder's file under the file's locks
 // and returns once it is fsynced. It is not cancelled by ctx (only the
@@ -512,21 +593,26 @@ func (m *Staged) Commit(ctx context.Context) error {
 		return nil
 	}
 	h, unlock, err := m.s.lock(context.WithoutCancel(ctx), m.p)
+	if errors.Is(err, fs.ErrNotExist) && !m.p.abs {
+		// The directory was removed since Stage found it (lock forgot
+		// it): made again.
+		if err = m.s.prepare(m.home, m.p); err == nil {
+			h, unlock, err = m.s.lock(context.WithoutCancel(ctx), m.p)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	n, at, err := h.appendMany(context.WithoutCancel(ctx), []outMessage{{from: fromLine(m.from, time.Now()), r: m.tmp, extra: m.extra}})
+	n, at, err := h.appendMany(context.WithoutCancel(ctx), []outMessage{{from: fromLine(m.from, time.Now()), r: m.msg.reader(), extra: m.extra}})
 	if err != nil {
 		return newError(m.p.String(), "write", err)
 	}
+	// The file, its end, and its size before (n counts the separator
+	// written before the From line too).
 	m.at, m.committed = at[0], true
-	if m.file, err = h.f.Stat(); err == nil {
-		// The file's end, and its size before (n counts the separator
-		// written before the From line too).
-		m.end, m.before = m.file.Size(), m.file.Size()-n
-	}
-	m.tmp.Close()
+	m.file, m.end, m.before = h.fi, h.end, h.end-n
+	m.msg.close()
 	m.s.changed(m.home, m.name)
 	return nil
 }
@@ -540,7 +626,7 @@ func (m *Staged) Abort() error {
 	}
 	m.done = true
 	if !m.committed {
-		return m.tmp.Close()
+		return m.msg.close()
 	}
 	h, unlock, err := m.s.lock(context.Background(), m.p)
 	if err != nil {
@@ -573,6 +659,9 @@ type outMessage struct {
 	extra string
 }
 
+// appendBufs are appendMany's write buffers, reused (see stageBufs).
+var appendBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
 // appendMany appends msgs to the held file with one fsync, and returns
 // the bytes appended and each one's offset. On failure the file is
 // truncated back to its size before.
@@ -581,6 +670,7 @@ func (h *held) appendMany(ctx context.Context, msgs []outMessage) (int64, []int6
 	if err != nil {
 		return 0, nil, fmt.Errorf("stat: %w", err)
 	}
+	h.fi = fi
 	size := fi.Size()
 	fail := func(err error) (int64, []int64, error) {
 		if terr := h.f.Truncate(size); terr != nil {
@@ -595,7 +685,12 @@ func (h *held) appendMany(ctx context.Context, msgs []outMessage) (int64, []int6
 		return fail(err)
 	}
 	cw := &countWriter{w: h.f}
-	bw := bufio.NewWriterSize(cw, 64<<10)
+	bw := appendBufs.Get().(*bufio.Writer)
+	bw.Reset(cw)
+	defer func() {
+		bw.Reset(nil)
+		appendBufs.Put(bw)
+	}()
 	bw.WriteString(pad)
 	at := make([]int64, len(msgs))
 	for i, m := range msgs {
@@ -610,5 +705,6 @@ func (h *held) appendMany(ctx context.Context, msgs []outMessage) (int64, []int6
 	if err := h.f.Sync(); err != nil {
 		return fail(fmt.Errorf("fsync: %w", err))
 	}
+	h.end = size + cw.n
 	return cw.n, at, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -582,5 +583,81 @@ func TestDovecotUIDsTakenOver(t *testing.T) {
 	deliver(t, s, "", "Subject: d\n\nD\n")
 	if got := snapUIDs(mustSync(t, f, "INBOX")); !slices.Equal(got, []uint32{3, 7, 10, 11}) {
 		t.Errorf("after a delivery: %v", got)
+	}
+}
+
+// TestSpoolSizes: a message is held in memory up to stageMemory and in
+// an anonymous file beyond; either way it is appended whole, its size is
+// what was given, its From line names its Return-Path, and nothing is
+// left in the home.
+func TestSpoolSizes(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{stageMemory - 1, stageMemory, stageMemory + 1, 3*stageMemory + 7} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			t.Parallel()
+			s := newTestStore(t, StoreOptions{})
+			head := "Return-Path: <bob@example.net>\nSubject: sized\n\n"
+			body := strings.Repeat("x", 99) + "\n"
+			var msg strings.Builder
+			msg.WriteString(head)
+			for msg.Len() < size-1 {
+				msg.WriteString(body[:min(len(body), size-1-msg.Len())])
+			}
+			msg.WriteString("\n")
+			st, err := s.Stage(t.Context(), testHome, strings.NewReader(msg.String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.(*Staged).Size(); got != int64(size) {
+				t.Errorf("Size %d, want %d", got, size)
+			}
+			if err := st.Commit(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			f := openFolders(t, s)
+			snap := mustSync(t, f, "INBOX")
+			if len(snap.Messages) != 1 {
+				t.Fatalf("%d messages", len(snap.Messages))
+			}
+			if got := content(t, f, "INBOX", snap.Messages[0].UID); got != crlf(msg.String()) {
+				t.Errorf("served %d bytes, want the %d given", len(got), len(crlf(msg.String())))
+			}
+			raw, err := os.ReadFile(filepath.Join(s.opts.Root, testHome, "mbox"))
+			if err != nil || !strings.HasPrefix(string(raw), "From bob@example.net ") {
+				t.Errorf("From line %.40q, %v", raw, err)
+			}
+			ents, _ := os.ReadDir(filepath.Join(s.opts.Root, testHome))
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".mailroom-spool-") {
+					t.Errorf("left in the home: %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+// TestHomeRemovedBetweenDeliveries: deliveries remember that a home's
+// directory is in place (Store.ready); if it is removed, even between a
+// Stage and its Commit, the delivery makes it again instead of failing.
+func TestHomeRemovedBetweenDeliveries(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, StoreOptions{})
+	deliver(t, s, "", "Subject: one\n\n1\n")
+	home := filepath.Join(s.opts.Root, testHome)
+	st, err := s.Stage(t.Context(), testHome, strings.NewReader("Subject: two\n\n2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(home); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(t.Context()); err != nil {
+		t.Fatalf("Commit after the home was removed: %v", err)
+	}
+	os.RemoveAll(home)
+	deliver(t, s, "", "Subject: three\n\n3\n")
+	raw, err := os.ReadFile(filepath.Join(home, "mbox"))
+	if err != nil || strings.Count(string(raw), "\nFrom ")+1 != 1 || !strings.Contains(string(raw), "Subject: three") {
+		t.Errorf("mbox after the home was removed twice: %q, %v", raw, err)
 	}
 }

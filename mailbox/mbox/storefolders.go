@@ -627,17 +627,17 @@ func (s *session) Append(ctx context.Context, name string, r io.Reader, flags []
 	if err := s.withFolder(ctx, name, func(*folder) error { return nil }); err != nil {
 		return 0, 0, err
 	}
-	tmp, err := s.a.s.spool(ctx, s.a.home, r)
+	msg, err := s.a.s.spool(ctx, s.a.home, r)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer tmp.Close()
+	defer msg.close()
 	if date.IsZero() {
 		date = time.Now()
 	}
 	sys, kws := index.ParseFlags(flags)
 	err = s.withFolder(ctx, name, func(f *folder) error {
-		uids, err := f.appendTo(ctx, []pending{{out: outMessage{from: fromLine("", date.Local()), r: tmp}, flags: sys, kws: kws, date: date.Unix()}})
+		uids, err := f.appendTo(ctx, []pending{{out: outMessage{from: fromLine("", date.Local()), r: msg.reader()}, flags: sys, kws: kws, date: date.Unix()}})
 		if err != nil {
 			return err
 		}
