@@ -324,12 +324,9 @@ func (f *folder) load() error {
 		if !ok {
 			return nil
 		}
-		n := 0
-		c := ub.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			n++
-		}
-		msgs = index.Make(n)[:0]
+		// Stats counts the keys from each page's header, without
+		// visiting them; the array is then sized once.
+		msgs = index.Make(ub.Stats().KeyN)[:0]
 		var e entry
 		bad := forEachEntry(ub, m, func() *entry { e = entry{}; return &e }, func(e *entry) {
 			msgs = append(msgs, f.message(e))
