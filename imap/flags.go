@@ -65,7 +65,11 @@ func validAttr(a string) bool { return strings.HasPrefix(a, `\`) && validFlag(a)
 
 // imapFlags converts stored flags for a response.
 func imapFlags(flags []string) []goimap.Flag {
-	out := make([]goimap.Flag, 0, len(flags))
+	return appendIMAPFlags(make([]goimap.Flag, 0, len(flags)), flags)
+}
+
+// appendIMAPFlags is imapFlags appending to out.
+func appendIMAPFlags(out []goimap.Flag, flags []string) []goimap.Flag {
 	for _, f := range flags {
 		if validFlag(f) && f != flagRecent {
 			out = append(out, goimap.Flag(f))
@@ -75,12 +79,15 @@ func imapFlags(flags []string) []goimap.Flag {
 }
 
 // flagsOf is a message's FLAGS for this session: \Recent too where the
-// message is recent for it and the client speaks IMAP4rev1.
+// message is recent for it and the client speaks IMAP4rev1. The list is
+// the session's scratch, valid until the next call: each caller writes it
+// out at once, and a FETCH of 100,000 messages allocates no list.
 func (s *session) flagsOf(m mailbox.Message) []goimap.Flag {
-	f := imapFlags(m.Flags)
+	f := appendIMAPFlags(s.flagBuf[:0], m.Flags)
 	if !s.conn.rev2 && s.recent.has(m.UID) {
 		f = append(f, goimap.Flag(flagRecent))
 	}
+	s.flagBuf = f
 	return f
 }
 

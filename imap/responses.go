@@ -16,6 +16,7 @@ import (
 type fetchWriter struct {
 	c     *conn
 	names *wire.FetchNames
+	r     fetchResponse // the one being written: one at a time, reused
 }
 
 // fetchResponse is one "* n FETCH (...)" being written.
@@ -28,7 +29,8 @@ type fetchResponse struct {
 // CreateMessage starts the response for message seq; Close ends it.
 func (w *fetchWriter) CreateMessage(seq uint32) *fetchResponse {
 	w.c.enc.Atom("* ").Number(seq).Atom(" FETCH (")
-	return &fetchResponse{e: w.c.enc, names: w.names}
+	w.r = fetchResponse{e: w.c.enc, names: w.names}
+	return &w.r
 }
 
 func (r *fetchResponse) item(name string) *wire.Encoder {

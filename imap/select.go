@@ -301,8 +301,16 @@ func (s *session) resolve(numSet goimap.NumSet) ([]int, error) {
 		}
 	}
 	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
-	var out []int
-	next := 0 // first index not yet in out
+	total, next := 0, 0
+	for _, sp := range spans {
+		total += max(0, sp[1]+1-max(sp[0], next))
+		next = max(next, sp[1]+1)
+	}
+	if total == 0 {
+		return nil, nil
+	}
+	out := make([]int, 0, total)
+	next = 0 // first index not yet in out
 	for _, sp := range spans {
 		for k := max(sp[0], next); k <= sp[1]; k++ {
 			out = append(out, k)

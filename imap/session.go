@@ -18,13 +18,15 @@ import (
 // folder. The connection's loop calls its methods one at a time (Idle
 // runs in a goroutine of its own while the loop waits for DONE).
 type session struct {
-	srv    *Server
-	conn   *conn
-	cc     *conns.Conn // under conn: busy marks, the client's key
-	log    *slog.Logger
-	key    string // client address for the login delay
-	ctx    context.Context
-	cancel context.CancelFunc
+	srv  *Server
+	conn *conn
+	cc   *conns.Conn // under conn: busy marks, the client's key
+	log  *slog.Logger
+	key  string // client address for the login delay
+	// flagBuf is flagsOf's scratch list.
+	flagBuf []goimap.Flag
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	folders   Folders // nil until login
 	home      string  // the account's mail home, once logged in

@@ -137,8 +137,18 @@ func (e *Encoder) Number(n uint32) *Encoder { return e.Number64(int64(n)) }
 
 // Number64 writes n.
 func (e *Encoder) Number64(n int64) *Encoder {
-	var b [20]byte
-	e.raw(strconv.AppendInt(b[:0], n, 10))
+	// Formatted straight into the buffer: a [20]byte handed to raw
+	// escapes (raw may pass it to the io.Writer), one allocation per
+	// number, two per message in a FETCH of UID and FLAGS.
+	if e.err == nil {
+		if e.buf == nil {
+			e.buf = bufs.Get().(*[]byte)
+		}
+		*e.buf = strconv.AppendInt(*e.buf, n, 10)
+		if len(*e.buf) >= FlushSize {
+			e.Flush()
+		}
+	}
 	return e
 }
 
