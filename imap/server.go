@@ -58,6 +58,9 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, username, password 
 type Options struct {
 	Store Store
 	Auth  Authenticator
+	// FindHome, if set, lets a login start reading the account's INBOX
+	// while its password is checked (prefetch.go).
+	FindHome HomeFinder
 	// TLSConfig enables STARTTLS on plain listeners (Serve) and is the
 	// configuration of implicit TLS (ServeTLS, port 993).
 	TLSConfig *tls.Config
@@ -92,6 +95,9 @@ type Options struct {
 	// Panics counts the panics recovered in sessions (nil: the server's
 	// own count).
 	Panics *panics.Recorder
+
+	// prefetchOneCPU (tests) reads INBOX ahead even with one CPU.
+	prefetchOneCPU bool
 }
 
 // Server serves IMAP on any number of listeners.
@@ -106,6 +112,8 @@ type Server struct {
 
 	// conns admits, counts and stops the connections.
 	conns *conns.Set
+
+	prefetches prefetcher
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -142,6 +150,7 @@ func New(opts Options) *Server {
 		log:      opts.Logger.With("proto", "imap"),
 		throttle: opts.Throttle,
 	}
+	s.prefetches.on = prefetchOn(&opts)
 	if s.throttle == nil && opts.AuthFailureDelay > 0 {
 		s.throttle = authdelay.New(opts.AuthFailureDelay, nil)
 	}
@@ -195,7 +204,9 @@ func (s *Server) serve(l net.Listener) error {
 // expire, in which case it closes them as Close does. IMAP clients stay
 // connected for hours, so Shutdown does not wait for them to leave.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.conns.Stop(ctx, closeWait)
+	err := s.conns.Stop(ctx, closeWait)
+	s.prefetches.wait()
+	return err
 }
 
 // Close closes every listener and connection at once, then gives the
@@ -203,5 +214,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // next.
 func (s *Server) Close() error {
 	s.conns.CloseWait(closeWait)
+	s.prefetches.wait()
 	return nil
 }

@@ -111,13 +111,15 @@ var errThrottled = no(goimap.ResponseCodeUnavailable, "Too many failed logins fr
 // allowed (LOGINDISABLED). An address the shared throttle holds back
 // after its failures is refused at once without a look at the password,
 // so a right one is answered as a wrong one; after a few failed attempts
-// the connection is closed. The password is never logged.
+// the connection is closed. The password is never logged. While the
+// password is checked, the account's INBOX is read ahead (prefetch.go).
 func (s *session) Login(username, password string) error {
 	if wait, ok := s.srv.throttle.Allow(s.key, username); !ok {
 		s.log.Warn("authentication refused: too many failures from this address", "event", "auth_throttled", "user", truncate(username, 200), "wait", wait.Round(time.Millisecond))
 		s.attemptFailed()
 		return errThrottled
 	}
+	s.srv.prefetch(username)
 	home, err := s.srv.opts.Auth.Authenticate(s.ctx, username, password)
 	if errors.Is(err, account.ErrAuthFailed) {
 		wait := s.srv.throttle.Fail(s.key, username)

@@ -1,5 +1,5 @@
 // Command imapprof serves mailroom's IMAP code (package imap over
-// maildir.Index) in-process on a data_dir made by bench/imap.sh, with
+// maildir.Index, or mbox.Store with -format mbox) in-process on a data_dir made by bench/imap.sh, with
 // profiles, so that where the time goes in a slow operation can be read
 // with `go tool pprof`. It is a benchmark tool, run by hand; no test runs
 // it, and `mailroom serve` exposes no profiles of its own.
@@ -41,6 +41,7 @@ import (
 	"mailroom/account"
 	"mailroom/imap"
 	"mailroom/mailbox/maildir"
+	"mailroom/mailbox/mbox"
 )
 
 func main() {
@@ -58,6 +59,7 @@ func run() error {
 	after := flag.Int("cpuprofile-after", 1, "start the CPU profile when this connection (1 = the first) arrives")
 	mem := flag.String("memprofile", "", "write a heap profile here at the end")
 	block := flag.String("blockprofile", "", "write a profile of where goroutines waited (locks, channels, I/O) here at the end")
+	format := flag.String("format", "maildir", `the data_dir's [delivery] format: "maildir" or "mbox"`)
 	flag.Parse()
 	if *data == "" {
 		return errors.New("need -data")
@@ -71,19 +73,33 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	store, err := maildir.Open(maildir.Options{Root: filepath.Join(*data, "mail"), Hostname: "imapprof.bench.test"})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ix, err := maildir.NewIndex(db, store, maildir.IndexOptions{Logger: log})
-	if err != nil {
-		return err
+	var st imap.Store
+	switch *format {
+	case "maildir":
+		store, err := maildir.Open(maildir.Options{Root: filepath.Join(*data, "mail"), Hostname: "imapprof.bench.test"})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		ix, err := maildir.NewIndex(db, store, maildir.IndexOptions{Logger: log})
+		if err != nil {
+			return err
+		}
+		defer ix.Close()
+		st = ix
+	case "mbox":
+		store, err := mbox.OpenStore(mbox.StoreOptions{Root: filepath.Join(*data, "mail"), DB: db, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		st = store
+	default:
+		return fmt.Errorf("-format %q: want maildir or mbox", *format)
 	}
-	defer ix.Close()
 	srv := imap.New(imap.Options{
-		Store:             ix,
+		Store:             st,
 		AllowInsecureAuth: true,
 		Logger:            log,
 		Auth: imap.AuthenticatorFunc(func(ctx context.Context, user, pass string) (string, error) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"mailroom/imap"
+	"mailroom/internal/address"
 	"mailroom/internal/listen"
 	"mailroom/mailbox/maildir"
 )
@@ -59,6 +60,17 @@ func (a *app) addIMAP(tlsConfig *tls.Config, add func(addr, proto string, uo lis
 			}
 			return acct.Home(), nil
 		}),
+		FindHome: func(ctx context.Context, user string) (string, bool) {
+			addr, err := address.Parse(user)
+			if err != nil {
+				return "", false
+			}
+			acct, err := a.accounts.Lookup(ctx, addr)
+			if err != nil {
+				return "", false
+			}
+			return acct.Home(), true
+		},
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.IMAP.AllowInsecureAuth,
 		AppendLimit:       limit,
