@@ -59,6 +59,10 @@ func startMaildir(t *testing.T, dir string) *maildirEnv {
 			}
 			return "", account.ErrAuthFailed
 		}),
+		// As cmd/mailroom: INBOX is read ahead while LOGIN checks.
+		FindHome: func(ctx context.Context, user string) (string, bool) {
+			return home, user == "alice"
+		},
 		AuthFailureDelay: -1,
 		Panics:           mailtest.Panics,
 	})
@@ -466,5 +470,28 @@ func TestMaildirInternalDateOfExpunged(t *testing.T) {
 	var ie *goimap.Error
 	if !errors.As(err, &ie) || ie.Code != "EXPUNGEISSUED" {
 		t.Errorf("FETCH: %v, want NO [EXPUNGEISSUED]", err)
+	}
+}
+
+// TestMaildirFirstSelectAfterPrefetch: the first SELECT of an account
+// that was never opened, whose INBOX LOGIN read ahead, shows every
+// message. The read ahead's first scan commits the folder's index; a
+// SELECT that met that commit pending answered with the last durable
+// snapshot, empty, until LOGIN learnt to wait for the read ahead.
+func TestMaildirFirstSelectAfterPrefetch(t *testing.T) {
+	t.Parallel()
+	for round := range 3 {
+		e := startMaildir(t, t.TempDir())
+		for i := range 5 {
+			e.deliver(t, fmt.Sprintf("Subject: m%d\r\n\r\nbody\r\n", i))
+		}
+		c := e.login(t, nil)
+		d, err := c.Select("INBOX", nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.NumMessages != 5 {
+			t.Fatalf("round %d: SELECT after LOGIN shows %d messages, want 5", round, d.NumMessages)
+		}
 	}
 }

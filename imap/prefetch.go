@@ -40,7 +40,7 @@ type prefetcher struct {
 	on       bool // FindHome is set, and there are CPUs to overlap on
 	mu       sync.Mutex
 	closed   bool
-	inFlight map[string]bool // by home
+	inFlight map[string]chan struct{} // by home; closed when done
 	wg       sync.WaitGroup
 }
 
@@ -63,14 +63,15 @@ func (s *Server) prefetch(username string) {
 	}
 	p := &s.prefetches
 	p.mu.Lock()
-	if p.closed || p.inFlight[home] || len(p.inFlight) >= maxPrefetches {
+	if p.closed || p.inFlight[home] != nil || len(p.inFlight) >= maxPrefetches {
 		p.mu.Unlock()
 		return
 	}
 	if p.inFlight == nil {
-		p.inFlight = map[string]bool{}
+		p.inFlight = map[string]chan struct{}{}
 	}
-	p.inFlight[home] = true
+	done := make(chan struct{})
+	p.inFlight[home] = done
 	p.wg.Add(1)
 	p.mu.Unlock()
 	go func() {
@@ -79,6 +80,7 @@ func (s *Server) prefetch(username string) {
 			p.mu.Lock()
 			delete(p.inFlight, home)
 			p.mu.Unlock()
+			close(done)
 		}()
 		defer s.opts.Panics.Recover(s.log, "imap INBOX prefetch")
 		ctx, cancel := context.WithTimeout(s.ctx, prefetchTime)
@@ -97,6 +99,26 @@ func (s *Server) prefetch(username string) {
 		}
 		s.log.Debug("INBOX prefetched", "home", home, "took", time.Since(start).Round(time.Microsecond))
 	}()
+}
+
+// awaitPrefetch waits for the read ahead of home under way, if any, or
+// until ctx ends. A login waits for it before it answers: a session's
+// Sync that meets another session's index commit still pending answers
+// with the folder's last durable snapshot instead of waiting (maildir's
+// group commit), and the last durable snapshot of a folder whose first
+// scan the read ahead is committing is empty: the client would see an
+// empty INBOX until its next NOOP.
+func (p *prefetcher) awaitPrefetch(ctx context.Context, home string) {
+	p.mu.Lock()
+	done := p.inFlight[home]
+	p.mu.Unlock()
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // prefetchOn reports whether a server with opts reads INBOX ahead: with

@@ -130,6 +130,7 @@ func (s *session) Login(username, password string) error {
 	if err != nil {
 		return s.fail("authenticate", err)
 	}
+	s.srv.prefetches.awaitPrefetch(s.ctx, home)
 	f, err := s.srv.opts.Store.Open(s.ctx, home)
 	if err != nil {
 		return s.fail("open mail home", err)
