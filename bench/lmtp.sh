@@ -52,6 +52,12 @@
 # (/var/tmp: where the work directory goes; must be a real disk, not tmpfs),
 # LOOPFS (a size such as 8G: a fresh ext4 for the run, see bench/lib.sh),
 # KEEP=1 (keep the work directory),
+# PERF=1 (with perf installed: mailroom's CPU profile, `perf record -g` of
+# its process over the first timed run of each row, and the top entries
+# of each printed after the tables), MAILROOM_REV (a git revision: build
+# mailroom from it instead of the working tree, to profile or time the
+# code before a change with the same script; lmtpbench is always the
+# working tree's),
 # DOVECOT (/usr/sbin/dovecot), DOVECOT_LMTP (/usr/lib/dovecot/lmtp),
 # DOVECOT_MAIL_USER (when run as root: nobody; Dovecot refuses uid 0 for mail).
 set -euo pipefail
@@ -111,7 +117,18 @@ bench_loopfs
 warn_tmpfs
 
 echo "building mailroom and lmtpbench..." >&2
-(cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom && go build -o "$BIN/lmtpbench" ./bench/lmtpbench)
+if [[ -n ${MAILROOM_REV:-} ]]; then
+	git -C "$REPO" worktree add -q --detach "$WORK/src" "$MAILROOM_REV" || die "no revision $MAILROOM_REV"
+	(cd "$WORK/src" && go build -o "$BIN/mailroom" ./cmd/mailroom) || die "cannot build mailroom at $MAILROOM_REV"
+	git -C "$REPO" worktree remove --force "$WORK/src"
+else
+	(cd "$REPO" && go build -o "$BIN/mailroom" ./cmd/mailroom)
+fi
+(cd "$REPO" && go build -o "$BIN/lmtpbench" ./bench/lmtpbench)
+PERF=${PERF:-0}
+if [[ $PERF == 1 ]] && ! command -v perf >/dev/null; then
+	die "PERF=1 needs perf (Debian's linux-perf)"
+fi
 LB=$BIN/lmtpbench
 
 # --- mailroom ---------------------------------------------------------------
@@ -201,10 +218,20 @@ run_lmtp() {
 			die "$who: warm-up delivery failed ($key)"
 		base=$(in_new "$root")
 	fi
+	local perf_pid=
+	if [[ $PERF == 1 && $who == mailroom && $rep == 1 ]]; then
+		perf record -q -g -F 2000 -p "$pid" -o "$WORK/perf.$key.$s.data" 2>/dev/null &
+		perf_pid=$!
+		sleep 0.5 # time for perf to attach; a late start only shortens the profile
+	fi
 	t0=$(cpu_ticks "$pid")
 	out=$("$LB" lmtp -addr "$addr" -n "$N" -sessions "$s" -users "$users" -rcpts "$r" -domain "$DOMAIN" -size "$SIZE") ||
 		die "$who: delivery failed ($variant, $s sessions)"
 	t1=$(cpu_ticks "$pid")
+	if [[ -n $perf_pid ]]; then
+		kill -INT "$perf_pid"
+		wait "$perf_pid" || true
+	fi
 	check "$root" "$who" "$r" "$base"
 	rate=$(awk -v a="$(field rate "$out")" -v r="$r" 'BEGIN { printf "%.1f", a * r }')
 	us=$(us_per "$t0" "$t1" "$N")
@@ -307,6 +334,18 @@ echo "(whole run: ${elapsed}s; raw figures: variant sessions system run deliveri
 sort -k1,1 -k2,2n -k3,3 -k4,4n "$RESULTS" | sed 's/^/  /'
 
 # --- system calls -----------------------------------------------------------
+if [[ $PERF == 1 ]]; then
+	echo
+	echo "mailroom's CPU profile (perf record -g over the first run of each row; self time, top entries):"
+	for f in "$WORK"/perf.*.data; do
+		[[ -e $f ]] || continue
+		row=${f#"$WORK"/perf.}
+		row=${row%.data}
+		echo "  ${row%.*}, ${row##*.} sessions:"
+		perf report -i "$f" --no-children --sort sym -q --stdio -g none 2>/dev/null | sed -n '1,12s/^/    /p'
+	done
+fi
+
 if [[ $STRACE == 1 ]]; then
 	echo
 	echo "system calls per message (bench/lmtpstrace.sh, N=$STRACE_N, sessions $SESSIONS, one Maildir, 1 recipient):"

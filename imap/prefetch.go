@@ -21,9 +21,9 @@ type HomeFinder func(ctx context.Context, username string) (home string, ok bool
 // no index yet) loads or builds its index, tens of milliseconds to
 // seconds, on the same connection after it: on a machine with a second
 // CPU the two can overlap, and the client's LOGIN+SELECT takes about the
-// longer of them rather than their sum. The session's own SELECT then
-// finds the folder loaded, or waits on the folder's lock for the load
-// under way (the stores do not load a folder twice).
+// longer of them rather than their sum. LOGIN's answer waits for a read
+// still under way (awaitPrefetch), and the session's SELECT then finds
+// the folder loaded.
 //
 // The read happens before the login succeeds, so that an unauthenticated
 // client can cause it: it is only done for an existing account, from an
