@@ -162,3 +162,28 @@ func TestRestartIndexChangedUnderSnapshot(t *testing.T) {
 		t.Errorf("UIDs %v after the index was read again, want %v", got, uids[1:])
 	}
 }
+
+// TestRestartRecordBeyondCounters: a record whose UID the folder's
+// counters never handed out (a damaged index) is not believed after a
+// restart: the load reads the folder afresh from the file, and no session
+// is shown that UID.
+func TestRestartRecordBeyondCounters(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, StoreOptions{})
+	for _, m := range []string{"Subject: a\n\na\n", "Subject: b\n\nb\n"} {
+		deliver(t, s, "", m)
+	}
+	snap := mustSync(t, openFolders(t, s), "INBOX")
+	stray := snap.UIDNext + 100
+	if err := s.opts.DB.Update(func(tx *bolt.Tx) error {
+		ub := index.UIDs(tree.Folder(tx, testHome, inbox))
+		return ub.Put(index.UIDKey(stray), ub.Get(index.UIDKey(snap.Messages[0].UID)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, fs, _ := restarted(t, s)
+	got := mustSync(t, fs, "INBOX")
+	if slices.Contains(snapUIDs(got), stray) || len(got.Messages) != 2 {
+		t.Errorf("UIDs %v after a restart over a record of UID %d beyond UIDNEXT %d", snapUIDs(got), stray, snap.UIDNext)
+	}
+}

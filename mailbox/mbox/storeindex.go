@@ -184,8 +184,8 @@ func decodeEntryInto(e *entry, uid uint32, b []byte) error {
 // m of a snapshot, as decodeEntryInto and folder.message would make it,
 // without the entry: a load after a restart reads every record of the
 // folder, and SELECT needs none of the offsets and fingerprints (need
-// reads those later). It returns the message's MODSEQ for the caller's
-// check, and fails on whatever decodeEntryInto fails on (FuzzDecodeRecord).
+// reads those later). It fails on whatever decodeEntryInto fails on
+// (FuzzDecodeRecord).
 func decodeMessageInto(m *mailbox.Message, uid uint32, b []byte, snaps *index.Snapshots) error {
 	if len(b) < 1 || b[0] != entryVersion {
 		return errBadRecord
@@ -378,7 +378,12 @@ func (f *folder) load() error {
 		// Stats counts the keys from each page's header, without
 		// visiting them; the array is then sized once.
 		msgs = index.Make(ub.Stats().KeyN)[:0]
-		bad := f.decodeMessages(ub, m, &msgs)
+		bad := forEachRecord(ub, m, func(uid uint32, v []byte) (uint64, error) {
+			msgs = append(msgs, mailbox.Message{})
+			msg := &msgs[len(msgs)-1]
+			err := decodeMessageInto(msg, uid, v, &f.snaps)
+			return msg.ModSeq, err
+		})
 		if bad != nil {
 			f.a.s.log.Warn("mbox index inconsistent: rebuilding it from the file", "home", f.a.home, "folder", f.name, "err", bad)
 			return nil
@@ -429,14 +434,16 @@ func (f *folder) need() error {
 		ents = make([]*entry, 0, len(f.snap.Messages))
 		// Entries are allocated 1024 at a time rather than one by one.
 		var slab []entry
-		bad = forEachEntry(ub, m, func() *entry {
+		bad = forEachRecord(ub, m, func(uid uint32, v []byte) (uint64, error) {
 			if len(slab) == 0 {
 				slab = make([]entry, 1024)
 			}
 			e := &slab[0]
 			slab = slab[1:]
-			return e
-		}, func(e *entry) { ents = append(ents, e) })
+			ents = append(ents, e)
+			err := decodeEntryInto(e, uid, v)
+			return e.modSeq, err
+		})
 		return nil
 	})
 	if err == nil && bad == nil && !sameUIDs(ents, f.snap.Messages) {
@@ -466,10 +473,11 @@ func (f *folder) buckets(tx *bolt.Tx) (meta folderMeta, ub *bolt.Bucket, ok bool
 	return meta, ub, ok && ub != nil
 }
 
-// forEachEntry decodes every record of ub, in UID order, into an entry
-// from alloc and hands it to fn; it stops at the first damaged record or
-// one that cannot belong to a folder with meta's counters, and says why.
-func forEachEntry(ub *bolt.Bucket, meta folderMeta, alloc func() *entry, fn func(*entry)) error {
+// forEachRecord hands every record of ub, in UID order, to decode, which
+// returns its MODSEQ; it stops at the first record that decode refuses
+// or that cannot belong to a folder with meta's counters, and says why.
+// What decode kept of the records before is then to be dropped.
+func forEachRecord(ub *bolt.Bucket, meta folderMeta, decode func(uid uint32, v []byte) (modSeq uint64, err error)) error {
 	counters := meta.counters()
 	c := ub.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -477,36 +485,12 @@ func forEachEntry(ub *bolt.Bucket, meta folderMeta, alloc func() *entry, fn func
 			return errBadRecord
 		}
 		uid := binary.BigEndian.Uint32(k)
-		e := alloc()
-		if err := decodeEntryInto(e, uid, v); err != nil {
+		modSeq, err := decode(uid, v)
+		if err == nil && !counters.Holds(uid, modSeq) {
+			err = errBadRecord
+		}
+		if err != nil {
 			return fmt.Errorf("uid %d: %w", uid, err)
-		}
-		if !counters.Holds(uid, e.modSeq) {
-			return fmt.Errorf("uid %d: %w", uid, errBadRecord)
-		}
-		fn(e)
-	}
-	return nil
-}
-
-// decodeMessages appends the messages of every record of the uids
-// bucket ub to msgs, checked against meta's counters as forEachEntry
-// checks entries.
-func (f *folder) decodeMessages(ub *bolt.Bucket, meta folderMeta, msgs *[]mailbox.Message) error {
-	counters := meta.counters()
-	c := ub.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if len(k) != 4 {
-			return errBadRecord
-		}
-		uid := binary.BigEndian.Uint32(k)
-		*msgs = append(*msgs, mailbox.Message{})
-		m := &(*msgs)[len(*msgs)-1]
-		if err := decodeMessageInto(m, uid, v, &f.snaps); err != nil {
-			return fmt.Errorf("uid %d: %w", uid, err)
-		}
-		if !counters.Holds(uid, m.ModSeq) {
-			return fmt.Errorf("uid %d: %w", uid, errBadRecord)
 		}
 	}
 	return nil
