@@ -102,12 +102,11 @@ func (s *Server) prefetch(username string) {
 }
 
 // awaitPrefetch waits for the read ahead of home under way, if any, or
-// until ctx ends. A login waits for it before it answers: a session's
-// Sync that meets another session's index commit still pending answers
-// with the folder's last durable snapshot instead of waiting (maildir's
-// group commit), and the last durable snapshot of a folder whose first
-// scan the read ahead is committing is empty: the client would see an
-// empty INBOX until its next NOOP.
+// until ctx ends. A login waits for it before it answers, so that the
+// client's first view is as fresh as its own read would have made it: a
+// Sync that meets another session's index commit still pending is shown
+// the folder's last durable snapshot (maildir's group commit), without
+// the mail that the read ahead's scan found.
 func (p *prefetcher) awaitPrefetch(ctx context.Context, home string) {
 	p.mu.Lock()
 	done := p.inFlight[home]

@@ -267,3 +267,38 @@ func (e *indexEnv) stored(uid uint32, kw string) error {
 	}
 	return fmt.Errorf("uid %d not in the index when SetFlags returned", uid)
 }
+
+// TestFirstScanShownOnceDurable: while one session's first scan of a
+// folder that has no index yet is being written, another session's Sync
+// waits for it instead of being shown the index rebuilt empty (a client
+// then saw an empty INBOX until its next NOOP: imap's read ahead at
+// LOGIN made that the common case).
+func TestFirstScanShownOnceDurable(t *testing.T) {
+	t.Parallel()
+	e, g := gatedEnv(t)
+	for i := range 3 {
+		e.deliver(testHome, fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i))
+	}
+	a, b := e.folders(testHome), e.folders(testHome)
+	g.arm()
+	first := inBackground(func() error { _, err := a.Sync(t.Context(), inbox); return err })
+	<-g.entered
+	var seen int
+	second := inBackground(func() error {
+		s, err := b.Sync(t.Context(), inbox)
+		if err == nil {
+			seen = len(s.Messages)
+		}
+		return err
+	})
+	g.release <- nil
+	if err := receive(t, first, "first scan"); err != nil {
+		t.Fatal(err)
+	}
+	if err := receive(t, second, "Sync beside the first scan"); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 3 {
+		t.Errorf("a Sync beside the folder's first scan showed %d messages, want 3", seen)
+	}
+}

@@ -88,9 +88,8 @@ func (s *session) Sync(ctx context.Context, name string) (*mailbox.Snapshot, err
 			return nil, err
 		}
 		if !own && w.pending() {
-			snap = w.f.durable.Load()
-			if snap != nil {
-				return snap, nil
+			if durable := w.f.durable.Load(); durable != nil {
+				return durable, nil
 			}
 		}
 		if err := w.wait(); err == nil || own || attempt > 0 {

@@ -134,6 +134,10 @@ func (f *folder) startAfresh(bad error) error {
 		return err
 	}
 	f.take(st)
+	// An index rebuilt empty is no view of the folder: until the scan
+	// that follows is durable, other sessions wait for it (Sync) rather
+	// than be shown an empty folder.
+	f.durable.Store(nil)
 	return nil
 }
 
