@@ -80,12 +80,8 @@ func TestLoginPrefetchesInbox(t *testing.T) {
 	ts.deliver(t, "INBOX", "Subject: hi\r\n\r\nhello\r\n")
 
 	r := dialRaw(t, ts.addr)
-	if _, st := r.cmd("LOGIN alice secret"); !strings.HasPrefix(st, "OK") {
-		t.Fatalf("LOGIN: %q", st)
-	}
-	if _, st := r.cmd("SELECT INBOX"); !strings.HasPrefix(st, "OK") {
-		t.Fatalf("SELECT: %q", st)
-	}
+	r.login()
+	r.ok("SELECT INBOX")
 
 	// No account: nothing is opened.
 	n := dialRaw(t, ts.addr)
