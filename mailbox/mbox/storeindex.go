@@ -180,57 +180,6 @@ func decodeEntryInto(e *entry, uid uint32, b []byte) error {
 	return nil
 }
 
-// decodeMessageInto reads the record b of uid straight into the message
-// m of a snapshot, as decodeEntryInto and folder.message would make it,
-// without the entry: a load after a restart reads every record of the
-// folder, and SELECT needs none of the offsets and fingerprints (need
-// reads those later). It fails on whatever decodeEntryInto fails on
-// (FuzzDecodeRecord).
-func decodeMessageInto(m *mailbox.Message, uid uint32, b []byte, snaps *index.Snapshots) error {
-	if len(b) < 1 || b[0] != entryVersion {
-		return errBadRecord
-	}
-	b = b[1:]
-	var v [8]int64 // modSeq, off, start-off, body-start, end-body, quoted, bareLF, hidden
-	var date int64
-	for i := range v {
-		if i == 1 {
-			d, n := binary.Varint(b)
-			if n <= 0 {
-				return errBadRecord
-			}
-			date, b = d, b[n:]
-		}
-		u, n := binary.Uvarint(b)
-		if n <= 0 || u > 1<<62 {
-			return errBadRecord
-		}
-		v[i], b = int64(u), b[n:]
-	}
-	if len(b) < 2+8+sha256.Size {
-		return errBadRecord
-	}
-	flags := index.Flags(b[1])
-	b = b[10+sha256.Size:]
-	var kws []string
-	for len(b) > 0 {
-		var k string
-		var ok bool
-		if k, b, ok = index.ReadKeyword(b); !ok {
-			return errBadRecord
-		}
-		kws = append(kws, k)
-	}
-	*m = mailbox.Message{
-		UID:          uid,
-		Flags:        snaps.Flags(flags, kws),
-		InternalDate: time.Unix(date, 0),
-		Size:         v[3] + v[4] - v[5] + v[6] - v[7], // as Span.Served
-		ModSeq:       uint64(v[0]),
-	}
-	return nil
-}
-
 // folderMeta is a folder's record: its IMAP numbers and its file as last
 // seen.
 type folderMeta struct {
@@ -378,11 +327,14 @@ func (f *folder) load() error {
 		// Stats counts the keys from each page's header, without
 		// visiting them; the array is then sized once.
 		msgs = index.Make(ub.Stats().KeyN)[:0]
+		var e entry // reused: the load keeps only the messages
 		bad := forEachRecord(ub, m, func(uid uint32, v []byte) (uint64, error) {
-			msgs = append(msgs, mailbox.Message{})
-			msg := &msgs[len(msgs)-1]
-			err := decodeMessageInto(msg, uid, v, &f.snaps)
-			return msg.ModSeq, err
+			e = entry{}
+			if err := decodeEntryInto(&e, uid, v); err != nil {
+				return 0, err
+			}
+			msgs = append(msgs, f.message(&e))
+			return e.modSeq, nil
 		})
 		if bad != nil {
 			f.a.s.log.Warn("mbox index inconsistent: rebuilding it from the file", "home", f.a.home, "folder", f.name, "err", bad)
